@@ -1,0 +1,158 @@
+//! The `drover` command line without Slurm: job scripts, config files, and
+//! bad input refused with exit status 2.
+
+use std::process::{Command, Output};
+
+fn drover(args: &[&str], dir: &std::path::Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_drover"))
+        .args(args)
+        .current_dir(dir)
+        .env("DROVER_USER_CONFIG", "/dev/null")
+        .env_remove("DROVER_CONFIG")
+        .output()
+        .expect("the drover binary runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn job_script_prints_the_script_from_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = drover(
+        &[
+            "job-script",
+            "--cores",
+            "4",
+            "--memory",
+            "8GB",
+            "--walltime",
+            "1h30m",
+            "--queue",
+            "small",
+            "--account",
+            "proj",
+            "--interface",
+            "ib0",
+            "--job-extra-directives=--qos=debug",
+            "--job-directives-skip=-e",
+            "--job-script-prologue",
+            "source venv/bin/activate",
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    for line in [
+        "#SBATCH --cpus-per-task=4",
+        "#SBATCH --mem=7630M",
+        "#SBATCH --time=01:30:00",
+        "#SBATCH --partition=small",
+        "#SBATCH --account=proj",
+        "#SBATCH --qos=debug",
+        "source venv/bin/activate",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in:\n{text}"
+        );
+    }
+    assert!(
+        !text.contains("--error="),
+        "skipped -e is still there:\n{text}"
+    );
+    let logs = dir.path().join("drover-logs");
+    assert!(
+        text.contains(&format!("--output={}/%x-%j.out", logs.display())),
+        "{text}"
+    );
+    assert!(!logs.exists(), "printing a script must not create anything");
+}
+
+#[test]
+fn bad_flags_exit_2_naming_the_field_and_forms() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: &[(&[&str], &[&str])] = &[
+        (
+            &["--walltime", "25:99:00"],
+            &["--walltime", "minutes must be below 60", "HH:MM:SS"],
+        ),
+        (
+            &["--memory", "lots"],
+            &["--memory", "does not start with a number", "4 GiB"],
+        ),
+        (&["--job-name", "a\nb"], &["job-name", "control character"]),
+        (
+            &["--cores", "2", "--processes", "3"],
+            &["processes = 3", "cores = 2"],
+        ),
+        (
+            &["--memory-directive", "both"],
+            &["--memory-directive", "mem-per-cpu"],
+        ),
+        (&["--queue", "a b"], &["queue", "whitespace"]),
+    ];
+    for (flags, fragments) in cases {
+        let mut args = vec!["job-script"];
+        args.extend_from_slice(flags);
+        let out = drover(&args, dir.path());
+        assert_eq!(out.status.code(), Some(2), "{flags:?}: {}", stderr(&out));
+        assert!(stdout(&out).is_empty(), "{flags:?} printed a script");
+        let err = stderr(&out);
+        for f in *fragments {
+            assert!(err.contains(f), "{flags:?}: {f:?} not in:\n{err}");
+        }
+    }
+}
+
+#[test]
+fn project_config_is_read_and_flags_win() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("drover.toml"),
+        "[job]\ncores = 2\nmemory = \"3GiB\"\nqueue = \"small\"\n",
+    )
+    .unwrap();
+    let out = drover(&["job-script", "--cores", "6"], dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("#SBATCH --cpus-per-task=6"), "{text}");
+    assert!(text.contains("#SBATCH --mem=3G"), "{text}");
+    assert!(text.contains("#SBATCH --partition=small"), "{text}");
+
+    std::fs::write(dir.path().join("bad.toml"), "[job]\nwalltime = \"1-25\"\n").unwrap();
+    let out = drover(&["--config", "bad.toml", "job-script"], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("bad.toml: line 2, field `walltime`: hours must be below 24"),
+        "{err}"
+    );
+}
+
+#[test]
+fn template_errors_name_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let template = dir.path().join("site.tera");
+    std::fs::write(
+        &template,
+        "{{ shebang }}\n#SBATCH --qos=x\n#SBATCH -c {{ ncpus }}\n",
+    )
+    .unwrap();
+    let out = drover(
+        &["job-script", "--template", template.to_str().unwrap()],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("template {}, line 3:", template.display())),
+        "{err}"
+    );
+    assert!(err.contains("ncpus"), "{err}");
+}

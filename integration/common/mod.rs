@@ -1,0 +1,125 @@
+//! Helpers shared by the integration tests: finding the local Slurm (never
+//! skipping under CI=true), running drover and reading `scontrol`.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use drover::slurm::{JobId, SlurmCli};
+
+/// Where `slurm/local-cluster` writes its config.
+pub const LOCAL_SLURM_CONF: &str = "/var/lib/drover-slurm/slurm.conf";
+
+/// The `slurm.conf` of the Slurm the tests use: `$SLURM_CONF`, else the
+/// local cluster's.
+pub fn slurm_conf() -> PathBuf {
+    std::env::var_os("SLURM_CONF")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(LOCAL_SLURM_CONF))
+}
+
+/// The local Slurm, or `None` (with a note) when it is not running. Under
+/// `CI=true` a missing Slurm fails the test instead of skipping it.
+pub fn local_slurm(test: &str) -> Option<SlurmCli> {
+    let conf = slurm_conf();
+    let reachable = Command::new("timeout")
+        .args(["10", "sinfo", "-h"])
+        .env("SLURM_CONF", &conf)
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if reachable {
+        return Some(SlurmCli::new().with_conf(conf));
+    }
+    let why = format!(
+        "{test}: no Slurm answers with SLURM_CONF={} (start it with `slurm/local-cluster up`)",
+        conf.display()
+    );
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{why}; under CI=true integration tests never skip");
+    }
+    eprintln!("SKIPPED {why}");
+    None
+}
+
+/// Runs the drover binary with `args` against the test Slurm.
+pub fn drover(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_drover"))
+        .args(args)
+        .env("SLURM_CONF", slurm_conf())
+        .env("DROVER_USER_CONFIG", "/dev/null")
+        .output()
+        .expect("the drover binary runs")
+}
+
+/// A Slurm command's stdout; panics with its stderr on failure.
+pub fn slurm_cmd(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .env("SLURM_CONF", slurm_conf())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `scontrol show job ID` as a map of its `Key=Value` fields.
+pub fn show_job(id: JobId) -> HashMap<String, String> {
+    let text = slurm_cmd("scontrol", &["show", "job", "-o", &id.to_string()]);
+    text.split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Waits until job `id` reaches `state`, panicking after `limit`.
+pub fn wait_for_state(id: JobId, state: &str, limit: Duration) -> HashMap<String, String> {
+    let start = Instant::now();
+    loop {
+        let job = show_job(id);
+        if job.get("JobState").map(String::as_str) == Some(state) {
+            return job;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "job {id} did not reach {state} within {limit:?}: {job:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A name unique to this test run, for jobs and directories.
+pub fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{prefix}-{}-{nanos}", std::process::id())
+}
+
+/// Cancels its job when dropped, so a failing test leaves nothing queued.
+pub struct CancelOnDrop(pub JobId);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        let _ = Command::new("scancel")
+            .arg(self.0.to_string())
+            .env("SLURM_CONF", slurm_conf())
+            .output();
+    }
+}
+
+/// Ids of queued jobs named `name`.
+pub fn jobs_named(name: &str) -> Vec<String> {
+    slurm_cmd("squeue", &["-h", "-o", "%i", "--name", name])
+        .lines()
+        .map(str::to_string)
+        .collect()
+}

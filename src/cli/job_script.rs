@@ -1,0 +1,39 @@
+//! `drover job-script`: the worker job script, printed or checked by Slurm.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use drover::config::{ConfigSources, JobOptions};
+use drover::slurm::{Slurm, SlurmCli};
+
+#[derive(Debug, clap::Args)]
+pub struct JobScriptArgs {
+    #[command(flatten)]
+    job: JobOptions,
+
+    /// Ask Slurm (sbatch --test-only) whether it would accept the job, submitting nothing.
+    #[arg(long)]
+    check: bool,
+}
+
+pub async fn run(config: Option<PathBuf>, args: JobScriptArgs) -> anyhow::Result<ExitCode> {
+    let spec = ConfigSources::discover(config)
+        .job_options(args.job)?
+        .build()?;
+    let script = drover::script::render(&spec)?;
+    if !args.check {
+        print!("{script}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let verdict = SlurmCli::new()
+        .test_submit(&script)
+        .await
+        .context("asking Slurm to check the job script")?;
+    println!("{}", verdict.message);
+    Ok(if verdict.accepted {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

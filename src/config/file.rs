@@ -1,0 +1,95 @@
+//! Config files: a user config and a project (cluster) config, both TOML,
+//! layered under the command-line flags.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::{JobOptions, SpecError};
+
+/// The name of a project config file looked for in the working directory.
+pub const PROJECT_CONFIG: &str = "drover.toml";
+
+/// One config file's contents.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Settings of the worker jobs.
+    #[serde(default)]
+    pub job: JobOptions,
+}
+
+impl ConfigFile {
+    /// Reads and parses the file at `path`.
+    pub fn load(path: &Path) -> Result<ConfigFile, SpecError> {
+        let text = std::fs::read_to_string(path).map_err(|e| SpecError::File {
+            path: path.to_path_buf(),
+            message: format!("cannot read it: {e}"),
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses `text`, naming `path` in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<ConfigFile, SpecError> {
+        toml::from_str(text).map_err(|e| SpecError::File {
+            path: path.to_path_buf(),
+            message: describe(text, &e),
+        })
+    }
+}
+
+/// A TOML error as one line: where it is, which key, and what is wrong.
+fn describe(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().trim_end().replace('\n', " ");
+    let Some(span) = e.span() else {
+        return message;
+    };
+    let start = span.start.min(text.len());
+    let line_no = text[..start].matches('\n').count() + 1;
+    let line = text.lines().nth(line_no - 1).unwrap_or_default();
+    match line.split_once('=') {
+        Some((key, _)) if !line.trim_start().starts_with('[') => {
+            format!("line {line_no}, field `{}`: {message}", key.trim())
+        }
+        _ => format!("line {line_no}: {message}"),
+    }
+}
+
+/// Where the config files are. Lower layers first: the user config, then the
+/// project config; flags go on top.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConfigSources {
+    /// The user's config file (`$DROVER_USER_CONFIG`, else
+    /// `~/.config/drover/config.toml` when it exists).
+    pub user: Option<PathBuf>,
+    /// The project's config file (`--config`/`$DROVER_CONFIG`, else
+    /// `./drover.toml` when it exists).
+    pub project: Option<PathBuf>,
+}
+
+impl ConfigSources {
+    /// The usual places; `explicit` (from `--config`) must exist, the others
+    /// are used only when present.
+    pub fn discover(explicit: Option<PathBuf>) -> ConfigSources {
+        let user = match std::env::var_os("DROVER_USER_CONFIG") {
+            Some(p) if !p.is_empty() => Some(PathBuf::from(p)),
+            _ => dirs::config_dir()
+                .map(|d| d.join("drover").join("config.toml"))
+                .filter(|p| p.is_file()),
+        };
+        let project = explicit.or_else(|| {
+            let p = PathBuf::from(PROJECT_CONFIG);
+            p.is_file().then_some(p)
+        });
+        ConfigSources { user, project }
+    }
+
+    /// The job options of every file layered in order, with `flags` on top.
+    pub fn job_options(&self, flags: JobOptions) -> Result<JobOptions, SpecError> {
+        let mut options = JobOptions::new();
+        for path in [&self.user, &self.project].into_iter().flatten() {
+            options = options.overlay(ConfigFile::load(path)?.job);
+        }
+        Ok(options.overlay(flags))
+    }
+}

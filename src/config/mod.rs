@@ -1,0 +1,107 @@
+//! What a user asks for, parsed and validated once: typed values (`Memory`,
+//! `Walltime`, `Timeout`), the layered options of a worker job (defaults, user
+//! config, project config, flags) and the validated `JobSpec` they build.
+
+mod file;
+mod memory;
+mod options;
+mod spec;
+mod timeout;
+mod walltime;
+
+pub use file::{ConfigFile, ConfigSources};
+pub use memory::{Memory, MEMORY_FORMS};
+pub use options::{JobOptions, MemoryDirective};
+pub use spec::{Directive, JobSpec};
+pub use timeout::{Timeout, TIMEOUT_FORMS};
+pub use walltime::{Walltime, WALLTIME_FORMS};
+
+use std::path::PathBuf;
+
+/// Why one value could not be parsed, and which forms would have been.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}; accepted: {accepted}")]
+pub struct ValueError {
+    /// The value as the user wrote it.
+    pub value: String,
+    /// What is wrong with it.
+    pub reason: String,
+    /// The accepted forms.
+    pub accepted: String,
+}
+
+impl ValueError {
+    pub(crate) fn new(value: &str, reason: &str, accepted: &str) -> Self {
+        ValueError {
+            value: value.to_string(),
+            reason: reason.to_string(),
+            accepted: accepted.to_string(),
+        }
+    }
+}
+
+/// A job specification that cannot be used, naming the field at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    /// One field holds a value outside its accepted forms.
+    #[error("invalid value `{}` for {field}: {problem}", .problem.value.escape_debug())]
+    Invalid {
+        /// The field, spelled as in config files.
+        field: &'static str,
+        /// What was wrong with the value.
+        problem: ValueError,
+    },
+    /// Fields that are fine alone but contradict each other.
+    #[error("{0}")]
+    Conflict(String),
+    /// A config file that cannot be read or parsed.
+    #[error("config file {}: {message}", .path.display())]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong, with line and column where known.
+        message: String,
+    },
+}
+
+impl SpecError {
+    pub(crate) fn invalid(field: &'static str, source: ValueError) -> Self {
+        SpecError::Invalid {
+            field,
+            problem: source,
+        }
+    }
+}
+
+/// Checks that `value` is a single `#SBATCH`-safe token: not empty, no
+/// whitespace, no control characters, not starting with `-` (which sbatch
+/// would read as another option).
+pub(crate) fn check_token(value: &str, accepted: &str) -> Result<(), ValueError> {
+    if value.is_empty() {
+        return Err(ValueError::new(value, "it is empty", accepted));
+    }
+    check_line(value, accepted)?;
+    if value.chars().any(char::is_whitespace) {
+        return Err(ValueError::new(value, "it contains whitespace", accepted));
+    }
+    if value.starts_with('-') {
+        return Err(ValueError::new(value, "it starts with `-`", accepted));
+    }
+    Ok(())
+}
+
+/// Checks that `value` fits on one line of a job script: no newline, NUL or
+/// other control character (a tab is allowed).
+pub(crate) fn check_line(value: &str, accepted: &str) -> Result<(), ValueError> {
+    if let Some(c) = value.chars().find(|&c| c.is_control() && c != '\t') {
+        return Err(ValueError::new(
+            value,
+            &format!("it contains the control character {:?}", c),
+            accepted,
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,472 @@
+//! `JobSpec`: a validated worker job, and the `#SBATCH` directives it stands for.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::{
+    check_line, check_token, JobOptions, Memory, MemoryDirective, SpecError, Timeout, ValueError,
+    Walltime,
+};
+
+const DEFAULT_JOB_NAME: &str = "drover-worker";
+const DEFAULT_LOG_DIRECTORY: &str = "drover-logs";
+const DEFAULT_SHEBANG: &str = "#!/usr/bin/env bash";
+const DEFAULT_DEATH_TIMEOUT: Duration = Duration::from_secs(60);
+const DEFAULT_WALLTIME_SECS: u64 = 30 * 60;
+const DEFAULT_MEMORY: Memory = Memory::from_mib(1024);
+
+/// One `#SBATCH` option: its long name (`--time`) and its value, if any.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Directive {
+    /// The option's long name, e.g. `--time`, or a short one sbatch has no long form for.
+    pub option: String,
+    /// The value after `=`, if the option takes one.
+    pub value: Option<String>,
+}
+
+impl Directive {
+    fn new(option: &str, value: impl ToString) -> Self {
+        Directive {
+            option: option.to_string(),
+            value: Some(value.to_string()),
+        }
+    }
+
+    /// The directive as it follows `#SBATCH `.
+    pub fn render(&self) -> String {
+        match &self.value {
+            Some(v) if self.option.starts_with("--") => format!("{}={v}", self.option),
+            Some(v) => format!("{} {v}", self.option),
+            None => self.option.clone(),
+        }
+    }
+
+    /// Parses an extra directive as users write it: `--qos=debug`,
+    /// `--exclusive`, `-C gpu`, optionally behind `#SBATCH`.
+    fn parse(raw: &str) -> Result<Directive, ValueError> {
+        const FORMS: &str = "an sbatch option such as `--qos=debug`, `--exclusive` or `-C gpu`";
+        check_line(raw, FORMS)?;
+        let text = raw.trim();
+        let text = text.strip_prefix("#SBATCH").map(str::trim).unwrap_or(text);
+        if !text.starts_with('-') || text == "-" || text == "--" {
+            return Err(ValueError::new(
+                raw,
+                "it is not an option starting with `-`",
+                FORMS,
+            ));
+        }
+        let (option, value) = if text.starts_with("--") {
+            match text.split_once('=') {
+                Some((o, v)) => (o, Some(v.to_string())),
+                None => match text.split_once(char::is_whitespace) {
+                    Some((o, v)) => (o, Some(v.trim().to_string())),
+                    None => (text, None),
+                },
+            }
+        } else {
+            match text.split_once(char::is_whitespace) {
+                Some((o, v)) => (o, Some(v.trim().to_string())),
+                None if text.len() > 2 => (&text[..2], Some(text[2..].to_string())),
+                None => (text, None),
+            }
+        };
+        let option = normalize_option(option)
+            .ok_or_else(|| ValueError::new(raw, "its option name is malformed", FORMS))?;
+        Ok(Directive { option, value })
+    }
+}
+
+/// The long name of an sbatch option given in either form, so that `-t` and
+/// `--time` compare equal; `None` when it is not an option name at all.
+pub(crate) fn normalize_option(name: &str) -> Option<String> {
+    const SHORT: &[(char, &str)] = &[
+        ('A', "--account"),
+        ('C', "--constraint"),
+        ('G', "--gpus"),
+        ('J', "--job-name"),
+        ('N', "--nodes"),
+        ('c', "--cpus-per-task"),
+        ('e', "--error"),
+        ('n', "--ntasks"),
+        ('o', "--output"),
+        ('p', "--partition"),
+        ('q', "--qos"),
+        ('t', "--time"),
+        ('w', "--nodelist"),
+        ('x', "--exclude"),
+    ];
+    if let Some(long) = name.strip_prefix("--") {
+        let ok = long.starts_with(|c: char| c.is_ascii_alphabetic())
+            && long.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+        return ok.then(|| name.to_string());
+    }
+    let short = name.strip_prefix('-')?;
+    let mut chars = short.chars();
+    let c = chars.next().filter(|c| c.is_ascii_alphabetic())?;
+    if chars.next().is_some() {
+        return None;
+    }
+    Some(
+        SHORT
+            .iter()
+            .find(|(s, _)| *s == c)
+            .map(|(_, long)| long.to_string())
+            .unwrap_or_else(|| name.to_string()),
+    )
+}
+
+/// A validated worker job: everything needed to render its script.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JobSpec {
+    /// CPU cores for the worker processes of one job.
+    pub cores: u32,
+    /// Worker processes per job.
+    pub processes: u32,
+    /// Memory for the worker processes of one job.
+    pub memory: Memory,
+    /// Time limit of one job.
+    pub walltime: Walltime,
+    /// Partition, if not the default.
+    pub queue: Option<String>,
+    /// Account, if any.
+    pub account: Option<String>,
+    /// Interface workers register on.
+    pub interface: Option<String>,
+    /// Slurm job name.
+    pub job_name: String,
+    /// Absolute directory for job logs.
+    pub log_directory: PathBuf,
+    /// Workers' scratch directory.
+    pub local_directory: Option<PathBuf>,
+    /// Extra sbatch options.
+    pub job_extra_directives: Vec<Directive>,
+    /// Long names of sbatch options left out of the script.
+    pub job_directives_skip: Vec<String>,
+    /// Lines before the worker command.
+    pub job_script_prologue: Vec<String>,
+    /// Lines after the worker command.
+    pub job_script_epilogue: Vec<String>,
+    /// CPUs requested from Slurm.
+    pub job_cpu: u32,
+    /// Memory requested from Slurm.
+    pub job_mem: Memory,
+    /// Which memory directive to emit.
+    pub memory_directive: MemoryDirective,
+    /// `--gres` value.
+    pub gres: Option<String>,
+    /// `--gpus` value.
+    pub gpus: Option<String>,
+    /// First line of the script.
+    pub shebang: String,
+    /// Extra worker arguments.
+    pub worker_extra_args: Vec<String>,
+    /// How long a worker waits for an unreachable scheduler.
+    pub death_timeout: Timeout,
+    /// A user template, instead of the built-in one.
+    pub template: Option<PathBuf>,
+    /// The drover executable the script runs.
+    pub drover_bin: PathBuf,
+}
+
+fn field<T>(name: &'static str, r: Result<T, ValueError>) -> Result<T, SpecError> {
+    r.map_err(|e| SpecError::invalid(name, e))
+}
+
+fn positive(name: &'static str, value: u32) -> Result<u32, SpecError> {
+    field(
+        name,
+        if value == 0 {
+            Err(ValueError::new(
+                "0",
+                "it must be at least 1",
+                "a whole number from 1 up",
+            ))
+        } else {
+            Ok(value)
+        },
+    )
+}
+
+fn token(
+    name: &'static str,
+    value: Option<String>,
+    what: &str,
+) -> Result<Option<String>, SpecError> {
+    match value {
+        Some(v) => {
+            field(name, check_token(&v, what))?;
+            Ok(Some(v))
+        }
+        None => Ok(None),
+    }
+}
+
+fn path(name: &'static str, value: PathBuf) -> Result<PathBuf, SpecError> {
+    const FORMS: &str = "a directory path without whitespace or control characters";
+    let text = value.to_string_lossy();
+    field(name, check_line(&text, FORMS))?;
+    if text.is_empty() || text.chars().any(char::is_whitespace) {
+        return Err(SpecError::invalid(
+            name,
+            ValueError::new(&text, "it is empty or contains whitespace", FORMS),
+        ));
+    }
+    Ok(absolute(&value))
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map(|cwd| cwd.join(p))
+            .unwrap_or_else(|_| p.to_path_buf())
+    }
+}
+
+fn lines(name: &'static str, values: Vec<String>) -> Result<Vec<String>, SpecError> {
+    const FORMS: &str = "shell lines without NUL or control characters";
+    let mut out = Vec::new();
+    for v in values {
+        for line in v.lines() {
+            field(name, check_line(line, FORMS))?;
+            out.push(line.to_string());
+        }
+    }
+    Ok(out)
+}
+
+/// Checks a comma-separated list of `:`-joined resource words; with
+/// `count_last`, each item must end in a count (as `--gpus` wants).
+fn resource(
+    name: &'static str,
+    value: Option<String>,
+    forms: &str,
+    count_last: bool,
+) -> Result<Option<String>, SpecError> {
+    let Some(v) = value else { return Ok(None) };
+    let word = |w: &str| {
+        !w.is_empty()
+            && w.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+    };
+    let ok = v.split(',').all(|item| {
+        item.split(':').all(word)
+            && (!count_last
+                || item
+                    .rsplit(':')
+                    .next()
+                    .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit())))
+    });
+    if ok {
+        Ok(Some(v))
+    } else {
+        Err(SpecError::invalid(
+            name,
+            ValueError::new(&v, "it is not a resource specification", forms),
+        ))
+    }
+}
+
+impl JobSpec {
+    /// A builder with every field unset.
+    pub fn builder() -> JobOptions {
+        JobOptions::new()
+    }
+
+    pub(crate) fn from_options(o: JobOptions) -> Result<JobSpec, SpecError> {
+        let cores = positive("cores", o.cores.unwrap_or(1))?;
+        let processes = positive("processes", o.processes.unwrap_or(1))?;
+        if processes > cores {
+            return Err(SpecError::Conflict(format!(
+                "processes = {processes} needs at least as many cores, but cores = {cores}; \
+                 raise cores or lower processes"
+            )));
+        }
+        let memory = o.memory.unwrap_or(DEFAULT_MEMORY);
+        let job_cpu = positive("job-cpu", o.job_cpu.unwrap_or(cores))?;
+        let job_mem = o.job_mem.unwrap_or(memory);
+        let queue = token(
+            "queue",
+            o.queue,
+            "a partition name without whitespace or control characters",
+        )?;
+        let account = token(
+            "account",
+            o.account,
+            "an account name without whitespace or control characters",
+        )?;
+        let job_name = token(
+            "job-name",
+            Some(o.job_name.unwrap_or_else(|| DEFAULT_JOB_NAME.into())),
+            "a job name without whitespace or control characters",
+        )?
+        .unwrap_or_default();
+        let interface = match o.interface {
+            Some(i) => {
+                const FORMS: &str = "a network interface name such as `ib0` or `eth0` (1 to 15 characters, no `/`, `:` or whitespace)";
+                field("interface", check_token(&i, FORMS))?;
+                if i.len() > 15 || i.contains(['/', ':']) {
+                    return Err(SpecError::invalid(
+                        "interface",
+                        ValueError::new(&i, "it is not a valid interface name", FORMS),
+                    ));
+                }
+                Some(i)
+            }
+            None => None,
+        };
+        let log_directory = path(
+            "log-directory",
+            o.log_directory
+                .unwrap_or_else(|| DEFAULT_LOG_DIRECTORY.into()),
+        )?;
+        let local_directory = o
+            .local_directory
+            .map(|p| path("local-directory", p))
+            .transpose()?;
+        let job_extra_directives = o
+            .job_extra_directives
+            .unwrap_or_default()
+            .iter()
+            .map(|d| field("job-extra-directives", Directive::parse(d)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let job_directives_skip = o
+            .job_directives_skip
+            .unwrap_or_default()
+            .iter()
+            .map(|s| {
+                field(
+                    "job-directives-skip",
+                    normalize_option(s.trim()).ok_or_else(|| {
+                        ValueError::new(
+                            s,
+                            "it is not an sbatch option name",
+                            "an option name such as `--mem`, `-t` or `--time`",
+                        )
+                    }),
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let gres = resource(
+            "gres",
+            o.gres,
+            "NAME[:TYPE][:COUNT], comma-separated, e.g. `gpu:2` or `gpu:a100:1`",
+            false,
+        )?;
+        let gpus = resource("gpus", o.gpus, "[TYPE:]COUNT, e.g. `2` or `a100:2`", true)?;
+        let shebang = o.shebang.unwrap_or_else(|| DEFAULT_SHEBANG.into());
+        const SHEBANG: &str = "one line starting with `#!`, e.g. `#!/usr/bin/env bash`";
+        field("shebang", check_line(&shebang, SHEBANG))?;
+        if !shebang.starts_with("#!") {
+            return Err(SpecError::invalid(
+                "shebang",
+                ValueError::new(&shebang, "it does not start with `#!`", SHEBANG),
+            ));
+        }
+        let worker_extra_args = o.worker_extra_args.unwrap_or_default();
+        for a in &worker_extra_args {
+            field(
+                "worker-extra-args",
+                check_line(a, "arguments without newline, NUL or control characters"),
+            )?;
+        }
+        let drover_bin = match o.drover_bin {
+            Some(p) => path("drover-bin", p)?,
+            None => std::env::current_exe()
+                .ok()
+                .filter(|p| !p.to_string_lossy().contains(char::is_whitespace))
+                .unwrap_or_else(|| PathBuf::from("drover")),
+        };
+        Ok(JobSpec {
+            cores,
+            processes,
+            memory,
+            walltime: o
+                .walltime
+                .unwrap_or(Walltime::from_secs(DEFAULT_WALLTIME_SECS).expect("positive")),
+            queue,
+            account,
+            interface,
+            job_name,
+            log_directory,
+            local_directory,
+            job_extra_directives,
+            job_directives_skip,
+            job_script_prologue: lines(
+                "job-script-prologue",
+                o.job_script_prologue.unwrap_or_default(),
+            )?,
+            job_script_epilogue: lines(
+                "job-script-epilogue",
+                o.job_script_epilogue.unwrap_or_default(),
+            )?,
+            job_cpu,
+            job_mem,
+            memory_directive: o.memory_directive.unwrap_or_default(),
+            gres,
+            gpus,
+            shebang,
+            worker_extra_args,
+            death_timeout: o
+                .death_timeout
+                .unwrap_or(Timeout::new(DEFAULT_DEATH_TIMEOUT)),
+            template: o.template.map(|p| absolute(&p)),
+            drover_bin,
+        })
+    }
+
+    /// Creates the log directory: Slurm does not, and a job whose log
+    /// directory is missing fails without a word.
+    pub fn ensure_log_directory(&self) -> std::io::Result<()> {
+        std::fs::create_dir_all(&self.log_directory)
+    }
+
+    /// The log file pattern for stdout (`%x` job name, `%j` job id).
+    pub fn output_pattern(&self) -> String {
+        format!("{}/%x-%j.out", self.log_directory.display())
+    }
+
+    /// The log file pattern for stderr.
+    pub fn error_pattern(&self) -> String {
+        format!("{}/%x-%j.err", self.log_directory.display())
+    }
+
+    /// Every `#SBATCH` directive of the script, in order, after skipping.
+    pub fn directives(&self) -> Vec<Directive> {
+        let mut d = vec![
+            Directive::new("--job-name", &self.job_name),
+            Directive::new("--output", self.output_pattern()),
+            Directive::new("--error", self.error_pattern()),
+        ];
+        if let Some(q) = &self.queue {
+            d.push(Directive::new("--partition", q));
+        }
+        if let Some(a) = &self.account {
+            d.push(Directive::new("--account", a));
+        }
+        d.push(Directive::new("--nodes", 1));
+        d.push(Directive::new("--ntasks", 1));
+        d.push(Directive::new("--cpus-per-task", self.job_cpu));
+        match self.memory_directive {
+            MemoryDirective::Mem => d.push(Directive::new("--mem", self.job_mem.to_slurm())),
+            MemoryDirective::MemPerCpu => d.push(Directive::new(
+                "--mem-per-cpu",
+                self.job_mem.split_ceil(self.job_cpu).to_slurm(),
+            )),
+            MemoryDirective::None => {}
+        }
+        d.push(Directive::new("--time", self.walltime));
+        if let Some(g) = &self.gres {
+            d.push(Directive::new("--gres", g));
+        }
+        if let Some(g) = &self.gpus {
+            d.push(Directive::new("--gpus", g));
+        }
+        d.extend(self.job_extra_directives.iter().cloned());
+        d.retain(|d| !self.job_directives_skip.contains(&d.option));
+        d
+    }
+}

@@ -1,0 +1,296 @@
+//! Worker job scripts: a `JobSpec` rendered through a tera template (the
+//! built-in one or a user's file) into the exact text given to `sbatch`.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::config::JobSpec;
+
+/// The built-in job script template.
+pub const DEFAULT_TEMPLATE: &str = include_str!("../templates/worker.sbatch.tera");
+
+/// How the built-in template is named in errors.
+pub const DEFAULT_TEMPLATE_NAME: &str = "templates/worker.sbatch.tera (built in)";
+
+/// A template that could not be read or rendered.
+#[derive(Debug, thiserror::Error)]
+pub enum ScriptError {
+    /// The user's template file could not be read.
+    #[error("template {}: cannot read it: {source}", .path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The template has a syntax error or uses something the context lacks.
+    #[error("template {name}{}: {message}", .line.map(|l| format!(", line {l}")).unwrap_or_default())]
+    Render {
+        /// The template's file name.
+        name: String,
+        /// The line at fault, when it can be told.
+        line: Option<usize>,
+        /// Tera's explanation.
+        message: String,
+    },
+}
+
+/// What a template sees. Custom templates may use any of these.
+#[derive(Debug, Serialize)]
+pub struct ScriptContext {
+    /// First line.
+    pub shebang: String,
+    /// Each `#SBATCH` option, rendered (`--time=00:30:00`), after skipping.
+    pub directives: Vec<String>,
+    /// Slurm job name.
+    pub job_name: String,
+    /// Cores for the job's workers.
+    pub cores: u32,
+    /// Worker processes per job.
+    pub processes: u32,
+    /// Memory for the job's workers, in Slurm's syntax.
+    pub memory: String,
+    /// CPUs requested from Slurm.
+    pub job_cpu: u32,
+    /// Memory requested from Slurm, in Slurm's syntax.
+    pub job_mem: String,
+    /// Time limit, `HH:MM:SS` or `D-HH:MM:SS`.
+    pub walltime: String,
+    /// Partition, if set.
+    pub queue: Option<String>,
+    /// Account, if set.
+    pub account: Option<String>,
+    /// Workers' interface, if set.
+    pub interface: Option<String>,
+    /// Log directory.
+    pub log_directory: String,
+    /// Workers' scratch directory, if set.
+    pub local_directory: Option<String>,
+    /// Lines before the worker.
+    pub prologue: Vec<String>,
+    /// Lines after the worker.
+    pub epilogue: Vec<String>,
+    /// The shell-quoted command line that starts the worker agent.
+    pub worker_command: String,
+}
+
+impl ScriptContext {
+    /// The context for `spec`.
+    pub fn new(spec: &JobSpec) -> Self {
+        ScriptContext {
+            shebang: spec.shebang.clone(),
+            directives: spec.directives().iter().map(|d| d.render()).collect(),
+            job_name: spec.job_name.clone(),
+            cores: spec.cores,
+            processes: spec.processes,
+            memory: spec.memory.to_slurm(),
+            job_cpu: spec.job_cpu,
+            job_mem: spec.job_mem.to_slurm(),
+            walltime: spec.walltime.to_string(),
+            queue: spec.queue.clone(),
+            account: spec.account.clone(),
+            interface: spec.interface.clone(),
+            log_directory: spec.log_directory.display().to_string(),
+            local_directory: spec
+                .local_directory
+                .as_ref()
+                .map(|p| p.display().to_string()),
+            prologue: spec.job_script_prologue.clone(),
+            epilogue: spec.job_script_epilogue.clone(),
+            worker_command: worker_command(spec),
+        }
+    }
+}
+
+/// The worker agent's command line, each word shell-quoted.
+pub fn worker_command(spec: &JobSpec) -> String {
+    let mut argv: Vec<String> = vec![
+        spec.drover_bin.display().to_string(),
+        "worker".into(),
+        "--cores".into(),
+        spec.cores.to_string(),
+        "--memory".into(),
+        spec.memory.to_string(),
+        "--processes".into(),
+        spec.processes.to_string(),
+        "--death-timeout".into(),
+        spec.death_timeout.to_string(),
+    ];
+    if let Some(i) = &spec.interface {
+        argv.extend(["--interface".into(), i.clone()]);
+    }
+    if let Some(d) = &spec.local_directory {
+        argv.extend(["--local-directory".into(), d.display().to_string()]);
+    }
+    argv.extend(spec.worker_extra_args.iter().cloned());
+    argv.iter()
+        .map(|a| {
+            shlex::try_quote(a)
+                .map(|q| q.into_owned())
+                .unwrap_or_else(|_| a.clone())
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Renders the job script for `spec` with its template.
+pub fn render(spec: &JobSpec) -> Result<String, ScriptError> {
+    let (name, source) = match &spec.template {
+        Some(path) => (
+            path.display().to_string(),
+            std::fs::read_to_string(path).map_err(|source| ScriptError::Read {
+                path: path.clone(),
+                source,
+            })?,
+        ),
+        None => (
+            DEFAULT_TEMPLATE_NAME.to_string(),
+            DEFAULT_TEMPLATE.to_string(),
+        ),
+    };
+    render_template(&name, &source, &ScriptContext::new(spec))
+}
+
+/// Renders `source` (named `name` in errors) with `context`.
+pub fn render_template(
+    name: &str,
+    source: &str,
+    context: &ScriptContext,
+) -> Result<String, ScriptError> {
+    let fail = |e: tera::Error| {
+        let message = error_chain(&e);
+        ScriptError::Render {
+            name: name.to_string(),
+            line: error_line(&message, source),
+            message,
+        }
+    };
+    let mut tera = tera::Tera::default();
+    tera.autoescape_on(vec![]);
+    tera.add_raw_template(name, source).map_err(fail)?;
+    let ctx = tera::Context::from_serialize(context).map_err(fail)?;
+    tera.render(name, &ctx).map_err(fail)
+}
+
+/// Tera's error and its causes, one after the other.
+fn error_chain(e: &tera::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        parts.push(s.to_string());
+        source = s.source();
+    }
+    parts.dedup();
+    parts.join(": ").replace('\n', " ")
+}
+
+/// The template line an error points at: tera's own `--> L:C` for syntax
+/// errors, else the first tag that mentions the backquoted name the error
+/// names (an unknown variable or filter).
+fn error_line(message: &str, source: &str) -> Option<usize> {
+    if let Some(rest) = message.split("--> ").nth(1) {
+        if let Some(line) = rest.split(':').next().and_then(|l| l.trim().parse().ok()) {
+            return Some(line);
+        }
+    }
+    let quoted = message.split('`').nth(1)?;
+    let ident = quoted
+        .rsplit(|c: char| !(c.is_alphanumeric() || c == '_' || c == '.'))
+        .find(|s| !s.is_empty())?;
+    source
+        .lines()
+        .position(|l| (l.contains("{{") || l.contains("{%")) && l.contains(ident))
+        .map(|i| i + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::JobOptions;
+
+    fn spec() -> JobSpec {
+        JobOptions::new()
+            .cores(4u32)
+            .memory("8GB".parse::<crate::config::Memory>().unwrap())
+            .interface("ib0")
+            .log_directory("/tmp/drover-logs")
+            .drover_bin("/opt/drover/bin/drover")
+            .job_script_prologue(vec!["module load python".to_string()])
+            .job_script_epilogue(vec!["echo done".to_string()])
+            .worker_extra_args(vec!["--name".to_string(), "a b".to_string()])
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn default_template_renders_every_part_in_order() {
+        let text = render(&spec()).unwrap();
+        let lines: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
+        assert_eq!(lines[0], "#!/usr/bin/env bash");
+        assert_eq!(lines[1], "#SBATCH --job-name=drover-worker");
+        assert!(lines.contains(&"#SBATCH --cpus-per-task=4"), "{text}");
+        assert!(lines.contains(&"#SBATCH --mem=7630M"), "{text}");
+        assert!(lines.contains(&"#SBATCH --time=00:30:00"), "{text}");
+        let pos = |needle: &str| lines.iter().position(|l| l.contains(needle)).unwrap();
+        assert!(pos("#SBATCH --time") < pos("module load python"));
+        assert!(pos("module load python") < pos("bin/drover worker"));
+        assert!(pos("bin/drover worker") < pos("echo done"));
+        assert!(
+            text.contains("/opt/drover/bin/drover worker --cores 4 --memory 8GB --processes 1 --death-timeout 60s --interface ib0 --name 'a b'"),
+            "{text}"
+        );
+        // Directives come before the first command, as sbatch requires.
+        let first_command = lines.iter().position(|l| !l.starts_with('#')).unwrap();
+        assert!(lines[first_command..]
+            .iter()
+            .all(|l| !l.starts_with("#SBATCH")));
+    }
+
+    #[test]
+    fn user_templates_see_the_spec_values() {
+        let out = render_template(
+            "mine.tera",
+            "{{ shebang }}\n#SBATCH -c {{ cores }} --time={{ walltime }}\n{{ worker_command }}\n",
+            &ScriptContext::new(&spec()),
+        )
+        .unwrap();
+        assert!(out.contains("#SBATCH -c 4 --time=00:30:00"), "{out}");
+    }
+
+    #[test]
+    fn unknown_variable_is_reported_with_file_and_line() {
+        let err = render_template(
+            "site.tera",
+            "{{ shebang }}\n#SBATCH --qos=normal\n#SBATCH -c {{ cpus }}\n",
+            &ScriptContext::new(&spec()),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.starts_with("template site.tera, line 3:"), "{err}");
+        assert!(err.contains("cpus"), "{err}");
+    }
+
+    #[test]
+    fn syntax_error_is_reported_with_file_and_line() {
+        let err = render_template(
+            "site.tera",
+            "{{ shebang }}\n\n{% for d in directives %}\n#SBATCH {{ d }\n",
+            &ScriptContext::new(&spec()),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.starts_with("template site.tera, line 4:"), "{err}");
+    }
+
+    #[test]
+    fn missing_template_file_is_named() {
+        let mut s = spec();
+        s.template = Some("/nonexistent/worker.tera".into());
+        let err = render(&s).unwrap_err().to_string();
+        assert!(
+            err.contains("/nonexistent/worker.tera: cannot read it"),
+            "{err}"
+        );
+    }
+}
