@@ -5,20 +5,17 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    drover, jobs_named, local_slurm, show_job, slurm_cmd, unique, wait_for_state, CancelOnDrop,
+    bridge_scheduler, drover, jobs_named, local_slurm, show_job, slurm_cmd, unique, wait_for_state,
+    CancelOnDrop,
 };
 use drover::config::{JobOptions, Memory};
 use drover::slurm::{Slurm, SubmitOptions};
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Runtime::new().unwrap()
-}
-
 /// A rendered script submitted held shows exactly the request in
-/// `scontrol show job`; released, it runs on a node and writes its log where
-/// the spec said, named by job id.
-#[test]
-fn held_job_carries_the_request_and_logs_where_asked() {
+/// `scontrol show job`; released, its worker registers from the node, and
+/// the job's log appears where the spec said, named by job id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_job_carries_the_request_and_logs_where_asked() {
     let Some(slurm) = local_slurm("held_job_carries_the_request_and_logs_where_asked") else {
         return;
     };
@@ -27,6 +24,7 @@ fn held_job_carries_the_request_and_logs_where_asked() {
         .prefix("drover-logs")
         .tempdir()
         .unwrap();
+    let (scheduler, file) = bridge_scheduler(logs.path()).await;
     let spec = JobOptions::new()
         .cores(4u32)
         .memory("8GB".parse::<Memory>().unwrap())
@@ -35,14 +33,16 @@ fn held_job_carries_the_request_and_logs_where_asked() {
         .job_name(name.clone())
         .interface("ib0")
         .log_directory(logs.path())
+        .scheduler_file(file)
+        .death_timeout("15".parse::<drover::config::Timeout>().unwrap())
         .drover_bin(env!("CARGO_BIN_EXE_drover"))
         .build()
         .unwrap();
     spec.ensure_log_directory().unwrap();
     let script = drover::script::render(&spec).unwrap();
-    let rt = runtime();
-    let id = rt
-        .block_on(slurm.submit(&script, &SubmitOptions { hold: true }))
+    let id = slurm
+        .submit(&script, &SubmitOptions { hold: true })
+        .await
         .unwrap();
     let _cancel = CancelOnDrop(id);
 
@@ -64,54 +64,34 @@ fn held_job_carries_the_request_and_logs_where_asked() {
     );
 
     slurm_cmd("scontrol", &["release", &id.to_string()]);
-    let done = wait_for_state(id, "COMPLETED", Duration::from_secs(60));
+    scheduler
+        .wait_for_workers(1, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let worker = scheduler.workers().remove(0);
+    assert_eq!(worker.slurm.job_id, Some(id.get()));
     assert_eq!(
-        done["NodeList"], "node1",
+        worker.hostname, "node1",
         "the small partition holds node1 only"
     );
+    assert_eq!(worker.address, "10.77.0.11");
+    assert_eq!(worker.cores, 4);
+    assert!(
+        worker.allocation_end.is_some(),
+        "the worker learns when its allocation ends"
+    );
+    scheduler.retire(worker.id, "test done");
+
+    let done = wait_for_state(id, "COMPLETED", Duration::from_secs(60)).await;
+    assert_eq!(done["NodeList"], "node1");
     assert_eq!(done["ExitCode"], "0:0");
     let log = std::fs::read_to_string(logs.path().join(format!("{name}-{id}.out"))).unwrap();
     assert!(
-        log.contains(&format!(
-            "drover worker: job {id} on node1 (ib0 10.77.0.11)"
-        )),
+        log.contains(&format!("(Slurm job {id}) on node1 (ib0 10.77.0.11)")),
         "log: {log}"
     );
-}
-
-/// Each node is its own host: a job pinned to node2 sees node2's hostname
-/// and ib0 address.
-#[test]
-fn jobs_on_the_second_node_see_its_hostname_and_ib0() {
-    let Some(slurm) = local_slurm("jobs_on_the_second_node_see_its_hostname_and_ib0") else {
-        return;
-    };
-    let name = unique("drover-node2");
-    let logs = tempfile::Builder::new()
-        .prefix("drover-logs")
-        .tempdir()
-        .unwrap();
-    let spec = JobOptions::new()
-        .job_name(name.clone())
-        .interface("ib0")
-        .log_directory(logs.path())
-        .job_extra_directives(vec!["--nodelist=node2".to_string()])
-        .drover_bin(env!("CARGO_BIN_EXE_drover"))
-        .build()
-        .unwrap();
-    spec.ensure_log_directory().unwrap();
-    let script = drover::script::render(&spec).unwrap();
-    let id = runtime()
-        .block_on(slurm.submit(&script, &SubmitOptions::default()))
-        .unwrap();
-    let _cancel = CancelOnDrop(id);
-    let done = wait_for_state(id, "COMPLETED", Duration::from_secs(60));
-    assert_eq!(done["NodeList"], "node2");
-    let log = std::fs::read_to_string(logs.path().join(format!("{name}-{id}.out"))).unwrap();
     assert!(
-        log.contains(&format!(
-            "drover worker: job {id} on node2 (ib0 10.77.0.12)"
-        )),
+        log.contains("exiting: retired by the scheduler (test done)"),
         "log: {log}"
     );
 }

@@ -2,10 +2,15 @@
 //!
 //! The modules follow the data flow: [`config`] (what the user asks for) →
 //! [`script`] (the job script it renders to) → [`slurm`] (submitting it) →
-//! [`worker`] (the agent inside each job). [`net`] finds interface addresses.
+//! [`scheduler`] ↔ [`worker`] (the control plane: workers in each job
+//! register with the scheduler over [`protocol`], using [`client`]). [`net`]
+//! finds interface addresses.
 
+pub mod client;
 pub mod config;
 pub mod net;
+pub mod protocol;
+pub mod scheduler;
 pub mod script;
 pub mod slurm;
 pub mod worker;

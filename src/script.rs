@@ -17,12 +17,12 @@ pub const DEFAULT_TEMPLATE_NAME: &str = "templates/worker.sbatch.tera (built in)
 #[derive(Debug, thiserror::Error)]
 pub enum ScriptError {
     /// The user's template file could not be read.
-    #[error("template {}: cannot read it: {source}", .path.display())]
+    #[error("template {}: cannot read it: {cause}", .path.display())]
     Read {
         /// The file.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The template has a syntax error or uses something the context lacks.
     #[error("template {name}{}: {message}", .line.map(|l| format!(", line {l}")).unwrap_or_default())]
@@ -105,9 +105,11 @@ impl ScriptContext {
 
 /// The worker agent's command line, each word shell-quoted.
 pub fn worker_command(spec: &JobSpec) -> String {
-    let mut argv: Vec<String> = vec![
-        spec.drover_bin.display().to_string(),
-        "worker".into(),
+    let mut argv: Vec<String> = vec![spec.drover_bin.display().to_string(), "worker".into()];
+    if let Some(f) = &spec.scheduler_file {
+        argv.extend(["--scheduler-file".into(), f.display().to_string()]);
+    }
+    argv.extend([
         "--cores".into(),
         spec.cores.to_string(),
         "--memory".into(),
@@ -116,7 +118,7 @@ pub fn worker_command(spec: &JobSpec) -> String {
         spec.processes.to_string(),
         "--death-timeout".into(),
         spec.death_timeout.to_string(),
-    ];
+    ]);
     if let Some(i) = &spec.interface {
         argv.extend(["--interface".into(), i.clone()]);
     }
@@ -139,9 +141,9 @@ pub fn render(spec: &JobSpec) -> Result<String, ScriptError> {
     let (name, source) = match &spec.template {
         Some(path) => (
             path.display().to_string(),
-            std::fs::read_to_string(path).map_err(|source| ScriptError::Read {
+            std::fs::read_to_string(path).map_err(|cause| ScriptError::Read {
                 path: path.clone(),
-                source,
+                cause,
             })?,
         ),
         None => (
@@ -216,6 +218,7 @@ mod tests {
             .interface("ib0")
             .log_directory("/tmp/drover-logs")
             .drover_bin("/opt/drover/bin/drover")
+            .scheduler_file("/shared/sched.json")
             .job_script_prologue(vec!["module load python".to_string()])
             .job_script_epilogue(vec!["echo done".to_string()])
             .worker_extra_args(vec!["--name".to_string(), "a b".to_string()])
@@ -237,7 +240,7 @@ mod tests {
         assert!(pos("module load python") < pos("bin/drover worker"));
         assert!(pos("bin/drover worker") < pos("echo done"));
         assert!(
-            text.contains("/opt/drover/bin/drover worker --cores 4 --memory 8GB --processes 1 --death-timeout 60s --interface ib0 --name 'a b'"),
+            text.contains("/opt/drover/bin/drover worker --scheduler-file /shared/sched.json --cores 4 --memory 8GB --processes 1 --death-timeout 60s --interface ib0 --name 'a b'"),
             "{text}"
         );
         // Directives come before the first command, as sbatch requires.

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use drover::scheduler::{Bind, Scheduler, SchedulerConfig};
 use drover::slurm::{JobId, SlurmCli};
 
 /// Where `slurm/local-cluster` writes its config.
@@ -80,7 +81,7 @@ pub fn show_job(id: JobId) -> HashMap<String, String> {
 }
 
 /// Waits until job `id` reaches `state`, panicking after `limit`.
-pub fn wait_for_state(id: JobId, state: &str, limit: Duration) -> HashMap<String, String> {
+pub async fn wait_for_state(id: JobId, state: &str, limit: Duration) -> HashMap<String, String> {
     let start = Instant::now();
     loop {
         let job = show_job(id);
@@ -91,8 +92,30 @@ pub fn wait_for_state(id: JobId, state: &str, limit: Duration) -> HashMap<String
             start.elapsed() < limit,
             "job {id} did not reach {state} within {limit:?}: {job:?}"
         );
-        std::thread::sleep(Duration::from_millis(200));
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// The driver-side interface of the local cluster's bridge.
+pub fn bridge() -> String {
+    std::env::var("DROVER_TEST_INTERFACE").unwrap_or_else(|_| "drvbr0".into())
+}
+
+/// A scheduler on the bridge that jobs on every node can reach, and its
+/// scheduler file in `dir`.
+pub async fn bridge_scheduler(dir: &std::path::Path) -> (Scheduler, PathBuf) {
+    let config = SchedulerConfig {
+        bind: Bind::Interface(bridge()),
+        port: 0,
+        heartbeat_interval: Duration::from_millis(500),
+        missed_heartbeats: 3,
+    };
+    let s = Scheduler::start(config)
+        .await
+        .expect("a scheduler starts on the bridge");
+    let file = dir.join("scheduler.json");
+    s.write_scheduler_file(&file).unwrap();
+    (s, file)
 }
 
 /// A name unique to this test run, for jobs and directories.

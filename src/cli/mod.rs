@@ -1,6 +1,9 @@
 //! Command-line interface: one module per subcommand.
 
 mod job_script;
+mod scheduler;
+mod status;
+mod worker;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,25 +27,57 @@ pub struct Cli {
 enum Command {
     /// Print the job script a worker job would be submitted with; --check asks Slurm whether it would accept it.
     JobScript(Box<job_script::JobScriptArgs>),
-    /// Run the worker agent (inside a Slurm job).
+    /// Run the worker agent (inside a Slurm job): register, heartbeat, exit when told or when the scheduler is gone.
     Worker(drover::worker::WorkerArgs),
+    /// Run a standalone scheduler that workers register with.
+    Scheduler(scheduler::SchedulerArgs),
+    /// Show the workers of a cluster.
+    Status(status::StatusArgs),
+}
+
+impl Cli {
+    /// Whether this command's log belongs on stdout (a worker's job log).
+    pub fn logs_to_stdout(&self) -> bool {
+        matches!(self.command, Command::Worker(_))
+    }
 }
 
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::JobScript(args) => job_script::run(cli.config, *args).await,
-        Command::Worker(args) => {
-            println!("{}", drover::worker::identity(&args));
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Worker(args) => worker::run(args).await,
+        Command::Scheduler(args) => scheduler::run(args).await,
+        Command::Status(args) => status::run(args).await,
     }
 }
 
 /// Exit status for an error: 2 for bad input (as clap uses for usage
 /// errors), 1 for everything else.
 pub fn exit_code(e: &anyhow::Error) -> ExitCode {
-    if e.chain().any(|c| c.downcast_ref::<SpecError>().is_some()) {
+    use drover::worker::AgentError;
+    let usage = e.chain().any(|c| {
+        c.downcast_ref::<SpecError>().is_some()
+            || matches!(
+                c.downcast_ref::<AgentError>(),
+                Some(
+                    AgentError::NoScheduler
+                        | AgentError::Interface(_)
+                        | AgentError::NoProcesses
+                        | AgentError::SchedulerFile(_)
+                )
+            )
+            || c.downcast_ref::<drover::protocol::SchedulerFileError>()
+                .is_some()
+            || matches!(
+                c.downcast_ref::<drover::scheduler::SchedulerError>(),
+                Some(
+                    drover::scheduler::SchedulerError::Interface(_)
+                        | drover::scheduler::SchedulerError::Config(_)
+                )
+            )
+    });
+    if usage {
         ExitCode::from(2)
     } else {
         ExitCode::FAILURE

@@ -50,6 +50,27 @@ impl Memory {
         Memory(self.0.div_ceil(u64::from(parts.max(1))))
     }
 
+    /// A rounded form for people: `23.5GiB`, `512MiB`.
+    pub fn human(self) -> String {
+        let units = [
+            ("TiB", 1u64 << 40),
+            ("GiB", 1 << 30),
+            ("MiB", 1 << 20),
+            ("KiB", 1 << 10),
+        ];
+        for (unit, factor) in units {
+            if self.0 >= factor {
+                let v = self.0 as f64 / factor as f64;
+                return if v.fract() == 0.0 {
+                    format!("{v}{unit}")
+                } else {
+                    format!("{v:.1}{unit}")
+                };
+            }
+        }
+        format!("{}B", self.0)
+    }
+
     /// The amount in Slurm's `--mem` syntax: the largest binary unit that
     /// represents it exactly, else MiB rounded up.
     pub fn to_slurm(self) -> String {

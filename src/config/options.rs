@@ -146,6 +146,10 @@ pub struct JobOptions {
     #[arg(long, value_name = "TIME", help_heading = "Worker job")]
     pub death_timeout: Option<Timeout>,
 
+    /// The scheduler file workers join (default: $DROVER_SCHEDULER_FILE in the job's environment).
+    #[arg(long, value_name = "FILE", help_heading = "Worker job")]
+    pub scheduler_file: Option<PathBuf>,
+
     /// A tera template to render the job script with instead of the built-in one.
     #[arg(long, value_name = "FILE", help_heading = "Worker job")]
     pub template: Option<PathBuf>,
@@ -186,7 +190,7 @@ impl JobOptions {
             cores, processes, memory, walltime, queue, account, interface, job_name,
             log_directory, local_directory, job_extra_directives, job_directives_skip,
             job_script_prologue, job_script_epilogue, job_cpu, job_mem, memory_directive,
-            gres, gpus, shebang, worker_extra_args, death_timeout, template, drover_bin,
+            gres, gpus, shebang, worker_extra_args, death_timeout, scheduler_file, template, drover_bin,
         )
     }
 
@@ -240,6 +244,8 @@ impl JobOptions {
         worker_extra_args: Vec<String>,
         /// Sets the death timeout.
         death_timeout: Timeout,
+        /// Sets the scheduler file workers join.
+        scheduler_file: PathBuf,
         /// Sets a template file.
         template: PathBuf,
         /// Sets the drover executable the script runs.

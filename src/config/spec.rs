@@ -164,6 +164,8 @@ pub struct JobSpec {
     pub worker_extra_args: Vec<String>,
     /// How long a worker waits for an unreachable scheduler.
     pub death_timeout: Timeout,
+    /// The scheduler file workers join, if not from the job's environment.
+    pub scheduler_file: Option<PathBuf>,
     /// A user template, instead of the built-in one.
     pub template: Option<PathBuf>,
     /// The drover executable the script runs.
@@ -413,6 +415,10 @@ impl JobSpec {
             death_timeout: o
                 .death_timeout
                 .unwrap_or(Timeout::new(DEFAULT_DEATH_TIMEOUT)),
+            scheduler_file: o
+                .scheduler_file
+                .map(|p| path("scheduler-file", p))
+                .transpose()?,
             template: o.template.map(|p| absolute(&p)),
             drover_bin,
         })

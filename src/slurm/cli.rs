@@ -85,9 +85,9 @@ impl SlurmCli {
             cmd.env("SLURM_CONF", conf);
         }
         tracing::debug!(%command, "running Slurm command");
-        let mut child = cmd.spawn().map_err(|source| SlurmError::Spawn {
+        let mut child = cmd.spawn().map_err(|cause| SlurmError::Spawn {
             command: command.clone(),
-            source,
+            cause,
         })?;
         if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
             // A command that exits without reading its input is not our error.
@@ -99,9 +99,9 @@ impl SlurmCli {
                 command: command.clone(),
                 secs: self.timeout.as_secs(),
             })?
-            .map_err(|source| SlurmError::Spawn {
+            .map_err(|cause| SlurmError::Spawn {
                 command: command.clone(),
-                source,
+                cause,
             })?;
         Ok(Output {
             success: out.status.success(),
@@ -167,5 +167,19 @@ impl Slurm for SlurmCli {
         let ids: Vec<String> = ids.iter().map(JobId::to_string).collect();
         let args: Vec<&str> = ids.iter().map(String::as_str).collect();
         self.run_ok("scancel", &args, None).await.map(drop)
+    }
+
+    async fn time_left(&self, id: JobId) -> Result<Option<Duration>, SlurmError> {
+        let id = id.to_string();
+        let out = self
+            .run_ok("squeue", &["-h", "-j", &id, "-o", "%L"], None)
+            .await?;
+        // %L prints Slurm's time format with leading zero fields dropped
+        // ("29:57" is 29 min 57 s), or words such as UNLIMITED.
+        Ok(out
+            .trim()
+            .parse::<crate::config::Walltime>()
+            .ok()
+            .map(|w| w.as_duration()))
     }
 }

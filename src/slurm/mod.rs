@@ -68,12 +68,12 @@ pub struct TestVerdict {
 #[derive(Debug, thiserror::Error)]
 pub enum SlurmError {
     /// The command could not be started at all.
-    #[error("cannot run `{command}`: {source} (is Slurm installed and on PATH?)")]
+    #[error("cannot run `{command}`: {cause} (is Slurm installed and on PATH?)")]
     Spawn {
         /// The command.
         command: String,
         /// Why.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The command exited unsuccessfully.
     #[error("`{command}` failed ({status}): {stderr}")]
@@ -114,6 +114,10 @@ pub trait Slurm: Send + Sync {
 
     /// Cancels every job in `ids` at once.
     async fn cancel(&self, ids: &[JobId]) -> Result<(), SlurmError>;
+
+    /// Time left before job `id` reaches its time limit; `None` when it has
+    /// none or Slurm does not say.
+    async fn time_left(&self, id: JobId) -> Result<Option<std::time::Duration>, SlurmError>;
 }
 
 #[cfg(test)]

@@ -1,0 +1,328 @@
+//! The control plane without Slurm: a scheduler in this process and real
+//! `drover worker` processes registering with it over loopback.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use drover::client::SchedulerClient;
+use drover::protocol::{ClusterId, SchedulerFile, Token, WorkerState};
+use drover::scheduler::{Bind, Scheduler, SchedulerConfig};
+
+const HEARTBEAT: Duration = Duration::from_millis(200);
+const MISSED: u32 = 3;
+
+async fn scheduler() -> Scheduler {
+    let config = SchedulerConfig {
+        bind: Bind::Host(IpAddr::from([127, 0, 0, 1])),
+        port: 0,
+        heartbeat_interval: HEARTBEAT,
+        missed_heartbeats: MISSED,
+    };
+    Scheduler::start(config).await.unwrap()
+}
+
+fn publish(s: &Scheduler, dir: &Path) -> PathBuf {
+    let path = dir.join("scheduler.json");
+    s.write_scheduler_file(&path).unwrap();
+    path
+}
+
+fn agent(file: &Path, log: &Path, death: &str) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_drover"))
+        .args(["worker", "--death-timeout", death, "--scheduler-file"])
+        .arg(file)
+        .env_remove("SLURM_JOB_ID")
+        .stdout(std::fs::File::create(log).unwrap())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits for `child` to exit, at most `limit`.
+async fn exit_within(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_agents_register_appear_in_status_and_retire_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = scheduler().await;
+    let file = publish(&s, dir.path());
+    let mut children: Vec<Child> = (0..50)
+        .map(|i| agent(&file, &dir.path().join(format!("w{i}.log")), "10"))
+        .collect();
+    s.wait_for_workers(50, Duration::from_secs(60))
+        .await
+        .unwrap();
+
+    let out = Command::new(env!("CARGO_BIN_EXE_drover"))
+        .args(["status", "--json", "--scheduler-file"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed.len(), 50);
+    assert!(listed.iter().all(|w| w["state"] == "running"));
+
+    let table = Command::new(env!("CARGO_BIN_EXE_drover"))
+        .args(["status", "--scheduler-file"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.contains("WORKER") && text.contains("50 workers"),
+        "{text}"
+    );
+
+    for w in s.workers() {
+        assert!(s.retire(w.id, "test is over"));
+    }
+    for (i, child) in children.iter_mut().enumerate() {
+        let status = exit_within(child, Duration::from_secs(10)).await;
+        assert_eq!(
+            status.and_then(|s| s.code()),
+            Some(0),
+            "worker {i} did not retire cleanly"
+        );
+    }
+    assert!(s.workers().iter().all(|w| w.state == WorkerState::Exited));
+    let reason = s.workers()[0].exit_reason.clone().unwrap();
+    assert!(
+        reason.contains("retired by the scheduler (test is over)"),
+        "{reason}"
+    );
+    let log = read(&dir.path().join("w0.log"));
+    assert!(log.contains("registered"), "{log}");
+    assert!(log.contains("exiting: retired by the scheduler"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_agent_is_declared_lost_within_the_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = scheduler().await;
+    let file = publish(&s, dir.path());
+    let mut child = agent(&file, &dir.path().join("w.log"), "10");
+    s.wait_for_workers(1, Duration::from_secs(20))
+        .await
+        .unwrap();
+    child.kill().unwrap(); // SIGKILL: no goodbye
+    child.wait().unwrap();
+    let killed = Instant::now();
+    let bound = s.config().lost_after() + HEARTBEAT; // plus one check interval and slack
+    loop {
+        if s.workers()[0].state == WorkerState::Lost {
+            break;
+        }
+        assert!(
+            killed.elapsed() < bound + Duration::from_secs(1),
+            "not declared lost {:?} after SIGKILL",
+            killed.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let reason = s.workers()[0].exit_reason.clone().unwrap();
+    assert!(reason.starts_with("no heartbeat for"), "{reason}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_the_scheduler_makes_every_agent_exit_within_its_death_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = scheduler().await;
+    let file = publish(&s, dir.path());
+    let mut children: Vec<Child> = (0..5)
+        .map(|i| agent(&file, &dir.path().join(format!("w{i}.log")), "2"))
+        .collect();
+    s.wait_for_workers(5, Duration::from_secs(20))
+        .await
+        .unwrap();
+    s.stop();
+    let stopped = Instant::now();
+    for child in &mut children {
+        let status = exit_within(child, Duration::from_secs(6)).await;
+        assert_eq!(status.and_then(|s| s.code()), Some(1));
+    }
+    let took = stopped.elapsed();
+    assert!(
+        took >= Duration::from_secs(2),
+        "exited before the death timeout: {took:?}"
+    );
+    let log = read(&dir.path().join("w0.log"));
+    assert!(log.contains("scheduler unreachable for"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_whose_scheduler_never_answers_exits_after_its_death_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    // A scheduler file for a port nobody listens on: a job that started
+    // after its driver died.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let file = dir.path().join("gone.json");
+    SchedulerFile {
+        address: format!("http://127.0.0.1:{port}"),
+        cluster_id: ClusterId::generate(),
+        token: Token::generate(),
+        pid: 1,
+        started_at: 0,
+    }
+    .write(&file)
+    .unwrap();
+    let started = Instant::now();
+    let mut child = agent(&file, &dir.path().join("w.log"), "1.5");
+    let status = exit_within(&mut child, Duration::from_secs(6)).await;
+    assert_eq!(status.and_then(|s| s.code()), Some(1));
+    assert!(started.elapsed() >= Duration::from_millis(1500));
+    let log = read(&dir.path().join("w.log"));
+    assert!(log.contains("scheduler unreachable for"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_token_is_refused_and_the_agent_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = scheduler().await;
+    let mut forged = s.scheduler_file();
+    forged.token = Token::generate();
+    let file = dir.path().join("forged.json");
+    forged.write(&file).unwrap();
+    let mut child = agent(&file, &dir.path().join("w.log"), "10");
+    let status = exit_within(&mut child, Duration::from_secs(10)).await;
+    assert_eq!(status.and_then(|s| s.code()), Some(1));
+    let log = read(&dir.path().join("w.log"));
+    assert!(log.contains("refused our token (401)"), "{log}");
+    assert!(s.workers().is_empty());
+
+    // No token at all is refused too, on every route.
+    let http = reqwest::Client::new();
+    for path in ["/v1/workers", "/v1/workers/1/poll"] {
+        let r = http.get(format!("{}{path}", s.url())).send().await.unwrap();
+        assert_eq!(r.status(), reqwest::StatusCode::UNAUTHORIZED, "{path}");
+    }
+    let client = SchedulerClient::new(s.url(), Token::generate());
+    assert!(client
+        .workers()
+        .await
+        .unwrap_err()
+        .to_string()
+        .contains("401"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signals_deregister_or_drain_the_agent() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = scheduler().await;
+    let file = publish(&s, dir.path());
+    let mut term = agent(&file, &dir.path().join("term.log"), "10");
+    let mut usr1 = agent(&file, &dir.path().join("usr1.log"), "10");
+    s.wait_for_workers(2, Duration::from_secs(20))
+        .await
+        .unwrap();
+    let signal = |child: &Child, sig: &str| {
+        Command::new("kill")
+            .args([sig, &child.id().to_string()])
+            .status()
+            .unwrap()
+    };
+    signal(&term, "-TERM");
+    signal(&usr1, "-USR1");
+    assert_eq!(
+        exit_within(&mut term, Duration::from_secs(5))
+            .await
+            .and_then(|s| s.code()),
+        Some(0)
+    );
+    assert_eq!(
+        exit_within(&mut usr1, Duration::from_secs(5))
+            .await
+            .and_then(|s| s.code()),
+        Some(0)
+    );
+    let reasons: Vec<String> = s
+        .workers()
+        .iter()
+        .map(|w| {
+            assert_eq!(w.state, WorkerState::Exited);
+            w.exit_reason.clone().unwrap()
+        })
+        .collect();
+    assert!(
+        reasons.iter().any(|r| r == "stopped by SIGTERM"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.starts_with("drained on SIGUSR1")),
+        "{reasons:?}"
+    );
+}
+
+#[test]
+fn missing_or_corrupt_scheduler_files_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let corrupt = dir.path().join("corrupt.json");
+    std::fs::write(&corrupt, "not json").unwrap();
+    let cases: [(PathBuf, &str); 2] = [
+        (
+            dir.path().join("missing.json"),
+            "cannot read scheduler file",
+        ),
+        (corrupt, "is not valid"),
+    ];
+    for (path, expected) in cases {
+        for cmd in ["worker", "status"] {
+            let out = Command::new(env!("CARGO_BIN_EXE_drover"))
+                .args([cmd, "--scheduler-file"])
+                .arg(&path)
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{cmd}: {err}");
+            assert!(err.contains(expected), "{cmd}: {err}");
+        }
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_drover"))
+        .arg("worker")
+        .env_remove("DROVER_SCHEDULER_FILE")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--scheduler-file"));
+}
+
+#[test]
+fn a_scheduler_on_a_missing_interface_lists_the_ones_that_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_drover"))
+        .args(["scheduler", "--interface", "nosuch0", "--scheduler-file"])
+        .arg(dir.path().join("s.json"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("no network interface named `nosuch0`"),
+        "{err}"
+    );
+    assert!(err.contains("lo (127.0.0.1)"), "{err}");
+}

@@ -1,0 +1,75 @@
+//! `drover scheduler`: a standalone scheduler, for the manual setup where
+//! one `srun` step runs it and others run `drover worker`.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use drover::config::Timeout;
+use drover::scheduler::{Bind, Scheduler, SchedulerConfig};
+use tokio::signal::unix::{signal, SignalKind};
+
+#[derive(Debug, clap::Args)]
+pub struct SchedulerArgs {
+    /// Listen on this interface's IPv4 address, e.g. ib0.
+    #[arg(long, value_name = "IFACE", conflicts_with = "host")]
+    interface: Option<String>,
+    /// Listen on this address (default 127.0.0.1 when no interface is given).
+    #[arg(long, value_name = "ADDR")]
+    host: Option<IpAddr>,
+    /// Port; 0 picks a free one.
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+    /// Where to write the scheduler file workers and tools read.
+    #[arg(long, value_name = "FILE", env = "DROVER_SCHEDULER_FILE")]
+    scheduler_file: PathBuf,
+    /// How often workers heartbeat (default 5s, or $DROVER_HEARTBEAT_INTERVAL).
+    #[arg(long, value_name = "TIME")]
+    heartbeat_interval: Option<Timeout>,
+    /// Missed heartbeats before a worker is declared lost (default 3, or $DROVER_MISSED_HEARTBEATS).
+    #[arg(long, value_name = "N")]
+    missed_heartbeats: Option<u32>,
+}
+
+pub async fn run(args: SchedulerArgs) -> anyhow::Result<ExitCode> {
+    let bind = match (args.interface, args.host) {
+        (Some(i), _) => Bind::Interface(i),
+        (None, Some(h)) => Bind::Host(h),
+        (None, None) => Bind::Host(IpAddr::from([127, 0, 0, 1])),
+    };
+    let mut config = SchedulerConfig::new(bind)?;
+    config.port = args.port;
+    if let Some(t) = args.heartbeat_interval {
+        config.heartbeat_interval = t.duration();
+    }
+    if let Some(n) = args.missed_heartbeats {
+        config.missed_heartbeats = n;
+    }
+    let scheduler = Scheduler::start(config).await?;
+    scheduler
+        .write_scheduler_file(&args.scheduler_file)
+        .context("publishing the scheduler")?;
+    println!(
+        "drover scheduler at {} (cluster {}), scheduler file {}",
+        scheduler.url(),
+        scheduler.cluster_id(),
+        args.scheduler_file.display()
+    );
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let why = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    scheduler.stop();
+    // Remove the file only while it is still ours.
+    if drover::protocol::SchedulerFile::read(&args.scheduler_file)
+        .map(|f| f.cluster_id == *scheduler.cluster_id())
+        .unwrap_or(false)
+    {
+        let _ = std::fs::remove_file(&args.scheduler_file);
+    }
+    tracing::info!("scheduler stopped by {why}");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,155 @@
+//! The scheduler's HTTP face: routes, token check, long polls.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use subtle::ConstantTimeEq;
+
+use super::registry::PollStart;
+use super::Shared;
+use crate::protocol::{
+    paths, DeregisterRequest, Instruction, RegisterRequest, RegisterResponse, WorkerId,
+};
+
+/// The router for `shared`.
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route(paths::REGISTER, post(register))
+        .route(paths::WORKERS, get(workers))
+        .route(paths::POLL, get(poll))
+        .route(paths::DEREGISTER, post(deregister))
+        .route(paths::RETIRE, post(retire))
+        .layer(middleware::from_fn_with_state(shared.clone(), authenticate))
+        .with_state(shared)
+}
+
+/// Refuses any request without the cluster's token, comparing in constant
+/// time and logging the refusal without the token.
+async fn authenticate(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let ok = presented
+        .map(|t| bool::from(t.as_bytes().ct_eq(shared.token.expose().as_bytes())))
+        .unwrap_or(false);
+    if ok {
+        return next.run(request).await;
+    }
+    tracing::warn!(
+        %peer,
+        path = %request.uri().path(),
+        token = if presented.is_some() { "wrong" } else { "missing" },
+        "refused unauthenticated request"
+    );
+    (StatusCode::UNAUTHORIZED, "missing or wrong cluster token\n").into_response()
+}
+
+async fn register(
+    State(shared): State<Arc<Shared>>,
+    Json(req): Json<RegisterRequest>,
+) -> Json<RegisterResponse> {
+    let (name, job, host, address) = (
+        req.name.clone(),
+        req.slurm.to_string(),
+        req.hostname.clone(),
+        req.address.clone(),
+    );
+    let id = shared.registry().register(req);
+    shared.changed();
+    tracing::info!(worker = %id, %name, %job, %host, %address, "worker registered");
+    Json(RegisterResponse {
+        worker_id: id,
+        cluster_id: shared.cluster_id.clone(),
+        heartbeat_interval_ms: shared.config.heartbeat_interval.as_millis() as u64,
+    })
+}
+
+async fn workers(State(shared): State<Arc<Shared>>) -> Json<Vec<crate::protocol::WorkerInfo>> {
+    Json(shared.registry().list())
+}
+
+#[derive(Deserialize)]
+struct PollQuery {
+    wait_ms: Option<u64>,
+}
+
+async fn poll(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<u64>,
+    Query(q): Query<PollQuery>,
+) -> Result<Json<Instruction>, StatusCode> {
+    let id = WorkerId(id);
+    let start = shared.registry().poll(id);
+    let wake = match start {
+        None => return Err(StatusCode::NOT_FOUND),
+        Some(PollStart::Now(i)) => return Ok(Json(i)),
+        Some(PollStart::Wait(wake)) => wake,
+    };
+    let limit = shared.config.heartbeat_interval;
+    let wait = q
+        .wait_ms
+        .map(Duration::from_millis)
+        .unwrap_or(limit)
+        .min(limit);
+    tokio::select! {
+        _ = wake.notified() => {}
+        _ = tokio::time::sleep(wait) => {}
+    }
+    Ok(Json(
+        shared
+            .registry()
+            .pending(id)
+            .unwrap_or(Instruction::Continue),
+    ))
+}
+
+async fn deregister(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<u64>,
+    Json(req): Json<DeregisterRequest>,
+) -> StatusCode {
+    let id = WorkerId(id);
+    let known = shared.registry().deregister(id, req.reason.clone());
+    if !known {
+        return StatusCode::NOT_FOUND;
+    }
+    shared.changed();
+    tracing::info!(worker = %id, reason = %req.reason, "worker deregistered");
+    StatusCode::NO_CONTENT
+}
+
+#[derive(Deserialize)]
+struct RetireBody {
+    reason: Option<String>,
+}
+
+async fn retire(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<u64>,
+    body: Option<Json<RetireBody>>,
+) -> StatusCode {
+    let reason = body
+        .and_then(|Json(b)| b.reason)
+        .unwrap_or_else(|| "asked to retire".into());
+    if shared.registry().retire(WorkerId(id), &reason) {
+        shared.changed();
+        StatusCode::NO_CONTENT
+    } else {
+        StatusCode::NOT_FOUND
+    }
+}

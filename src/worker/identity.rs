@@ -1,0 +1,175 @@
+//! Who a worker is: its Slurm job, node, address, cores, memory and the end
+//! of its allocation, from Slurm's environment with the machine as fallback.
+
+use std::net::{IpAddr, UdpSocket};
+
+use crate::config::Memory;
+use crate::protocol::{RegisterRequest, SlurmPlacement};
+use crate::slurm::{JobId, Slurm, SlurmCli};
+
+use super::{AgentError, WorkerArgs};
+
+/// A worker's identity, as it registers.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// Its name.
+    pub name: String,
+    /// Its place in Slurm.
+    pub slurm: SlurmPlacement,
+    /// Its node's hostname.
+    pub hostname: String,
+    /// Its address on the interface.
+    pub address: IpAddr,
+    /// The interface, when one was named.
+    pub interface: Option<String>,
+    /// Cores for this worker.
+    pub cores: u32,
+    /// Memory for this worker.
+    pub memory: Memory,
+    /// End of the allocation, Unix seconds.
+    pub allocation_end: Option<u64>,
+}
+
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok()?.trim().parse().ok()
+}
+
+/// Slurm's `SLURM_*` variables, or nothing outside a job.
+pub fn placement() -> SlurmPlacement {
+    SlurmPlacement {
+        job_id: env_u64("SLURM_JOB_ID"),
+        array_job_id: env_u64("SLURM_ARRAY_JOB_ID"),
+        array_task_id: env_u64("SLURM_ARRAY_TASK_ID"),
+        step_id: env_u64("SLURM_STEP_ID"),
+    }
+}
+
+/// The address this host would use to reach `scheduler_url`'s host (a
+/// connected UDP socket sends nothing).
+fn route_address(scheduler_url: &str) -> Option<IpAddr> {
+    let url = reqwest::Url::parse(scheduler_url).ok()?;
+    let host: IpAddr = url.host_str()?.trim_matches(['[', ']']).parse().ok()?;
+    let socket = UdpSocket::bind((if host.is_ipv4() { "0.0.0.0" } else { "::" }, 0)).ok()?;
+    socket.connect((host, url.port().unwrap_or(80))).ok()?;
+    Some(socket.local_addr().ok()?.ip())
+}
+
+impl Identity {
+    /// Works out this worker's identity from `args`, Slurm's environment and
+    /// the machine.
+    pub async fn detect(args: &WorkerArgs, scheduler_url: &str) -> Result<Identity, AgentError> {
+        let slurm = placement();
+        let hostname = sysinfo::System::host_name().unwrap_or_else(|| "unknown".into());
+        let address = match &args.interface {
+            Some(name) => IpAddr::V4(crate::net::interface_ipv4(name)?),
+            None => route_address(scheduler_url).unwrap_or(IpAddr::from([127, 0, 0, 1])),
+        };
+        let cores = args
+            .cores
+            .or_else(|| env_u64("SLURM_CPUS_PER_TASK").map(|c| c as u32))
+            .or_else(|| env_u64("SLURM_CPUS_ON_NODE").map(|c| c as u32))
+            .unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map(|n| n.get() as u32)
+                    .unwrap_or(1)
+            });
+        let memory = args
+            .memory
+            .or_else(|| env_u64("SLURM_MEM_PER_NODE").map(Memory::from_mib))
+            .or_else(|| {
+                env_u64("SLURM_MEM_PER_CPU").map(|m| Memory::from_mib(m * u64::from(cores)))
+            })
+            .unwrap_or_else(|| {
+                let mut sys = sysinfo::System::new();
+                sys.refresh_memory();
+                Memory::from_bytes(sys.total_memory())
+            });
+        let name = args.name.clone().unwrap_or_else(|| match slurm.job_id {
+            Some(_) => match env_u64("SLURM_NTASKS")
+                .filter(|n| *n > 1)
+                .and(env_u64("SLURM_PROCID"))
+            {
+                Some(rank) if slurm.step_id.is_some() => format!("{slurm}/{rank}"),
+                _ => slurm.to_string(),
+            },
+            None => format!("{hostname}-{}", std::process::id()),
+        });
+        let allocation_end = match slurm.job_id {
+            Some(job) => allocation_end(JobId::new(job)).await,
+            None => None,
+        };
+        Ok(Identity {
+            name,
+            slurm,
+            hostname,
+            address,
+            interface: args.interface.clone(),
+            cores,
+            memory,
+            allocation_end,
+        })
+    }
+
+    /// The identity of process `index` of `count` in this job: its share of
+    /// cores and memory, and a name that tells the processes apart.
+    pub fn share(&self, index: u32, count: u32) -> Identity {
+        if count <= 1 {
+            return self.clone();
+        }
+        Identity {
+            name: format!("{}-{index}", self.name),
+            cores: (self.cores / count).max(1),
+            memory: self.memory.split_ceil(count),
+            ..self.clone()
+        }
+    }
+
+    /// The registration message for this identity.
+    pub fn register_request(&self) -> RegisterRequest {
+        RegisterRequest {
+            name: self.name.clone(),
+            slurm: self.slurm.clone(),
+            hostname: self.hostname.clone(),
+            address: self.address.to_string(),
+            cores: self.cores,
+            memory_bytes: self.memory.bytes(),
+            allocation_end: self.allocation_end,
+            pid: std::process::id(),
+        }
+    }
+
+    /// One line for the job's log: who and where this worker is.
+    pub fn describe(&self) -> String {
+        let iface = match &self.interface {
+            Some(i) => format!("{i} {}", self.address),
+            None => self.address.to_string(),
+        };
+        let ends = match self.allocation_end {
+            Some(end) => {
+                let left = end.saturating_sub(crate::protocol::unix_ms() / 1000);
+                format!(", allocation ends in {left} s")
+            }
+            None => String::new(),
+        };
+        format!(
+            "worker {} (Slurm job {}) on {} ({iface}), {} cores, {} memory{ends}",
+            self.name,
+            self.slurm,
+            self.hostname,
+            self.cores,
+            self.memory.human()
+        )
+    }
+}
+
+/// When the allocation of `job` ends, from Slurm's time left.
+async fn allocation_end(job: JobId) -> Option<u64> {
+    match SlurmCli::new().time_left(job).await {
+        Ok(Some(left)) => Some(crate::protocol::unix_ms() / 1000 + left.as_secs()),
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot learn when the allocation ends");
+            None
+        }
+    }
+}
