@@ -19,6 +19,7 @@ async fn scheduler() -> Scheduler {
         port: 0,
         heartbeat_interval: HEARTBEAT,
         missed_heartbeats: MISSED,
+        max_held_polls: 1024,
     };
     Scheduler::start(config).await.unwrap()
 }
@@ -96,9 +97,26 @@ async fn fifty_agents_register_appear_in_status_and_retire_cleanly() {
         "{text}"
     );
 
-    for w in s.workers() {
-        assert!(s.retire(w.id, "test is over"));
-    }
+    let retire = Command::new(env!("CARGO_BIN_EXE_drover"))
+        .args([
+            "retire",
+            "--all",
+            "--reason",
+            "test is over",
+            "--scheduler-file",
+        ])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        retire.status.success(),
+        "{}",
+        String::from_utf8_lossy(&retire.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&retire.stdout).trim(),
+        "retiring 50 workers"
+    );
     for (i, child) in children.iter_mut().enumerate() {
         let status = exit_within(child, Duration::from_secs(10)).await;
         assert_eq!(

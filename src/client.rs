@@ -192,6 +192,17 @@ impl SchedulerClient {
         self.send::<serde_json::Value>(r, Some(id)).await.map(drop)
     }
 
+    /// Asks every live worker to retire; returns how many were asked.
+    pub async fn retire_all(&self, reason: &str) -> Result<usize, ClientError> {
+        let r = self
+            .http
+            .post(format!("{}{}", self.base, paths::RETIRE_ALL))
+            .timeout(REQUEST_SLACK)
+            .json(&serde_json::json!({ "reason": reason }));
+        let v: Option<serde_json::Value> = self.send(r, None).await?;
+        Ok(v.and_then(|v| v["retiring"].as_u64()).unwrap_or(0) as usize)
+    }
+
     /// Every worker the scheduler knows.
     pub async fn workers(&self) -> Result<Vec<WorkerInfo>, ClientError> {
         let r = self

@@ -2,6 +2,11 @@
 
 mod cli;
 
+/// mimalloc returns freed memory to the system promptly, so a scheduler's
+/// resident size follows its live workers rather than its busiest moment.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
@@ -25,7 +30,16 @@ fn main() -> ExitCode {
             .with_writer(std::io::stderr)
             .init();
     }
-    let runtime = match tokio::runtime::Runtime::new() {
+    // A standalone scheduler serves many small requests: one thread, with no
+    // cross-thread wake-ups, costs least CPU per request.
+    let runtime = if args.single_threaded() {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Runtime::new()
+    };
+    let runtime = match runtime {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -22,6 +22,8 @@ pub mod paths {
     pub const DEREGISTER: &str = "/v1/workers/{id}/deregister";
     /// `POST`: ask one worker to retire.
     pub const RETIRE: &str = "/v1/workers/{id}/retire";
+    /// `POST`: ask every live worker to retire.
+    pub const RETIRE_ALL: &str = "/v1/retire";
 
     /// `template` with `{id}` replaced.
     pub fn with_id(template: &str, id: super::WorkerId) -> String {
@@ -186,8 +188,14 @@ pub struct RegisterResponse {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum Instruction {
-    /// Nothing new: poll again.
-    Continue,
+    /// Nothing new: poll again after `next_poll_ms` (0: at once).
+    Continue {
+        /// How long to wait before the next poll. The scheduler holds only
+        /// a bounded number of polls open; the other workers come back
+        /// after a heartbeat interval, holding no connection meanwhile.
+        #[serde(default)]
+        next_poll_ms: u64,
+    },
     /// Leave: finish, deregister and exit successfully.
     Retire {
         /// Why, for the worker's log.

@@ -109,6 +109,7 @@ pub async fn bridge_scheduler(dir: &std::path::Path) -> (Scheduler, PathBuf) {
         port: 0,
         heartbeat_interval: Duration::from_millis(500),
         missed_heartbeats: 3,
+        max_held_polls: 1024,
     };
     let s = Scheduler::start(config)
         .await

@@ -1,6 +1,7 @@
 //! Command-line interface: one module per subcommand.
 
 mod job_script;
+mod retire;
 mod scheduler;
 mod status;
 mod worker;
@@ -33,9 +34,16 @@ enum Command {
     Scheduler(scheduler::SchedulerArgs),
     /// Show the workers of a cluster.
     Status(status::StatusArgs),
+    /// Ask workers to finish and leave (their jobs end COMPLETED).
+    Retire(retire::RetireArgs),
 }
 
 impl Cli {
+    /// Whether this command runs best on one thread.
+    pub fn single_threaded(&self) -> bool {
+        matches!(self.command, Command::Scheduler(_))
+    }
+
     /// Whether this command's log belongs on stdout (a worker's job log).
     pub fn logs_to_stdout(&self) -> bool {
         matches!(self.command, Command::Worker(_))
@@ -49,6 +57,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Worker(args) => worker::run(args).await,
         Command::Scheduler(args) => scheduler::run(args).await,
         Command::Status(args) => status::run(args).await,
+        Command::Retire(args) => retire::run(args).await,
     }
 }
 

@@ -30,9 +30,16 @@ pub struct SchedulerArgs {
     /// Missed heartbeats before a worker is declared lost (default 3, or $DROVER_MISSED_HEARTBEATS).
     #[arg(long, value_name = "N")]
     missed_heartbeats: Option<u32>,
+    /// Polls held open at once; other workers poll once per interval (default 1024, or $DROVER_MAX_HELD_POLLS).
+    #[arg(long, value_name = "N")]
+    max_held_polls: Option<usize>,
 }
 
 pub async fn run(args: SchedulerArgs) -> anyhow::Result<ExitCode> {
+    // Every worker holds a connection: allow as many as the hard limit does.
+    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+        tracing::warn!(error = %e, "cannot raise the open-files limit");
+    }
     let bind = match (args.interface, args.host) {
         (Some(i), _) => Bind::Interface(i),
         (None, Some(h)) => Bind::Host(h),
@@ -45,6 +52,9 @@ pub async fn run(args: SchedulerArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(n) = args.missed_heartbeats {
         config.missed_heartbeats = n;
+    }
+    if let Some(n) = args.max_held_polls {
+        config.max_held_polls = n;
     }
     let scheduler = Scheduler::start(config).await?;
     scheduler

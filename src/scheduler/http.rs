@@ -1,6 +1,7 @@
 //! The scheduler's HTTP face: routes, token check, long polls.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +28,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route(paths::POLL, get(poll))
         .route(paths::DEREGISTER, post(deregister))
         .route(paths::RETIRE, post(retire))
+        .route(paths::RETIRE_ALL, post(retire_all))
         .layer(middleware::from_fn_with_state(shared.clone(), authenticate))
         .with_state(shared)
 }
@@ -88,34 +90,54 @@ struct PollQuery {
     wait_ms: Option<u64>,
 }
 
+/// Counts a held poll for as long as it lives.
+struct Held<'a>(&'a AtomicUsize);
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 async fn poll(
     State(shared): State<Arc<Shared>>,
     Path(id): Path<u64>,
     Query(q): Query<PollQuery>,
-) -> Result<Json<Instruction>, StatusCode> {
+) -> Result<Response, StatusCode> {
     let id = WorkerId(id);
     let start = shared.registry().poll(id);
     let wake = match start {
         None => return Err(StatusCode::NOT_FOUND),
-        Some(PollStart::Now(i)) => return Ok(Json(i)),
+        Some(PollStart::Now(i)) => return Ok(Json(i).into_response()),
         Some(PollStart::Wait(wake)) => wake,
     };
-    let limit = shared.config.heartbeat_interval;
+    let interval = shared.config.heartbeat_interval;
+    let held = shared.held_polls.fetch_add(1, Ordering::Relaxed);
+    let guard = Held(&shared.held_polls);
+    if held >= shared.config.max_held_polls {
+        // Enough polls are held: this worker comes back after an interval,
+        // and its connection closes meanwhile so it costs no buffers.
+        drop(guard);
+        let next = Instruction::Continue {
+            next_poll_ms: interval.as_millis() as u64,
+        };
+        return Ok(([(header::CONNECTION, "close")], Json(next)).into_response());
+    }
     let wait = q
         .wait_ms
         .map(Duration::from_millis)
-        .unwrap_or(limit)
-        .min(limit);
+        .unwrap_or(interval)
+        .min(interval);
     tokio::select! {
         _ = wake.notified() => {}
         _ = tokio::time::sleep(wait) => {}
     }
-    Ok(Json(
-        shared
-            .registry()
-            .pending(id)
-            .unwrap_or(Instruction::Continue),
-    ))
+    drop(guard);
+    let told = shared
+        .registry()
+        .pending(id)
+        .unwrap_or(Instruction::Continue { next_poll_ms: 0 });
+    Ok(Json(told).into_response())
 }
 
 async fn deregister(
@@ -152,4 +174,19 @@ async fn retire(
     } else {
         StatusCode::NOT_FOUND
     }
+}
+
+async fn retire_all(
+    State(shared): State<Arc<Shared>>,
+    body: Option<Json<RetireBody>>,
+) -> Json<serde_json::Value> {
+    let reason = body
+        .and_then(|Json(b)| b.reason)
+        .unwrap_or_else(|| "asked to retire".into());
+    let n = shared.registry().retire_all(&reason);
+    if n > 0 {
+        shared.changed();
+    }
+    tracing::info!(workers = n, %reason, "retiring every worker");
+    Json(serde_json::json!({ "retiring": n }))
 }

@@ -40,12 +40,28 @@ pub struct SchedulerConfig {
     pub heartbeat_interval: Duration,
     /// How many intervals of silence make a worker lost (at least 2).
     pub missed_heartbeats: u32,
+    /// How many polls the scheduler holds open at once. Each held poll is a
+    /// connection with its buffers; workers beyond this poll once per
+    /// interval without holding one.
+    pub max_held_polls: usize,
 }
 
 /// Default heartbeat interval.
 pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
 /// Default count of missed heartbeats before a worker is lost.
 pub const DEFAULT_MISSED_HEARTBEATS: u32 = 3;
+/// Default bound on polls held open at once.
+pub const DEFAULT_MAX_HELD_POLLS: usize = 1024;
+
+fn env_number<T: std::str::FromStr>(name: &str, default: T) -> Result<T, SchedulerError> {
+    match std::env::var(name) {
+        Ok(v) => v
+            .trim()
+            .parse()
+            .map_err(|_| SchedulerError::Config(format!("{name}: `{v}` is not a whole number"))),
+        Err(_) => Ok(default),
+    }
+}
 
 impl SchedulerConfig {
     /// A config for `bind` with intervals from the environment or defaults.
@@ -57,19 +73,12 @@ impl SchedulerConfig {
                 .duration(),
             Err(_) => DEFAULT_HEARTBEAT_INTERVAL,
         };
-        let missed_heartbeats = match std::env::var("DROVER_MISSED_HEARTBEATS") {
-            Ok(v) => v.parse::<u32>().map_err(|_| {
-                SchedulerError::Config(format!(
-                    "DROVER_MISSED_HEARTBEATS: `{v}` is not a whole number (2 or more)"
-                ))
-            })?,
-            Err(_) => DEFAULT_MISSED_HEARTBEATS,
-        };
         SchedulerConfig {
             bind,
             port: 0,
             heartbeat_interval,
-            missed_heartbeats,
+            missed_heartbeats: env_number("DROVER_MISSED_HEARTBEATS", DEFAULT_MISSED_HEARTBEATS)?,
+            max_held_polls: env_number("DROVER_MAX_HELD_POLLS", DEFAULT_MAX_HELD_POLLS)?,
         }
         .validated()
     }
@@ -135,6 +144,8 @@ pub(crate) struct Shared {
     pub(crate) token: Token,
     pub(crate) config: SchedulerConfig,
     registry: Mutex<Registry>,
+    /// Polls held open right now.
+    pub(crate) held_polls: std::sync::atomic::AtomicUsize,
     /// Bumped on every change to the registry, for waiters.
     version: watch::Sender<u64>,
 }
@@ -192,6 +203,7 @@ impl Scheduler {
             token,
             config,
             registry: Mutex::new(Registry::default()),
+            held_polls: std::sync::atomic::AtomicUsize::new(0),
             version: watch::channel(0).0,
         });
         let app = http::router(shared.clone()).into_make_service_with_connect_info::<SocketAddr>();
@@ -235,6 +247,13 @@ impl Scheduler {
         &self.shared.token
     }
 
+    /// Polls held open right now.
+    pub fn held_polls(&self) -> usize {
+        self.shared
+            .held_polls
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Its settings.
     pub fn config(&self) -> &SchedulerConfig {
         &self.shared.config
@@ -274,6 +293,15 @@ impl Scheduler {
             self.shared.changed();
         }
         done
+    }
+
+    /// Asks every live worker to retire; returns how many were asked.
+    pub fn retire_all(&self, reason: &str) -> usize {
+        let n = self.shared.registry().retire_all(reason);
+        if n > 0 {
+            self.shared.changed();
+        }
+        n
     }
 
     /// Waits until at least `n` workers are live, or fails after `timeout`.

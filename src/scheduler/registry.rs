@@ -108,6 +108,14 @@ impl Registry {
         true
     }
 
+    /// Queues a retirement for every live worker; returns how many.
+    pub(crate) fn retire_all(&mut self, reason: &str) -> usize {
+        let ids: Vec<WorkerId> = self.workers.keys().copied().collect();
+        ids.into_iter()
+            .filter(|id| self.retire(*id, reason))
+            .count()
+    }
+
     /// Marks `id` as gone by its own word.
     pub(crate) fn deregister(&mut self, id: WorkerId, reason: String) -> bool {
         let Some(entry) = self.workers.get_mut(&id) else {

@@ -139,6 +139,7 @@ impl Agent {
         tracing::info!(scheduler = %self.client.url(), "registering");
 
         let mut registered: Option<(WorkerId, Duration)> = None;
+        let mut pause = Duration::ZERO;
         let mut unreachable_since: Option<Instant> = Some(Instant::now());
         let mut retry = FIRST_RETRY;
         loop {
@@ -154,7 +155,10 @@ impl Agent {
                                 Duration::from_millis(r.heartbeat_interval_ms),
                             )
                         }),
-                    Some((id, interval)) => self.client.poll(id, interval).await.map(Step::Told),
+                    Some((id, interval)) => {
+                        tokio::time::sleep(pause).await;
+                        self.client.poll(id, interval).await.map(Step::Told)
+                    }
                 }
             };
             let result = tokio::select! {
@@ -176,10 +180,12 @@ impl Agent {
                         "registered"
                     );
                     registered = Some((id, interval));
+                    pause = Duration::ZERO;
                     unreachable_since = None;
                     retry = FIRST_RETRY;
                 }
-                Ok(Step::Told(Instruction::Continue)) => {
+                Ok(Step::Told(Instruction::Continue { next_poll_ms })) => {
+                    pause = Duration::from_millis(next_poll_ms);
                     unreachable_since = None;
                     retry = FIRST_RETRY;
                 }
@@ -203,6 +209,7 @@ impl Agent {
                         return Ok(exit);
                     }
                     tracing::debug!(error = %e, "scheduler unreachable; retrying");
+                    pause = Duration::ZERO;
                     tokio::time::sleep(retry.min(self.death - gone)).await;
                     retry = (retry * 2).min(MAX_RETRY);
                 }

@@ -1,0 +1,264 @@
+//! Control-plane benchmarks (`cargo bench --bench control_plane`):
+//!
+//! 1. agent start to registered: a `drover worker` process spawned against a
+//!    scheduler on loopback, until the scheduler has it; median of 20 runs;
+//! 2. a `drover scheduler` process holding 10,000 simulated workers that
+//!    heartbeat every 5 s: its memory per worker and its CPU use.
+//!
+//! Each figure is printed beside its target, with the ratio.
+
+use std::net::IpAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use drover::client::SchedulerClient;
+use drover::protocol::{Instruction, RegisterRequest, SchedulerFile, SlurmPlacement};
+use drover::scheduler::{Bind, Scheduler, SchedulerConfig};
+
+const HEARTBEAT: Duration = Duration::from_secs(5);
+
+/// The sizes of one run: the real ones under `cargo bench`, small ones under
+/// `cargo test`, which only checks that the benchmark still works.
+struct Sizes {
+    runs: usize,
+    workers: usize,
+    settle: Duration,
+    cpu_window: Duration,
+}
+
+const MEASURE: Sizes = Sizes {
+    runs: 20,
+    workers: 10_000,
+    settle: Duration::from_secs(10),
+    cpu_window: Duration::from_secs(30),
+};
+
+const SMOKE: Sizes = Sizes {
+    runs: 2,
+    workers: 200,
+    settle: Duration::from_millis(500),
+    cpu_window: Duration::from_millis(500),
+};
+
+fn main() {
+    // `cargo bench` passes `--bench`; any other argument filters like libtest.
+    let measuring = std::env::args().any(|a| a == "--bench");
+    let sizes = if measuring { &MEASURE } else { &SMOKE };
+    if !measuring {
+        println!("smoke run (cargo test): small sizes, the figures below are not measurements");
+    }
+    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with("--"));
+    let wanted = |name: &str| filter.as_deref().is_none_or(|f| name.contains(f));
+    rlimit::increase_nofile_limit(u64::MAX).expect("raise the open-files limit");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    if wanted("agent_start") {
+        rt.block_on(agent_start_to_registered(sizes));
+    }
+    if wanted("scheduler_10k") {
+        rt.block_on(scheduler_at_10k_workers(sizes));
+    }
+}
+
+fn report(what: &str, measured: f64, target: f64, unit: &str) {
+    println!(
+        "{what}: {measured:.2} {unit} (target < {target} {unit}; measured/target = {:.3})",
+        measured / target
+    );
+}
+
+async fn agent_start_to_registered(sizes: &Sizes) {
+    let runs = sizes.runs;
+    let config = SchedulerConfig {
+        bind: Bind::Host(IpAddr::from([127, 0, 0, 1])),
+        port: 0,
+        heartbeat_interval: HEARTBEAT,
+        missed_heartbeats: 3,
+        max_held_polls: 1024,
+    };
+    let scheduler = Scheduler::start(config).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("scheduler.json");
+    scheduler.write_scheduler_file(&file).unwrap();
+    let mut times = Vec::new();
+    for _ in 0..runs {
+        let start = Instant::now();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_drover"))
+            .args(["worker", "--death-timeout", "10", "--scheduler-file"])
+            .arg(&file)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        scheduler
+            .wait_for_workers(1, Duration::from_secs(10))
+            .await
+            .expect("the agent registers");
+        times.push(start.elapsed().as_secs_f64() * 1000.0);
+        let id = scheduler.workers().last().unwrap().id;
+        scheduler.retire(id, "benchmark run over");
+        child.wait().unwrap();
+        // Each run starts with no live worker.
+        while scheduler.live_workers() > 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let median = (times[runs / 2 - 1] + times[runs / 2]) / 2.0;
+    println!(
+        "agent start to registered over {runs} runs: min {:.2} ms, median {median:.2} ms, max {:.2} ms",
+        times[0],
+        times[runs - 1]
+    );
+    report("agent start to registered, median", median, 50.0, "ms");
+}
+
+/// Resident memory of `pid`, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+/// CPU time `pid` has used (user + system), in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // Fields 14 and 15 of stat (utime, stime), counted from the state field as 3.
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn scheduler_at_10k_workers(sizes: &Sizes) {
+    let workers_wanted = sizes.workers;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("scheduler.json");
+    let child = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_drover"))
+            .args([
+                "scheduler",
+                "--host",
+                "127.0.0.1",
+                "--heartbeat-interval",
+                "5s",
+            ])
+            .arg("--scheduler-file")
+            .arg(&file)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let pid = child.0.id();
+    while !file.exists() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let rss_idle = rss_kib(pid);
+    let sf = SchedulerFile::read(&file).unwrap();
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(workers_wanted)
+        .no_proxy()
+        .build()
+        .unwrap();
+    let client = SchedulerClient::with_http(http, sf.address.clone(), sf.token.clone());
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = tokio::task::JoinSet::new();
+    let started = Instant::now();
+    for i in 0..workers_wanted {
+        let client = client.clone();
+        let stop = stop.clone();
+        tasks.spawn(async move {
+            let req = RegisterRequest {
+                name: format!("sim-{i}"),
+                slurm: SlurmPlacement {
+                    job_id: Some(1_000_000 + i as u64),
+                    ..Default::default()
+                },
+                hostname: format!("node{:03}", i % 500),
+                address: format!("10.1.{}.{}", i / 250, i % 250),
+                cores: 16,
+                memory_bytes: 64 << 30,
+                allocation_end: Some(2_000_000_000),
+                pid: 100_000 + i as u32,
+            };
+            let reg = loop {
+                match client.register(&req).await {
+                    Ok(r) => break r,
+                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            };
+            let interval = Duration::from_millis(reg.heartbeat_interval_ms);
+            while !stop.load(Ordering::Relaxed) {
+                match client.poll(reg.worker_id, interval).await {
+                    Ok(Instruction::Continue { next_poll_ms }) => {
+                        tokio::time::sleep(Duration::from_millis(next_poll_ms)).await
+                    }
+                    Ok(other) => panic!("unexpected instruction {other:?}"),
+                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+        });
+    }
+    loop {
+        let n = client.workers().await.map(|w| w.len()).unwrap_or(0);
+        if n >= workers_wanted {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!(
+        "{workers_wanted} simulated workers registered in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    // Let two heartbeat rounds pass so every worker holds its steady state.
+    tokio::time::sleep(sizes.settle).await;
+    let ticks0 = cpu_ticks(pid);
+    let t0 = Instant::now();
+    tokio::time::sleep(sizes.cpu_window).await;
+    let ticks = cpu_ticks(pid) - ticks0;
+    let secs = t0.elapsed().as_secs_f64();
+    let rss_loaded = rss_kib(pid);
+    let hz = 100.0; // USER_HZ on Linux
+    let cpu_percent = ticks as f64 / hz / secs * 100.0;
+    let per_worker = (rss_loaded.saturating_sub(rss_idle)) as f64 / workers_wanted as f64;
+    let workers = client.workers().await.unwrap();
+    let lost = workers
+        .iter()
+        .filter(|w| w.state == drover::protocol::WorkerState::Lost)
+        .count();
+    println!(
+        "scheduler RSS: {rss_idle} KiB idle, {rss_loaded} KiB with {workers_wanted} heartbeating workers ({lost} lost)"
+    );
+    report("scheduler memory per worker", per_worker, 10.0, "KiB");
+    report(
+        &format!(
+            "scheduler CPU at {workers_wanted} workers, {}s heartbeat",
+            HEARTBEAT.as_secs()
+        ),
+        cpu_percent,
+        10.0,
+        "% of one core",
+    );
+    stop.store(true, Ordering::Relaxed);
+    drop(child);
+    tasks.abort_all();
+}

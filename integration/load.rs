@@ -1,0 +1,149 @@
+//! Load: 10,000 simulated workers (in-process clients speaking the real
+//! protocol over loopback) register with a `drover scheduler` process and
+//! heartbeat. Bounded in count and in time; it stops by itself.
+//!
+//! The scheduler runs as its own process because each simulated worker
+//! holds a connection, and one process here may hold only 20,000 files.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use drover::client::SchedulerClient;
+use drover::protocol::{Instruction, RegisterRequest, SchedulerFile, SlurmPlacement, WorkerState};
+use tokio::sync::Barrier;
+
+const WORKERS: usize = 10_000;
+const HEARTBEATS: usize = 3;
+const LIMIT: Duration = Duration::from_secs(300);
+
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_simulated_workers_register_and_heartbeat() {
+    rlimit::increase_nofile_limit(u64::MAX).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("scheduler.json");
+    let _scheduler = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_drover"))
+            .args([
+                "scheduler",
+                "--host",
+                "127.0.0.1",
+                "--heartbeat-interval",
+                "2s",
+            ])
+            .args(["--missed-heartbeats", "30", "--scheduler-file"])
+            .arg(&file)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    for _ in 0..200 {
+        if file.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let sf = SchedulerFile::read(&file).unwrap();
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(WORKERS)
+        .no_proxy()
+        .build()
+        .unwrap();
+    let client = SchedulerClient::with_http(http, sf.address.clone(), sf.token.clone());
+    let polls = Arc::new(AtomicUsize::new(0));
+    // Everyone registers before anyone heartbeats, so all 10,000 are live at once.
+    let registered = Arc::new(Barrier::new(WORKERS + 1));
+
+    let run = async {
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..WORKERS {
+            let client = client.clone();
+            let polls = polls.clone();
+            let registered = registered.clone();
+            tasks.spawn(async move {
+                let req = RegisterRequest {
+                    name: format!("sim-{i}"),
+                    slurm: SlurmPlacement {
+                        job_id: Some(1_000_000 + i as u64),
+                        ..Default::default()
+                    },
+                    hostname: format!("node{}", i % 100),
+                    address: format!("10.0.{}.{}", i / 250, i % 250),
+                    cores: 1,
+                    memory_bytes: 1 << 30,
+                    allocation_end: None,
+                    pid: i as u32,
+                };
+                let reg = retry(|| client.register(&req)).await;
+                registered.wait().await;
+                let interval = Duration::from_millis(reg.heartbeat_interval_ms);
+                for _ in 0..HEARTBEATS {
+                    match retry(|| client.poll(reg.worker_id, interval)).await {
+                        Instruction::Continue { next_poll_ms } => {
+                            tokio::time::sleep(Duration::from_millis(next_poll_ms)).await
+                        }
+                        other => panic!("unexpected instruction {other:?}"),
+                    }
+                    polls.fetch_add(1, Ordering::Relaxed);
+                }
+                retry(|| client.deregister(reg.worker_id, "simulation over")).await;
+            });
+        }
+        registered.wait().await;
+        let live = client.workers().await.unwrap();
+        assert_eq!(live.len(), WORKERS);
+        assert!(live.iter().all(|w| w.state == WorkerState::Running));
+        while let Some(done) = tasks.join_next().await {
+            done.expect("a simulated worker succeeds");
+        }
+    };
+    tokio::time::timeout(LIMIT, run)
+        .await
+        .expect("the load test finishes within its time limit");
+
+    assert_eq!(polls.load(Ordering::Relaxed), WORKERS * HEARTBEATS);
+    let workers = client.workers().await.unwrap();
+    assert_eq!(
+        workers.len(),
+        WORKERS,
+        "every simulated worker registered once"
+    );
+    let lost = workers
+        .iter()
+        .filter(|w| w.state == WorkerState::Lost)
+        .count();
+    assert_eq!(lost, 0, "no heartbeating worker may be declared lost");
+    assert!(workers.iter().all(|w| w.state == WorkerState::Exited));
+}
+
+/// Retries a request while it fails transiently (a connect burst can
+/// overflow the listen backlog), a bounded number of times.
+async fn retry<T, F, Fut>(mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, drover::client::ClientError>>,
+{
+    let mut delay = Duration::from_millis(10);
+    for _ in 0..20 {
+        match f().await {
+            Ok(v) => return v,
+            Err(e) if e.is_transient() => {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(1));
+            }
+            Err(e) => panic!("request refused: {e}"),
+        }
+    }
+    panic!("a request kept failing");
+}
