@@ -41,7 +41,13 @@ async fn held_job_carries_the_request_and_logs_where_asked() {
     spec.ensure_log_directory().unwrap();
     let script = drover::script::render(&spec).unwrap();
     let id = slurm
-        .submit(&script, &SubmitOptions { hold: true })
+        .submit(
+            &script,
+            &SubmitOptions {
+                hold: true,
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     let _cancel = CancelOnDrop(id);

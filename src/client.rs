@@ -118,7 +118,7 @@ impl SchedulerClient {
             StatusCode::NOT_FOUND if worker.is_some() => {
                 Err(ClientError::UnknownWorker(worker.expect("checked")))
             }
-            StatusCode::NO_CONTENT => Ok(None),
+            StatusCode::NO_CONTENT | StatusCode::ACCEPTED => Ok(None),
             s if s.is_success() => Ok(Some(response.json().await.map_err(unreachable)?)),
             status => Err(ClientError::Status {
                 url: self.base.clone(),
@@ -201,6 +201,35 @@ impl SchedulerClient {
             .json(&serde_json::json!({ "reason": reason }));
         let v: Option<serde_json::Value> = self.send(r, None).await?;
         Ok(v.and_then(|v| v["retiring"].as_u64()).unwrap_or(0) as usize)
+    }
+
+    /// The status of the cluster the scheduler serves.
+    pub async fn cluster(&self) -> Result<crate::protocol::ClusterStatus, ClientError> {
+        let r = self
+            .http
+            .get(format!("{}{}", self.base, paths::CLUSTER))
+            .timeout(REQUEST_SLACK);
+        let v = self.send(r, None).await?;
+        self.expect(v)
+    }
+
+    /// Asks the cluster to scale to `workers`.
+    pub async fn scale(&self, workers: usize) -> Result<(), ClientError> {
+        let r = self
+            .http
+            .post(format!("{}{}", self.base, paths::CLUSTER_SCALE))
+            .timeout(REQUEST_SLACK)
+            .json(&serde_json::json!({ "workers": workers }));
+        self.send::<serde_json::Value>(r, None).await.map(drop)
+    }
+
+    /// Asks the cluster to close.
+    pub async fn close(&self) -> Result<(), ClientError> {
+        let r = self
+            .http
+            .post(format!("{}{}", self.base, paths::CLUSTER_CLOSE))
+            .timeout(REQUEST_SLACK);
+        self.send::<serde_json::Value>(r, None).await.map(drop)
     }
 
     /// Every worker the scheduler knows.

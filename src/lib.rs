@@ -3,10 +3,12 @@
 //! The modules follow the data flow: [`config`] (what the user asks for) →
 //! [`script`] (the job script it renders to) → [`slurm`] (submitting it) →
 //! [`scheduler`] ↔ [`worker`] (the control plane: workers in each job
-//! register with the scheduler over [`protocol`], using [`client`]). [`net`]
-//! finds interface addresses.
+//! register with the scheduler over [`protocol`], using [`client`]).
+//! [`cluster`] ties them together: a pool of worker jobs scaled up and down.
+//! [`net`] finds interface addresses.
 
 pub mod client;
+pub mod cluster;
 pub mod config;
 pub mod net;
 pub mod protocol;

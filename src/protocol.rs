@@ -24,6 +24,12 @@ pub mod paths {
     pub const RETIRE: &str = "/v1/workers/{id}/retire";
     /// `POST`: ask every live worker to retire.
     pub const RETIRE_ALL: &str = "/v1/retire";
+    /// `GET`: the status of the cluster (pool) the scheduler serves.
+    pub const CLUSTER: &str = "/v1/cluster";
+    /// `POST {"workers": N}`: scale the cluster.
+    pub const CLUSTER_SCALE: &str = "/v1/cluster/scale";
+    /// `POST`: close the cluster: retire workers, cancel jobs, stop.
+    pub const CLUSTER_CLOSE: &str = "/v1/cluster/close";
 
     /// `template` with `{id}` replaced.
     pub fn with_id(template: &str, id: super::WorkerId) -> String {
@@ -265,6 +271,73 @@ pub struct WorkerInfo {
     pub last_heartbeat_ms: u64,
     /// Why it exited or was lost.
     pub exit_reason: Option<String>,
+}
+
+/// One worker job of a cluster, as Slurm and the scheduler see it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobStatus {
+    /// The job or array task, as `scancel` names it (`123`, `120_4`).
+    pub job: String,
+    /// Its own job id, once Slurm has given it one.
+    pub job_id: Option<u64>,
+    /// Slurm's state (`PENDING`, `RUNNING`, `FAILED`...).
+    pub state: String,
+    /// Why it is pending, when it is.
+    pub reason: Option<String>,
+    /// Node it runs or ran on.
+    pub node: Option<String>,
+    /// Exit code, once ended.
+    pub exit_code: Option<i32>,
+    /// The workers registered from it.
+    pub workers: Vec<WorkerInfo>,
+    /// Its stdout log.
+    pub log: String,
+    /// What drover is doing with it: `retiring`, `cancelling`, or nothing.
+    pub action: Option<String>,
+}
+
+/// A job that ended before any of its workers registered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StartupFailure {
+    /// The job.
+    pub job: String,
+    /// Its final Slurm state.
+    pub state: String,
+    /// Its exit code.
+    pub exit_code: Option<i32>,
+    /// The last lines of its logs.
+    pub log_tail: String,
+}
+
+/// A whole cluster: what was asked, every job, and what went wrong.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    /// The cluster.
+    pub cluster_id: ClusterId,
+    /// The Slurm job name its jobs carry.
+    pub job_name: String,
+    /// Workers asked for.
+    pub target_workers: usize,
+    /// Jobs that makes.
+    pub target_jobs: usize,
+    /// Worker processes per job.
+    pub processes: u32,
+    /// Live registered workers.
+    pub registered: usize,
+    /// Its jobs that Slurm still shows, or that ended recently.
+    pub jobs: Vec<JobStatus>,
+    /// Set when the cluster stopped submitting after repeated start-up failures.
+    pub stopped: Option<String>,
+    /// The last error (a refused submission, a failed Slurm call).
+    pub last_error: Option<String>,
+    /// Recent start-up failures, newest last.
+    pub failures: Vec<StartupFailure>,
+    /// Jobs submitted so far.
+    pub submitted: u64,
+    /// Slurm commands run so far.
+    pub slurm_calls: u64,
+    /// Where the job logs go.
+    pub log_directory: String,
 }
 
 /// Milliseconds since the Unix epoch.

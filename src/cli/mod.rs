@@ -1,7 +1,11 @@
 //! Command-line interface: one module per subcommand.
 
+mod cluster;
 mod job_script;
+mod jobs;
+mod pool;
 mod retire;
+mod run;
 mod scheduler;
 mod status;
 mod worker;
@@ -36,6 +40,22 @@ enum Command {
     Status(status::StatusArgs),
     /// Ask workers to finish and leave (their jobs end COMPLETED).
     Retire(retire::RetireArgs),
+    /// Run a pool of workers on Slurm.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
+    /// Bring a pool up, run COMMAND with its address in the environment, then cancel every job.
+    Run(Box<run::RunArgs>),
+    /// Scale a running pool to N workers.
+    Scale(cluster::ScaleArgs),
+    /// Close a running pool: workers retire, remaining jobs are cancelled.
+    Close(cluster::CloseArgs),
+    /// Print the logs of a worker's job.
+    Logs(jobs::LogsArgs),
+    /// Cancel every Slurm job of a cluster.
+    Cancel(jobs::CancelArgs),
+    /// (internal) cancel a cluster's jobs once its driver process is gone.
+    #[command(hide = true)]
+    Reaper(jobs::ReaperArgs),
 }
 
 impl Cli {
@@ -58,6 +78,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Scheduler(args) => scheduler::run(args).await,
         Command::Status(args) => status::run(args).await,
         Command::Retire(args) => retire::run(args).await,
+        Command::Cluster(c) => cluster::run(cli.config, c).await,
+        Command::Run(args) => run::run(cli.config, *args).await,
+        Command::Scale(args) => cluster::scale(args).await,
+        Command::Close(args) => cluster::close(args).await,
+        Command::Logs(args) => jobs::logs(args).await,
+        Command::Cancel(args) => jobs::cancel(args).await,
+        Command::Reaper(args) => jobs::reaper(args).await,
     }
 }
 

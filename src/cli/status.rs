@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use comfy_table::{presets::NOTHING, Table};
 use drover::client::SchedulerClient;
-use drover::protocol::{unix_ms, SchedulerFile, WorkerInfo};
+use drover::protocol::{unix_ms, ClusterStatus, SchedulerFile, WorkerInfo};
 
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {
@@ -20,7 +20,17 @@ pub struct StatusArgs {
 
 pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let file = SchedulerFile::read(&args.scheduler_file)?;
-    let workers = SchedulerClient::from_file(&file)
+    let client = SchedulerClient::from_file(&file);
+    // A scheduler that serves a cluster knows its jobs too.
+    if let Ok(cluster) = client.cluster().await {
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&cluster)?);
+        } else {
+            print!("{}", cluster_table(&cluster));
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let workers = client
         .workers()
         .await
         .context("asking the scheduler for its workers")?;
@@ -70,4 +80,55 @@ fn table(workers: &[WorkerInfo]) -> String {
         ]);
     }
     format!("{t}\n{} workers\n", workers.len())
+}
+
+fn cluster_table(c: &ClusterStatus) -> String {
+    let mut t = Table::new();
+    t.load_style(NOTHING).set_header([
+        "JOB", "STATE", "REASON", "NODE", "WORKER", "ADDRESS", "EXIT", "ACTION", "LOG",
+    ]);
+    for j in &c.jobs {
+        let workers = if j.workers.is_empty() {
+            "-".to_string()
+        } else {
+            j.workers
+                .iter()
+                .map(|w| format!("{} {} ({})", w.id, w.name, w.state))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let addresses = j
+            .workers
+            .iter()
+            .map(|w| w.address.clone())
+            .collect::<Vec<_>>()
+            .join(", ");
+        t.add_row([
+            j.job.clone(),
+            j.state.clone(),
+            j.reason.clone().unwrap_or_default(),
+            j.node.clone().unwrap_or_default(),
+            workers,
+            addresses,
+            j.exit_code.map(|c| c.to_string()).unwrap_or_default(),
+            j.action.clone().unwrap_or_default(),
+            j.log.clone(),
+        ]);
+    }
+    let mut out = format!(
+        "cluster {} (jobs named {}): {} of {} workers registered; jobs: {}\n",
+        c.cluster_id,
+        c.job_name,
+        c.registered,
+        c.target_workers,
+        drover::cluster::summarize(c)
+    );
+    if let Some(s) = &c.stopped {
+        out.push_str(&format!("STOPPED: {s}\n"));
+    }
+    if let Some(e) = &c.last_error {
+        out.push_str(&format!("last error: {e}\n"));
+    }
+    out.push_str(&format!("{t}\n"));
+    out
 }

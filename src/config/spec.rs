@@ -27,7 +27,7 @@ pub struct Directive {
 }
 
 impl Directive {
-    fn new(option: &str, value: impl ToString) -> Self {
+    pub(crate) fn new(option: &str, value: impl ToString) -> Self {
         Directive {
             option: option.to_string(),
             value: Some(value.to_string()),

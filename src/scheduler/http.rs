@@ -29,6 +29,9 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route(paths::DEREGISTER, post(deregister))
         .route(paths::RETIRE, post(retire))
         .route(paths::RETIRE_ALL, post(retire_all))
+        .route(paths::CLUSTER, get(cluster_status))
+        .route(paths::CLUSTER_SCALE, post(cluster_scale))
+        .route(paths::CLUSTER_CLOSE, post(cluster_close))
         .layer(middleware::from_fn_with_state(shared.clone(), authenticate))
         .with_state(shared)
 }
@@ -189,4 +192,47 @@ async fn retire_all(
     }
     tracing::info!(workers = n, %reason, "retiring every worker");
     Json(serde_json::json!({ "retiring": n }))
+}
+
+async fn cluster_status(
+    State(shared): State<Arc<Shared>>,
+) -> Result<Json<crate::protocol::ClusterStatus>, (StatusCode, &'static str)> {
+    let source = shared
+        .cluster_status
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    source
+        .and_then(|f| f())
+        .map(Json)
+        .ok_or((StatusCode::NOT_FOUND, "this scheduler serves no cluster\n"))
+}
+
+fn send_control(
+    shared: &Shared,
+    request: super::ControlRequest,
+) -> Result<StatusCode, (StatusCode, &'static str)> {
+    let control = shared.control.lock().unwrap_or_else(|e| e.into_inner());
+    match control.as_ref() {
+        Some(tx) if tx.send(request).is_ok() => Ok(StatusCode::ACCEPTED),
+        _ => Err((StatusCode::NOT_FOUND, "this scheduler serves no cluster\n")),
+    }
+}
+
+#[derive(Deserialize)]
+struct ScaleBody {
+    workers: usize,
+}
+
+async fn cluster_scale(
+    State(shared): State<Arc<Shared>>,
+    Json(body): Json<ScaleBody>,
+) -> Result<StatusCode, (StatusCode, &'static str)> {
+    send_control(&shared, super::ControlRequest::Scale(body.workers))
+}
+
+async fn cluster_close(
+    State(shared): State<Arc<Shared>>,
+) -> Result<StatusCode, (StatusCode, &'static str)> {
+    send_control(&shared, super::ControlRequest::Close)
 }

@@ -10,13 +10,27 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::Timeout;
 use crate::net::NetError;
-use crate::protocol::{ClusterId, SchedulerFile, SchedulerFileError, Token, WorkerId, WorkerInfo};
+use crate::protocol::{
+    ClusterId, ClusterStatus, SchedulerFile, SchedulerFileError, Token, WorkerId, WorkerInfo,
+};
 use registry::Registry;
+
+/// Computes the status of the cluster a scheduler serves, on demand.
+pub type StatusSource = Arc<dyn Fn() -> Option<ClusterStatus> + Send + Sync>;
+
+/// What a client asks of the cluster a scheduler serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ControlRequest {
+    /// Scale to this many workers.
+    Scale(usize),
+    /// Close the cluster.
+    Close,
+}
 
 /// Where the scheduler listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,6 +162,10 @@ pub(crate) struct Shared {
     pub(crate) held_polls: std::sync::atomic::AtomicUsize,
     /// Bumped on every change to the registry, for waiters.
     version: watch::Sender<u64>,
+    /// Where cluster requests go, when a cluster is attached.
+    pub(crate) control: Mutex<Option<mpsc::UnboundedSender<ControlRequest>>>,
+    /// Where the attached cluster's status comes from.
+    pub(crate) cluster_status: Mutex<Option<StatusSource>>,
 }
 
 impl Shared {
@@ -205,6 +223,8 @@ impl Scheduler {
             registry: Mutex::new(Registry::default()),
             held_polls: std::sync::atomic::AtomicUsize::new(0),
             version: watch::channel(0).0,
+            control: Mutex::new(None),
+            cluster_status: Mutex::new(None),
         });
         let app = http::router(shared.clone()).into_make_service_with_connect_info::<SocketAddr>();
         let server = tokio::spawn(async move {
@@ -302,6 +322,27 @@ impl Scheduler {
             self.shared.changed();
         }
         n
+    }
+
+    /// Routes the control API (`/v1/cluster/...`) to the returned channel,
+    /// for the cluster this scheduler serves.
+    pub fn attach_control(&self) -> mpsc::UnboundedReceiver<ControlRequest> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        *self
+            .shared
+            .control
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(tx);
+        rx
+    }
+
+    /// Serves `GET /v1/cluster` from `source`, asked at each request.
+    pub fn set_cluster_status_source(&self, source: StatusSource) {
+        *self
+            .shared
+            .cluster_status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(source);
     }
 
     /// Waits until at least `n` workers are live, or fails after `timeout`.

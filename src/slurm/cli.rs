@@ -3,12 +3,18 @@
 
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
+
+use serde::Deserialize;
 
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
-use super::{JobId, Slurm, SlurmError, SubmitOptions, TestVerdict};
+use super::{
+    expand_tasks, JobId, JobInfo, JobRef, JobState, Slurm, SlurmError, SubmitOptions, TestVerdict,
+};
 
 /// The default limit on one Slurm command; `DROVER_SLURM_TIMEOUT` (seconds)
 /// overrides it.
@@ -19,6 +25,7 @@ const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct SlurmCli {
     conf: Option<PathBuf>,
     timeout: Duration,
+    calls: Arc<AtomicU64>,
 }
 
 impl Default for SlurmCli {
@@ -46,7 +53,18 @@ impl SlurmCli {
         SlurmCli {
             conf: None,
             timeout,
+            calls: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// How many Slurm commands this client (and its clones) has run.
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    /// The `slurm.conf` it passes to commands, if one was set.
+    pub fn conf(&self) -> Option<&PathBuf> {
+        self.conf.as_ref()
     }
 
     /// Uses the `slurm.conf` at `path` for every command.
@@ -85,6 +103,7 @@ impl SlurmCli {
             cmd.env("SLURM_CONF", conf);
         }
         tracing::debug!(%command, "running Slurm command");
+        self.calls.fetch_add(1, Ordering::Relaxed);
         let mut child = cmd.spawn().map_err(|cause| SlurmError::Spawn {
             command: command.clone(),
             cause,
@@ -136,10 +155,14 @@ impl SlurmCli {
 #[async_trait::async_trait]
 impl Slurm for SlurmCli {
     async fn submit(&self, script: &str, options: &SubmitOptions) -> Result<JobId, SlurmError> {
-        let mut args = vec!["--parsable"];
+        let mut args = vec!["--parsable".to_string()];
         if options.hold {
-            args.push("--hold");
+            args.push("--hold".into());
         }
+        if let Some(n) = options.array {
+            args.push(format!("--array=0-{}", n.saturating_sub(1)));
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let stdout = self.run_ok("sbatch", &args, Some(script)).await?;
         stdout.parse().map_err(|_| SlurmError::Unexpected {
             command: "sbatch --parsable".into(),
@@ -160,13 +183,21 @@ impl Slurm for SlurmCli {
         })
     }
 
-    async fn cancel(&self, ids: &[JobId]) -> Result<(), SlurmError> {
-        if ids.is_empty() {
+    async fn cancel(&self, jobs: &[JobRef]) -> Result<(), SlurmError> {
+        if jobs.is_empty() {
             return Ok(());
         }
-        let ids: Vec<String> = ids.iter().map(JobId::to_string).collect();
+        let ids: Vec<String> = jobs.iter().map(JobRef::to_string).collect();
         let args: Vec<&str> = ids.iter().map(String::as_str).collect();
         self.run_ok("scancel", &args, None).await.map(drop)
+    }
+
+    async fn jobs(&self) -> Result<Vec<JobInfo>, SlurmError> {
+        let out = self.run_ok("squeue", &["--json"], None).await?;
+        parse_squeue_json(&out).map_err(|e| SlurmError::Unexpected {
+            command: "squeue --json".into(),
+            output: e,
+        })
     }
 
     async fn time_left(&self, id: JobId) -> Result<Option<Duration>, SlurmError> {
@@ -181,5 +212,105 @@ impl Slurm for SlurmCli {
             .parse::<crate::config::Walltime>()
             .ok()
             .map(|w| w.as_duration()))
+    }
+}
+
+/// The parts of `squeue --json` (openapi v0.0.38) drover reads.
+#[derive(Deserialize)]
+struct SqueueJson {
+    jobs: Vec<SqueueJob>,
+}
+
+#[derive(Deserialize)]
+struct SqueueJob {
+    job_id: u64,
+    #[serde(default)]
+    array_job_id: u64,
+    #[serde(default)]
+    array_task_id: Option<u32>,
+    #[serde(default)]
+    array_task_string: Option<String>,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    comment: Option<String>,
+    job_state: String,
+    #[serde(default)]
+    state_reason: Option<String>,
+    #[serde(default)]
+    nodes: Option<String>,
+    /// A wait status: the exit code is in the high byte.
+    #[serde(default)]
+    exit_code: Option<i64>,
+}
+
+/// Parses `squeue --json` into one `JobInfo` per job or array task.
+pub(crate) fn parse_squeue_json(text: &str) -> Result<Vec<JobInfo>, String> {
+    let parsed: SqueueJson = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    let mut out = Vec::with_capacity(parsed.jobs.len());
+    for j in parsed.jobs {
+        let state = JobState::from(j.job_state.as_str());
+        let reason = j.state_reason.filter(|r| !r.is_empty() && r != "None");
+        let nodes = j.nodes.filter(|n| !n.is_empty());
+        let exit_code = if state.is_active() {
+            None
+        } else {
+            j.exit_code.map(|status| ((status >> 8) & 0xff) as i32)
+        };
+        let info = |job: JobRef, job_id: Option<JobId>| JobInfo {
+            job,
+            job_id,
+            name: j.name.clone(),
+            comment: j.comment.clone().unwrap_or_default(),
+            state: state.clone(),
+            reason: reason.clone(),
+            nodes: nodes.clone(),
+            exit_code,
+        };
+        let array = JobId::new(j.array_job_id);
+        match (j.array_job_id, j.array_task_id) {
+            (0, _) => out.push(info(
+                JobRef::Job(JobId::new(j.job_id)),
+                Some(JobId::new(j.job_id)),
+            )),
+            (_, Some(task)) => out.push(info(
+                JobRef::Task { array, task },
+                Some(JobId::new(j.job_id)),
+            )),
+            (_, None) => {
+                // Tasks not yet split off their array: one entry per task.
+                for task in expand_tasks(j.array_task_string.as_deref().unwrap_or_default()) {
+                    out.push(info(JobRef::Task { array, task }, None));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn squeue_json_gives_one_entry_per_job_and_task() {
+        let text = r#"{"meta":{},"errors":[],"jobs":[
+          {"job_id":25,"array_job_id":25,"array_task_id":null,"array_task_string":"2-3","name":"w","comment":"drover:abc","job_state":"PENDING","state_reason":"Resources","nodes":"","exit_code":0},
+          {"job_id":26,"array_job_id":25,"array_task_id":0,"array_task_string":"","name":"w","comment":"drover:abc","job_state":"FAILED","state_reason":"NonZeroExitCode","nodes":"node1","exit_code":768},
+          {"job_id":9,"array_job_id":0,"array_task_id":null,"name":"x","job_state":"RUNNING","state_reason":"None","nodes":"node2","exit_code":0}
+        ]}"#;
+        let jobs = parse_squeue_json(text).unwrap();
+        assert_eq!(jobs.len(), 4);
+        assert_eq!(jobs[0].job.to_string(), "25_2");
+        assert_eq!(jobs[0].reason.as_deref(), Some("Resources"));
+        assert_eq!(jobs[0].job_id, None);
+        assert_eq!(jobs[1].job.to_string(), "25_3");
+        assert_eq!(jobs[2].job.to_string(), "25_0");
+        assert_eq!(jobs[2].job_id, Some(JobId::new(26)));
+        assert_eq!(jobs[2].state, JobState::Failed);
+        assert_eq!(jobs[2].exit_code, Some(3));
+        assert_eq!(jobs[3].job.to_string(), "9");
+        assert_eq!(jobs[3].reason, None);
+        assert_eq!(jobs[3].exit_code, None);
     }
 }

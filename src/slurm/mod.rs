@@ -3,8 +3,10 @@
 //! (`SlurmCli`, today) and on a REST backend later.
 
 mod cli;
+mod job;
 
 pub use cli::SlurmCli;
+pub use job::{expand_tasks, JobInfo, JobRef, JobState};
 
 use std::fmt;
 use std::str::FromStr;
@@ -53,6 +55,9 @@ impl FromStr for JobId {
 pub struct SubmitOptions {
     /// Submit held (`--hold`): the job waits until released.
     pub hold: bool,
+    /// Submit as a job array of this many tasks (`--array=0-(n-1)`), each
+    /// its own job with its own id and log.
+    pub array: Option<u32>,
 }
 
 /// Slurm's verdict on a script it was asked to check, not run.
@@ -112,8 +117,12 @@ pub trait Slurm: Send + Sync {
     /// Asks Slurm whether it would accept `script`, submitting nothing.
     async fn test_submit(&self, script: &str) -> Result<TestVerdict, SlurmError>;
 
-    /// Cancels every job in `ids` at once.
-    async fn cancel(&self, ids: &[JobId]) -> Result<(), SlurmError>;
+    /// Cancels every job or array task in `jobs` with one call.
+    async fn cancel(&self, jobs: &[JobRef]) -> Result<(), SlurmError>;
+
+    /// Every job Slurm knows, recently ended ones included, with one call;
+    /// array tasks not yet started come one entry per task.
+    async fn jobs(&self) -> Result<Vec<JobInfo>, SlurmError>;
 
     /// Time left before job `id` reaches its time limit; `None` when it has
     /// none or Slurm does not say.

@@ -1,0 +1,470 @@
+//! `SlurmCluster` and `drover cluster up` / `drover run` on the real local
+//! Slurm: scaling with exact job counts, waiting with reasons, start-up
+//! failures, healing, and no job left behind however the driver ends.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{bridge, local_slurm, slurm_cmd, slurm_conf, unique};
+use drover::cluster::{ClusterError, ClusterOptions, SlurmCluster};
+use drover::config::{JobOptions, Timeout};
+use drover::scheduler::Bind;
+use drover::slurm::SlurmCli;
+
+fn options() -> ClusterOptions {
+    let mut o = ClusterOptions::new(Bind::Interface(bridge())).unwrap();
+    o.poll_interval = Duration::from_millis(300);
+    o.retry_backoff = Duration::from_millis(500);
+    o.close_timeout = Duration::from_secs(5);
+    o.handle_signals = false;
+    o.slurm_conf = Some(slurm_conf());
+    o
+}
+
+fn job(prefix: &str, cores: u32, logs: &std::path::Path) -> JobOptions {
+    JobOptions::new()
+        .job_name(unique(prefix))
+        .cores(cores)
+        .interface("ib0")
+        .log_directory(logs)
+        .death_timeout("10".parse::<Timeout>().unwrap())
+        .drover_bin(env!("CARGO_BIN_EXE_drover"))
+}
+
+async fn start(spec: JobOptions, slurm: SlurmCli) -> SlurmCluster {
+    SlurmCluster::with_cli(spec.build().unwrap(), options(), slurm)
+        .await
+        .unwrap()
+}
+
+/// Active jobs named `name`, as `squeue` lists them: (job, state).
+fn queued(name: &str) -> Vec<(String, String)> {
+    slurm_cmd("squeue", &["-h", "-r", "-n", name, "-o", "%i %T"])
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(j, s)| (j.to_string(), s.to_string()))
+        .collect()
+}
+
+/// Final state of a job, from `squeue -t all` (ended jobs stay listed for
+/// MinJobAge).
+fn final_state(job: &str) -> String {
+    slurm_cmd("squeue", &["-h", "-t", "all", "-r", "-o", "%i %T"])
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .find(|(j, _)| *j == job)
+        .map(|(_, s)| s.to_string())
+        .unwrap_or_default()
+}
+
+async fn until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ok() {
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_0_8_3_0_with_exact_job_counts_and_pending_cancelled_first() {
+    let Some(slurm) = local_slurm("scale_0_8_3_0") else {
+        return;
+    };
+    let logs = tempfile::Builder::new()
+        .prefix("drover-logs")
+        .tempdir()
+        .unwrap();
+    // 6 cores a job: two fit on each 16-CPU node, so 8 jobs are 4 running, 4 pending.
+    let cluster = start(job("drover-scale", 6, logs.path()), slurm).await;
+    let name = cluster.job_name().to_string();
+    assert!(queued(&name).is_empty());
+
+    cluster.scale(8);
+    cluster
+        .wait_for_workers(4, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let q = queued(&name);
+    assert_eq!(q.len(), 8, "{q:?}");
+    let pending: Vec<String> = q
+        .iter()
+        .filter(|(_, s)| s == "PENDING")
+        .map(|(j, _)| j.clone())
+        .collect();
+    assert_eq!(pending.len(), 4, "{q:?}");
+
+    cluster.scale(3);
+    until("3 jobs left", Duration::from_secs(30), || {
+        queued(&name).len() == 3
+    })
+    .await;
+    let left: Vec<String> = queued(&name).into_iter().map(|(j, _)| j).collect();
+    let status = cluster.status();
+    for p in &pending {
+        assert!(
+            !left.contains(p),
+            "pending job {p} should have gone first: {left:?}"
+        );
+        let job = status.jobs.iter().find(|j| &j.job == p).unwrap();
+        assert_eq!(job.action.as_deref(), Some("cancelling"), "{job:?}");
+        assert!(job.workers.is_empty(), "{job:?}");
+    }
+    until("3 workers live", Duration::from_secs(15), || {
+        cluster.scheduler().live_workers() == 3
+    })
+    .await;
+    // The one running job removed was retired: its worker left and its job COMPLETED.
+    let retired: Vec<_> = cluster
+        .status()
+        .jobs
+        .into_iter()
+        .filter(|j| j.action.as_deref() == Some("retiring"))
+        .collect();
+    assert_eq!(retired.len(), 1, "{retired:?}");
+    until("the retired job completes", Duration::from_secs(15), || {
+        final_state(&retired[0].job) == "COMPLETED"
+    })
+    .await;
+
+    cluster.scale(0);
+    until("no job left", Duration::from_secs(30), || {
+        queued(&name).is_empty()
+    })
+    .await;
+    assert_eq!(cluster.scheduler().live_workers(), 0);
+    cluster.close().await.unwrap();
+    assert!(queued(&name).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_for_more_than_fits_reports_pending_resources() {
+    let Some(slurm) = local_slurm("waiting_for_more_than_fits") else {
+        return;
+    };
+    let logs = tempfile::Builder::new()
+        .prefix("drover-logs")
+        .tempdir()
+        .unwrap();
+    let cluster = start(job("drover-big", 16, logs.path()), slurm).await;
+    let name = cluster.job_name().to_string();
+    cluster.scale(3); // two nodes of 16 CPUs hold two such jobs
+    let err = cluster
+        .wait_for_workers(3, Duration::from_secs(8))
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, ClusterError::WaitTimeout { .. }), "{text}");
+    assert!(text.contains("PENDING (Resources)"), "{text}");
+    cluster.close().await.unwrap();
+    assert!(queued(&name).is_empty(), "close() leaves no job");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_prologue_is_reported_with_its_log_and_not_resubmitted_forever() {
+    let Some(slurm) = local_slurm("a_failing_prologue") else {
+        return;
+    };
+    let logs = tempfile::Builder::new()
+        .prefix("drover-logs")
+        .tempdir()
+        .unwrap();
+    let spec = job("drover-venv", 1, logs.path()).job_script_prologue(vec![
+        "echo 'Error with virtualenv' >&2".to_string(),
+        "exit 1".to_string(),
+    ]);
+    let cluster = start(spec, slurm).await;
+    cluster.scale(2);
+    let started = Instant::now();
+    let err = cluster
+        .wait_for_workers(2, Duration::from_secs(120))
+        .await
+        .unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "failed late: {:?}",
+        started.elapsed()
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("ended FAILED with exit code 1 before its worker registered"),
+        "{text}"
+    );
+    assert!(text.contains("Error with virtualenv"), "{text}");
+    // After max_startup_failures (3) in a row the cluster stops and says so.
+    until(
+        "the cluster stops submitting",
+        Duration::from_secs(60),
+        || cluster.status().stopped.is_some(),
+    )
+    .await;
+    let stopped = cluster.status();
+    assert!(stopped
+        .stopped
+        .as_deref()
+        .unwrap()
+        .contains("consecutive start-up failures"));
+    let submitted = stopped.submitted;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        cluster.status().submitted,
+        submitted,
+        "no resubmission once stopped"
+    );
+    let again = cluster
+        .wait_for_workers(2, Duration::from_secs(5))
+        .await
+        .unwrap_err();
+    assert!(matches!(again, ClusterError::Stopped(_)), "{again}");
+    cluster.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn externally_cancelled_workers_are_replaced() {
+    let Some(slurm) = local_slurm("externally_cancelled_workers_are_replaced") else {
+        return;
+    };
+    let logs = tempfile::Builder::new()
+        .prefix("drover-logs")
+        .tempdir()
+        .unwrap();
+    let cluster = start(job("drover-heal", 1, logs.path()), slurm).await;
+    let name = cluster.job_name().to_string();
+    cluster.scale(4);
+    cluster
+        .wait_for_workers(4, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let victims: Vec<String> = queued(&name).into_iter().take(2).map(|(j, _)| j).collect();
+    slurm_cmd(
+        "scancel",
+        &victims.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    until(
+        "two replacements registered",
+        Duration::from_secs(60),
+        || {
+            let q = queued(&name);
+            q.len() == 4
+                && q.iter()
+                    .all(|(j, s)| !victims.contains(j) && s == "RUNNING")
+                && cluster.scheduler().live_workers() == 4
+        },
+    )
+    .await;
+    cluster.close().await.unwrap();
+    assert!(queued(&name).is_empty());
+}
+
+#[test]
+fn sigkill_of_the_driver_leaves_no_job_within_the_bound() {
+    if local_slurm("sigkill_of_the_driver").is_none() {
+        return;
+    }
+    let logs = tempfile::Builder::new()
+        .prefix("drover-logs")
+        .tempdir()
+        .unwrap();
+    let prefix = unique("drover-kill9");
+    let mut driver = Command::new(env!("CARGO_BIN_EXE_drover"))
+        .args([
+            "cluster",
+            "up",
+            "--workers",
+            "3",
+            "--interface",
+            "ib0",
+            "--death-timeout",
+            "5",
+        ])
+        .args([
+            "--scheduler-interface",
+            &bridge(),
+            "--job-name",
+            &prefix,
+            "--log-directory",
+        ])
+        .arg(logs.path())
+        .env("SLURM_CONF", slurm_conf())
+        .env("DROVER_POLL_INTERVAL", "0.3")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut name = String::new();
+    for line in BufReader::new(driver.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if let Some(rest) = line.split("jobs named ").nth(1) {
+            name = rest.trim_end_matches(')').to_string();
+        }
+        if line.starts_with("ready:") {
+            break;
+        }
+    }
+    assert!(name.starts_with(&prefix), "{name}");
+    assert_eq!(queued(&name).len(), 3);
+    driver.kill().unwrap(); // SIGKILL: no chance to clean up
+    let killed = Instant::now();
+    let bound = Duration::from_secs(5) + Duration::from_millis(300) + Duration::from_secs(5);
+    while !queued(&name).is_empty() {
+        assert!(
+            killed.elapsed() < bound,
+            "jobs left {:?} after SIGKILL: {:?}",
+            killed.elapsed(),
+            queued(&name)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    driver.wait().unwrap();
+}
+
+#[test]
+fn drover_run_false_exits_1_and_leaves_no_job() {
+    if local_slurm("drover_run_false").is_none() {
+        return;
+    }
+    let logs = tempfile::Builder::new()
+        .prefix("drover-logs")
+        .tempdir()
+        .unwrap();
+    let prefix = unique("drover-runfalse");
+    let run = |cmd: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_drover"))
+            .args([
+                "run",
+                "--workers",
+                "2",
+                "--interface",
+                "ib0",
+                "--scheduler-interface",
+                &bridge(),
+            ])
+            .args(["--job-name", &prefix, "--log-directory"])
+            .arg(logs.path())
+            .arg("--")
+            .args(cmd)
+            .env("SLURM_CONF", slurm_conf())
+            .env("DROVER_POLL_INTERVAL", "0.3")
+            .output()
+            .unwrap()
+    };
+    let out = run(&["false"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mine = |prefix: &str| {
+        slurm_cmd("squeue", &["-h", "-o", "%j"])
+            .lines()
+            .filter(|n| n.starts_with(prefix))
+            .count()
+    };
+    assert_eq!(mine(&prefix), 0, "drover run left jobs behind");
+
+    // The command sees the pool: its scheduler file and address.
+    let out = run(&[
+        "sh",
+        "-c",
+        "test -s \"$DROVER_SCHEDULER_FILE\" && echo \"$DROVER_SCHEDULER_ADDRESS\"; exit 7",
+    ]);
+    assert_eq!(out.status.code(), Some(7));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("http://10.77.0.1:"));
+    assert_eq!(mine(&prefix), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_status_scale_logs_and_close_reach_a_running_cluster() {
+    let Some(_slurm) = local_slurm("cli_reaches_a_running_cluster") else {
+        return;
+    };
+    let logs = tempfile::Builder::new()
+        .prefix("drover-logs")
+        .tempdir()
+        .unwrap();
+    let file = logs.path().join("pool.json");
+    let prefix = unique("drover-cli");
+    let mut up = Command::new(env!("CARGO_BIN_EXE_drover"))
+        .args([
+            "cluster",
+            "up",
+            "--workers",
+            "1",
+            "--interface",
+            "ib0",
+            "--scheduler-interface",
+            &bridge(),
+        ])
+        .args(["--job-name", &prefix, "--scheduler-file"])
+        .arg(&file)
+        .arg("--log-directory")
+        .arg(logs.path())
+        .env("SLURM_CONF", slurm_conf())
+        .env("DROVER_POLL_INTERVAL", "0.3")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = up.stdout.take().unwrap();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    // Read to the end, so the cluster never writes into a closed pipe.
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.starts_with("ready:") {
+                let _ = ready_tx.send(());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    ready_rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the cluster said it was ready");
+    let drover = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_drover"))
+            .args(args)
+            .env("DROVER_SCHEDULER_FILE", &file)
+            .env("SLURM_CONF", slurm_conf())
+            .output()
+            .unwrap()
+    };
+    let out = drover(&["scale", "2"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut status = serde_json::Value::Null;
+    until(
+        "two workers through the CLI",
+        Duration::from_secs(60),
+        || {
+            let out = drover(&["status", "--json"]);
+            status = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            status["registered"] == 2
+        },
+    )
+    .await;
+    let table = String::from_utf8_lossy(&drover(&["status"]).stdout).into_owned();
+    assert!(table.contains("2 of 2 workers registered"), "{table}");
+    let job = status["jobs"][0]["job_id"].as_u64().unwrap().to_string();
+    let log = drover(&["logs", &job, "--tail", "5"]);
+    let text = String::from_utf8_lossy(&log.stdout);
+    assert!(text.contains("registered"), "{text}");
+    let out = drover(&["close"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(up.wait().unwrap().success());
+    let said = reader.join().unwrap();
+    assert!(said.contains("closed cluster"), "{said}");
+    let left = slurm_cmd("squeue", &["-h", "-o", "%j"]);
+    assert!(!left.lines().any(|n| n.starts_with(&prefix)), "{left}");
+}

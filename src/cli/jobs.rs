@@ -1,0 +1,148 @@
+//! `drover logs`, `drover cancel` and the hidden `drover reaper`: finding a
+//! cluster's jobs and their logs again, and ending them.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use drover::client::SchedulerClient;
+use drover::protocol::{ClusterId, SchedulerFile};
+use drover::slurm::{Slurm, SlurmCli};
+
+#[derive(Debug, clap::Args)]
+pub struct LogsArgs {
+    /// A worker (name or id such as w3) or a Slurm job id.
+    target: String,
+    /// The cluster's scheduler file.
+    #[arg(long, value_name = "FILE", env = "DROVER_SCHEDULER_FILE")]
+    scheduler_file: PathBuf,
+    /// Only the last N lines.
+    #[arg(long, value_name = "N")]
+    tail: Option<usize>,
+    /// Keep printing what is appended, until interrupted.
+    #[arg(long, short = 'f')]
+    follow: bool,
+}
+
+pub async fn logs(args: LogsArgs) -> anyhow::Result<ExitCode> {
+    let client = SchedulerClient::from_file(&SchedulerFile::read(&args.scheduler_file)?);
+    let status = client
+        .cluster()
+        .await
+        .context("asking the cluster for its jobs")?;
+    let job = drover::cluster::find_job(&status, &args.target).ok_or_else(|| {
+        anyhow::anyhow!(
+            "`{}` is neither a worker nor a job of cluster {}; see `drover status`",
+            args.target,
+            status.cluster_id
+        )
+    })?;
+    let out = PathBuf::from(&job.log);
+    let err = out.with_extension("err");
+    let mut offsets = Vec::new();
+    for path in [&out, &err] {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        println!("==> {} <==", path.display());
+        let lines: Vec<&str> = text.lines().collect();
+        let from = args
+            .tail
+            .map(|n| lines.len().saturating_sub(n))
+            .unwrap_or(0);
+        for l in &lines[from..] {
+            println!("{l}");
+        }
+        offsets.push(text.len());
+    }
+    if !args.follow {
+        return Ok(ExitCode::SUCCESS);
+    }
+    loop {
+        for (path, offset) in [&out, &err].into_iter().zip(offsets.iter_mut()) {
+            print_new(path, offset);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
+        }
+    }
+}
+
+fn print_new(path: &Path, offset: &mut usize) {
+    if let Ok(text) = std::fs::read_to_string(path) {
+        if text.len() > *offset {
+            print!("{}", &text[*offset..]);
+            *offset = text.len();
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CancelArgs {
+    /// The cluster id (as its jobs' names and comments carry it).
+    #[arg(long, value_name = "ID", required_unless_present = "scheduler_file")]
+    cluster: Option<ClusterId>,
+    /// Take the cluster id from this scheduler file.
+    #[arg(long, value_name = "FILE", env = "DROVER_SCHEDULER_FILE")]
+    scheduler_file: Option<PathBuf>,
+}
+
+pub async fn cancel(args: CancelArgs) -> anyhow::Result<ExitCode> {
+    let id = match (args.cluster, &args.scheduler_file) {
+        (Some(id), _) => id,
+        (None, Some(f)) => SchedulerFile::read(f)?.cluster_id,
+        (None, None) => anyhow::bail!("give --cluster ID or --scheduler-file FILE"),
+    };
+    let slurm = SlurmCli::new();
+    let tag = format!("drover:{id}");
+    let suffix = format!("-{id}");
+    let jobs: Vec<_> = slurm
+        .jobs()
+        .await?
+        .into_iter()
+        .filter(|j| j.state.is_active() && (j.comment == tag || j.name.ends_with(&suffix)))
+        .map(|j| j.job)
+        .collect();
+    slurm.cancel(&jobs).await?;
+    println!("cancelled {} jobs of cluster {id}", jobs.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReaperArgs {
+    /// The driver process to watch.
+    #[arg(long)]
+    pid: u32,
+    /// The job name every job of the cluster carries.
+    #[arg(long)]
+    job_name: String,
+}
+
+/// Whether `pid` runs (a zombie does not).
+fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .map(|(_, rest)| !rest.trim_start().starts_with('Z'))
+            .unwrap_or(false),
+        Err(_) => false,
+    }
+}
+
+/// Waits for the driver to go, then cancels every job of its cluster.
+pub async fn reaper(args: ReaperArgs) -> anyhow::Result<ExitCode> {
+    while alive(args.pid) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let out = tokio::process::Command::new("scancel")
+        .args(["--name", &args.job_name])
+        .output()
+        .await?;
+    tracing::warn!(
+        driver = args.pid,
+        job_name = %args.job_name,
+        ok = out.status.success(),
+        "driver gone: cancelled the cluster's jobs"
+    );
+    Ok(ExitCode::SUCCESS)
+}

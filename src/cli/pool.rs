@@ -1,0 +1,123 @@
+//! Bringing a pool up from the command line, shared by `drover cluster up`
+//! and `drover run`: the flags, the cluster, and the wait with progress.
+
+use std::io::IsTerminal;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use drover::cluster::{summarize, ClusterOptions, SlurmCluster};
+use drover::config::{ConfigSources, JobOptions, Timeout};
+use drover::protocol::ClusterStatus;
+use drover::scheduler::Bind;
+use drover::slurm::SlurmCli;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct PoolArgs {
+    #[command(flatten)]
+    pub job: JobOptions,
+
+    /// Workers to start.
+    #[arg(long, value_name = "N", default_value_t = 1, help_heading = "Pool")]
+    pub workers: usize,
+
+    /// Interface the scheduler listens on: this machine's side of the network the
+    /// workers reach it by (default: --interface).
+    #[arg(long, value_name = "IFACE", help_heading = "Pool")]
+    pub scheduler_interface: Option<String>,
+
+    /// Address the scheduler listens on, instead of an interface's.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        conflicts_with = "scheduler_interface",
+        help_heading = "Pool"
+    )]
+    pub scheduler_host: Option<IpAddr>,
+
+    /// How long to wait for the workers to register.
+    #[arg(long, value_name = "TIME", default_value = "5m", help_heading = "Pool")]
+    pub wait_timeout: Timeout,
+
+    /// Submit workers one job at a time instead of as job arrays.
+    #[arg(long, help_heading = "Pool")]
+    pub no_arrays: bool,
+}
+
+impl PoolArgs {
+    /// Starts the cluster (not yet scaled).
+    pub async fn start(&self, config: Option<PathBuf>) -> anyhow::Result<SlurmCluster> {
+        let job = ConfigSources::discover(config).job_options(self.job.clone())?;
+        let spec = job.clone().build()?;
+        let bind = match (&self.scheduler_host, &self.scheduler_interface, &spec.interface) {
+            (Some(h), _, _) => Bind::Host(*h),
+            (None, Some(i), _) | (None, None, Some(i)) => Bind::Interface(i.clone()),
+            (None, None, None) => anyhow::bail!(
+                "where should the scheduler listen? give --scheduler-interface IFACE (this machine's side of \
+                 the network the workers reach, e.g. ib0), --scheduler-host ADDR, or --interface"
+            ),
+        };
+        let mut options = ClusterOptions::new(bind)?;
+        options.arrays = !self.no_arrays;
+        options.handle_signals = false;
+        options.scheduler_file = spec.scheduler_file.clone();
+        let cluster = SlurmCluster::with_cli(spec, options, SlurmCli::new())
+            .await
+            .context("starting the cluster")?;
+        Ok(cluster)
+    }
+}
+
+/// One line about where the pool is.
+pub fn progress_line(s: &ClusterStatus, wanted: usize) -> String {
+    format!(
+        "{} of {wanted} workers registered; jobs: {}",
+        s.registered,
+        summarize(s)
+    )
+}
+
+/// Scales to `n` and waits for the workers, showing progress: a live line
+/// on a terminal, a log line per change otherwise. On failure the cluster
+/// is closed before the error is returned.
+pub async fn scale_and_wait(
+    cluster: &SlurmCluster,
+    n: usize,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    cluster.scale(n);
+    let show = async {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.enable_steady_tick(Duration::from_millis(120));
+            bar
+        });
+        let mut last = String::new();
+        loop {
+            let line = progress_line(&cluster.status(), n);
+            if line != last {
+                match &bar {
+                    Some(b) => b.set_message(line.clone()),
+                    None => tracing::info!("{line}"),
+                }
+                last = line;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    let result = tokio::select! {
+        r = cluster.wait_for_workers(n, timeout) => r,
+        _ = show => unreachable!("the progress display never ends"),
+    };
+    match result {
+        Ok(()) => {
+            eprintln!("{}", progress_line(&cluster.status(), n));
+            Ok(())
+        }
+        Err(e) => {
+            let _ = cluster.close().await;
+            Err(e).context("waiting for the workers")
+        }
+    }
+}

@@ -1,0 +1,829 @@
+//! `SlurmCluster`: a pool of worker jobs on Slurm that a driver scales up
+//! and down. It runs an embedded scheduler, submits every worker as its own
+//! job (job arrays when many are wanted at once), and a reconcile loop
+//! drives the pool toward the requested size: one `squeue` per poll for all
+//! its jobs, one `scancel` for many, graceful retirement on scale-down,
+//! replacement of vanished jobs, and a stop after repeated start-up
+//! failures. Closing, dropping, or the driver dying all end every job.
+
+mod state;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
+
+use crate::config::{Directive, JobSpec, Memory, SpecError, Timeout};
+use crate::protocol::{ClusterStatus, JobStatus, StartupFailure, WorkerState};
+use crate::scheduler::{Bind, ControlRequest, Scheduler, SchedulerConfig, SchedulerError};
+use crate::script::ScriptError;
+use crate::slurm::{JobInfo, JobRef, Slurm, SlurmError, SubmitOptions};
+use state::{describe_failure, Action, Plan, State};
+
+/// How a cluster runs. Intervals come from the environment where set, so
+/// tests can shorten them: `DROVER_POLL_INTERVAL`, `DROVER_RETRY_BACKOFF`,
+/// `DROVER_CLOSE_TIMEOUT` (durations), `DROVER_MAX_STARTUP_FAILURES`.
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    /// Where the embedded scheduler listens: an interface the compute nodes
+    /// reach (the driver side of `ib0`), or an address.
+    pub scheduler: Bind,
+    /// Where to write the scheduler file (default: in the log directory).
+    pub scheduler_file: Option<PathBuf>,
+    /// How often to ask Slurm about the cluster's jobs.
+    pub poll_interval: Duration,
+    /// Consecutive start-up failures after which submitting stops.
+    pub max_startup_failures: u32,
+    /// First wait after a failure; doubles with each further one.
+    pub retry_backoff: Duration,
+    /// How long `close` waits for retired workers before cancelling.
+    pub close_timeout: Duration,
+    /// Submit several workers as one job array.
+    pub arrays: bool,
+    /// Start a watcher process that cancels every job if the driver dies.
+    pub reaper: bool,
+    /// Close the cluster, then exit, on SIGINT or SIGTERM.
+    pub handle_signals: bool,
+    /// The `slurm.conf` for the watcher and for cancelling on drop.
+    pub slurm_conf: Option<PathBuf>,
+}
+
+fn env_duration(name: &str, default: Duration) -> Result<Duration, ClusterError> {
+    match std::env::var(name) {
+        Ok(v) => v
+            .parse::<Timeout>()
+            .map(Timeout::duration)
+            .map_err(|e| ClusterError::Config(format!("{name}: {e}"))),
+        Err(_) => Ok(default),
+    }
+}
+
+impl ClusterOptions {
+    /// Options with the scheduler on `scheduler` and the rest from the
+    /// environment or defaults.
+    pub fn new(scheduler: Bind) -> Result<Self, ClusterError> {
+        let max_startup_failures = match std::env::var("DROVER_MAX_STARTUP_FAILURES") {
+            Ok(v) => v.trim().parse().map_err(|_| {
+                ClusterError::Config(format!(
+                    "DROVER_MAX_STARTUP_FAILURES: `{v}` is not a whole number"
+                ))
+            })?,
+            Err(_) => 3,
+        };
+        Ok(ClusterOptions {
+            scheduler,
+            scheduler_file: None,
+            poll_interval: env_duration("DROVER_POLL_INTERVAL", Duration::from_secs(2))?,
+            max_startup_failures,
+            retry_backoff: env_duration("DROVER_RETRY_BACKOFF", Duration::from_secs(2))?,
+            close_timeout: env_duration("DROVER_CLOSE_TIMEOUT", Duration::from_secs(10))?,
+            arrays: true,
+            reaper: true,
+            handle_signals: true,
+            slurm_conf: std::env::var_os("SLURM_CONF").map(PathBuf::from),
+        })
+    }
+}
+
+/// A cluster that cannot do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// A setting is unusable.
+    #[error("cluster configuration: {0}")]
+    Config(String),
+    /// The job specification is invalid.
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    /// The job script does not render.
+    #[error(transparent)]
+    Script(#[from] ScriptError),
+    /// The scheduler could not start.
+    #[error(transparent)]
+    Scheduler(#[from] SchedulerError),
+    /// Slurm refused.
+    #[error(transparent)]
+    Slurm(#[from] SlurmError),
+    /// A worker job ended before its worker registered.
+    #[error("{}; last lines of its log:\n{}", describe_failure(.0), .0.log_tail)]
+    StartupFailed(StartupFailure),
+    /// Submitting stopped after repeated start-up failures.
+    #[error("{0}")]
+    Stopped(String),
+    /// Not enough workers registered in time.
+    #[error("{registered} of {wanted} workers registered within {waited:?}; {jobs}")]
+    WaitTimeout {
+        /// Workers asked for.
+        wanted: usize,
+        /// Workers that registered.
+        registered: usize,
+        /// How long it waited.
+        waited: Duration,
+        /// The jobs by state, with pending reasons.
+        jobs: String,
+    },
+    /// The cluster is closed.
+    #[error("the cluster is closed")]
+    Closed,
+    /// A file could not be read or written.
+    #[error("{what}: {cause}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// Why it failed.
+        cause: std::io::Error,
+    },
+}
+
+struct Inner {
+    spec: JobSpec,
+    script: String,
+    slurm: Arc<dyn Slurm>,
+    scheduler: Scheduler,
+    scheduler_file: PathBuf,
+    options: ClusterOptions,
+    state: Mutex<State>,
+    /// Wakes the reconcile loop early (after `scale`).
+    wake: Notify,
+    /// Bumped after every reconcile round.
+    rounds: watch::Sender<u64>,
+    /// Notified when a client asks the cluster to close.
+    close_requested: Notify,
+    slurm_calls: Box<dyn Fn() -> u64 + Send + Sync>,
+    /// Set once the site refused a job array.
+    arrays_refused: AtomicBool,
+}
+
+/// A pool of workers on Slurm.
+pub struct SlurmCluster {
+    inner: Arc<Inner>,
+    task: JoinHandle<()>,
+    signals: Option<JoinHandle<()>>,
+    reaper: Mutex<Option<std::process::Child>>,
+    closed: AtomicBool,
+}
+
+impl Inner {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn log_path(&self, job_id: Option<u64>, ext: &str) -> PathBuf {
+        let id = job_id.map(|j| j.to_string()).unwrap_or_else(|| "%j".into());
+        self.spec
+            .log_directory
+            .join(format!("{}-{id}.{ext}", self.spec.job_name))
+    }
+
+    /// One round: look at Slurm and the scheduler, decide, act, publish.
+    async fn reconcile(&self) {
+        let listing = match self.slurm.jobs().await {
+            Ok(all) => Some(
+                all.into_iter()
+                    .filter(|j| j.name == self.spec.job_name)
+                    .collect::<Vec<JobInfo>>(),
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list the cluster's jobs");
+                self.state().last_error = Some(e.to_string());
+                None
+            }
+        };
+        let workers = self.scheduler.workers();
+        let plan = self
+            .state()
+            .reconcile(listing.as_deref(), &workers, Instant::now());
+        self.act(plan).await;
+        self.publish();
+    }
+
+    async fn act(&self, plan: Plan) {
+        for job in &plan.failed {
+            let failure = self.failure_of(*job);
+            tracing::warn!("{}", describe_failure(&failure));
+            self.state().record_failure(failure);
+        }
+        if !plan.cancel.is_empty() {
+            tracing::info!(jobs = ?plan.cancel.iter().map(|j| j.to_string()).collect::<Vec<_>>(), "cancelling");
+            if let Err(e) = self.slurm.cancel(&plan.cancel).await {
+                tracing::warn!(error = %e, "cancel failed");
+                self.state().last_error = Some(e.to_string());
+            }
+        }
+        for id in &plan.retire {
+            self.scheduler.retire(*id, "the pool is scaling down");
+        }
+        if plan.submit > 0 {
+            self.submit(plan.submit).await;
+        }
+    }
+
+    /// Submits `n` jobs: one array when allowed, else one by one.
+    async fn submit(&self, n: usize) {
+        let now = Instant::now();
+        let use_array =
+            self.options.arrays && n > 1 && !self.arrays_refused.load(Ordering::Relaxed);
+        if use_array {
+            let options = SubmitOptions {
+                array: Some(n as u32),
+                ..Default::default()
+            };
+            match self.slurm.submit(&self.script, &options).await {
+                Ok(array) => {
+                    tracing::info!(array = %array, tasks = n, "submitted workers as a job array");
+                    self.state()
+                        .submitted((0..n as u32).map(|task| JobRef::Task { array, task }), now);
+                    return;
+                }
+                Err(e) if e.to_string().contains("rray") => {
+                    tracing::warn!(error = %e, "job arrays refused; submitting one by one from now on");
+                    self.arrays_refused.store(true, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    self.state().submit_failed(&e.to_string());
+                    return;
+                }
+            }
+        }
+        for _ in 0..n {
+            match self
+                .slurm
+                .submit(&self.script, &SubmitOptions::default())
+                .await
+            {
+                Ok(id) => {
+                    tracing::info!(job = %id, "submitted worker job");
+                    self.state().submitted([JobRef::Job(id)], now);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "submission refused");
+                    self.state().submit_failed(&e.to_string());
+                    return;
+                }
+            }
+        }
+    }
+
+    fn failure_of(&self, job: JobRef) -> StartupFailure {
+        let st = self.state();
+        let r = &st.jobs[&job];
+        let id = r.job_id.map(|j| j.get());
+        StartupFailure {
+            job: job.to_string(),
+            state: r.state.to_string(),
+            exit_code: r.exit_code,
+            log_tail: [self.log_path(id, "out"), self.log_path(id, "err")]
+                .iter()
+                .filter_map(|p| tail(p, 20).map(|t| format!("==> {} <==\n{t}", p.display())))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        }
+    }
+
+    /// The status now: job states as of the last look at Slurm, workers as
+    /// the scheduler has them this instant.
+    fn status(&self) -> ClusterStatus {
+        let mut by_job: std::collections::HashMap<JobRef, Vec<crate::protocol::WorkerInfo>> =
+            Default::default();
+        for w in self.scheduler.workers() {
+            if let Some(key) = state::job_of(&w) {
+                by_job.entry(key).or_default().push(w);
+            }
+        }
+        let st = self.state();
+        let jobs = st
+            .jobs
+            .values()
+            .map(|r| {
+                let workers = by_job.remove(&r.job).unwrap_or_default();
+                let live = workers.iter().any(|w| {
+                    matches!(
+                        w.state,
+                        WorkerState::Running | WorkerState::Retiring | WorkerState::Draining
+                    )
+                });
+                // A registered worker shows the job runs, whatever Slurm said a moment ago.
+                let state = match &r.state {
+                    crate::slurm::JobState::Pending | crate::slurm::JobState::Configuring
+                        if live =>
+                    {
+                        "RUNNING".to_string()
+                    }
+                    s => s.to_string(),
+                };
+                (r, workers, state)
+            })
+            .map(|(r, workers, state)| JobStatus {
+                job: r.job.to_string(),
+                job_id: r.job_id.map(|j| j.get()),
+                state,
+                reason: r.reason.clone(),
+                node: r.node.clone(),
+                exit_code: r.exit_code,
+                workers,
+                log: self
+                    .log_path(r.job_id.map(|j| j.get()), "out")
+                    .display()
+                    .to_string(),
+                action: r.action.map(|a| match a {
+                    Action::Retiring => "retiring".to_string(),
+                    Action::Cancelling => "cancelling".to_string(),
+                }),
+            })
+            .collect();
+        ClusterStatus {
+            cluster_id: self.scheduler.cluster_id().clone(),
+            job_name: self.spec.job_name.clone(),
+            target_workers: st.target_jobs * self.spec.processes as usize,
+            target_jobs: st.target_jobs,
+            processes: self.spec.processes,
+            registered: self.scheduler.live_workers(),
+            jobs,
+            stopped: st.stopped.clone(),
+            last_error: st.last_error.clone(),
+            failures: st.failures.clone(),
+            submitted: st.submitted,
+            slurm_calls: (self.slurm_calls)(),
+            log_directory: self.spec.log_directory.display().to_string(),
+        }
+    }
+
+    fn publish(&self) {
+        self.rounds.send_modify(|n| *n += 1);
+    }
+}
+
+/// The last `n` lines of a file, if it exists and has any.
+fn tail(path: &Path, n: usize) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let lines: Vec<&str> = text.lines().collect();
+    if lines.is_empty() {
+        return None;
+    }
+    Some(lines[lines.len().saturating_sub(n)..].join("\n"))
+}
+
+async fn run_loop(
+    inner: Arc<Inner>,
+    mut control: tokio::sync::mpsc::UnboundedReceiver<ControlRequest>,
+) {
+    loop {
+        inner.reconcile().await;
+        tokio::select! {
+            _ = tokio::time::sleep(inner.options.poll_interval) => {}
+            _ = inner.wake.notified() => {}
+            request = control.recv() => match request {
+                Some(ControlRequest::Scale(n)) => {
+                    let jobs = n.div_ceil(inner.spec.processes as usize);
+                    tracing::info!(workers = n, jobs, "scale requested through the scheduler");
+                    set_target(&inner, jobs);
+                }
+                Some(ControlRequest::Close) => {
+                    tracing::info!("close requested through the scheduler");
+                    inner.close_requested.notify_waiters();
+                }
+                None => {}
+            },
+        }
+    }
+}
+
+fn set_target(inner: &Inner, jobs: usize) {
+    let mut st = inner.state();
+    st.target_jobs = jobs;
+    // Asking again is how a user retries after a crash loop.
+    if st.stopped.take().is_some() {
+        st.consecutive_failures = 0;
+        st.next_submit_at = Instant::now();
+    }
+    drop(st);
+    inner.wake.notify_one();
+}
+
+impl SlurmCluster {
+    /// Starts a cluster: its scheduler, its reconcile loop, and (unless
+    /// disabled) the watcher that cancels its jobs if this process dies.
+    /// It starts with no workers; call `scale`.
+    pub async fn new(
+        spec: JobSpec,
+        options: ClusterOptions,
+        slurm: Arc<dyn Slurm>,
+    ) -> Result<SlurmCluster, ClusterError> {
+        Self::with_call_counter(spec, options, slurm, Box::new(|| 0)).await
+    }
+
+    /// Like `new`, with the command-line Slurm backend, whose commands are
+    /// counted in the status.
+    pub async fn with_cli(
+        spec: JobSpec,
+        options: ClusterOptions,
+        slurm: crate::slurm::SlurmCli,
+    ) -> Result<SlurmCluster, ClusterError> {
+        let counter = slurm.clone();
+        Self::with_call_counter(
+            spec,
+            options,
+            Arc::new(slurm),
+            Box::new(move || counter.calls()),
+        )
+        .await
+    }
+
+    async fn with_call_counter(
+        mut spec: JobSpec,
+        options: ClusterOptions,
+        slurm: Arc<dyn Slurm>,
+        slurm_calls: Box<dyn Fn() -> u64 + Send + Sync>,
+    ) -> Result<SlurmCluster, ClusterError> {
+        let scheduler = Scheduler::start(SchedulerConfig::new(options.scheduler.clone())?).await?;
+        let id = scheduler.cluster_id().clone();
+        // Every job carries the cluster id, in its name and its comment.
+        spec.job_name = format!("{}-{id}", spec.job_name);
+        spec.job_extra_directives
+            .push(Directive::new("--comment", format!("drover:{id}")));
+        let scheduler_file = options.scheduler_file.clone().unwrap_or_else(|| {
+            spec.log_directory
+                .join(format!("{}.scheduler.json", spec.job_name))
+        });
+        spec.scheduler_file = Some(scheduler_file.clone());
+        spec.ensure_log_directory()
+            .map_err(|cause| ClusterError::Io {
+                what: format!("creating log directory {}", spec.log_directory.display()),
+                cause,
+            })?;
+        scheduler.write_scheduler_file(&scheduler_file)?;
+        let script = crate::script::render(&spec)?;
+        let control = scheduler.attach_control();
+        let inner = Arc::new(Inner {
+            state: Mutex::new(State::new(
+                options.max_startup_failures,
+                options.retry_backoff,
+                options.poll_interval * 2 + Duration::from_secs(5),
+            )),
+            spec,
+            script,
+            slurm,
+            scheduler,
+            scheduler_file,
+            options,
+            wake: Notify::new(),
+            rounds: watch::channel(0).0,
+            close_requested: Notify::new(),
+            slurm_calls,
+            arrays_refused: AtomicBool::new(false),
+        });
+        tracing::info!(
+            cluster = %id,
+            scheduler = %inner.scheduler.url(),
+            file = %inner.scheduler_file.display(),
+            "cluster started"
+        );
+        let reaper = if inner.options.reaper {
+            Some(spawn_reaper(&inner)?)
+        } else {
+            None
+        };
+        let weak = Arc::downgrade(&inner);
+        inner
+            .scheduler
+            .set_cluster_status_source(Arc::new(move || weak.upgrade().map(|i| i.status())));
+        let task = tokio::spawn(run_loop(inner.clone(), control));
+        let cluster = SlurmCluster {
+            signals: None,
+            task,
+            reaper: Mutex::new(reaper),
+            closed: AtomicBool::new(false),
+            inner,
+        };
+        Ok(cluster.watch_signals())
+    }
+
+    fn watch_signals(mut self) -> Self {
+        if !self.inner.options.handle_signals {
+            return self;
+        }
+        let inner = self.inner.clone();
+        self.signals = Some(tokio::spawn(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (Ok(mut term), Ok(mut int)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) else {
+                return;
+            };
+            let code = tokio::select! {
+                _ = term.recv() => 143,
+                _ = int.recv() => 130,
+            };
+            tracing::info!("signal received: closing the cluster");
+            close_jobs(&inner).await;
+            std::process::exit(code);
+        }));
+        self
+    }
+
+    /// Asks for `n` workers (`n / processes` jobs, rounded up).
+    pub fn scale(&self, n: usize) {
+        self.scale_jobs(n.div_ceil(self.inner.spec.processes as usize));
+    }
+
+    /// Asks for `k` jobs.
+    pub fn scale_jobs(&self, k: usize) {
+        tracing::info!(jobs = k, "scaling");
+        set_target(&self.inner, k);
+    }
+
+    /// Asks for enough jobs to hold `cores` cores.
+    pub fn scale_cores(&self, cores: u32) {
+        self.scale_jobs(cores.div_ceil(self.inner.spec.cores) as usize);
+    }
+
+    /// Asks for enough jobs to hold `memory`.
+    pub fn scale_memory(&self, memory: Memory) {
+        self.scale_jobs(memory.bytes().div_ceil(self.inner.spec.memory.bytes()) as usize);
+    }
+
+    /// Waits until `n` workers have registered. Fails early, with the
+    /// job's state, exit code and log tail, when a job fails before its
+    /// worker registers, or when submitting has stopped; at the timeout it
+    /// says where the jobs are (PENDING with their reasons...).
+    pub async fn wait_for_workers(&self, n: usize, timeout: Duration) -> Result<(), ClusterError> {
+        let start = tokio::time::Instant::now();
+        let failures_before = self.inner.state().failures_seen;
+        let mut rounds = self.inner.rounds.subscribe();
+        loop {
+            if self.closed.load(Ordering::Relaxed) {
+                return Err(ClusterError::Closed);
+            }
+            if self.inner.scheduler.live_workers() >= n {
+                return Ok(());
+            }
+            {
+                let st = self.inner.state();
+                if let Some(stopped) = &st.stopped {
+                    return Err(ClusterError::Stopped(stopped.clone()));
+                }
+                if st.failures_seen > failures_before {
+                    if let Some(f) = st.failures.last() {
+                        return Err(ClusterError::StartupFailed(f.clone()));
+                    }
+                }
+            }
+            let left = timeout.saturating_sub(start.elapsed());
+            let woke = tokio::select! {
+                r = rounds.changed() => r.is_ok(),
+                _ = self.inner.scheduler.changed() => true,
+                _ = tokio::time::sleep(left) => false,
+            };
+            if !woke {
+                return Err(ClusterError::WaitTimeout {
+                    wanted: n,
+                    registered: self.inner.scheduler.live_workers(),
+                    waited: timeout,
+                    jobs: summarize(&self.inner.status()),
+                });
+            }
+        }
+    }
+
+    /// The cluster's status: target, every job with its state, pending
+    /// reason, node, workers and log, and what went wrong.
+    pub fn status(&self) -> ClusterStatus {
+        self.inner.status()
+    }
+
+    /// Every job of the cluster, with its workers (see `status`).
+    pub fn workers(&self) -> Vec<JobStatus> {
+        self.inner.status().jobs
+    }
+
+    /// The stdout and stderr logs of the job that runs `worker` (a worker
+    /// name or id, or a job id).
+    pub fn logs(&self, worker: &str) -> Result<String, ClusterError> {
+        let status = self.inner.status();
+        let job = find_job(&status, worker).ok_or_else(|| ClusterError::Io {
+            what: format!("logs of `{worker}`"),
+            cause: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no such worker or job in this cluster",
+            ),
+        })?;
+        let out = PathBuf::from(&job.log);
+        let err = out.with_extension("err");
+        Ok([out, err]
+            .iter()
+            .map(|p| {
+                format!(
+                    "==> {} <==\n{}",
+                    p.display(),
+                    std::fs::read_to_string(p).unwrap_or_default()
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n"))
+    }
+
+    /// The job script every worker job is submitted with.
+    pub fn job_script(&self) -> &str {
+        &self.inner.script
+    }
+
+    /// The scheduler file workers and tools read.
+    pub fn scheduler_file(&self) -> &Path {
+        &self.inner.scheduler_file
+    }
+
+    /// The scheduler's address.
+    pub fn address(&self) -> String {
+        self.inner.scheduler.url()
+    }
+
+    /// The cluster's id, carried by every one of its jobs.
+    pub fn cluster_id(&self) -> String {
+        self.inner.scheduler.cluster_id().to_string()
+    }
+
+    /// The Slurm job name of every job of the cluster.
+    pub fn job_name(&self) -> &str {
+        &self.inner.spec.job_name
+    }
+
+    /// The embedded scheduler.
+    pub fn scheduler(&self) -> &Scheduler {
+        &self.inner.scheduler
+    }
+
+    /// Resolves when a client asks this cluster to close (`drover close`).
+    pub async fn close_requested(&self) {
+        self.inner.close_requested.notified().await
+    }
+
+    /// Closes the cluster: workers retire (their jobs end COMPLETED),
+    /// pending and unregistered jobs are cancelled, and whatever remains
+    /// after the close timeout is cancelled too. When it returns, no job of
+    /// the cluster is left in `squeue`.
+    pub async fn close(&self) -> Result<(), ClusterError> {
+        if self.closed.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        self.task.abort();
+        if let Some(s) = &self.signals {
+            s.abort();
+        }
+        let left = close_jobs(&self.inner).await;
+        if let Some(mut reaper) = self.reaper.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = reaper.kill();
+            let _ = reaper.wait();
+        }
+        self.inner.scheduler.stop();
+        let _ = std::fs::remove_file(&self.inner.scheduler_file);
+        match left {
+            0 => Ok(()),
+            n => Err(ClusterError::Slurm(SlurmError::Unexpected {
+                command: "scancel".into(),
+                output: format!("{n} jobs of the cluster were still listed after cancelling"),
+            })),
+        }
+    }
+}
+
+/// Retires, cancels and waits; returns how many jobs are still active.
+async fn close_jobs(inner: &Inner) -> usize {
+    inner.state().closing = true;
+    inner.state().target_jobs = 0;
+    let retiring = inner.scheduler.retire_all("the cluster is closing");
+    tracing::info!(
+        workers = retiring,
+        "closing: retiring workers, cancelling the rest"
+    );
+    let deadline = tokio::time::Instant::now() + inner.options.close_timeout;
+    let mut cancelled_unregistered = false;
+    let mut cancelled_all = false;
+    loop {
+        inner.reconcile().await;
+        let (active, unregistered): (Vec<JobRef>, Vec<JobRef>) = {
+            let st = inner.state();
+            let active = st.active_jobs();
+            let unregistered = st
+                .jobs
+                .values()
+                .filter(|r| {
+                    r.state.is_active()
+                        && r.workers.iter().all(|w| {
+                            w.state != WorkerState::Running && w.state != WorkerState::Retiring
+                        })
+                })
+                .map(|r| r.job)
+                .collect();
+            (active, unregistered)
+        };
+        if active.is_empty() {
+            return 0;
+        }
+        if !cancelled_unregistered && !unregistered.is_empty() {
+            let _ = inner.slurm.cancel(&unregistered).await;
+            cancelled_unregistered = true;
+        }
+        let now = tokio::time::Instant::now();
+        if now >= deadline && !cancelled_all {
+            tracing::warn!(
+                jobs = active.len(),
+                "workers did not leave in time: cancelling their jobs"
+            );
+            let _ = inner.slurm.cancel(&active).await;
+            cancelled_all = true;
+        }
+        if now >= deadline + Duration::from_secs(10) {
+            return active.len();
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Spawns `drover reaper`, in its own process group so a terminal's
+/// Ctrl-C does not reach it: it cancels every job of the cluster once this
+/// process is gone.
+fn spawn_reaper(inner: &Inner) -> Result<std::process::Child, ClusterError> {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = std::process::Command::new(&inner.spec.drover_bin);
+    cmd.args([
+        "reaper",
+        "--pid",
+        &std::process::id().to_string(),
+        "--job-name",
+    ])
+    .arg(&inner.spec.job_name)
+    .stdin(std::process::Stdio::null())
+    .stdout(std::process::Stdio::null())
+    .process_group(0);
+    if let Some(conf) = &inner.options.slurm_conf {
+        cmd.env("SLURM_CONF", conf);
+    }
+    cmd.spawn().map_err(|cause| ClusterError::Io {
+        what: format!(
+            "starting the orphan watcher `{} reaper`",
+            inner.spec.drover_bin.display()
+        ),
+        cause,
+    })
+}
+
+/// The job that runs `target`: a worker's name or id (`w3`), or a job id.
+pub fn find_job<'a>(status: &'a ClusterStatus, target: &str) -> Option<&'a JobStatus> {
+    status.jobs.iter().find(|j| {
+        j.job == target
+            || j.job_id.map(|i| i.to_string()).as_deref() == Some(target)
+            || j.workers.iter().any(|w| {
+                w.name == target || w.id.to_string() == target || w.id.0.to_string() == target
+            })
+    })
+}
+
+/// The jobs by state, with pending reasons: "3 RUNNING, 5 PENDING (Resources)".
+pub fn summarize(status: &ClusterStatus) -> String {
+    let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
+    for j in &status.jobs {
+        if j.state == "COMPLETED" && j.action.is_some() {
+            continue;
+        }
+        let key = match &j.reason {
+            Some(r) if j.state == "PENDING" => format!("PENDING ({r})"),
+            _ => j.state.clone(),
+        };
+        *counts.entry(key).or_default() += 1;
+    }
+    if counts.is_empty() {
+        return "no jobs".into();
+    }
+    counts
+        .iter()
+        .map(|(k, n)| format!("{n} {k}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl Drop for SlurmCluster {
+    fn drop(&mut self) {
+        self.task.abort();
+        if let Some(s) = &self.signals {
+            s.abort();
+        }
+        if self.closed.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        // Not closed: cancel every job of the cluster before going.
+        let mut cmd = std::process::Command::new("scancel");
+        cmd.args(["--name", &self.inner.spec.job_name]);
+        if let Some(conf) = &self.inner.options.slurm_conf {
+            cmd.env("SLURM_CONF", conf);
+        }
+        let _ = cmd.output();
+        if let Some(mut reaper) = self.reaper.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = reaper.kill();
+            let _ = reaper.wait();
+        }
+        let _ = std::fs::remove_file(&self.inner.scheduler_file);
+    }
+}

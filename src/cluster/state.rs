@@ -1,0 +1,567 @@
+//! The cluster's books: every job it submitted, what Slurm and the
+//! scheduler last said of each, and the decision of what to do next. Pure
+//! logic, no I/O, so it is tested without Slurm.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use crate::protocol::{StartupFailure, WorkerId, WorkerInfo, WorkerState};
+use crate::slurm::{JobId, JobInfo, JobRef, JobState};
+
+/// What drover is doing with a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Action {
+    /// Its workers were asked to retire.
+    Retiring,
+    /// It was cancelled.
+    Cancelling,
+}
+
+/// One job of the cluster.
+#[derive(Debug, Clone)]
+pub(crate) struct JobRecord {
+    pub job: JobRef,
+    pub job_id: Option<JobId>,
+    pub state: JobState,
+    pub reason: Option<String>,
+    pub node: Option<String>,
+    pub exit_code: Option<i32>,
+    pub action: Option<Action>,
+    pub action_at: Option<Instant>,
+    /// Whether any of its workers ever registered.
+    pub registered: bool,
+    /// Its live workers, as of the last look.
+    pub workers: Vec<WorkerInfo>,
+    pub submitted_at: Instant,
+    /// Whether its end has been accounted for.
+    pub ended: bool,
+}
+
+impl JobRecord {
+    fn new(job: JobRef, now: Instant) -> Self {
+        JobRecord {
+            job,
+            job_id: match job {
+                JobRef::Job(id) => Some(id),
+                JobRef::Task { .. } => None,
+            },
+            state: JobState::Pending,
+            reason: None,
+            node: None,
+            exit_code: None,
+            action: None,
+            action_at: None,
+            registered: false,
+            workers: Vec::new(),
+            submitted_at: now,
+            ended: false,
+        }
+    }
+
+    /// Still counted toward the pool: active in Slurm and not being removed.
+    pub fn counts(&self) -> bool {
+        self.state.is_active() && self.action.is_none()
+    }
+}
+
+/// What one reconcile round decided.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Plan {
+    pub submit: usize,
+    pub cancel: Vec<JobRef>,
+    pub retire: Vec<WorkerId>,
+    /// Jobs that ended before registering, whose logs should be read.
+    pub failed: Vec<JobRef>,
+}
+
+/// The whole cluster's books.
+#[derive(Debug)]
+pub(crate) struct State {
+    pub target_jobs: usize,
+    pub jobs: BTreeMap<JobRef, JobRecord>,
+    pub consecutive_failures: u32,
+    pub max_failures: u32,
+    pub stopped: Option<String>,
+    pub last_error: Option<String>,
+    pub failures: Vec<StartupFailure>,
+    /// Start-up failures ever seen; waiters compare it with their start.
+    pub failures_seen: u64,
+    pub next_submit_at: Instant,
+    pub backoff: Duration,
+    pub submitted: u64,
+    pub closing: bool,
+    /// How long a job may be missing from Slurm's listing before it is
+    /// taken as gone (Slurm lists a new job at once; this is slack).
+    pub vanish_grace: Duration,
+}
+
+/// Keep at most this many ended jobs in the books.
+const KEEP_ENDED: usize = 200;
+/// Keep this many recent start-up failures.
+const KEEP_FAILURES: usize = 20;
+/// Retry a cancellation Slurm has not acted on after this long.
+const RECANCEL_AFTER: Duration = Duration::from_secs(30);
+/// The longest wait between submissions after failures.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+impl State {
+    pub fn new(max_failures: u32, backoff: Duration, vanish_grace: Duration) -> Self {
+        State {
+            target_jobs: 0,
+            jobs: BTreeMap::new(),
+            consecutive_failures: 0,
+            max_failures: max_failures.max(1),
+            stopped: None,
+            last_error: None,
+            failures: Vec::new(),
+            failures_seen: 0,
+            next_submit_at: Instant::now(),
+            backoff,
+            submitted: 0,
+            closing: false,
+            vanish_grace,
+        }
+    }
+
+    /// Records freshly submitted jobs.
+    pub fn submitted(&mut self, jobs: impl IntoIterator<Item = JobRef>, now: Instant) {
+        for job in jobs {
+            self.submitted += 1;
+            self.jobs.insert(job, JobRecord::new(job, now));
+        }
+    }
+
+    /// Takes in Slurm's listing of this cluster's jobs and the scheduler's
+    /// workers, and returns what to do now.
+    pub fn reconcile(
+        &mut self,
+        listing: Option<&[JobInfo]>,
+        workers: &[WorkerInfo],
+        now: Instant,
+    ) -> Plan {
+        let mut plan = Plan::default();
+        if let Some(listing) = listing {
+            self.observe(listing, now);
+        }
+        self.match_workers(workers, &mut plan);
+        self.account_ends(&mut plan);
+        self.prune();
+        if self.closing {
+            return plan;
+        }
+        // Jobs whose worker the scheduler lost are broken: cancel and replace.
+        for r in self.jobs.values_mut() {
+            let lost =
+                !r.workers.is_empty() && r.workers.iter().all(|w| w.state == WorkerState::Lost);
+            if r.state.is_active() && r.action.is_none() && lost {
+                r.action = Some(Action::Cancelling);
+                r.action_at = Some(now);
+                plan.cancel.push(r.job);
+            }
+        }
+        // Cancellations Slurm has not acted on are sent again.
+        for r in self.jobs.values_mut() {
+            if r.action == Some(Action::Cancelling)
+                && r.state.is_active()
+                && r.action_at
+                    .is_some_and(|t| now.duration_since(t) > RECANCEL_AFTER)
+                && !plan.cancel.contains(&r.job)
+            {
+                r.action_at = Some(now);
+                plan.cancel.push(r.job);
+            }
+        }
+        let counting = self.jobs.values().filter(|r| r.counts()).count();
+        if counting > self.target_jobs {
+            self.shrink(counting - self.target_jobs, now, &mut plan);
+        } else if counting < self.target_jobs
+            && self.stopped.is_none()
+            && now >= self.next_submit_at
+        {
+            plan.submit = self.target_jobs - counting;
+        }
+        plan
+    }
+
+    /// Forgets the oldest ended jobs beyond `KEEP_ENDED`.
+    fn prune(&mut self) {
+        let ended: Vec<JobRef> = self
+            .jobs
+            .values()
+            .filter(|r| r.ended)
+            .map(|r| r.job)
+            .collect();
+        if ended.len() > KEEP_ENDED {
+            for job in &ended[..ended.len() - KEEP_ENDED] {
+                self.jobs.remove(job);
+            }
+        }
+    }
+
+    fn observe(&mut self, listing: &[JobInfo], now: Instant) {
+        let mut seen = std::collections::HashSet::new();
+        for info in listing {
+            seen.insert(info.job);
+            let r = self
+                .jobs
+                .entry(info.job)
+                .or_insert_with(|| JobRecord::new(info.job, now));
+            r.state = info.state.clone();
+            r.reason = info.reason.clone();
+            if info.job_id.is_some() {
+                r.job_id = info.job_id;
+            }
+            if info.nodes.is_some() {
+                r.node = info.nodes.clone();
+            }
+            r.exit_code = info.exit_code;
+        }
+        for r in self.jobs.values_mut() {
+            if !seen.contains(&r.job)
+                && r.state.is_active()
+                && now.duration_since(r.submitted_at) > self.vanish_grace
+            {
+                r.state = JobState::Other("VANISHED".into());
+            }
+        }
+    }
+
+    fn match_workers(&mut self, workers: &[WorkerInfo], plan: &mut Plan) {
+        for r in self.jobs.values_mut() {
+            r.workers.clear();
+        }
+        for w in workers {
+            let Some(key) = job_of(w) else { continue };
+            if let Some(r) = self.jobs.get_mut(&key) {
+                if !r.registered {
+                    r.registered = true;
+                    // A worker came up: whatever failed before was not a crash loop.
+                    self.consecutive_failures = 0;
+                }
+                r.workers.push(w.clone());
+            }
+        }
+        let _ = plan;
+    }
+
+    fn account_ends(&mut self, plan: &mut Plan) {
+        let before = plan.failed.len();
+        for r in self.jobs.values_mut() {
+            if r.ended || r.state.is_active() {
+                continue;
+            }
+            r.ended = true;
+            if r.action.is_some() || r.registered {
+                continue; // removed by us, or a worker that served: replaced if needed
+            }
+            let counts_as_failure = match &r.state {
+                JobState::Cancelled | JobState::NodeFail | JobState::Preempted => false,
+                JobState::Other(s) if s == "VANISHED" => false,
+                _ => true,
+            };
+            if counts_as_failure {
+                self.consecutive_failures += 1;
+                self.failures_seen += 1;
+                plan.failed.push(r.job);
+            }
+        }
+        if plan.failed.len() > before {
+            self.after_failure();
+        }
+    }
+
+    /// Backs off after a failure; stops submitting after too many in a row.
+    fn after_failure(&mut self) {
+        let exp = self.consecutive_failures.saturating_sub(1).min(16);
+        let wait = (self.backoff * 2u32.pow(exp)).min(MAX_BACKOFF);
+        self.next_submit_at = self.next_submit_at.max(Instant::now() + wait);
+        if self.consecutive_failures >= self.max_failures && self.stopped.is_none() {
+            let last = self
+                .failures
+                .last()
+                .map(|f| format!(" The last: {}", describe_failure(f)))
+                .unwrap_or_default();
+            self.stopped = Some(format!(
+                "stopped submitting after {} consecutive start-up failures; scale again to retry.{last}",
+                self.consecutive_failures
+            ));
+        }
+    }
+
+    /// Records the details of a start-up failure (its log tail read by the caller).
+    pub fn record_failure(&mut self, failure: StartupFailure) {
+        self.failures.push(failure);
+        if self.failures.len() > KEEP_FAILURES {
+            self.failures.remove(0);
+        }
+        if self.consecutive_failures >= self.max_failures {
+            if let (Some(stopped), Some(f)) = (&mut self.stopped, self.failures.last()) {
+                if !stopped.contains("The last:") {
+                    stopped.push_str(&format!(" The last: {}", describe_failure(f)));
+                }
+            }
+        }
+    }
+
+    /// A submission Slurm refused. Limits (per-user job caps and the like)
+    /// keep the target and retry later; anything else counts as a start-up
+    /// failure.
+    pub fn submit_failed(&mut self, message: &str) {
+        self.last_error = Some(message.to_string());
+        if is_transient_submit_error(message) {
+            let wait = self.backoff.min(MAX_BACKOFF);
+            self.next_submit_at = Instant::now() + wait;
+            return;
+        }
+        self.consecutive_failures += 1;
+        self.failures_seen += 1;
+        self.record_failure(StartupFailure {
+            job: "(sbatch)".into(),
+            state: "SUBMISSION_REFUSED".into(),
+            exit_code: None,
+            log_tail: message.to_string(),
+        });
+        self.after_failure();
+    }
+
+    /// Removes `excess` jobs: pending ones first, then ones whose workers
+    /// have not registered, then registered ones (retired gracefully, so
+    /// their jobs end COMPLETED). Newest first within each kind.
+    fn shrink(&mut self, excess: usize, now: Instant, plan: &mut Plan) {
+        let rank = |r: &JobRecord| match (&r.state, r.workers.is_empty()) {
+            (JobState::Pending, true) => 0,
+            (_, true) => 1,
+            (_, false) => 2,
+        };
+        let mut candidates: Vec<&mut JobRecord> =
+            self.jobs.values_mut().filter(|r| r.counts()).collect();
+        candidates.sort_by(|a, b| {
+            rank(a)
+                .cmp(&rank(b))
+                .then(b.submitted_at.cmp(&a.submitted_at))
+                .then(b.job.cmp(&a.job))
+        });
+        for r in candidates.into_iter().take(excess) {
+            r.action_at = Some(now);
+            if r.workers.is_empty() {
+                r.action = Some(Action::Cancelling);
+                plan.cancel.push(r.job);
+            } else {
+                r.action = Some(Action::Retiring);
+                plan.retire.extend(r.workers.iter().map(|w| w.id));
+            }
+        }
+    }
+
+    /// Jobs Slurm may still run.
+    pub fn active_jobs(&self) -> Vec<JobRef> {
+        self.jobs
+            .values()
+            .filter(|r| r.state.is_active())
+            .map(|r| r.job)
+            .collect()
+    }
+}
+
+/// The job (or array task) a worker runs in.
+pub(crate) fn job_of(w: &WorkerInfo) -> Option<JobRef> {
+    match (w.slurm.array_job_id, w.slurm.array_task_id, w.slurm.job_id) {
+        (Some(a), Some(t), _) => Some(JobRef::Task {
+            array: JobId::new(a),
+            task: t as u32,
+        }),
+        (_, _, Some(j)) => Some(JobRef::Job(JobId::new(j))),
+        _ => None,
+    }
+}
+
+/// Whether sbatch refused for a reason that passes (limits, a busy
+/// controller) rather than one that will refuse every time.
+pub(crate) fn is_transient_submit_error(message: &str) -> bool {
+    const TRANSIENT: &[&str] = &[
+        "MaxSubmit",
+        "MaxJobs",
+        "QOSMax",
+        "AssocMax",
+        "JobLimit",
+        "job limit",
+        "Job violates accounting/QOS policy",
+        "Resource temporarily unavailable",
+        "Socket timed out",
+        "Unable to contact slurm controller",
+        "did not finish within",
+    ];
+    TRANSIENT.iter().any(|t| message.contains(t))
+}
+
+/// A start-up failure in one line.
+pub(crate) fn describe_failure(f: &StartupFailure) -> String {
+    let code = f
+        .exit_code
+        .map(|c| format!(" with exit code {c}"))
+        .unwrap_or_default();
+    format!(
+        "job {} ended {}{code} before its worker registered",
+        f.job, f.state
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::SlurmPlacement;
+
+    fn job(n: u64) -> JobRef {
+        JobRef::Job(JobId::new(n))
+    }
+
+    fn info(n: u64, state: JobState) -> JobInfo {
+        JobInfo {
+            job: job(n),
+            job_id: Some(JobId::new(n)),
+            name: "w".into(),
+            comment: String::new(),
+            state,
+            reason: None,
+            nodes: None,
+            exit_code: None,
+        }
+    }
+
+    fn worker(id: u64, job: u64, state: WorkerState) -> WorkerInfo {
+        WorkerInfo {
+            id: WorkerId(id),
+            name: job.to_string(),
+            slurm: SlurmPlacement {
+                job_id: Some(job),
+                ..Default::default()
+            },
+            hostname: "n".into(),
+            address: "a".into(),
+            cores: 1,
+            memory_bytes: 1,
+            allocation_end: None,
+            state,
+            registered_at_ms: 0,
+            last_heartbeat_ms: 0,
+            exit_reason: None,
+        }
+    }
+
+    fn state() -> State {
+        State::new(3, Duration::ZERO, Duration::from_secs(5))
+    }
+
+    #[test]
+    fn scale_up_submits_the_missing_jobs_once() {
+        let mut s = state();
+        s.target_jobs = 4;
+        let now = Instant::now();
+        assert_eq!(s.reconcile(Some(&[]), &[], now).submit, 4);
+        s.submitted((1..=4).map(job), now);
+        let listing: Vec<JobInfo> = (1..=4).map(|n| info(n, JobState::Pending)).collect();
+        assert_eq!(s.reconcile(Some(&listing), &[], now).submit, 0);
+    }
+
+    #[test]
+    fn scale_down_cancels_pending_first_then_retires_registered() {
+        let mut s = state();
+        let t0 = Instant::now();
+        s.submitted((1..=5).map(job), t0);
+        s.target_jobs = 5;
+        let mut listing: Vec<JobInfo> = (1..=3).map(|n| info(n, JobState::Running)).collect();
+        listing.extend((4..=5).map(|n| info(n, JobState::Pending)));
+        let workers: Vec<WorkerInfo> = (1..=3)
+            .map(|n| worker(n, n, WorkerState::Running))
+            .collect();
+        assert_eq!(s.reconcile(Some(&listing), &workers, t0), Plan::default());
+        s.target_jobs = 2;
+        let plan = s.reconcile(Some(&listing), &workers, t0);
+        assert_eq!(plan.cancel, vec![job(5), job(4)], "pending jobs go first");
+        assert_eq!(plan.retire.len(), 1, "then one registered worker retires");
+        assert_eq!(plan.submit, 0);
+        // Nothing more while those act.
+        let again = s.reconcile(Some(&listing), &workers, t0);
+        assert!(again.cancel.is_empty() && again.retire.is_empty() && again.submit == 0);
+    }
+
+    #[test]
+    fn failures_before_registering_back_off_and_stop_after_k() {
+        let mut s = State::new(2, Duration::from_millis(1), Duration::from_secs(5));
+        s.target_jobs = 1;
+        let now = Instant::now();
+        s.submitted([job(1)], now);
+        let mut failed = info(1, JobState::Failed);
+        failed.exit_code = Some(1);
+        let plan = s.reconcile(Some(&[failed.clone()]), &[], now);
+        assert_eq!(plan.failed, vec![job(1)]);
+        assert_eq!(s.consecutive_failures, 1);
+        assert!(s.stopped.is_none());
+        s.submitted([job(2)], now);
+        let mut failed2 = info(2, JobState::Failed);
+        failed2.exit_code = Some(1);
+        let plan = s.reconcile(
+            Some(&[failed, failed2]),
+            &[],
+            Instant::now() + Duration::from_secs(1),
+        );
+        assert_eq!(plan.failed, vec![job(2)]);
+        assert!(s
+            .stopped
+            .as_deref()
+            .unwrap()
+            .contains("2 consecutive start-up failures"));
+        assert_eq!(plan.submit, 0, "a crash loop stops submitting");
+    }
+
+    #[test]
+    fn a_registration_resets_the_failure_count_and_external_cancels_are_replaced() {
+        let mut s = state();
+        s.target_jobs = 2;
+        let now = Instant::now();
+        s.submitted([job(1), job(2)], now);
+        s.consecutive_failures = 2;
+        let listing = [info(1, JobState::Running), info(2, JobState::Running)];
+        let workers = [
+            worker(1, 1, WorkerState::Running),
+            worker(2, 2, WorkerState::Running),
+        ];
+        s.reconcile(Some(&listing), &workers, now);
+        assert_eq!(s.consecutive_failures, 0);
+        // Someone scancels job 2: it is replaced, and not counted as a failure.
+        let listing = [info(1, JobState::Running), info(2, JobState::Cancelled)];
+        let plan = s.reconcile(Some(&listing), &workers[..1], now);
+        assert_eq!(plan.submit, 1);
+        assert!(plan.failed.is_empty());
+    }
+
+    #[test]
+    fn a_lost_worker_gets_its_job_cancelled_and_replaced() {
+        let mut s = state();
+        s.target_jobs = 1;
+        let now = Instant::now();
+        s.submitted([job(1)], now);
+        let listing = [info(1, JobState::Running)];
+        let plan = s.reconcile(Some(&listing), &[worker(1, 1, WorkerState::Lost)], now);
+        assert_eq!(plan.cancel, vec![job(1)]);
+        assert_eq!(plan.submit, 1);
+    }
+
+    #[test]
+    fn limits_keep_the_target_and_retry_later() {
+        let mut s = State::new(3, Duration::from_secs(60), Duration::from_secs(5));
+        s.target_jobs = 3;
+        s.submit_failed("sbatch: error: QOSMaxSubmitJobPerUserLimit");
+        assert_eq!(s.consecutive_failures, 0);
+        assert!(s.stopped.is_none());
+        assert_eq!(
+            s.reconcile(Some(&[]), &[], Instant::now()).submit,
+            0,
+            "waits"
+        );
+        let later = Instant::now() + Duration::from_secs(61);
+        assert_eq!(s.reconcile(Some(&[]), &[], later).submit, 3);
+        s.submit_failed("sbatch: error: invalid partition specified: x");
+        assert_eq!(s.consecutive_failures, 1);
+    }
+}

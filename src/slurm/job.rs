@@ -1,0 +1,273 @@
+//! What Slurm says about a job: which job (or array task), its state with
+//! the pending reason, its node and its exit code.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use super::JobId;
+
+/// One Slurm job, or one task of a job array, as `scancel` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub enum JobRef {
+    /// A plain job: `123`.
+    Job(JobId),
+    /// Task `task` of the array `array`: `123_4`.
+    Task {
+        /// The array's job id.
+        array: JobId,
+        /// The task's index.
+        task: u32,
+    },
+}
+
+impl fmt::Display for JobRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JobRef::Job(id) => write!(f, "{id}"),
+            JobRef::Task { array, task } => write!(f, "{array}_{task}"),
+        }
+    }
+}
+
+impl FromStr for JobRef {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.split_once('_') {
+            Some((array, task)) => Ok(JobRef::Task {
+                array: array.parse()?,
+                task: task
+                    .parse()
+                    .map_err(|_| format!("`{s}` is not a job or array task id"))?,
+            }),
+            None => Ok(JobRef::Job(s.parse()?)),
+        }
+    }
+}
+
+impl From<JobRef> for String {
+    fn from(j: JobRef) -> String {
+        j.to_string()
+    }
+}
+
+impl TryFrom<String> for JobRef {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+/// A job's state, as Slurm names it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(into = "String", from = "String")]
+pub enum JobState {
+    /// Waiting for resources; see the reason.
+    Pending,
+    /// Allocated, nodes being readied.
+    Configuring,
+    /// Running.
+    Running,
+    /// Finishing.
+    Completing,
+    /// Ended with exit code 0.
+    Completed,
+    /// Cancelled by a user or administrator.
+    Cancelled,
+    /// Ended with a non-zero exit code.
+    Failed,
+    /// Reached its time limit.
+    Timeout,
+    /// Its node failed.
+    NodeFail,
+    /// Preempted by another job.
+    Preempted,
+    /// Killed for using more memory than allocated.
+    OutOfMemory,
+    /// Suspended.
+    Suspended,
+    /// Its node failed to boot.
+    BootFail,
+    /// Reached its deadline before starting.
+    Deadline,
+    /// Requeued, held or some state drover does not interpret.
+    Other(String),
+}
+
+impl JobState {
+    /// Whether the job may still run (or is running).
+    pub fn is_active(&self) -> bool {
+        matches!(
+            self,
+            JobState::Pending
+                | JobState::Configuring
+                | JobState::Running
+                | JobState::Completing
+                | JobState::Suspended
+        ) || matches!(self, JobState::Other(s) if s.starts_with("REQUEUE") || s == "RESIZING" || s == "SIGNALING" || s == "STAGE_OUT")
+    }
+
+    /// Whether the job ended badly (anything but COMPLETED or CANCELLED).
+    pub fn is_failure(&self) -> bool {
+        !self.is_active() && !matches!(self, JobState::Completed | JobState::Cancelled)
+    }
+}
+
+impl fmt::Display for JobState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            JobState::Pending => "PENDING",
+            JobState::Configuring => "CONFIGURING",
+            JobState::Running => "RUNNING",
+            JobState::Completing => "COMPLETING",
+            JobState::Completed => "COMPLETED",
+            JobState::Cancelled => "CANCELLED",
+            JobState::Failed => "FAILED",
+            JobState::Timeout => "TIMEOUT",
+            JobState::NodeFail => "NODE_FAIL",
+            JobState::Preempted => "PREEMPTED",
+            JobState::OutOfMemory => "OUT_OF_MEMORY",
+            JobState::Suspended => "SUSPENDED",
+            JobState::BootFail => "BOOT_FAIL",
+            JobState::Deadline => "DEADLINE",
+            JobState::Other(s) => s,
+        })
+    }
+}
+
+impl From<String> for JobState {
+    fn from(s: String) -> Self {
+        s.as_str().into()
+    }
+}
+
+impl From<&str> for JobState {
+    fn from(s: &str) -> Self {
+        // squeue may add flags after the state ("CANCELLED by 0").
+        match s.split_whitespace().next().unwrap_or_default() {
+            "PENDING" | "PD" => JobState::Pending,
+            "CONFIGURING" | "CF" => JobState::Configuring,
+            "RUNNING" | "R" => JobState::Running,
+            "COMPLETING" | "CG" => JobState::Completing,
+            "COMPLETED" | "CD" => JobState::Completed,
+            "CANCELLED" | "CA" => JobState::Cancelled,
+            "FAILED" | "F" => JobState::Failed,
+            "TIMEOUT" | "TO" => JobState::Timeout,
+            "NODE_FAIL" | "NF" => JobState::NodeFail,
+            "PREEMPTED" | "PR" => JobState::Preempted,
+            "OUT_OF_MEMORY" | "OOM" => JobState::OutOfMemory,
+            "SUSPENDED" | "S" => JobState::Suspended,
+            "BOOT_FAIL" | "BF" => JobState::BootFail,
+            "DEADLINE" | "DL" => JobState::Deadline,
+            other => JobState::Other(other.to_string()),
+        }
+    }
+}
+
+impl From<JobState> for String {
+    fn from(s: JobState) -> String {
+        s.to_string()
+    }
+}
+
+/// One job as Slurm reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobInfo {
+    /// Which job or array task.
+    pub job: JobRef,
+    /// Its own job id (`SLURM_JOB_ID`), once Slurm has given it one.
+    pub job_id: Option<JobId>,
+    /// Job name.
+    pub name: String,
+    /// Job comment.
+    pub comment: String,
+    /// State.
+    pub state: JobState,
+    /// Why it waits (`Resources`, `Priority`, `QOSMaxJobsPerUserLimit`...).
+    pub reason: Option<String>,
+    /// Node(s) it runs on.
+    pub nodes: Option<String>,
+    /// Exit code, once ended.
+    pub exit_code: Option<i32>,
+}
+
+/// Expands Slurm's array task ranges (`0-3,7,9-11%4`) into task indices.
+pub fn expand_tasks(spec: &str) -> Vec<u32> {
+    let spec = spec.split('%').next().unwrap_or_default();
+    let mut out = Vec::new();
+    for part in spec.split(',') {
+        let part = part.trim();
+        let (range, step) = match part.split_once(':') {
+            Some((r, s)) => (r, s.parse::<u32>().unwrap_or(1).max(1)),
+            None => (part, 1),
+        };
+        match range.split_once('-') {
+            Some((a, b)) => {
+                if let (Ok(a), Ok(b)) = (a.parse::<u32>(), b.parse::<u32>()) {
+                    out.extend((a..=b).step_by(step as usize));
+                }
+            }
+            None => {
+                if let Ok(n) = range.parse() {
+                    out.push(n);
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_refs_print_and_parse_like_slurm() {
+        let t: JobRef = "19_3".parse().unwrap();
+        assert_eq!(
+            t,
+            JobRef::Task {
+                array: JobId::new(19),
+                task: 3
+            }
+        );
+        assert_eq!(t.to_string(), "19_3");
+        assert_eq!("20".parse::<JobRef>().unwrap(), JobRef::Job(JobId::new(20)));
+        assert!("x_1".parse::<JobRef>().is_err());
+    }
+
+    #[test]
+    fn states_map_explicitly() {
+        for (text, state) in [
+            ("PENDING", JobState::Pending),
+            ("CONFIGURING", JobState::Configuring),
+            ("RUNNING", JobState::Running),
+            ("COMPLETING", JobState::Completing),
+            ("COMPLETED", JobState::Completed),
+            ("CANCELLED by 0", JobState::Cancelled),
+            ("FAILED", JobState::Failed),
+            ("TIMEOUT", JobState::Timeout),
+            ("NODE_FAIL", JobState::NodeFail),
+            ("PREEMPTED", JobState::Preempted),
+            ("OUT_OF_MEMORY", JobState::OutOfMemory),
+            ("SUSPENDED", JobState::Suspended),
+        ] {
+            assert_eq!(JobState::from(text), state, "{text}");
+        }
+        assert!(JobState::Pending.is_active());
+        assert!(JobState::Timeout.is_failure());
+        assert!(!JobState::Completed.is_failure());
+        assert!(!JobState::Cancelled.is_failure());
+    }
+
+    #[test]
+    fn array_ranges_expand() {
+        assert_eq!(expand_tasks("2-3"), vec![2, 3]);
+        assert_eq!(expand_tasks("0-3,7,9-11%4"), vec![0, 1, 2, 3, 7, 9, 10, 11]);
+        assert_eq!(expand_tasks("0-6:3"), vec![0, 3, 6]);
+    }
+}
