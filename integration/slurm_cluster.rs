@@ -60,6 +60,17 @@ fn final_state(job: &str) -> String {
         .unwrap_or_default()
 }
 
+/// Kills a driver process the test started if the test ends early, so a
+/// failing test leaves no pool behind.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 async fn until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
     let start = Instant::now();
     while !ok() {
@@ -268,33 +279,35 @@ fn sigkill_of_the_driver_leaves_no_job_within_the_bound() {
         .tempdir()
         .unwrap();
     let prefix = unique("drover-kill9");
-    let mut driver = Command::new(env!("CARGO_BIN_EXE_drover"))
-        .args([
-            "cluster",
-            "up",
-            "--workers",
-            "3",
-            "--interface",
-            "ib0",
-            "--death-timeout",
-            "5",
-        ])
-        .args([
-            "--scheduler-interface",
-            &bridge(),
-            "--job-name",
-            &prefix,
-            "--log-directory",
-        ])
-        .arg(logs.path())
-        .env("SLURM_CONF", slurm_conf())
-        .env("DROVER_POLL_INTERVAL", "0.3")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut driver = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_drover"))
+            .args([
+                "cluster",
+                "up",
+                "--workers",
+                "3",
+                "--interface",
+                "ib0",
+                "--death-timeout",
+                "5",
+            ])
+            .args([
+                "--scheduler-interface",
+                &bridge(),
+                "--job-name",
+                &prefix,
+                "--log-directory",
+            ])
+            .arg(logs.path())
+            .env("SLURM_CONF", slurm_conf())
+            .env("DROVER_POLL_INTERVAL", "0.3")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let mut name = String::new();
-    for line in BufReader::new(driver.stdout.take().unwrap()).lines() {
+    for line in BufReader::new(driver.0.stdout.take().unwrap()).lines() {
         let line = line.unwrap();
         if let Some(rest) = line.split("jobs named ").nth(1) {
             name = rest.trim_end_matches(')').to_string();
@@ -305,7 +318,7 @@ fn sigkill_of_the_driver_leaves_no_job_within_the_bound() {
     }
     assert!(name.starts_with(&prefix), "{name}");
     assert_eq!(queued(&name).len(), 3);
-    driver.kill().unwrap(); // SIGKILL: no chance to clean up
+    driver.0.kill().unwrap(); // SIGKILL: no chance to clean up
     let killed = Instant::now();
     let bound = Duration::from_secs(5) + Duration::from_millis(300) + Duration::from_secs(5);
     while !queued(&name).is_empty() {
@@ -317,7 +330,6 @@ fn sigkill_of_the_driver_leaves_no_job_within_the_bound() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    driver.wait().unwrap();
 }
 
 #[test]
@@ -387,28 +399,30 @@ async fn cli_status_scale_logs_and_close_reach_a_running_cluster() {
         .unwrap();
     let file = logs.path().join("pool.json");
     let prefix = unique("drover-cli");
-    let mut up = Command::new(env!("CARGO_BIN_EXE_drover"))
-        .args([
-            "cluster",
-            "up",
-            "--workers",
-            "1",
-            "--interface",
-            "ib0",
-            "--scheduler-interface",
-            &bridge(),
-        ])
-        .args(["--job-name", &prefix, "--scheduler-file"])
-        .arg(&file)
-        .arg("--log-directory")
-        .arg(logs.path())
-        .env("SLURM_CONF", slurm_conf())
-        .env("DROVER_POLL_INTERVAL", "0.3")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = up.stdout.take().unwrap();
+    let mut up = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_drover"))
+            .args([
+                "cluster",
+                "up",
+                "--workers",
+                "1",
+                "--interface",
+                "ib0",
+                "--scheduler-interface",
+                &bridge(),
+            ])
+            .args(["--job-name", &prefix, "--scheduler-file"])
+            .arg(&file)
+            .arg("--log-directory")
+            .arg(logs.path())
+            .env("SLURM_CONF", slurm_conf())
+            .env("DROVER_POLL_INTERVAL", "0.3")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = up.0.stdout.take().unwrap();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     // Read to the end, so the cluster never writes into a closed pipe.
     let reader = std::thread::spawn(move || {
@@ -462,7 +476,7 @@ async fn cli_status_scale_logs_and_close_reach_a_running_cluster() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(up.wait().unwrap().success());
+    assert!(up.0.wait().unwrap().success());
     let said = reader.join().unwrap();
     assert!(said.contains("closed cluster"), "{said}");
     let left = slurm_cmd("squeue", &["-h", "-o", "%j"]);

@@ -315,18 +315,27 @@ impl Inner {
                 };
                 (r, workers, state)
             })
-            .map(|(r, workers, state)| JobStatus {
+            .map(|(r, workers, state)| {
+                // Workers know their job id and node before the next look at Slurm does.
+                let job_id = r
+                    .job_id
+                    .map(|j| j.get())
+                    .or_else(|| workers.iter().find_map(|w| w.slurm.job_id));
+                let node = r
+                    .node
+                    .clone()
+                    .or_else(|| workers.first().map(|w| w.hostname.clone()));
+                (r, workers, state, job_id, node)
+            })
+            .map(|(r, workers, state, job_id, node)| JobStatus {
                 job: r.job.to_string(),
-                job_id: r.job_id.map(|j| j.get()),
+                job_id,
                 state,
                 reason: r.reason.clone(),
-                node: r.node.clone(),
+                node,
                 exit_code: r.exit_code,
                 workers,
-                log: self
-                    .log_path(r.job_id.map(|j| j.get()), "out")
-                    .display()
-                    .to_string(),
+                log: self.log_path(job_id, "out").display().to_string(),
                 action: r.action.map(|a| match a {
                     Action::Retiring => "retiring".to_string(),
                     Action::Cancelling => "cancelling".to_string(),

@@ -200,17 +200,17 @@ impl Slurm for SlurmCli {
         })
     }
 
-    async fn time_left(&self, id: JobId) -> Result<Option<Duration>, SlurmError> {
-        let id = id.to_string();
+    async fn time_left(&self, job: JobRef) -> Result<Option<Duration>, SlurmError> {
+        let id = job.to_string();
         let out = self
             .run_ok("squeue", &["-h", "-j", &id, "-o", "%L"], None)
             .await?;
         // %L prints Slurm's time format with leading zero fields dropped
         // ("29:57" is 29 min 57 s), or words such as UNLIMITED.
         Ok(out
-            .trim()
-            .parse::<crate::config::Walltime>()
-            .ok()
+            .lines()
+            .next()
+            .and_then(|l| l.trim().parse::<crate::config::Walltime>().ok())
             .map(|w| w.as_duration()))
     }
 }

@@ -126,7 +126,7 @@ pub trait Slurm: Send + Sync {
 
     /// Time left before job `id` reaches its time limit; `None` when it has
     /// none or Slurm does not say.
-    async fn time_left(&self, id: JobId) -> Result<Option<std::time::Duration>, SlurmError>;
+    async fn time_left(&self, job: JobRef) -> Result<Option<std::time::Duration>, SlurmError>;
 }
 
 #[cfg(test)]

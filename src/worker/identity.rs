@@ -5,7 +5,7 @@ use std::net::{IpAddr, UdpSocket};
 
 use crate::config::Memory;
 use crate::protocol::{RegisterRequest, SlurmPlacement};
-use crate::slurm::{JobId, Slurm, SlurmCli};
+use crate::slurm::{JobId, JobRef, Slurm, SlurmCli};
 
 use super::{AgentError, WorkerArgs};
 
@@ -94,9 +94,16 @@ impl Identity {
             },
             None => format!("{hostname}-{}", std::process::id()),
         });
-        let allocation_end = match slurm.job_id {
-            Some(job) => allocation_end(JobId::new(job)).await,
-            None => None,
+        let allocation_end = match (slurm.array_job_id, slurm.array_task_id, slurm.job_id) {
+            (Some(array), Some(task), _) => {
+                allocation_end(JobRef::Task {
+                    array: JobId::new(array),
+                    task: task as u32,
+                })
+                .await
+            }
+            (_, _, Some(job)) => allocation_end(JobRef::Job(JobId::new(job))).await,
+            _ => None,
         };
         Ok(Identity {
             name,
@@ -163,7 +170,7 @@ impl Identity {
 }
 
 /// When the allocation of `job` ends, from Slurm's time left.
-async fn allocation_end(job: JobId) -> Option<u64> {
+async fn allocation_end(job: JobRef) -> Option<u64> {
     match SlurmCli::new().time_left(job).await {
         Ok(Some(left)) => Some(crate::protocol::unix_ms() / 1000 + left.as_secs()),
         Ok(None) => None,

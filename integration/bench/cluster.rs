@@ -1,0 +1,260 @@
+//! SlurmCluster benchmarks on the real local Slurm (`cargo bench --bench
+//! cluster`), measured side by side in one run:
+//!
+//! - scale(32) until 32 workers registered, against the floor: the time the
+//!   same Slurm takes to start 32 trivial jobs (one array, until all run);
+//! - scale(0) from 32 until no job of the cluster is left in `squeue`;
+//! - Slurm commands per minute while holding 8 and 32 workers steady;
+//! - the same scale-up with dask-jobqueue's SLURMCluster, when
+//!   `integration/bench/setup-python` has made its environment.
+//!
+//! Start latency on Slurm is bimodal (its scheduling cycle), so each
+//! measurement is repeated and medians are compared.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use drover::cluster::{ClusterOptions, SlurmCluster};
+use drover::config::{JobOptions, Timeout};
+use drover::scheduler::Bind;
+use drover::slurm::SlurmCli;
+
+const CONF: &str = "/var/lib/drover-slurm/slurm.conf";
+
+struct Sizes {
+    workers: usize,
+    rounds: usize,
+    steady: Duration,
+}
+
+fn main() {
+    let measuring = std::env::args().any(|a| a == "--bench");
+    let sizes = if measuring {
+        Sizes {
+            workers: 32,
+            rounds: 5,
+            steady: Duration::from_secs(60),
+        }
+    } else {
+        println!("smoke run (cargo test): small sizes, the figures below are not measurements");
+        Sizes {
+            workers: 2,
+            rounds: 1,
+            steady: Duration::from_secs(2),
+        }
+    };
+    let conf = std::env::var("SLURM_CONF").unwrap_or_else(|_| CONF.into());
+    let up = Command::new("sinfo").env("SLURM_CONF", &conf).output();
+    if !up.map(|o| o.status.success()).unwrap_or(false) {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("no Slurm at SLURM_CONF={conf}; start it with slurm/local-cluster up");
+        }
+        println!("SKIPPED: no Slurm at SLURM_CONF={conf}; start it with slurm/local-cluster up");
+        return;
+    }
+    let busy = Command::new("squeue")
+        .arg("-h")
+        .env("SLURM_CONF", &conf)
+        .output()
+        .unwrap();
+    assert!(
+        busy.stdout.is_empty(),
+        "the benchmark needs an empty cluster; queued now:\n{}",
+        String::from_utf8_lossy(&busy.stdout)
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(run(&sizes, &conf, measuring));
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn squeue_count(conf: &str, name: &str, state: Option<&str>) -> usize {
+    let mut cmd = Command::new("squeue");
+    cmd.args(["-h", "-r", "-n", name, "-o", "%T"])
+        .env("SLURM_CONF", conf);
+    let out = cmd.output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|s| state.is_none_or(|want| *s == want))
+        .count()
+}
+
+/// The floor: one array of `n` trivial jobs, until every task runs.
+async fn floor(conf: &str, n: usize, dir: &Path) -> f64 {
+    let name = format!("drover-floor-{}", std::process::id());
+    let start = Instant::now();
+    let out = Command::new("sbatch")
+        .args([
+            "--parsable",
+            &format!("--array=0-{}", n - 1),
+            "-J",
+            &name,
+            "-c",
+            "1",
+            "--mem=1G",
+        ])
+        .arg(format!("--output={}/floor-%j.out", dir.display()))
+        .args(["--wrap", "sleep 60"])
+        .env("SLURM_CONF", conf)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    while squeue_count(conf, &name, Some("RUNNING")) < n {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "the floor's jobs did not all start"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let t = start.elapsed().as_secs_f64();
+    Command::new("scancel")
+        .args(["-n", &name])
+        .env("SLURM_CONF", conf)
+        .status()
+        .unwrap();
+    while squeue_count(conf, &name, None) > 0 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    t
+}
+
+async fn run(sizes: &Sizes, conf: &str, measuring: bool) {
+    let n = sizes.workers;
+    let dir = tempfile::Builder::new()
+        .prefix("drover-bench")
+        .tempdir()
+        .unwrap();
+    let spec = JobOptions::new()
+        .job_name("drover-bench")
+        .cores(1u32)
+        .interface("ib0")
+        .log_directory(dir.path())
+        .death_timeout("30".parse::<Timeout>().unwrap())
+        .drover_bin(env!("CARGO_BIN_EXE_drover"))
+        .build()
+        .unwrap();
+    let mut options = ClusterOptions::new(Bind::Interface("drvbr0".into())).unwrap();
+    options.handle_signals = false;
+    options.slurm_conf = Some(conf.into());
+    let slurm = SlurmCli::new().with_conf(conf);
+    let cluster = SlurmCluster::with_cli(spec, options.clone(), slurm.clone())
+        .await
+        .unwrap();
+    let poll = options.poll_interval;
+
+    let (mut floors, mut ups, mut downs) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..sizes.rounds {
+        floors.push(floor(conf, n, dir.path()).await);
+        let start = Instant::now();
+        cluster.scale(n);
+        cluster
+            .wait_for_workers(n, Duration::from_secs(300))
+            .await
+            .unwrap();
+        ups.push(start.elapsed().as_secs_f64());
+        let start = Instant::now();
+        cluster.scale(0);
+        while squeue_count(conf, cluster.job_name(), None) > 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        downs.push(start.elapsed().as_secs_f64());
+        // Let retired workers finish deregistering before the next round.
+        while cluster.scheduler().live_workers() > 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        println!(
+            "round {}: floor {:.2} s, drover scale({n}) {:.2} s, scale(0) {:.2} s",
+            round + 1,
+            floors[round],
+            ups[round],
+            downs[round]
+        );
+    }
+    let (f, u, d) = (median(floors), median(ups), median(downs));
+    println!(
+        "scale({n}) to {n} registered: median {u:.2} s; floor ({n} trivial jobs started): median {f:.2} s; \
+         ratio {:.2} (target at most 1.5)",
+        u / f
+    );
+    println!("scale(0) from {n} until no job in squeue: median {d:.3} s (target under 1 s)");
+
+    // Slurm commands while holding the pool steady, at two pool sizes.
+    for size in [n / 4, n].into_iter().filter(|s| *s > 0) {
+        cluster.scale(size);
+        cluster
+            .wait_for_workers(size, Duration::from_secs(300))
+            .await
+            .unwrap();
+        tokio::time::sleep(2 * poll).await;
+        let before = slurm.calls();
+        tokio::time::sleep(sizes.steady).await;
+        let per_minute = (slurm.calls() - before) as f64 * 60.0 / sizes.steady.as_secs_f64();
+        println!(
+            "Slurm commands per minute holding {size} workers: {per_minute:.1} (poll interval {:?})",
+            poll
+        );
+    }
+    cluster.close().await.unwrap();
+
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-venv/bin/python");
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("integration/bench/dask_jobqueue_scale.py");
+    if !measuring {
+        return;
+    }
+    if python.exists() {
+        let out = Command::new(&python)
+            .arg(&script)
+            .args([
+                "--workers",
+                &n.to_string(),
+                "--rounds",
+                &sizes.rounds.to_string(),
+            ])
+            .arg("--log-directory")
+            .arg(dir.path())
+            .env("SLURM_CONF", conf)
+            .output()
+            .unwrap();
+        print!("{}", String::from_utf8_lossy(&out.stdout));
+        if !out.status.success() {
+            println!(
+                "dask-jobqueue run failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        if let Some(dj) = text
+            .lines()
+            .find_map(|l| l.strip_prefix("dask-jobqueue median scale-up s: "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+        {
+            println!(
+                "drover scale({n}) {u:.2} s vs dask-jobqueue {dj:.2} s: drover takes {:.2} of dask-jobqueue's time ({:.1}x faster)",
+                u / dj,
+                dj / u
+            );
+        }
+    } else {
+        println!(
+            "dask-jobqueue reference not run: create its environment with integration/bench/setup-python"
+        );
+    }
+}
