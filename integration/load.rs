@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use drover::client::SchedulerClient;
-use drover::protocol::{Instruction, RegisterRequest, SchedulerFile, SlurmPlacement, WorkerState};
+use drover::protocol::{Instruction, RegisterRequest, SchedulerFile, WorkerState};
 use tokio::sync::Barrier;
 
 const WORKERS: usize = 10_000;
@@ -72,19 +72,7 @@ async fn ten_thousand_simulated_workers_register_and_heartbeat() {
             let polls = polls.clone();
             let registered = registered.clone();
             tasks.spawn(async move {
-                let req = RegisterRequest {
-                    name: format!("sim-{i}"),
-                    slurm: SlurmPlacement {
-                        job_id: Some(1_000_000 + i as u64),
-                        ..Default::default()
-                    },
-                    hostname: format!("node{}", i % 100),
-                    address: format!("10.0.{}.{}", i / 250, i % 250),
-                    cores: 1,
-                    memory_bytes: 1 << 30,
-                    allocation_end: None,
-                    pid: i as u32,
-                };
+                let req = RegisterRequest::simulated(i);
                 let reg = retry(|| client.register(&req)).await;
                 registered.wait().await;
                 let interval = Duration::from_millis(reg.heartbeat_interval_ms);

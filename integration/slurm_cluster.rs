@@ -8,7 +8,9 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{bridge, local_slurm, slurm_cmd, slurm_conf, unique};
+use common::{
+    bridge, exclusive, exclusive_blocking, local_slurm, log_dir, slurm_cmd, slurm_conf, unique,
+};
 use drover::cluster::{ClusterError, ClusterOptions, SlurmCluster};
 use drover::config::{JobOptions, Timeout};
 use drover::scheduler::Bind;
@@ -84,10 +86,8 @@ async fn scale_0_8_3_0_with_exact_job_counts_and_pending_cancelled_first() {
     let Some(slurm) = local_slurm("scale_0_8_3_0") else {
         return;
     };
-    let logs = tempfile::Builder::new()
-        .prefix("drover-logs")
-        .tempdir()
-        .unwrap();
+    let _serial = exclusive().await;
+    let logs = log_dir();
     // 6 cores a job: two fit on each 16-CPU node, so 8 jobs are 4 running, 4 pending.
     let cluster = start(job("drover-scale", 6, logs.path()), slurm).await;
     let name = cluster.job_name().to_string();
@@ -155,10 +155,8 @@ async fn waiting_for_more_than_fits_reports_pending_resources() {
     let Some(slurm) = local_slurm("waiting_for_more_than_fits") else {
         return;
     };
-    let logs = tempfile::Builder::new()
-        .prefix("drover-logs")
-        .tempdir()
-        .unwrap();
+    let _serial = exclusive().await;
+    let logs = log_dir();
     let cluster = start(job("drover-big", 16, logs.path()), slurm).await;
     let name = cluster.job_name().to_string();
     cluster.scale(3); // two nodes of 16 CPUs hold two such jobs
@@ -178,10 +176,8 @@ async fn a_failing_prologue_is_reported_with_its_log_and_not_resubmitted_forever
     let Some(slurm) = local_slurm("a_failing_prologue") else {
         return;
     };
-    let logs = tempfile::Builder::new()
-        .prefix("drover-logs")
-        .tempdir()
-        .unwrap();
+    let _serial = exclusive().await;
+    let logs = log_dir();
     let spec = job("drover-venv", 1, logs.path()).job_script_prologue(vec![
         "echo 'Error with virtualenv' >&2".to_string(),
         "exit 1".to_string(),
@@ -237,10 +233,8 @@ async fn externally_cancelled_workers_are_replaced() {
     let Some(slurm) = local_slurm("externally_cancelled_workers_are_replaced") else {
         return;
     };
-    let logs = tempfile::Builder::new()
-        .prefix("drover-logs")
-        .tempdir()
-        .unwrap();
+    let _serial = exclusive().await;
+    let logs = log_dir();
     let cluster = start(job("drover-heal", 1, logs.path()), slurm).await;
     let name = cluster.job_name().to_string();
     cluster.scale(4);
@@ -274,10 +268,8 @@ fn sigkill_of_the_driver_leaves_no_job_within_the_bound() {
     if local_slurm("sigkill_of_the_driver").is_none() {
         return;
     }
-    let logs = tempfile::Builder::new()
-        .prefix("drover-logs")
-        .tempdir()
-        .unwrap();
+    let _serial = exclusive_blocking();
+    let logs = log_dir();
     let prefix = unique("drover-kill9");
     let mut driver = KillOnDrop(
         Command::new(env!("CARGO_BIN_EXE_drover"))
@@ -337,10 +329,8 @@ fn drover_run_false_exits_1_and_leaves_no_job() {
     if local_slurm("drover_run_false").is_none() {
         return;
     }
-    let logs = tempfile::Builder::new()
-        .prefix("drover-logs")
-        .tempdir()
-        .unwrap();
+    let _serial = exclusive_blocking();
+    let logs = log_dir();
     let prefix = unique("drover-runfalse");
     let run = |cmd: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_drover"))
@@ -393,10 +383,8 @@ async fn cli_status_scale_logs_and_close_reach_a_running_cluster() {
     let Some(_slurm) = local_slurm("cli_reaches_a_running_cluster") else {
         return;
     };
-    let logs = tempfile::Builder::new()
-        .prefix("drover-logs")
-        .tempdir()
-        .unwrap();
+    let _serial = exclusive().await;
+    let logs = log_dir();
     let file = logs.path().join("pool.json");
     let prefix = unique("drover-cli");
     let mut up = KillOnDrop(

@@ -5,8 +5,8 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    bridge_scheduler, drover, jobs_named, local_slurm, show_job, slurm_cmd, unique, wait_for_state,
-    CancelOnDrop,
+    bridge_scheduler, drover, jobs_named, local_slurm, log_dir, show_job, slurm_cmd, unique,
+    wait_for_state, CancelOnDrop,
 };
 use drover::config::{JobOptions, Memory};
 use drover::slurm::{Slurm, SubmitOptions};
@@ -20,10 +20,7 @@ async fn held_job_carries_the_request_and_logs_where_asked() {
         return;
     };
     let name = unique("drover-it");
-    let logs = tempfile::Builder::new()
-        .prefix("drover-logs")
-        .tempdir()
-        .unwrap();
+    let logs = log_dir();
     let (scheduler, file) = bridge_scheduler(logs.path()).await;
     let spec = JobOptions::new()
         .cores(4u32)

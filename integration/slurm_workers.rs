@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{bridge_scheduler, local_slurm, unique, wait_for_state, CancelOnDrop};
+use common::{bridge_scheduler, local_slurm, log_dir, unique, wait_for_state, CancelOnDrop};
 use drover::config::{JobOptions, Timeout};
 use drover::protocol::{WorkerInfo, WorkerState};
 use drover::slurm::{Slurm, SubmitOptions};
@@ -18,10 +18,7 @@ async fn jobs_register_from_both_nodes_with_ib0_addresses_and_job_ids() {
     else {
         return;
     };
-    let logs = tempfile::Builder::new()
-        .prefix("drover-logs")
-        .tempdir()
-        .unwrap();
+    let logs = log_dir();
     let (scheduler, file) = bridge_scheduler(logs.path()).await;
     let mut submitted = Vec::new();
     for node in ["node1", "node2"] {

@@ -179,6 +179,26 @@ pub struct RegisterRequest {
     pub pid: u32,
 }
 
+impl RegisterRequest {
+    /// A made-up worker number `i`, for load tests and benchmarks that
+    /// simulate many workers over the real protocol.
+    pub fn simulated(i: usize) -> RegisterRequest {
+        RegisterRequest {
+            name: format!("sim-{i}"),
+            slurm: SlurmPlacement {
+                job_id: Some(1_000_000 + i as u64),
+                ..Default::default()
+            },
+            hostname: format!("node{:03}", i % 500),
+            address: format!("10.1.{}.{}", i / 250 % 256, i % 250),
+            cores: 16,
+            memory_bytes: 64 << 30,
+            allocation_end: Some(2_000_000_000),
+            pid: 100_000 + i as u32,
+        }
+    }
+}
+
 /// The scheduler's answer to a registration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RegisterResponse {

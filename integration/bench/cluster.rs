@@ -53,16 +53,24 @@ fn main() {
         println!("SKIPPED: no Slurm at SLURM_CONF={conf}; start it with slurm/local-cluster up");
         return;
     }
-    let busy = Command::new("squeue")
-        .arg("-h")
-        .env("SLURM_CONF", &conf)
-        .output()
-        .unwrap();
-    assert!(
-        busy.stdout.is_empty(),
-        "the benchmark needs an empty cluster; queued now:\n{}",
-        String::from_utf8_lossy(&busy.stdout)
-    );
+    // The benchmark needs the cluster to itself; jobs just ending may linger a moment.
+    let waiting = Instant::now();
+    loop {
+        let busy = Command::new("squeue")
+            .arg("-h")
+            .env("SLURM_CONF", &conf)
+            .output()
+            .unwrap();
+        if busy.stdout.is_empty() {
+            break;
+        }
+        assert!(
+            waiting.elapsed() < Duration::from_secs(30),
+            "the benchmark needs an empty cluster; queued now:\n{}",
+            String::from_utf8_lossy(&busy.stdout)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use drover::client::SchedulerClient;
-use drover::protocol::{Instruction, RegisterRequest, SchedulerFile, SlurmPlacement};
+use drover::protocol::{Instruction, RegisterRequest, SchedulerFile};
 use drover::scheduler::{Bind, Scheduler, SchedulerConfig};
 
 const HEARTBEAT: Duration = Duration::from_secs(5);
@@ -187,19 +187,7 @@ async fn scheduler_at_10k_workers(sizes: &Sizes) {
         let client = client.clone();
         let stop = stop.clone();
         tasks.spawn(async move {
-            let req = RegisterRequest {
-                name: format!("sim-{i}"),
-                slurm: SlurmPlacement {
-                    job_id: Some(1_000_000 + i as u64),
-                    ..Default::default()
-                },
-                hostname: format!("node{:03}", i % 500),
-                address: format!("10.1.{}.{}", i / 250, i % 250),
-                cores: 16,
-                memory_bytes: 64 << 30,
-                allocation_end: Some(2_000_000_000),
-                pid: 100_000 + i as u32,
-            };
+            let req = RegisterRequest::simulated(i);
             let reg = loop {
                 match client.register(&req).await {
                     Ok(r) => break r,

@@ -147,3 +147,24 @@ pub fn jobs_named(name: &str) -> Vec<String> {
         .map(str::to_string)
         .collect()
 }
+
+/// A fresh directory for job logs, visible to every node (same filesystem).
+pub fn log_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("drover-logs")
+        .tempdir()
+        .expect("a temporary directory")
+}
+
+/// Serializes the tests of one binary that need the local cluster's
+/// capacity to themselves (their job counts depend on what else runs).
+pub async fn exclusive() -> tokio::sync::MutexGuard<'static, ()> {
+    CAPACITY.lock().await
+}
+
+/// `exclusive` for tests that are not async.
+pub fn exclusive_blocking() -> tokio::sync::MutexGuard<'static, ()> {
+    CAPACITY.blocking_lock()
+}
+
+static CAPACITY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

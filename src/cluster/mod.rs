@@ -20,7 +20,7 @@ use crate::config::{Directive, JobSpec, Memory, SpecError, Timeout};
 use crate::protocol::{ClusterStatus, JobStatus, StartupFailure, WorkerState};
 use crate::scheduler::{Bind, ControlRequest, Scheduler, SchedulerConfig, SchedulerError};
 use crate::script::ScriptError;
-use crate::slurm::{JobInfo, JobRef, Slurm, SlurmError, SubmitOptions};
+use crate::slurm::{JobInfo, JobRef, JobState, Slurm, SlurmError, SubmitOptions};
 use state::{describe_failure, Action, Plan, State};
 
 /// How a cluster runs. Intervals come from the environment where set, so
@@ -304,19 +304,12 @@ impl Inner {
                         WorkerState::Running | WorkerState::Retiring | WorkerState::Draining
                     )
                 });
-                // A registered worker shows the job runs, whatever Slurm said a moment ago.
+                // Registered workers show the job runs, and know its id and
+                // node, before the next look at Slurm does.
                 let state = match &r.state {
-                    crate::slurm::JobState::Pending | crate::slurm::JobState::Configuring
-                        if live =>
-                    {
-                        "RUNNING".to_string()
-                    }
+                    JobState::Pending | JobState::Configuring if live => "RUNNING".to_string(),
                     s => s.to_string(),
                 };
-                (r, workers, state)
-            })
-            .map(|(r, workers, state)| {
-                // Workers know their job id and node before the next look at Slurm does.
                 let job_id = r
                     .job_id
                     .map(|j| j.get())
@@ -325,21 +318,20 @@ impl Inner {
                     .node
                     .clone()
                     .or_else(|| workers.first().map(|w| w.hostname.clone()));
-                (r, workers, state, job_id, node)
-            })
-            .map(|(r, workers, state, job_id, node)| JobStatus {
-                job: r.job.to_string(),
-                job_id,
-                state,
-                reason: r.reason.clone(),
-                node,
-                exit_code: r.exit_code,
-                workers,
-                log: self.log_path(job_id, "out").display().to_string(),
-                action: r.action.map(|a| match a {
-                    Action::Retiring => "retiring".to_string(),
-                    Action::Cancelling => "cancelling".to_string(),
-                }),
+                JobStatus {
+                    job: r.job.to_string(),
+                    job_id,
+                    state,
+                    reason: r.reason.clone(),
+                    node,
+                    exit_code: r.exit_code,
+                    log: self.log_path(job_id, "out").display().to_string(),
+                    workers,
+                    action: r.action.map(|a| match a {
+                        Action::Retiring => "retiring".to_string(),
+                        Action::Cancelling => "cancelling".to_string(),
+                    }),
+                }
             })
             .collect();
         ClusterStatus {

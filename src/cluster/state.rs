@@ -143,7 +143,7 @@ impl State {
         if let Some(listing) = listing {
             self.observe(listing, now);
         }
-        self.match_workers(workers, &mut plan);
+        self.match_workers(workers);
         self.account_ends(&mut plan);
         self.prune();
         if self.closing {
@@ -226,7 +226,7 @@ impl State {
         }
     }
 
-    fn match_workers(&mut self, workers: &[WorkerInfo], plan: &mut Plan) {
+    fn match_workers(&mut self, workers: &[WorkerInfo]) {
         for r in self.jobs.values_mut() {
             r.workers.clear();
         }
@@ -241,7 +241,6 @@ impl State {
                 r.workers.push(w.clone());
             }
         }
-        let _ = plan;
     }
 
     fn account_ends(&mut self, plan: &mut Plan) {

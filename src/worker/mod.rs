@@ -98,6 +98,9 @@ pub async fn run(args: WorkerArgs) -> Result<Vec<AgentExit>, AgentError> {
     if args.processes == 0 {
         return Err(AgentError::NoProcesses);
     }
+    if !args.extra.is_empty() {
+        tracing::warn!(args = ?args.extra, "native workers take no extra arguments; ignoring them");
+    }
     let path = args.scheduler_file.clone().ok_or(AgentError::NoScheduler)?;
     let file = SchedulerFile::read(&path)?;
     let client = SchedulerClient::from_file(&file);
