@@ -10,6 +10,7 @@ use crate::protocol::{
     paths, DeregisterRequest, Instruction, RegisterRequest, RegisterResponse, SchedulerFile, Token,
     WorkerId, WorkerInfo,
 };
+use crate::tasks::{Completion, TaskId, TaskInfo, TaskList, TaskSpec};
 
 /// A request to the scheduler that failed.
 #[derive(Debug, thiserror::Error)]
@@ -149,10 +150,20 @@ impl SchedulerClient {
 
     /// Heartbeats and waits up to `wait` for an instruction.
     pub async fn poll(&self, id: WorkerId, wait: Duration) -> Result<Instruction, ClientError> {
+        self.poll_draining(id, wait, false).await
+    }
+
+    /// Like `poll`; with `draining`, the worker takes no more tasks.
+    pub async fn poll_draining(
+        &self,
+        id: WorkerId,
+        wait: Duration,
+        draining: bool,
+    ) -> Result<Instruction, ClientError> {
         let r = self
             .http
             .get(format!(
-                "{}{}?wait_ms={}",
+                "{}{}?wait_ms={}&draining={draining}",
                 self.base,
                 paths::with_id(paths::POLL, id),
                 wait.as_millis()
@@ -176,6 +187,102 @@ impl SchedulerClient {
                 reason: reason.to_string(),
             });
         self.send::<serde_json::Value>(r, Some(id)).await.map(drop)
+    }
+
+    /// Reports that a task ended.
+    pub async fn done(&self, id: WorkerId, done: &Completion) -> Result<(), ClientError> {
+        let r = self
+            .http
+            .post(format!("{}{}", self.base, paths::with_id(paths::DONE, id)))
+            .timeout(REQUEST_SLACK)
+            .json(done);
+        self.send::<serde_json::Value>(r, Some(id)).await.map(drop)
+    }
+
+    /// Submits tasks; dependencies may name tasks of the same batch.
+    pub async fn submit(&self, tasks: &[TaskSpec]) -> Result<Vec<TaskId>, ClientError> {
+        let r = self
+            .http
+            .post(format!("{}{}", self.base, paths::TASKS))
+            .timeout(REQUEST_SLACK)
+            .json(&serde_json::json!({ "tasks": tasks }));
+        let v: Option<serde_json::Value> = self.send(r, None).await?;
+        let ids = v.map(|v| v["ids"].clone()).unwrap_or_default();
+        serde_json::from_value(ids).map_err(|e| ClientError::Status {
+            url: self.base.clone(),
+            status: StatusCode::OK,
+            body: format!("unexpected answer to a submission: {e}"),
+        })
+    }
+
+    /// Tasks by id (all when `ids` is `None`), with counts by state;
+    /// `summary` asks for the counts only.
+    pub async fn tasks(
+        &self,
+        ids: Option<&[TaskId]>,
+        summary: bool,
+    ) -> Result<TaskList, ClientError> {
+        let mut url = format!("{}{}?summary={summary}", self.base, paths::TASKS);
+        if let Some(ids) = ids {
+            let list: Vec<String> = ids.iter().map(|i| i.0.to_string()).collect();
+            url.push_str(&format!("&ids={}", list.join(",")));
+        }
+        let r = self.http.get(url).timeout(REQUEST_SLACK);
+        let v = self.send(r, None).await?;
+        self.expect(v)
+    }
+
+    /// One task.
+    pub async fn task(&self, id: TaskId) -> Result<TaskInfo, ClientError> {
+        let r = self
+            .http
+            .get(format!(
+                "{}{}",
+                self.base,
+                paths::TASK.replace("{task}", &id.0.to_string())
+            ))
+            .timeout(REQUEST_SLACK);
+        let v = self.send(r, None).await?;
+        self.expect(v)
+    }
+
+    /// Waits until every task in `ids` (every task when `None`) has ended,
+    /// checking every `every`; returns them.
+    pub async fn wait_tasks(
+        &self,
+        ids: Option<&[TaskId]>,
+        every: Duration,
+    ) -> Result<Vec<TaskInfo>, ClientError> {
+        loop {
+            let counts = self.tasks(ids, true).await?.counts;
+            // The counts cover all tasks; with ids, look at those.
+            let done = match ids {
+                None => counts.waiting + counts.ready + counts.running == 0,
+                Some(_) => self
+                    .tasks(ids, false)
+                    .await?
+                    .tasks
+                    .iter()
+                    .all(|t| t.state.is_final()),
+            };
+            if done {
+                return Ok(self.tasks(ids, false).await?.tasks);
+            }
+            tokio::time::sleep(every).await;
+        }
+    }
+
+    /// Cancels a task and what depends on it.
+    pub async fn cancel_task(&self, id: TaskId) -> Result<(), ClientError> {
+        let r = self
+            .http
+            .post(format!(
+                "{}{}",
+                self.base,
+                paths::TASK_CANCEL.replace("{task}", &id.0.to_string())
+            ))
+            .timeout(REQUEST_SLACK);
+        self.send::<serde_json::Value>(r, None).await.map(drop)
     }
 
     /// Asks worker `id` to retire.

@@ -15,4 +15,5 @@ pub mod protocol;
 pub mod scheduler;
 pub mod script;
 pub mod slurm;
+pub mod tasks;
 pub mod worker;

@@ -22,6 +22,14 @@ pub mod paths {
     pub const DEREGISTER: &str = "/v1/workers/{id}/deregister";
     /// `POST`: ask one worker to retire.
     pub const RETIRE: &str = "/v1/workers/{id}/retire";
+    /// `POST`: a worker reports that a task ended.
+    pub const DONE: &str = "/v1/workers/{id}/done";
+    /// `POST` tasks to run; `GET` every task.
+    pub const TASKS: &str = "/v1/tasks";
+    /// `GET` one task.
+    pub const TASK: &str = "/v1/tasks/{task}";
+    /// `POST`: cancel one task (and what depends on it).
+    pub const TASK_CANCEL: &str = "/v1/tasks/{task}/cancel";
     /// `POST`: ask every live worker to retire.
     pub const RETIRE_ALL: &str = "/v1/retire";
     /// `GET`: the status of the cluster (pool) the scheduler serves.
@@ -222,10 +230,19 @@ pub enum Instruction {
         #[serde(default)]
         next_poll_ms: u64,
     },
-    /// Leave: finish, deregister and exit successfully.
+    /// Leave: finish what runs, deregister and exit successfully.
     Retire {
         /// Why, for the worker's log.
         reason: String,
+        /// Kill running tasks instead of finishing them: the scheduler has
+        /// already given them to other workers.
+        #[serde(default)]
+        abandon: bool,
+    },
+    /// Run these tasks.
+    Run {
+        /// The tasks, each with the cores it holds.
+        tasks: Vec<crate::tasks::Assignment>,
     },
 }
 

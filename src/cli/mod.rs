@@ -8,6 +8,7 @@ mod retire;
 mod run;
 mod scheduler;
 mod status;
+mod tasks;
 mod worker;
 
 use std::path::PathBuf;
@@ -53,6 +54,16 @@ enum Command {
     Logs(jobs::LogsArgs),
     /// Cancel every Slurm job of a cluster.
     Cancel(jobs::CancelArgs),
+    /// Submit a task (or an array of tasks) to a running pool.
+    Submit(Box<tasks::SubmitArgs>),
+    /// Wait for tasks to end; exit 1 if any failed.
+    Wait(tasks::WaitArgs),
+    /// Look at or cancel tasks.
+    #[command(subcommand)]
+    Task(tasks::TaskCommand),
+    /// Run or draw a graph file of tasks.
+    #[command(subcommand)]
+    Graph(tasks::GraphCommand),
     /// (internal) cancel a cluster's jobs once its driver process is gone.
     #[command(hide = true)]
     Reaper(jobs::ReaperArgs),
@@ -85,6 +96,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Logs(args) => jobs::logs(args).await,
         Command::Cancel(args) => jobs::cancel(args).await,
         Command::Reaper(args) => jobs::reaper(args).await,
+        Command::Submit(args) => tasks::submit(*args).await,
+        Command::Wait(args) => tasks::wait(args).await,
+        Command::Task(c) => tasks::task(c).await,
+        Command::Graph(c) => tasks::graph(c).await,
     }
 }
 

@@ -29,6 +29,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route(paths::DEREGISTER, post(deregister))
         .route(paths::RETIRE, post(retire))
         .route(paths::RETIRE_ALL, post(retire_all))
+        .route(paths::DONE, post(done))
+        .route(paths::TASKS, post(submit_tasks).get(list_tasks))
+        .route(paths::TASK, get(task_info))
+        .route(paths::TASK_CANCEL, post(cancel_task))
         .route(paths::CLUSTER, get(cluster_status))
         .route(paths::CLUSTER_SCALE, post(cluster_scale))
         .route(paths::CLUSTER_CLOSE, post(cluster_close))
@@ -91,6 +95,8 @@ async fn workers(State(shared): State<Arc<Shared>>) -> Json<Vec<crate::protocol:
 #[derive(Deserialize)]
 struct PollQuery {
     wait_ms: Option<u64>,
+    #[serde(default)]
+    draining: bool,
 }
 
 /// Counts a held poll for as long as it lives.
@@ -108,7 +114,7 @@ async fn poll(
     Query(q): Query<PollQuery>,
 ) -> Result<Response, StatusCode> {
     let id = WorkerId(id);
-    let start = shared.registry().poll(id);
+    let start = shared.registry().poll(id, q.draining);
     let wake = match start {
         None => return Err(StatusCode::NOT_FOUND),
         Some(PollStart::Now(i)) => return Ok(Json(i).into_response()),
@@ -131,15 +137,21 @@ async fn poll(
         .map(Duration::from_millis)
         .unwrap_or(interval)
         .min(interval);
-    tokio::select! {
-        _ = wake.notified() => {}
-        _ = tokio::time::sleep(wait) => {}
-    }
+    let sleep = tokio::time::sleep(wait);
+    tokio::pin!(sleep);
+    // Woken by an instruction or by tasks it may run; a wake that finds
+    // nothing for it (another worker took the task) waits on.
+    let told = loop {
+        tokio::select! {
+            _ = wake.notified() => {
+                if let Some(i) = shared.registry().next_for(id) {
+                    break i;
+                }
+            }
+            _ = &mut sleep => break Instruction::Continue { next_poll_ms: 0 },
+        }
+    };
     drop(guard);
-    let told = shared
-        .registry()
-        .pending(id)
-        .unwrap_or(Instruction::Continue { next_poll_ms: 0 });
     Ok(Json(told).into_response())
 }
 
@@ -235,4 +247,96 @@ async fn cluster_close(
     State(shared): State<Arc<Shared>>,
 ) -> Result<StatusCode, (StatusCode, &'static str)> {
     send_control(&shared, super::ControlRequest::Close)
+}
+
+async fn done(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<u64>,
+    Json(done): Json<crate::tasks::Completion>,
+) -> StatusCode {
+    let task = done.task;
+    if shared.registry().complete(WorkerId(id), done) {
+        shared.changed();
+    } else {
+        tracing::debug!(worker = id, %task, "stale task report ignored");
+    }
+    StatusCode::NO_CONTENT
+}
+
+#[derive(Deserialize)]
+struct SubmitBody {
+    tasks: Vec<crate::tasks::TaskSpec>,
+}
+
+async fn submit_tasks(
+    State(shared): State<Arc<Shared>>,
+    Json(body): Json<SubmitBody>,
+) -> Result<Json<serde_json::Value>, (StatusCode, String)> {
+    let mut registry = shared.registry();
+    let ids = registry
+        .tasks
+        .submit(body.tasks)
+        .map_err(|e| (StatusCode::BAD_REQUEST, e))?;
+    registry.wake_idle();
+    drop(registry);
+    shared.changed();
+    Ok(Json(serde_json::json!({ "ids": ids })))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    /// Comma-separated task ids; all tasks when absent.
+    ids: Option<String>,
+    /// Only the counts.
+    #[serde(default)]
+    summary: bool,
+}
+
+async fn list_tasks(
+    State(shared): State<Arc<Shared>>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<crate::tasks::TaskList>, (StatusCode, String)> {
+    let ids = match &q.ids {
+        Some(text) => Some(
+            text.split(',')
+                .filter(|s| !s.is_empty())
+                .map(|s| s.parse::<crate::tasks::TaskId>())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| (StatusCode::BAD_REQUEST, e))?,
+        ),
+        None => None,
+    };
+    let registry = shared.registry();
+    let counts = registry.tasks.counts();
+    let tasks = if q.summary {
+        Vec::new()
+    } else {
+        registry.tasks.list(ids.as_deref())
+    };
+    Ok(Json(crate::tasks::TaskList { counts, tasks }))
+}
+
+async fn task_info(
+    State(shared): State<Arc<Shared>>,
+    Path(task): Path<u64>,
+) -> Result<Json<crate::tasks::TaskInfo>, (StatusCode, &'static str)> {
+    shared
+        .registry()
+        .tasks
+        .info(crate::tasks::TaskId(task))
+        .map(Json)
+        .ok_or((StatusCode::NOT_FOUND, "no such task\n"))
+}
+
+async fn cancel_task(State(shared): State<Arc<Shared>>, Path(task): Path<u64>) -> StatusCode {
+    let mut registry = shared.registry();
+    let id = crate::tasks::TaskId(task);
+    if registry.tasks.info(id).is_none() {
+        return StatusCode::NOT_FOUND;
+    }
+    registry.tasks.cancel(id);
+    registry.wake_idle();
+    drop(registry);
+    shared.changed();
+    StatusCode::NO_CONTENT
 }

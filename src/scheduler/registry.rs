@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 use crate::protocol::{unix_ms, Instruction, RegisterRequest, WorkerId, WorkerInfo, WorkerState};
+use crate::tasks::engine::Engine;
+use crate::tasks::Completion;
 
 /// One worker's record.
 struct Entry {
@@ -31,6 +33,8 @@ pub(crate) enum PollStart {
 pub(crate) struct Registry {
     next_id: u64,
     workers: HashMap<WorkerId, Entry>,
+    /// The tasks the workers run.
+    pub(crate) tasks: Engine,
 }
 
 impl Registry {
@@ -65,31 +69,75 @@ impl Registry {
     }
 
     /// Records a heartbeat and says whether to answer now or wait. `None`
-    /// for an unknown worker. A lost worker that polls again is alive after
-    /// all and comes back.
-    pub(crate) fn poll(&mut self, id: WorkerId) -> Option<PollStart> {
+    /// for an unknown worker. A worker that says it drains is given no more
+    /// tasks.
+    pub(crate) fn poll(&mut self, id: WorkerId, draining: bool) -> Option<PollStart> {
         let entry = self.workers.get_mut(&id)?;
         entry.last_seen = Instant::now();
         entry.info.last_heartbeat_ms = unix_ms();
-        if entry.info.state == WorkerState::Lost {
-            tracing::info!(worker = %id, name = %entry.info.name, "lost worker is heard from again");
-            entry.info.state = WorkerState::Running;
-            entry.info.exit_reason = None;
+        if draining && entry.info.state == WorkerState::Running {
+            entry.info.state = WorkerState::Draining;
         }
-        if entry.info.state == WorkerState::Exited {
-            return Some(PollStart::Now(Instruction::Retire {
-                reason: "this worker already deregistered".into(),
-            }));
-        }
-        Some(match &entry.instruction {
-            Some(i) => PollStart::Now(i.clone()),
-            None => PollStart::Wait(entry.wake.clone()),
+        let wake = entry.wake.clone();
+        Some(match self.next_for(id) {
+            Some(i) => PollStart::Now(i),
+            None => PollStart::Wait(wake),
         })
     }
 
-    /// The instruction waiting for `id`, if any.
-    pub(crate) fn pending(&self, id: WorkerId) -> Option<Instruction> {
-        self.workers.get(&id).and_then(|e| e.instruction.clone())
+    /// What `id` should be told now, if anything: a retirement, or tasks
+    /// that fit its free cores.
+    pub(crate) fn next_for(&mut self, id: WorkerId) -> Option<Instruction> {
+        let entry = self.workers.get(&id)?;
+        match entry.info.state {
+            WorkerState::Exited => {
+                return Some(Instruction::Retire {
+                    reason: "this worker already deregistered".into(),
+                    abandon: true,
+                })
+            }
+            WorkerState::Lost => {
+                return Some(Instruction::Retire {
+                    reason: "this worker was declared lost and its tasks given to others".into(),
+                    abandon: true,
+                })
+            }
+            _ => {}
+        }
+        if let Some(i) = &entry.instruction {
+            return Some(i.clone());
+        }
+        if entry.info.state != WorkerState::Running || !self.tasks.has_ready() {
+            return None;
+        }
+        let (cores, end) = (entry.info.cores, entry.info.allocation_end);
+        let tasks = self.tasks.assign(id, cores, end, unix_ms());
+        (!tasks.is_empty()).then_some(Instruction::Run { tasks })
+    }
+
+    /// Wakes the held polls of workers that may take a ready task.
+    pub(crate) fn wake_idle(&self) {
+        if !self.tasks.has_ready() {
+            return;
+        }
+        for e in self.workers.values() {
+            if e.info.state == WorkerState::Running && e.instruction.is_none() {
+                e.wake.notify_one();
+            }
+        }
+    }
+
+    /// A worker's report that a task ended; wakes whoever can run what it
+    /// made ready, the reporting worker first.
+    pub(crate) fn complete(&mut self, id: WorkerId, done: Completion) -> bool {
+        let changed = self.tasks.complete(id, done);
+        if changed {
+            if let Some(e) = self.workers.get(&id) {
+                e.wake.notify_one();
+            }
+            self.wake_idle();
+        }
+        changed
     }
 
     /// Queues a retirement for `id`; `false` if it is unknown or gone.
@@ -103,6 +151,7 @@ impl Registry {
         entry.info.state = WorkerState::Retiring;
         entry.instruction = Some(Instruction::Retire {
             reason: reason.to_string(),
+            abandon: false,
         });
         entry.wake.notify_one();
         true
@@ -124,6 +173,9 @@ impl Registry {
         entry.info.state = WorkerState::Exited;
         entry.info.exit_reason = Some(reason);
         entry.instruction = None;
+        if self.tasks.worker_gone(id, "gone") > 0 {
+            self.wake_idle();
+        }
         true
     }
 
@@ -132,6 +184,7 @@ impl Registry {
     pub(crate) fn mark_lost(&mut self, bound: Duration) -> usize {
         let now = Instant::now();
         let mut lost = 0;
+        let mut gone = Vec::new();
         for entry in self.workers.values_mut() {
             let live = matches!(
                 entry.info.state,
@@ -153,7 +206,15 @@ impl Registry {
                     "worker lost: no heartbeat"
                 );
                 lost += 1;
+                gone.push(entry.info.id);
             }
+        }
+        let requeued: usize = gone
+            .iter()
+            .map(|id| self.tasks.worker_gone(*id, "lost"))
+            .sum();
+        if requeued > 0 {
+            self.wake_idle();
         }
         lost
     }

@@ -9,15 +9,19 @@ mod identity;
 pub use identity::Identity;
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::client::{ClientError, SchedulerClient};
 use crate::config::{Memory, Timeout};
 use crate::net::NetError;
 use crate::protocol::{Instruction, SchedulerFile, SchedulerFileError, WorkerId};
+use crate::tasks::{runner, Assignment, Completion};
 
 /// What a worker job tells its agent.
 #[derive(Debug, Clone, clap::Args)]
@@ -106,12 +110,22 @@ pub async fn run(args: WorkerArgs) -> Result<Vec<AgentExit>, AgentError> {
     let client = SchedulerClient::from_file(&file);
     let identity = Identity::detect(&args, client.url()).await?;
     let death = args.death_timeout.duration();
+    let task_logs = args
+        .local_directory
+        .clone()
+        .or_else(|| path.parent().map(|p| p.join("drover-tasks")));
+    if let Some(dir) = &task_logs {
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot create the task log directory");
+        }
+    }
     let mut agents = tokio::task::JoinSet::new();
     for i in 0..args.processes {
         let agent = Agent {
             client: client.clone(),
             me: identity.share(i, args.processes),
             death,
+            task_logs: task_logs.clone(),
         };
         agents.spawn(agent.run());
     }
@@ -127,11 +141,97 @@ struct Agent {
     client: SchedulerClient,
     me: Identity,
     death: Duration,
+    /// Where task logs go.
+    task_logs: Option<PathBuf>,
 }
 
 /// Backoff between attempts to reach the scheduler.
 const FIRST_RETRY: Duration = Duration::from_millis(50);
 const MAX_RETRY: Duration = Duration::from_secs(2);
+
+/// The tasks a worker runs, and the reports it owes the scheduler.
+struct Work {
+    runners: tokio::task::JoinSet<()>,
+    reports: tokio::sync::mpsc::UnboundedSender<(WorkerId, Completion)>,
+    /// Reports sent to the reporter and not yet delivered.
+    unreported: Arc<AtomicUsize>,
+    /// Notified whenever a task ends.
+    finished: Arc<Notify>,
+}
+
+impl Work {
+    fn new(client: SchedulerClient, death: Duration) -> Work {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(WorkerId, Completion)>();
+        let unreported = Arc::new(AtomicUsize::new(0));
+        let pending = unreported.clone();
+        tokio::spawn(async move {
+            while let Some((id, done)) = rx.recv().await {
+                let start = Instant::now();
+                let mut retry = FIRST_RETRY;
+                loop {
+                    match client.done(id, &done).await {
+                        Ok(()) => break,
+                        Err(e) if e.is_transient() && start.elapsed() < death => {
+                            tokio::time::sleep(retry).await;
+                            retry = (retry * 2).min(MAX_RETRY);
+                        }
+                        Err(e) => {
+                            tracing::warn!(task = %done.task, error = %e, "could not report a task");
+                            break;
+                        }
+                    }
+                }
+                pending.fetch_sub(1, Ordering::SeqCst);
+            }
+        });
+        Work {
+            runners: tokio::task::JoinSet::new(),
+            reports: tx,
+            unreported,
+            finished: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Starts the tasks the scheduler sent.
+    fn start(&mut self, worker: WorkerId, tasks: Vec<Assignment>, logs: Option<PathBuf>) {
+        for a in tasks {
+            let reports = self.reports.clone();
+            let unreported = self.unreported.clone();
+            let finished = self.finished.clone();
+            let logs = logs.clone();
+            tracing::debug!(task = %a.task, attempt = a.attempt, argv = ?a.argv, "running task");
+            self.runners.spawn(async move {
+                let output = runner::run(&a, logs.as_deref()).await;
+                unreported.fetch_add(1, Ordering::SeqCst);
+                let done = Completion {
+                    task: a.task,
+                    attempt: a.attempt,
+                    output,
+                };
+                if reports.send((worker, done)).is_err() {
+                    unreported.fetch_sub(1, Ordering::SeqCst);
+                }
+                finished.notify_one();
+            });
+        }
+    }
+
+    /// How many tasks still run.
+    fn running(&mut self) -> usize {
+        while self.runners.try_join_next().is_some() {}
+        self.runners.len()
+    }
+
+    /// Waits (bounded) until every finished task has been reported.
+    async fn flush(&self) {
+        let start = Instant::now();
+        while self.unreported.load(Ordering::SeqCst) > 0
+            && start.elapsed() < Duration::from_secs(10)
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
 
 impl Agent {
     async fn run(self) -> Result<AgentExit, AgentError> {
@@ -141,11 +241,22 @@ impl Agent {
         tracing::info!("drover {}", self.me.describe());
         tracing::info!(scheduler = %self.client.url(), "registering");
 
+        let mut work = Work::new(self.client.clone(), self.death);
         let mut registered: Option<(WorkerId, Duration)> = None;
         let mut pause = Duration::ZERO;
         let mut unreachable_since: Option<Instant> = Some(Instant::now());
         let mut retry = FIRST_RETRY;
+        // Set once the worker takes no more tasks: why it will leave.
+        let mut draining: Option<AgentExit> = None;
         loop {
+            if let Some(exit) = &draining {
+                if work.running() == 0 {
+                    work.flush().await;
+                    return Ok(self.leave(registered, exit.clone()).await);
+                }
+            }
+            let finished = work.finished.clone();
+            let is_draining = draining.is_some();
             let step = async {
                 match registered {
                     None => self
@@ -160,18 +271,29 @@ impl Agent {
                         }),
                     Some((id, interval)) => {
                         tokio::time::sleep(pause).await;
-                        self.client.poll(id, interval).await.map(Step::Told)
+                        self.client
+                            .poll_draining(id, interval, is_draining)
+                            .await
+                            .map(Step::Told)
                     }
                 }
             };
             let result = tokio::select! {
                 r = step => r,
-                _ = term.recv() => return Ok(self.leave(registered, AgentExit::Signalled("SIGTERM")).await),
-                _ = int.recv() => return Ok(self.leave(registered, AgentExit::Signalled("SIGINT")).await),
+                // While draining, a task's end may be the last one.
+                _ = finished.notified(), if is_draining => continue,
+                _ = term.recv() => {
+                    work.runners.abort_all();
+                    return Ok(self.leave(registered, AgentExit::Signalled("SIGTERM")).await);
+                }
+                _ = int.recv() => {
+                    work.runners.abort_all();
+                    return Ok(self.leave(registered, AgentExit::Signalled("SIGINT")).await);
+                }
                 _ = usr1.recv() => {
-                    // No work runs yet, so draining is immediate.
-                    tracing::info!("SIGUSR1: allocation ending, draining");
-                    return Ok(self.leave(registered, AgentExit::Signalled("SIGUSR1")).await);
+                    tracing::info!(running = work.running(), "SIGUSR1: allocation ending; taking no more tasks");
+                    draining = Some(AgentExit::Signalled("SIGUSR1"));
+                    continue;
                 }
             };
             match result {
@@ -187,13 +309,36 @@ impl Agent {
                     unreachable_since = None;
                     retry = FIRST_RETRY;
                 }
-                Ok(Step::Told(Instruction::Continue { next_poll_ms })) => {
-                    pause = Duration::from_millis(next_poll_ms);
+                Ok(Step::Told(told)) => {
                     unreachable_since = None;
                     retry = FIRST_RETRY;
-                }
-                Ok(Step::Told(Instruction::Retire { reason })) => {
-                    return Ok(self.leave(registered, AgentExit::Retired(reason)).await);
+                    pause = Duration::ZERO;
+                    match told {
+                        Instruction::Continue { next_poll_ms } => {
+                            pause = Duration::from_millis(next_poll_ms);
+                        }
+                        Instruction::Run { tasks } => {
+                            let id = registered.map(|r| r.0).expect("polling means registered");
+                            work.start(id, tasks, self.task_logs.clone());
+                        }
+                        Instruction::Retire { reason, abandon } => {
+                            if abandon {
+                                work.runners.abort_all();
+                            }
+                            if work.running() == 0 {
+                                work.flush().await;
+                                return Ok(self
+                                    .leave(registered, AgentExit::Retired(reason))
+                                    .await);
+                            }
+                            if draining.is_none() {
+                                tracing::info!(running = work.running(), %reason, "retiring once the running tasks end");
+                                draining = Some(AgentExit::Retired(reason));
+                            }
+                            // Keep heartbeating while the tasks finish.
+                            pause = registered.map(|r| r.1).unwrap_or_default();
+                        }
+                    }
                 }
                 Err(ClientError::UnknownWorker(id)) => {
                     tracing::warn!(worker = %id, "the scheduler no longer knows this worker; registering again");
@@ -207,6 +352,7 @@ impl Agent {
                     let since = *unreachable_since.get_or_insert_with(Instant::now);
                     let gone = since.elapsed();
                     if gone >= self.death {
+                        work.runners.abort_all();
                         let exit = AgentExit::SchedulerGone(gone);
                         self.log_exit(&exit);
                         return Ok(exit);

@@ -1,0 +1,368 @@
+//! `drover submit`, `drover wait`, `drover task ...` and `drover graph ...`:
+//! work for a running pool, through its scheduler's API.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use comfy_table::{presets::NOTHING, Table};
+use drover::client::SchedulerClient;
+use drover::config::Timeout;
+use drover::protocol::SchedulerFile;
+use drover::tasks::graph::Graph;
+use drover::tasks::{Dep, TaskId, TaskInfo, TaskSpec, TaskState};
+
+/// How often `wait` asks.
+const WAIT_EVERY: Duration = Duration::from_millis(100);
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct SchedulerFileArg {
+    /// The cluster's scheduler file.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "DROVER_SCHEDULER_FILE",
+        global = true
+    )]
+    scheduler_file: Option<PathBuf>,
+}
+
+impl SchedulerFileArg {
+    fn client(&self) -> anyhow::Result<SchedulerClient> {
+        let path = self.scheduler_file.as_ref().ok_or_else(|| {
+            anyhow::anyhow!("which pool? pass --scheduler-file FILE or set DROVER_SCHEDULER_FILE")
+        })?;
+        Ok(SchedulerClient::from_file(&SchedulerFile::read(path)?))
+    }
+}
+
+fn parse_env(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("`{s}` is not NAME=VALUE"))
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SubmitArgs {
+    #[command(flatten)]
+    pool: SchedulerFileArg,
+    /// A name for the task (dependents and `drover task` use it).
+    #[arg(long)]
+    name: Option<String>,
+    /// Cores it needs.
+    #[arg(long, default_value_t = 1)]
+    cores: u32,
+    /// Runs it may have again after failing.
+    #[arg(long, default_value_t = 0)]
+    retries: u32,
+    /// Time limit, e.g. 90s or 5m.
+    #[arg(long, value_name = "TIME")]
+    time_limit: Option<Timeout>,
+    /// Environment variable for it (repeatable).
+    #[arg(long, value_name = "NAME=VALUE", value_parser = parse_env)]
+    env: Vec<(String, String)>,
+    /// Working directory on the worker.
+    #[arg(long, value_name = "DIR")]
+    cwd: Option<String>,
+    /// A task that must succeed first (repeatable), e.g. t12.
+    #[arg(long, value_name = "TASK")]
+    after: Vec<TaskId>,
+    /// Submit one task per index of RANGE (e.g. 0-999 or 0-9,20), with
+    /// DROVER_TASK_INDEX set and {{index}} in the command replaced.
+    #[arg(long, value_name = "RANGE", conflicts_with = "each_line")]
+    array: Option<String>,
+    /// Submit one task per line of FILE, with DROVER_TASK_INDEX and
+    /// DROVER_TASK_LINE set and {{index}}, {{line}} replaced.
+    #[arg(long, value_name = "FILE")]
+    each_line: Option<PathBuf>,
+    /// Wait for the tasks and print their results.
+    #[arg(long)]
+    wait: bool,
+    /// The command.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    command: Vec<String>,
+}
+
+pub async fn submit(args: SubmitArgs) -> anyhow::Result<ExitCode> {
+    let client = args.pool.client()?;
+    let base = TaskSpec {
+        name: args.name.clone(),
+        argv: args.command.clone(),
+        env: args.env.iter().cloned().collect(),
+        cwd: args.cwd.clone(),
+        cores: args.cores,
+        time_limit_ms: args.time_limit.map(|t| t.duration().as_millis() as u64),
+        retries: args.retries,
+        deps: args.after.iter().map(|t| Dep::Id(*t)).collect(),
+    };
+    let items: Vec<(u32, Option<String>)> = match (&args.array, &args.each_line) {
+        (Some(range), _) => {
+            let indices = drover::slurm::expand_tasks(range);
+            if indices.is_empty() {
+                anyhow::bail!(
+                    "invalid value `{range}` for --array: expected ranges such as 0-999 or 0-9,20"
+                );
+            }
+            indices.into_iter().map(|i| (i, None)).collect()
+        }
+        (None, Some(file)) => std::fs::read_to_string(file)
+            .with_context(|| format!("reading {}", file.display()))?
+            .lines()
+            .enumerate()
+            .map(|(i, l)| (i as u32, Some(l.to_string())))
+            .collect(),
+        (None, None) => Vec::new(),
+    };
+    let specs: Vec<TaskSpec> =
+        if items.is_empty() && args.array.is_none() && args.each_line.is_none() {
+            vec![base]
+        } else {
+            items
+                .into_iter()
+                .map(|(i, line)| {
+                    let mut t = base.clone();
+                    let fill = |s: &str| {
+                        let s = s.replace("{{index}}", &i.to_string());
+                        match &line {
+                            Some(l) => s.replace("{{line}}", l),
+                            None => s,
+                        }
+                    };
+                    t.argv = t.argv.iter().map(|a| fill(a)).collect();
+                    t.env.insert("DROVER_TASK_INDEX".into(), i.to_string());
+                    if let Some(l) = &line {
+                        t.env.insert("DROVER_TASK_LINE".into(), l.clone());
+                    }
+                    t.name = t.name.as_ref().map(|n| format!("{n}-{i}"));
+                    t
+                })
+                .collect()
+        };
+    let ids = client.submit(&specs).await.context("submitting")?;
+    match ids.as_slice() {
+        [one] => println!("{one}"),
+        [first, .., last] => println!("submitted {} tasks: {first} to {last}", ids.len()),
+        [] => println!("submitted nothing"),
+    }
+    if !args.wait {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let tasks = client.wait_tasks(Some(&ids), WAIT_EVERY).await?;
+    print!("{}", results(&tasks));
+    Ok(exit_for(&tasks))
+}
+
+#[derive(Debug, clap::Args)]
+pub struct WaitArgs {
+    #[command(flatten)]
+    pool: SchedulerFileArg,
+    /// Tasks to wait for (default: all).
+    tasks: Vec<TaskId>,
+    /// Give up after this long.
+    #[arg(long, value_name = "TIME")]
+    timeout: Option<Timeout>,
+}
+
+pub async fn wait(args: WaitArgs) -> anyhow::Result<ExitCode> {
+    let client = args.pool.client()?;
+    let ids = (!args.tasks.is_empty()).then_some(args.tasks.as_slice());
+    let waiting = client.wait_tasks(ids, WAIT_EVERY);
+    let tasks = match args.timeout {
+        Some(t) => tokio::time::timeout(t.duration(), waiting)
+            .await
+            .map_err(|_| anyhow::anyhow!("tasks still running after {t}"))??,
+        None => waiting.await?,
+    };
+    print!("{}", summary(&tasks));
+    Ok(exit_for(&tasks))
+}
+
+fn exit_for(tasks: &[TaskInfo]) -> ExitCode {
+    if tasks.iter().all(|t| t.state == TaskState::Succeeded) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn summary(tasks: &[TaskInfo]) -> String {
+    let mut by: BTreeMap<String, usize> = BTreeMap::new();
+    for t in tasks {
+        *by.entry(t.state.to_string()).or_default() += 1;
+    }
+    let parts: Vec<String> = by.iter().map(|(s, n)| format!("{n} {s}")).collect();
+    format!("{} tasks: {}\n", tasks.len(), parts.join(", "))
+}
+
+fn first_line(s: &str, max: usize) -> String {
+    let line = s.trim().lines().next().unwrap_or_default();
+    if line.chars().count() > max {
+        format!("{}…", line.chars().take(max).collect::<String>())
+    } else {
+        line.to_string()
+    }
+}
+
+/// One row per task: id, name, state, runs, worker, exit code, output.
+fn results(tasks: &[TaskInfo]) -> String {
+    let mut t = Table::new();
+    t.load_style(NOTHING).set_header([
+        "TASK", "NAME", "STATE", "RUNS", "WORKER", "EXIT", "OUTPUT", "REASON",
+    ]);
+    for task in tasks {
+        let out = task.output.as_ref();
+        t.add_row([
+            task.id.to_string(),
+            task.name.clone().unwrap_or_default(),
+            task.state.to_string(),
+            task.attempts.to_string(),
+            task.worker.map(|w| w.to_string()).unwrap_or_default(),
+            out.and_then(|o| o.exit_code)
+                .map(|c| c.to_string())
+                .unwrap_or_default(),
+            out.map(|o| first_line(&o.stdout, 40)).unwrap_or_default(),
+            task.reason.clone().unwrap_or_default(),
+        ]);
+    }
+    format!("{t}\n{}", summary(tasks))
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum TaskCommand {
+    /// Every task, with its state and output.
+    List {
+        #[command(flatten)]
+        pool: SchedulerFileArg,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One task in full, as JSON.
+    Show {
+        #[command(flatten)]
+        pool: SchedulerFileArg,
+        /// The task, e.g. t12.
+        task: TaskId,
+    },
+    /// A task's standard output and the end of its standard error.
+    Logs {
+        #[command(flatten)]
+        pool: SchedulerFileArg,
+        /// The task, e.g. t12.
+        task: TaskId,
+    },
+    /// Cancel a task and what depends on it.
+    Cancel {
+        #[command(flatten)]
+        pool: SchedulerFileArg,
+        /// The task, e.g. t12.
+        task: TaskId,
+    },
+}
+
+pub async fn task(command: TaskCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        TaskCommand::List { pool, json } => {
+            let list = pool.client()?.tasks(None, false).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                print!("{}", results(&list.tasks));
+            }
+        }
+        TaskCommand::Show { pool, task } => {
+            let info = pool.client()?.task(task).await?;
+            println!("{}", serde_json::to_string_pretty(&info)?);
+        }
+        TaskCommand::Logs { pool, task } => {
+            let info = pool.client()?.task(task).await?;
+            match info.output {
+                Some(o) => {
+                    println!("==> {task} stdout <==\n{}", o.stdout.trim_end());
+                    println!("==> {task} stderr (end) <==\n{}", o.stderr_tail.trim_end());
+                }
+                None => println!("{task} has not run yet ({})", info.state),
+            }
+        }
+        TaskCommand::Cancel { pool, task } => {
+            pool.client()?.cancel_task(task).await?;
+            println!("cancelled {task}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum GraphCommand {
+    /// Run a graph file on the pool and print every task's result.
+    Run {
+        #[command(flatten)]
+        pool: SchedulerFileArg,
+        /// The graph file (.toml or .json).
+        file: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a graph file as Graphviz DOT (and SVG when Graphviz is installed).
+    Dot {
+        /// The graph file (.toml or .json).
+        file: PathBuf,
+        /// Write the DOT here instead of standard output.
+        #[arg(long, short = 'o', value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Also render it as SVG with Graphviz's `dot`.
+        #[arg(long, value_name = "FILE")]
+        svg: Option<PathBuf>,
+    },
+}
+
+pub async fn graph(command: GraphCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        GraphCommand::Run { pool, file, json } => {
+            let graph = Graph::load(&file)?;
+            let specs = graph.specs().map_err(|e| anyhow::anyhow!(e))?;
+            let client = pool.client()?;
+            let ids = client
+                .submit(&specs)
+                .await
+                .context("submitting the graph")?;
+            let tasks = client.wait_tasks(Some(&ids), WAIT_EVERY).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&tasks)?);
+            } else {
+                print!("{}", results(&tasks));
+            }
+            Ok(exit_for(&tasks))
+        }
+        GraphCommand::Dot { file, output, svg } => {
+            let dot = Graph::load(&file)?.dot().map_err(|e| anyhow::anyhow!(e))?;
+            match &output {
+                Some(path) => std::fs::write(path, &dot)
+                    .with_context(|| format!("writing {}", path.display()))?,
+                None => print!("{dot}"),
+            }
+            if let Some(path) = svg {
+                let rendered = std::process::Command::new("dot")
+                    .args(["-Tsvg", "-o"])
+                    .arg(&path)
+                    .stdin(std::process::Stdio::piped())
+                    .spawn()
+                    .and_then(|mut c| {
+                        use std::io::Write;
+                        c.stdin.take().expect("piped").write_all(dot.as_bytes())?;
+                        c.wait()
+                    });
+                match rendered {
+                    Ok(s) if s.success() => eprintln!("wrote {}", path.display()),
+                    Ok(s) => anyhow::bail!("Graphviz `dot` failed ({s})"),
+                    Err(e) => anyhow::bail!("cannot run Graphviz `dot` for SVG ({e}); install graphviz, or use the DOT output"),
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

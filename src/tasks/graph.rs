@@ -1,0 +1,245 @@
+//! Graph files: tasks named the way the seed's dask graph names them, with
+//! their commands and dependencies, in TOML or JSON; and their drawing as
+//! Graphviz DOT.
+//!
+//! ```toml
+//! [tasks.x]
+//! command = "echo 1"                 # a string runs through `sh -c`
+//! [tasks.y]
+//! command = ["sh", "-c", "echo $(( {{x}} + 1 ))"]   # {{x}}: x's output
+//! [tasks.z]
+//! command = "echo $(( {{y}} + 10 ))"
+//! cores = 1
+//! retries = 2
+//! time-limit = "5m"
+//! after = ["x"]                      # extra dependencies, without using the output
+//! ```
+//!
+//! A task depends on every task it names in `{{...}}` and in `after`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use super::{Dep, TaskSpec};
+use crate::config::Timeout;
+
+/// A command: a string for `sh -c`, or an argv list.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum Command {
+    /// Run through `sh -c`.
+    Shell(String),
+    /// Run as is.
+    Argv(Vec<String>),
+}
+
+/// One task of a graph file.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct GraphTask {
+    /// What to run.
+    pub command: Command,
+    /// Tasks that must succeed first, beyond those named in `{{...}}`.
+    #[serde(default)]
+    pub after: Vec<String>,
+    /// Environment variables.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Working directory.
+    pub cwd: Option<String>,
+    /// Cores (default 1).
+    pub cores: Option<u32>,
+    /// Time limit.
+    pub time_limit: Option<Timeout>,
+    /// Retry budget.
+    #[serde(default)]
+    pub retries: u32,
+}
+
+/// A graph file.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Graph {
+    /// The tasks, by name.
+    pub tasks: BTreeMap<String, GraphTask>,
+}
+
+/// A graph file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("graph file {path}: {message}")]
+pub struct GraphError {
+    path: String,
+    message: String,
+}
+
+/// The task names `text` refers to as `{{name}}`.
+pub fn references(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("{{") {
+        let after = &rest[start + 2..];
+        match after.find("}}") {
+            Some(end) => {
+                let name = after[..end].trim();
+                if !name.is_empty() {
+                    out.push(name.to_string());
+                }
+                rest = &after[end + 2..];
+            }
+            None => break,
+        }
+    }
+    out
+}
+
+fn valid_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+}
+
+impl Graph {
+    /// Reads a graph from a `.toml` or `.json` file.
+    pub fn load(path: &Path) -> Result<Graph, GraphError> {
+        let err = |message: String| GraphError {
+            path: path.display().to_string(),
+            message,
+        };
+        let text =
+            std::fs::read_to_string(path).map_err(|e| err(format!("cannot read it: {e}")))?;
+        let graph: Graph = if path.extension().is_some_and(|e| e == "json") {
+            serde_json::from_str(&text).map_err(|e| err(e.to_string()))?
+        } else {
+            toml::from_str(&text).map_err(|e| err(e.to_string().trim_end().replace('\n', " ")))?
+        };
+        graph.specs().map_err(err)?;
+        Ok(graph)
+    }
+
+    /// The tasks as one submission, dependencies by name.
+    pub fn specs(&self) -> Result<Vec<TaskSpec>, String> {
+        let mut specs = Vec::new();
+        for (name, t) in &self.tasks {
+            if !valid_name(name) {
+                return Err(format!(
+                    "task name `{name}` may hold only letters, digits, `_`, `-` and `.`"
+                ));
+            }
+            let argv = match &t.command {
+                Command::Shell(s) => vec!["sh".into(), "-c".into(), s.clone()],
+                Command::Argv(v) if v.is_empty() => {
+                    return Err(format!("task `{name}` has an empty command"))
+                }
+                Command::Argv(v) => v.clone(),
+            };
+            let mut deps: Vec<String> = Vec::new();
+            for text in argv.iter().chain(t.env.values()) {
+                deps.extend(references(text));
+            }
+            deps.extend(t.after.iter().cloned());
+            deps.dedup();
+            let mut unique = Vec::new();
+            for d in deps {
+                if !self.tasks.contains_key(&d) {
+                    return Err(format!(
+                        "task `{name}` refers to `{d}`, which the graph does not define"
+                    ));
+                }
+                if !unique.contains(&d) {
+                    unique.push(d);
+                }
+            }
+            specs.push(TaskSpec {
+                name: Some(name.clone()),
+                argv,
+                env: t.env.clone(),
+                cwd: t.cwd.clone(),
+                cores: t.cores.unwrap_or(1),
+                time_limit_ms: t.time_limit.map(|d| d.duration().as_millis() as u64),
+                retries: t.retries,
+                deps: unique.into_iter().map(Dep::Name).collect(),
+            });
+        }
+        Ok(specs)
+    }
+
+    /// The graph in Graphviz DOT: one node per task (name and command), an
+    /// edge from each dependency to its dependent.
+    pub fn dot(&self) -> Result<String, String> {
+        let quote = |s: &str| {
+            let escaped = s
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', "\\n");
+            format!("\"{escaped}\"")
+        };
+        let mut out = String::from(
+            "digraph drover {\n  rankdir=BT;\n  node [shape=box, fontname=\"monospace\"];\n",
+        );
+        for spec in self.specs()? {
+            let name = spec.name.clone().unwrap_or_default();
+            let command = match spec.argv.as_slice() {
+                [sh, c, cmd] if sh == "sh" && c == "-c" => cmd.clone(),
+                argv => argv.join(" "),
+            };
+            out.push_str(&format!(
+                "  {} [label={}];\n",
+                quote(&name),
+                quote(&format!("{name}\n{command}"))
+            ));
+            for d in &spec.deps {
+                if let Dep::Name(d) = d {
+                    out.push_str(&format!("  {} -> {};\n", quote(d), quote(&name)));
+                }
+            }
+        }
+        out.push_str("}\n");
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEED: &str = r#"
+[tasks.x]
+command = "echo 1"
+[tasks.y]
+command = "echo $(( {{x}} + 1 ))"
+[tasks.z]
+command = ["sh", "-c", "echo $(( {{y}} + 10 ))"]
+after = ["x"]
+"#;
+
+    #[test]
+    fn references_become_dependencies() {
+        let g: Graph = toml::from_str(SEED).unwrap();
+        let specs = g.specs().unwrap();
+        let z = specs
+            .iter()
+            .find(|s| s.name.as_deref() == Some("z"))
+            .unwrap();
+        assert_eq!(z.deps, vec![Dep::Name("y".into()), Dep::Name("x".into())]);
+        assert_eq!(specs[0].argv, ["sh", "-c", "echo 1"]);
+    }
+
+    #[test]
+    fn dot_draws_edges_from_dependency_to_dependent() {
+        let g: Graph = toml::from_str(SEED).unwrap();
+        let dot = g.dot().unwrap();
+        assert!(dot.starts_with("digraph drover {"), "{dot}");
+        assert!(dot.contains("\"x\" -> \"y\";"), "{dot}");
+        assert!(dot.contains("\"y\" -> \"z\";"), "{dot}");
+    }
+
+    #[test]
+    fn unknown_references_and_bad_names_are_refused() {
+        let g: Graph = toml::from_str("[tasks.a]\ncommand = \"echo {{b}}\"\n").unwrap();
+        assert!(g.specs().unwrap_err().contains("refers to `b`"));
+        let g: Graph = toml::from_str("[tasks.\"a b\"]\ncommand = \"true\"\n").unwrap();
+        assert!(g.specs().unwrap_err().contains("task name `a b`"));
+    }
+}
