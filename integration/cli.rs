@@ -156,3 +156,32 @@ fn template_errors_name_file_and_line() {
     );
     assert!(err.contains("ncpus"), "{err}");
 }
+
+#[test]
+fn graph_dot_draws_the_seed_graph() {
+    let dir = tempfile::tempdir().unwrap();
+    let seed = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/seed-graph.toml");
+    let out = drover(&["graph", "dot", seed.to_str().unwrap()], dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let dot = stdout(&out);
+    assert!(dot.starts_with("digraph drover {"), "{dot}");
+    for edge in [
+        "\"inc-3\" -> \"add-3\";",
+        "\"double-3\" -> \"add-3\";",
+        "\"add-5\" -> \"total\";",
+    ] {
+        assert!(dot.contains(edge), "missing {edge} in:\n{dot}");
+    }
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        "[tasks.a]\ncommand = \"echo {{missing}}\"\n",
+    )
+    .unwrap();
+    let out = drover(&["graph", "dot", "bad.toml"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("refers to `missing`, which the graph does not define"),
+        "{}",
+        stderr(&out)
+    );
+}

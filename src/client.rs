@@ -189,8 +189,8 @@ impl SchedulerClient {
         self.send::<serde_json::Value>(r, Some(id)).await.map(drop)
     }
 
-    /// Reports that a task ended.
-    pub async fn done(&self, id: WorkerId, done: &Completion) -> Result<(), ClientError> {
+    /// Reports that tasks ended (one request for all of them).
+    pub async fn done(&self, id: WorkerId, done: &[Completion]) -> Result<(), ClientError> {
         let r = self
             .http
             .post(format!("{}{}", self.base, paths::with_id(paths::DONE, id)))

@@ -651,6 +651,11 @@ impl SlurmCluster {
         &self.inner.spec.job_name
     }
 
+    /// A client of the pool's scheduler: submit tasks, wait for results.
+    pub fn client(&self) -> crate::client::SchedulerClient {
+        crate::client::SchedulerClient::from_file(&self.inner.scheduler.scheduler_file())
+    }
+
     /// The embedded scheduler.
     pub fn scheduler(&self) -> &Scheduler {
         &self.inner.scheduler

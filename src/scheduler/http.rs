@@ -252,13 +252,22 @@ async fn cluster_close(
 async fn done(
     State(shared): State<Arc<Shared>>,
     Path(id): Path<u64>,
-    Json(done): Json<crate::tasks::Completion>,
+    Json(reports): Json<Vec<crate::tasks::Completion>>,
 ) -> StatusCode {
-    let task = done.task;
-    if shared.registry().complete(WorkerId(id), done) {
+    let mut changed = false;
+    {
+        let mut registry = shared.registry();
+        for done in reports {
+            let task = done.task;
+            if registry.complete(WorkerId(id), done) {
+                changed = true;
+            } else {
+                tracing::debug!(worker = id, %task, "stale task report ignored");
+            }
+        }
+    }
+    if changed {
         shared.changed();
-    } else {
-        tracing::debug!(worker = id, %task, "stale task report ignored");
     }
     StatusCode::NO_CONTENT
 }

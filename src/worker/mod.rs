@@ -159,29 +159,44 @@ struct Work {
     finished: Arc<Notify>,
 }
 
+/// Delivers task reports, retrying while the scheduler is briefly away.
+async fn report(client: &SchedulerClient, id: WorkerId, batch: &[Completion], death: Duration) {
+    let start = Instant::now();
+    let mut retry = FIRST_RETRY;
+    loop {
+        match client.done(id, batch).await {
+            Ok(()) => return,
+            Err(e) if e.is_transient() && start.elapsed() < death => {
+                tokio::time::sleep(retry).await;
+                retry = (retry * 2).min(MAX_RETRY);
+            }
+            Err(e) => {
+                tracing::warn!(tasks = batch.len(), error = %e, "could not report tasks");
+                return;
+            }
+        }
+    }
+}
+
 impl Work {
     fn new(client: SchedulerClient, death: Duration) -> Work {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(WorkerId, Completion)>();
         let unreported = Arc::new(AtomicUsize::new(0));
         let pending = unreported.clone();
         tokio::spawn(async move {
-            while let Some((id, done)) = rx.recv().await {
-                let start = Instant::now();
-                let mut retry = FIRST_RETRY;
-                loop {
-                    match client.done(id, &done).await {
-                        Ok(()) => break,
-                        Err(e) if e.is_transient() && start.elapsed() < death => {
-                            tokio::time::sleep(retry).await;
-                            retry = (retry * 2).min(MAX_RETRY);
-                        }
-                        Err(e) => {
-                            tracing::warn!(task = %done.task, error = %e, "could not report a task");
-                            break;
-                        }
+            while let Some((id, first)) = rx.recv().await {
+                // Everything that ended meanwhile goes in the same report.
+                let mut batch = vec![first];
+                while let Ok((other, done)) = rx.try_recv() {
+                    if other == id {
+                        batch.push(done);
+                    } else {
+                        report(&client, other, &[done], death).await;
+                        pending.fetch_sub(1, Ordering::SeqCst);
                     }
                 }
-                pending.fetch_sub(1, Ordering::SeqCst);
+                report(&client, id, &batch, death).await;
+                pending.fetch_sub(batch.len(), Ordering::SeqCst);
             }
         });
         Work {

@@ -1,0 +1,244 @@
+//! Task benchmarks (`cargo bench --bench tasks`), each on a `drover
+//! scheduler` process on loopback so that only it is measured:
+//!
+//! 1. throughput of trivial tasks (`true`) through 4 and 16 `drover worker`
+//!    processes on this machine (process spawning included);
+//! 2. the scheduler's own cost per task without process spawning: workers
+//!    simulated in this process (the real protocol) report every task done
+//!    at once; wall time per task and the scheduler's CPU time per task;
+//! 3. the scheduler's memory with 100,000 queued tasks.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use drover::client::SchedulerClient;
+use drover::protocol::{Instruction, RegisterRequest, SchedulerFile};
+use drover::tasks::{Completion, TaskOutput, TaskSpec};
+
+struct Sizes {
+    spawned_tasks: usize,
+    simulated_tasks: usize,
+    queued_tasks: usize,
+}
+
+struct KillOnDrop(Vec<Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn main() {
+    let measuring = std::env::args().any(|a| a == "--bench");
+    let sizes = if measuring {
+        Sizes {
+            spawned_tasks: 5_000,
+            simulated_tasks: 100_000,
+            queued_tasks: 100_000,
+        }
+    } else {
+        println!("smoke run (cargo test): small sizes, the figures below are not measurements");
+        Sizes {
+            spawned_tasks: 50,
+            simulated_tasks: 500,
+            queued_tasks: 1_000,
+        }
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        for workers in [4, 16] {
+            throughput(workers, sizes.spawned_tasks).await;
+        }
+        scheduler_cost(sizes.simulated_tasks).await;
+        queued_memory(sizes.queued_tasks).await;
+    });
+}
+
+/// Starts `drover scheduler` on loopback; returns it and a client.
+async fn scheduler(dir: &Path) -> (Child, SchedulerClient, std::path::PathBuf) {
+    let file = dir.join("scheduler.json");
+    let child = Command::new(env!("CARGO_BIN_EXE_drover"))
+        .args(["scheduler", "--host", "127.0.0.1", "--scheduler-file"])
+        .arg(&file)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    while !file.exists() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let client = SchedulerClient::from_file(&SchedulerFile::read(&file).unwrap());
+    (child, client, file)
+}
+
+fn trivial(n: usize) -> Vec<TaskSpec> {
+    (0..n)
+        .map(|_| TaskSpec {
+            argv: vec!["true".into()],
+            cores: 1,
+            ..Default::default()
+        })
+        .collect()
+}
+
+async fn throughput(workers: usize, tasks: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let (sched, client, file) = scheduler(dir.path()).await;
+    let mut procs = KillOnDrop(vec![sched]);
+    for _ in 0..workers {
+        procs.0.push(
+            Command::new(env!("CARGO_BIN_EXE_drover"))
+                .args(["worker", "--cores", "1", "--scheduler-file"])
+                .arg(&file)
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+    }
+    while client.workers().await.unwrap().len() < workers {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let start = Instant::now();
+    let ids = client.submit(&trivial(tasks)).await.unwrap();
+    let done = client
+        .wait_tasks(None, Duration::from_millis(20))
+        .await
+        .unwrap();
+    let secs = start.elapsed().as_secs_f64();
+    assert_eq!(done.len(), ids.len());
+    assert!(done
+        .iter()
+        .all(|t| t.output.as_ref().and_then(|o| o.exit_code) == Some(0)));
+    println!(
+        "throughput, {tasks} `true` tasks through {workers} worker processes (1 core each): {:.0} tasks/s ({secs:.2} s)",
+        tasks as f64 / secs
+    );
+}
+
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..]
+        .split_whitespace()
+        .collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+/// Simulated workers: register, and report every task they are given as
+/// done at once, until every task is done.
+async fn scheduler_cost(tasks: usize) {
+    const WORKERS: usize = 4;
+    let dir = tempfile::tempdir().unwrap();
+    let (sched, client, _) = scheduler(dir.path()).await;
+    let pid = sched.id();
+    let _procs = KillOnDrop(vec![sched]);
+    let mut sims = tokio::task::JoinSet::new();
+    for i in 0..WORKERS {
+        let client = client.clone();
+        sims.spawn(async move {
+            let mut req = RegisterRequest::simulated(i);
+            req.cores = 64;
+            req.allocation_end = None;
+            let reg = client.register(&req).await.unwrap();
+            loop {
+                match client.poll(reg.worker_id, Duration::from_secs(1)).await {
+                    Ok(Instruction::Run { tasks }) => {
+                        let done: Vec<Completion> = tasks
+                            .iter()
+                            .map(|a| Completion {
+                                task: a.task,
+                                attempt: a.attempt,
+                                output: TaskOutput {
+                                    exit_code: Some(0),
+                                    ..Default::default()
+                                },
+                            })
+                            .collect();
+                        client.done(reg.worker_id, &done).await.unwrap();
+                    }
+                    Ok(Instruction::Continue { next_poll_ms }) => {
+                        tokio::time::sleep(Duration::from_millis(next_poll_ms)).await
+                    }
+                    _ => return,
+                }
+            }
+        });
+    }
+    while client.workers().await.unwrap().len() < WORKERS {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let specs = trivial(tasks);
+    let ticks0 = cpu_ticks(pid);
+    let start = Instant::now();
+    for chunk in specs.chunks(10_000) {
+        client.submit(chunk).await.unwrap();
+    }
+    loop {
+        let c = client.tasks(None, true).await.unwrap().counts;
+        if c.succeeded == tasks {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let wall = start.elapsed().as_secs_f64();
+    let cpu = (cpu_ticks(pid) - ticks0) as f64 / 100.0;
+    sims.abort_all();
+    let per_task_ms = wall * 1000.0 / tasks as f64;
+    let cpu_per_task_ms = cpu * 1000.0 / tasks as f64;
+    println!(
+        "scheduler cost per task, {tasks} tasks, {WORKERS} simulated workers completing at once: \
+         {per_task_ms:.4} ms wall per task ({:.0} tasks/s), {cpu_per_task_ms:.4} ms of scheduler CPU per task \
+         (target at most 0.1 ms; wall/target = {:.2})",
+        tasks as f64 / wall,
+        per_task_ms / 0.1
+    );
+}
+
+async fn queued_memory(tasks: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let (sched, client, _) = scheduler(dir.path()).await;
+    let pid = sched.id();
+    let _procs = KillOnDrop(vec![sched]);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let idle = rss_kib(pid);
+    let specs: Vec<TaskSpec> = (0..tasks)
+        .map(|i| TaskSpec {
+            argv: vec!["sh".into(), "-c".into(), format!("echo {i}")],
+            cores: 1,
+            ..Default::default()
+        })
+        .collect();
+    for chunk in specs.chunks(10_000) {
+        client.submit(chunk).await.unwrap();
+    }
+    let c = client.tasks(None, true).await.unwrap().counts;
+    assert_eq!(c.ready, tasks);
+    let loaded = rss_kib(pid);
+    let mib = loaded as f64 / 1024.0;
+    println!(
+        "scheduler memory with {tasks} queued tasks: {mib:.1} MiB resident ({:.1} MiB idle; {:.2} KiB per task) \
+         (target under 200 MiB; measured/target = {:.3})",
+        idle as f64 / 1024.0,
+        (loaded - idle) as f64 / tasks as f64,
+        mib / 200.0
+    );
+}

@@ -1,0 +1,214 @@
+//! Tasks on a pool of workers on the real local Slurm: the seed graph,
+//! failure spreading, a killed worker's tasks run again, and task arrays.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{bridge, exclusive, local_slurm, log_dir, slurm_cmd, slurm_conf, unique};
+use drover::cluster::{ClusterOptions, SlurmCluster};
+use drover::config::{JobOptions, Timeout};
+use drover::scheduler::Bind;
+use drover::slurm::SlurmCli;
+use drover::tasks::graph::Graph;
+use drover::tasks::{TaskSpec, TaskState};
+
+async fn pool(
+    prefix: &str,
+    workers: usize,
+    cores: u32,
+    logs: &std::path::Path,
+    slurm: SlurmCli,
+) -> SlurmCluster {
+    let spec = JobOptions::new()
+        .job_name(unique(prefix))
+        .cores(cores)
+        .interface("ib0")
+        .log_directory(logs)
+        .death_timeout("10".parse::<Timeout>().unwrap())
+        .drover_bin(env!("CARGO_BIN_EXE_drover"))
+        .build()
+        .unwrap();
+    let mut options = ClusterOptions::new(Bind::Interface(bridge())).unwrap();
+    options.poll_interval = Duration::from_millis(300);
+    options.handle_signals = false;
+    options.slurm_conf = Some(slurm_conf());
+    let cluster = SlurmCluster::with_cli(spec, options, slurm).await.unwrap();
+    cluster.scale(workers);
+    cluster
+        .wait_for_workers(workers, Duration::from_secs(60))
+        .await
+        .unwrap();
+    cluster
+}
+
+fn graph(path: &str) -> Vec<TaskSpec> {
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+    Graph::load(&file).unwrap().specs().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seed_graph_gives_50_and_a_failure_fails_only_its_dependents() {
+    let Some(slurm) = local_slurm("the_seed_graph_gives_50") else {
+        return;
+    };
+    let _serial = exclusive().await;
+    let logs = log_dir();
+    // 16 cores a worker: one per node, so the graph spreads over both.
+    let cluster = pool("drover-seed", 2, 16, logs.path(), slurm).await;
+    let client = cluster.client();
+    let ids = client
+        .submit(&graph("examples/seed-graph.toml"))
+        .await
+        .unwrap();
+    let done = client
+        .wait_tasks(Some(&ids), Duration::from_millis(50))
+        .await
+        .unwrap();
+    let total = done
+        .iter()
+        .find(|t| t.name.as_deref() == Some("total"))
+        .unwrap();
+    assert_eq!(total.state, TaskState::Succeeded, "{total:?}");
+    assert_eq!(total.output.as_ref().unwrap().stdout.trim(), "50");
+    let mut workers: Vec<_> = done.iter().filter_map(|t| t.worker).collect();
+    workers.sort();
+    workers.dedup();
+    assert_eq!(workers.len(), 2, "both workers took part");
+
+    // A failing task fails what depends on it, and nothing else.
+    let mut broken = graph("examples/seed-graph.toml");
+    let double3 = broken
+        .iter_mut()
+        .find(|t| t.name.as_deref() == Some("double-3"))
+        .unwrap();
+    double3.argv = vec!["sh".into(), "-c".into(), "echo broken >&2; exit 4".into()];
+    let ids = client.submit(&broken).await.unwrap();
+    let done = client
+        .wait_tasks(Some(&ids), Duration::from_millis(50))
+        .await
+        .unwrap();
+    for t in &done {
+        let name = t.name.as_deref().unwrap();
+        match name {
+            "double-3" => {
+                assert_eq!(t.state, TaskState::Failed);
+                assert_eq!(t.reason.as_deref(), Some("exit code 4"));
+                assert!(t.output.as_ref().unwrap().stderr_tail.contains("broken"));
+            }
+            "add-3" | "total" => {
+                assert_eq!(t.state, TaskState::Failed, "{name}");
+                assert_eq!(t.attempts, 0, "{name} must not run");
+                assert!(
+                    t.reason.as_deref().unwrap().starts_with("dependency "),
+                    "{t:?}"
+                );
+            }
+            _ => assert_eq!(t.state, TaskState::Succeeded, "{name}: {t:?}"),
+        }
+    }
+    cluster.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_a_busy_workers_job_runs_its_tasks_again_elsewhere_once() {
+    let Some(slurm) = local_slurm("killing_a_busy_workers_job") else {
+        return;
+    };
+    let _serial = exclusive().await;
+    let logs = log_dir();
+    let marks = logs.path().join("marks");
+    std::fs::create_dir_all(&marks).unwrap();
+    let cluster = pool("drover-kill", 2, 2, logs.path(), slurm).await;
+    let client = cluster.client();
+    // Each task records its start and end; 4 tasks fill the 2 workers' 4 cores.
+    let tasks: Vec<TaskSpec> = (0..4)
+        .map(|i| TaskSpec {
+            name: Some(format!("slow-{i}")),
+            argv: vec![
+                "sh".into(),
+                "-c".into(),
+                format!(
+                    "echo $$ >> {m}/start-{i}; sleep 4; echo done >> {m}/end-{i}; echo {i}",
+                    m = marks.display()
+                ),
+            ],
+            cores: 1,
+            ..Default::default()
+        })
+        .collect();
+    let ids = client.submit(&tasks).await.unwrap();
+    // Wait until every task runs, then kill the job of one busy worker.
+    let start = Instant::now();
+    loop {
+        let list = client.tasks(Some(&ids), false).await.unwrap();
+        if list.tasks.iter().all(|t| t.state == TaskState::Running) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "tasks did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let status = cluster.status();
+    let victim = status.jobs.iter().find(|j| !j.workers.is_empty()).unwrap();
+    slurm_cmd("scancel", &[&victim.job]);
+    let done = client
+        .wait_tasks(Some(&ids), Duration::from_millis(100))
+        .await
+        .unwrap();
+    let mut rerun = 0;
+    for (i, t) in done.iter().enumerate() {
+        assert_eq!(t.state, TaskState::Succeeded, "{t:?}");
+        assert_eq!(t.output.as_ref().unwrap().stdout.trim(), i.to_string());
+        let ends = std::fs::read_to_string(marks.join(format!("end-{i}"))).unwrap();
+        assert_eq!(
+            ends.lines().count(),
+            1,
+            "task {i} ran to completion exactly once"
+        );
+        if t.attempts == 2 {
+            rerun += 1;
+        }
+    }
+    assert_eq!(
+        rerun, 2,
+        "the killed worker's two tasks ran again: {done:?}"
+    );
+    cluster.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_array_tasks_complete_with_their_own_outputs() {
+    let Some(slurm) = local_slurm("ten_thousand_array_tasks") else {
+        return;
+    };
+    let _serial = exclusive().await;
+    let logs = log_dir();
+    let cluster = pool("drover-array", 2, 16, logs.path(), slurm).await;
+    let file = cluster.scheduler_file().to_path_buf();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_drover"))
+        .args(["submit", "--array", "0-9999", "--scheduler-file"])
+        .arg(&file)
+        .args(["--", "echo", "task {{index}}"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("submitted 10000 tasks"));
+    let client = cluster.client();
+    let done = client
+        .wait_tasks(None, Duration::from_millis(200))
+        .await
+        .unwrap();
+    assert_eq!(done.len(), 10_000);
+    for (i, t) in done.iter().enumerate() {
+        assert_eq!(t.state, TaskState::Succeeded, "{t:?}");
+        assert_eq!(t.output.as_ref().unwrap().stdout, format!("task {i}\n"));
+    }
+    cluster.close().await.unwrap();
+}
