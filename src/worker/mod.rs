@@ -9,7 +9,7 @@ mod identity;
 pub use identity::Identity;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -157,7 +157,14 @@ struct Work {
     unreported: Arc<AtomicUsize>,
     /// Notified whenever a task ends.
     finished: Arc<Notify>,
+    /// Set when the agent itself is being stopped.
+    terminating: Arc<AtomicBool>,
 }
+
+/// How long a task killed by a signal waits before it is reported, to tell
+/// a job being cancelled (the agent gets the signal too, and its tasks go
+/// back to the queue) from a task killed on its own (reported as failed).
+const SIGNAL_GRACE: Duration = Duration::from_secs(1);
 
 /// Delivers task reports, retrying while the scheduler is briefly away.
 async fn report(client: &SchedulerClient, id: WorkerId, batch: &[Completion], death: Duration) {
@@ -204,6 +211,7 @@ impl Work {
             reports: tx,
             unreported,
             finished: Arc::new(Notify::new()),
+            terminating: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -213,10 +221,17 @@ impl Work {
             let reports = self.reports.clone();
             let unreported = self.unreported.clone();
             let finished = self.finished.clone();
+            let terminating = self.terminating.clone();
             let logs = logs.clone();
             tracing::debug!(task = %a.task, attempt = a.attempt, argv = ?a.argv, "running task");
             self.runners.spawn(async move {
                 let output = runner::run(&a, logs.as_deref()).await;
+                if output.exit_code.is_none() {
+                    tokio::time::sleep(SIGNAL_GRACE).await;
+                    if terminating.load(Ordering::SeqCst) {
+                        return; // the job is going: the scheduler requeues the task
+                    }
+                }
                 unreported.fetch_add(1, Ordering::SeqCst);
                 let done = Completion {
                     task: a.task,
@@ -235,6 +250,16 @@ impl Work {
     fn running(&mut self) -> usize {
         while self.runners.try_join_next().is_some() {}
         self.runners.len()
+    }
+
+    /// Stops for good: kills the tasks still running and waits until they
+    /// are gone, then delivers the reports of those that ended first, so
+    /// that the scheduler requeues exactly the tasks that did not finish.
+    async fn stop(&mut self) {
+        self.terminating.store(true, Ordering::SeqCst);
+        self.runners.abort_all();
+        while self.runners.join_next().await.is_some() {}
+        self.flush().await;
     }
 
     /// Waits (bounded) until every finished task has been reported.
@@ -298,11 +323,11 @@ impl Agent {
                 // While draining, a task's end may be the last one.
                 _ = finished.notified(), if is_draining => continue,
                 _ = term.recv() => {
-                    work.runners.abort_all();
+                    work.stop().await;
                     return Ok(self.leave(registered, AgentExit::Signalled("SIGTERM")).await);
                 }
                 _ = int.recv() => {
-                    work.runners.abort_all();
+                    work.stop().await;
                     return Ok(self.leave(registered, AgentExit::Signalled("SIGINT")).await);
                 }
                 _ = usr1.recv() => {
