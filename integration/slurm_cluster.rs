@@ -9,35 +9,15 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    bridge, exclusive, exclusive_blocking, local_slurm, log_dir, slurm_cmd, slurm_conf, unique,
+    bridge, exclusive, exclusive_blocking, local_slurm, log_dir, slurm_cmd, slurm_conf,
+    test_cluster_options, test_job, unique,
 };
-use drover::cluster::{ClusterError, ClusterOptions, SlurmCluster};
-use drover::config::{JobOptions, Timeout};
-use drover::scheduler::Bind;
+use drover::cluster::{ClusterError, SlurmCluster};
+use drover::config::JobOptions;
 use drover::slurm::SlurmCli;
 
-fn options() -> ClusterOptions {
-    let mut o = ClusterOptions::new(Bind::Interface(bridge())).unwrap();
-    o.poll_interval = Duration::from_millis(300);
-    o.retry_backoff = Duration::from_millis(500);
-    o.close_timeout = Duration::from_secs(5);
-    o.handle_signals = false;
-    o.slurm_conf = Some(slurm_conf());
-    o
-}
-
-fn job(prefix: &str, cores: u32, logs: &std::path::Path) -> JobOptions {
-    JobOptions::new()
-        .job_name(unique(prefix))
-        .cores(cores)
-        .interface("ib0")
-        .log_directory(logs)
-        .death_timeout("10".parse::<Timeout>().unwrap())
-        .drover_bin(env!("CARGO_BIN_EXE_drover"))
-}
-
 async fn start(spec: JobOptions, slurm: SlurmCli) -> SlurmCluster {
-    SlurmCluster::with_cli(spec.build().unwrap(), options(), slurm)
+    SlurmCluster::with_cli(spec.build().unwrap(), test_cluster_options(), slurm)
         .await
         .unwrap()
 }
@@ -89,7 +69,7 @@ async fn scale_0_8_3_0_with_exact_job_counts_and_pending_cancelled_first() {
     let _serial = exclusive().await;
     let logs = log_dir();
     // 6 cores a job: two fit on each 16-CPU node, so 8 jobs are 4 running, 4 pending.
-    let cluster = start(job("drover-scale", 6, logs.path()), slurm).await;
+    let cluster = start(test_job("drover-scale", 6, logs.path()), slurm).await;
     let name = cluster.job_name().to_string();
     assert!(queued(&name).is_empty());
 
@@ -157,7 +137,7 @@ async fn waiting_for_more_than_fits_reports_pending_resources() {
     };
     let _serial = exclusive().await;
     let logs = log_dir();
-    let cluster = start(job("drover-big", 16, logs.path()), slurm).await;
+    let cluster = start(test_job("drover-big", 16, logs.path()), slurm).await;
     let name = cluster.job_name().to_string();
     cluster.scale(3); // two nodes of 16 CPUs hold two such jobs
     let err = cluster
@@ -178,7 +158,7 @@ async fn a_failing_prologue_is_reported_with_its_log_and_not_resubmitted_forever
     };
     let _serial = exclusive().await;
     let logs = log_dir();
-    let spec = job("drover-venv", 1, logs.path()).job_script_prologue(vec![
+    let spec = test_job("drover-venv", 1, logs.path()).job_script_prologue(vec![
         "echo 'Error with virtualenv' >&2".to_string(),
         "exit 1".to_string(),
     ]);
@@ -235,7 +215,7 @@ async fn externally_cancelled_workers_are_replaced() {
     };
     let _serial = exclusive().await;
     let logs = log_dir();
-    let cluster = start(job("drover-heal", 1, logs.path()), slurm).await;
+    let cluster = start(test_job("drover-heal", 1, logs.path()), slurm).await;
     let name = cluster.job_name().to_string();
     cluster.scale(4);
     cluster

@@ -5,10 +5,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{bridge, exclusive, local_slurm, log_dir, slurm_cmd, slurm_conf, unique};
-use drover::cluster::{ClusterOptions, SlurmCluster};
-use drover::config::{JobOptions, Timeout};
-use drover::scheduler::Bind;
+use common::{exclusive, local_slurm, log_dir, slurm_cmd, test_cluster_options, test_job};
+use drover::cluster::SlurmCluster;
 use drover::slurm::SlurmCli;
 use drover::tasks::graph::Graph;
 use drover::tasks::{TaskSpec, TaskState};
@@ -20,20 +18,10 @@ async fn pool(
     logs: &std::path::Path,
     slurm: SlurmCli,
 ) -> SlurmCluster {
-    let spec = JobOptions::new()
-        .job_name(unique(prefix))
-        .cores(cores)
-        .interface("ib0")
-        .log_directory(logs)
-        .death_timeout("10".parse::<Timeout>().unwrap())
-        .drover_bin(env!("CARGO_BIN_EXE_drover"))
-        .build()
+    let spec = test_job(prefix, cores, logs).build().unwrap();
+    let cluster = SlurmCluster::with_cli(spec, test_cluster_options(), slurm)
+        .await
         .unwrap();
-    let mut options = ClusterOptions::new(Bind::Interface(bridge())).unwrap();
-    options.poll_interval = Duration::from_millis(300);
-    options.handle_signals = false;
-    options.slurm_conf = Some(slurm_conf());
-    let cluster = SlurmCluster::with_cli(spec, options, slurm).await.unwrap();
     cluster.scale(workers);
     cluster
         .wait_for_workers(workers, Duration::from_secs(60))

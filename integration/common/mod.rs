@@ -168,3 +168,27 @@ pub fn exclusive_blocking() -> tokio::sync::MutexGuard<'static, ()> {
 }
 
 static CAPACITY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Cluster options for tests: the scheduler on the bridge, short intervals,
+/// no signal handling (the test harness owns the process).
+pub fn test_cluster_options() -> drover::cluster::ClusterOptions {
+    let mut o = drover::cluster::ClusterOptions::new(Bind::Interface(bridge())).unwrap();
+    o.poll_interval = Duration::from_millis(300);
+    o.retry_backoff = Duration::from_millis(500);
+    o.close_timeout = Duration::from_secs(5);
+    o.handle_signals = false;
+    o.slurm_conf = Some(slurm_conf());
+    o
+}
+
+/// A worker job for tests: a unique name, `cores` cores, ib0, logs in
+/// `logs`, a 10 s death timeout, this build's drover.
+pub fn test_job(prefix: &str, cores: u32, logs: &std::path::Path) -> drover::config::JobOptions {
+    drover::config::JobOptions::new()
+        .job_name(unique(prefix))
+        .cores(cores)
+        .interface("ib0")
+        .log_directory(logs)
+        .death_timeout("10".parse::<drover::config::Timeout>().unwrap())
+        .drover_bin(env!("CARGO_BIN_EXE_drover"))
+}
