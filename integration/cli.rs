@@ -185,3 +185,25 @@ fn graph_dot_draws_the_seed_graph() {
         stderr(&out)
     );
 }
+
+#[test]
+fn a_bad_task_array_range_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    for range in ["9-1", "a-b", "1,,2", ""] {
+        let out = drover(
+            &[
+                "submit",
+                "--scheduler-file",
+                "none.json",
+                "--array",
+                range,
+                "--",
+                "true",
+            ],
+            dir.path(),
+        );
+        assert_eq!(out.status.code(), Some(2), "{range}: {}", stderr(&out));
+        assert!(stderr(&out).contains("--array"), "{}", stderr(&out));
+        assert!(stderr(&out).contains("0-999"), "{}", stderr(&out));
+    }
+}

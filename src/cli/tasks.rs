@@ -45,6 +45,19 @@ fn parse_env(s: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("`{s}` is not NAME=VALUE"))
 }
 
+/// Checks an index range such as `0-999` or `0-9,20`.
+fn parse_range(s: &str) -> Result<String, String> {
+    let well_formed = s.split(',').all(|part| match part.split_once('-') {
+        Some((a, b)) => matches!((a.parse::<u32>(), b.parse::<u32>()), (Ok(a), Ok(b)) if a <= b),
+        None => part.parse::<u32>().is_ok(),
+    });
+    if well_formed {
+        Ok(s.to_string())
+    } else {
+        Err("expected indices and ranges such as 0-999 or 0-9,20 (each range low-high)".into())
+    }
+}
+
 #[derive(Debug, clap::Args)]
 pub struct SubmitArgs {
     #[command(flatten)]
@@ -72,7 +85,7 @@ pub struct SubmitArgs {
     after: Vec<TaskId>,
     /// Submit one task per index of RANGE (e.g. 0-999 or 0-9,20), with
     /// DROVER_TASK_INDEX set and {{index}} in the command replaced.
-    #[arg(long, value_name = "RANGE", conflicts_with = "each_line")]
+    #[arg(long, value_name = "RANGE", conflicts_with = "each_line", value_parser = parse_range)]
     array: Option<String>,
     /// Submit one task per line of FILE, with DROVER_TASK_INDEX and
     /// DROVER_TASK_LINE set and {{index}}, {{line}} replaced.
