@@ -207,3 +207,13 @@ fn a_bad_task_array_range_is_a_usage_error() {
         assert!(stderr(&out).contains("0-999"), "{}", stderr(&out));
     }
 }
+
+#[test]
+fn a_bad_adaptive_range_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    for range in ["5:2", "8", "a:b", "0:0"] {
+        let out = drover(&["run", "--adapt", range, "--", "true"], dir.path());
+        assert_eq!(out.status.code(), Some(2), "{range}: {}", stderr(&out));
+        assert!(stderr(&out).contains("MIN:MAX"), "{}", stderr(&out));
+    }
+}

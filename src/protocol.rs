@@ -308,6 +308,12 @@ pub struct WorkerInfo {
     pub last_heartbeat_ms: u64,
     /// Why it exited or was lost.
     pub exit_reason: Option<String>,
+    /// Tasks it runs now.
+    #[serde(default)]
+    pub running_tasks: u32,
+    /// Since when it has run no task (Unix milliseconds); `None` while busy.
+    #[serde(default)]
+    pub idle_since_ms: Option<u64>,
 }
 
 /// One worker job of a cluster, as Slurm and the scheduler see it.
@@ -375,6 +381,9 @@ pub struct ClusterStatus {
     pub slurm_calls: u64,
     /// Where the job logs go.
     pub log_directory: String,
+    /// The adaptive range and its latest decision, when the pool adapts.
+    #[serde(default)]
+    pub adapt: Option<String>,
 }
 
 /// Milliseconds since the Unix epoch.

@@ -10,7 +10,7 @@ use drover::client::SchedulerClient;
 use drover::protocol::SchedulerFile;
 use tokio::signal::unix::{signal, SignalKind};
 
-use super::pool::{scale_and_wait, PoolArgs};
+use super::pool::PoolArgs;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum ClusterCommand {
@@ -48,12 +48,7 @@ async fn up(config: Option<PathBuf>, args: UpArgs) -> anyhow::Result<ExitCode> {
         cluster.job_name()
     );
     println!("export DROVER_SCHEDULER_FILE={file}");
-    scale_and_wait(
-        &cluster,
-        args.pool.workers,
-        args.pool.wait_timeout.duration(),
-    )
-    .await?;
+    args.pool.bring_up(&cluster).await?;
     println!("ready: drover status --scheduler-file {file}");
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;

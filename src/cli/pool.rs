@@ -43,6 +43,27 @@ pub struct PoolArgs {
     /// Submit workers one job at a time instead of as job arrays.
     #[arg(long, help_heading = "Pool")]
     pub no_arrays: bool,
+
+    /// Size the pool to its tasks, between MIN and MAX workers (instead of --workers).
+    #[arg(long, value_name = "MIN:MAX", value_parser = parse_adapt, conflicts_with = "workers", help_heading = "Pool")]
+    pub adapt: Option<(usize, usize)>,
+
+    /// With --adapt: retire workers idle this long, e.g. 30s or 5m (default 60s).
+    #[arg(long, value_name = "TIME", help_heading = "Pool")]
+    pub idle_timeout: Option<Timeout>,
+}
+
+fn parse_adapt(s: &str) -> Result<(usize, usize), String> {
+    let bad = || format!("expected MIN:MAX worker counts with MIN <= MAX, such as 0:8; got `{s}`");
+    let (a, b) = s.split_once(':').ok_or_else(bad)?;
+    let (min, max) = (
+        a.trim().parse::<usize>().map_err(|_| bad())?,
+        b.trim().parse::<usize>().map_err(|_| bad())?,
+    );
+    if min > max || max == 0 {
+        return Err(bad());
+    }
+    Ok((min, max))
 }
 
 impl PoolArgs {
@@ -62,6 +83,9 @@ impl PoolArgs {
         options.arrays = !self.no_arrays;
         options.handle_signals = false;
         options.scheduler_file = spec.scheduler_file.clone();
+        if let Some(t) = self.idle_timeout {
+            options.idle_timeout = t.duration();
+        }
         let cluster = SlurmCluster::with_cli(spec, options, SlurmCli::new())
             .await
             .context("starting the cluster")?;
@@ -78,15 +102,32 @@ pub fn progress_line(s: &ClusterStatus, wanted: usize) -> String {
     )
 }
 
-/// Scales to `n` and waits for the workers, showing progress: a live line
-/// on a terminal, a log line per change otherwise. On failure the cluster
-/// is closed before the error is returned.
-pub async fn scale_and_wait(
+impl PoolArgs {
+    /// Scales (or starts adapting) as the flags say, and waits for the
+    /// workers that must be there: `--workers`, or the adaptive minimum.
+    pub async fn bring_up(&self, cluster: &SlurmCluster) -> anyhow::Result<()> {
+        let wanted = match self.adapt {
+            Some((min, max)) => {
+                cluster.adapt(min, max);
+                min
+            }
+            None => {
+                cluster.scale(self.workers);
+                self.workers
+            }
+        };
+        wait_with_progress(cluster, wanted, self.wait_timeout.duration()).await
+    }
+}
+
+/// Waits for `n` workers, showing progress: a live line on a terminal, a
+/// log line per change otherwise. On failure the cluster is closed before
+/// the error is returned.
+pub async fn wait_with_progress(
     cluster: &SlurmCluster,
     n: usize,
     timeout: Duration,
 ) -> anyhow::Result<()> {
-    cluster.scale(n);
     let show = async {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = indicatif::ProgressBar::new_spinner();

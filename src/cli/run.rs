@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use tokio::signal::unix::{signal, SignalKind};
 
-use super::pool::{scale_and_wait, PoolArgs};
+use super::pool::PoolArgs;
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
@@ -25,7 +25,7 @@ pub async fn run(config: Option<PathBuf>, args: RunArgs) -> anyhow::Result<ExitC
     let mut hup = signal(SignalKind::hangup())?;
     let cluster = args.pool.start(config).await?;
     tokio::select! {
-        r = scale_and_wait(&cluster, args.pool.workers, args.pool.wait_timeout.duration()) => r?,
+        r = args.pool.bring_up(&cluster) => r?,
         _ = term.recv() => { cluster.close().await?; return Ok(ExitCode::from(143)); }
         _ = int.recv() => { cluster.close().await?; return Ok(ExitCode::from(130)); }
     }

@@ -25,7 +25,8 @@ use state::{describe_failure, Action, Plan, State};
 
 /// How a cluster runs. Intervals come from the environment where set, so
 /// tests can shorten them: `DROVER_POLL_INTERVAL`, `DROVER_RETRY_BACKOFF`,
-/// `DROVER_CLOSE_TIMEOUT` (durations), `DROVER_MAX_STARTUP_FAILURES`.
+/// `DROVER_CLOSE_TIMEOUT`, `DROVER_IDLE_TIMEOUT`, `DROVER_ADAPT_COOLDOWN`
+/// (durations), `DROVER_MAX_STARTUP_FAILURES`.
 #[derive(Debug, Clone)]
 pub struct ClusterOptions {
     /// Where the embedded scheduler listens: an interface the compute nodes
@@ -49,6 +50,10 @@ pub struct ClusterOptions {
     pub handle_signals: bool,
     /// The `slurm.conf` for the watcher and for cancelling on drop.
     pub slurm_conf: Option<PathBuf>,
+    /// With `adapt`: how long a worker must be idle before it is retired.
+    pub idle_timeout: Duration,
+    /// With `adapt`: how long to wait before reversing the direction of scaling.
+    pub cooldown: Duration,
 }
 
 fn env_duration(name: &str, default: Duration) -> Result<Duration, ClusterError> {
@@ -84,6 +89,8 @@ impl ClusterOptions {
             reaper: true,
             handle_signals: true,
             slurm_conf: std::env::var_os("SLURM_CONF").map(PathBuf::from),
+            idle_timeout: env_duration("DROVER_IDLE_TIMEOUT", Duration::from_secs(60))?,
+            cooldown: env_duration("DROVER_ADAPT_COOLDOWN", Duration::from_secs(15))?,
         })
     }
 }
@@ -154,6 +161,18 @@ struct Inner {
     slurm_calls: Box<dyn Fn() -> u64 + Send + Sync>,
     /// Set once the site refused a job array.
     arrays_refused: AtomicBool,
+    /// Set while the pool sizes itself to the work.
+    adapt: Mutex<Option<Adaptive>>,
+}
+
+/// An adaptive pool's range and memory of its last moves.
+#[derive(Debug)]
+struct Adaptive {
+    min_jobs: usize,
+    max_jobs: usize,
+    last_up: Option<Instant>,
+    last_down: Option<Instant>,
+    decision: String,
 }
 
 /// A pool of workers on Slurm.
@@ -192,11 +211,68 @@ impl Inner {
             }
         };
         let workers = self.scheduler.workers();
+        if listing.is_some() {
+            self.adapt_target();
+        }
         let plan = self
             .state()
             .reconcile(listing.as_deref(), &workers, Instant::now());
         self.act(plan).await;
         self.publish();
+    }
+
+    /// Moves an adaptive pool's target toward the demand (cores asked by
+    /// ready and running tasks), within its range: up at once unless it
+    /// just went down, down only by jobs that are pending or whose workers
+    /// have been idle longer than the idle timeout, and not right after
+    /// going up. Jobs already pending count toward the target, so a slow
+    /// queue is never oversubmitted.
+    fn adapt_target(&self) {
+        let mut guard = self.adapt.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(a) = guard.as_mut() else { return };
+        let now = Instant::now();
+        let cooldown = self.options.cooldown;
+        let demand = self.scheduler.task_demand_cores();
+        let wanted =
+            (demand.div_ceil(u64::from(self.spec.cores)) as usize).clamp(a.min_jobs, a.max_jobs);
+        let mut st = self.state();
+        let current = st.target_jobs;
+        let cooled = |last: Option<Instant>| last.is_none_or(|t| now.duration_since(t) >= cooldown);
+        let decision = if wanted > current {
+            if cooled(a.last_down) {
+                st.target_jobs = wanted;
+                a.last_up = Some(now);
+                format!("up {current} -> {wanted} jobs: demand {demand} cores in ready and running tasks")
+            } else {
+                format!("holding {current} jobs: demand wants {wanted}, cooling down after a scale-down")
+            }
+        } else if wanted < current {
+            let idle_before = crate::protocol::unix_ms()
+                .saturating_sub(self.options.idle_timeout.as_millis() as u64);
+            let removable = st.removable_jobs(idle_before);
+            let target = wanted.max(current.saturating_sub(removable));
+            if target < current && cooled(a.last_up) {
+                st.target_jobs = target;
+                a.last_down = Some(now);
+                format!(
+                    "down {current} -> {target} jobs: demand {demand} cores; idle longer than {:?} or pending",
+                    self.options.idle_timeout
+                )
+            } else if target < current {
+                format!("holding {current} jobs: cooling down after a scale-up")
+            } else {
+                format!(
+                    "holding {current} jobs: demand wants {wanted}, workers not idle for {:?} yet",
+                    self.options.idle_timeout
+                )
+            }
+        } else {
+            format!("holding {current} jobs: demand {demand} cores")
+        };
+        if decision != a.decision {
+            tracing::info!(adapt = %decision, "adaptive pool");
+            a.decision = decision;
+        }
     }
 
     async fn act(&self, plan: Plan) {
@@ -348,6 +424,19 @@ impl Inner {
             submitted: st.submitted,
             slurm_calls: (self.slurm_calls)(),
             log_directory: self.spec.log_directory.display().to_string(),
+            adapt: self
+                .adapt
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()
+                .map(|a| {
+                    format!(
+                        "{}..{} workers; {}",
+                        a.min_jobs * self.spec.processes as usize,
+                        a.max_jobs * self.spec.processes as usize,
+                        a.decision
+                    )
+                }),
         }
     }
 
@@ -379,6 +468,7 @@ async fn run_loop(
                 Some(ControlRequest::Scale(n)) => {
                     let jobs = n.div_ceil(inner.spec.processes as usize);
                     tracing::info!(workers = n, jobs, "scale requested through the scheduler");
+                    *inner.adapt.lock().unwrap_or_else(|e| e.into_inner()) = None;
                     set_target(&inner, jobs);
                 }
                 Some(ControlRequest::Close) => {
@@ -474,6 +564,7 @@ impl SlurmCluster {
             close_requested: Notify::new(),
             slurm_calls,
             arrays_refused: AtomicBool::new(false),
+            adapt: Mutex::new(None),
         });
         tracing::info!(
             cluster = %id,
@@ -530,10 +621,28 @@ impl SlurmCluster {
         self.scale_jobs(n.div_ceil(self.inner.spec.processes as usize));
     }
 
-    /// Asks for `k` jobs.
+    /// Asks for `k` jobs; stops adapting.
     pub fn scale_jobs(&self, k: usize) {
         tracing::info!(jobs = k, "scaling");
+        *self.inner.adapt.lock().unwrap_or_else(|e| e.into_inner()) = None;
         set_target(&self.inner, k);
+    }
+
+    /// Sizes the pool to its work from now on: between `min` and `max`
+    /// workers, growing with the cores that ready and running tasks ask
+    /// for, shrinking as workers stay idle past the idle timeout.
+    pub fn adapt(&self, min: usize, max: usize) {
+        let p = self.inner.spec.processes as usize;
+        let (min_jobs, max_jobs) = (min.div_ceil(p), max.max(min).div_ceil(p));
+        tracing::info!(min, max, "adapting");
+        *self.inner.adapt.lock().unwrap_or_else(|e| e.into_inner()) = Some(Adaptive {
+            min_jobs,
+            max_jobs,
+            last_up: None,
+            last_down: None,
+            decision: String::new(),
+        });
+        set_target(&self.inner, min_jobs);
     }
 
     /// Asks for enough jobs to hold `cores` cores.

@@ -327,16 +327,28 @@ impl State {
     /// have not registered, then registered ones (retired gracefully, so
     /// their jobs end COMPLETED). Newest first within each kind.
     fn shrink(&mut self, excess: usize, now: Instant, plan: &mut Plan) {
+        // Pending jobs, then jobs whose workers have not registered, then
+        // idle workers (retired gracefully), busy ones last.
         let rank = |r: &JobRecord| match (&r.state, r.workers.is_empty()) {
             (JobState::Pending, true) => 0,
             (_, true) => 1,
-            (_, false) => 2,
+            (_, false) if r.workers.iter().all(|w| w.running_tasks == 0) => 2,
+            (_, false) => 3,
         };
         let mut candidates: Vec<&mut JobRecord> =
             self.jobs.values_mut().filter(|r| r.counts()).collect();
+        // Among idle workers, the longest idle go first.
+        let idle_since = |r: &JobRecord| {
+            r.workers
+                .iter()
+                .map(|w| w.idle_since_ms.unwrap_or(u64::MAX))
+                .max()
+                .unwrap_or(u64::MAX)
+        };
         candidates.sort_by(|a, b| {
             rank(a)
                 .cmp(&rank(b))
+                .then(idle_since(a).cmp(&idle_since(b)))
                 .then(b.submitted_at.cmp(&a.submitted_at))
                 .then(b.job.cmp(&a.job))
         });
@@ -350,6 +362,21 @@ impl State {
                 plan.retire.extend(r.workers.iter().map(|w| w.id));
             }
         }
+    }
+
+    /// Jobs an adaptive pool may give up now: pending or unregistered ones,
+    /// and those whose workers have all been idle since before `idle_before_ms`.
+    pub fn removable_jobs(&self, idle_before_ms: u64) -> usize {
+        self.jobs
+            .values()
+            .filter(|r| r.counts())
+            .filter(|r| {
+                r.workers.is_empty()
+                    || r.workers.iter().all(|w| {
+                        w.running_tasks == 0 && w.idle_since_ms.is_some_and(|t| t <= idle_before_ms)
+                    })
+            })
+            .count()
     }
 
     /// Jobs Slurm may still run.
@@ -444,6 +471,8 @@ mod tests {
             registered_at_ms: 0,
             last_heartbeat_ms: 0,
             exit_reason: None,
+            running_tasks: 0,
+            idle_since_ms: Some(0),
         }
     }
 

@@ -315,6 +315,11 @@ impl Scheduler {
         done
     }
 
+    /// Cores asked for by ready and running tasks.
+    pub fn task_demand_cores(&self) -> u64 {
+        self.shared.registry().tasks.demand_cores()
+    }
+
     /// Asks every live worker to retire; returns how many were asked.
     pub fn retire_all(&self, reason: &str) -> usize {
         let n = self.shared.registry().retire_all(reason);

@@ -55,6 +55,8 @@ impl Registry {
             registered_at_ms: now,
             last_heartbeat_ms: now,
             exit_reason: None,
+            running_tasks: 0,
+            idle_since_ms: Some(now),
         };
         self.workers.insert(
             id,
@@ -112,7 +114,13 @@ impl Registry {
         }
         let (cores, end) = (entry.info.cores, entry.info.allocation_end);
         let tasks = self.tasks.assign(id, cores, end, unix_ms());
-        (!tasks.is_empty()).then_some(Instruction::Run { tasks })
+        if tasks.is_empty() {
+            return None;
+        }
+        if let Some(e) = self.workers.get_mut(&id) {
+            e.info.idle_since_ms = None;
+        }
+        Some(Instruction::Run { tasks })
     }
 
     /// Wakes the held polls of workers that may take a ready task.
@@ -131,6 +139,11 @@ impl Registry {
     /// made ready, the reporting worker first.
     pub(crate) fn complete(&mut self, id: WorkerId, done: Completion) -> bool {
         let changed = self.tasks.complete(id, done);
+        if self.tasks.running_on(id) == 0 {
+            if let Some(e) = self.workers.get_mut(&id) {
+                e.info.idle_since_ms.get_or_insert_with(unix_ms);
+            }
+        }
         if changed {
             if let Some(e) = self.workers.get(&id) {
                 e.wake.notify_one();
@@ -221,7 +234,15 @@ impl Registry {
 
     /// Every worker, ordered by id.
     pub(crate) fn list(&self) -> Vec<WorkerInfo> {
-        let mut v: Vec<WorkerInfo> = self.workers.values().map(|e| e.info.clone()).collect();
+        let mut v: Vec<WorkerInfo> = self
+            .workers
+            .values()
+            .map(|e| {
+                let mut info = e.info.clone();
+                info.running_tasks = self.tasks.running_on(info.id) as u32;
+                info
+            })
+            .collect();
         v.sort_by_key(|w| w.id);
         v
     }
