@@ -42,7 +42,8 @@ async fn the_seed_graph_gives_50_and_a_failure_fails_only_its_dependents() {
     };
     let _serial = exclusive().await;
     let logs = log_dir();
-    // 16 cores a worker: one per node, so the graph spreads over both.
+    // 16 cores a worker: one per node. (Which worker runs what is the
+    // scheduler's choice: one worker with free cores may take every ready task.)
     let cluster = pool("drover-seed", 2, 16, logs.path(), slurm).await;
     let client = cluster.client();
     let ids = client
@@ -59,10 +60,6 @@ async fn the_seed_graph_gives_50_and_a_failure_fails_only_its_dependents() {
         .unwrap();
     assert_eq!(total.state, TaskState::Succeeded, "{total:?}");
     assert_eq!(total.output.as_ref().unwrap().stdout.trim(), "50");
-    let mut workers: Vec<_> = done.iter().filter_map(|t| t.worker).collect();
-    workers.sort();
-    workers.dedup();
-    assert_eq!(workers.len(), 2, "both workers took part");
 
     // A failing task fails what depends on it, and nothing else.
     let mut broken = graph("examples/seed-graph.toml");
