@@ -254,19 +254,21 @@ impl SchedulerClient {
         every: Duration,
     ) -> Result<Vec<TaskInfo>, ClientError> {
         loop {
-            let counts = self.tasks(ids, true).await?.counts;
-            // The counts cover all tasks; with ids, look at those.
-            let done = match ids {
-                None => counts.waiting + counts.ready + counts.running == 0,
-                Some(_) => self
-                    .tasks(ids, false)
-                    .await?
-                    .tasks
-                    .iter()
-                    .all(|t| t.state.is_final()),
-            };
-            if done {
-                return Ok(self.tasks(ids, false).await?.tasks);
+            match ids {
+                // The listed tasks themselves tell whether they are over.
+                Some(_) => {
+                    let tasks = self.tasks(ids, false).await?.tasks;
+                    if tasks.iter().all(|t| t.state.is_final()) {
+                        return Ok(tasks);
+                    }
+                }
+                // For all tasks, the counts do; the list is fetched once, at the end.
+                None => {
+                    let c = self.tasks(None, true).await?.counts;
+                    if c.waiting + c.ready + c.running == 0 {
+                        return Ok(self.tasks(None, false).await?.tasks);
+                    }
+                }
             }
             tokio::time::sleep(every).await;
         }

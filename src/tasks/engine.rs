@@ -320,7 +320,7 @@ impl Engine {
         while let Some((id, why)) = stack.pop() {
             let name = self.describe(id);
             let t = self.get_mut(id).expect("exists");
-            if t.state.is_final() && t.state != TaskState::Running {
+            if t.state.is_final() {
                 continue;
             }
             t.state = TaskState::Failed;
