@@ -183,6 +183,10 @@ pub struct RegisterRequest {
     /// When its allocation ends (Unix seconds), if it knows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allocation_end: Option<u64>,
+    /// When it will stop taking tasks to leave before its time limit (Unix
+    /// milliseconds), if it will.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain_at_ms: Option<u64>,
     /// Its process id on the node.
     pub pid: u32,
 }
@@ -202,6 +206,7 @@ impl RegisterRequest {
             cores: 16,
             memory_bytes: 64 << 30,
             allocation_end: Some(2_000_000_000),
+            drain_at_ms: None,
             pid: 100_000 + i as u32,
         }
     }
@@ -300,6 +305,9 @@ pub struct WorkerInfo {
     pub memory_bytes: u64,
     /// End of its allocation (Unix seconds), if known.
     pub allocation_end: Option<u64>,
+    /// When it stops taking tasks to leave before its time limit (Unix ms).
+    #[serde(default)]
+    pub drain_at_ms: Option<u64>,
     /// State.
     pub state: WorkerState,
     /// Registration time (Unix milliseconds).
@@ -384,6 +392,9 @@ pub struct ClusterStatus {
     /// The adaptive range and its latest decision, when the pool adapts.
     #[serde(default)]
     pub adapt: Option<String>,
+    /// Why the last round submitted fewer jobs than needed (site limits).
+    #[serde(default)]
+    pub held_back: Option<String>,
 }
 
 /// Milliseconds since the Unix epoch.

@@ -118,6 +118,10 @@ pub fn worker_command(spec: &JobSpec) -> String {
         spec.processes.to_string(),
         "--death-timeout".into(),
         spec.death_timeout.to_string(),
+        "--walltime-margin".into(),
+        spec.walltime_margin.to_string(),
+        "--walltime-stagger".into(),
+        spec.walltime_stagger.to_string(),
     ]);
     if let Some(i) = &spec.interface {
         argv.extend(["--interface".into(), i.clone()]);
@@ -240,7 +244,13 @@ mod tests {
         assert!(pos("module load python") < pos("bin/drover worker"));
         assert!(pos("bin/drover worker") < pos("echo done"));
         assert!(
-            text.contains("/opt/drover/bin/drover worker --scheduler-file /shared/sched.json --cores 4 --memory 8GB --processes 1 --death-timeout 60s --interface ib0 --name 'a b'"),
+            text.contains("/opt/drover/bin/drover worker --scheduler-file /shared/sched.json --cores 4 --memory 8GB --processes 1 --death-timeout 60s --walltime-margin 60s --walltime-stagger 180s --interface ib0 --name 'a b' &"),
+            "{text}"
+        );
+        // Slurm's walltime signal reaches the batch shell only: it is passed on.
+        assert!(lines.contains(&"#SBATCH --signal=B:USR1@60"), "{text}");
+        assert!(
+            text.contains(r#"trap 'kill -USR1 "$drover_worker" 2>/dev/null' USR1"#),
             "{text}"
         );
         // Directives come before the first command, as sbatch requires.

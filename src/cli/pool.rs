@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use drover::cluster::{summarize, ClusterOptions, SlurmCluster};
+use drover::cluster::{summarize, ClusterOptions, Limits, SlurmCluster};
 use drover::config::{ConfigSources, JobOptions, Timeout};
 use drover::protocol::ClusterStatus;
 use drover::scheduler::Bind;
@@ -51,6 +51,19 @@ pub struct PoolArgs {
     /// With --adapt: retire workers idle this long, e.g. 30s or 5m (default 60s).
     #[arg(long, value_name = "TIME", help_heading = "Pool")]
     pub idle_timeout: Option<Timeout>,
+
+    /// Site limit: at most N of the pool's jobs pending in Slurm at once.
+    #[arg(long, value_name = "N", help_heading = "Pool")]
+    pub max_pending_jobs: Option<usize>,
+
+    /// Site limit: at most N jobs submitted in any minute.
+    #[arg(long, value_name = "N", help_heading = "Pool")]
+    pub max_submit_rate: Option<usize>,
+
+    /// Submit a replacement this long before a worker leaves for its time limit,
+    /// on top of the last observed start-up time (default 30s).
+    #[arg(long, value_name = "TIME", help_heading = "Pool")]
+    pub replace_lead: Option<Timeout>,
 }
 
 fn parse_adapt(s: &str) -> Result<(usize, usize), String> {
@@ -86,6 +99,21 @@ impl PoolArgs {
         if let Some(t) = self.idle_timeout {
             options.idle_timeout = t.duration();
         }
+        if let Some(t) = self.replace_lead {
+            options.replace_lead = t.duration();
+        }
+        for (flag, value) in [
+            ("--max-pending-jobs", self.max_pending_jobs),
+            ("--max-submit-rate", self.max_submit_rate),
+        ] {
+            if value == Some(0) {
+                anyhow::bail!("invalid value `0` for {flag}: it must be at least 1 (or left out for no limit)");
+            }
+        }
+        options.limits = Limits {
+            max_pending_jobs: self.max_pending_jobs,
+            max_submit_per_minute: self.max_submit_rate,
+        };
         let cluster = SlurmCluster::with_cli(spec, options, SlurmCli::new())
             .await
             .context("starting the cluster")?;

@@ -129,6 +129,9 @@ fn cluster_table(c: &ClusterStatus) -> String {
     if let Some(e) = &c.last_error {
         out.push_str(&format!("last error: {e}\n"));
     }
+    if let Some(h) = &c.held_back {
+        out.push_str(&format!("held back: {h}\n"));
+    }
     out.push_str(&format!("{t}\n"));
     out
 }

@@ -21,12 +21,13 @@ use crate::protocol::{ClusterStatus, JobStatus, StartupFailure, WorkerState};
 use crate::scheduler::{Bind, ControlRequest, Scheduler, SchedulerConfig, SchedulerError};
 use crate::script::ScriptError;
 use crate::slurm::{JobInfo, JobRef, JobState, Slurm, SlurmError, SubmitOptions};
+pub use state::Limits;
 use state::{describe_failure, Action, Plan, State};
 
 /// How a cluster runs. Intervals come from the environment where set, so
 /// tests can shorten them: `DROVER_POLL_INTERVAL`, `DROVER_RETRY_BACKOFF`,
 /// `DROVER_CLOSE_TIMEOUT`, `DROVER_IDLE_TIMEOUT`, `DROVER_ADAPT_COOLDOWN`
-/// (durations), `DROVER_MAX_STARTUP_FAILURES`.
+/// `DROVER_REPLACE_LEAD` (durations), `DROVER_MAX_STARTUP_FAILURES`.
 #[derive(Debug, Clone)]
 pub struct ClusterOptions {
     /// Where the embedded scheduler listens: an interface the compute nodes
@@ -54,6 +55,11 @@ pub struct ClusterOptions {
     pub idle_timeout: Duration,
     /// With `adapt`: how long to wait before reversing the direction of scaling.
     pub cooldown: Duration,
+    /// How long before a worker leaves for its job's time limit its
+    /// replacement is submitted, on top of the last observed start-up time.
+    pub replace_lead: Duration,
+    /// Site limits: pending jobs at once, submissions per minute.
+    pub limits: Limits,
 }
 
 fn env_duration(name: &str, default: Duration) -> Result<Duration, ClusterError> {
@@ -91,6 +97,8 @@ impl ClusterOptions {
             slurm_conf: std::env::var_os("SLURM_CONF").map(PathBuf::from),
             idle_timeout: env_duration("DROVER_IDLE_TIMEOUT", Duration::from_secs(60))?,
             cooldown: env_duration("DROVER_ADAPT_COOLDOWN", Duration::from_secs(15))?,
+            replace_lead: env_duration("DROVER_REPLACE_LEAD", Duration::from_secs(30))?,
+            limits: Limits::default(),
         })
     }
 }
@@ -296,14 +304,31 @@ impl Inner {
         }
     }
 
-    /// Submits `n` jobs: one array when allowed, else one by one.
+    /// Submits `n` jobs, keeping them off nodes that just lost their
+    /// workers; should Slurm refuse that, once more without.
     async fn submit(&self, n: usize) {
+        let exclude = self.state().excluded_nodes(Instant::now());
+        if !exclude.is_empty() {
+            tracing::info!(nodes = ?exclude, "keeping new jobs off nodes that lost their workers");
+        }
+        if self.submit_with(n, exclude.clone()).await.is_err() && !exclude.is_empty() {
+            tracing::warn!("Slurm refused the jobs with --exclude; submitting them anywhere");
+            self.state().suspect_nodes.clear();
+            let _ = self.submit_with(n, Vec::new()).await;
+        }
+    }
+
+    /// Submits `n` jobs: one array when allowed, else one by one. On a
+    /// refusal, returns it after booking it only when nothing was excluded.
+    async fn submit_with(&self, n: usize, exclude: Vec<String>) -> Result<(), SlurmError> {
+        let excluding = !exclude.is_empty();
         let now = Instant::now();
         let use_array =
             self.options.arrays && n > 1 && !self.arrays_refused.load(Ordering::Relaxed);
         if use_array {
             let options = SubmitOptions {
                 array: Some(n as u32),
+                exclude: exclude.clone(),
                 ..Default::default()
             };
             match self.slurm.submit(&self.script, &options).await {
@@ -311,35 +336,41 @@ impl Inner {
                     tracing::info!(array = %array, tasks = n, "submitted workers as a job array");
                     self.state()
                         .submitted((0..n as u32).map(|task| JobRef::Task { array, task }), now);
-                    return;
+                    return Ok(());
                 }
                 Err(e) if e.to_string().contains("rray") => {
                     tracing::warn!(error = %e, "job arrays refused; submitting one by one from now on");
                     self.arrays_refused.store(true, Ordering::Relaxed);
                 }
                 Err(e) => {
-                    self.state().submit_failed(&e.to_string());
-                    return;
+                    if !excluding {
+                        self.state().submit_failed(&e.to_string());
+                    }
+                    return Err(e);
                 }
             }
         }
-        for _ in 0..n {
-            match self
-                .slurm
-                .submit(&self.script, &SubmitOptions::default())
-                .await
-            {
+        let options = SubmitOptions {
+            exclude,
+            ..Default::default()
+        };
+        for i in 0..n {
+            match self.slurm.submit(&self.script, &options).await {
                 Ok(id) => {
                     tracing::info!(job = %id, "submitted worker job");
                     self.state().submitted([JobRef::Job(id)], now);
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "submission refused");
-                    self.state().submit_failed(&e.to_string());
-                    return;
+                    if !excluding || i > 0 {
+                        self.state().submit_failed(&e.to_string());
+                        return Ok(());
+                    }
+                    return Err(e);
                 }
             }
         }
+        Ok(())
     }
 
     fn failure_of(&self, job: JobRef) -> StartupFailure {
@@ -403,10 +434,14 @@ impl Inner {
                     exit_code: r.exit_code,
                     log: self.log_path(job_id, "out").display().to_string(),
                     workers,
-                    action: r.action.map(|a| match a {
-                        Action::Retiring => "retiring".to_string(),
-                        Action::Cancelling => "cancelling".to_string(),
-                    }),
+                    action: match r.action {
+                        Some(Action::Retiring) => Some("retiring".to_string()),
+                        Some(Action::Cancelling) => Some("cancelling".to_string()),
+                        None if r.expiring && r.state.is_active() => {
+                            Some("leaving before its time limit; replaced".to_string())
+                        }
+                        None => None,
+                    },
                 }
             })
             .collect();
@@ -421,6 +456,7 @@ impl Inner {
             stopped: st.stopped.clone(),
             last_error: st.last_error.clone(),
             failures: st.failures.clone(),
+            held_back: st.held_back.clone(),
             submitted: st.submitted,
             slurm_calls: (self.slurm_calls)(),
             log_directory: self.spec.log_directory.display().to_string(),
@@ -547,12 +583,15 @@ impl SlurmCluster {
         scheduler.write_scheduler_file(&scheduler_file)?;
         let script = crate::script::render(&spec)?;
         let control = scheduler.attach_control();
+        let mut books = State::new(
+            options.max_startup_failures,
+            options.retry_backoff,
+            options.poll_interval * 2 + Duration::from_secs(5),
+        );
+        books.replace_lead = options.replace_lead;
+        books.limits = options.limits;
         let inner = Arc::new(Inner {
-            state: Mutex::new(State::new(
-                options.max_startup_failures,
-                options.retry_backoff,
-                options.poll_interval * 2 + Duration::from_secs(5),
-            )),
+            state: Mutex::new(books),
             spec,
             script,
             slurm,

@@ -35,6 +35,9 @@ pub(crate) struct JobRecord {
     pub submitted_at: Instant,
     /// Whether its end has been accounted for.
     pub ended: bool,
+    /// Its workers leave soon for the time limit: it no longer counts, so
+    /// its replacement starts before they go.
+    pub expiring: bool,
 }
 
 impl JobRecord {
@@ -55,12 +58,13 @@ impl JobRecord {
             workers: Vec::new(),
             submitted_at: now,
             ended: false,
+            expiring: false,
         }
     }
 
     /// Still counted toward the pool: active in Slurm and not being removed.
     pub fn counts(&self) -> bool {
-        self.state.is_active() && self.action.is_none()
+        self.state.is_active() && self.action.is_none() && !self.expiring
     }
 }
 
@@ -93,6 +97,34 @@ pub(crate) struct State {
     /// How long a job may be missing from Slurm's listing before it is
     /// taken as gone (Slurm lists a new job at once; this is slack).
     pub vanish_grace: Duration,
+    /// How long before a worker leaves for its time limit its replacement
+    /// is submitted, on top of the last observed start-up time.
+    pub replace_lead: Duration,
+    /// The time from submission to registration of the latest job.
+    pub startup: Option<Duration>,
+    /// Site limits on submitting.
+    pub limits: Limits,
+    /// When recent jobs were submitted (for the rate limit).
+    pub recent_submits: std::collections::VecDeque<Instant>,
+    /// Why fewer jobs than needed were submitted in the last round.
+    pub held_back: Option<String>,
+    /// The limit last logged, so a lasting hold is logged once.
+    limits_logged: Option<String>,
+    /// Nodes that lately lost every worker they ran, and since when:
+    /// replacements keep off them for a while.
+    pub suspect_nodes: BTreeMap<String, Instant>,
+}
+
+/// How long replacements keep off a node that lost its workers.
+const SUSPECT_FOR: Duration = Duration::from_secs(300);
+
+/// Site limits on how a cluster submits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// At most this many of the cluster's jobs pending in Slurm at once.
+    pub max_pending_jobs: Option<usize>,
+    /// At most this many jobs submitted in any minute.
+    pub max_submit_per_minute: Option<usize>,
 }
 
 /// Keep at most this many ended jobs in the books.
@@ -120,6 +152,13 @@ impl State {
             submitted: 0,
             closing: false,
             vanish_grace,
+            replace_lead: Duration::from_secs(30),
+            startup: None,
+            limits: Limits::default(),
+            recent_submits: Default::default(),
+            held_back: None,
+            limits_logged: None,
+            suspect_nodes: BTreeMap::new(),
         }
     }
 
@@ -127,6 +166,7 @@ impl State {
     pub fn submitted(&mut self, jobs: impl IntoIterator<Item = JobRef>, now: Instant) {
         for job in jobs {
             self.submitted += 1;
+            self.recent_submits.push_back(now);
             self.jobs.insert(job, JobRecord::new(job, now));
         }
     }
@@ -143,7 +183,7 @@ impl State {
         if let Some(listing) = listing {
             self.observe(listing, now);
         }
-        self.match_workers(workers);
+        self.match_workers(workers, now);
         self.account_ends(&mut plan);
         self.prune();
         if self.closing {
@@ -157,6 +197,13 @@ impl State {
                 r.action = Some(Action::Cancelling);
                 r.action_at = Some(now);
                 plan.cancel.push(r.job);
+                if let Some(node) = r
+                    .node
+                    .clone()
+                    .or_else(|| r.workers.first().map(|w| w.hostname.clone()))
+                {
+                    self.suspect_nodes.insert(node, now);
+                }
             }
         }
         // Cancellations Slurm has not acted on are sent again.
@@ -172,15 +219,68 @@ impl State {
             }
         }
         let counting = self.jobs.values().filter(|r| r.counts()).count();
+        self.held_back = None;
         if counting > self.target_jobs {
             self.shrink(counting - self.target_jobs, now, &mut plan);
         } else if counting < self.target_jobs
             && self.stopped.is_none()
             && now >= self.next_submit_at
         {
-            plan.submit = self.target_jobs - counting;
+            plan.submit = self.allowed_submissions(self.target_jobs - counting, now);
         }
         plan
+    }
+
+    /// Nodes new jobs should keep off now: those that lost their workers
+    /// lately and have not run a live worker since.
+    pub fn excluded_nodes(&mut self, now: Instant) -> Vec<String> {
+        self.suspect_nodes
+            .retain(|_, since| now.duration_since(*since) < SUSPECT_FOR);
+        self.suspect_nodes.keys().cloned().collect()
+    }
+
+    /// How many of `wanted` new jobs the site limits allow now.
+    fn allowed_submissions(&mut self, wanted: usize, now: Instant) -> usize {
+        let mut allowed = wanted;
+        let mut why = Vec::new();
+        if let Some(max) = self.limits.max_pending_jobs {
+            let pending = self
+                .jobs
+                .values()
+                .filter(|r| r.state.is_active() && r.state == JobState::Pending)
+                .count();
+            if pending + allowed > max {
+                allowed = max.saturating_sub(pending);
+                why.push(format!("{pending} pending of at most {max}"));
+            }
+        }
+        if let Some(max) = self.limits.max_submit_per_minute {
+            while self
+                .recent_submits
+                .front()
+                .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(60))
+            {
+                self.recent_submits.pop_front();
+            }
+            let recent = self.recent_submits.len();
+            if recent + allowed > max {
+                allowed = max.saturating_sub(recent);
+                why.push(format!(
+                    "{recent} submitted in the last minute of at most {max}"
+                ));
+            }
+        }
+        if allowed < wanted {
+            let why = why.join(", ");
+            if self.limits_logged.as_deref() != Some(why.as_str()) {
+                tracing::info!(allowed, wanted, "site limits hold submissions back: {why}");
+                self.limits_logged = Some(why.clone());
+            }
+            self.held_back = Some(format!("submitting {allowed} of {wanted} jobs now: {why}"));
+        } else {
+            self.limits_logged = None;
+        }
+        allowed
     }
 
     /// Forgets the oldest ended jobs beyond `KEEP_ENDED`.
@@ -226,7 +326,7 @@ impl State {
         }
     }
 
-    fn match_workers(&mut self, workers: &[WorkerInfo]) {
+    fn match_workers(&mut self, workers: &[WorkerInfo], now: Instant) {
         for r in self.jobs.values_mut() {
             r.workers.clear();
         }
@@ -237,9 +337,32 @@ impl State {
                     r.registered = true;
                     // A worker came up: whatever failed before was not a crash loop.
                     self.consecutive_failures = 0;
+                    self.startup = Some(now.duration_since(r.submitted_at));
+                    // ...and its node works again.
+                    self.suspect_nodes.remove(&w.hostname);
+                    if let Some(node) = &r.node {
+                        self.suspect_nodes.remove(node);
+                    }
                 }
                 r.workers.push(w.clone());
             }
+        }
+        // Replace a job early enough that its replacement has started by
+        // the time its workers leave for the time limit.
+        let lead = self.replace_lead + self.startup.unwrap_or_default();
+        let horizon = crate::protocol::unix_ms() + lead.as_millis() as u64;
+        for r in self.jobs.values_mut() {
+            let live: Vec<&WorkerInfo> = r
+                .workers
+                .iter()
+                .filter(|w| w.state != WorkerState::Exited)
+                .collect();
+            r.expiring = r.expiring
+                || (!live.is_empty()
+                    && live.iter().all(|w| {
+                        w.state == WorkerState::Draining
+                            || w.drain_at_ms.is_some_and(|t| t <= horizon)
+                    }));
         }
     }
 
@@ -467,6 +590,7 @@ mod tests {
             cores: 1,
             memory_bytes: 1,
             allocation_end: None,
+            drain_at_ms: None,
             state,
             registered_at_ms: 0,
             last_heartbeat_ms: 0,
@@ -591,5 +715,104 @@ mod tests {
         assert_eq!(s.reconcile(Some(&[]), &[], later).submit, 3);
         s.submit_failed("sbatch: error: invalid partition specified: x");
         assert_eq!(s.consecutive_failures, 1);
+    }
+
+    #[test]
+    fn a_job_whose_workers_leave_soon_is_replaced_before_they_go() {
+        let mut s = state();
+        s.replace_lead = Duration::from_secs(20);
+        s.target_jobs = 2;
+        let t0 = Instant::now();
+        s.submitted([job(1), job(2)], t0);
+        let listing = [info(1, JobState::Running), info(2, JobState::Running)];
+        let now_ms = crate::protocol::unix_ms();
+        let mut far = worker(1, 1, WorkerState::Running);
+        far.drain_at_ms = Some(now_ms + 3_600_000);
+        let mut near = worker(2, 2, WorkerState::Running);
+        near.drain_at_ms = Some(now_ms + 10_000);
+        let plan = s.reconcile(Some(&listing), &[far.clone(), near.clone()], t0);
+        assert_eq!(
+            plan.submit, 1,
+            "the job leaving within the lead is replaced"
+        );
+        assert!(plan.cancel.is_empty() && plan.retire.is_empty(), "{plan:?}");
+        s.submitted([job(3)], t0);
+        let mut listing3 = listing.to_vec();
+        listing3.push(info(3, JobState::Pending));
+        let plan = s.reconcile(Some(&listing3), &[far.clone(), near], t0);
+        assert_eq!(
+            plan,
+            Plan::default(),
+            "one replacement, and the old job is left to drain"
+        );
+        // A worker that drains on Slurm's signal is replaced too.
+        let mut signalled = far;
+        signalled.state = WorkerState::Draining;
+        let plan = s.reconcile(Some(&listing3), &[signalled], t0);
+        assert_eq!(plan.submit, 1);
+    }
+
+    #[test]
+    fn site_limits_cap_pending_jobs_and_submissions_per_minute() {
+        let mut s = state();
+        s.limits = Limits {
+            max_pending_jobs: Some(3),
+            max_submit_per_minute: None,
+        };
+        s.target_jobs = 10;
+        let t0 = Instant::now();
+        assert_eq!(s.reconcile(Some(&[]), &[], t0).submit, 3);
+        s.submitted((1..=3).map(job), t0);
+        let mut listing: Vec<JobInfo> = (1..=3).map(|n| info(n, JobState::Pending)).collect();
+        assert_eq!(s.reconcile(Some(&listing), &[], t0).submit, 0);
+        assert!(s
+            .held_back
+            .as_deref()
+            .unwrap()
+            .contains("3 pending of at most 3"));
+        listing[0].state = JobState::Running;
+        assert_eq!(s.reconcile(Some(&listing), &[], t0).submit, 1);
+
+        let mut s = state();
+        s.limits = Limits {
+            max_pending_jobs: None,
+            max_submit_per_minute: Some(4),
+        };
+        s.target_jobs = 10;
+        let t0 = Instant::now();
+        assert_eq!(s.reconcile(Some(&[]), &[], t0).submit, 4);
+        s.submitted((1..=4).map(job), t0);
+        let listing: Vec<JobInfo> = (1..=4).map(|n| info(n, JobState::Running)).collect();
+        assert_eq!(
+            s.reconcile(Some(&listing), &[], t0 + Duration::from_secs(30))
+                .submit,
+            0
+        );
+        assert_eq!(
+            s.reconcile(Some(&listing), &[], t0 + Duration::from_secs(61))
+                .submit,
+            4,
+            "a minute later the rate allows more"
+        );
+    }
+
+    #[test]
+    fn a_job_of_several_workers_is_removable_only_when_all_are_idle() {
+        let mut s = state();
+        s.target_jobs = 1;
+        let t0 = Instant::now();
+        s.submitted([job(1)], t0);
+        let listing = [info(1, JobState::Running)];
+        let idle = worker(1, 1, WorkerState::Running);
+        let mut busy = worker(2, 1, WorkerState::Running);
+        busy.running_tasks = 1;
+        busy.idle_since_ms = None;
+        s.reconcile(Some(&listing), &[idle.clone(), busy], t0);
+        assert_eq!(s.removable_jobs(1_000), 0, "one busy process keeps the job");
+        let mut idle2 = worker(2, 1, WorkerState::Running);
+        idle2.idle_since_ms = Some(500);
+        s.reconcile(Some(&listing), &[idle, idle2], t0);
+        assert_eq!(s.removable_jobs(1_000), 1);
+        assert_eq!(s.removable_jobs(100), 0, "not idle long enough");
     }
 }

@@ -146,6 +146,14 @@ pub struct JobOptions {
     #[arg(long, value_name = "TIME", help_heading = "Worker job")]
     pub death_timeout: Option<Timeout>,
 
+    /// How long before the job's time limit a worker stops taking tasks and leaves, so its job ends COMPLETED, not TIMEOUT; Slurm also signals it then (--signal=B:USR1@MARGIN). 0 turns it off (default: a quarter of the walltime, at most 60 s).
+    #[arg(long, value_name = "TIME", help_heading = "Worker job")]
+    pub walltime_margin: Option<Timeout>,
+
+    /// Up to how much earlier still each worker leaves, spread by job, so a pool started at once does not end at once (default: a tenth of the walltime, at most 5 m).
+    #[arg(long, value_name = "TIME", help_heading = "Worker job")]
+    pub walltime_stagger: Option<Timeout>,
+
     /// The scheduler file workers join (default: $DROVER_SCHEDULER_FILE in the job's environment).
     #[arg(long, value_name = "FILE", help_heading = "Worker job")]
     pub scheduler_file: Option<PathBuf>,
@@ -190,7 +198,8 @@ impl JobOptions {
             cores, processes, memory, walltime, queue, account, interface, job_name,
             log_directory, local_directory, job_extra_directives, job_directives_skip,
             job_script_prologue, job_script_epilogue, job_cpu, job_mem, memory_directive,
-            gres, gpus, shebang, worker_extra_args, death_timeout, scheduler_file, template, drover_bin,
+            gres, gpus, shebang, worker_extra_args, death_timeout, walltime_margin,
+            walltime_stagger, scheduler_file, template, drover_bin,
         )
     }
 
@@ -244,6 +253,10 @@ impl JobOptions {
         worker_extra_args: Vec<String>,
         /// Sets the death timeout.
         death_timeout: Timeout,
+        /// Sets how long before the time limit workers leave.
+        walltime_margin: Timeout,
+        /// Sets the spread of the workers' leaving times.
+        walltime_stagger: Timeout,
         /// Sets the scheduler file workers join.
         scheduler_file: PathBuf,
         /// Sets a template file.

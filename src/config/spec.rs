@@ -14,6 +14,10 @@ const DEFAULT_JOB_NAME: &str = "drover-worker";
 const DEFAULT_LOG_DIRECTORY: &str = "drover-logs";
 const DEFAULT_SHEBANG: &str = "#!/usr/bin/env bash";
 const DEFAULT_DEATH_TIMEOUT: Duration = Duration::from_secs(60);
+/// The default walltime margin is a quarter of the walltime, at most this.
+const MAX_DEFAULT_MARGIN: Duration = Duration::from_secs(60);
+/// The default stagger is a tenth of the walltime, at most this.
+const MAX_DEFAULT_STAGGER: Duration = Duration::from_secs(300);
 const DEFAULT_WALLTIME_SECS: u64 = 30 * 60;
 const DEFAULT_MEMORY: Memory = Memory::from_mib(1024);
 
@@ -164,6 +168,10 @@ pub struct JobSpec {
     pub worker_extra_args: Vec<String>,
     /// How long a worker waits for an unreachable scheduler.
     pub death_timeout: Timeout,
+    /// How long before the time limit workers drain and leave (zero: never).
+    pub walltime_margin: Timeout,
+    /// Up to how much earlier still a worker leaves, spread by job.
+    pub walltime_stagger: Timeout,
     /// The scheduler file workers join, if not from the job's environment.
     pub scheduler_file: Option<PathBuf>,
     /// A user template, instead of the built-in one.
@@ -382,13 +390,27 @@ impl JobSpec {
                 .filter(|p| !p.to_string_lossy().contains(char::is_whitespace))
                 .unwrap_or_else(|| PathBuf::from("drover")),
         };
+        let walltime = o
+            .walltime
+            .unwrap_or(Walltime::from_secs(DEFAULT_WALLTIME_SECS).expect("positive"));
+        let limit = Duration::from_secs(walltime.as_secs());
+        let walltime_margin = o
+            .walltime_margin
+            .unwrap_or(Timeout::new((limit / 4).min(MAX_DEFAULT_MARGIN)));
+        let walltime_stagger = o
+            .walltime_stagger
+            .unwrap_or(Timeout::new((limit / 10).min(MAX_DEFAULT_STAGGER)));
+        if walltime_margin.duration() + walltime_stagger.duration() >= limit {
+            return Err(SpecError::Conflict(format!(
+                "walltime-margin = {walltime_margin} plus walltime-stagger = {walltime_stagger} \
+                 leaves no time of the walltime {walltime}; lower them or raise the walltime"
+            )));
+        }
         Ok(JobSpec {
             cores,
             processes,
             memory,
-            walltime: o
-                .walltime
-                .unwrap_or(Walltime::from_secs(DEFAULT_WALLTIME_SECS).expect("positive")),
+            walltime,
             queue,
             account,
             interface,
@@ -415,6 +437,8 @@ impl JobSpec {
             death_timeout: o
                 .death_timeout
                 .unwrap_or(Timeout::new(DEFAULT_DEATH_TIMEOUT)),
+            walltime_margin,
+            walltime_stagger,
             scheduler_file: o
                 .scheduler_file
                 .map(|p| path("scheduler-file", p))
@@ -465,6 +489,12 @@ impl JobSpec {
             MemoryDirective::None => {}
         }
         d.push(Directive::new("--time", self.walltime));
+        let margin = self.walltime_margin.duration();
+        if !margin.is_zero() {
+            // Slurm signals in whole seconds; round up so it comes no later.
+            let secs = margin.as_secs() + u64::from(margin.subsec_nanos() > 0);
+            d.push(Directive::new("--signal", format!("B:USR1@{secs}")));
+        }
         if let Some(g) = &self.gres {
             d.push(Directive::new("--gres", g));
         }

@@ -51,6 +51,7 @@ impl Registry {
             cores: req.cores,
             memory_bytes: req.memory_bytes,
             allocation_end: req.allocation_end,
+            drain_at_ms: req.drain_at_ms,
             state: WorkerState::Running,
             registered_at_ms: now,
             last_heartbeat_ms: now,

@@ -162,6 +162,9 @@ impl Slurm for SlurmCli {
         if let Some(n) = options.array {
             args.push(format!("--array=0-{}", n.saturating_sub(1)));
         }
+        if !options.exclude.is_empty() {
+            args.push(format!("--exclude={}", options.exclude.join(",")));
+        }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let stdout = self.run_ok("sbatch", &args, Some(script)).await?;
         stdout.parse().map_err(|_| SlurmError::Unexpected {

@@ -58,6 +58,9 @@ pub struct SubmitOptions {
     /// Submit as a job array of this many tasks (`--array=0-(n-1)`), each
     /// its own job with its own id and log.
     pub array: Option<u32>,
+    /// Nodes to keep the job off (`--exclude`), such as nodes that just
+    /// lost their workers.
+    pub exclude: Vec<String>,
 }
 
 /// Slurm's verdict on a script it was asked to check, not run.

@@ -2,6 +2,7 @@
 //! of its allocation, from Slurm's environment with the machine as fallback.
 
 use std::net::{IpAddr, UdpSocket};
+use std::time::Duration;
 
 use crate::config::Memory;
 use crate::protocol::{RegisterRequest, SlurmPlacement};
@@ -28,6 +29,26 @@ pub struct Identity {
     pub memory: Memory,
     /// End of the allocation, Unix seconds.
     pub allocation_end: Option<u64>,
+    /// When to stop taking tasks and leave, Unix milliseconds: the walltime
+    /// margin before the end, less this job's share of the stagger.
+    pub drain_at_ms: Option<u64>,
+}
+
+/// A fraction in [0, 1) that spreads jobs evenly whatever their ids:
+/// consecutive ids land far apart (Fibonacci hashing).
+fn spread(job: u64) -> f64 {
+    let h = job.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (h >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// When a worker whose allocation ends at `end_s` leaves: `margin` before
+/// the end, less `stagger` times the job's spread.
+pub fn drain_at_ms(end_s: u64, margin: Duration, stagger: Duration, job: u64) -> Option<u64> {
+    if margin.is_zero() {
+        return None;
+    }
+    let early = margin + stagger.mul_f64(spread(job));
+    Some((end_s * 1000).saturating_sub(early.as_millis() as u64))
 }
 
 fn env_u64(name: &str) -> Option<u64> {
@@ -105,7 +126,17 @@ impl Identity {
             (_, _, Some(job)) => allocation_end(JobRef::Job(JobId::new(job))).await,
             _ => None,
         };
+        let drain_at_ms = allocation_end.and_then(|end| {
+            let job = slurm.array_task_id.or(slurm.job_id).unwrap_or(0);
+            drain_at_ms(
+                end,
+                args.walltime_margin.duration(),
+                args.walltime_stagger.duration(),
+                job,
+            )
+        });
         Ok(Identity {
+            drain_at_ms,
             name,
             slurm,
             hostname,
@@ -141,6 +172,7 @@ impl Identity {
             cores: self.cores,
             memory_bytes: self.memory.bytes(),
             allocation_end: self.allocation_end,
+            drain_at_ms: self.drain_at_ms,
             pid: std::process::id(),
         }
     }
@@ -154,7 +186,14 @@ impl Identity {
         let ends = match self.allocation_end {
             Some(end) => {
                 let left = end.saturating_sub(crate::protocol::unix_ms() / 1000);
-                format!(", allocation ends in {left} s")
+                let leave = match self.drain_at_ms {
+                    Some(at) => format!(
+                        ", leaves {} s before",
+                        (end * 1000).saturating_sub(at) / 1000
+                    ),
+                    None => String::new(),
+                };
+                format!(", allocation ends in {left} s{leave}")
             }
             None => String::new(),
         };
@@ -178,5 +217,33 @@ async fn allocation_end(job: JobRef) -> Option<u64> {
             tracing::warn!(error = %e, "cannot learn when the allocation ends");
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drain_time_is_margin_plus_a_share_of_the_stagger() {
+        let (m, st) = (Duration::from_secs(30), Duration::from_secs(12));
+        let end = 1_000_000;
+        let times: Vec<u64> = (100..108)
+            .map(|j| drain_at_ms(end, m, st, j).unwrap())
+            .collect();
+        for t in &times {
+            assert!(*t <= end * 1000 - 30_000 && *t > end * 1000 - 42_000, "{t}");
+        }
+        // Consecutive jobs spread out rather than leaving together.
+        let spread = times.iter().max().unwrap() - times.iter().min().unwrap();
+        assert!(
+            spread > 6_000,
+            "8 consecutive jobs spread over only {spread} ms"
+        );
+        assert_eq!(drain_at_ms(end, Duration::ZERO, st, 1), None);
+        assert_eq!(
+            drain_at_ms(end, m, Duration::ZERO, 7),
+            Some(end * 1000 - 30_000)
+        );
     }
 }

@@ -44,6 +44,12 @@ pub struct WorkerArgs {
     /// How long to keep trying an unreachable scheduler before exiting.
     #[arg(long, value_name = "TIME", default_value = "60")]
     pub death_timeout: Timeout,
+    /// How long before the allocation's time limit to stop taking tasks and leave (0: never).
+    #[arg(long, value_name = "TIME", default_value = "60")]
+    pub walltime_margin: Timeout,
+    /// Up to how much earlier still to leave, spread by job id.
+    #[arg(long, value_name = "TIME", default_value = "0")]
+    pub walltime_stagger: Timeout,
     /// Interface whose address the worker registers with, e.g. ib0.
     #[arg(long, value_name = "IFACE")]
     pub interface: Option<String>,
@@ -84,6 +90,8 @@ pub enum AgentExit {
     Signalled(&'static str),
     /// The scheduler was unreachable for the whole death timeout.
     SchedulerGone(Duration),
+    /// It left before its allocation's time limit.
+    Walltime,
 }
 
 impl AgentExit {
@@ -110,6 +118,7 @@ pub async fn run(args: WorkerArgs) -> Result<Vec<AgentExit>, AgentError> {
     let client = SchedulerClient::from_file(&file);
     let identity = Identity::detect(&args, client.url()).await?;
     let death = args.death_timeout.duration();
+    let margin = args.walltime_margin.duration();
     let task_logs = args
         .local_directory
         .clone()
@@ -125,6 +134,7 @@ pub async fn run(args: WorkerArgs) -> Result<Vec<AgentExit>, AgentError> {
             client: client.clone(),
             me: identity.share(i, args.processes),
             death,
+            margin,
             task_logs: task_logs.clone(),
         };
         agents.spawn(agent.run());
@@ -141,6 +151,8 @@ struct Agent {
     client: SchedulerClient,
     me: Identity,
     death: Duration,
+    /// How long before the time limit it leaves.
+    margin: Duration,
     /// Where task logs go.
     task_logs: Option<PathBuf>,
 }
@@ -288,6 +300,29 @@ impl Agent {
         let mut retry = FIRST_RETRY;
         // Set once the worker takes no more tasks: why it will leave.
         let mut draining: Option<AgentExit> = None;
+        // Before the time limit: stop taking tasks at `drain_at`, and at
+        // `hand_back_at` stop the tasks still running (the scheduler gives
+        // them to other workers) so the job ends before Slurm kills it.
+        let at = |ms: u64| {
+            tokio::time::Instant::now()
+                + Duration::from_millis(ms.saturating_sub(crate::protocol::unix_ms()))
+        };
+        let drain_at = self.me.drain_at_ms.map(at);
+        let hand_back_at = match (drain_at, self.me.allocation_end) {
+            (Some(_), Some(end)) => {
+                let before = (self.margin / 3)
+                    .max(Duration::from_secs(1))
+                    .min(self.margin);
+                Some(at((end * 1000).saturating_sub(before.as_millis() as u64)))
+            }
+            _ => None,
+        };
+        let until = |t: Option<tokio::time::Instant>| async move {
+            match t {
+                Some(t) => tokio::time::sleep_until(t).await,
+                None => std::future::pending().await,
+            }
+        };
         loop {
             if let Some(exit) = &draining {
                 if work.running() == 0 {
@@ -329,6 +364,16 @@ impl Agent {
                 _ = int.recv() => {
                     work.stop().await;
                     return Ok(self.leave(registered, AgentExit::Signalled("SIGINT")).await);
+                }
+                _ = until(drain_at), if draining.is_none() => {
+                    tracing::info!(running = work.running(), "allocation ends soon: taking no more tasks");
+                    draining = Some(AgentExit::Walltime);
+                    continue;
+                }
+                _ = until(hand_back_at) => {
+                    tracing::info!(running = work.running(), "allocation ends: handing back the tasks still running");
+                    work.stop().await;
+                    return Ok(self.leave(registered, AgentExit::Walltime).await);
                 }
                 _ = usr1.recv() => {
                     tracing::info!(running = work.running(), "SIGUSR1: allocation ending; taking no more tasks");
@@ -433,6 +478,7 @@ pub fn describe_exit(exit: &AgentExit) -> String {
     match exit {
         AgentExit::Retired(reason) => format!("retired by the scheduler ({reason})"),
         AgentExit::Signalled("SIGUSR1") => "drained on SIGUSR1 (allocation ending)".into(),
+        AgentExit::Walltime => "left before the allocation's time limit (walltime margin)".into(),
         AgentExit::Signalled(sig) => format!("stopped by {sig}"),
         AgentExit::SchedulerGone(d) => format!(
             "scheduler unreachable for {:.1} s (death timeout), so this allocation is not left burning",

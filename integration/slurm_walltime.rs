@@ -1,0 +1,325 @@
+//! Pools that outlive their allocations, on the real local Slurm: workers
+//! leave before their time limit and are replaced early, and a node whose
+//! slurmd dies has its jobs replaced on the other node.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{
+    exclusive, local_slurm, log_dir, show_job, slurm_cmd, test_cluster_options, test_job, unique,
+    CancelOnDrop,
+};
+use drover::cluster::SlurmCluster;
+use drover::protocol::WorkerState;
+use drover::slurm::JobId;
+use drover::tasks::{TaskId, TaskSpec, TaskState};
+
+/// Workers heartbeat every second, so a dead node's workers are lost in 3 s.
+fn fast_heartbeats() {
+    std::env::set_var("DROVER_HEARTBEAT_INTERVAL", "1s");
+    std::env::set_var("DROVER_MISSED_HEARTBEATS", "3");
+}
+
+/// Workers taking tasks (registered, neither draining nor retiring).
+fn taking_tasks(cluster: &SlurmCluster) -> usize {
+    cluster
+        .scheduler()
+        .workers()
+        .iter()
+        .filter(|w| w.state == WorkerState::Running)
+        .count()
+}
+
+fn sleep_task(seconds: u32, i: usize) -> TaskSpec {
+    TaskSpec {
+        argv: vec![
+            "sh".into(),
+            "-c".into(),
+            format!("sleep {seconds}; echo task {i}"),
+        ],
+        cores: 1,
+        ..Default::default()
+    }
+}
+
+/// Waits until none of `ids` is still queued, then returns each one's final
+/// state as `scontrol` reports it.
+async fn final_states(ids: &BTreeSet<u64>) -> Vec<(u64, String)> {
+    let start = Instant::now();
+    loop {
+        let states: Vec<(u64, String)> = ids
+            .iter()
+            .map(|&id| {
+                let job = show_job(JobId::new(id));
+                (id, job.get("JobState").cloned().unwrap_or_default())
+            })
+            .collect();
+        if states.iter().all(|(_, s)| {
+            !matches!(
+                s.as_str(),
+                "PENDING" | "RUNNING" | "COMPLETING" | "CONFIGURING"
+            )
+        }) {
+            return states;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "jobs still active a minute after close: {states:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_steady_stream_crosses_a_two_minute_walltime_without_losing_a_task() {
+    let Some(slurm) = local_slurm("a_steady_stream_crosses_a_two_minute_walltime") else {
+        return;
+    };
+    let _serial = exclusive().await;
+    fast_heartbeats();
+    let logs = log_dir();
+    let mut options = test_cluster_options();
+    options.replace_lead = Duration::from_secs(15);
+    let spec = test_job("drover-walltime", 1, logs.path())
+        .walltime("00:02:00".parse::<drover::config::Walltime>().unwrap())
+        .walltime_margin("30s".parse::<drover::config::Timeout>().unwrap())
+        .build()
+        .unwrap();
+    assert!(
+        spec.directives()
+            .iter()
+            .any(|d| d.option == "--signal" && d.value.as_deref() == Some("B:USR1@30")),
+        "jobs ask Slurm for the warning signal: {:?}",
+        spec.directives()
+    );
+    let cluster = SlurmCluster::with_cli(spec, options, slurm).await.unwrap();
+    cluster.scale(4);
+    cluster
+        .wait_for_workers(4, Duration::from_secs(60))
+        .await
+        .unwrap();
+
+    // One 3-second task a second for 150 s: the first jobs' workers leave
+    // 78-90 s in (2 min minus the 30 s margin and up to 12 s of stagger).
+    let client = cluster.client();
+    let start = Instant::now();
+    let mut next_submit = start;
+    let mut ids: Vec<TaskId> = Vec::new();
+    let mut jobs = BTreeSet::new();
+    let mut below_since: Option<Instant> = None;
+    let mut longest_below = Duration::ZERO;
+    let mut most_taking = 0;
+    while start.elapsed() < Duration::from_secs(150) {
+        if Instant::now() >= next_submit {
+            let i = ids.len();
+            ids.extend(client.submit(&[sleep_task(3, i)]).await.unwrap());
+            next_submit += Duration::from_secs(1);
+        }
+        let taking = taking_tasks(&cluster);
+        most_taking = most_taking.max(taking);
+        match (taking < 4, below_since) {
+            (true, None) => below_since = Some(Instant::now()),
+            (false, Some(since)) => {
+                longest_below = longest_below.max(since.elapsed());
+                below_since = None;
+            }
+            _ => {}
+        }
+        jobs.extend(cluster.status().jobs.iter().filter_map(|j| j.job_id));
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    if let Some(since) = below_since {
+        longest_below = longest_below.max(since.elapsed());
+    }
+
+    let done = client
+        .wait_tasks(Some(&ids), Duration::from_millis(200))
+        .await
+        .unwrap();
+    assert_eq!(done.len(), ids.len());
+    let failed: Vec<_> = done
+        .iter()
+        .filter(|t| t.state != TaskState::Succeeded)
+        .collect();
+    assert!(failed.is_empty(), "every task succeeds: {failed:?}");
+    let status = cluster.status();
+    eprintln!(
+        "walltime stream: {} tasks, {} jobs submitted, longest stretch below 4 workers taking tasks: {:.1} s",
+        ids.len(),
+        status.submitted,
+        longest_below.as_secs_f64()
+    );
+    assert!(
+        status.submitted >= 8,
+        "every first job was replaced before its time limit: {status:?}"
+    );
+    assert!(
+        most_taking <= 8,
+        "replacements never pile up: {most_taking}"
+    );
+    assert!(
+        longest_below < Duration::from_secs(10),
+        "the pool stayed below 4 workers for {longest_below:?}, longer than a replacement takes to start"
+    );
+
+    cluster.close().await.unwrap();
+    let states = final_states(&jobs).await;
+    assert!(jobs.len() >= 8, "{states:?}");
+    assert!(
+        states.iter().all(|(_, s)| s == "COMPLETED"),
+        "every job ends COMPLETED, none TIMEOUT: {states:?}"
+    );
+}
+
+/// Brings a killed node back, whatever happens in the test.
+struct ReviveNode(u32);
+
+impl Drop for ReviveNode {
+    fn drop(&mut self) {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/slurm/local-cluster");
+        let out = Command::new("timeout")
+            .args(["180", script, "revive-node", &self.0.to_string()])
+            .output();
+        if let Ok(out) = out {
+            if !out.status.success() {
+                eprintln!(
+                    "revive-node {} failed: {}",
+                    self.0,
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_node_has_its_jobs_replaced_on_the_other_and_tasks_finish() {
+    let Some(slurm) = local_slurm("a_dead_node_has_its_jobs_replaced") else {
+        return;
+    };
+    let _serial = exclusive().await;
+    fast_heartbeats();
+    let logs = log_dir();
+
+    // A filler holds 12 of node1's 16 cores, so 4 jobs of 2 cores spread
+    // over both nodes.
+    let filler = slurm_cmd(
+        "sbatch",
+        &[
+            "--parsable",
+            "-J",
+            &unique("drover-filler"),
+            "-w",
+            "node1",
+            "-c",
+            "12",
+            "-o",
+            "/dev/null",
+            "--wrap",
+            "sleep 600",
+        ],
+    );
+    let filler: u64 = filler.trim().split(';').next().unwrap().parse().unwrap();
+    let _filler_guard = CancelOnDrop(JobId::new(filler));
+    common::wait_for_state(JobId::new(filler), "RUNNING", Duration::from_secs(30)).await;
+
+    let spec = test_job("drover-nodefail", 2, logs.path()).build().unwrap();
+    let cluster = SlurmCluster::with_cli(spec, test_cluster_options(), slurm)
+        .await
+        .unwrap();
+    cluster.scale(4);
+    cluster
+        .wait_for_workers(4, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let on_node2: Vec<String> = cluster
+        .status()
+        .jobs
+        .iter()
+        .filter(|j| j.node.as_deref() == Some("node2"))
+        .map(|j| j.job.clone())
+        .collect();
+    assert!(
+        on_node2.len() >= 2,
+        "the pool spreads over both nodes: {:?}",
+        cluster.status().jobs
+    );
+
+    // Eight 20-second tasks: every worker runs some when node2 dies.
+    let client = cluster.client();
+    let tasks: Vec<TaskSpec> = (0..8).map(|i| sleep_task(20, i)).collect();
+    let ids = client.submit(&tasks).await.unwrap();
+    let start = Instant::now();
+    while cluster.scheduler().task_demand_cores() > 0
+        && cluster
+            .scheduler()
+            .workers()
+            .iter()
+            .any(|w| w.running_tasks == 0)
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "tasks never started"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    slurm_cmd("scancel", &[&filler.to_string()]);
+
+    let _revive = ReviveNode(2);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/slurm/local-cluster");
+    let out = Command::new("timeout")
+        .args(["60", script, "kill-node", "2"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "kill-node: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let done = tokio::time::timeout(
+        Duration::from_secs(150),
+        client.wait_tasks(Some(&ids), Duration::from_millis(200)),
+    )
+    .await
+    .expect("the tasks finish within 150 s of the node's death")
+    .unwrap();
+    let failed: Vec<_> = done
+        .iter()
+        .filter(|t| t.state != TaskState::Succeeded)
+        .collect();
+    assert!(failed.is_empty(), "every task succeeds: {failed:?}");
+
+    // The pool is back to 4 workers, every one of them on node1.
+    let start = Instant::now();
+    loop {
+        let status = cluster.status();
+        let running_on_node1 = status
+            .jobs
+            .iter()
+            .filter(|j| {
+                j.state == "RUNNING"
+                    && j.node.as_deref() == Some("node1")
+                    && j.workers.iter().any(|w| w.state == WorkerState::Running)
+            })
+            .count();
+        if running_on_node1 == 4 && taking_tasks(&cluster) == 4 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the pool did not come back on node1: {:?}",
+            status.jobs
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let status = cluster.status();
+    assert!(
+        status.submitted >= 4 + on_node2.len() as u64,
+        "node2's jobs were replaced: {status:?}"
+    );
+    let _ = cluster.close().await;
+}
