@@ -217,3 +217,41 @@ fn a_bad_adaptive_range_is_a_usage_error() {
         assert!(stderr(&out).contains("MIN:MAX"), "{}", stderr(&out));
     }
 }
+
+#[test]
+fn dask_pool_flags_that_cannot_work_are_usage_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = drover(
+        &[
+            "run",
+            "--kind",
+            "dask",
+            "--adapt",
+            "0:4",
+            "--interface",
+            "lo",
+            "--",
+            "true",
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--adapt is not supported with --kind dask"));
+    let out = drover(
+        &[
+            "run",
+            "--dask-scheduler-file",
+            "x.json",
+            "--interface",
+            "lo",
+            "--",
+            "true",
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--dask-scheduler-file needs --kind dask"));
+    let out = drover(&["job-script", "--kind", "snake"], dir.path());
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("native, dask"), "{}", stderr(&out));
+}

@@ -205,6 +205,7 @@ async fn an_agent_whose_scheduler_never_answers_exits_after_its_death_timeout() 
         token: Token::generate(),
         pid: 1,
         started_at: 0,
+        dask: None,
     }
     .write(&file)
     .unwrap();

@@ -5,11 +5,13 @@
 //! [`scheduler`] ↔ [`worker`] (the control plane: workers in each job
 //! register with the scheduler over [`protocol`], using [`client`]).
 //! [`cluster`] ties them together: a pool of worker jobs scaled up and down.
-//! [`net`] finds interface addresses.
+//! [`net`] finds interface addresses; [`dask`] runs real Dask workers in
+//! a pool's jobs.
 
 pub mod client;
 pub mod cluster;
 pub mod config;
+pub mod dask;
 pub mod net;
 pub mod protocol;
 pub mod scheduler;

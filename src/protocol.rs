@@ -189,6 +189,10 @@ pub struct RegisterRequest {
     pub drain_at_ms: Option<u64>,
     /// Its process id on the node.
     pub pid: u32,
+    /// What it runs: drover tasks, or a Dask worker it supervises (which
+    /// takes its work from Dask, never from drover's task queue).
+    #[serde(default)]
+    pub kind: crate::config::WorkerKind,
 }
 
 impl RegisterRequest {
@@ -208,6 +212,7 @@ impl RegisterRequest {
             allocation_end: Some(2_000_000_000),
             drain_at_ms: None,
             pid: 100_000 + i as u32,
+            kind: Default::default(),
         }
     }
 }
@@ -322,6 +327,9 @@ pub struct WorkerInfo {
     /// Since when it has run no task (Unix milliseconds); `None` while busy.
     #[serde(default)]
     pub idle_since_ms: Option<u64>,
+    /// What it runs.
+    #[serde(default)]
+    pub kind: crate::config::WorkerKind,
 }
 
 /// One worker job of a cluster, as Slurm and the scheduler see it.
@@ -375,6 +383,9 @@ pub struct ClusterStatus {
     pub processes: u32,
     /// Live registered workers.
     pub registered: usize,
+    /// The Dask scheduler of a `dask` pool, and how many workers it sees.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dask: Option<DaskStatus>,
     /// Its jobs that Slurm still shows, or that ended recently.
     pub jobs: Vec<JobStatus>,
     /// Set when the cluster stopped submitting after repeated start-up failures.
@@ -419,6 +430,34 @@ pub struct SchedulerFile {
     pub pid: u32,
     /// When it started (Unix seconds).
     pub started_at: u64,
+    /// The Dask scheduler of a `dask` pool, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dask: Option<DaskEndpoint>,
+}
+
+/// A `dask` pool's Dask scheduler in a status report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DaskStatus {
+    /// Its comm address.
+    pub address: String,
+    /// Its HTTP base URL.
+    pub http: String,
+    /// Dask's scheduler file.
+    pub scheduler_file: String,
+    /// Workers registered with it at the last look, if it answered.
+    pub workers: Option<usize>,
+}
+
+/// Where a pool's Dask scheduler listens: what Dask workers and clients
+/// connect to, and the HTTP endpoint drover reads it through.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DaskEndpoint {
+    /// Its comm address, e.g. `tcp://10.77.0.1:8786` (`DASK_SCHEDULER_ADDRESS`).
+    pub address: String,
+    /// Its HTTP base URL, e.g. `http://10.77.0.1:8787`.
+    pub http: String,
+    /// Dask's own scheduler file, for `Client(scheduler_file=...)`.
+    pub scheduler_file: PathBuf,
 }
 
 /// A scheduler file that cannot be used.
@@ -530,6 +569,11 @@ mod tests {
             token: Token::generate(),
             pid: 1,
             started_at: 2,
+            dask: Some(DaskEndpoint {
+                address: "tcp://127.0.0.1:2".into(),
+                http: "http://127.0.0.1:3".into(),
+                scheduler_file: "/tmp/dask.json".into(),
+            }),
         };
         file.write(&path).unwrap();
         assert_eq!(SchedulerFile::read(&path).unwrap(), file);

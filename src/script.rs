@@ -129,6 +129,17 @@ pub fn worker_command(spec: &JobSpec) -> String {
     if let Some(d) = &spec.local_directory {
         argv.extend(["--local-directory".into(), d.display().to_string()]);
     }
+    if spec.kind == crate::config::WorkerKind::Dask {
+        argv.extend([
+            "--kind".into(),
+            "dask".into(),
+            "--python".into(),
+            spec.python.display().to_string(),
+        ]);
+    }
+    if !spec.worker_extra_args.is_empty() {
+        argv.push("--".into());
+    }
     argv.extend(spec.worker_extra_args.iter().cloned());
     argv.iter()
         .map(|a| {
@@ -244,7 +255,7 @@ mod tests {
         assert!(pos("module load python") < pos("bin/drover worker"));
         assert!(pos("bin/drover worker") < pos("echo done"));
         assert!(
-            text.contains("/opt/drover/bin/drover worker --scheduler-file /shared/sched.json --cores 4 --memory 8GB --processes 1 --death-timeout 60s --walltime-margin 60s --walltime-stagger 180s --interface ib0 --name 'a b' &"),
+            text.contains("/opt/drover/bin/drover worker --scheduler-file /shared/sched.json --cores 4 --memory 8GB --processes 1 --death-timeout 60s --walltime-margin 60s --walltime-stagger 180s --interface ib0 -- --name 'a b' &"),
             "{text}"
         );
         // Slurm's walltime signal reaches the batch shell only: it is passed on.
@@ -258,6 +269,22 @@ mod tests {
         assert!(lines[first_command..]
             .iter()
             .all(|l| !l.starts_with("#SBATCH")));
+    }
+
+    #[test]
+    fn dask_jobs_run_the_agent_as_a_dask_supervisor() {
+        let spec = JobOptions::new()
+            .kind(crate::config::WorkerKind::Dask)
+            .python("/venvs/dask/bin/python")
+            .interface("ib0")
+            .drover_bin("/opt/drover/bin/drover")
+            .build()
+            .unwrap();
+        let text = render(&spec).unwrap();
+        assert!(
+            text.contains("--interface ib0 --kind dask --python /venvs/dask/bin/python &"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! - scale(0) from 32 until no job of the cluster is left in `squeue`;
 //! - Slurm commands per minute while holding 8 and 32 workers steady;
 //! - the same scale-up with dask-jobqueue's SLURMCluster, when
-//!   `integration/bench/setup-python` has made its environment.
+//!   `slurm/python-env` has made its environment.
 //!
 //! Start latency on Slurm is bimodal (its scheduling cycle), so each
 //! measurement is repeated and medians are compared.
@@ -221,7 +221,7 @@ async fn run(sizes: &Sizes, conf: &str, measuring: bool) {
     }
     cluster.close().await.unwrap();
 
-    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-venv/bin/python");
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/python-venv/bin/python");
     let script =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("integration/bench/dask_jobqueue_scale.py");
     if !measuring {
@@ -261,8 +261,6 @@ async fn run(sizes: &Sizes, conf: &str, measuring: bool) {
             );
         }
     } else {
-        println!(
-            "dask-jobqueue reference not run: create its environment with integration/bench/setup-python"
-        );
+        println!("dask-jobqueue reference not run: create its environment with slurm/python-env");
     }
 }

@@ -48,6 +48,13 @@ async fn up(config: Option<PathBuf>, args: UpArgs) -> anyhow::Result<ExitCode> {
         cluster.job_name()
     );
     println!("export DROVER_SCHEDULER_FILE={file}");
+    if let Some(d) = cluster.dask() {
+        println!("export DASK_SCHEDULER_ADDRESS={}", d.address);
+        println!(
+            "export DROVER_DASK_SCHEDULER_FILE={}",
+            d.scheduler_file.display()
+        );
+    }
     args.pool.bring_up(&cluster).await?;
     println!("ready: drover status --scheduler-file {file}");
     let mut term = signal(SignalKind::terminate())?;
@@ -120,6 +127,15 @@ async fn detach(config: Option<PathBuf>, args: UpArgs) -> anyhow::Result<ExitCod
         log.display()
     );
     println!("export DROVER_SCHEDULER_FILE={}", file.display());
+    if let Ok(f) = drover::protocol::SchedulerFile::read(&file) {
+        if let Some(d) = f.dask {
+            println!("export DASK_SCHEDULER_ADDRESS={}", d.address);
+            println!(
+                "export DROVER_DASK_SCHEDULER_FILE={}",
+                d.scheduler_file.display()
+            );
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -116,7 +116,23 @@ pub fn exit_code(e: &anyhow::Error) -> ExitCode {
                         | AgentError::Interface(_)
                         | AgentError::NoProcesses
                         | AgentError::SchedulerFile(_)
+                        | AgentError::NoDaskScheduler(_)
+                        | AgentError::DaskSpawn { .. }
                 )
+            )
+            || matches!(
+                c.downcast_ref::<drover::dask::DaskError>(),
+                Some(
+                    drover::dask::DaskError::Spawn { .. }
+                        | drover::dask::DaskError::SchedulerFile { .. }
+                )
+            )
+            || matches!(
+                c.downcast_ref::<drover::cluster::ClusterError>(),
+                Some(drover::cluster::ClusterError::Dask(
+                    drover::dask::DaskError::Spawn { .. }
+                        | drover::dask::DaskError::SchedulerFile { .. }
+                ))
             )
             || c.downcast_ref::<drover::protocol::SchedulerFileError>()
                 .is_some()

@@ -64,6 +64,11 @@ pub struct PoolArgs {
     /// on top of the last observed start-up time (default 30s).
     #[arg(long, value_name = "TIME", help_heading = "Pool")]
     pub replace_lead: Option<Timeout>,
+
+    /// With --kind dask: attach to this running Dask scheduler (its scheduler file;
+    /// it must serve HTTP) instead of starting one.
+    #[arg(long, value_name = "FILE", help_heading = "Pool")]
+    pub dask_scheduler_file: Option<PathBuf>,
 }
 
 fn parse_adapt(s: &str) -> Result<(usize, usize), String> {
@@ -102,6 +107,23 @@ impl PoolArgs {
         if let Some(t) = self.replace_lead {
             options.replace_lead = t.duration();
         }
+        if self.adapt.is_some() && spec.kind == drover::config::WorkerKind::Dask {
+            return Err(drover::config::SpecError::Conflict(
+                "--adapt is not supported with --kind dask yet (drover sizes adaptive pools from its own \
+                 task queue, which Dask does not use); give --workers N"
+                    .into(),
+            )
+            .into());
+        }
+        if let Some(f) = &self.dask_scheduler_file {
+            if spec.kind != drover::config::WorkerKind::Dask {
+                return Err(drover::config::SpecError::Conflict(
+                    "--dask-scheduler-file needs --kind dask".into(),
+                )
+                .into());
+            }
+            options.dask_scheduler_file = Some(f.clone());
+        }
         for (flag, value) in [
             ("--max-pending-jobs", self.max_pending_jobs),
             ("--max-submit-rate", self.max_submit_rate),
@@ -123,8 +145,12 @@ impl PoolArgs {
 
 /// One line about where the pool is.
 pub fn progress_line(s: &ClusterStatus, wanted: usize) -> String {
+    let dask = match &s.dask {
+        Some(d) => format!(" ({} with Dask)", d.workers.unwrap_or(0)),
+        None => String::new(),
+    };
     format!(
-        "{} of {wanted} workers registered; jobs: {}",
+        "{} of {wanted} workers registered{dask}; jobs: {}",
         s.registered,
         summarize(s)
     )

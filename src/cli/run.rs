@@ -29,12 +29,19 @@ pub async fn run(config: Option<PathBuf>, args: RunArgs) -> anyhow::Result<ExitC
         _ = term.recv() => { cluster.close().await?; return Ok(ExitCode::from(143)); }
         _ = int.recv() => { cluster.close().await?; return Ok(ExitCode::from(130)); }
     }
-    let mut child = tokio::process::Command::new(&args.command[0])
+    let mut command = tokio::process::Command::new(&args.command[0]);
+    command
         .args(&args.command[1..])
         .env("DROVER_SCHEDULER_FILE", cluster.scheduler_file())
         .env("DROVER_SCHEDULER_ADDRESS", cluster.address())
-        .env("DROVER_CLUSTER_ID", cluster.cluster_id())
-        .spawn();
+        .env("DROVER_CLUSTER_ID", cluster.cluster_id());
+    // A Dask driver's `Client()` connects through Dask's own config variable.
+    if let Some(d) = cluster.dask() {
+        command
+            .env("DASK_SCHEDULER_ADDRESS", &d.address)
+            .env("DROVER_DASK_SCHEDULER_FILE", &d.scheduler_file);
+    }
+    let mut child = command.spawn();
     let status = match &mut child {
         Err(e) => {
             cluster.close().await?;

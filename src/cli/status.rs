@@ -132,6 +132,16 @@ fn cluster_table(c: &ClusterStatus) -> String {
     if let Some(h) = &c.held_back {
         out.push_str(&format!("held back: {h}\n"));
     }
+    if let Some(d) = &c.dask {
+        let seen = d
+            .workers
+            .map(|n| format!("{n} Dask workers registered"))
+            .unwrap_or_else(|| "not answering".into());
+        out.push_str(&format!(
+            "dask scheduler {} ({}): {seen}; scheduler file {}\n",
+            d.address, d.http, d.scheduler_file
+        ));
+    }
     out.push_str(&format!("{t}\n"));
     out
 }

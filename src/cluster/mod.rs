@@ -16,8 +16,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
-use crate::config::{Directive, JobSpec, Memory, SpecError, Timeout};
-use crate::protocol::{ClusterStatus, JobStatus, StartupFailure, WorkerState};
+use crate::config::{Directive, JobSpec, Memory, SpecError, Timeout, WorkerKind};
+use crate::dask::{DaskApi, DaskBind, DaskScheduler};
+use crate::protocol::{ClusterStatus, DaskEndpoint, JobStatus, StartupFailure, WorkerState};
 use crate::scheduler::{Bind, ControlRequest, Scheduler, SchedulerConfig, SchedulerError};
 use crate::script::ScriptError;
 use crate::slurm::{JobInfo, JobRef, JobState, Slurm, SlurmError, SubmitOptions};
@@ -60,6 +61,12 @@ pub struct ClusterOptions {
     pub replace_lead: Duration,
     /// Site limits: pending jobs at once, submissions per minute.
     pub limits: Limits,
+    /// For `dask` pools: an existing Dask scheduler to attach to (its
+    /// scheduler file, served with an HTTP dashboard address), instead of
+    /// starting one.
+    pub dask_scheduler_file: Option<PathBuf>,
+    /// For `dask` pools: how long the Dask scheduler may take to start.
+    pub dask_start_timeout: Duration,
 }
 
 fn env_duration(name: &str, default: Duration) -> Result<Duration, ClusterError> {
@@ -99,6 +106,8 @@ impl ClusterOptions {
             cooldown: env_duration("DROVER_ADAPT_COOLDOWN", Duration::from_secs(15))?,
             replace_lead: env_duration("DROVER_REPLACE_LEAD", Duration::from_secs(30))?,
             limits: Limits::default(),
+            dask_scheduler_file: None,
+            dask_start_timeout: env_duration("DROVER_DASK_START_TIMEOUT", Duration::from_secs(60))?,
         })
     }
 }
@@ -121,6 +130,9 @@ pub enum ClusterError {
     /// Slurm refused.
     #[error(transparent)]
     Slurm(#[from] SlurmError),
+    /// The Dask scheduler could not be started or reached.
+    #[error(transparent)]
+    Dask(#[from] crate::dask::DaskError),
     /// A worker job ended before its worker registered.
     #[error("{}; last lines of its log:\n{}", describe_failure(.0), .0.log_tail)]
     StartupFailed(StartupFailure),
@@ -171,6 +183,42 @@ struct Inner {
     arrays_refused: AtomicBool,
     /// Set while the pool sizes itself to the work.
     adapt: Mutex<Option<Adaptive>>,
+    /// The Dask side of a `dask` pool.
+    dask: Option<DaskPool>,
+}
+
+/// A `dask` pool's Dask scheduler and what it last said.
+struct DaskPool {
+    endpoint: DaskEndpoint,
+    api: DaskApi,
+    /// The scheduler process, when this pool started it.
+    process: tokio::sync::Mutex<Option<DaskScheduler>>,
+    /// Dask workers at the last look.
+    seen: Mutex<Option<Vec<crate::dask::DaskWorker>>>,
+}
+
+impl DaskPool {
+    /// Asks the Dask scheduler who is registered; remembers the answer.
+    async fn refresh(&self) -> Option<usize> {
+        let workers = match self.api.workers().await {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the Dask scheduler's workers");
+                None
+            }
+        };
+        let n = workers.as_ref().map(Vec::len);
+        *self.seen.lock().unwrap_or_else(|e| e.into_inner()) = workers;
+        n
+    }
+
+    fn seen(&self) -> Option<usize> {
+        self.seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(Vec::len)
+    }
 }
 
 /// An adaptive pool's range and memory of its last moves.
@@ -226,6 +274,9 @@ impl Inner {
             .state()
             .reconcile(listing.as_deref(), &workers, Instant::now());
         self.act(plan).await;
+        if let Some(dask) = &self.dask {
+            dask.refresh().await;
+        }
         self.publish();
     }
 
@@ -452,6 +503,12 @@ impl Inner {
             target_jobs: st.target_jobs,
             processes: self.spec.processes,
             registered: self.scheduler.live_workers(),
+            dask: self.dask.as_ref().map(|d| crate::protocol::DaskStatus {
+                address: d.endpoint.address.clone(),
+                http: d.endpoint.http.clone(),
+                scheduler_file: d.endpoint.scheduler_file.display().to_string(),
+                workers: d.seen(),
+            }),
             jobs,
             stopped: st.stopped.clone(),
             last_error: st.last_error.clone(),
@@ -479,6 +536,43 @@ impl Inner {
     fn publish(&self) {
         self.rounds.send_modify(|n| *n += 1);
     }
+}
+
+/// How often `wait_for_workers` asks the Dask scheduler while only Dask
+/// registrations are missing.
+const DASK_WAIT_POLL: Duration = Duration::from_millis(100);
+
+/// Starts (or attaches to) a `dask` pool's Dask scheduler and names it in
+/// drover's scheduler file, where the workers find it.
+async fn start_dask(
+    spec: &JobSpec,
+    options: &ClusterOptions,
+    scheduler: &Scheduler,
+) -> Result<DaskPool, ClusterError> {
+    let (endpoint, process) = match &options.dask_scheduler_file {
+        Some(file) => (crate::dask::read_scheduler_file(file)?, None),
+        None => {
+            let bind = match &options.scheduler {
+                Bind::Interface(i) => DaskBind::Interface(i.clone()),
+                Bind::Host(ip) => DaskBind::Host(*ip),
+            };
+            let dir = spec.log_directory.join(format!("{}.dask", spec.job_name));
+            std::fs::create_dir_all(&dir).map_err(|cause| ClusterError::Io {
+                what: format!("creating {}", dir.display()),
+                cause,
+            })?;
+            let process =
+                DaskScheduler::start(&spec.python, &bind, &dir, options.dask_start_timeout).await?;
+            (process.endpoint().clone(), Some(process))
+        }
+    };
+    scheduler.set_dask(endpoint.clone());
+    Ok(DaskPool {
+        api: DaskApi::new(&endpoint.http),
+        endpoint,
+        process: tokio::sync::Mutex::new(process),
+        seen: Mutex::new(None),
+    })
 }
 
 /// The last `n` lines of a file, if it exists and has any.
@@ -580,6 +674,10 @@ impl SlurmCluster {
                 what: format!("creating log directory {}", spec.log_directory.display()),
                 cause,
             })?;
+        let dask = match spec.kind {
+            WorkerKind::Native => None,
+            WorkerKind::Dask => Some(start_dask(&spec, &options, &scheduler).await?),
+        };
         scheduler.write_scheduler_file(&scheduler_file)?;
         let script = crate::script::render(&spec)?;
         let control = scheduler.attach_control();
@@ -604,6 +702,7 @@ impl SlurmCluster {
             slurm_calls,
             arrays_refused: AtomicBool::new(false),
             adapt: Mutex::new(None),
+            dask,
         });
         tracing::info!(
             cluster = %id,
@@ -671,6 +770,16 @@ impl SlurmCluster {
     /// workers, growing with the cores that ready and running tasks ask
     /// for, shrinking as workers stay idle past the idle timeout.
     pub fn adapt(&self, min: usize, max: usize) {
+        if self.inner.dask.is_some() {
+            // drover's demand is its own task queue, which Dask pools do
+            // not use: adapting would retire Dask workers in mid-computation.
+            tracing::error!(
+                min,
+                "adaptive scaling is not supported for dask pools yet; holding {min} workers"
+            );
+            self.scale(min);
+            return;
+        }
         let p = self.inner.spec.processes as usize;
         let (min_jobs, max_jobs) = (min.div_ceil(p), max.max(min).div_ceil(p));
         tracing::info!(min, max, "adapting");
@@ -707,7 +816,15 @@ impl SlurmCluster {
                 return Err(ClusterError::Closed);
             }
             if self.inner.scheduler.live_workers() >= n {
-                return Ok(());
+                match &self.inner.dask {
+                    None => return Ok(()),
+                    // What counts is what the Dask scheduler sees.
+                    Some(dask) => {
+                        if dask.refresh().await.unwrap_or(0) >= n {
+                            return Ok(());
+                        }
+                    }
+                }
             }
             {
                 let st = self.inner.state();
@@ -721,15 +838,23 @@ impl SlurmCluster {
                 }
             }
             let left = timeout.saturating_sub(start.elapsed());
+            // drover's workers are all in: only Dask's registrations are
+            // awaited, and Dask does not say when they come; ask it often.
+            let dask_pending =
+                self.inner.dask.is_some() && self.inner.scheduler.live_workers() >= n;
             let woke = tokio::select! {
                 r = rounds.changed() => r.is_ok(),
                 _ = self.inner.scheduler.changed() => true,
+                _ = tokio::time::sleep(DASK_WAIT_POLL), if dask_pending => true,
                 _ = tokio::time::sleep(left) => false,
             };
             if !woke {
                 return Err(ClusterError::WaitTimeout {
                     wanted: n,
-                    registered: self.inner.scheduler.live_workers(),
+                    registered: match &self.inner.dask {
+                        Some(dask) => dask.seen().unwrap_or(0),
+                        None => self.inner.scheduler.live_workers(),
+                    },
                     waited: timeout,
                     jobs: summarize(&self.inner.status()),
                 });
@@ -794,6 +919,11 @@ impl SlurmCluster {
         self.inner.scheduler.cluster_id().to_string()
     }
 
+    /// The Dask scheduler of a `dask` pool.
+    pub fn dask(&self) -> Option<DaskEndpoint> {
+        self.inner.dask.as_ref().map(|d| d.endpoint.clone())
+    }
+
     /// The Slurm job name of every job of the cluster.
     pub fn job_name(&self) -> &str {
         &self.inner.spec.job_name
@@ -827,6 +957,11 @@ impl SlurmCluster {
             s.abort();
         }
         let left = close_jobs(&self.inner).await;
+        if let Some(dask) = &self.inner.dask {
+            if let Some(mut p) = dask.process.lock().await.take() {
+                p.stop().await;
+            }
+        }
         if let Some(mut reaper) = self.reaper.lock().unwrap_or_else(|e| e.into_inner()).take() {
             let _ = reaper.kill();
             let _ = reaper.wait();
@@ -863,11 +998,10 @@ async fn close_jobs(inner: &Inner) -> usize {
             let unregistered = st
                 .jobs
                 .values()
+                // Jobs no worker of which is registered or on its way out
+                // (retiring, draining, exited): pending, starting, or lost.
                 .filter(|r| {
-                    r.state.is_active()
-                        && r.workers.iter().all(|w| {
-                            w.state != WorkerState::Running && w.state != WorkerState::Retiring
-                        })
+                    r.state.is_active() && r.workers.iter().all(|w| w.state == WorkerState::Lost)
                 })
                 .map(|r| r.job)
                 .collect();

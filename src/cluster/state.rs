@@ -597,6 +597,7 @@ mod tests {
             exit_reason: None,
             running_tasks: 0,
             idle_since_ms: Some(0),
+            kind: Default::default(),
         }
     }
 

@@ -11,7 +11,7 @@ mod walltime;
 
 pub use file::{ConfigFile, ConfigSources};
 pub use memory::{Memory, MEMORY_FORMS};
-pub use options::{JobOptions, MemoryDirective};
+pub use options::{JobOptions, MemoryDirective, WorkerKind};
 pub use spec::{Directive, JobSpec};
 pub use timeout::{Timeout, TIMEOUT_FORMS};
 pub use walltime::{Walltime, WALLTIME_FORMS};

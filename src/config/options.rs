@@ -21,6 +21,27 @@ pub enum MemoryDirective {
     None,
 }
 
+/// What runs in each worker job.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum WorkerKind {
+    /// drover's own worker agent, running drover tasks.
+    #[default]
+    Native,
+    /// Real Dask workers (the configured Python's `distributed`), supervised
+    /// by drover's agent so job mapping, heartbeats and orphan safety still hold.
+    Dask,
+}
+
+impl std::fmt::Display for WorkerKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            WorkerKind::Native => "native",
+            WorkerKind::Dask => "dask",
+        })
+    }
+}
+
 /// The settings of one worker job, as a builder, as command-line flags and
 /// as the `[job]` table of a config file (keys in kebab-case, as in
 /// dask-jobqueue's `jobqueue.yaml`). Unset fields fall through to the layer
@@ -154,6 +175,14 @@ pub struct JobOptions {
     #[arg(long, value_name = "TIME", help_heading = "Worker job")]
     pub walltime_stagger: Option<Timeout>,
 
+    /// What each job runs: drover's own workers (`native`, default) or real Dask workers (`dask`).
+    #[arg(long, value_name = "KIND", help_heading = "Worker job")]
+    pub kind: Option<WorkerKind>,
+
+    /// The Python with dask and distributed, for `--kind dask` (default: python3; see slurm/python-env).
+    #[arg(long, value_name = "PATH", help_heading = "Worker job")]
+    pub python: Option<PathBuf>,
+
     /// The scheduler file workers join (default: $DROVER_SCHEDULER_FILE in the job's environment).
     #[arg(long, value_name = "FILE", help_heading = "Worker job")]
     pub scheduler_file: Option<PathBuf>,
@@ -199,7 +228,7 @@ impl JobOptions {
             log_directory, local_directory, job_extra_directives, job_directives_skip,
             job_script_prologue, job_script_epilogue, job_cpu, job_mem, memory_directive,
             gres, gpus, shebang, worker_extra_args, death_timeout, walltime_margin,
-            walltime_stagger, scheduler_file, template, drover_bin,
+            walltime_stagger, kind, python, scheduler_file, template, drover_bin,
         )
     }
 
@@ -257,6 +286,10 @@ impl JobOptions {
         walltime_margin: Timeout,
         /// Sets the spread of the workers' leaving times.
         walltime_stagger: Timeout,
+        /// Sets what each job runs.
+        kind: WorkerKind,
+        /// Sets the Python for Dask workers.
+        python: PathBuf,
         /// Sets the scheduler file workers join.
         scheduler_file: PathBuf,
         /// Sets a template file.

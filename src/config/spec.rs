@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::{
     check_line, check_token, JobOptions, Memory, MemoryDirective, SpecError, Timeout, ValueError,
-    Walltime,
+    Walltime, WorkerKind,
 };
 
 const DEFAULT_JOB_NAME: &str = "drover-worker";
@@ -172,6 +172,10 @@ pub struct JobSpec {
     pub walltime_margin: Timeout,
     /// Up to how much earlier still a worker leaves, spread by job.
     pub walltime_stagger: Timeout,
+    /// What each job runs.
+    pub kind: WorkerKind,
+    /// The Python whose `distributed` runs Dask workers.
+    pub python: PathBuf,
     /// The scheduler file workers join, if not from the job's environment.
     pub scheduler_file: Option<PathBuf>,
     /// A user template, instead of the built-in one.
@@ -439,6 +443,17 @@ impl JobSpec {
                 .unwrap_or(Timeout::new(DEFAULT_DEATH_TIMEOUT)),
             walltime_margin,
             walltime_stagger,
+            kind: o.kind.unwrap_or_default(),
+            python: match o.python {
+                // A bare name is looked up on the job's PATH; a path is kept
+                // as given (a venv's python must not be resolved through its symlink).
+                Some(p) if p.components().count() > 1 => path("python", p)?,
+                Some(p) => {
+                    path("python", p.clone())?;
+                    p
+                }
+                None => PathBuf::from("python3"),
+            },
             scheduler_file: o
                 .scheduler_file
                 .map(|p| path("scheduler-file", p))

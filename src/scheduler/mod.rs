@@ -16,7 +16,8 @@ use tokio::task::JoinHandle;
 use crate::config::Timeout;
 use crate::net::NetError;
 use crate::protocol::{
-    ClusterId, ClusterStatus, SchedulerFile, SchedulerFileError, Token, WorkerId, WorkerInfo,
+    ClusterId, ClusterStatus, DaskEndpoint, SchedulerFile, SchedulerFileError, Token, WorkerId,
+    WorkerInfo,
 };
 use registry::Registry;
 
@@ -166,6 +167,8 @@ pub(crate) struct Shared {
     pub(crate) control: Mutex<Option<mpsc::UnboundedSender<ControlRequest>>>,
     /// Where the attached cluster's status comes from.
     pub(crate) cluster_status: Mutex<Option<StatusSource>>,
+    /// The pool's Dask scheduler, for `dask` pools.
+    dask: Mutex<Option<DaskEndpoint>>,
 }
 
 impl Shared {
@@ -225,6 +228,7 @@ impl Scheduler {
             version: watch::channel(0).0,
             control: Mutex::new(None),
             cluster_status: Mutex::new(None),
+            dask: Mutex::new(None),
         });
         let app = http::router(shared.clone()).into_make_service_with_connect_info::<SocketAddr>();
         let server = tokio::spawn(async move {
@@ -287,7 +291,22 @@ impl Scheduler {
             token: self.shared.token.clone(),
             pid: std::process::id(),
             started_at: crate::protocol::unix_ms() / 1000,
+            dask: self.dask(),
         }
+    }
+
+    /// Records the pool's Dask scheduler, so the scheduler file names it.
+    pub fn set_dask(&self, endpoint: DaskEndpoint) {
+        *self.shared.dask.lock().unwrap_or_else(|e| e.into_inner()) = Some(endpoint);
+    }
+
+    /// The pool's Dask scheduler, if it has one.
+    pub fn dask(&self) -> Option<DaskEndpoint> {
+        self.shared
+            .dask
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Writes its scheduler file to `path` (atomically, mode 0600).

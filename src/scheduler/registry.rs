@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
+use crate::config::WorkerKind;
 use crate::protocol::{unix_ms, Instruction, RegisterRequest, WorkerId, WorkerInfo, WorkerState};
 use crate::tasks::engine::Engine;
 use crate::tasks::Completion;
@@ -58,6 +59,7 @@ impl Registry {
             exit_reason: None,
             running_tasks: 0,
             idle_since_ms: Some(now),
+            kind: req.kind,
         };
         self.workers.insert(
             id,
@@ -110,7 +112,10 @@ impl Registry {
         if let Some(i) = &entry.instruction {
             return Some(i.clone());
         }
-        if entry.info.state != WorkerState::Running || !self.tasks.has_ready() {
+        if entry.info.state != WorkerState::Running
+            || entry.info.kind != WorkerKind::Native
+            || !self.tasks.has_ready()
+        {
             return None;
         }
         let (cores, end) = (entry.info.cores, entry.info.allocation_end);

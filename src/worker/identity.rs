@@ -163,7 +163,7 @@ impl Identity {
     }
 
     /// The registration message for this identity.
-    pub fn register_request(&self) -> RegisterRequest {
+    pub fn register_request(&self, kind: crate::config::WorkerKind) -> RegisterRequest {
         RegisterRequest {
             name: self.name.clone(),
             slurm: self.slurm.clone(),
@@ -174,6 +174,7 @@ impl Identity {
             allocation_end: self.allocation_end,
             drain_at_ms: self.drain_at_ms,
             pid: std::process::id(),
+            kind,
         }
     }
 

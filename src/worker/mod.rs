@@ -4,6 +4,7 @@
 //! on a signal, or when the scheduler has been unreachable for its death
 //! timeout, so that no allocation is left burning.
 
+mod dask;
 mod identity;
 
 pub use identity::Identity;
@@ -18,7 +19,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::client::{ClientError, SchedulerClient};
-use crate::config::{Memory, Timeout};
+use crate::config::{Memory, Timeout, WorkerKind};
 use crate::net::NetError;
 use crate::protocol::{Instruction, SchedulerFile, SchedulerFileError, WorkerId};
 use crate::tasks::{runner, Assignment, Completion};
@@ -56,7 +57,13 @@ pub struct WorkerArgs {
     /// Scratch directory.
     #[arg(long, value_name = "DIR")]
     pub local_directory: Option<PathBuf>,
-    /// Further arguments (kept for worker kinds that take them).
+    /// What this job runs: drover tasks (`native`) or a real Dask worker (`dask`).
+    #[arg(long, value_name = "KIND", default_value = "native")]
+    pub kind: WorkerKind,
+    /// The Python whose `distributed` runs the Dask worker (`--kind dask`).
+    #[arg(long, value_name = "PATH", default_value = "python3")]
+    pub python: PathBuf,
+    /// Further arguments: for `--kind dask`, passed on to `dask worker`.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub extra: Vec<String>,
 }
@@ -79,6 +86,17 @@ pub enum AgentError {
     /// `--processes` is zero.
     #[error("invalid value `0` for --processes: it must be at least 1")]
     NoProcesses,
+    /// A `dask` worker has no Dask scheduler to join.
+    #[error("--kind dask: the scheduler file {} names no Dask scheduler (start the pool with --kind dask)", .0.display())]
+    NoDaskScheduler(PathBuf),
+    /// The Dask worker process could not start.
+    #[error("cannot start the Dask worker with {}: {cause} (pass --python PATH to a Python with dask and distributed)", .python.display())]
+    DaskSpawn {
+        /// The Python.
+        python: PathBuf,
+        /// Why.
+        cause: std::io::Error,
+    },
 }
 
 /// How an agent ended.
@@ -92,6 +110,8 @@ pub enum AgentExit {
     SchedulerGone(Duration),
     /// It left before its allocation's time limit.
     Walltime,
+    /// The Dask worker process it supervises ended by itself.
+    DaskExited(String),
 }
 
 impl AgentExit {
@@ -99,7 +119,7 @@ impl AgentExit {
     /// scheduler vanished.
     pub fn code(&self) -> u8 {
         match self {
-            AgentExit::SchedulerGone(_) => 1,
+            AgentExit::SchedulerGone(_) | AgentExit::DaskExited(_) => 1,
             _ => 0,
         }
     }
@@ -110,13 +130,42 @@ pub async fn run(args: WorkerArgs) -> Result<Vec<AgentExit>, AgentError> {
     if args.processes == 0 {
         return Err(AgentError::NoProcesses);
     }
-    if !args.extra.is_empty() {
+    if !args.extra.is_empty() && args.kind == WorkerKind::Native {
         tracing::warn!(args = ?args.extra, "native workers take no extra arguments; ignoring them");
     }
     let path = args.scheduler_file.clone().ok_or(AgentError::NoScheduler)?;
     let file = SchedulerFile::read(&path)?;
     let client = SchedulerClient::from_file(&file);
     let identity = Identity::detect(&args, client.url()).await?;
+    let dask = match args.kind {
+        WorkerKind::Native => None,
+        WorkerKind::Dask => {
+            let endpoint = file
+                .dask
+                .clone()
+                .ok_or_else(|| AgentError::NoDaskScheduler(path.clone()))?;
+            let share = identity.share(0, args.processes);
+            let command = crate::dask::DaskWorkerCommand {
+                python: args.python.clone(),
+                scheduler: endpoint.address.clone(),
+                nthreads: share.cores,
+                nworkers: args.processes,
+                memory_limit: share.memory.bytes(),
+                name: crate::dask::dask_name(&identity.name),
+                death_timeout: args.death_timeout.duration(),
+                interface: args.interface.clone(),
+                local_directory: args.local_directory.clone(),
+                extra: args.extra.clone(),
+            };
+            let process = dask::DaskProcess::start(&command, &endpoint).map_err(|cause| {
+                AgentError::DaskSpawn {
+                    python: args.python.clone(),
+                    cause,
+                }
+            })?;
+            Some(Arc::new(process))
+        }
+    };
     let death = args.death_timeout.duration();
     let margin = args.walltime_margin.duration();
     let task_logs = args
@@ -136,14 +185,26 @@ pub async fn run(args: WorkerArgs) -> Result<Vec<AgentExit>, AgentError> {
             death,
             margin,
             task_logs: task_logs.clone(),
+            kind: args.kind,
+            dask: dask.clone(),
         };
         agents.spawn(agent.run());
     }
     let mut exits = Vec::new();
+    let mut failed = None;
     while let Some(done) = agents.join_next().await {
-        exits.push(done.expect("a worker agent task does not panic")?);
+        match done.expect("a worker agent task does not panic") {
+            Ok(exit) => exits.push(exit),
+            Err(e) => failed = failed.or(Some(e)),
+        }
     }
-    Ok(exits)
+    if let Some(process) = &dask {
+        process.stop().await;
+    }
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(exits),
+    }
 }
 
 /// One worker's life.
@@ -155,6 +216,10 @@ struct Agent {
     margin: Duration,
     /// Where task logs go.
     task_logs: Option<PathBuf>,
+    /// What it runs.
+    kind: WorkerKind,
+    /// The job's Dask worker process, for `dask` jobs.
+    dask: Option<Arc<dask::DaskProcess>>,
 }
 
 /// Backoff between attempts to reach the scheduler.
@@ -336,7 +401,7 @@ impl Agent {
                 match registered {
                     None => self
                         .client
-                        .register(&self.me.register_request())
+                        .register(&self.me.register_request(self.kind))
                         .await
                         .map(|r| {
                             Step::Registered(
@@ -374,6 +439,10 @@ impl Agent {
                     tracing::info!(running = work.running(), "allocation ends: handing back the tasks still running");
                     work.stop().await;
                     return Ok(self.leave(registered, AgentExit::Walltime).await);
+                }
+                status = dask_ended(self.dask.as_deref()) => {
+                    tracing::warn!(%status, "the Dask worker process ended by itself");
+                    return Ok(self.leave(registered, AgentExit::DaskExited(status)).await);
                 }
                 _ = usr1.recv() => {
                     tracing::info!(running = work.running(), "SIGUSR1: allocation ending; taking no more tasks");
@@ -451,8 +520,19 @@ impl Agent {
         }
     }
 
-    /// Deregisters (when registered) with the reason, and logs the exit.
+    /// Deregisters (when registered) with the reason, and logs the exit. A
+    /// Dask worker leaving on purpose is first retired through Dask, so the
+    /// results it holds move to the workers that stay.
     async fn leave(&self, registered: Option<(WorkerId, Duration)>, exit: AgentExit) -> AgentExit {
+        let graceful = matches!(
+            exit,
+            AgentExit::Retired(_) | AgentExit::Walltime | AgentExit::Signalled("SIGUSR1")
+        );
+        if let (Some(process), true) = (&self.dask, graceful) {
+            process
+                .retire(&crate::dask::dask_name(&self.me.name), self.death)
+                .await;
+        }
         if let Some((id, _)) = registered {
             let reason = describe_exit(&exit);
             if let Err(e) = self.client.deregister(id, &reason).await {
@@ -473,12 +553,21 @@ enum Step {
     Told(Instruction),
 }
 
+/// Resolves when the supervised Dask worker ends; never without one.
+async fn dask_ended(process: Option<&dask::DaskProcess>) -> String {
+    match process {
+        Some(p) => p.ended().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Why an agent exits, in words for its log and the scheduler.
 pub fn describe_exit(exit: &AgentExit) -> String {
     match exit {
         AgentExit::Retired(reason) => format!("retired by the scheduler ({reason})"),
         AgentExit::Signalled("SIGUSR1") => "drained on SIGUSR1 (allocation ending)".into(),
         AgentExit::Walltime => "left before the allocation's time limit (walltime margin)".into(),
+        AgentExit::DaskExited(status) => format!("the Dask worker process ended by itself ({status})"),
         AgentExit::Signalled(sig) => format!("stopped by {sig}"),
         AgentExit::SchedulerGone(d) => format!(
             "scheduler unreachable for {:.1} s (death timeout), so this allocation is not left burning",

@@ -1,0 +1,377 @@
+//! Dask pools on the real local Slurm: the seed's Dask programs run
+//! unchanged through `drover run --kind dask`, and scaling down retires
+//! Dask workers through Dask so no result is lost.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{
+    bridge, drover, exclusive, exclusive_blocking, local_slurm, log_dir, show_job,
+    test_cluster_options, test_job,
+};
+use drover::cluster::SlurmCluster;
+use drover::config::WorkerKind;
+use drover::protocol::WorkerState;
+use drover::slurm::JobId;
+
+/// The Python with dask, distributed and xgboost (`slurm/python-env`):
+/// `$DROVER_TEST_PYTHON`, else this checkout's `target/python-venv`. Under
+/// `CI=true` a missing one fails the test instead of skipping it.
+fn dask_python(test: &str) -> Option<PathBuf> {
+    let python = std::env::var_os("DROVER_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("target/python-venv/bin/python")
+        });
+    let usable = Command::new(&python)
+        .args(["-c", "import distributed, xgboost, matplotlib"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if usable {
+        return Some(python);
+    }
+    let why = format!(
+        "{test}: {} cannot import distributed, xgboost and matplotlib (create it with slurm/python-env)",
+        python.display()
+    );
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{why}; under CI=true integration tests never skip");
+    }
+    eprintln!("SKIPPED {why}");
+    None
+}
+
+fn example(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("slurm/examples/dask")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+/// `drover run --kind dask` with `pool` flags around `driver`.
+fn run_dask(python: &Path, logs: &Path, pool: &[&str], driver: &[&str]) -> (bool, String) {
+    let py = python.display().to_string();
+    let logs = logs.display().to_string();
+    let mut args = vec![
+        "run",
+        "--kind",
+        "dask",
+        "--python",
+        &py,
+        "--interface",
+        "ib0",
+        "--log-directory",
+        &logs,
+    ];
+    let bridge = bridge();
+    args.extend(["--scheduler-interface", &bridge]);
+    args.extend(pool);
+    args.push("--");
+    args.push(&py);
+    args.push("-u");
+    args.extend(driver);
+    let out = drover(&args);
+    let text = format!(
+        "{}\n--- stderr ---\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn the_seed_delayed_graph_returns_50_with_dask_workers_on_both_nodes_on_ib0() {
+    if local_slurm("the_seed_delayed_graph_returns_50").is_none() {
+        return;
+    }
+    let Some(python) = dask_python("the_seed_delayed_graph_returns_50") else {
+        return;
+    };
+    let _serial = exclusive_blocking();
+    let logs = log_dir();
+    // Two jobs of 12 of a node's 16 cores cannot share a node.
+    let (ok, out) = run_dask(
+        &python,
+        logs.path(),
+        &["--workers", "2", "--cores", "12"],
+        &[&example("delayed_sum.py")],
+    );
+    assert!(ok, "{out}");
+    assert!(out.contains("total = 50\n"), "{out}");
+    let workers = out
+        .lines()
+        .find_map(|l| l.strip_prefix("workers: "))
+        .unwrap_or_else(|| panic!("the driver lists its workers: {out}"));
+    let hosts: BTreeSet<&str> = workers
+        .split_whitespace()
+        .map(|w| {
+            w.trim_start_matches("tcp://")
+                .rsplit_once(':')
+                .expect("host:port")
+                .0
+        })
+        .collect();
+    assert_eq!(
+        hosts,
+        BTreeSet::from(["10.77.0.11", "10.77.0.12"]),
+        "one Dask worker on each node, on its ib0 address: {out}"
+    );
+}
+
+#[test]
+fn xgboost_trains_through_xgboost_dask_and_plots_feature_importance() {
+    if local_slurm("xgboost_trains_through_xgboost_dask").is_none() {
+        return;
+    }
+    let Some(python) = dask_python("xgboost_trains_through_xgboost_dask") else {
+        return;
+    };
+    let _serial = exclusive_blocking();
+    let logs = log_dir();
+    let plot = logs.path().join("feature-importance.png");
+    let plot_arg = plot.display().to_string();
+    let (ok, out) = run_dask(
+        &python,
+        logs.path(),
+        &["--workers", "2", "--cores", "2", "--memory", "2GiB"],
+        &[
+            &example("xgboost_train.py"),
+            "--rows",
+            "20000",
+            "--out",
+            &plot_arg,
+        ],
+    );
+    assert!(ok, "{out}");
+    assert!(out.contains("trained 20 rounds"), "{out}");
+    let bytes = std::fs::read(&plot).unwrap_or_else(|e| panic!("no plot file ({e}): {out}"));
+    assert!(
+        bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() > 10_000,
+        "the plot is a real PNG image ({} bytes)",
+        bytes.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scaling_a_dask_pool_from_4_to_1_loses_no_result_and_ends_jobs_completed() {
+    let Some(slurm) = local_slurm("scaling_a_dask_pool_from_4_to_1") else {
+        return;
+    };
+    let Some(python) = dask_python("scaling_a_dask_pool_from_4_to_1") else {
+        return;
+    };
+    let _serial = exclusive().await;
+    let logs = log_dir();
+    let spec = test_job("drover-dask-scale", 1, logs.path())
+        .kind(WorkerKind::Dask)
+        .python(python.clone())
+        .build()
+        .unwrap();
+    let cluster = SlurmCluster::with_cli(spec, test_cluster_options(), slurm)
+        .await
+        .unwrap();
+    let dask = cluster.dask().expect("a dask pool has a Dask scheduler");
+    cluster.scale(4);
+    cluster
+        .wait_for_workers(4, Duration::from_secs(90))
+        .await
+        .unwrap();
+    assert_eq!(cluster.status().dask.unwrap().workers, Some(4));
+
+    let calls = logs.path().join("calls");
+    let mut driver = Command::new(&python)
+        .args([
+            "-u",
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/integration/dask/hold_results.py"
+            ),
+        ])
+        .env("DASK_SCHEDULER_ADDRESS", &dask.address)
+        .env("CALLS", &calls)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(driver.stdout.take().unwrap()).lines();
+    let held = lines.next().unwrap().unwrap();
+    let spread: usize = held
+        .strip_prefix("held 40 results on ")
+        .and_then(|r| r.strip_suffix(" workers"))
+        .unwrap_or_else(|| panic!("unexpected: {held}"))
+        .parse()
+        .unwrap();
+    assert!(
+        spread >= 3,
+        "results spread over the pool before it shrinks: {held}"
+    );
+    let jobs_before: BTreeSet<u64> = cluster
+        .status()
+        .jobs
+        .iter()
+        .filter_map(|j| j.job_id)
+        .collect();
+
+    cluster.scale(1);
+    let start = Instant::now();
+    loop {
+        let status = cluster.status();
+        let active = status
+            .jobs
+            .iter()
+            .filter(|j| matches!(j.state.as_str(), "PENDING" | "RUNNING" | "COMPLETING"))
+            .count();
+        if active == 1 && status.dask.as_ref().and_then(|d| d.workers) == Some(1) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the pool did not shrink to 1: {:?}",
+            status.jobs
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    driver.stdin.take().unwrap().write_all(b"check\n").unwrap();
+    let checked = lines.next().unwrap().unwrap();
+    assert_eq!(checked, "ok 40 of 40 on 1 workers");
+    assert!(driver.wait().unwrap().success());
+    let computed = std::fs::read_to_string(&calls).unwrap();
+    assert_eq!(
+        computed.lines().count(),
+        40,
+        "no result was lost and computed again: {computed}"
+    );
+
+    // The three retired jobs end on their own: COMPLETED, not CANCELLED.
+    let kept: BTreeSet<u64> = cluster
+        .status()
+        .jobs
+        .iter()
+        .filter(|j| j.workers.iter().any(|w| w.state == WorkerState::Running))
+        .filter_map(|j| j.job_id)
+        .collect();
+    assert_eq!(kept.len(), 1, "{:?}", cluster.status().jobs);
+    let retired: Vec<u64> = jobs_before.difference(&kept).copied().collect();
+    assert_eq!(retired.len(), 3, "{jobs_before:?} {kept:?}");
+    for id in retired {
+        let start = Instant::now();
+        let state = loop {
+            let job = show_job(JobId::new(id));
+            let state = job.get("JobState").cloned().unwrap_or_default();
+            if !matches!(state.as_str(), "RUNNING" | "COMPLETING") {
+                break state;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "retired job {id} still {state}: {job:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        };
+        assert_eq!(state, "COMPLETED", "retired job {id}");
+    }
+    cluster.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_attaches_to_a_dask_scheduler_started_elsewhere() {
+    let Some(slurm) = local_slurm("a_pool_attaches_to_a_dask_scheduler") else {
+        return;
+    };
+    let Some(python) = dask_python("a_pool_attaches_to_a_dask_scheduler") else {
+        return;
+    };
+    let _serial = exclusive().await;
+    let logs = log_dir();
+    let mut theirs = drover::dask::DaskScheduler::start(
+        &python,
+        &drover::dask::DaskBind::Interface(bridge()),
+        logs.path(),
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
+    let spec = test_job("drover-dask-attach", 1, logs.path())
+        .kind(WorkerKind::Dask)
+        .python(python.clone())
+        .build()
+        .unwrap();
+    let mut options = test_cluster_options();
+    options.dask_scheduler_file = Some(theirs.endpoint().scheduler_file.clone());
+    let cluster = SlurmCluster::with_cli(spec, options, slurm).await.unwrap();
+    assert_eq!(cluster.dask().unwrap().address, theirs.endpoint().address);
+    cluster.scale(2);
+    cluster
+        .wait_for_workers(2, Duration::from_secs(90))
+        .await
+        .unwrap();
+    let api = drover::dask::DaskApi::new(&theirs.endpoint().http);
+    let names: BTreeSet<String> = api
+        .workers()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|w| w.name)
+        .collect();
+    let expected: BTreeSet<String> = cluster
+        .status()
+        .jobs
+        .iter()
+        .map(|j| drover::dask::dask_name(&j.job))
+        .collect();
+    assert_eq!(names, expected, "Dask names carry the Slurm job");
+    cluster.close().await.unwrap();
+    assert!(
+        api.workers().await.unwrap().is_empty(),
+        "closing retired the workers from the attached scheduler"
+    );
+    theirs.stop().await;
+}
+
+#[test]
+fn a_missing_python_is_a_clear_error_and_nothing_is_submitted() {
+    if local_slurm("a_missing_python_is_a_clear_error").is_none() {
+        return;
+    }
+    let logs = log_dir();
+    let name = common::unique("drover-nopython");
+    let out = drover(&[
+        "run",
+        "--kind",
+        "dask",
+        "--python",
+        "/nonexistent/bin/python",
+        "--workers",
+        "2",
+        "--interface",
+        "ib0",
+        "--scheduler-interface",
+        &bridge(),
+        "--job-name",
+        &name,
+        "--log-directory",
+        &logs.path().display().to_string(),
+        "--",
+        "true",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("/nonexistent/bin/python") && err.contains("--python PATH"),
+        "{err}"
+    );
+    assert!(
+        common::jobs_named(&name).is_empty()
+            && common::slurm_cmd("squeue", &["-h", "-o", "%j"])
+                .lines()
+                .all(|j| !j.starts_with(&name)),
+        "nothing was submitted"
+    );
+}

@@ -1,0 +1,425 @@
+//! Dask pools: the Dask scheduler a `dask` pool starts with the configured
+//! Python, the HTTP endpoints drover reads it through (who registered,
+//! retire these), and the command line of the Dask worker each job runs.
+//!
+//! drover never speaks Dask's own protocol: the scheduler's HTTP API
+//! (`/api/v1/get_workers`, `/api/v1/retire_workers`) is enough to count
+//! workers and to retire them with their data moved elsewhere first.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::protocol::DaskEndpoint;
+
+/// HTTP route modules the Dask scheduler must serve for drover (Dask's
+/// default leaves the API out).
+const HTTP_ROUTES: &str =
+    "[\"distributed.http.scheduler.api\", \"distributed.http.scheduler.json\", \
+     \"distributed.http.scheduler.info\", \"distributed.http.scheduler.prometheus\", \
+     \"distributed.http.health\", \"distributed.http.proxy\", \"distributed.http.statics\"]";
+
+/// Something went wrong with Dask.
+#[derive(Debug, thiserror::Error)]
+pub enum DaskError {
+    /// The Python cannot run Dask's scheduler at all.
+    #[error("cannot start the Dask scheduler with {python}: {cause} (pass --python PATH to a Python with dask and distributed; slurm/python-env creates one)", python = .python.display())]
+    Spawn {
+        /// The Python.
+        python: PathBuf,
+        /// Why.
+        cause: std::io::Error,
+    },
+    /// The scheduler process ended or never wrote its file.
+    #[error("the Dask scheduler ({python} -m distributed.cli.dask_scheduler) did not start: {why}; \
+             is it a Python with dask and distributed (--python PATH; slurm/python-env creates one)? \
+             Last lines of its log {}:\n{tail}", .log.display(), python = .python.display())]
+    NotStarted {
+        /// The Python.
+        python: PathBuf,
+        /// Why.
+        why: String,
+        /// Its log file.
+        log: PathBuf,
+        /// The end of that log.
+        tail: String,
+    },
+    /// Dask's scheduler file is unreadable.
+    #[error("Dask scheduler file {}: {message}", .path.display())]
+    SchedulerFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The HTTP API failed.
+    #[error("Dask scheduler HTTP API {url}: {message}")]
+    Http {
+        /// The URL.
+        url: String,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// The parts of Dask's scheduler file drover reads.
+#[derive(Debug, Deserialize)]
+struct DaskFile {
+    address: String,
+    #[serde(default)]
+    services: std::collections::HashMap<String, u16>,
+}
+
+/// Reads a Dask scheduler file (written by `dask scheduler
+/// --scheduler-file`) into an endpoint; it needs the HTTP service.
+pub fn read_scheduler_file(path: &Path) -> Result<DaskEndpoint, DaskError> {
+    let bad = |message: String| DaskError::SchedulerFile {
+        path: path.to_path_buf(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    let file: DaskFile = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    let host = file
+        .address
+        .split_once("://")
+        .map(|(_, rest)| rest)
+        .unwrap_or(&file.address)
+        .rsplit_once(':')
+        .map(|(h, _)| h.to_string())
+        .ok_or_else(|| bad(format!("address `{}` has no port", file.address)))?;
+    let port = file.services.get("dashboard").copied().ok_or_else(|| {
+        bad("it lists no HTTP service (`services.dashboard`); start the scheduler with a dashboard address".into())
+    })?;
+    Ok(DaskEndpoint {
+        address: file.address,
+        http: format!("http://{host}:{port}"),
+        scheduler_file: path.to_path_buf(),
+    })
+}
+
+/// A Dask scheduler process that a pool started; killed when dropped.
+pub struct DaskScheduler {
+    child: tokio::process::Child,
+    endpoint: DaskEndpoint,
+}
+
+/// Where the Dask scheduler listens.
+#[derive(Debug, Clone)]
+pub enum DaskBind {
+    /// On this interface's address.
+    Interface(String),
+    /// On this host address.
+    Host(std::net::IpAddr),
+}
+
+impl DaskScheduler {
+    /// Starts `python -m distributed.cli.dask_scheduler` on `bind`, with
+    /// its scheduler file and log in `dir`, and waits (at most `timeout`)
+    /// until its scheduler file and HTTP API answer.
+    pub async fn start(
+        python: &Path,
+        bind: &DaskBind,
+        dir: &Path,
+        timeout: Duration,
+    ) -> Result<DaskScheduler, DaskError> {
+        let file = dir.join("dask-scheduler.json");
+        let log = dir.join("dask-scheduler.log");
+        let _ = std::fs::remove_file(&file);
+        let log_file = std::fs::File::create(&log).map_err(|cause| DaskError::Spawn {
+            python: python.to_path_buf(),
+            cause,
+        })?;
+        let mut cmd = tokio::process::Command::new(python);
+        cmd.args(["-m", "distributed.cli.dask_scheduler", "--scheduler-file"])
+            .arg(&file)
+            .args(["--port", "0", "--dashboard-address", ":0"]);
+        match bind {
+            DaskBind::Interface(i) => cmd.args(["--interface", i]),
+            DaskBind::Host(ip) => cmd.args(["--host", &ip.to_string()]),
+        };
+        cmd.env("DASK_DISTRIBUTED__SCHEDULER__HTTP__ROUTES", HTTP_ROUTES)
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().map_err(|cause| DaskError::Spawn {
+                python: python.to_path_buf(),
+                cause,
+            })?)
+            .stderr(log_file)
+            .kill_on_drop(true);
+        // Should this process die without closing the pool (SIGKILL), the
+        // Dask scheduler goes with it rather than lingering on the login node.
+        // SAFETY: the closure only makes one async-signal-safe syscall.
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
+                    .map_err(std::io::Error::from)
+            });
+        }
+        let mut child = cmd.spawn().map_err(|cause| DaskError::Spawn {
+            python: python.to_path_buf(),
+            cause,
+        })?;
+        let not_started = |why: String| DaskError::NotStarted {
+            python: python.to_path_buf(),
+            why,
+            tail: tail(&log, 20),
+            log: log.clone(),
+        };
+        let start = tokio::time::Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().ok().flatten() {
+                return Err(not_started(format!("it exited with {status}")));
+            }
+            if let Ok(endpoint) = read_scheduler_file(&file) {
+                if DaskApi::new(&endpoint.http).workers().await.is_ok() {
+                    tracing::info!(address = %endpoint.address, http = %endpoint.http, "Dask scheduler started");
+                    return Ok(DaskScheduler { child, endpoint });
+                }
+            }
+            if start.elapsed() > timeout {
+                let _ = child.kill().await;
+                return Err(not_started(format!("no answer within {timeout:?}")));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Where it listens.
+    pub fn endpoint(&self) -> &DaskEndpoint {
+        &self.endpoint
+    }
+
+    /// Stops it.
+    pub async fn stop(&mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+/// The last `n` lines of a file, for error messages.
+pub(crate) fn tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// A worker as the Dask scheduler lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct DaskWorker {
+    /// Its name (drover names them after their Slurm job).
+    #[serde(deserialize_with = "name_as_string")]
+    pub name: String,
+    /// Its comm address.
+    pub address: String,
+}
+
+fn name_as_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let v = serde_json::Value::deserialize(d)?;
+    Ok(match v {
+        serde_json::Value::String(s) => s,
+        other => other.to_string(),
+    })
+}
+
+#[derive(Deserialize)]
+struct WorkerList {
+    workers: Vec<DaskWorker>,
+}
+
+/// The Dask scheduler's HTTP API.
+#[derive(Debug, Clone)]
+pub struct DaskApi {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl DaskApi {
+    /// The API at `base` (`http://host:port`).
+    pub fn new(base: &str) -> DaskApi {
+        DaskApi {
+            http: reqwest::Client::builder()
+                .no_proxy()
+                .connect_timeout(Duration::from_secs(5))
+                .build()
+                .expect("a plain HTTP client builds"),
+            base: base.trim_end_matches('/').to_string(),
+        }
+    }
+
+    /// Every worker registered with the Dask scheduler.
+    pub async fn workers(&self) -> Result<Vec<DaskWorker>, DaskError> {
+        let url = format!("{}/api/v1/get_workers", self.base);
+        let err = |message: String| DaskError::Http {
+            url: url.clone(),
+            message,
+        };
+        let resp = self
+            .http
+            .get(&url)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .map_err(|e| err(e.to_string()))?;
+        if !resp.status().is_success() {
+            return Err(err(format!("HTTP {}", resp.status())));
+        }
+        let list: WorkerList = resp.json().await.map_err(|e| err(e.to_string()))?;
+        Ok(list.workers)
+    }
+
+    /// Retires `addresses` through Dask: their data moves to other workers
+    /// first, then Dask forgets them. Returns when Dask has done so (or
+    /// after `timeout`).
+    pub async fn retire(&self, addresses: &[String], timeout: Duration) -> Result<(), DaskError> {
+        let url = format!("{}/api/v1/retire_workers", self.base);
+        let err = |message: String| DaskError::Http {
+            url: url.clone(),
+            message,
+        };
+        let resp = self
+            .http
+            .post(&url)
+            .timeout(timeout)
+            .json(&serde_json::json!({ "workers": addresses }))
+            .send()
+            .await
+            .map_err(|e| err(e.to_string()))?;
+        if !resp.status().is_success() {
+            return Err(err(format!("HTTP {}", resp.status())));
+        }
+        Ok(())
+    }
+}
+
+/// The Dask name of the worker drover knows as `worker` (its Slurm job, with
+/// `-I` per process): prefixed, so that Dask does not read `4711` or `120_4`
+/// as a number.
+pub fn dask_name(worker: &str) -> String {
+    format!("slurm-{worker}")
+}
+
+/// Whether Dask worker `name` belongs to the job whose workers are named
+/// `job` (`job` itself, or `job-I` when the job runs several processes).
+pub fn belongs_to(name: &str, job: &str) -> bool {
+    name == job
+        || name
+            .strip_prefix(job)
+            .and_then(|rest| rest.strip_prefix('-'))
+            .is_some_and(|i| !i.is_empty() && i.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// How one job's Dask worker process is started.
+#[derive(Debug, Clone)]
+pub struct DaskWorkerCommand {
+    /// The Python with `distributed`.
+    pub python: PathBuf,
+    /// The Dask scheduler's address.
+    pub scheduler: String,
+    /// Threads per worker process.
+    pub nthreads: u32,
+    /// Worker processes.
+    pub nworkers: u32,
+    /// Memory limit per worker process, in bytes.
+    pub memory_limit: u64,
+    /// Name (a suffix `-I` is added per process when there are several).
+    pub name: String,
+    /// How long a worker waits for a vanished Dask scheduler.
+    pub death_timeout: Duration,
+    /// Interface to listen on.
+    pub interface: Option<String>,
+    /// Scratch directory.
+    pub local_directory: Option<PathBuf>,
+    /// Further `dask worker` arguments.
+    pub extra: Vec<String>,
+}
+
+impl DaskWorkerCommand {
+    /// The argv, starting with the Python.
+    pub fn argv(&self) -> Vec<String> {
+        let mut argv = vec![
+            self.python.display().to_string(),
+            "-m".into(),
+            "distributed.cli.dask_worker".into(),
+            self.scheduler.clone(),
+            "--nthreads".into(),
+            self.nthreads.to_string(),
+            "--memory-limit".into(),
+            self.memory_limit.to_string(),
+            "--name".into(),
+            self.name.clone(),
+            "--death-timeout".into(),
+            format!("{}s", self.death_timeout.as_secs().max(1)),
+        ];
+        if self.nworkers > 1 {
+            argv.extend(["--nworkers".into(), self.nworkers.to_string()]);
+        }
+        if let Some(i) = &self.interface {
+            argv.extend(["--interface".into(), i.clone()]);
+        }
+        if let Some(d) = &self.local_directory {
+            argv.extend(["--local-directory".into(), d.display().to_string()]);
+        }
+        argv.extend(self.extra.iter().cloned());
+        argv
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dask_names_never_read_as_numbers() {
+        assert_eq!(dask_name("120_4"), "slurm-120_4");
+        assert_eq!(dask_name("4711-1"), "slurm-4711-1");
+    }
+
+    #[test]
+    fn worker_names_map_to_their_job() {
+        assert!(belongs_to("4711", "4711"));
+        assert!(belongs_to("4711-0", "4711"));
+        assert!(belongs_to("120_4-3", "120_4"));
+        assert!(!belongs_to("47110", "4711"));
+        assert!(!belongs_to("4711-x", "4711"));
+        assert!(!belongs_to("4711-", "4711"));
+    }
+
+    #[test]
+    fn the_worker_command_carries_every_setting() {
+        let cmd = DaskWorkerCommand {
+            python: "/venv/bin/python".into(),
+            scheduler: "tcp://10.77.0.1:8786".into(),
+            nthreads: 2,
+            nworkers: 2,
+            memory_limit: 1 << 30,
+            name: "4711".into(),
+            death_timeout: Duration::from_secs(60),
+            interface: Some("ib0".into()),
+            local_directory: Some("/scratch".into()),
+            extra: vec!["--resources".into(), "GPU=1".into()],
+        };
+        assert_eq!(
+            cmd.argv().join(" "),
+            "/venv/bin/python -m distributed.cli.dask_worker tcp://10.77.0.1:8786 --nthreads 2 \
+             --memory-limit 1073741824 --name 4711 --death-timeout 60s --nworkers 2 \
+             --interface ib0 --local-directory /scratch --resources GPU=1"
+        );
+    }
+
+    #[test]
+    fn a_dask_scheduler_file_gives_both_endpoints() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.json");
+        std::fs::write(
+            &path,
+            r#"{"type": "Scheduler", "address": "tcp://10.77.0.1:45659", "services": {"dashboard": 43153}, "workers": {}}"#,
+        )
+        .unwrap();
+        let e = read_scheduler_file(&path).unwrap();
+        assert_eq!(e.address, "tcp://10.77.0.1:45659");
+        assert_eq!(e.http, "http://10.77.0.1:43153");
+        std::fs::write(&path, r#"{"address": "tcp://10.77.0.1:45659"}"#).unwrap();
+        let err = read_scheduler_file(&path).unwrap_err().to_string();
+        assert!(err.contains("services.dashboard"), "{err}");
+    }
+}
