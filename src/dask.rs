@@ -249,21 +249,12 @@ impl DaskApi {
     /// Every worker registered with the Dask scheduler.
     pub async fn workers(&self) -> Result<Vec<DaskWorker>, DaskError> {
         let url = format!("{}/api/v1/get_workers", self.base);
-        let err = |message: String| DaskError::Http {
-            url: url.clone(),
-            message,
-        };
-        let resp = self
-            .http
-            .get(&url)
-            .timeout(Duration::from_secs(10))
-            .send()
+        let request = self.http.get(&url).timeout(Duration::from_secs(10));
+        let list: WorkerList = send(request, &url)
+            .await?
+            .json()
             .await
-            .map_err(|e| err(e.to_string()))?;
-        if !resp.status().is_success() {
-            return Err(err(format!("HTTP {}", resp.status())));
-        }
-        let list: WorkerList = resp.json().await.map_err(|e| err(e.to_string()))?;
+            .map_err(|e| http_error(&url, e))?;
         Ok(list.workers)
     }
 
@@ -272,23 +263,29 @@ impl DaskApi {
     /// after `timeout`).
     pub async fn retire(&self, addresses: &[String], timeout: Duration) -> Result<(), DaskError> {
         let url = format!("{}/api/v1/retire_workers", self.base);
-        let err = |message: String| DaskError::Http {
-            url: url.clone(),
-            message,
-        };
-        let resp = self
+        let request = self
             .http
             .post(&url)
             .timeout(timeout)
-            .json(&serde_json::json!({ "workers": addresses }))
-            .send()
-            .await
-            .map_err(|e| err(e.to_string()))?;
-        if !resp.status().is_success() {
-            return Err(err(format!("HTTP {}", resp.status())));
-        }
-        Ok(())
+            .json(&serde_json::json!({ "workers": addresses }));
+        send(request, &url).await.map(drop)
     }
+}
+
+fn http_error(url: &str, message: impl ToString) -> DaskError {
+    DaskError::Http {
+        url: url.to_string(),
+        message: message.to_string(),
+    }
+}
+
+/// Sends `request`; a failure or an error status is a `DaskError::Http`.
+async fn send(request: reqwest::RequestBuilder, url: &str) -> Result<reqwest::Response, DaskError> {
+    let resp = request.send().await.map_err(|e| http_error(url, e))?;
+    if !resp.status().is_success() {
+        return Err(http_error(url, format!("HTTP {}", resp.status())));
+    }
+    Ok(resp)
 }
 
 /// The Dask name of the worker drover knows as `worker` (its Slurm job, with

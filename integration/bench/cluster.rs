@@ -11,6 +11,10 @@
 //! Start latency on Slurm is bimodal (its scheduling cycle), so each
 //! measurement is repeated and medians are compared.
 
+mod common;
+
+use common::median;
+
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -71,22 +75,8 @@ fn main() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = common::runtime();
     rt.block_on(run(&sizes, &conf, measuring));
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
 }
 
 fn squeue_count(conf: &str, name: &str, state: Option<&str>) -> usize {

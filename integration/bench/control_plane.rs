@@ -7,6 +7,8 @@
 //!
 //! Each figure is printed beside its target, with the ratio.
 
+mod common;
+
 use std::net::IpAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -52,11 +54,7 @@ fn main() {
     let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with("--"));
     let wanted = |name: &str| filter.as_deref().is_none_or(|f| name.contains(f));
     rlimit::increase_nofile_limit(u64::MAX).expect("raise the open-files limit");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = common::runtime();
     if wanted("agent_start") {
         rt.block_on(agent_start_to_registered(sizes));
     }

@@ -7,6 +7,10 @@
 //! with a nanny, 1 core, 1 GB) from the same Python (`slurm/python-env`).
 //! Under `cargo test` it is a smoke run with N = 2.
 
+mod common;
+
+use common::median;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -17,16 +21,6 @@ use drover::scheduler::Bind;
 use drover::slurm::SlurmCli;
 
 const CONF: &str = "/var/lib/drover-slurm/slurm.conf";
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
 
 fn queued(conf: &str) -> String {
     let out = Command::new("squeue")
@@ -139,11 +133,7 @@ fn main() {
         println!("SKIPPED: create the Python environment with slurm/python-env");
         return;
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = common::runtime();
     rt.block_on(async {
         let dir = tempfile::Builder::new()
             .prefix("drover-dask-bench")

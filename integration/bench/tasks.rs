@@ -8,6 +8,8 @@
 //!    at once; wall time per task and the scheduler's CPU time per task;
 //! 3. the scheduler's memory with 100,000 queued tasks.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -49,11 +51,7 @@ fn main() {
             queued_tasks: 1_000,
         }
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = common::runtime();
     rt.block_on(async {
         for workers in [4, 16] {
             throughput(workers, sizes.spawned_tasks).await;

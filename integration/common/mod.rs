@@ -71,13 +71,21 @@ pub fn slurm_cmd(program: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// `scontrol show job ID` as a map of its `Key=Value` fields.
+/// `scontrol show job ID` as a map of its `Key=Value` fields. For the id
+/// of an array's first task, Slurm lists every task of the array: only the
+/// line of the job whose own `JobId` is `ID` counts.
 pub fn show_job(id: JobId) -> HashMap<String, String> {
     let text = slurm_cmd("scontrol", &["show", "job", "-o", &id.to_string()]);
-    text.split_whitespace()
-        .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    let fields = |line: &str| -> HashMap<String, String> {
+        line.split_whitespace()
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    text.lines()
+        .map(fields)
+        .find(|job| job.get("JobId") == Some(&id.to_string()))
+        .unwrap_or_else(|| fields(text.lines().next().unwrap_or_default()))
 }
 
 /// Waits until job `id` reaches `state`, panicking after `limit`.

@@ -575,3 +575,37 @@ pub fn describe_exit(exit: &AgentExit) -> String {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: WorkerArgs,
+    }
+
+    #[test]
+    fn arguments_after_a_double_dash_go_to_the_dask_worker() {
+        let cli = Cli::parse_from([
+            "worker",
+            "--kind",
+            "dask",
+            "--python",
+            "/venv/bin/python",
+            "--interface",
+            "ib0",
+            "--",
+            "--name",
+            "x",
+            "--resources",
+            "GPU=1",
+        ]);
+        assert_eq!(cli.args.kind, WorkerKind::Dask);
+        assert_eq!(cli.args.python, PathBuf::from("/venv/bin/python"));
+        assert_eq!(cli.args.name, None, "--name after -- is not the agent's");
+        assert_eq!(cli.args.extra, ["--name", "x", "--resources", "GPU=1"]);
+    }
+}
