@@ -358,9 +358,17 @@ impl Inner {
     /// Submits `n` jobs, keeping them off nodes that just lost their
     /// workers; should Slurm refuse that, once more without.
     async fn submit(&self, n: usize) {
-        let exclude = self.state().excluded_nodes(Instant::now());
+        let mut exclude = self.state().excluded_nodes(Instant::now());
         if !exclude.is_empty() {
             tracing::info!(nodes = ?exclude, "keeping new jobs off nodes that lost their workers");
+            // sbatch's --exclude replaces the script's own: keep the user's too.
+            exclude.extend(
+                self.spec
+                    .directives()
+                    .into_iter()
+                    .filter(|d| d.option == "--exclude" || d.option == "-x")
+                    .filter_map(|d| d.value),
+            );
         }
         if self.submit_with(n, exclude.clone()).await.is_err() && !exclude.is_empty() {
             tracing::warn!("Slurm refused the jobs with --exclude; submitting them anywhere");
