@@ -224,22 +224,6 @@ fn dask_pool_flags_that_cannot_work_are_usage_errors() {
     let out = drover(
         &[
             "run",
-            "--kind",
-            "dask",
-            "--adapt",
-            "0:4",
-            "--interface",
-            "lo",
-            "--",
-            "true",
-        ],
-        dir.path(),
-    );
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(stderr(&out).contains("--adapt is not supported with --kind dask"));
-    let out = drover(
-        &[
-            "run",
             "--dask-scheduler-file",
             "x.json",
             "--interface",

@@ -375,3 +375,98 @@ fn a_missing_python_is_a_clear_error_and_nothing_is_submitted() {
         "nothing was submitted"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_adaptive_dask_pool_follows_dask_work_and_returns_to_zero() {
+    let Some(slurm) = local_slurm("an_adaptive_dask_pool") else {
+        return;
+    };
+    let Some(python) = dask_python("an_adaptive_dask_pool") else {
+        return;
+    };
+    let _serial = exclusive().await;
+    let logs = log_dir();
+    let spec = test_job("drover-dask-adapt", 1, logs.path())
+        .kind(WorkerKind::Dask)
+        .python(python.clone())
+        .build()
+        .unwrap();
+    let mut options = test_cluster_options();
+    options.idle_timeout = Duration::from_secs(3);
+    options.cooldown = Duration::from_secs(2);
+    let cluster = SlurmCluster::with_cli(spec, options, slurm).await.unwrap();
+    let name = cluster.job_name().to_string();
+    let dask = cluster.dask().unwrap();
+    cluster.adapt(0, 4);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(cluster.status().submitted, 0, "no Dask work, no jobs");
+
+    // 24 tasks of 2 s: once Dask knows their duration it wants more workers
+    // than the range allows.
+    let driver = tokio::process::Command::new(&python)
+        .args([
+            "-u",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/integration/dask/burst.py"),
+            "24",
+            "2",
+        ])
+        .env("DASK_SCHEDULER_ADDRESS", &dask.address)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(120), driver)
+        .await
+        .expect("the burst finishes within 2 minutes")
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sum: u64 = (0..24u64).map(|i| i * i).sum();
+    assert!(text.starts_with(&format!("sum = {sum}; ")), "{text}");
+    let most: usize = text
+        .trim()
+        .rsplit_once("at most ")
+        .and_then(|(_, r)| r.strip_suffix(" workers"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        (2..=4).contains(&most),
+        "the pool grew with the work, within its range: {text}"
+    );
+
+    // The work done and its results released, the pool goes back to 0.
+    let start = Instant::now();
+    loop {
+        let queued = common::slurm_cmd("squeue", &["-h", "-n", &name]);
+        if queued.trim().is_empty() && cluster.scheduler().live_workers() == 0 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the pool did not shrink to 0: {queued}\n{:?}",
+            cluster.status().adapt
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let status = cluster.status();
+    assert!(
+        status.jobs.iter().all(|j| j.state == "COMPLETED"),
+        "every job retired through Dask and ended COMPLETED: {:?}",
+        status.jobs
+    );
+    assert!(
+        status.submitted as usize <= 4,
+        "no submit/cancel churn: {} jobs for a pool of at most 4",
+        status.submitted
+    );
+    assert_eq!(status.target_jobs, 0);
+    eprintln!(
+        "adaptive Dask pool: {}; {} jobs submitted; last decision: {:?}",
+        text.trim(),
+        status.submitted,
+        status.adapt
+    );
+    cluster.close().await.unwrap();
+}

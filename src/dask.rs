@@ -19,7 +19,12 @@ use crate::protocol::DaskEndpoint;
 const HTTP_ROUTES: &str =
     "[\"distributed.http.scheduler.api\", \"distributed.http.scheduler.json\", \
      \"distributed.http.scheduler.info\", \"distributed.http.scheduler.prometheus\", \
-     \"distributed.http.health\", \"distributed.http.proxy\", \"distributed.http.statics\"]";
+     \"distributed.http.health\", \"distributed.http.proxy\", \"distributed.http.statics\", \
+     \"drover_dask_routes\"]";
+
+/// drover's own route module for the Dask schedulers it starts (see the
+/// file): per-worker load as JSON.
+const ROUTES_MODULE: &str = include_str!("dask_routes.py");
 
 /// Something went wrong with Dask.
 #[derive(Debug, thiserror::Error)]
@@ -126,6 +131,21 @@ impl DaskScheduler {
     ) -> Result<DaskScheduler, DaskError> {
         let file = dir.join("dask-scheduler.json");
         let log = dir.join("dask-scheduler.log");
+        std::fs::write(dir.join("drover_dask_routes.py"), ROUTES_MODULE).map_err(|cause| {
+            DaskError::Spawn {
+                python: python.to_path_buf(),
+                cause,
+            }
+        })?;
+        let python_path = match std::env::var_os("PYTHONPATH") {
+            Some(p) if !p.is_empty() => {
+                let mut v = dir.as_os_str().to_os_string();
+                v.push(":");
+                v.push(p);
+                v
+            }
+            _ => dir.as_os_str().to_os_string(),
+        };
         let _ = std::fs::remove_file(&file);
         let log_file = std::fs::File::create(&log).map_err(|cause| DaskError::Spawn {
             python: python.to_path_buf(),
@@ -140,6 +160,7 @@ impl DaskScheduler {
             DaskBind::Host(ip) => cmd.args(["--host", &ip.to_string()]),
         };
         cmd.env("DASK_DISTRIBUTED__SCHEDULER__HTTP__ROUTES", HTTP_ROUTES)
+            .env("PYTHONPATH", python_path)
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().map_err(|cause| DaskError::Spawn {
                 python: python.to_path_buf(),
@@ -258,18 +279,116 @@ impl DaskApi {
         Ok(list.workers)
     }
 
+    /// How many workers Dask's own adaptive logic wants now (its
+    /// `adaptive_target`, from queued work, task durations and memory).
+    pub async fn desired_workers(&self) -> Result<usize, DaskError> {
+        #[derive(Deserialize)]
+        struct Counts {
+            desired_workers: usize,
+        }
+        let url = format!("{}/json/counts.json", self.base);
+        let request = self.http.get(&url).timeout(Duration::from_secs(10));
+        let counts: Counts = send(request, &url)
+            .await?
+            .json()
+            .await
+            .map_err(|e| http_error(&url, e))?;
+        Ok(counts.desired_workers)
+    }
+
+    /// How busy each worker is, by Dask name: the tasks the scheduler has
+    /// assigned to it (drover's route, on schedulers drover started), else
+    /// the tasks its last heartbeat reported (Dask's identity, which fails
+    /// once workers report task timings).
+    pub async fn activity(&self) -> Result<Vec<(String, u32)>, DaskError> {
+        #[derive(Deserialize)]
+        struct Load {
+            #[serde(deserialize_with = "name_as_string")]
+            name: String,
+            processing: u32,
+        }
+        #[derive(Deserialize)]
+        struct Loads {
+            workers: Vec<Load>,
+        }
+        let url = format!("{}/drover/v1/workers", self.base);
+        let request = self.http.get(&url).timeout(Duration::from_secs(10));
+        match send(request, &url).await {
+            Ok(resp) => {
+                let loads: Loads = resp.json().await.map_err(|e| http_error(&url, e))?;
+                return Ok(loads
+                    .workers
+                    .into_iter()
+                    .map(|l| (l.name, l.processing))
+                    .collect());
+            }
+            Err(e) => tracing::debug!(error = %e, "no drover route on this Dask scheduler"),
+        }
+        let url = format!("{}/json/identity.json", self.base);
+        let request = self.http.get(&url).timeout(Duration::from_secs(10));
+        let identity: serde_json::Value = send(request, &url)
+            .await?
+            .json()
+            .await
+            .map_err(|e| http_error(&url, e))?;
+        Ok(parse_activity(&identity))
+    }
+
     /// Retires `addresses` through Dask: their data moves to other workers
-    /// first, then Dask forgets them. Returns when Dask has done so (or
-    /// after `timeout`).
-    pub async fn retire(&self, addresses: &[String], timeout: Duration) -> Result<(), DaskError> {
+    /// first, then Dask forgets them. Returns, when Dask has done so (or
+    /// after `timeout`), the addresses Dask did retire: one whose data had
+    /// nowhere to go is left out.
+    pub async fn retire(
+        &self,
+        addresses: &[String],
+        timeout: Duration,
+    ) -> Result<Vec<String>, DaskError> {
         let url = format!("{}/api/v1/retire_workers", self.base);
         let request = self
             .http
             .post(&url)
             .timeout(timeout)
             .json(&serde_json::json!({ "workers": addresses }));
-        send(request, &url).await.map(drop)
+        let retired: serde_json::Map<String, serde_json::Value> = send(request, &url)
+            .await?
+            .json()
+            .await
+            .map_err(|e| http_error(&url, e))?;
+        Ok(retired.keys().cloned().collect())
     }
+}
+
+/// Task states in which a task occupies a worker (Dask's worker-side states).
+const BUSY_STATES: &[&str] = &[
+    "executing",
+    "long-running",
+    "ready",
+    "constrained",
+    "waiting",
+    "fetch",
+    "flight",
+];
+
+/// Each worker's name and busy task count from the scheduler's identity.
+fn parse_activity(identity: &serde_json::Value) -> Vec<(String, u32)> {
+    let Some(workers) = identity.get("workers").and_then(|w| w.as_object()) else {
+        return Vec::new();
+    };
+    workers
+        .values()
+        .filter_map(|w| {
+            let name = match w.get("name")? {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            let counts = w.pointer("/metrics/task_counts");
+            let busy = BUSY_STATES
+                .iter()
+                .filter_map(|s| counts?.get(*s)?.as_u64())
+                .sum::<u64>();
+            Some((name, busy as u32))
+        })
+        .collect()
 }
 
 fn http_error(url: &str, message: impl ToString) -> DaskError {
@@ -292,7 +411,14 @@ async fn send(request: reqwest::RequestBuilder, url: &str) -> Result<reqwest::Re
 /// `-I` per process): prefixed, so that Dask does not read `4711` or `120_4`
 /// as a number.
 pub fn dask_name(worker: &str) -> String {
-    format!("slurm-{worker}")
+    format!("{DASK_NAME_PREFIX}{worker}")
+}
+
+const DASK_NAME_PREFIX: &str = "slurm-";
+
+/// The drover name of the worker Dask knows as `name`, if drover named it.
+pub fn drover_name(name: &str) -> Option<&str> {
+    name.strip_prefix(DASK_NAME_PREFIX)
 }
 
 /// Whether Dask worker `name` belongs to the job whose workers are named
@@ -364,6 +490,27 @@ impl DaskWorkerCommand {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn activity_counts_the_tasks_that_occupy_a_worker() {
+        let identity = serde_json::json!({
+            "workers": {
+                "tcp://a:1": {"name": "slurm-1", "metrics": {"task_counts": {"executing": 2, "ready": 3, "memory": 40}}},
+                "tcp://b:1": {"name": "slurm-2", "metrics": {"task_counts": {}}},
+                "tcp://c:1": {"name": 7, "metrics": {}}
+            }
+        });
+        let mut a = parse_activity(&identity);
+        a.sort();
+        assert_eq!(
+            a,
+            [
+                ("7".to_string(), 0),
+                ("slurm-1".into(), 5),
+                ("slurm-2".into(), 0)
+            ]
+        );
+    }
 
     #[test]
     fn dask_names_never_read_as_numbers() {

@@ -107,14 +107,6 @@ impl PoolArgs {
         if let Some(t) = self.replace_lead {
             options.replace_lead = t.duration();
         }
-        if self.adapt.is_some() && spec.kind == drover::config::WorkerKind::Dask {
-            return Err(drover::config::SpecError::Conflict(
-                "--adapt is not supported with --kind dask yet (drover sizes adaptive pools from its own \
-                 task queue, which Dask does not use); give --workers N"
-                    .into(),
-            )
-            .into());
-        }
         if let Some(f) = &self.dask_scheduler_file {
             if spec.kind != drover::config::WorkerKind::Dask {
                 return Err(drover::config::SpecError::Conflict(

@@ -195,6 +195,8 @@ struct DaskPool {
     process: tokio::sync::Mutex<Option<DaskScheduler>>,
     /// Dask workers at the last look.
     seen: Mutex<Option<Vec<crate::dask::DaskWorker>>>,
+    /// What Dask's adaptive target was at the last look (adaptive pools).
+    desired: Mutex<Option<usize>>,
 }
 
 impl DaskPool {
@@ -210,6 +212,36 @@ impl DaskPool {
         let n = workers.as_ref().map(Vec::len);
         *self.seen.lock().unwrap_or_else(|e| e.into_inner()) = workers;
         n
+    }
+
+    /// For adaptive pools: asks Dask how many workers it wants and how busy
+    /// each one is, and hands the latter to the scheduler, so idleness
+    /// means the same for Dask workers as for native ones.
+    async fn refresh_adaptive(&self, scheduler: &Scheduler) {
+        let desired = match self.api.desired_workers().await {
+            Ok(n) => Some(n),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read Dask's adaptive target");
+                None
+            }
+        };
+        *self.desired.lock().unwrap_or_else(|e| e.into_inner()) = desired;
+        match self.api.activity().await {
+            Ok(activity) => {
+                let busy = activity
+                    .into_iter()
+                    .filter_map(|(name, n)| {
+                        crate::dask::drover_name(&name).map(|d| (d.to_string(), n))
+                    })
+                    .collect();
+                scheduler.set_dask_activity(&busy);
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read the Dask workers' activity"),
+        }
+    }
+
+    fn desired(&self) -> Option<usize> {
+        *self.desired.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn seen(&self) -> Option<usize> {
@@ -266,6 +298,17 @@ impl Inner {
                 None
             }
         };
+        if let Some(dask) = &self.dask {
+            dask.refresh().await;
+            if self
+                .adapt
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_some()
+            {
+                dask.refresh_adaptive(&self.scheduler).await;
+            }
+        }
         let workers = self.scheduler.workers();
         if listing.is_some() {
             self.adapt_target();
@@ -274,9 +317,6 @@ impl Inner {
             .state()
             .reconcile(listing.as_deref(), &workers, Instant::now());
         self.act(plan).await;
-        if let Some(dask) = &self.dask {
-            dask.refresh().await;
-        }
         self.publish();
     }
 
@@ -291,17 +331,33 @@ impl Inner {
         let Some(a) = guard.as_mut() else { return };
         let now = Instant::now();
         let cooldown = self.options.cooldown;
-        let demand = self.scheduler.task_demand_cores();
-        let wanted =
-            (demand.div_ceil(u64::from(self.spec.cores)) as usize).clamp(a.min_jobs, a.max_jobs);
         let mut st = self.state();
         let current = st.target_jobs;
+        // Native pools follow the cores their tasks ask for; Dask pools
+        // follow Dask's own adaptive target (in workers).
+        let (needed_jobs, demand) = match &self.dask {
+            None => {
+                let cores = self.scheduler.task_demand_cores();
+                (
+                    cores.div_ceil(u64::from(self.spec.cores)) as usize,
+                    format!("{cores} cores in ready and running tasks"),
+                )
+            }
+            Some(dask) => match dask.desired() {
+                Some(n) => (
+                    n.div_ceil(self.spec.processes as usize),
+                    format!("Dask wants {n} workers"),
+                ),
+                None => (current, "Dask's target unknown".to_string()),
+            },
+        };
+        let wanted = needed_jobs.clamp(a.min_jobs, a.max_jobs);
         let cooled = |last: Option<Instant>| last.is_none_or(|t| now.duration_since(t) >= cooldown);
         let decision = if wanted > current {
             if cooled(a.last_down) {
                 st.target_jobs = wanted;
                 a.last_up = Some(now);
-                format!("up {current} -> {wanted} jobs: demand {demand} cores in ready and running tasks")
+                format!("up {current} -> {wanted} jobs: demand {demand}")
             } else {
                 format!("holding {current} jobs: demand wants {wanted}, cooling down after a scale-down")
             }
@@ -314,7 +370,7 @@ impl Inner {
                 st.target_jobs = target;
                 a.last_down = Some(now);
                 format!(
-                    "down {current} -> {target} jobs: demand {demand} cores; idle longer than {:?} or pending",
+                    "down {current} -> {target} jobs: demand {demand}; idle longer than {:?} or pending",
                     self.options.idle_timeout
                 )
             } else if target < current {
@@ -326,7 +382,7 @@ impl Inner {
                 )
             }
         } else {
-            format!("holding {current} jobs: demand {demand} cores")
+            format!("holding {current} jobs: demand {demand}")
         };
         if decision != a.decision {
             tracing::info!(adapt = %decision, "adaptive pool");
@@ -580,6 +636,7 @@ async fn start_dask(
         endpoint,
         process: tokio::sync::Mutex::new(process),
         seen: Mutex::new(None),
+        desired: Mutex::new(None),
     })
 }
 
@@ -776,18 +833,10 @@ impl SlurmCluster {
 
     /// Sizes the pool to its work from now on: between `min` and `max`
     /// workers, growing with the cores that ready and running tasks ask
-    /// for, shrinking as workers stay idle past the idle timeout.
+    /// for (for Dask pools: with Dask's own adaptive target), shrinking as
+    /// workers stay idle past the idle timeout (for Dask workers: no task
+    /// executing or ready on them, as Dask reports).
     pub fn adapt(&self, min: usize, max: usize) {
-        if self.inner.dask.is_some() {
-            // drover's demand is its own task queue, which Dask pools do
-            // not use: adapting would retire Dask workers in mid-computation.
-            tracing::error!(
-                min,
-                "adaptive scaling is not supported for dask pools yet; holding {min} workers"
-            );
-            self.scale(min);
-            return;
-        }
         let p = self.inner.spec.processes as usize;
         let (min_jobs, max_jobs) = (min.div_ceil(p), max.max(min).div_ceil(p));
         tracing::info!(min, max, "adapting");

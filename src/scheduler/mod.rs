@@ -295,6 +295,14 @@ impl Scheduler {
         }
     }
 
+    /// Records how busy the pool's Dask workers are, as Dask reports it
+    /// (tasks executing or ready, by drover worker name), so that idleness
+    /// means the same for them as for native workers.
+    pub fn set_dask_activity(&self, busy: &std::collections::HashMap<String, u32>) {
+        self.shared.registry().set_dask_activity(busy);
+        self.shared.changed();
+    }
+
     /// Records the pool's Dask scheduler, so the scheduler file names it.
     pub fn set_dask(&self, endpoint: DaskEndpoint) {
         *self.shared.dask.lock().unwrap_or_else(|e| e.into_inner()) = Some(endpoint);

@@ -238,6 +238,26 @@ impl Registry {
         lost
     }
 
+    /// Records what the Dask scheduler says the Dask workers named in
+    /// `busy` (by their drover names) are doing: how many tasks each has
+    /// executing or ready. An idle one is idle from the first such report.
+    pub(crate) fn set_dask_activity(&mut self, busy: &std::collections::HashMap<String, u32>) {
+        let now = unix_ms();
+        for e in self.workers.values_mut() {
+            if e.info.kind != WorkerKind::Dask {
+                continue;
+            }
+            if let Some(&n) = busy.get(&e.info.name) {
+                e.info.running_tasks = n;
+                if n == 0 {
+                    e.info.idle_since_ms.get_or_insert(now);
+                } else {
+                    e.info.idle_since_ms = None;
+                }
+            }
+        }
+    }
+
     /// Every worker, ordered by id.
     pub(crate) fn list(&self) -> Vec<WorkerInfo> {
         let mut v: Vec<WorkerInfo> = self
@@ -245,7 +265,10 @@ impl Registry {
             .values()
             .map(|e| {
                 let mut info = e.info.clone();
-                info.running_tasks = self.tasks.running_on(info.id) as u32;
+                // A Dask worker's activity comes from Dask (set_dask_activity).
+                if info.kind == WorkerKind::Native {
+                    info.running_tasks = self.tasks.running_on(info.id) as u32;
+                }
                 info
             })
             .collect();
@@ -264,5 +287,45 @@ impl Registry {
                 )
             })
             .count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dask_workers_take_their_activity_from_dask_and_no_drover_tasks() {
+        let mut r = Registry::default();
+        let mut req = RegisterRequest::simulated(1);
+        req.kind = WorkerKind::Dask;
+        let dask = r.register(req);
+        let native = r.register(RegisterRequest::simulated(2));
+        let name = |id| r.list().into_iter().find(|w| w.id == id).unwrap();
+        let dask_name = name(dask).name;
+
+        let busy = std::collections::HashMap::from([(dask_name.clone(), 3)]);
+        r.set_dask_activity(&busy);
+        let w = r.list().into_iter().find(|w| w.id == dask).unwrap();
+        assert_eq!((w.running_tasks, w.idle_since_ms), (3, None));
+
+        let idle = std::collections::HashMap::from([(dask_name, 0)]);
+        r.set_dask_activity(&idle);
+        let w = r.list().into_iter().find(|w| w.id == dask).unwrap();
+        assert_eq!(w.running_tasks, 0);
+        assert!(w.idle_since_ms.is_some());
+        // A native worker's activity is its drover tasks, untouched by Dask's.
+        let n = r.list().into_iter().find(|w| w.id == native).unwrap();
+        assert_eq!(n.running_tasks, 0);
+        // Dask workers are never handed drover tasks; native ones are.
+        r.tasks
+            .submit(vec![crate::tasks::TaskSpec {
+                argv: vec!["true".into()],
+                cores: 1,
+                ..Default::default()
+            }])
+            .unwrap();
+        assert!(r.next_for(dask).is_none());
+        assert!(matches!(r.next_for(native), Some(Instruction::Run { .. })));
     }
 }

@@ -87,7 +87,14 @@ impl DaskProcess {
         }
         tracing::info!(worker = name, addresses = ?mine, "retiring the Dask worker through Dask (its data moves first)");
         match self.api.retire(&mine, timeout).await {
-            Ok(()) => tracing::info!(worker = name, "Dask retired the worker"),
+            Ok(done) if mine.iter().all(|a| done.contains(a)) => {
+                tracing::info!(worker = name, "Dask retired the worker")
+            }
+            Ok(_) => tracing::warn!(
+                worker = name,
+                "Dask could not move this worker's data elsewhere (no other worker to take it); \
+                 results held only here are lost"
+            ),
             Err(e) => tracing::warn!(worker = name, error = %e, "Dask retirement failed"),
         }
     }
