@@ -269,14 +269,19 @@ impl DaskApi {
 
     /// Every worker registered with the Dask scheduler.
     pub async fn workers(&self) -> Result<Vec<DaskWorker>, DaskError> {
-        let url = format!("{}/api/v1/get_workers", self.base);
+        let list: WorkerList = self.get_json("/api/v1/get_workers").await?;
+        Ok(list.workers)
+    }
+
+    /// GETs `path` and reads its JSON answer.
+    async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, DaskError> {
+        let url = format!("{}{path}", self.base);
         let request = self.http.get(&url).timeout(Duration::from_secs(10));
-        let list: WorkerList = send(request, &url)
+        send(request, &url)
             .await?
             .json()
             .await
-            .map_err(|e| http_error(&url, e))?;
-        Ok(list.workers)
+            .map_err(|e| http_error(&url, e))
     }
 
     /// How many workers Dask's own adaptive logic wants now (its
@@ -286,13 +291,7 @@ impl DaskApi {
         struct Counts {
             desired_workers: usize,
         }
-        let url = format!("{}/json/counts.json", self.base);
-        let request = self.http.get(&url).timeout(Duration::from_secs(10));
-        let counts: Counts = send(request, &url)
-            .await?
-            .json()
-            .await
-            .map_err(|e| http_error(&url, e))?;
+        let counts: Counts = self.get_json("/json/counts.json").await?;
         Ok(counts.desired_workers)
     }
 
@@ -311,26 +310,17 @@ impl DaskApi {
         struct Loads {
             workers: Vec<Load>,
         }
-        let url = format!("{}/drover/v1/workers", self.base);
-        let request = self.http.get(&url).timeout(Duration::from_secs(10));
-        match send(request, &url).await {
-            Ok(resp) => {
-                let loads: Loads = resp.json().await.map_err(|e| http_error(&url, e))?;
+        match self.get_json::<Loads>("/drover/v1/workers").await {
+            Ok(loads) => {
                 return Ok(loads
                     .workers
                     .into_iter()
                     .map(|l| (l.name, l.processing))
-                    .collect());
+                    .collect())
             }
             Err(e) => tracing::debug!(error = %e, "no drover route on this Dask scheduler"),
         }
-        let url = format!("{}/json/identity.json", self.base);
-        let request = self.http.get(&url).timeout(Duration::from_secs(10));
-        let identity: serde_json::Value = send(request, &url)
-            .await?
-            .json()
-            .await
-            .map_err(|e| http_error(&url, e))?;
+        let identity: serde_json::Value = self.get_json("/json/identity.json").await?;
         Ok(parse_activity(&identity))
     }
 

@@ -19,9 +19,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use drover::cluster::{ClusterOptions, SlurmCluster};
+use drover::cluster::SlurmCluster;
 use drover::config::{JobOptions, Timeout};
-use drover::scheduler::Bind;
 use drover::slurm::SlurmCli;
 
 const CONF: &str = "/var/lib/drover-slurm/slurm.conf";
@@ -148,9 +147,7 @@ async fn run(sizes: &Sizes, conf: &str, measuring: bool) {
         .drover_bin(env!("CARGO_BIN_EXE_drover"))
         .build()
         .unwrap();
-    let mut options = ClusterOptions::new(Bind::Interface("drvbr0".into())).unwrap();
-    options.handle_signals = false;
-    options.slurm_conf = Some(conf.into());
+    let options = common::cluster_options(conf);
     let slurm = SlurmCli::new().with_conf(conf);
     let cluster = SlurmCluster::with_cli(spec, options.clone(), slurm.clone())
         .await

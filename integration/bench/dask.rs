@@ -15,9 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use drover::cluster::{ClusterOptions, SlurmCluster};
+use drover::cluster::SlurmCluster;
 use drover::config::{JobOptions, Memory, Timeout, WorkerKind};
-use drover::scheduler::Bind;
 use drover::slurm::SlurmCli;
 
 const CONF: &str = "/var/lib/drover-slurm/slurm.conf";
@@ -58,9 +57,7 @@ async fn drover_round(python: &Path, conf: &str, n: usize, dir: &Path) -> f64 {
         .drover_bin(env!("CARGO_BIN_EXE_drover"))
         .build()
         .unwrap();
-    let mut options = ClusterOptions::new(Bind::Interface("drvbr0".into())).unwrap();
-    options.handle_signals = false;
-    options.slurm_conf = Some(conf.into());
+    let options = common::cluster_options(conf);
     let cluster = SlurmCluster::with_cli(spec, options, SlurmCli::new().with_conf(conf))
         .await
         .unwrap();

@@ -236,7 +236,20 @@ impl DaskPool {
                     .collect();
                 scheduler.set_dask_activity(&busy);
             }
-            Err(e) => tracing::warn!(error = %e, "cannot read the Dask workers' activity"),
+            Err(e) => {
+                // Unknown load counts as busy: an adaptive pool then does
+                // not shrink, rather than retire workers in mid-task.
+                tracing::warn!(error = %e, "cannot read the Dask workers' load; holding them as busy");
+                let busy = self
+                    .seen
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .iter()
+                    .flatten()
+                    .filter_map(|w| crate::dask::drover_name(&w.name).map(|d| (d.to_string(), 1)))
+                    .collect();
+                scheduler.set_dask_activity(&busy);
+            }
         }
     }
 

@@ -22,3 +22,13 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .build()
         .expect("a tokio runtime builds")
 }
+
+/// Cluster options for benchmarks on the local Slurm: the scheduler on its
+/// bridge, everything else at the defaults users get.
+pub fn cluster_options(conf: &str) -> drover::cluster::ClusterOptions {
+    let bind = drover::scheduler::Bind::Interface("drvbr0".into());
+    let mut options = drover::cluster::ClusterOptions::new(bind).unwrap();
+    options.handle_signals = false;
+    options.slurm_conf = Some(conf.into());
+    options
+}
