@@ -37,7 +37,29 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route(paths::CLUSTER_SCALE, post(cluster_scale))
         .route(paths::CLUSTER_CLOSE, post(cluster_close))
         .layer(middleware::from_fn_with_state(shared.clone(), authenticate))
+        .layer(middleware::from_fn_with_state(
+            shared.clone(),
+            refuse_when_stopped,
+        ))
         .with_state(shared)
+}
+
+/// A stopped scheduler answers nothing more, even on connections opened
+/// before it stopped, so its workers see it gone.
+async fn refuse_when_stopped(
+    State(shared): State<Arc<Shared>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if shared.stopped.load(Ordering::SeqCst) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::CONNECTION, "close")],
+            "scheduler stopped",
+        )
+            .into_response();
+    }
+    next.run(request).await
 }
 
 /// Refuses any request without the cluster's token, comparing in constant
@@ -149,6 +171,7 @@ async fn poll(
                 }
             }
             _ = &mut sleep => break Instruction::Continue { next_poll_ms: 0 },
+            _ = shared.stopping.notified() => return Err(StatusCode::SERVICE_UNAVAILABLE),
         }
     };
     drop(guard);

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 
 use crate::config::Timeout;
@@ -169,6 +169,10 @@ pub(crate) struct Shared {
     pub(crate) cluster_status: Mutex<Option<StatusSource>>,
     /// The pool's Dask scheduler, for `dask` pools.
     dask: Mutex<Option<DaskEndpoint>>,
+    /// Set by `stop`: connections that outlive the server get no answers.
+    pub(crate) stopped: std::sync::atomic::AtomicBool,
+    /// Notified by `stop`, so held polls end at once.
+    pub(crate) stopping: Notify,
 }
 
 impl Shared {
@@ -229,6 +233,8 @@ impl Scheduler {
             control: Mutex::new(None),
             cluster_status: Mutex::new(None),
             dask: Mutex::new(None),
+            stopped: std::sync::atomic::AtomicBool::new(false),
+            stopping: Notify::new(),
         });
         let app = http::router(shared.clone()).into_make_service_with_connect_info::<SocketAddr>();
         let server = tokio::spawn(async move {
@@ -409,6 +415,12 @@ impl Scheduler {
 
     /// Stops serving at once; held polls are cut off, so workers notice.
     pub fn stop(&self) {
+        // Open keep-alive connections are served by their own tasks, which
+        // outlive the server's: they must stop answering too.
+        self.shared
+            .stopped
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.shared.stopping.notify_waiters();
         self.server.abort();
         self.monitor.abort();
     }
