@@ -470,3 +470,99 @@ async fn an_adaptive_dask_pool_follows_dask_work_and_returns_to_zero() {
     );
     cluster.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dask_workers_hand_their_results_on_before_their_walltime_ends() {
+    let Some(slurm) = local_slurm("dask_workers_hand_their_results_on") else {
+        return;
+    };
+    let Some(python) = dask_python("dask_workers_hand_their_results_on") else {
+        return;
+    };
+    let _serial = exclusive().await;
+    let logs = log_dir();
+    eprintln!("logs in {}", logs.path().display());
+    let spec = test_job("drover-dask-walltime", 1, logs.path())
+        .kind(WorkerKind::Dask)
+        .python(python.clone())
+        .walltime("00:02:00".parse::<drover::config::Walltime>().unwrap())
+        .walltime_margin("30s".parse::<drover::config::Timeout>().unwrap())
+        .build()
+        .unwrap();
+    let mut options = test_cluster_options();
+    options.replace_lead = Duration::from_secs(15);
+    let cluster = SlurmCluster::with_cli(spec, options, slurm).await.unwrap();
+    let dask = cluster.dask().unwrap();
+    cluster.scale(2);
+    cluster
+        .wait_for_workers(2, Duration::from_secs(90))
+        .await
+        .unwrap();
+    let first: BTreeSet<u64> = cluster
+        .status()
+        .jobs
+        .iter()
+        .filter_map(|j| j.job_id)
+        .collect();
+
+    let calls = logs.path().join("calls");
+    let mut driver = Command::new(&python)
+        .args([
+            "-u",
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/integration/dask/hold_results.py"
+            ),
+        ])
+        .env("DASK_SCHEDULER_ADDRESS", &dask.address)
+        .env("CALLS", &calls)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(driver.stdout.take().unwrap()).lines();
+    let held = lines.next().unwrap().unwrap();
+    assert!(held.starts_with("held 40 results on "), "{held}");
+
+    // The first jobs' workers leave 78-90 s in; their results must move
+    // to the replacements, submitted ahead of time.
+    let start = Instant::now();
+    let ended = loop {
+        let states: Vec<(u64, String)> = first
+            .iter()
+            .map(|&id| {
+                let job = show_job(JobId::new(id));
+                (id, job.get("JobState").cloned().unwrap_or_default())
+            })
+            .collect();
+        if states
+            .iter()
+            .all(|(_, s)| !matches!(s.as_str(), "PENDING" | "RUNNING" | "COMPLETING"))
+        {
+            break states;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(150),
+            "the first jobs did not leave before their time limit: {states:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(
+        ended.iter().all(|(_, s)| s == "COMPLETED"),
+        "the first jobs ended COMPLETED, not TIMEOUT: {ended:?}"
+    );
+    let status = cluster.status();
+    assert!(status.submitted >= 4, "replacements went in: {status:?}");
+
+    driver.stdin.take().unwrap().write_all(b"check\n").unwrap();
+    let checked = lines.next().unwrap().unwrap();
+    assert!(checked.starts_with("ok 40 of 40 on "), "{checked}");
+    assert!(driver.wait().unwrap().success());
+    let computed = std::fs::read_to_string(&calls).unwrap();
+    assert_eq!(
+        computed.lines().count(),
+        40,
+        "no result was lost at the walltime boundary and computed again"
+    );
+    cluster.close().await.unwrap();
+}

@@ -445,8 +445,19 @@ impl Agent {
                     return Ok(self.leave(registered, AgentExit::DaskExited(status)).await);
                 }
                 _ = usr1.recv() => {
-                    tracing::info!(running = work.running(), "SIGUSR1: allocation ending; taking no more tasks");
-                    draining = Some(AgentExit::Signalled("SIGUSR1"));
+                    // Slurm's walltime warning comes up to a minute before
+                    // the time asked for: a worker that knows its end keeps
+                    // to its own plan, which its replacement is timed by.
+                    match drain_at {
+                        Some(at) if at > tokio::time::Instant::now() => tracing::info!(
+                            drain_in_s = (at - tokio::time::Instant::now()).as_secs(),
+                            "SIGUSR1: Slurm's walltime warning; leaving as planned"
+                        ),
+                        _ => {
+                            tracing::info!(running = work.running(), "SIGUSR1: allocation ending; taking no more tasks");
+                            draining = Some(AgentExit::Signalled("SIGUSR1"));
+                        }
+                    }
                     continue;
                 }
             };
