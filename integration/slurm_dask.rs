@@ -11,13 +11,12 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    bridge, drover, exclusive, exclusive_blocking, local_slurm, log_dir, show_job,
+    bridge, drover, exclusive, exclusive_blocking, final_states, local_slurm, log_dir,
     test_cluster_options, test_job,
 };
 use drover::cluster::SlurmCluster;
 use drover::config::WorkerKind;
 use drover::protocol::WorkerState;
-use drover::slurm::JobId;
 
 /// The Python with dask, distributed and xgboost (`slurm/python-env`):
 /// `$DROVER_TEST_PYTHON`, else this checkout's `target/python-venv`. Under
@@ -45,6 +44,57 @@ fn dask_python(test: &str) -> Option<PathBuf> {
     }
     eprintln!("SKIPPED {why}");
     None
+}
+
+/// `integration/dask/hold_results.py` on the pool at `address`: it holds 40
+/// results until `check` gathers them, logging every computation in `dir`.
+struct HeldResults {
+    driver: std::process::Child,
+    lines: std::io::Lines<BufReader<std::process::ChildStdout>>,
+    calls: PathBuf,
+}
+
+impl HeldResults {
+    /// Starts the driver; returns it and its `held ...` line.
+    fn start(python: &Path, address: &str, dir: &Path) -> (HeldResults, String) {
+        let calls = dir.join("calls");
+        let mut driver = Command::new(python)
+            .args([
+                "-u",
+                concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/integration/dask/hold_results.py"
+                ),
+            ])
+            .env("DASK_SCHEDULER_ADDRESS", address)
+            .env("CALLS", &calls)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(driver.stdout.take().unwrap()).lines();
+        let held = lines.next().unwrap().unwrap();
+        let me = HeldResults {
+            driver,
+            lines,
+            calls,
+        };
+        (me, held)
+    }
+
+    /// Gathers the results; returns the driver's `ok ...` line and the log
+    /// of computations (one line each).
+    fn check(mut self) -> (String, String) {
+        self.driver
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"check\n")
+            .unwrap();
+        let checked = self.lines.next().unwrap().unwrap();
+        assert!(self.driver.wait().unwrap().success());
+        (checked, std::fs::read_to_string(&self.calls).unwrap())
+    }
 }
 
 fn example(name: &str) -> String {
@@ -185,23 +235,7 @@ async fn scaling_a_dask_pool_from_4_to_1_loses_no_result_and_ends_jobs_completed
         .unwrap();
     assert_eq!(cluster.status().dask.unwrap().workers, Some(4));
 
-    let calls = logs.path().join("calls");
-    let mut driver = Command::new(&python)
-        .args([
-            "-u",
-            concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/integration/dask/hold_results.py"
-            ),
-        ])
-        .env("DASK_SCHEDULER_ADDRESS", &dask.address)
-        .env("CALLS", &calls)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(driver.stdout.take().unwrap()).lines();
-    let held = lines.next().unwrap().unwrap();
+    let (held_results, held) = HeldResults::start(&python, &dask.address, logs.path());
     let spread: usize = held
         .strip_prefix("held 40 results on ")
         .and_then(|r| r.strip_suffix(" workers"))
@@ -239,11 +273,8 @@ async fn scaling_a_dask_pool_from_4_to_1_loses_no_result_and_ends_jobs_completed
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 
-    driver.stdin.take().unwrap().write_all(b"check\n").unwrap();
-    let checked = lines.next().unwrap().unwrap();
+    let (checked, computed) = held_results.check();
     assert_eq!(checked, "ok 40 of 40 on 1 workers");
-    assert!(driver.wait().unwrap().success());
-    let computed = std::fs::read_to_string(&calls).unwrap();
     assert_eq!(
         computed.lines().count(),
         40,
@@ -261,20 +292,7 @@ async fn scaling_a_dask_pool_from_4_to_1_loses_no_result_and_ends_jobs_completed
     assert_eq!(kept.len(), 1, "{:?}", cluster.status().jobs);
     let retired: Vec<u64> = jobs_before.difference(&kept).copied().collect();
     assert_eq!(retired.len(), 3, "{jobs_before:?} {kept:?}");
-    for id in retired {
-        let start = Instant::now();
-        let state = loop {
-            let job = show_job(JobId::new(id));
-            let state = job.get("JobState").cloned().unwrap_or_default();
-            if !matches!(state.as_str(), "RUNNING" | "COMPLETING") {
-                break state;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "retired job {id} still {state}: {job:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        };
+    for (id, state) in final_states(retired, Duration::from_secs(60)).await {
         assert_eq!(state, "COMPLETED", "retired job {id}");
     }
     cluster.close().await.unwrap();
@@ -505,48 +523,12 @@ async fn dask_workers_hand_their_results_on_before_their_walltime_ends() {
         .filter_map(|j| j.job_id)
         .collect();
 
-    let calls = logs.path().join("calls");
-    let mut driver = Command::new(&python)
-        .args([
-            "-u",
-            concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/integration/dask/hold_results.py"
-            ),
-        ])
-        .env("DASK_SCHEDULER_ADDRESS", &dask.address)
-        .env("CALLS", &calls)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(driver.stdout.take().unwrap()).lines();
-    let held = lines.next().unwrap().unwrap();
+    let (held_results, held) = HeldResults::start(&python, &dask.address, logs.path());
     assert!(held.starts_with("held 40 results on "), "{held}");
 
     // The first jobs' workers leave 78-90 s in; their results must move
     // to the replacements, submitted ahead of time.
-    let start = Instant::now();
-    let ended = loop {
-        let states: Vec<(u64, String)> = first
-            .iter()
-            .map(|&id| {
-                let job = show_job(JobId::new(id));
-                (id, job.get("JobState").cloned().unwrap_or_default())
-            })
-            .collect();
-        if states
-            .iter()
-            .all(|(_, s)| !matches!(s.as_str(), "PENDING" | "RUNNING" | "COMPLETING"))
-        {
-            break states;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(150),
-            "the first jobs did not leave before their time limit: {states:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    let ended = final_states(first, Duration::from_secs(150)).await;
     assert!(
         ended.iter().all(|(_, s)| s == "COMPLETED"),
         "the first jobs ended COMPLETED, not TIMEOUT: {ended:?}"
@@ -554,11 +536,8 @@ async fn dask_workers_hand_their_results_on_before_their_walltime_ends() {
     let status = cluster.status();
     assert!(status.submitted >= 4, "replacements went in: {status:?}");
 
-    driver.stdin.take().unwrap().write_all(b"check\n").unwrap();
-    let checked = lines.next().unwrap().unwrap();
+    let (checked, computed) = held_results.check();
     assert!(checked.starts_with("ok 40 of 40 on "), "{checked}");
-    assert!(driver.wait().unwrap().success());
-    let computed = std::fs::read_to_string(&calls).unwrap();
     assert_eq!(
         computed.lines().count(),
         40,

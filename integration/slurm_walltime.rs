@@ -9,8 +9,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{
-    exclusive, local_slurm, log_dir, show_job, slurm_cmd, test_cluster_options, test_job, unique,
-    CancelOnDrop,
+    exclusive, final_states, local_slurm, log_dir, slurm_cmd, test_cluster_options, test_job,
+    unique, CancelOnDrop,
 };
 use drover::cluster::SlurmCluster;
 use drover::protocol::WorkerState;
@@ -42,34 +42,6 @@ fn sleep_task(seconds: u32, i: usize) -> TaskSpec {
         ],
         cores: 1,
         ..Default::default()
-    }
-}
-
-/// Waits until none of `ids` is still queued, then returns each one's final
-/// state as `scontrol` reports it.
-async fn final_states(ids: &BTreeSet<u64>) -> Vec<(u64, String)> {
-    let start = Instant::now();
-    loop {
-        let states: Vec<(u64, String)> = ids
-            .iter()
-            .map(|&id| {
-                let job = show_job(JobId::new(id));
-                (id, job.get("JobState").cloned().unwrap_or_default())
-            })
-            .collect();
-        if states.iter().all(|(_, s)| {
-            !matches!(
-                s.as_str(),
-                "PENDING" | "RUNNING" | "COMPLETING" | "CONFIGURING"
-            )
-        }) {
-            return states;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "jobs still active a minute after close: {states:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
@@ -166,7 +138,7 @@ async fn a_steady_stream_crosses_a_two_minute_walltime_without_losing_a_task() {
     );
 
     cluster.close().await.unwrap();
-    let states = final_states(&jobs).await;
+    let states = final_states(jobs.iter().copied(), Duration::from_secs(60)).await;
     assert!(jobs.len() >= 8, "{states:?}");
     assert!(
         states.iter().all(|(_, s)| s == "COMPLETED"),

@@ -184,7 +184,7 @@ impl DaskScheduler {
         let not_started = |why: String| DaskError::NotStarted {
             python: python.to_path_buf(),
             why,
-            tail: tail(&log, 20),
+            tail: crate::cluster::tail(&log, 20).unwrap_or_default(),
             log: log.clone(),
         };
         let start = tokio::time::Instant::now();
@@ -215,13 +215,6 @@ impl DaskScheduler {
     pub async fn stop(&mut self) {
         let _ = self.child.kill().await;
     }
-}
-
-/// The last `n` lines of a file, for error messages.
-pub(crate) fn tail(path: &Path, n: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// A worker as the Dask scheduler lists it.
@@ -411,16 +404,6 @@ pub fn drover_name(name: &str) -> Option<&str> {
     name.strip_prefix(DASK_NAME_PREFIX)
 }
 
-/// Whether Dask worker `name` belongs to the job whose workers are named
-/// `job` (`job` itself, or `job-I` when the job runs several processes).
-pub fn belongs_to(name: &str, job: &str) -> bool {
-    name == job
-        || name
-            .strip_prefix(job)
-            .and_then(|rest| rest.strip_prefix('-'))
-            .is_some_and(|i| !i.is_empty() && i.bytes().all(|b| b.is_ascii_digit()))
-}
-
 /// How one job's Dask worker process is started.
 #[derive(Debug, Clone)]
 pub struct DaskWorkerCommand {
@@ -506,16 +489,6 @@ mod tests {
     fn dask_names_never_read_as_numbers() {
         assert_eq!(dask_name("120_4"), "slurm-120_4");
         assert_eq!(dask_name("4711-1"), "slurm-4711-1");
-    }
-
-    #[test]
-    fn worker_names_map_to_their_job() {
-        assert!(belongs_to("4711", "4711"));
-        assert!(belongs_to("4711-0", "4711"));
-        assert!(belongs_to("120_4-3", "120_4"));
-        assert!(!belongs_to("47110", "4711"));
-        assert!(!belongs_to("4711-x", "4711"));
-        assert!(!belongs_to("4711-", "4711"));
     }
 
     #[test]

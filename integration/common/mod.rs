@@ -88,6 +88,38 @@ pub fn show_job(id: JobId) -> HashMap<String, String> {
         .unwrap_or_else(|| fields(text.lines().next().unwrap_or_default()))
 }
 
+/// Waits until none of `ids` is still active in Slurm, then returns each
+/// one's final state as `scontrol` reports it; panics after `limit`.
+pub async fn final_states(
+    ids: impl IntoIterator<Item = u64>,
+    limit: Duration,
+) -> Vec<(u64, String)> {
+    let ids: Vec<u64> = ids.into_iter().collect();
+    let start = Instant::now();
+    loop {
+        let states: Vec<(u64, String)> = ids
+            .iter()
+            .map(|&id| {
+                let job = show_job(JobId::new(id));
+                (id, job.get("JobState").cloned().unwrap_or_default())
+            })
+            .collect();
+        if states.iter().all(|(_, s)| {
+            !matches!(
+                s.as_str(),
+                "PENDING" | "RUNNING" | "COMPLETING" | "CONFIGURING"
+            )
+        }) {
+            return states;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "jobs still active after {limit:?}: {states:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
 /// Waits until job `id` reaches `state`, panicking after `limit`.
 pub async fn wait_for_state(id: JobId, state: &str, limit: Duration) -> HashMap<String, String> {
     let start = Instant::now();

@@ -654,7 +654,7 @@ async fn start_dask(
 }
 
 /// The last `n` lines of a file, if it exists and has any.
-fn tail(path: &Path, n: usize) -> Option<String> {
+pub(crate) fn tail(path: &Path, n: usize) -> Option<String> {
     let text = std::fs::read_to_string(path).ok()?;
     let lines: Vec<&str> = text.lines().collect();
     if lines.is_empty() {
