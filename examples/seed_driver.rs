@@ -41,10 +41,11 @@ async fn main() -> anyhow::Result<()> {
         .job_name("seed")
         .drover_bin(drover)
         .build()?;
-    let options = ClusterOptions::new(Bind::Interface(
+    // Defaults, with the DROVER_* environment applied (DROVER_POLL_INTERVAL...).
+    let options = ClusterOptions::from_env(Bind::Interface(
         std::env::var("DROVER_SCHEDULER_INTERFACE").unwrap_or_else(|_| "drvbr0".into()),
     ))?;
-    let cluster = SlurmCluster::with_cli(spec, options, SlurmCli::new()).await?;
+    let cluster = SlurmCluster::new(spec, options, SlurmCli::new()).await?;
     cluster.scale(4);
     cluster
         .wait_for_workers(4, Duration::from_secs(120))
@@ -94,7 +95,7 @@ async fn main() -> anyhow::Result<()> {
                 job.job,
                 job.node.as_deref().unwrap_or("?"),
                 w.address,
-                job.log
+                job.log.display()
             );
         }
     }

@@ -148,7 +148,7 @@ fn template_errors_name_file_and_line() {
         &["job-script", "--template", template.to_str().unwrap()],
         dir.path(),
     );
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2), "a broken template is bad input");
     let err = stderr(&out);
     assert!(
         err.contains(&format!("template {}, line 3:", template.display())),
@@ -178,7 +178,11 @@ fn graph_dot_draws_the_seed_graph() {
     )
     .unwrap();
     let out = drover(&["graph", "dot", "bad.toml"], dir.path());
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a broken graph file is bad input"
+    );
     assert!(
         stderr(&out).contains("refers to `missing`, which the graph does not define"),
         "{}",
@@ -238,4 +242,165 @@ fn dask_pool_flags_that_cannot_work_are_usage_errors() {
     let out = drover(&["job-script", "--kind", "snake"], dir.path());
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("native, dask"), "{}", stderr(&out));
+}
+
+/// Runs drover in `dir` with extra environment.
+fn drover_env(args: &[&str], dir: &std::path::Path, env: &[(&str, &str)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_drover"))
+        .args(args)
+        .current_dir(dir)
+        .env("DROVER_USER_CONFIG", "/dev/null")
+        .env_remove("DROVER_CONFIG")
+        .env_remove("DROVER_SCHEDULER_FILE")
+        .envs(env.iter().copied())
+        .output()
+        .expect("the drover binary runs")
+}
+
+/// Arguments, environment, and a fragment the error must contain.
+type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+
+#[test]
+fn bad_input_exits_2_from_every_command_with_the_thing_at_fault_named() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("garbled.json"), "{\"address\": 3").unwrap();
+    std::fs::write(dir.path().join("pool.toml"), "[pool]\nworkers = -1\n").unwrap();
+    std::fs::write(dir.path().join("keys.toml"), "[pool]\nspeed = 3\n").unwrap();
+    std::fs::write(
+        dir.path().join("cycle.toml"),
+        "[tasks.a]\ncommand = \"echo {{b}}\"\n[tasks.b]\ncommand = \"echo {{a}}\"\n",
+    )
+    .unwrap();
+    let cases: &[Case] = &[
+        (
+            &["status", "--scheduler-file", "missing.json"],
+            &[],
+            "missing.json",
+        ),
+        (
+            &["status", "--scheduler-file", "garbled.json"],
+            &[],
+            "is not valid",
+        ),
+        (
+            &["scale", "3", "--scheduler-file", "garbled.json"],
+            &[],
+            "garbled.json",
+        ),
+        (
+            &["logs", "w3", "--scheduler-file", "missing.json"],
+            &[],
+            "missing.json",
+        ),
+        (
+            &["wait", "--scheduler-file", "missing.json"],
+            &[],
+            "missing.json",
+        ),
+        (
+            &["retire", "x9", "--scheduler-file", "missing.json"],
+            &[],
+            "such as w3",
+        ),
+        (
+            &["task", "show", "tx", "--scheduler-file", "missing.json"],
+            &[],
+            "such as t12",
+        ),
+        (&["worker"], &[], "--scheduler-file"),
+        (
+            &["worker", "--scheduler-file", "missing.json"],
+            &[],
+            "missing.json",
+        ),
+        (&["submit", "--", "true"], &[], "--scheduler-file"),
+        (
+            &[
+                "submit",
+                "--scheduler-file",
+                "missing.json",
+                "--each-line",
+                "none.txt",
+                "--",
+                "true",
+            ],
+            &[],
+            "none.txt",
+        ),
+        (
+            &[
+                "graph",
+                "run",
+                "cycle.toml",
+                "--scheduler-file",
+                "missing.json",
+            ],
+            &[],
+            "cycle",
+        ),
+        (
+            &["run", "--workers", "2", "--", "true"],
+            &[],
+            "where should the scheduler listen",
+        ),
+        (&["run", "--interface", "nope0", "--", "true"], &[], "nope0"),
+        (
+            &[
+                "run",
+                "--interface",
+                "lo",
+                "--max-pending-jobs",
+                "0",
+                "--",
+                "true",
+            ],
+            &[],
+            "max-pending-jobs",
+        ),
+        (
+            &["run", "--interface", "lo", "--", "true"],
+            &[("DROVER_POLL_INTERVAL", "soon")],
+            "DROVER_POLL_INTERVAL",
+        ),
+        (
+            &["run", "--interface", "lo", "--", "true"],
+            &[("DROVER_MISSED_HEARTBEATS", "1")],
+            "missed-heartbeats",
+        ),
+        (
+            &[
+                "--config",
+                "pool.toml",
+                "run",
+                "--interface",
+                "lo",
+                "--",
+                "true",
+            ],
+            &[],
+            "workers",
+        ),
+        (&["--config", "keys.toml", "job-script"], &[], "speed"),
+        (
+            &[
+                "scheduler",
+                "--interface",
+                "nope0",
+                "--scheduler-file",
+                "s.json",
+            ],
+            &[],
+            "nope0",
+        ),
+        (&["cancel", "--cluster", "../x"], &[], "cluster id"),
+    ];
+    for (args, env, fragment) in cases {
+        let out = drover_env(args, dir.path(), env);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?} {env:?}: {err}");
+        assert!(
+            err.contains(fragment),
+            "{args:?}: {fragment:?} not in:\n{err}"
+        );
+    }
 }

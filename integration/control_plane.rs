@@ -1,6 +1,8 @@
 //! The control plane without Slurm: a scheduler in this process and real
 //! `drover worker` processes registering with it over loopback.
 
+mod common;
+
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -72,15 +74,10 @@ async fn fifty_agents_register_appear_in_status_and_retire_cleanly() {
         .await
         .unwrap();
 
-    let out = Command::new(env!("CARGO_BIN_EXE_drover"))
-        .args(["status", "--json", "--scheduler-file"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = common::run_ok(
+        Command::new(env!("CARGO_BIN_EXE_drover"))
+            .args(["status", "--json", "--scheduler-file"])
+            .arg(&file),
     );
     let listed: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(listed.len(), 50);
@@ -97,21 +94,16 @@ async fn fifty_agents_register_appear_in_status_and_retire_cleanly() {
         "{text}"
     );
 
-    let retire = Command::new(env!("CARGO_BIN_EXE_drover"))
-        .args([
-            "retire",
-            "--all",
-            "--reason",
-            "test is over",
-            "--scheduler-file",
-        ])
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(
-        retire.status.success(),
-        "{}",
-        String::from_utf8_lossy(&retire.stderr)
+    let retire = common::run_ok(
+        Command::new(env!("CARGO_BIN_EXE_drover"))
+            .args([
+                "retire",
+                "--all",
+                "--reason",
+                "test is over",
+                "--scheduler-file",
+            ])
+            .arg(&file),
     );
     assert_eq!(
         String::from_utf8_lossy(&retire.stdout).trim(),

@@ -5,62 +5,29 @@
 //! The scheduler runs as its own process because each simulated worker
 //! holds a connection, and one process here may hold only 20,000 files.
 
-use std::process::{Child, Command, Stdio};
+mod common;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use drover::client::SchedulerClient;
-use drover::protocol::{Instruction, RegisterRequest, SchedulerFile, WorkerState};
+use drover::protocol::{Instruction, WorkerState};
 use tokio::sync::Barrier;
 
 const WORKERS: usize = 10_000;
 const HEARTBEATS: usize = 3;
 const LIMIT: Duration = Duration::from_secs(300);
 
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_simulated_workers_register_and_heartbeat() {
     rlimit::increase_nofile_limit(u64::MAX).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("scheduler.json");
-    let _scheduler = KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_drover"))
-            .args([
-                "scheduler",
-                "--host",
-                "127.0.0.1",
-                "--heartbeat-interval",
-                "2s",
-            ])
-            .args(["--missed-heartbeats", "30", "--scheduler-file"])
-            .arg(&file)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    for _ in 0..200 {
-        if file.exists() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let sf = SchedulerFile::read(&file).unwrap();
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(WORKERS)
-        .no_proxy()
-        .build()
-        .unwrap();
-    let client = SchedulerClient::with_http(http, sf.address.clone(), sf.token.clone());
+    let (_scheduler, file) = common::process::scheduler_process(
+        dir.path(),
+        &["--heartbeat-interval", "2s", "--missed-heartbeats", "30"],
+    )
+    .await;
+    let client = common::process::pooled_client(&file, WORKERS);
     let polls = Arc::new(AtomicUsize::new(0));
     // Everyone registers before anyone heartbeats, so all 10,000 are live at once.
     let registered = Arc::new(Barrier::new(WORKERS + 1));
@@ -72,7 +39,7 @@ async fn ten_thousand_simulated_workers_register_and_heartbeat() {
             let polls = polls.clone();
             let registered = registered.clone();
             tasks.spawn(async move {
-                let req = RegisterRequest::simulated(i);
+                let req = common::simulated::worker(i);
                 let reg = retry(|| client.register(&req)).await;
                 registered.wait().await;
                 let interval = Duration::from_millis(reg.heartbeat_interval_ms);

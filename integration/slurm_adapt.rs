@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use common::{exclusive, local_slurm, log_dir, slurm_cmd, test_cluster_options, test_job};
 use drover::cluster::SlurmCluster;
-use drover::tasks::{TaskSpec, TaskState};
+use drover::protocol::JobAction;
+use drover::slurm::JobState;
+use drover::tasks::TaskSpec;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_grows_an_adaptive_pool_which_returns_to_zero_without_oscillating() {
@@ -20,10 +22,10 @@ async fn a_burst_grows_an_adaptive_pool_which_returns_to_zero_without_oscillatin
     options.idle_timeout = Duration::from_secs(3);
     options.cooldown = Duration::from_secs(2);
     let spec = test_job("drover-adapt", 1, logs.path()).build().unwrap();
-    let cluster = SlurmCluster::with_cli(spec, options, slurm).await.unwrap();
+    let cluster = SlurmCluster::new(spec, options, slurm).await.unwrap();
     let name = cluster.job_name().to_string();
     cluster.adapt(0, 8);
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    cluster.rounds(3).await;
     assert_eq!(cluster.status().submitted, 0, "no work, no jobs");
 
     // 16 one-core tasks of 3 s: demand 16 cores, capped at 8 workers.
@@ -40,14 +42,7 @@ async fn a_burst_grows_an_adaptive_pool_which_returns_to_zero_without_oscillatin
         .wait_for_workers(8, Duration::from_secs(60))
         .await
         .unwrap();
-    let done = client
-        .wait_tasks(Some(&ids), Duration::from_millis(100))
-        .await
-        .unwrap();
-    assert!(
-        done.iter().all(|t| t.state == TaskState::Succeeded),
-        "{done:?}"
-    );
+    common::all_succeed(&client, &ids).await;
 
     // Idle past the timeout, the pool goes back to zero.
     let start = Instant::now();
@@ -62,8 +57,8 @@ async fn a_burst_grows_an_adaptive_pool_which_returns_to_zero_without_oscillatin
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    // Let the pool take one more look at Slurm, so it knows how the jobs ended.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Let the pool take two more looks at Slurm, so it knows how the jobs ended.
+    cluster.rounds(2).await;
     let status = cluster.status();
     assert_eq!(
         status.submitted, 8,
@@ -73,12 +68,12 @@ async fn a_burst_grows_an_adaptive_pool_which_returns_to_zero_without_oscillatin
         status
             .jobs
             .iter()
-            .all(|j| j.action.as_deref() != Some("cancelling")),
+            .all(|j| j.action != Some(JobAction::Cancelling)),
         "no job of the scale-up was cancelled: every one served and retired: {:?}",
         status.jobs
     );
     assert!(
-        status.jobs.iter().all(|j| j.state == "COMPLETED"),
+        status.jobs.iter().all(|j| j.state == JobState::Completed),
         "{:?}",
         status.jobs
     );

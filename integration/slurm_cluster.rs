@@ -9,15 +9,16 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    bridge, exclusive, exclusive_blocking, local_slurm, log_dir, slurm_cmd, slurm_conf,
-    test_cluster_options, test_job, unique,
+    bridge, exclusive, exclusive_blocking, jobs_named, local_slurm, log_dir, run_ok, slurm_cmd,
+    slurm_conf, test_cluster_options, test_job, unique, until, KillOnDrop,
 };
 use drover::cluster::{ClusterError, SlurmCluster};
 use drover::config::JobOptions;
+use drover::protocol::JobAction;
 use drover::slurm::SlurmCli;
 
 async fn start(spec: JobOptions, slurm: SlurmCli) -> SlurmCluster {
-    SlurmCluster::with_cli(spec.build().unwrap(), test_cluster_options(), slurm)
+    SlurmCluster::new(spec.build().unwrap(), test_cluster_options(), slurm)
         .await
         .unwrap()
 }
@@ -40,25 +41,6 @@ fn final_state(job: &str) -> String {
         .find(|(j, _)| *j == job)
         .map(|(_, s)| s.to_string())
         .unwrap_or_default()
-}
-
-/// Kills a driver process the test started if the test ends early, so a
-/// failing test leaves no pool behind.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-async fn until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !ok() {
-        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -99,8 +81,12 @@ async fn scale_0_8_3_0_with_exact_job_counts_and_pending_cancelled_first() {
             !left.contains(p),
             "pending job {p} should have gone first: {left:?}"
         );
-        let job = status.jobs.iter().find(|j| &j.job == p).unwrap();
-        assert_eq!(job.action.as_deref(), Some("cancelling"), "{job:?}");
+        let job = status
+            .jobs
+            .iter()
+            .find(|j| &j.job.to_string() == p)
+            .unwrap();
+        assert_eq!(job.action, Some(JobAction::Cancelling), "{job:?}");
         assert!(job.workers.is_empty(), "{job:?}");
     }
     until("3 workers live", Duration::from_secs(15), || {
@@ -112,11 +98,11 @@ async fn scale_0_8_3_0_with_exact_job_counts_and_pending_cancelled_first() {
         .status()
         .jobs
         .into_iter()
-        .filter(|j| j.action.as_deref() == Some("retiring"))
+        .filter(|j| j.action == Some(JobAction::Retiring))
         .collect();
     assert_eq!(retired.len(), 1, "{retired:?}");
     until("the retired job completes", Duration::from_secs(15), || {
-        final_state(&retired[0].job) == "COMPLETED"
+        final_state(&retired[0].job.to_string()) == "COMPLETED"
     })
     .await;
 
@@ -164,17 +150,13 @@ async fn a_failing_prologue_is_reported_with_its_log_and_not_resubmitted_forever
     ]);
     let cluster = start(spec, slurm).await;
     cluster.scale(2);
-    let started = Instant::now();
     let err = cluster
         .wait_for_workers(2, Duration::from_secs(120))
         .await
         .unwrap_err();
-    assert!(
-        started.elapsed() < Duration::from_secs(60),
-        "failed late: {:?}",
-        started.elapsed()
-    );
     let text = err.to_string();
+    // The wait ends on the failure itself, not on its timeout.
+    assert!(matches!(err, ClusterError::StartupFailed(_)), "{text}");
     assert!(
         text.contains("ended FAILED with exit code 1 before its worker registered"),
         "{text}"
@@ -194,7 +176,7 @@ async fn a_failing_prologue_is_reported_with_its_log_and_not_resubmitted_forever
         .unwrap()
         .contains("consecutive start-up failures"));
     let submitted = stopped.submitted;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    cluster.rounds(5).await;
     assert_eq!(
         cluster.status().submitted,
         submitted,
@@ -407,20 +389,15 @@ async fn cli_status_scale_logs_and_close_reach_a_running_cluster() {
     ready_rx
         .recv_timeout(Duration::from_secs(60))
         .expect("the cluster said it was ready");
-    let drover = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_drover"))
-            .args(args)
+    let command = |args: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_drover"));
+        c.args(args)
             .env("DROVER_SCHEDULER_FILE", &file)
-            .env("SLURM_CONF", slurm_conf())
-            .output()
-            .unwrap()
+            .env("SLURM_CONF", slurm_conf());
+        c
     };
-    let out = drover(&["scale", "2"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let drover = |args: &[&str]| command(args).output().unwrap();
+    run_ok(&mut command(&["scale", "2"]));
     let mut status = serde_json::Value::Null;
     until(
         "two workers through the CLI",
@@ -438,15 +415,74 @@ async fn cli_status_scale_logs_and_close_reach_a_running_cluster() {
     let log = drover(&["logs", &job, "--tail", "5"]);
     let text = String::from_utf8_lossy(&log.stdout);
     assert!(text.contains("registered"), "{text}");
-    let out = drover(&["close"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(&mut command(&["close"]));
     assert!(up.0.wait().unwrap().success());
     let said = reader.join().unwrap();
     assert!(said.contains("closed cluster"), "{said}");
     let left = slurm_cmd("squeue", &["-h", "-o", "%j"]);
     assert!(!left.lines().any(|n| n.starts_with(&prefix)), "{left}");
+}
+
+/// `cluster up --detach` with the user's own scheduler file: it comes up in
+/// the background, `status` and `close` reach it through that file, and
+/// each array task's log is found under the id `status` shows (`A_T`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_detached_cluster_with_its_own_scheduler_file_serves_and_closes() {
+    if local_slurm("a_detached_cluster").is_none() {
+        return;
+    }
+    let _serial = exclusive().await;
+    let logs = log_dir();
+    let file = logs.path().join("mine.scheduler.json");
+    let name = unique("drover-detach");
+    let up = run_ok(
+        Command::new(env!("CARGO_BIN_EXE_drover"))
+            .args([
+                "cluster",
+                "up",
+                "--detach",
+                "--workers",
+                "2",
+                "--cores",
+                "1",
+            ])
+            .args(["--interface", "ib0", "--scheduler-interface", &bridge()])
+            .args(["--job-name", &name, "--scheduler-file"])
+            .arg(&file)
+            .arg("--log-directory")
+            .arg(logs.path())
+            .env("SLURM_CONF", slurm_conf())
+            .env("DROVER_USER_CONFIG", "/dev/null")
+            .env("DROVER_POLL_INTERVAL", "0.3"),
+    );
+    let said = String::from_utf8_lossy(&up.stdout);
+    assert!(
+        said.contains(&format!("export DROVER_SCHEDULER_FILE={}", file.display())),
+        "{said}"
+    );
+    let command = |args: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_drover"));
+        c.args(args)
+            .arg("--scheduler-file")
+            .arg(&file)
+            .env("SLURM_CONF", slurm_conf());
+        c
+    };
+    let out = run_ok(&mut command(&["status", "--json"]));
+    let status: drover::protocol::ClusterStatus = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status.registered, 2, "{status:?}");
+    for job in &status.jobs {
+        assert!(
+            matches!(job.job, drover::slurm::JobRef::Task { .. }),
+            "two workers go as one array: {job:?}"
+        );
+        let log = logs
+            .path()
+            .join(format!("{}-{}.out", status.job_name, job.job));
+        assert_eq!(job.log, log);
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(text.contains("registered"), "{}: {text}", log.display());
+    }
+    run_ok(&mut command(&["close"]));
+    assert!(jobs_named(&status.job_name).is_empty());
 }

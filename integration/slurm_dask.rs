@@ -17,6 +17,7 @@ use common::{
 use drover::cluster::SlurmCluster;
 use drover::config::WorkerKind;
 use drover::protocol::WorkerState;
+use drover::slurm::{JobId, JobState};
 
 /// The Python with dask, distributed and xgboost (`slurm/python-env`):
 /// `$DROVER_TEST_PYTHON`, else this checkout's `target/python-venv`. Under
@@ -224,7 +225,7 @@ async fn scaling_a_dask_pool_from_4_to_1_loses_no_result_and_ends_jobs_completed
         .python(python.clone())
         .build()
         .unwrap();
-    let cluster = SlurmCluster::with_cli(spec, test_cluster_options(), slurm)
+    let cluster = SlurmCluster::new(spec, test_cluster_options(), slurm)
         .await
         .unwrap();
     let dask = cluster.dask().expect("a dask pool has a Dask scheduler");
@@ -250,7 +251,7 @@ async fn scaling_a_dask_pool_from_4_to_1_loses_no_result_and_ends_jobs_completed
         .status()
         .jobs
         .iter()
-        .filter_map(|j| j.job_id)
+        .filter_map(|j| j.job_id.map(JobId::get))
         .collect();
 
     cluster.scale(1);
@@ -260,7 +261,12 @@ async fn scaling_a_dask_pool_from_4_to_1_loses_no_result_and_ends_jobs_completed
         let active = status
             .jobs
             .iter()
-            .filter(|j| matches!(j.state.as_str(), "PENDING" | "RUNNING" | "COMPLETING"))
+            .filter(|j| {
+                matches!(
+                    j.state,
+                    JobState::Pending | JobState::Running | JobState::Completing
+                )
+            })
             .count();
         if active == 1 && status.dask.as_ref().and_then(|d| d.workers) == Some(1) {
             break;
@@ -287,7 +293,7 @@ async fn scaling_a_dask_pool_from_4_to_1_loses_no_result_and_ends_jobs_completed
         .jobs
         .iter()
         .filter(|j| j.workers.iter().any(|w| w.state == WorkerState::Running))
-        .filter_map(|j| j.job_id)
+        .filter_map(|j| j.job_id.map(JobId::get))
         .collect();
     assert_eq!(kept.len(), 1, "{:?}", cluster.status().jobs);
     let retired: Vec<u64> = jobs_before.difference(&kept).copied().collect();
@@ -323,7 +329,7 @@ async fn a_pool_attaches_to_a_dask_scheduler_started_elsewhere() {
         .unwrap();
     let mut options = test_cluster_options();
     options.dask_scheduler_file = Some(theirs.endpoint().scheduler_file.clone());
-    let cluster = SlurmCluster::with_cli(spec, options, slurm).await.unwrap();
+    let cluster = SlurmCluster::new(spec, options, slurm).await.unwrap();
     assert_eq!(cluster.dask().unwrap().address, theirs.endpoint().address);
     cluster.scale(2);
     cluster
@@ -342,7 +348,7 @@ async fn a_pool_attaches_to_a_dask_scheduler_started_elsewhere() {
         .status()
         .jobs
         .iter()
-        .map(|j| drover::dask::dask_name(&j.job))
+        .map(|j| drover::dask::dask_name(&j.job.to_string()))
         .collect();
     assert_eq!(names, expected, "Dask names carry the Slurm job");
     cluster.close().await.unwrap();
@@ -412,11 +418,11 @@ async fn an_adaptive_dask_pool_follows_dask_work_and_returns_to_zero() {
     let mut options = test_cluster_options();
     options.idle_timeout = Duration::from_secs(3);
     options.cooldown = Duration::from_secs(2);
-    let cluster = SlurmCluster::with_cli(spec, options, slurm).await.unwrap();
+    let cluster = SlurmCluster::new(spec, options, slurm).await.unwrap();
     let name = cluster.job_name().to_string();
     let dask = cluster.dask().unwrap();
     cluster.adapt(0, 4);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    cluster.rounds(3).await;
     assert_eq!(cluster.status().submitted, 0, "no Dask work, no jobs");
 
     // 24 tasks of 2 s: once Dask knows their duration it wants more workers
@@ -467,10 +473,11 @@ async fn an_adaptive_dask_pool_follows_dask_work_and_returns_to_zero() {
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Let the pool take two more looks at Slurm, so it knows how the jobs ended.
+    cluster.rounds(2).await;
     let status = cluster.status();
     assert!(
-        status.jobs.iter().all(|j| j.state == "COMPLETED"),
+        status.jobs.iter().all(|j| j.state == JobState::Completed),
         "every job retired through Dask and ended COMPLETED: {:?}",
         status.jobs
     );
@@ -509,7 +516,7 @@ async fn dask_workers_hand_their_results_on_before_their_walltime_ends() {
         .unwrap();
     let mut options = test_cluster_options();
     options.replace_lead = Duration::from_secs(15);
-    let cluster = SlurmCluster::with_cli(spec, options, slurm).await.unwrap();
+    let cluster = SlurmCluster::new(spec, options, slurm).await.unwrap();
     let dask = cluster.dask().unwrap();
     cluster.scale(2);
     cluster
@@ -520,7 +527,7 @@ async fn dask_workers_hand_their_results_on_before_their_walltime_ends() {
         .status()
         .jobs
         .iter()
-        .filter_map(|j| j.job_id)
+        .filter_map(|j| j.job_id.map(JobId::get))
         .collect();
 
     let (held_results, held) = HeldResults::start(&python, &dask.address, logs.path());

@@ -14,21 +14,16 @@ fn submit(example: &str, dir: &Path, env: &[(&str, &str)]) -> JobId {
     let script = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("slurm/examples")
         .join(example);
-    let out = Command::new("sbatch")
-        .arg("--parsable")
-        .arg(&script)
-        .current_dir(dir)
-        .env("SLURM_CONF", slurm_conf())
-        .env("DROVER", env!("CARGO_BIN_EXE_drover"))
-        .env("DROVER_RUN_DIR", dir)
-        .env("DROVER_POLL_INTERVAL", "0.3")
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = common::run_ok(
+        Command::new("sbatch")
+            .arg("--parsable")
+            .arg(&script)
+            .current_dir(dir)
+            .env("SLURM_CONF", slurm_conf())
+            .env("DROVER", env!("CARGO_BIN_EXE_drover"))
+            .env("DROVER_RUN_DIR", dir)
+            .env("DROVER_POLL_INTERVAL", "0.3")
+            .envs(env.iter().copied()),
     );
     String::from_utf8_lossy(&out.stdout).parse().unwrap()
 }

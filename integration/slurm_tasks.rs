@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{exclusive, local_slurm, log_dir, slurm_cmd, test_cluster_options, test_job};
+use common::{exclusive, local_slurm, log_dir, slurm_cmd, test_job};
 use drover::cluster::SlurmCluster;
 use drover::slurm::SlurmCli;
 use drover::tasks::graph::Graph;
@@ -18,16 +18,7 @@ async fn pool(
     logs: &std::path::Path,
     slurm: SlurmCli,
 ) -> SlurmCluster {
-    let spec = test_job(prefix, cores, logs).build().unwrap();
-    let cluster = SlurmCluster::with_cli(spec, test_cluster_options(), slurm)
-        .await
-        .unwrap();
-    cluster.scale(workers);
-    cluster
-        .wait_for_workers(workers, Duration::from_secs(60))
-        .await
-        .unwrap();
-    cluster
+    common::running_pool(test_job(prefix, cores, logs), slurm, workers).await
 }
 
 fn graph(path: &str) -> Vec<TaskSpec> {
@@ -138,7 +129,7 @@ async fn killing_a_busy_workers_job_runs_its_tasks_again_elsewhere_once() {
     }
     let status = cluster.status();
     let victim = status.jobs.iter().find(|j| !j.workers.is_empty()).unwrap();
-    slurm_cmd("scancel", &[&victim.job]);
+    slurm_cmd("scancel", &[&victim.job.to_string()]);
     let done = client
         .wait_tasks(Some(&ids), Duration::from_millis(100))
         .await
@@ -177,16 +168,11 @@ async fn ten_thousand_array_tasks_complete_with_their_own_outputs() {
     let logs = log_dir();
     let cluster = pool("drover-array", 2, 16, logs.path(), slurm).await;
     let file = cluster.scheduler_file().to_path_buf();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_drover"))
-        .args(["submit", "--array", "0-9999", "--scheduler-file"])
-        .arg(&file)
-        .args(["--", "echo", "task {{index}}"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = common::run_ok(
+        std::process::Command::new(env!("CARGO_BIN_EXE_drover"))
+            .args(["submit", "--array", "0-9999", "--scheduler-file"])
+            .arg(&file)
+            .args(["--", "echo", "task {{index}}"]),
     );
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("submitted 10000 tasks"));
     let client = cluster.client();

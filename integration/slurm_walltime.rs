@@ -14,7 +14,7 @@ use common::{
 };
 use drover::cluster::SlurmCluster;
 use drover::protocol::WorkerState;
-use drover::slurm::JobId;
+use drover::slurm::{JobId, JobState};
 use drover::tasks::{TaskId, TaskSpec, TaskState};
 
 /// Workers heartbeat every second, so a dead node's workers are lost in 3 s.
@@ -67,7 +67,7 @@ async fn a_steady_stream_crosses_a_two_minute_walltime_without_losing_a_task() {
         "jobs ask Slurm for the warning signal: {:?}",
         spec.directives()
     );
-    let cluster = SlurmCluster::with_cli(spec, options, slurm).await.unwrap();
+    let cluster = SlurmCluster::new(spec, options, slurm).await.unwrap();
     cluster.scale(4);
     cluster
         .wait_for_workers(4, Duration::from_secs(60))
@@ -81,8 +81,6 @@ async fn a_steady_stream_crosses_a_two_minute_walltime_without_losing_a_task() {
     let mut next_submit = start;
     let mut ids: Vec<TaskId> = Vec::new();
     let mut jobs = BTreeSet::new();
-    let mut below_since: Option<Instant> = None;
-    let mut longest_below = Duration::ZERO;
     let mut most_taking = 0;
     while start.elapsed() < Duration::from_secs(150) {
         if Instant::now() >= next_submit {
@@ -90,21 +88,15 @@ async fn a_steady_stream_crosses_a_two_minute_walltime_without_losing_a_task() {
             ids.extend(client.submit(&[sleep_task(3, i)]).await.unwrap());
             next_submit += Duration::from_secs(1);
         }
-        let taking = taking_tasks(&cluster);
-        most_taking = most_taking.max(taking);
-        match (taking < 4, below_since) {
-            (true, None) => below_since = Some(Instant::now()),
-            (false, Some(since)) => {
-                longest_below = longest_below.max(since.elapsed());
-                below_since = None;
-            }
-            _ => {}
-        }
-        jobs.extend(cluster.status().jobs.iter().filter_map(|j| j.job_id));
+        most_taking = most_taking.max(taking_tasks(&cluster));
+        jobs.extend(
+            cluster
+                .status()
+                .jobs
+                .iter()
+                .filter_map(|j| j.job_id.map(JobId::get)),
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    if let Some(since) = below_since {
-        longest_below = longest_below.max(since.elapsed());
     }
 
     let done = client
@@ -118,11 +110,12 @@ async fn a_steady_stream_crosses_a_two_minute_walltime_without_losing_a_task() {
         .collect();
     assert!(failed.is_empty(), "every task succeeds: {failed:?}");
     let status = cluster.status();
+    let workers = cluster.scheduler().workers();
     eprintln!(
-        "walltime stream: {} tasks, {} jobs submitted, longest stretch below 4 workers taking tasks: {:.1} s",
+        "walltime stream: {} tasks, {} jobs submitted, {} workers",
         ids.len(),
         status.submitted,
-        longest_below.as_secs_f64()
+        workers.len()
     );
     assert!(
         status.submitted >= 8,
@@ -132,10 +125,32 @@ async fn a_steady_stream_crosses_a_two_minute_walltime_without_losing_a_task() {
         most_taking <= 8,
         "replacements never pile up: {most_taking}"
     );
+    // Whenever a worker left for its time limit, four others were there.
+    let leavers: Vec<_> = workers
+        .iter()
+        .filter(|w| {
+            w.exit_reason
+                .as_deref()
+                .is_some_and(|r| r.contains("time limit"))
+        })
+        .collect();
     assert!(
-        longest_below < Duration::from_secs(10),
-        "the pool stayed below 4 workers for {longest_below:?}, longer than a replacement takes to start"
+        leavers.len() >= 4,
+        "the first workers left for the limit: {workers:?}"
     );
+    for w in &leavers {
+        let left = w.exited_at_ms.unwrap();
+        let others = workers
+            .iter()
+            .filter(|o| o.id != w.id && o.registered_at_ms <= left)
+            .filter(|o| o.exited_at_ms.is_none_or(|t| t > left))
+            .count();
+        assert!(
+            others >= 4,
+            "when {} left, only {others} other workers were registered: {workers:?}",
+            w.id
+        );
+    }
 
     cluster.close().await.unwrap();
     let states = final_states(jobs.iter().copied(), Duration::from_secs(60)).await;
@@ -198,21 +213,13 @@ async fn a_dead_node_has_its_jobs_replaced_on_the_other_and_tasks_finish() {
     let _filler_guard = CancelOnDrop(JobId::new(filler));
     common::wait_for_state(JobId::new(filler), "RUNNING", Duration::from_secs(30)).await;
 
-    let spec = test_job("drover-nodefail", 2, logs.path()).build().unwrap();
-    let cluster = SlurmCluster::with_cli(spec, test_cluster_options(), slurm)
-        .await
-        .unwrap();
-    cluster.scale(4);
-    cluster
-        .wait_for_workers(4, Duration::from_secs(60))
-        .await
-        .unwrap();
+    let cluster = common::running_pool(test_job("drover-nodefail", 2, logs.path()), slurm, 4).await;
     let on_node2: Vec<String> = cluster
         .status()
         .jobs
         .iter()
         .filter(|j| j.node.as_deref() == Some("node2"))
-        .map(|j| j.job.clone())
+        .map(|j| j.job.to_string())
         .collect();
     assert!(
         on_node2.len() >= 2,
@@ -241,16 +248,7 @@ async fn a_dead_node_has_its_jobs_replaced_on_the_other_and_tasks_finish() {
     slurm_cmd("scancel", &[&filler.to_string()]);
 
     let _revive = ReviveNode(2);
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/slurm/local-cluster");
-    let out = Command::new("timeout")
-        .args(["60", script, "kill-node", "2"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "kill-node: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::local_cluster(&["kill-node", "2"]);
 
     let done = tokio::time::timeout(
         Duration::from_secs(150),
@@ -273,7 +271,7 @@ async fn a_dead_node_has_its_jobs_replaced_on_the_other_and_tasks_finish() {
             .jobs
             .iter()
             .filter(|j| {
-                j.state == "RUNNING"
+                j.state == JobState::Running
                     && j.node.as_deref() == Some("node1")
                     && j.workers.iter().any(|w| w.state == WorkerState::Running)
             })

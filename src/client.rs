@@ -1,16 +1,20 @@
 //! `SchedulerClient`: the authenticated HTTP client of the control plane,
-//! used by worker agents, the CLI and tests.
+//! used by worker agents, the CLI and tests. It sends and reads only the
+//! types of `protocol`.
 
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
+use serde::Serialize;
 
+use crate::exit::{ExitStatus, FAILURE, USAGE};
 use crate::protocol::{
-    paths, DeregisterRequest, Instruction, RegisterRequest, RegisterResponse, SchedulerFile, Token,
-    WorkerId, WorkerInfo,
+    paths, ClusterStatus, Completion, DeregisterRequest, Instruction, PollQuery, RegisterRequest,
+    RegisterResponse, RetireAllResponse, RetireRequest, ScaleRequest, SchedulerFile, SubmitRequest,
+    SubmitResponse, TaskId, TaskInfo, TaskList, TaskListQuery, TaskSpec, Token, WorkerId,
+    WorkerInfo,
 };
-use crate::tasks::{Completion, TaskId, TaskInfo, TaskList, TaskSpec};
 
 /// A request to the scheduler that failed.
 #[derive(Debug, thiserror::Error)]
@@ -24,12 +28,15 @@ pub enum ClientError {
     /// The scheduler does not know this worker.
     #[error("the scheduler does not know worker {0}")]
     UnknownWorker(WorkerId),
+    /// The scheduler refused the request as malformed or invalid.
+    #[error("the scheduler refused the request: {0}")]
+    BadRequest(String),
     /// The scheduler could not be reached or did not answer in time.
     #[error("cannot reach the scheduler at {url}")]
     Unreachable {
         /// The scheduler.
         url: String,
-        /// Why.
+        /// The HTTP client's reason (refused, timed out...), kept for the chain.
         source: reqwest::Error,
     },
     /// The scheduler answered with an unexpected status.
@@ -52,6 +59,18 @@ impl ClientError {
     }
 }
 
+impl ExitStatus for ClientError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            ClientError::BadRequest(_) => USAGE,
+            ClientError::Unauthorized { .. }
+            | ClientError::UnknownWorker(_)
+            | ClientError::Unreachable { .. }
+            | ClientError::Status { .. } => FAILURE,
+        }
+    }
+}
+
 /// A client of one scheduler.
 #[derive(Debug, Clone)]
 pub struct SchedulerClient {
@@ -63,6 +82,12 @@ pub struct SchedulerClient {
 /// Time allowed for a request beyond any long-poll wait.
 const REQUEST_SLACK: Duration = Duration::from_secs(10);
 
+/// A request that has a body to send, or none.
+enum Body<'a, T: Serialize> {
+    None,
+    Json(&'a T),
+}
+
 impl SchedulerClient {
     /// A client for the scheduler at `base` (`http://host:port`).
     pub fn new(base: impl Into<String>, token: Token) -> Self {
@@ -70,12 +95,9 @@ impl SchedulerClient {
             .connect_timeout(Duration::from_secs(5))
             .no_proxy()
             .build()
-            .expect("an HTTP client builds");
-        SchedulerClient {
-            http,
-            base: base.into().trim_end_matches('/').to_string(),
-            token,
-        }
+            // Only a missing TLS backend fails this, and none is configured.
+            .expect("a plain HTTP client builds");
+        Self::with_http(http, base, token)
     }
 
     /// A client for the scheduler a scheduler file describes.
@@ -88,7 +110,7 @@ impl SchedulerClient {
     pub fn with_http(http: reqwest::Client, base: impl Into<String>, token: Token) -> Self {
         SchedulerClient {
             http,
-            base: base.into(),
+            base: base.into().trim_end_matches('/').to_string(),
             token,
         }
     }
@@ -98,6 +120,7 @@ impl SchedulerClient {
         &self.base
     }
 
+    /// Sends `request` with the token; `Ok(None)` for an answer without a body.
     async fn send<T: DeserializeOwned>(
         &self,
         request: reqwest::RequestBuilder,
@@ -112,21 +135,57 @@ impl SchedulerClient {
             .send()
             .await
             .map_err(unreachable)?;
-        match response.status() {
-            StatusCode::UNAUTHORIZED => Err(ClientError::Unauthorized {
+        match (response.status(), worker) {
+            (StatusCode::UNAUTHORIZED, _) => Err(ClientError::Unauthorized {
                 url: self.base.clone(),
             }),
-            StatusCode::NOT_FOUND if worker.is_some() => {
-                Err(ClientError::UnknownWorker(worker.expect("checked")))
-            }
-            StatusCode::NO_CONTENT | StatusCode::ACCEPTED => Ok(None),
-            s if s.is_success() => Ok(Some(response.json().await.map_err(unreachable)?)),
-            status => Err(ClientError::Status {
+            (StatusCode::NOT_FOUND, Some(id)) => Err(ClientError::UnknownWorker(id)),
+            (StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY, _) => Err(
+                ClientError::BadRequest(response.text().await.unwrap_or_default()),
+            ),
+            (StatusCode::NO_CONTENT | StatusCode::ACCEPTED, _) => Ok(None),
+            (s, _) if s.is_success() => Ok(Some(response.json().await.map_err(unreachable)?)),
+            (status, _) => Err(ClientError::Status {
                 url: self.base.clone(),
                 status,
                 body: response.text().await.unwrap_or_default(),
             }),
         }
+    }
+
+    /// POSTs `body` to `path` and reads the answer, which must have a body.
+    async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: Body<'_, B>,
+        worker: Option<WorkerId>,
+        timeout: Duration,
+    ) -> Result<Option<T>, ClientError> {
+        let mut r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .timeout(timeout);
+        if let Body::Json(b) = body {
+            r = r.json(b);
+        }
+        self.send(r, worker).await
+    }
+
+    /// GETs `path` with `query` and reads the answer's body.
+    async fn get<Q: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &Q,
+        worker: Option<WorkerId>,
+        timeout: Duration,
+    ) -> Result<T, ClientError> {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .query(query)
+            .timeout(timeout);
+        let v = self.send(r, worker).await?;
+        self.expect(v)
     }
 
     fn expect<T>(&self, value: Option<T>) -> Result<T, ClientError> {
@@ -139,12 +198,9 @@ impl SchedulerClient {
 
     /// Registers a worker.
     pub async fn register(&self, req: &RegisterRequest) -> Result<RegisterResponse, ClientError> {
-        let r = self
-            .http
-            .post(format!("{}{}", self.base, paths::REGISTER))
-            .timeout(REQUEST_SLACK)
-            .json(req);
-        let v = self.send(r, None).await?;
+        let v = self
+            .post(paths::REGISTER, Body::Json(req), None, REQUEST_SLACK)
+            .await?;
         self.expect(v)
     }
 
@@ -160,59 +216,43 @@ impl SchedulerClient {
         wait: Duration,
         draining: bool,
     ) -> Result<Instruction, ClientError> {
-        let r = self
-            .http
-            .get(format!(
-                "{}{}?wait_ms={}&draining={draining}",
-                self.base,
-                paths::with_id(paths::POLL, id),
-                wait.as_millis()
-            ))
-            .timeout(wait + REQUEST_SLACK);
-        let v = self.send(r, Some(id)).await?;
-        self.expect(v)
+        let query = PollQuery {
+            wait_ms: Some(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX)),
+            draining,
+        };
+        let path = paths::worker(paths::POLL, id);
+        self.get(&path, &query, Some(id), wait + REQUEST_SLACK)
+            .await
     }
 
     /// Tells the scheduler this worker leaves, and why.
     pub async fn deregister(&self, id: WorkerId, reason: &str) -> Result<(), ClientError> {
-        let r = self
-            .http
-            .post(format!(
-                "{}{}",
-                self.base,
-                paths::with_id(paths::DEREGISTER, id)
-            ))
-            .timeout(Duration::from_secs(5))
-            .json(&DeregisterRequest {
-                reason: reason.to_string(),
-            });
-        self.send::<serde_json::Value>(r, Some(id)).await.map(drop)
+        let body = DeregisterRequest {
+            reason: reason.to_string(),
+        };
+        let path = paths::worker(paths::DEREGISTER, id);
+        self.post::<_, ()>(&path, Body::Json(&body), Some(id), Duration::from_secs(5))
+            .await
+            .map(drop)
     }
 
     /// Reports that tasks ended (one request for all of them).
     pub async fn done(&self, id: WorkerId, done: &[Completion]) -> Result<(), ClientError> {
-        let r = self
-            .http
-            .post(format!("{}{}", self.base, paths::with_id(paths::DONE, id)))
-            .timeout(REQUEST_SLACK)
-            .json(done);
-        self.send::<serde_json::Value>(r, Some(id)).await.map(drop)
+        let path = paths::worker(paths::DONE, id);
+        self.post::<_, ()>(&path, Body::Json(&done), Some(id), REQUEST_SLACK)
+            .await
+            .map(drop)
     }
 
     /// Submits tasks; dependencies may name tasks of the same batch.
     pub async fn submit(&self, tasks: &[TaskSpec]) -> Result<Vec<TaskId>, ClientError> {
-        let r = self
-            .http
-            .post(format!("{}{}", self.base, paths::TASKS))
-            .timeout(REQUEST_SLACK)
-            .json(&serde_json::json!({ "tasks": tasks }));
-        let v: Option<serde_json::Value> = self.send(r, None).await?;
-        let ids = v.map(|v| v["ids"].clone()).unwrap_or_default();
-        serde_json::from_value(ids).map_err(|e| ClientError::Status {
-            url: self.base.clone(),
-            status: StatusCode::OK,
-            body: format!("unexpected answer to a submission: {e}"),
-        })
+        let body = SubmitRequest {
+            tasks: tasks.to_vec(),
+        };
+        let v: Option<SubmitResponse> = self
+            .post(paths::TASKS, Body::Json(&body), None, REQUEST_SLACK)
+            .await?;
+        Ok(self.expect(v)?.ids)
     }
 
     /// Tasks by id (all when `ids` is `None`), with counts by state;
@@ -222,28 +262,17 @@ impl SchedulerClient {
         ids: Option<&[TaskId]>,
         summary: bool,
     ) -> Result<TaskList, ClientError> {
-        let mut url = format!("{}{}?summary={summary}", self.base, paths::TASKS);
-        if let Some(ids) = ids {
-            let list: Vec<String> = ids.iter().map(|i| i.0.to_string()).collect();
-            url.push_str(&format!("&ids={}", list.join(",")));
-        }
-        let r = self.http.get(url).timeout(REQUEST_SLACK);
-        let v = self.send(r, None).await?;
-        self.expect(v)
+        let query = TaskListQuery {
+            ids: ids.map(<[TaskId]>::to_vec),
+            summary,
+        };
+        self.get(paths::TASKS, &query, None, REQUEST_SLACK).await
     }
 
     /// One task.
     pub async fn task(&self, id: TaskId) -> Result<TaskInfo, ClientError> {
-        let r = self
-            .http
-            .get(format!(
-                "{}{}",
-                self.base,
-                paths::TASK.replace("{task}", &id.0.to_string())
-            ))
-            .timeout(REQUEST_SLACK);
-        let v = self.send(r, None).await?;
-        self.expect(v)
+        let path = paths::task(paths::TASK, id);
+        self.get(&path, &(), None, REQUEST_SLACK).await
     }
 
     /// Waits until every task in `ids` (every task when `None`) has ended,
@@ -264,8 +293,7 @@ impl SchedulerClient {
                 }
                 // For all tasks, the counts do; the list is fetched once, at the end.
                 None => {
-                    let c = self.tasks(None, true).await?.counts;
-                    if c.waiting + c.ready + c.running == 0 {
+                    if self.tasks(None, true).await?.counts.unfinished() == 0 {
                         return Ok(self.tasks(None, false).await?.tasks);
                     }
                 }
@@ -276,78 +304,56 @@ impl SchedulerClient {
 
     /// Cancels a task and what depends on it.
     pub async fn cancel_task(&self, id: TaskId) -> Result<(), ClientError> {
-        let r = self
-            .http
-            .post(format!(
-                "{}{}",
-                self.base,
-                paths::TASK_CANCEL.replace("{task}", &id.0.to_string())
-            ))
-            .timeout(REQUEST_SLACK);
-        self.send::<serde_json::Value>(r, None).await.map(drop)
+        let path = paths::task(paths::TASK_CANCEL, id);
+        self.post::<(), ()>(&path, Body::None, None, REQUEST_SLACK)
+            .await
+            .map(drop)
     }
 
     /// Asks worker `id` to retire.
     pub async fn retire(&self, id: WorkerId, reason: &str) -> Result<(), ClientError> {
-        let r = self
-            .http
-            .post(format!(
-                "{}{}",
-                self.base,
-                paths::with_id(paths::RETIRE, id)
-            ))
-            .timeout(REQUEST_SLACK)
-            .json(&serde_json::json!({ "reason": reason }));
-        self.send::<serde_json::Value>(r, Some(id)).await.map(drop)
+        let body = RetireRequest {
+            reason: Some(reason.to_string()),
+        };
+        let path = paths::worker(paths::RETIRE, id);
+        self.post::<_, ()>(&path, Body::Json(&body), Some(id), REQUEST_SLACK)
+            .await
+            .map(drop)
     }
 
     /// Asks every live worker to retire; returns how many were asked.
     pub async fn retire_all(&self, reason: &str) -> Result<usize, ClientError> {
-        let r = self
-            .http
-            .post(format!("{}{}", self.base, paths::RETIRE_ALL))
-            .timeout(REQUEST_SLACK)
-            .json(&serde_json::json!({ "reason": reason }));
-        let v: Option<serde_json::Value> = self.send(r, None).await?;
-        Ok(v.and_then(|v| v["retiring"].as_u64()).unwrap_or(0) as usize)
+        let body = RetireRequest {
+            reason: Some(reason.to_string()),
+        };
+        let v: Option<RetireAllResponse> = self
+            .post(paths::RETIRE_ALL, Body::Json(&body), None, REQUEST_SLACK)
+            .await?;
+        Ok(self.expect(v)?.retiring)
     }
 
     /// The status of the cluster the scheduler serves.
-    pub async fn cluster(&self) -> Result<crate::protocol::ClusterStatus, ClientError> {
-        let r = self
-            .http
-            .get(format!("{}{}", self.base, paths::CLUSTER))
-            .timeout(REQUEST_SLACK);
-        let v = self.send(r, None).await?;
-        self.expect(v)
+    pub async fn cluster(&self) -> Result<ClusterStatus, ClientError> {
+        self.get(paths::CLUSTER, &(), None, REQUEST_SLACK).await
     }
 
     /// Asks the cluster to scale to `workers`.
     pub async fn scale(&self, workers: usize) -> Result<(), ClientError> {
-        let r = self
-            .http
-            .post(format!("{}{}", self.base, paths::CLUSTER_SCALE))
-            .timeout(REQUEST_SLACK)
-            .json(&serde_json::json!({ "workers": workers }));
-        self.send::<serde_json::Value>(r, None).await.map(drop)
+        let body = ScaleRequest { workers };
+        self.post::<_, ()>(paths::CLUSTER_SCALE, Body::Json(&body), None, REQUEST_SLACK)
+            .await
+            .map(drop)
     }
 
     /// Asks the cluster to close.
     pub async fn close(&self) -> Result<(), ClientError> {
-        let r = self
-            .http
-            .post(format!("{}{}", self.base, paths::CLUSTER_CLOSE))
-            .timeout(REQUEST_SLACK);
-        self.send::<serde_json::Value>(r, None).await.map(drop)
+        self.post::<(), ()>(paths::CLUSTER_CLOSE, Body::None, None, REQUEST_SLACK)
+            .await
+            .map(drop)
     }
 
     /// Every worker the scheduler knows.
     pub async fn workers(&self) -> Result<Vec<WorkerInfo>, ClientError> {
-        let r = self
-            .http
-            .get(format!("{}{}", self.base, paths::WORKERS))
-            .timeout(REQUEST_SLACK);
-        let v = self.send(r, None).await?;
-        self.expect(v)
+        self.get(paths::WORKERS, &(), None, REQUEST_SLACK).await
     }
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::exit::{ExitStatus, FAILURE, USAGE};
 use crate::protocol::DaskEndpoint;
 
 /// HTTP route modules the Dask scheduler must serve for drover (Dask's
@@ -34,7 +35,7 @@ pub enum DaskError {
     Spawn {
         /// The Python.
         python: PathBuf,
-        /// Why.
+        /// The operating system's reason, kept for the message.
         cause: std::io::Error,
     },
     /// The scheduler process ended or never wrote its file.
@@ -44,7 +45,7 @@ pub enum DaskError {
     NotStarted {
         /// The Python.
         python: PathBuf,
-        /// Why.
+        /// What was seen instead: its exit, or no answer in time.
         why: String,
         /// Its log file.
         log: PathBuf,
@@ -67,6 +68,15 @@ pub enum DaskError {
         /// What went wrong.
         message: String,
     },
+}
+
+impl ExitStatus for DaskError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            DaskError::Spawn { .. } | DaskError::SchedulerFile { .. } => USAGE,
+            DaskError::NotStarted { .. } | DaskError::Http { .. } => FAILURE,
+        }
+    }
 }
 
 /// The parts of Dask's scheduler file drover reads.
@@ -184,7 +194,7 @@ impl DaskScheduler {
         let not_started = |why: String| DaskError::NotStarted {
             python: python.to_path_buf(),
             why,
-            tail: crate::cluster::tail(&log, 20).unwrap_or_default(),
+            tail: crate::logfile::tail(&log, 20).unwrap_or_default(),
             log: log.clone(),
         };
         let start = tokio::time::Instant::now();

@@ -2,16 +2,20 @@
 //!
 //! The modules follow the data flow: [`config`] (what the user asks for) →
 //! [`script`] (the job script it renders to) → [`slurm`] (submitting it) →
-//! [`scheduler`] ↔ [`worker`] (the control plane: workers in each job
-//! register with the scheduler over [`protocol`], using [`client`]).
-//! [`cluster`] ties them together: a pool of worker jobs scaled up and down.
-//! [`net`] finds interface addresses; [`dask`] runs real Dask workers in
-//! a pool's jobs.
+//! [`cluster`] (a pool of worker jobs, scaled up and down) ↔ [`scheduler`]
+//! ↔ [`worker`] (the control plane: the agent in each job registers with
+//! the scheduler over [`protocol`], using [`client`]) → [`tasks`] (the work).
+//! [`dask`] runs real Dask workers in a pool's jobs; [`net`] finds interface
+//! addresses; [`exit`] says which exit status each error stands for.
+
+#![warn(clippy::too_many_lines)]
 
 pub mod client;
 pub mod cluster;
 pub mod config;
 pub mod dask;
+pub mod exit;
+pub mod logfile;
 pub mod net;
 pub mod protocol;
 pub mod scheduler;

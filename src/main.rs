@@ -1,5 +1,7 @@
 //! The `drover` command.
 
+#![warn(clippy::too_many_lines)]
+
 mod cli;
 
 /// mimalloc returns freed memory to the system promptly, so a scheduler's
@@ -49,8 +51,8 @@ fn main() -> ExitCode {
     match runtime.block_on(cli::run(args)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
-            cli::exit_code(&e)
+            eprintln!("error: {:#}", e.error());
+            ExitCode::from(e.code())
         }
     }
 }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::config::JobSpec;
+use crate::exit::{ExitStatus, USAGE};
 
 /// The built-in job script template.
 pub const DEFAULT_TEMPLATE: &str = include_str!("../templates/worker.sbatch.tera");
@@ -21,7 +22,7 @@ pub enum ScriptError {
     Read {
         /// The file.
         path: PathBuf,
-        /// Why.
+        /// The operating system's reason, kept for the message.
         cause: std::io::Error,
     },
     /// The template has a syntax error or uses something the context lacks.
@@ -34,6 +35,14 @@ pub enum ScriptError {
         /// Tera's explanation.
         message: String,
     },
+}
+
+impl ExitStatus for ScriptError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            ScriptError::Read { .. } | ScriptError::Render { .. } => USAGE,
+        }
+    }
 }
 
 /// What a template sees. Custom templates may use any of these.

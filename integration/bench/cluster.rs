@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use drover::cluster::SlurmCluster;
 use drover::config::{JobOptions, Timeout};
-use drover::slurm::SlurmCli;
+use drover::slurm::{Slurm, SlurmCli};
 
 const CONF: &str = "/var/lib/drover-slurm/slurm.conf";
 
@@ -149,7 +149,7 @@ async fn run(sizes: &Sizes, conf: &str, measuring: bool) {
         .unwrap();
     let options = common::cluster_options(conf);
     let slurm = SlurmCli::new().with_conf(conf);
-    let cluster = SlurmCluster::with_cli(spec, options.clone(), slurm.clone())
+    let cluster = SlurmCluster::new(spec, options.clone(), slurm.clone())
         .await
         .unwrap();
     let poll = options.poll_interval;

@@ -10,13 +10,12 @@
 mod common;
 
 use std::net::IpAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use drover::client::SchedulerClient;
-use drover::protocol::{Instruction, RegisterRequest, SchedulerFile};
+use drover::protocol::Instruction;
 use drover::scheduler::{Bind, Scheduler, SchedulerConfig};
 
 const HEARTBEAT: Duration = Duration::from_secs(5);
@@ -136,48 +135,15 @@ fn cpu_ticks(pid: u32) -> u64 {
     fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
 
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 async fn scheduler_at_10k_workers(sizes: &Sizes) {
     let workers_wanted = sizes.workers;
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("scheduler.json");
-    let child = KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_drover"))
-            .args([
-                "scheduler",
-                "--host",
-                "127.0.0.1",
-                "--heartbeat-interval",
-                "5s",
-            ])
-            .arg("--scheduler-file")
-            .arg(&file)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let (child, file) =
+        common::process::scheduler_process(dir.path(), &["--heartbeat-interval", "5s"]).await;
     let pid = child.0.id();
-    while !file.exists() {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let rss_idle = rss_kib(pid);
-    let sf = SchedulerFile::read(&file).unwrap();
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(workers_wanted)
-        .no_proxy()
-        .build()
-        .unwrap();
-    let client = SchedulerClient::with_http(http, sf.address.clone(), sf.token.clone());
+    let client = common::process::pooled_client(&file, workers_wanted);
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = tokio::task::JoinSet::new();
     let started = Instant::now();
@@ -185,7 +151,7 @@ async fn scheduler_at_10k_workers(sizes: &Sizes) {
         let client = client.clone();
         let stop = stop.clone();
         tasks.spawn(async move {
-            let req = RegisterRequest::simulated(i);
+            let req = common::simulated::worker(i);
             let reg = loop {
                 match client.register(&req).await {
                     Ok(r) => break r,

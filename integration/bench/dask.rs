@@ -58,7 +58,7 @@ async fn drover_round(python: &Path, conf: &str, n: usize, dir: &Path) -> f64 {
         .build()
         .unwrap();
     let options = common::cluster_options(conf);
-    let cluster = SlurmCluster::with_cli(spec, options, SlurmCli::new().with_conf(conf))
+    let cluster = SlurmCluster::new(spec, options, SlurmCli::new().with_conf(conf))
         .await
         .unwrap();
     let start = Instant::now();

@@ -11,11 +11,11 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use drover::client::SchedulerClient;
-use drover::protocol::{Instruction, RegisterRequest, SchedulerFile};
+use drover::protocol::{Instruction, SchedulerFile};
 use drover::tasks::{Completion, TaskOutput, TaskSpec};
 
 struct Sizes {
@@ -24,16 +24,7 @@ struct Sizes {
     queued_tasks: usize,
 }
 
-struct KillOnDrop(Vec<Child>);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
+use common::KillOnDrop;
 
 fn main() {
     let measuring = std::env::args().any(|a| a == "--bench");
@@ -62,18 +53,8 @@ fn main() {
 }
 
 /// Starts `drover scheduler` on loopback; returns it and a client.
-async fn scheduler(dir: &Path) -> (Child, SchedulerClient, std::path::PathBuf) {
-    let file = dir.join("scheduler.json");
-    let child = Command::new(env!("CARGO_BIN_EXE_drover"))
-        .args(["scheduler", "--host", "127.0.0.1", "--scheduler-file"])
-        .arg(&file)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    while !file.exists() {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+async fn scheduler(dir: &Path) -> (KillOnDrop, SchedulerClient, std::path::PathBuf) {
+    let (child, file) = common::process::scheduler_process(dir, &[]).await;
     let client = SchedulerClient::from_file(&SchedulerFile::read(&file).unwrap());
     (child, client, file)
 }
@@ -91,9 +72,9 @@ fn trivial(n: usize) -> Vec<TaskSpec> {
 async fn throughput(workers: usize, tasks: usize) {
     let dir = tempfile::tempdir().unwrap();
     let (sched, client, file) = scheduler(dir.path()).await;
-    let mut procs = KillOnDrop(vec![sched]);
+    let mut procs = vec![sched];
     for _ in 0..workers {
-        procs.0.push(
+        procs.push(KillOnDrop(
             Command::new(env!("CARGO_BIN_EXE_drover"))
                 .args(["worker", "--cores", "1", "--scheduler-file"])
                 .arg(&file)
@@ -101,7 +82,7 @@ async fn throughput(workers: usize, tasks: usize) {
                 .stdout(Stdio::null())
                 .spawn()
                 .unwrap(),
-        );
+        ));
     }
     while client.workers().await.unwrap().len() < workers {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -147,13 +128,13 @@ async fn scheduler_cost(tasks: usize) {
     const WORKERS: usize = 4;
     let dir = tempfile::tempdir().unwrap();
     let (sched, client, _) = scheduler(dir.path()).await;
-    let pid = sched.id();
-    let _procs = KillOnDrop(vec![sched]);
+    let pid = sched.0.id();
+    let _procs = sched;
     let mut sims = tokio::task::JoinSet::new();
     for i in 0..WORKERS {
         let client = client.clone();
         sims.spawn(async move {
-            let mut req = RegisterRequest::simulated(i);
+            let mut req = common::simulated::worker(i);
             req.cores = 64;
             req.allocation_end = None;
             let reg = client.register(&req).await.unwrap();
@@ -214,8 +195,8 @@ async fn scheduler_cost(tasks: usize) {
 async fn queued_memory(tasks: usize) {
     let dir = tempfile::tempdir().unwrap();
     let (sched, client, _) = scheduler(dir.path()).await;
-    let pid = sched.id();
-    let _procs = KillOnDrop(vec![sched]);
+    let pid = sched.0.id();
+    let _procs = sched;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let idle = rss_kib(pid);
     let specs: Vec<TaskSpec> = (0..tasks)

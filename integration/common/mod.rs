@@ -3,6 +3,12 @@
 
 #![allow(dead_code)]
 
+pub mod process;
+pub mod simulated;
+
+#[allow(unused_imports)] // not every test crate uses both
+pub use process::{run_ok, KillOnDrop};
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -58,17 +64,19 @@ pub fn drover(args: &[&str]) -> Output {
 
 /// A Slurm command's stdout; panics with its stderr on failure.
 pub fn slurm_cmd(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program)
-        .args(args)
-        .env("SLURM_CONF", slurm_conf())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_ok(
+        Command::new(program)
+            .args(args)
+            .env("SLURM_CONF", slurm_conf()),
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs `slurm/local-cluster ARGS` (a node or controller failure, or its
+/// end), within 90 s; panics with its stderr on failure.
+pub fn local_cluster(args: &[&str]) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/slurm/local-cluster");
+    run_ok(Command::new("timeout").arg("90").arg(script).args(args));
 }
 
 /// `scontrol show job ID` as a map of its `Key=Value` fields. For the id
@@ -212,7 +220,7 @@ static CAPACITY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// Cluster options for tests: the scheduler on the bridge, short intervals,
 /// no signal handling (the test harness owns the process).
 pub fn test_cluster_options() -> drover::cluster::ClusterOptions {
-    let mut o = drover::cluster::ClusterOptions::new(Bind::Interface(bridge())).unwrap();
+    let mut o = drover::cluster::ClusterOptions::new(Bind::Interface(bridge()));
     o.poll_interval = Duration::from_millis(300);
     o.retry_backoff = Duration::from_millis(500);
     o.close_timeout = Duration::from_secs(5);
@@ -231,4 +239,112 @@ pub fn test_job(prefix: &str, cores: u32, logs: &std::path::Path) -> drover::con
         .log_directory(logs)
         .death_timeout("10".parse::<drover::config::Timeout>().unwrap())
         .drover_bin(env!("CARGO_BIN_EXE_drover"))
+}
+
+/// Waits until `ok` holds, looking every 200 ms; panics after `limit`.
+pub async fn until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ok() {
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Panics, naming them, if Slurm has drained or downed any node (a
+/// controller crash can make it do so), after resuming them so the tests
+/// that follow are not failed by it too.
+pub fn assert_nodes_healthy() {
+    let nodes = slurm_cmd("sinfo", &["-h", "-N", "-o", "%N %T %E"]);
+    let sick: Vec<&str> = nodes
+        .lines()
+        .filter(|l| ["drain", "down", "fail"].iter().any(|s| l.contains(s)))
+        .collect();
+    for line in &sick {
+        if let Some(node) = line.split_whitespace().next() {
+            let arg = format!("nodename={node}");
+            let _ = Command::new("scontrol")
+                .args(["update", &arg, "state=resume"])
+                .env("SLURM_CONF", slurm_conf())
+                .output();
+        }
+    }
+    assert!(sick.is_empty(), "Slurm took nodes out of service: {sick:?}");
+}
+
+/// A pool of `workers` jobs of `spec` on the local Slurm, with the test
+/// options, once they have all registered.
+pub async fn running_pool(
+    spec: drover::config::JobOptions,
+    slurm: SlurmCli,
+    workers: usize,
+) -> drover::cluster::SlurmCluster {
+    let cluster =
+        drover::cluster::SlurmCluster::new(spec.build().unwrap(), test_cluster_options(), slurm)
+            .await
+            .unwrap();
+    cluster.scale(workers);
+    cluster
+        .wait_for_workers(workers, Duration::from_secs(60))
+        .await
+        .unwrap();
+    cluster
+}
+
+/// Waits for every task in `ids` and asserts that each succeeded.
+pub async fn all_succeed(
+    client: &drover::client::SchedulerClient,
+    ids: &[drover::tasks::TaskId],
+) -> Vec<drover::tasks::TaskInfo> {
+    let done = client
+        .wait_tasks(Some(ids), Duration::from_millis(100))
+        .await
+        .unwrap();
+    let failed: Vec<_> = done
+        .iter()
+        .filter(|t| t.state != drover::tasks::TaskState::Succeeded)
+        .collect();
+    assert!(failed.is_empty(), "every task succeeds: {failed:?}");
+    done
+}
+
+/// Returns once slurmctld has written its whole job state to disk after
+/// this call: it makes a change (a held job, cancelled) and waits for the
+/// state file to be rewritten. A controller killed after this loses
+/// nothing that came before, such as a test's cancellations.
+pub async fn controller_state_saved() {
+    // A crash test beside other work would take the controller from it.
+    let queued = slurm_cmd("squeue", &["-h", "-o", "%i %j"]);
+    let foreign: Vec<&str> = queued
+        .lines()
+        .filter(|l| !l.contains("drover-outage") && !l.contains("drover-rerun"))
+        .collect();
+    assert!(
+        foreign.is_empty(),
+        "other jobs are queued; a controller crash test must run alone: {foreign:?}"
+    );
+    let state = std::path::Path::new("/var/lib/drover-slurm/ctld/job_state");
+    let written = || std::fs::metadata(state).and_then(|m| m.modified()).ok();
+    let before = written();
+    let id = slurm_cmd(
+        "sbatch",
+        &[
+            "--parsable",
+            "--hold",
+            "-J",
+            "drover-state-sync",
+            "-o",
+            "/dev/null",
+            "--wrap",
+            "true",
+        ],
+    );
+    slurm_cmd("scancel", &[id.trim()]);
+    let start = Instant::now();
+    while written() <= before {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "slurmctld did not save its state within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

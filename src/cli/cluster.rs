@@ -5,12 +5,15 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
 use drover::client::SchedulerClient;
 use drover::protocol::SchedulerFile;
 use tokio::signal::unix::{signal, SignalKind};
 
+use super::error::{CliError, CliResult, Context};
 use super::pool::PoolArgs;
+
+/// How often `close` and `--detach` look again.
+const LOOK_EVERY: Duration = Duration::from_millis(200);
 
 #[derive(Debug, clap::Subcommand)]
 pub enum ClusterCommand {
@@ -30,7 +33,7 @@ pub struct UpArgs {
     detached_child: bool,
 }
 
-pub async fn run(config: Option<PathBuf>, command: ClusterCommand) -> anyhow::Result<ExitCode> {
+pub async fn run(config: Option<PathBuf>, command: ClusterCommand) -> CliResult {
     match command {
         ClusterCommand::Up(args) if args.detach && !args.detached_child => {
             detach(config, *args).await
@@ -39,8 +42,9 @@ pub async fn run(config: Option<PathBuf>, command: ClusterCommand) -> anyhow::Re
     }
 }
 
-async fn up(config: Option<PathBuf>, args: UpArgs) -> anyhow::Result<ExitCode> {
-    let cluster = args.pool.start(config).await?;
+async fn up(config: Option<PathBuf>, args: UpArgs) -> CliResult {
+    let pool = args.pool.layered(config)?;
+    let cluster = pool.start().await?;
     let file = cluster.scheduler_file().display().to_string();
     println!(
         "cluster {} (jobs named {})",
@@ -55,10 +59,10 @@ async fn up(config: Option<PathBuf>, args: UpArgs) -> anyhow::Result<ExitCode> {
             d.scheduler_file.display()
         );
     }
-    args.pool.bring_up(&cluster).await?;
+    pool.bring_up(&cluster).await?;
     println!("ready: drover status --scheduler-file {file}");
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
     let why = tokio::select! {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",
@@ -72,18 +76,12 @@ async fn up(config: Option<PathBuf>, args: UpArgs) -> anyhow::Result<ExitCode> {
 
 /// Starts `drover cluster up` again in its own session, waits until its
 /// workers are up (or it fails), and leaves it running.
-async fn detach(config: Option<PathBuf>, args: UpArgs) -> anyhow::Result<ExitCode> {
+async fn detach(config: Option<PathBuf>, args: UpArgs) -> CliResult {
     use std::os::unix::process::CommandExt;
-    let spec = drover::config::ConfigSources::discover(config.clone())
-        .job_options(args.pool.job.clone())?
-        .build()?;
+    let spec = args.pool.layered(config)?.job.build()?;
     spec.ensure_log_directory()
         .with_context(|| format!("creating {}", spec.log_directory.display()))?;
     let stamp = drover::protocol::unix_ms();
-    let file = spec.scheduler_file.clone().unwrap_or_else(|| {
-        spec.log_directory
-            .join(format!("drover-cluster-{stamp}.scheduler.json"))
-    });
     let log = spec
         .log_directory
         .join(format!("drover-cluster-{stamp}.log"));
@@ -91,27 +89,38 @@ async fn detach(config: Option<PathBuf>, args: UpArgs) -> anyhow::Result<ExitCod
         .skip(1)
         .filter(|a| a != "--detach")
         .collect();
-    argv.extend([
-        "--detached-child".into(),
-        "--scheduler-file".into(),
-        file.display().to_string(),
-    ]);
+    argv.push("--detached-child".into());
+    // The child writes its scheduler file where the user said, else here.
+    let file = match &spec.scheduler_file {
+        Some(f) => f.clone(),
+        None => {
+            let f = spec
+                .log_directory
+                .join(format!("drover-cluster-{stamp}.scheduler.json"));
+            argv.extend(["--scheduler-file".into(), f.display().to_string()]);
+            f
+        }
+    };
     let out = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
-    let mut child = std::process::Command::new(std::env::current_exe()?)
+    let err = out
+        .try_clone()
+        .with_context(|| format!("opening {}", log.display()))?;
+    let exe = std::env::current_exe().context("finding the drover executable")?;
+    let mut child = std::process::Command::new(exe)
         .args(&argv)
         .stdin(std::process::Stdio::null())
-        .stdout(out.try_clone()?)
-        .stderr(out)
+        .stdout(out)
+        .stderr(err)
         .process_group(0)
         .spawn()
         .context("starting the detached cluster")?;
     loop {
-        if let Some(status) = child.try_wait()? {
+        if let Some(status) = child.try_wait().context("watching the detached cluster")? {
             let text = std::fs::read_to_string(&log).unwrap_or_default();
-            anyhow::bail!(
+            return Err(CliError::failure(format!(
                 "the detached cluster exited ({status}); its log {}:\n{text}",
                 log.display()
-            );
+            )));
         }
         if std::fs::read_to_string(&log)
             .unwrap_or_default()
@@ -119,7 +128,7 @@ async fn detach(config: Option<PathBuf>, args: UpArgs) -> anyhow::Result<ExitCod
         {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(LOOK_EVERY).await;
     }
     println!(
         "cluster running in the background (pid {}), log {}",
@@ -148,7 +157,7 @@ pub struct ScaleArgs {
     scheduler_file: PathBuf,
 }
 
-pub async fn scale(args: ScaleArgs) -> anyhow::Result<ExitCode> {
+pub async fn scale(args: ScaleArgs) -> CliResult {
     let client = SchedulerClient::from_file(&SchedulerFile::read(&args.scheduler_file)?);
     client
         .scale(args.workers)
@@ -168,7 +177,7 @@ pub struct CloseArgs {
     timeout: drover::config::Timeout,
 }
 
-pub async fn close(args: CloseArgs) -> anyhow::Result<ExitCode> {
+pub async fn close(args: CloseArgs) -> CliResult {
     let file = SchedulerFile::read(&args.scheduler_file)?;
     let client = SchedulerClient::from_file(&file);
     client
@@ -179,13 +188,12 @@ pub async fn close(args: CloseArgs) -> anyhow::Result<ExitCode> {
     let deadline = tokio::time::Instant::now() + args.timeout.duration();
     while client.workers().await.is_ok() {
         if tokio::time::Instant::now() > deadline {
-            anyhow::bail!(
+            return Err(CliError::failure(format!(
                 "cluster {} is still closing after {}",
-                file.cluster_id,
-                args.timeout
-            );
+                file.cluster_id, args.timeout
+            )));
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(LOOK_EVERY).await;
     }
     println!("closed cluster {}", file.cluster_id);
     Ok(ExitCode::SUCCESS)

@@ -3,9 +3,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
-use drover::config::{ConfigSources, JobOptions};
-use drover::slurm::{Slurm, SlurmCli};
+use drover::config::{ConfigSources, JobOptions, PoolOptions};
+use drover::slurm::Slurm;
+
+use super::error::{CliResult, Context};
+use super::pool::slurm_cli;
 
 #[derive(Debug, clap::Args)]
 pub struct JobScriptArgs {
@@ -17,16 +19,16 @@ pub struct JobScriptArgs {
     check: bool,
 }
 
-pub async fn run(config: Option<PathBuf>, args: JobScriptArgs) -> anyhow::Result<ExitCode> {
-    let spec = ConfigSources::discover(config)
-        .job_options(args.job)?
-        .build()?;
+pub async fn run(config: Option<PathBuf>, args: JobScriptArgs) -> CliResult {
+    let sources = ConfigSources::discover(config);
+    let spec = sources.job_options(args.job)?.build()?;
     let script = drover::script::render(&spec)?;
     if !args.check {
         print!("{script}");
         return Ok(ExitCode::SUCCESS);
     }
-    let verdict = SlurmCli::new()
+    let pool = sources.pool_options(PoolOptions::default())?;
+    let verdict = slurm_cli(&pool)
         .test_submit(&script)
         .await
         .context("asking Slurm to check the job script")?;

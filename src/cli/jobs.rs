@@ -5,10 +5,16 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
 use drover::client::SchedulerClient;
+use drover::config::ConfigSources;
 use drover::protocol::{ClusterId, SchedulerFile};
-use drover::slurm::{Slurm, SlurmCli};
+use drover::slurm::Slurm;
+
+use super::error::{CliError, CliResult, Context};
+use super::pool::slurm_cli;
+
+/// How often `logs --follow` looks again.
+const LOOK_EVERY: Duration = Duration::from_millis(500);
 
 #[derive(Debug, clap::Args)]
 pub struct LogsArgs {
@@ -25,20 +31,19 @@ pub struct LogsArgs {
     follow: bool,
 }
 
-pub async fn logs(args: LogsArgs) -> anyhow::Result<ExitCode> {
+pub async fn logs(args: LogsArgs) -> CliResult {
     let client = SchedulerClient::from_file(&SchedulerFile::read(&args.scheduler_file)?);
     let status = client
         .cluster()
         .await
         .context("asking the cluster for its jobs")?;
-    let job = drover::cluster::find_job(&status, &args.target).ok_or_else(|| {
-        anyhow::anyhow!(
+    let job = status.job_for(&args.target).ok_or_else(|| {
+        CliError::usage(format!(
             "`{}` is neither a worker nor a job of cluster {}; see `drover status`",
-            args.target,
-            status.cluster_id
-        )
+            args.target, status.cluster_id
+        ))
     })?;
-    let out = PathBuf::from(&job.log);
+    let out = job.log.clone();
     let err = out.with_extension("err");
     let mut offsets = Vec::new();
     for path in [&out, &err] {
@@ -62,7 +67,7 @@ pub async fn logs(args: LogsArgs) -> anyhow::Result<ExitCode> {
             print_new(path, offset);
         }
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = tokio::time::sleep(LOOK_EVERY) => {}
             _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
         }
     }
@@ -70,8 +75,8 @@ pub async fn logs(args: LogsArgs) -> anyhow::Result<ExitCode> {
 
 fn print_new(path: &Path, offset: &mut usize) {
     if let Ok(text) = std::fs::read_to_string(path) {
-        if text.len() > *offset {
-            print!("{}", &text[*offset..]);
+        if let Some(new) = text.get(*offset..).filter(|t| !t.is_empty()) {
+            print!("{new}");
             *offset = text.len();
         }
     }
@@ -87,13 +92,18 @@ pub struct CancelArgs {
     scheduler_file: Option<PathBuf>,
 }
 
-pub async fn cancel(args: CancelArgs) -> anyhow::Result<ExitCode> {
+pub async fn cancel(config: Option<PathBuf>, args: CancelArgs) -> CliResult {
     let id = match (args.cluster, &args.scheduler_file) {
         (Some(id), _) => id,
         (None, Some(f)) => SchedulerFile::read(f)?.cluster_id,
-        (None, None) => anyhow::bail!("give --cluster ID or --scheduler-file FILE"),
+        (None, None) => {
+            return Err(CliError::usage(
+                "give --cluster ID or --scheduler-file FILE",
+            ))
+        }
     };
-    let slurm = SlurmCli::new();
+    let pool = ConfigSources::discover(config).pool_options(Default::default())?;
+    let slurm = slurm_cli(&pool);
     let tag = format!("drover:{id}");
     let suffix = format!("-{id}");
     let jobs: Vec<_> = slurm
@@ -118,31 +128,11 @@ pub struct ReaperArgs {
     job_name: String,
 }
 
-/// Whether `pid` runs (a zombie does not).
-fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .map(|(_, rest)| !rest.trim_start().starts_with('Z'))
-            .unwrap_or(false),
-        Err(_) => false,
-    }
-}
-
 /// Waits for the driver to go, then cancels every job of its cluster.
-pub async fn reaper(args: ReaperArgs) -> anyhow::Result<ExitCode> {
-    while alive(args.pid) {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    let out = tokio::process::Command::new("scancel")
-        .args(["--name", &args.job_name])
-        .output()
-        .await?;
-    tracing::warn!(
-        driver = args.pid,
-        job_name = %args.job_name,
-        ok = out.status.success(),
-        "driver gone: cancelled the cluster's jobs"
-    );
+pub async fn reaper(args: ReaperArgs) -> CliResult {
+    let pool = drover::config::pool_from_env().unwrap_or_default();
+    drover::cluster::reaper::watch(args.pid, &args.job_name, &slurm_cli(&pool))
+        .await
+        .context("cancelling the cluster's jobs")?;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,6 +1,7 @@
 //! Command-line interface: one module per subcommand.
 
 mod cluster;
+mod error;
 mod job_script;
 mod jobs;
 mod pool;
@@ -12,10 +13,10 @@ mod tasks;
 mod worker;
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use drover::config::SpecError;
+
+pub use error::CliResult;
 
 /// Elastic worker pools on Slurm.
 #[derive(Debug, Parser)]
@@ -82,11 +83,11 @@ impl Cli {
 }
 
 /// Runs the parsed command line.
-pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+pub async fn run(cli: Cli) -> CliResult {
     match cli.command {
         Command::JobScript(args) => job_script::run(cli.config, *args).await,
         Command::Worker(args) => worker::run(args).await,
-        Command::Scheduler(args) => scheduler::run(args).await,
+        Command::Scheduler(args) => scheduler::run(cli.config, args).await,
         Command::Status(args) => status::run(args).await,
         Command::Retire(args) => retire::run(args).await,
         Command::Cluster(c) => cluster::run(cli.config, c).await,
@@ -94,59 +95,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Scale(args) => cluster::scale(args).await,
         Command::Close(args) => cluster::close(args).await,
         Command::Logs(args) => jobs::logs(args).await,
-        Command::Cancel(args) => jobs::cancel(args).await,
+        Command::Cancel(args) => jobs::cancel(cli.config, args).await,
         Command::Reaper(args) => jobs::reaper(args).await,
         Command::Submit(args) => tasks::submit(*args).await,
         Command::Wait(args) => tasks::wait(args).await,
         Command::Task(c) => tasks::task(c).await,
         Command::Graph(c) => tasks::graph(c).await,
-    }
-}
-
-/// Exit status for an error: 2 for bad input (as clap uses for usage
-/// errors), 1 for everything else.
-pub fn exit_code(e: &anyhow::Error) -> ExitCode {
-    use drover::worker::AgentError;
-    let usage = e.chain().any(|c| {
-        c.downcast_ref::<SpecError>().is_some()
-            || matches!(
-                c.downcast_ref::<AgentError>(),
-                Some(
-                    AgentError::NoScheduler
-                        | AgentError::Interface(_)
-                        | AgentError::NoProcesses
-                        | AgentError::SchedulerFile(_)
-                        | AgentError::NoDaskScheduler(_)
-                        | AgentError::DaskSpawn { .. }
-                )
-            )
-            || matches!(
-                c.downcast_ref::<drover::dask::DaskError>(),
-                Some(
-                    drover::dask::DaskError::Spawn { .. }
-                        | drover::dask::DaskError::SchedulerFile { .. }
-                )
-            )
-            || matches!(
-                c.downcast_ref::<drover::cluster::ClusterError>(),
-                Some(drover::cluster::ClusterError::Dask(
-                    drover::dask::DaskError::Spawn { .. }
-                        | drover::dask::DaskError::SchedulerFile { .. }
-                ))
-            )
-            || c.downcast_ref::<drover::protocol::SchedulerFileError>()
-                .is_some()
-            || matches!(
-                c.downcast_ref::<drover::scheduler::SchedulerError>(),
-                Some(
-                    drover::scheduler::SchedulerError::Interface(_)
-                        | drover::scheduler::SchedulerError::Config(_)
-                )
-            )
-    });
-    if usage {
-        ExitCode::from(2)
-    } else {
-        ExitCode::FAILURE
     }
 }

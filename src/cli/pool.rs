@@ -1,26 +1,28 @@
 //! Bringing a pool up from the command line, shared by `drover cluster up`
-//! and `drover run`: the flags, the cluster, and the wait with progress.
+//! and `drover run`: the flags, layered over `[pool]` in the config files
+//! and the `DROVER_*` environment; the cluster; and the wait with progress.
 
 use std::io::IsTerminal;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context;
-use drover::cluster::{summarize, ClusterOptions, Limits, SlurmCluster};
-use drover::config::{ConfigSources, JobOptions, Timeout};
+use drover::cluster::{ClusterOptions, SlurmCluster};
+use drover::config::{AdaptRange, ConfigSources, JobOptions, PoolOptions, Timeout, WorkerKind};
 use drover::protocol::ClusterStatus;
 use drover::scheduler::Bind;
 use drover::slurm::SlurmCli;
+
+use super::error::{CliError, Context};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct PoolArgs {
     #[command(flatten)]
     pub job: JobOptions,
 
-    /// Workers to start.
-    #[arg(long, value_name = "N", default_value_t = 1, help_heading = "Pool")]
-    pub workers: usize,
+    /// Workers to start (default 1, or `workers` in [pool]).
+    #[arg(long, value_name = "N", help_heading = "Pool")]
+    pub workers: Option<usize>,
 
     /// Interface the scheduler listens on: this machine's side of the network the
     /// workers reach it by (default: --interface).
@@ -36,17 +38,22 @@ pub struct PoolArgs {
     )]
     pub scheduler_host: Option<IpAddr>,
 
-    /// How long to wait for the workers to register.
-    #[arg(long, value_name = "TIME", default_value = "5m", help_heading = "Pool")]
-    pub wait_timeout: Timeout,
+    /// How long to wait for the workers to register (default 5m).
+    #[arg(long, value_name = "TIME", help_heading = "Pool")]
+    pub wait_timeout: Option<Timeout>,
 
     /// Submit workers one job at a time instead of as job arrays.
     #[arg(long, help_heading = "Pool")]
     pub no_arrays: bool,
 
     /// Size the pool to its tasks, between MIN and MAX workers (instead of --workers).
-    #[arg(long, value_name = "MIN:MAX", value_parser = parse_adapt, conflicts_with = "workers", help_heading = "Pool")]
-    pub adapt: Option<(usize, usize)>,
+    #[arg(
+        long,
+        value_name = "MIN:MAX",
+        conflicts_with = "workers",
+        help_heading = "Pool"
+    )]
+    pub adapt: Option<AdaptRange>,
 
     /// With --adapt: retire workers idle this long, e.g. 30s or 5m (default 60s).
     #[arg(long, value_name = "TIME", help_heading = "Pool")]
@@ -71,67 +78,110 @@ pub struct PoolArgs {
     pub dask_scheduler_file: Option<PathBuf>,
 }
 
-fn parse_adapt(s: &str) -> Result<(usize, usize), String> {
-    let bad = || format!("expected MIN:MAX worker counts with MIN <= MAX, such as 0:8; got `{s}`");
-    let (a, b) = s.split_once(':').ok_or_else(bad)?;
-    let (min, max) = (
-        a.trim().parse::<usize>().map_err(|_| bad())?,
-        b.trim().parse::<usize>().map_err(|_| bad())?,
-    );
-    if min > max || max == 0 {
-        return Err(bad());
-    }
-    Ok((min, max))
-}
+/// How long to wait for workers when nothing says.
+const DEFAULT_WAIT: Duration = Duration::from_secs(300);
 
 impl PoolArgs {
+    /// The flags as the top layer of pool options.
+    fn flags(&self) -> PoolOptions {
+        PoolOptions {
+            workers: self.workers,
+            adapt: self.adapt,
+            wait_timeout: self.wait_timeout,
+            arrays: self.no_arrays.then_some(false),
+            scheduler_interface: self.scheduler_interface.clone(),
+            scheduler_host: self.scheduler_host,
+            idle_timeout: self.idle_timeout,
+            replace_lead: self.replace_lead,
+            max_pending_jobs: self.max_pending_jobs,
+            max_submit_rate: self.max_submit_rate,
+            dask_scheduler_file: self.dask_scheduler_file.clone(),
+            ..Default::default()
+        }
+    }
+
+    /// The layered settings of the pool and of its jobs.
+    pub fn layered(&self, config: Option<PathBuf>) -> Result<Pool, CliError> {
+        let sources = ConfigSources::discover(config);
+        let mut pool = sources.pool_options(self.flags())?;
+        // A size from a flag replaces any size from a file.
+        if self.workers.is_some() {
+            pool.adapt = None;
+        } else if self.adapt.is_some() {
+            pool.workers = None;
+        }
+        Ok(Pool {
+            job: sources.job_options(self.job.clone())?,
+            pool,
+        })
+    }
+}
+
+/// A pool's settings, every layer applied.
+pub struct Pool {
+    /// What each job is.
+    pub job: JobOptions,
+    /// How the pool runs.
+    pub pool: PoolOptions,
+}
+
+impl Pool {
     /// Starts the cluster (not yet scaled).
-    pub async fn start(&self, config: Option<PathBuf>) -> anyhow::Result<SlurmCluster> {
-        let job = ConfigSources::discover(config).job_options(self.job.clone())?;
-        let spec = job.clone().build()?;
-        let bind = match (&self.scheduler_host, &self.scheduler_interface, &spec.interface) {
+    pub async fn start(&self) -> Result<SlurmCluster, CliError> {
+        let spec = self.job.clone().build()?;
+        let bind = match (&self.pool.scheduler_host, &self.pool.scheduler_interface, &spec.interface) {
             (Some(h), _, _) => Bind::Host(*h),
             (None, Some(i), _) | (None, None, Some(i)) => Bind::Interface(i.clone()),
-            (None, None, None) => anyhow::bail!(
-                "where should the scheduler listen? give --scheduler-interface IFACE (this machine's side of \
-                 the network the workers reach, e.g. ib0), --scheduler-host ADDR, or --interface"
-            ),
+            (None, None, None) => {
+                return Err(CliError::usage(
+                    "where should the scheduler listen? give --scheduler-interface IFACE (this machine's side of \
+                     the network the workers reach, e.g. ib0), --scheduler-host ADDR, or --interface",
+                ))
+            }
         };
-        let mut options = ClusterOptions::new(bind)?;
-        options.arrays = !self.no_arrays;
+        if self.pool.dask_scheduler_file.is_some() && spec.kind != WorkerKind::Dask {
+            return Err(CliError::usage("--dask-scheduler-file needs --kind dask"));
+        }
+        let mut options = ClusterOptions::new(bind).with(&self.pool)?;
         options.handle_signals = false;
         options.scheduler_file = spec.scheduler_file.clone();
-        if let Some(t) = self.idle_timeout {
-            options.idle_timeout = t.duration();
-        }
-        if let Some(t) = self.replace_lead {
-            options.replace_lead = t.duration();
-        }
-        if let Some(f) = &self.dask_scheduler_file {
-            if spec.kind != drover::config::WorkerKind::Dask {
-                return Err(drover::config::SpecError::Conflict(
-                    "--dask-scheduler-file needs --kind dask".into(),
-                )
-                .into());
-            }
-            options.dask_scheduler_file = Some(f.clone());
-        }
-        for (flag, value) in [
-            ("--max-pending-jobs", self.max_pending_jobs),
-            ("--max-submit-rate", self.max_submit_rate),
-        ] {
-            if value == Some(0) {
-                anyhow::bail!("invalid value `0` for {flag}: it must be at least 1 (or left out for no limit)");
-            }
-        }
-        options.limits = Limits {
-            max_pending_jobs: self.max_pending_jobs,
-            max_submit_per_minute: self.max_submit_rate,
-        };
-        let cluster = SlurmCluster::with_cli(spec, options, SlurmCli::new())
+        SlurmCluster::new(spec, options, slurm_cli(&self.pool))
             .await
-            .context("starting the cluster")?;
-        Ok(cluster)
+            .context("starting the cluster")
+    }
+
+    /// How long to wait for the workers.
+    pub fn wait_timeout(&self) -> Duration {
+        self.pool
+            .wait_timeout
+            .map(Timeout::duration)
+            .unwrap_or(DEFAULT_WAIT)
+    }
+
+    /// Scales (or starts adapting) as the settings say, and waits for the
+    /// workers that must be there: `workers` (default 1), or the adaptive
+    /// minimum.
+    pub async fn bring_up(&self, cluster: &SlurmCluster) -> Result<(), CliError> {
+        let wanted = match (self.pool.adapt, self.pool.workers) {
+            (Some(r), _) => {
+                cluster.adapt(r.min, r.max);
+                r.min
+            }
+            (None, workers) => {
+                let n = workers.unwrap_or(1);
+                cluster.scale(n);
+                n
+            }
+        };
+        wait_with_progress(cluster, wanted, self.wait_timeout()).await
+    }
+}
+
+/// Slurm's command-line tools, each command limited as the settings say.
+pub fn slurm_cli(pool: &PoolOptions) -> SlurmCli {
+    match pool.slurm_timeout {
+        Some(t) => SlurmCli::new().with_timeout(t.duration()),
+        None => SlurmCli::new(),
     }
 }
 
@@ -144,27 +194,12 @@ pub fn progress_line(s: &ClusterStatus, wanted: usize) -> String {
     format!(
         "{} of {wanted} workers registered{dask}; jobs: {}",
         s.registered,
-        summarize(s)
+        s.job_summary()
     )
 }
 
-impl PoolArgs {
-    /// Scales (or starts adapting) as the flags say, and waits for the
-    /// workers that must be there: `--workers`, or the adaptive minimum.
-    pub async fn bring_up(&self, cluster: &SlurmCluster) -> anyhow::Result<()> {
-        let wanted = match self.adapt {
-            Some((min, max)) => {
-                cluster.adapt(min, max);
-                min
-            }
-            None => {
-                cluster.scale(self.workers);
-                self.workers
-            }
-        };
-        wait_with_progress(cluster, wanted, self.wait_timeout.duration()).await
-    }
-}
+/// How often the progress line is redrawn.
+const PROGRESS_EVERY: Duration = Duration::from_millis(200);
 
 /// Waits for `n` workers, showing progress: a live line on a terminal, a
 /// log line per change otherwise. On failure the cluster is closed before
@@ -173,7 +208,7 @@ pub async fn wait_with_progress(
     cluster: &SlurmCluster,
     n: usize,
     timeout: Duration,
-) -> anyhow::Result<()> {
+) -> Result<(), CliError> {
     let show = async {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = indicatif::ProgressBar::new_spinner();
@@ -190,7 +225,7 @@ pub async fn wait_with_progress(
                 }
                 last = line;
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            tokio::time::sleep(PROGRESS_EVERY).await;
         }
     };
     let result = tokio::select! {

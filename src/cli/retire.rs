@@ -4,9 +4,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use drover::client::SchedulerClient;
 use drover::protocol::{SchedulerFile, WorkerId};
+
+use super::error::{CliResult, Context};
 
 #[derive(Debug, clap::Args)]
 pub struct RetireArgs {
@@ -17,23 +18,14 @@ pub struct RetireArgs {
     #[arg(long, conflicts_with = "workers")]
     all: bool,
     /// Workers to retire, by id as `drover status` shows it (w3 or 3).
-    #[arg(value_name = "WORKER", value_parser = parse_worker, required_unless_present = "all")]
+    #[arg(value_name = "WORKER", required_unless_present = "all")]
     workers: Vec<WorkerId>,
     /// Why, for the workers' logs.
     #[arg(long, default_value = "retired from the command line")]
     reason: String,
 }
 
-fn parse_worker(s: &str) -> Result<WorkerId, String> {
-    s.trim_start_matches('w')
-        .parse()
-        .map(WorkerId)
-        .map_err(|_| {
-            format!("`{s}` is not a worker id; expected the id `drover status` shows, such as w3")
-        })
-}
-
-pub async fn run(args: RetireArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(args: RetireArgs) -> CliResult {
     let file = SchedulerFile::read(&args.scheduler_file)?;
     let client = SchedulerClient::from_file(&file);
     if args.all {

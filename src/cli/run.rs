@@ -2,12 +2,15 @@
 //! Workers up, the command run with the pool's address in its environment,
 //! every job cancelled when it exits, whatever the exit; its status is ours.
 
+use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 use tokio::signal::unix::{signal, SignalKind};
 
+use super::error::{CliResult, Context};
 use super::pool::PoolArgs;
 
 #[derive(Debug, clap::Args)]
@@ -19,13 +22,14 @@ pub struct RunArgs {
     command: Vec<String>,
 }
 
-pub async fn run(config: Option<PathBuf>, args: RunArgs) -> anyhow::Result<ExitCode> {
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut hup = signal(SignalKind::hangup())?;
-    let cluster = args.pool.start(config).await?;
+pub async fn run(config: Option<PathBuf>, args: RunArgs) -> CliResult {
+    let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
+    let mut hup = signal(SignalKind::hangup()).context("listening for SIGHUP")?;
+    let pool = args.pool.layered(config)?;
+    let cluster = pool.start().await?;
     tokio::select! {
-        r = args.pool.bring_up(&cluster) => r?,
+        r = pool.bring_up(&cluster) => r?,
         _ = term.recv() => { cluster.close().await?; return Ok(ExitCode::from(143)); }
         _ = int.recv() => { cluster.close().await?; return Ok(ExitCode::from(130)); }
     }
@@ -41,37 +45,35 @@ pub async fn run(config: Option<PathBuf>, args: RunArgs) -> anyhow::Result<ExitC
             .env("DASK_SCHEDULER_ADDRESS", &d.address)
             .env("DROVER_DASK_SCHEDULER_FILE", &d.scheduler_file);
     }
-    let mut child = command.spawn();
-    let status = match &mut child {
+    let mut child = match command.spawn() {
+        Ok(child) => child,
         Err(e) => {
             cluster.close().await?;
-            return Err(anyhow::anyhow!("{e}"))
-                .with_context(|| format!("running `{}`", args.command[0]));
+            return Err(e).with_context(|| format!("running `{}`", args.command[0]));
         }
-        Ok(child) => {
-            let pid = child.id().map(|p| p as i32);
-            let forward = |sig: &str| {
-                if let Some(pid) = pid {
-                    let _ = std::process::Command::new("kill")
-                        .args([sig, &pid.to_string()])
-                        .status();
-                }
-            };
-            loop {
-                tokio::select! {
-                    s = child.wait() => break s.context("waiting for the command")?,
-                    _ = term.recv() => forward("-TERM"),
-                    _ = int.recv() => forward("-INT"),
-                    _ = hup.recv() => forward("-HUP"),
-                }
-            }
+    };
+    // Signals go on to the command; its exit ends the pool.
+    let pid = child
+        .id()
+        .and_then(|p| i32::try_from(p).ok())
+        .map(Pid::from_raw);
+    let forward = |sig: Signal| {
+        if let Some(pid) = pid {
+            let _ = kill(pid, sig);
+        }
+    };
+    let status = loop {
+        tokio::select! {
+            s = child.wait() => break s.context("waiting for the command")?,
+            _ = term.recv() => forward(Signal::SIGTERM),
+            _ = int.recv() => forward(Signal::SIGINT),
+            _ = hup.recv() => forward(Signal::SIGHUP),
         }
     };
     cluster.close().await.context("closing the cluster")?;
-    use std::os::unix::process::ExitStatusExt;
     let code = match (status.code(), status.signal()) {
-        (Some(c), _) => c as u8,
-        (None, Some(sig)) => 128 + sig as u8,
+        (Some(c), _) => u8::try_from(c).unwrap_or(1),
+        (None, Some(sig)) => u8::try_from(128 + sig).unwrap_or(1),
         _ => 1,
     };
     Ok(ExitCode::from(code))

@@ -5,10 +5,11 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
-use drover::config::Timeout;
+use drover::config::{ConfigSources, PoolOptions, Timeout};
 use drover::scheduler::{Bind, Scheduler, SchedulerConfig};
 use tokio::signal::unix::{signal, SignalKind};
+
+use super::error::{CliResult, Context};
 
 #[derive(Debug, clap::Args)]
 pub struct SchedulerArgs {
@@ -35,7 +36,7 @@ pub struct SchedulerArgs {
     max_held_polls: Option<usize>,
 }
 
-pub async fn run(args: SchedulerArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(config: Option<PathBuf>, args: SchedulerArgs) -> CliResult {
     // Every worker holds a connection: allow as many as the hard limit does.
     if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
         tracing::warn!(error = %e, "cannot raise the open-files limit");
@@ -45,17 +46,15 @@ pub async fn run(args: SchedulerArgs) -> anyhow::Result<ExitCode> {
         (None, Some(h)) => Bind::Host(h),
         (None, None) => Bind::Host(IpAddr::from([127, 0, 0, 1])),
     };
-    let mut config = SchedulerConfig::new(bind)?;
+    let flags = PoolOptions {
+        heartbeat_interval: args.heartbeat_interval,
+        missed_heartbeats: args.missed_heartbeats,
+        max_held_polls: args.max_held_polls,
+        ..Default::default()
+    };
+    let pool = ConfigSources::discover(config).pool_options(flags)?;
+    let mut config = SchedulerConfig::new(bind).with(&pool)?;
     config.port = args.port;
-    if let Some(t) = args.heartbeat_interval {
-        config.heartbeat_interval = t.duration();
-    }
-    if let Some(n) = args.missed_heartbeats {
-        config.missed_heartbeats = n;
-    }
-    if let Some(n) = args.max_held_polls {
-        config.max_held_polls = n;
-    }
     let scheduler = Scheduler::start(config).await?;
     scheduler
         .write_scheduler_file(&args.scheduler_file)
@@ -66,8 +65,8 @@ pub async fn run(args: SchedulerArgs) -> anyhow::Result<ExitCode> {
         scheduler.cluster_id(),
         args.scheduler_file.display()
     );
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
     let why = tokio::select! {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",

@@ -3,10 +3,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use comfy_table::{presets::NOTHING, Table};
 use drover::client::SchedulerClient;
 use drover::protocol::{unix_ms, ClusterStatus, SchedulerFile, WorkerInfo};
+
+use super::error::{CliResult, Context};
 
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {
@@ -18,13 +19,16 @@ pub struct StatusArgs {
     json: bool,
 }
 
-pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(args: StatusArgs) -> CliResult {
     let file = SchedulerFile::read(&args.scheduler_file)?;
     let client = SchedulerClient::from_file(&file);
     // A scheduler that serves a cluster knows its jobs too.
     if let Ok(cluster) = client.cluster().await {
         if args.json {
-            println!("{}", serde_json::to_string_pretty(&cluster)?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&cluster).context("printing the status")?
+            );
         } else {
             print!("{}", cluster_table(&cluster));
         }
@@ -35,7 +39,10 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
         .await
         .context("asking the scheduler for its workers")?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&workers)?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&workers).context("printing the workers")?
+        );
     } else {
         print!("{}", table(&workers));
     }
@@ -104,15 +111,15 @@ fn cluster_table(c: &ClusterStatus) -> String {
             .collect::<Vec<_>>()
             .join(", ");
         t.add_row([
-            j.job.clone(),
-            j.state.clone(),
+            j.job.to_string(),
+            j.state.to_string(),
             j.reason.clone().unwrap_or_default(),
             j.node.clone().unwrap_or_default(),
             workers,
             addresses,
             j.exit_code.map(|c| c.to_string()).unwrap_or_default(),
-            j.action.clone().unwrap_or_default(),
-            j.log.clone(),
+            j.action.map(|a| a.to_string()).unwrap_or_default(),
+            j.log.display().to_string(),
         ]);
     }
     let mut out = format!(
@@ -121,10 +128,17 @@ fn cluster_table(c: &ClusterStatus) -> String {
         c.job_name,
         c.registered,
         c.target_workers,
-        drover::cluster::summarize(c)
+        c.job_summary()
     );
     if let Some(s) = &c.stopped {
         out.push_str(&format!("STOPPED: {s}\n"));
+    }
+    if let Some(o) = &c.slurm_outage {
+        let secs = unix_ms().saturating_sub(o.since_ms) / 1000;
+        out.push_str(&format!(
+            "SLURM NOT ANSWERING for {secs} s: submitting and cancelling nothing, keeping the workers ({})\n",
+            o.error
+        ));
     }
     if let Some(e) = &c.last_error {
         out.push_str(&format!("last error: {e}\n"));
@@ -139,7 +153,9 @@ fn cluster_table(c: &ClusterStatus) -> String {
             .unwrap_or_else(|| "not answering".into());
         out.push_str(&format!(
             "dask scheduler {} ({}): {seen}; scheduler file {}\n",
-            d.address, d.http, d.scheduler_file
+            d.address,
+            d.http,
+            d.scheduler_file.display()
         ));
     }
     out.push_str(&format!("{t}\n"));

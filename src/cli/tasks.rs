@@ -6,13 +6,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
 use comfy_table::{presets::NOTHING, Table};
 use drover::client::SchedulerClient;
 use drover::config::Timeout;
 use drover::protocol::SchedulerFile;
 use drover::tasks::graph::Graph;
 use drover::tasks::{Dep, TaskId, TaskInfo, TaskSpec, TaskState};
+
+use super::error::{CliError, CliResult, Context};
 
 /// How often `wait` asks.
 const WAIT_EVERY: Duration = Duration::from_millis(100);
@@ -30,9 +31,9 @@ pub struct SchedulerFileArg {
 }
 
 impl SchedulerFileArg {
-    fn client(&self) -> anyhow::Result<SchedulerClient> {
+    fn client(&self) -> Result<SchedulerClient, CliError> {
         let path = self.scheduler_file.as_ref().ok_or_else(|| {
-            anyhow::anyhow!("which pool? pass --scheduler-file FILE or set DROVER_SCHEDULER_FILE")
+            CliError::usage("which pool? pass --scheduler-file FILE or set DROVER_SCHEDULER_FILE")
         })?;
         Ok(SchedulerClient::from_file(&SchedulerFile::read(path)?))
     }
@@ -99,15 +100,16 @@ pub struct SubmitArgs {
     command: Vec<String>,
 }
 
-pub async fn submit(args: SubmitArgs) -> anyhow::Result<ExitCode> {
-    let client = args.pool.client()?;
+pub async fn submit(args: SubmitArgs) -> CliResult {
     let base = TaskSpec {
         name: args.name.clone(),
         argv: args.command.clone(),
         env: args.env.iter().cloned().collect(),
         cwd: args.cwd.clone(),
         cores: args.cores,
-        time_limit_ms: args.time_limit.map(|t| t.duration().as_millis() as u64),
+        time_limit_ms: args
+            .time_limit
+            .map(|t| u64::try_from(t.duration().as_millis()).unwrap_or(u64::MAX)),
         retries: args.retries,
         deps: args.after.iter().map(|t| Dep::Id(*t)).collect(),
     };
@@ -115,14 +117,19 @@ pub async fn submit(args: SubmitArgs) -> anyhow::Result<ExitCode> {
         (Some(range), _) => {
             let indices = drover::slurm::expand_tasks(range);
             if indices.is_empty() {
-                anyhow::bail!(
+                return Err(CliError::usage(format!(
                     "invalid value `{range}` for --array: expected ranges such as 0-999 or 0-9,20"
-                );
+                )));
             }
             indices.into_iter().map(|i| (i, None)).collect()
         }
         (None, Some(file)) => std::fs::read_to_string(file)
-            .with_context(|| format!("reading {}", file.display()))?
+            .map_err(|e| {
+                CliError::usage(format!(
+                    "cannot read --each-line file {}: {e}",
+                    file.display()
+                ))
+            })?
             .lines()
             .enumerate()
             .map(|(i, l)| (i as u32, Some(l.to_string())))
@@ -154,6 +161,8 @@ pub async fn submit(args: SubmitArgs) -> anyhow::Result<ExitCode> {
                 })
                 .collect()
         };
+    // Input is checked before the scheduler is asked anything.
+    let client = args.pool.client()?;
     let ids = client.submit(&specs).await.context("submitting")?;
     match ids.as_slice() {
         [one] => println!("{one}"),
@@ -179,14 +188,14 @@ pub struct WaitArgs {
     timeout: Option<Timeout>,
 }
 
-pub async fn wait(args: WaitArgs) -> anyhow::Result<ExitCode> {
+pub async fn wait(args: WaitArgs) -> CliResult {
     let client = args.pool.client()?;
     let ids = (!args.tasks.is_empty()).then_some(args.tasks.as_slice());
     let waiting = client.wait_tasks(ids, WAIT_EVERY);
     let tasks = match args.timeout {
         Some(t) => tokio::time::timeout(t.duration(), waiting)
             .await
-            .map_err(|_| anyhow::anyhow!("tasks still running after {t}"))??,
+            .map_err(|_| CliError::failure(format!("tasks still running after {t}")))??,
         None => waiting.await?,
     };
     print!("{}", summary(&tasks));
@@ -276,19 +285,19 @@ pub enum TaskCommand {
     },
 }
 
-pub async fn task(command: TaskCommand) -> anyhow::Result<ExitCode> {
+pub async fn task(command: TaskCommand) -> CliResult {
     match command {
         TaskCommand::List { pool, json } => {
             let list = pool.client()?.tasks(None, false).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&list)?);
+                println!("{}", to_json(&list)?);
             } else {
                 print!("{}", results(&list.tasks));
             }
         }
         TaskCommand::Show { pool, task } => {
             let info = pool.client()?.task(task).await?;
-            println!("{}", serde_json::to_string_pretty(&info)?);
+            println!("{}", to_json(&info)?);
         }
         TaskCommand::Logs { pool, task } => {
             let info = pool.client()?.task(task).await?;
@@ -333,11 +342,11 @@ pub enum GraphCommand {
     },
 }
 
-pub async fn graph(command: GraphCommand) -> anyhow::Result<ExitCode> {
+pub async fn graph(command: GraphCommand) -> CliResult {
     match command {
         GraphCommand::Run { pool, file, json } => {
             let graph = Graph::load(&file)?;
-            let specs = graph.specs().map_err(|e| anyhow::anyhow!(e))?;
+            let specs = graph.specs()?;
             let client = pool.client()?;
             let ids = client
                 .submit(&specs)
@@ -345,14 +354,14 @@ pub async fn graph(command: GraphCommand) -> anyhow::Result<ExitCode> {
                 .context("submitting the graph")?;
             let tasks = client.wait_tasks(Some(&ids), WAIT_EVERY).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&tasks)?);
+                println!("{}", to_json(&tasks)?);
             } else {
                 print!("{}", results(&tasks));
             }
             Ok(exit_for(&tasks))
         }
         GraphCommand::Dot { file, output, svg } => {
-            let dot = Graph::load(&file)?.dot().map_err(|e| anyhow::anyhow!(e))?;
+            let dot = Graph::load(&file)?.dot()?;
             match &output {
                 Some(path) => std::fs::write(path, &dot)
                     .with_context(|| format!("writing {}", path.display()))?,
@@ -371,11 +380,18 @@ pub async fn graph(command: GraphCommand) -> anyhow::Result<ExitCode> {
                     });
                 match rendered {
                     Ok(s) if s.success() => eprintln!("wrote {}", path.display()),
-                    Ok(s) => anyhow::bail!("Graphviz `dot` failed ({s})"),
-                    Err(e) => anyhow::bail!("cannot run Graphviz `dot` for SVG ({e}); install graphviz, or use the DOT output"),
+                    Ok(s) => return Err(CliError::failure(format!("Graphviz `dot` failed ({s})"))),
+                    Err(e) => return Err(CliError::failure(format!(
+                        "cannot run Graphviz `dot` for SVG ({e}); install graphviz, or use the DOT output"
+                    ))),
                 }
             }
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `value` as pretty JSON, for `--json`.
+fn to_json(value: &impl serde::Serialize) -> Result<String, CliError> {
+    serde_json::to_string_pretty(value).context("printing JSON")
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::{JobOptions, SpecError};
+use super::{JobOptions, PoolOptions, SpecError};
 
 /// The name of a project config file looked for in the working directory.
 pub const PROJECT_CONFIG: &str = "drover.toml";
@@ -17,6 +17,9 @@ pub struct ConfigFile {
     /// Settings of the worker jobs.
     #[serde(default)]
     pub job: JobOptions,
+    /// Settings of the pool.
+    #[serde(default)]
+    pub pool: PoolOptions,
 }
 
 impl ConfigFile {
@@ -84,12 +87,31 @@ impl ConfigSources {
         ConfigSources { user, project }
     }
 
+    /// Every file, lower layers first.
+    fn files(&self) -> Result<Vec<ConfigFile>, SpecError> {
+        [&self.user, &self.project]
+            .into_iter()
+            .flatten()
+            .map(|p| ConfigFile::load(p))
+            .collect()
+    }
+
     /// The job options of every file layered in order, with `flags` on top.
     pub fn job_options(&self, flags: JobOptions) -> Result<JobOptions, SpecError> {
         let mut options = JobOptions::new();
-        for path in [&self.user, &self.project].into_iter().flatten() {
-            options = options.overlay(ConfigFile::load(path)?.job);
+        for file in self.files()? {
+            options = options.overlay(file.job);
         }
         Ok(options.overlay(flags))
+    }
+
+    /// The pool options of every file layered in order, then the `DROVER_*`
+    /// environment, with `flags` on top.
+    pub fn pool_options(&self, flags: PoolOptions) -> Result<PoolOptions, SpecError> {
+        let mut options = PoolOptions::default();
+        for file in self.files()? {
+            options = options.overlay(file.pool);
+        }
+        Ok(options.overlay(super::pool_from_env()?).overlay(flags))
     }
 }

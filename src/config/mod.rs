@@ -1,20 +1,28 @@
 //! What a user asks for, parsed and validated once: typed values (`Memory`,
-//! `Walltime`, `Timeout`), the layered options of a worker job (defaults, user
-//! config, project config, flags) and the validated `JobSpec` they build.
+//! `Walltime`, `Timeout`), the layered options of a worker job (`[job]`)
+//! and of a pool (`[pool]`): defaults, user config, project config, the
+//! `DROVER_*` environment (pool settings only), flags; and the validated
+//! `JobSpec` a job's options build.
 
+mod env;
 mod file;
 mod memory;
 mod options;
+mod pool;
 mod spec;
 mod timeout;
 mod walltime;
 
+pub use env::{pool_from, pool_from_env, EnvVar, ENV_VARS};
 pub use file::{ConfigFile, ConfigSources};
 pub use memory::{Memory, MEMORY_FORMS};
 pub use options::{JobOptions, MemoryDirective, WorkerKind};
+pub use pool::{AdaptRange, PoolOptions, ADAPT_FORMS};
 pub use spec::{Directive, JobSpec};
 pub use timeout::{Timeout, TIMEOUT_FORMS};
 pub use walltime::{Walltime, WALLTIME_FORMS};
+
+use crate::exit::{ExitStatus, USAGE};
 
 use std::path::PathBuf;
 
@@ -62,6 +70,27 @@ pub enum SpecError {
         /// What went wrong, with line and column where known.
         message: String,
     },
+    /// An environment override that cannot be used.
+    #[error("invalid value `{}` for {var} (environment): {message}", .value.escape_debug())]
+    Env {
+        /// The variable.
+        var: &'static str,
+        /// Its value.
+        value: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl ExitStatus for SpecError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            SpecError::Invalid { .. }
+            | SpecError::Conflict(_)
+            | SpecError::File { .. }
+            | SpecError::Env { .. } => USAGE,
+        }
+    }
 }
 
 impl SpecError {

@@ -18,7 +18,8 @@ const DEFAULT_DEATH_TIMEOUT: Duration = Duration::from_secs(60);
 const MAX_DEFAULT_MARGIN: Duration = Duration::from_secs(60);
 /// The default stagger is a tenth of the walltime, at most this.
 const MAX_DEFAULT_STAGGER: Duration = Duration::from_secs(300);
-const DEFAULT_WALLTIME_SECS: u64 = 30 * 60;
+/// Half an hour, as dask-jobqueue.
+const DEFAULT_WALLTIME: Walltime = Walltime::from_mins(30);
 const DEFAULT_MEMORY: Memory = Memory::from_mib(1024);
 
 /// One `#SBATCH` option: its long name (`--time`) and its value, if any.
@@ -284,13 +285,19 @@ fn resource(
     }
 }
 
-impl JobSpec {
-    /// A builder with every field unset.
-    pub fn builder() -> JobOptions {
-        JobOptions::new()
-    }
+/// What one job asks of a node: cores, processes, memory, devices.
+struct Size {
+    cores: u32,
+    processes: u32,
+    memory: Memory,
+    job_cpu: u32,
+    job_mem: Memory,
+    gres: Option<String>,
+    gpus: Option<String>,
+}
 
-    pub(crate) fn from_options(o: JobOptions) -> Result<JobSpec, SpecError> {
+impl Size {
+    fn check(o: &mut JobOptions) -> Result<Size, SpecError> {
         let cores = positive("cores", o.cores.unwrap_or(1))?;
         let processes = positive("processes", o.processes.unwrap_or(1))?;
         if processes > cores {
@@ -300,55 +307,153 @@ impl JobSpec {
             )));
         }
         let memory = o.memory.unwrap_or(DEFAULT_MEMORY);
-        let job_cpu = positive("job-cpu", o.job_cpu.unwrap_or(cores))?;
-        let job_mem = o.job_mem.unwrap_or(memory);
+        Ok(Size {
+            cores,
+            processes,
+            memory,
+            job_cpu: positive("job-cpu", o.job_cpu.unwrap_or(cores))?,
+            job_mem: o.job_mem.unwrap_or(memory),
+            gres: resource(
+                "gres",
+                o.gres.take(),
+                "NAME[:TYPE][:COUNT], comma-separated, e.g. `gpu:2` or `gpu:a100:1`",
+                false,
+            )?,
+            gpus: resource(
+                "gpus",
+                o.gpus.take(),
+                "[TYPE:]COUNT, e.g. `2` or `a100:2`",
+                true,
+            )?,
+        })
+    }
+}
+
+/// The names that land in `#SBATCH` lines and on the worker's command line.
+struct Names {
+    queue: Option<String>,
+    account: Option<String>,
+    interface: Option<String>,
+    job_name: String,
+}
+
+impl Names {
+    fn check(o: &mut JobOptions) -> Result<Names, SpecError> {
         let queue = token(
             "queue",
-            o.queue,
+            o.queue.take(),
             "a partition name without whitespace or control characters",
         )?;
         let account = token(
             "account",
-            o.account,
+            o.account.take(),
             "an account name without whitespace or control characters",
         )?;
         let job_name = token(
             "job-name",
-            Some(o.job_name.unwrap_or_else(|| DEFAULT_JOB_NAME.into())),
+            Some(o.job_name.take().unwrap_or_else(|| DEFAULT_JOB_NAME.into())),
             "a job name without whitespace or control characters",
         )?
         .unwrap_or_default();
-        let interface = match o.interface {
-            Some(i) => {
-                const FORMS: &str = "a network interface name such as `ib0` or `eth0` (1 to 15 characters, no `/`, `:` or whitespace)";
-                field("interface", check_token(&i, FORMS))?;
-                if i.len() > 15 || i.contains(['/', ':']) {
-                    return Err(SpecError::invalid(
-                        "interface",
-                        ValueError::new(&i, "it is not a valid interface name", FORMS),
-                    ));
-                }
-                Some(i)
-            }
-            None => None,
-        };
+        let interface = o.interface.take().map(interface).transpose()?;
+        Ok(Names {
+            queue,
+            account,
+            interface,
+            job_name,
+        })
+    }
+}
+
+/// Checks a network interface name.
+fn interface(i: String) -> Result<String, SpecError> {
+    const FORMS: &str = "a network interface name such as `ib0` or `eth0` (1 to 15 characters, no `/`, `:` or whitespace)";
+    field("interface", check_token(&i, FORMS))?;
+    if i.len() > 15 || i.contains(['/', ':']) {
+        return Err(SpecError::invalid(
+            "interface",
+            ValueError::new(&i, "it is not a valid interface name", FORMS),
+        ));
+    }
+    Ok(i)
+}
+
+/// The files and programs a job uses.
+struct Paths {
+    log_directory: PathBuf,
+    local_directory: Option<PathBuf>,
+    scheduler_file: Option<PathBuf>,
+    template: Option<PathBuf>,
+    drover_bin: PathBuf,
+    python: PathBuf,
+}
+
+impl Paths {
+    fn check(o: &mut JobOptions) -> Result<Paths, SpecError> {
         let log_directory = path(
             "log-directory",
             o.log_directory
+                .take()
                 .unwrap_or_else(|| DEFAULT_LOG_DIRECTORY.into()),
         )?;
-        let local_directory = o
-            .local_directory
-            .map(|p| path("local-directory", p))
-            .transpose()?;
-        let job_extra_directives = o
+        let drover_bin = match o.drover_bin.take() {
+            Some(p) => path("drover-bin", p)?,
+            None => std::env::current_exe()
+                .ok()
+                .filter(|p| !p.to_string_lossy().contains(char::is_whitespace))
+                .unwrap_or_else(|| PathBuf::from("drover")),
+        };
+        let python = match o.python.take() {
+            // A bare name is looked up on the job's PATH; a path is kept
+            // as given (a venv's python must not be resolved through its symlink).
+            Some(p) if p.components().count() > 1 => path("python", p)?,
+            Some(p) => {
+                path("python", p.clone())?;
+                p
+            }
+            None => PathBuf::from("python3"),
+        };
+        Ok(Paths {
+            log_directory,
+            local_directory: o
+                .local_directory
+                .take()
+                .map(|p| path("local-directory", p))
+                .transpose()?,
+            scheduler_file: o
+                .scheduler_file
+                .take()
+                .map(|p| path("scheduler-file", p))
+                .transpose()?,
+            template: o.template.take().map(|p| absolute(&p)),
+            drover_bin,
+            python,
+        })
+    }
+}
+
+/// The script's own text around the worker: directives, lines, arguments.
+struct ScriptParts {
+    directives: Vec<Directive>,
+    skip: Vec<String>,
+    prologue: Vec<String>,
+    epilogue: Vec<String>,
+    shebang: String,
+    worker_extra_args: Vec<String>,
+}
+
+impl ScriptParts {
+    fn check(o: &mut JobOptions) -> Result<ScriptParts, SpecError> {
+        let directives = o
             .job_extra_directives
+            .take()
             .unwrap_or_default()
             .iter()
             .map(|d| field("job-extra-directives", Directive::parse(d)))
             .collect::<Result<Vec<_>, _>>()?;
-        let job_directives_skip = o
+        let skip = o
             .job_directives_skip
+            .take()
             .unwrap_or_default()
             .iter()
             .map(|s| {
@@ -364,14 +469,7 @@ impl JobSpec {
                 )
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let gres = resource(
-            "gres",
-            o.gres,
-            "NAME[:TYPE][:COUNT], comma-separated, e.g. `gpu:2` or `gpu:a100:1`",
-            false,
-        )?;
-        let gpus = resource("gpus", o.gpus, "[TYPE:]COUNT, e.g. `2` or `a100:2`", true)?;
-        let shebang = o.shebang.unwrap_or_else(|| DEFAULT_SHEBANG.into());
+        let shebang = o.shebang.take().unwrap_or_else(|| DEFAULT_SHEBANG.into());
         const SHEBANG: &str = "one line starting with `#!`, e.g. `#!/usr/bin/env bash`";
         field("shebang", check_line(&shebang, SHEBANG))?;
         if !shebang.starts_with("#!") {
@@ -380,86 +478,107 @@ impl JobSpec {
                 ValueError::new(&shebang, "it does not start with `#!`", SHEBANG),
             ));
         }
-        let worker_extra_args = o.worker_extra_args.unwrap_or_default();
+        let worker_extra_args = o.worker_extra_args.take().unwrap_or_default();
         for a in &worker_extra_args {
             field(
                 "worker-extra-args",
                 check_line(a, "arguments without newline, NUL or control characters"),
             )?;
         }
-        let drover_bin = match o.drover_bin {
-            Some(p) => path("drover-bin", p)?,
-            None => std::env::current_exe()
-                .ok()
-                .filter(|p| !p.to_string_lossy().contains(char::is_whitespace))
-                .unwrap_or_else(|| PathBuf::from("drover")),
-        };
-        let walltime = o
-            .walltime
-            .unwrap_or(Walltime::from_secs(DEFAULT_WALLTIME_SECS).expect("positive"));
+        Ok(ScriptParts {
+            directives,
+            skip,
+            prologue: lines(
+                "job-script-prologue",
+                o.job_script_prologue.take().unwrap_or_default(),
+            )?,
+            epilogue: lines(
+                "job-script-epilogue",
+                o.job_script_epilogue.take().unwrap_or_default(),
+            )?,
+            shebang,
+            worker_extra_args,
+        })
+    }
+}
+
+/// The job's time: its limit and when its workers leave before it.
+struct Timing {
+    walltime: Walltime,
+    death_timeout: Timeout,
+    margin: Timeout,
+    stagger: Timeout,
+}
+
+impl Timing {
+    fn check(o: &mut JobOptions) -> Result<Timing, SpecError> {
+        let walltime = o.walltime.unwrap_or(DEFAULT_WALLTIME);
         let limit = Duration::from_secs(walltime.as_secs());
-        let walltime_margin = o
+        let margin = o
             .walltime_margin
             .unwrap_or(Timeout::new((limit / 4).min(MAX_DEFAULT_MARGIN)));
-        let walltime_stagger = o
+        let stagger = o
             .walltime_stagger
             .unwrap_or(Timeout::new((limit / 10).min(MAX_DEFAULT_STAGGER)));
-        if walltime_margin.duration() + walltime_stagger.duration() >= limit {
+        if margin.duration().saturating_add(stagger.duration()) >= limit {
             return Err(SpecError::Conflict(format!(
-                "walltime-margin = {walltime_margin} plus walltime-stagger = {walltime_stagger} \
+                "walltime-margin = {margin} plus walltime-stagger = {stagger} \
                  leaves no time of the walltime {walltime}; lower them or raise the walltime"
             )));
         }
-        Ok(JobSpec {
-            cores,
-            processes,
-            memory,
+        Ok(Timing {
             walltime,
-            queue,
-            account,
-            interface,
-            job_name,
-            log_directory,
-            local_directory,
-            job_extra_directives,
-            job_directives_skip,
-            job_script_prologue: lines(
-                "job-script-prologue",
-                o.job_script_prologue.unwrap_or_default(),
-            )?,
-            job_script_epilogue: lines(
-                "job-script-epilogue",
-                o.job_script_epilogue.unwrap_or_default(),
-            )?,
-            job_cpu,
-            job_mem,
-            memory_directive: o.memory_directive.unwrap_or_default(),
-            gres,
-            gpus,
-            shebang,
-            worker_extra_args,
             death_timeout: o
                 .death_timeout
                 .unwrap_or(Timeout::new(DEFAULT_DEATH_TIMEOUT)),
-            walltime_margin,
-            walltime_stagger,
+            margin,
+            stagger,
+        })
+    }
+}
+
+impl JobSpec {
+    /// A builder with every field unset.
+    pub fn builder() -> JobOptions {
+        JobOptions::new()
+    }
+
+    pub(crate) fn from_options(mut o: JobOptions) -> Result<JobSpec, SpecError> {
+        let size = Size::check(&mut o)?;
+        let names = Names::check(&mut o)?;
+        let paths = Paths::check(&mut o)?;
+        let script = ScriptParts::check(&mut o)?;
+        let timing = Timing::check(&mut o)?;
+        Ok(JobSpec {
+            cores: size.cores,
+            processes: size.processes,
+            memory: size.memory,
+            job_cpu: size.job_cpu,
+            job_mem: size.job_mem,
+            memory_directive: o.memory_directive.unwrap_or_default(),
+            gres: size.gres,
+            gpus: size.gpus,
+            walltime: timing.walltime,
+            death_timeout: timing.death_timeout,
+            walltime_margin: timing.margin,
+            walltime_stagger: timing.stagger,
+            queue: names.queue,
+            account: names.account,
+            interface: names.interface,
+            job_name: names.job_name,
+            log_directory: paths.log_directory,
+            local_directory: paths.local_directory,
+            scheduler_file: paths.scheduler_file,
+            template: paths.template,
+            drover_bin: paths.drover_bin,
+            python: paths.python,
+            job_extra_directives: script.directives,
+            job_directives_skip: script.skip,
+            job_script_prologue: script.prologue,
+            job_script_epilogue: script.epilogue,
+            shebang: script.shebang,
+            worker_extra_args: script.worker_extra_args,
             kind: o.kind.unwrap_or_default(),
-            python: match o.python {
-                // A bare name is looked up on the job's PATH; a path is kept
-                // as given (a venv's python must not be resolved through its symlink).
-                Some(p) if p.components().count() > 1 => path("python", p)?,
-                Some(p) => {
-                    path("python", p.clone())?;
-                    p
-                }
-                None => PathBuf::from("python3"),
-            },
-            scheduler_file: o
-                .scheduler_file
-                .map(|p| path("scheduler-file", p))
-                .transpose()?,
-            template: o.template.map(|p| absolute(&p)),
-            drover_bin,
         })
     }
 

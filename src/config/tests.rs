@@ -13,6 +13,7 @@ fn from_toml(body: &str) -> Result<JobSpec, SpecError> {
 }
 
 #[test]
+#[allow(clippy::too_many_lines)] // one table of cases, each a line
 fn bad_inputs_are_refused_naming_the_field_and_the_accepted_forms() {
     // (config lines, fragments the error must contain)
     let cases: &[(&str, &[&str])] = &[

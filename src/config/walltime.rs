@@ -28,6 +28,15 @@ impl Walltime {
         }
     }
 
+    /// A limit of `mins` minutes, at least one.
+    pub const fn from_mins(mins: u64) -> Self {
+        Walltime(if mins == 0 {
+            60
+        } else {
+            mins.saturating_mul(60)
+        })
+    }
+
     /// The limit in seconds.
     pub const fn as_secs(self) -> u64 {
         self.0

@@ -1,4 +1,5 @@
-//! The scheduler's HTTP face: routes, token check, long polls.
+//! The scheduler's HTTP face: routes, token check, long polls. Every body
+//! is a type from `protocol`; the work is done by the shared operations.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,13 +12,14 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
 use super::registry::PollStart;
-use super::Shared;
+use super::{ControlRequest, Shared};
 use crate::protocol::{
-    paths, DeregisterRequest, Instruction, RegisterRequest, RegisterResponse, WorkerId,
+    paths, ClusterStatus, Completion, DeregisterRequest, Instruction, PollQuery, RegisterRequest,
+    RegisterResponse, RetireAllResponse, RetireRequest, ScaleRequest, SubmitRequest,
+    SubmitResponse, TaskId, TaskInfo, TaskList, TaskListQuery, WorkerId, WorkerInfo,
 };
 
 /// The router for `shared`.
@@ -94,31 +96,11 @@ async fn register(
     State(shared): State<Arc<Shared>>,
     Json(req): Json<RegisterRequest>,
 ) -> Json<RegisterResponse> {
-    let (name, job, host, address) = (
-        req.name.clone(),
-        req.slurm.to_string(),
-        req.hostname.clone(),
-        req.address.clone(),
-    );
-    let id = shared.registry().register(req);
-    shared.changed();
-    tracing::info!(worker = %id, %name, %job, %host, %address, "worker registered");
-    Json(RegisterResponse {
-        worker_id: id,
-        cluster_id: shared.cluster_id.clone(),
-        heartbeat_interval_ms: shared.config.heartbeat_interval.as_millis() as u64,
-    })
+    Json(shared.register(req))
 }
 
-async fn workers(State(shared): State<Arc<Shared>>) -> Json<Vec<crate::protocol::WorkerInfo>> {
+async fn workers(State(shared): State<Arc<Shared>>) -> Json<Vec<WorkerInfo>> {
     Json(shared.registry().list())
-}
-
-#[derive(Deserialize)]
-struct PollQuery {
-    wait_ms: Option<u64>,
-    #[serde(default)]
-    draining: bool,
 }
 
 /// Counts a held poll for as long as it lives.
@@ -150,7 +132,7 @@ async fn poll(
         // and its connection closes meanwhile so it costs no buffers.
         drop(guard);
         let next = Instruction::Continue {
-            next_poll_ms: interval.as_millis() as u64,
+            next_poll_ms: u64::try_from(interval.as_millis()).unwrap_or(u64::MAX),
         };
         return Ok(([(header::CONNECTION, "close")], Json(next)).into_response());
     }
@@ -183,192 +165,118 @@ async fn deregister(
     Path(id): Path<u64>,
     Json(req): Json<DeregisterRequest>,
 ) -> StatusCode {
-    let id = WorkerId(id);
-    let known = shared.registry().deregister(id, req.reason.clone());
-    if !known {
-        return StatusCode::NOT_FOUND;
+    match shared.deregister(WorkerId(id), &req.reason) {
+        true => StatusCode::NO_CONTENT,
+        false => StatusCode::NOT_FOUND,
     }
-    shared.changed();
-    tracing::info!(worker = %id, reason = %req.reason, "worker deregistered");
-    StatusCode::NO_CONTENT
 }
 
-#[derive(Deserialize)]
-struct RetireBody {
-    reason: Option<String>,
+fn reason(body: Option<Json<RetireRequest>>) -> String {
+    body.and_then(|Json(b)| b.reason)
+        .unwrap_or_else(|| "asked to retire".into())
 }
 
 async fn retire(
     State(shared): State<Arc<Shared>>,
     Path(id): Path<u64>,
-    body: Option<Json<RetireBody>>,
+    body: Option<Json<RetireRequest>>,
 ) -> StatusCode {
-    let reason = body
-        .and_then(|Json(b)| b.reason)
-        .unwrap_or_else(|| "asked to retire".into());
-    if shared.registry().retire(WorkerId(id), &reason) {
-        shared.changed();
-        StatusCode::NO_CONTENT
-    } else {
-        StatusCode::NOT_FOUND
+    match shared.retire(WorkerId(id), &reason(body)) {
+        true => StatusCode::NO_CONTENT,
+        false => StatusCode::NOT_FOUND,
     }
 }
 
 async fn retire_all(
     State(shared): State<Arc<Shared>>,
-    body: Option<Json<RetireBody>>,
-) -> Json<serde_json::Value> {
-    let reason = body
-        .and_then(|Json(b)| b.reason)
-        .unwrap_or_else(|| "asked to retire".into());
-    let n = shared.registry().retire_all(&reason);
-    if n > 0 {
-        shared.changed();
-    }
-    tracing::info!(workers = n, %reason, "retiring every worker");
-    Json(serde_json::json!({ "retiring": n }))
+    body: Option<Json<RetireRequest>>,
+) -> Json<RetireAllResponse> {
+    Json(RetireAllResponse {
+        retiring: shared.retire_all(&reason(body)),
+    })
 }
+
+const NO_CLUSTER: (StatusCode, &str) =
+    (StatusCode::NOT_FOUND, "this scheduler serves no cluster\n");
 
 async fn cluster_status(
     State(shared): State<Arc<Shared>>,
-) -> Result<Json<crate::protocol::ClusterStatus>, (StatusCode, &'static str)> {
-    let source = shared
-        .cluster_status
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
-    source
-        .and_then(|f| f())
-        .map(Json)
-        .ok_or((StatusCode::NOT_FOUND, "this scheduler serves no cluster\n"))
+) -> Result<Json<ClusterStatus>, (StatusCode, &'static str)> {
+    let source = shared.cluster_status.lock().clone();
+    source.and_then(|f| f()).map(Json).ok_or(NO_CLUSTER)
 }
 
 fn send_control(
     shared: &Shared,
-    request: super::ControlRequest,
+    request: ControlRequest,
 ) -> Result<StatusCode, (StatusCode, &'static str)> {
-    let control = shared.control.lock().unwrap_or_else(|e| e.into_inner());
+    let control = shared.control.lock();
     match control.as_ref() {
         Some(tx) if tx.send(request).is_ok() => Ok(StatusCode::ACCEPTED),
-        _ => Err((StatusCode::NOT_FOUND, "this scheduler serves no cluster\n")),
+        _ => Err(NO_CLUSTER),
     }
-}
-
-#[derive(Deserialize)]
-struct ScaleBody {
-    workers: usize,
 }
 
 async fn cluster_scale(
     State(shared): State<Arc<Shared>>,
-    Json(body): Json<ScaleBody>,
+    Json(body): Json<ScaleRequest>,
 ) -> Result<StatusCode, (StatusCode, &'static str)> {
-    send_control(&shared, super::ControlRequest::Scale(body.workers))
+    send_control(&shared, ControlRequest::Scale(body.workers))
 }
 
 async fn cluster_close(
     State(shared): State<Arc<Shared>>,
 ) -> Result<StatusCode, (StatusCode, &'static str)> {
-    send_control(&shared, super::ControlRequest::Close)
+    send_control(&shared, ControlRequest::Close)
 }
 
 async fn done(
     State(shared): State<Arc<Shared>>,
     Path(id): Path<u64>,
-    Json(reports): Json<Vec<crate::tasks::Completion>>,
+    Json(reports): Json<Vec<Completion>>,
 ) -> StatusCode {
-    let mut changed = false;
-    {
-        let mut registry = shared.registry();
-        for done in reports {
-            let task = done.task;
-            if registry.complete(WorkerId(id), done) {
-                changed = true;
-            } else {
-                tracing::debug!(worker = id, %task, "stale task report ignored");
-            }
-        }
-    }
-    if changed {
-        shared.changed();
-    }
+    shared.complete(WorkerId(id), reports);
     StatusCode::NO_CONTENT
-}
-
-#[derive(Deserialize)]
-struct SubmitBody {
-    tasks: Vec<crate::tasks::TaskSpec>,
 }
 
 async fn submit_tasks(
     State(shared): State<Arc<Shared>>,
-    Json(body): Json<SubmitBody>,
-) -> Result<Json<serde_json::Value>, (StatusCode, String)> {
-    let mut registry = shared.registry();
-    let ids = registry
-        .tasks
+    Json(body): Json<SubmitRequest>,
+) -> Result<Json<SubmitResponse>, (StatusCode, String)> {
+    shared
         .submit(body.tasks)
-        .map_err(|e| (StatusCode::BAD_REQUEST, e))?;
-    registry.wake_idle();
-    drop(registry);
-    shared.changed();
-    Ok(Json(serde_json::json!({ "ids": ids })))
-}
-
-#[derive(Deserialize)]
-struct ListQuery {
-    /// Comma-separated task ids; all tasks when absent.
-    ids: Option<String>,
-    /// Only the counts.
-    #[serde(default)]
-    summary: bool,
+        .map(|ids| Json(SubmitResponse { ids }))
+        .map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))
 }
 
 async fn list_tasks(
     State(shared): State<Arc<Shared>>,
-    Query(q): Query<ListQuery>,
-) -> Result<Json<crate::tasks::TaskList>, (StatusCode, String)> {
-    let ids = match &q.ids {
-        Some(text) => Some(
-            text.split(',')
-                .filter(|s| !s.is_empty())
-                .map(|s| s.parse::<crate::tasks::TaskId>())
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| (StatusCode::BAD_REQUEST, e))?,
-        ),
-        None => None,
-    };
+    Query(q): Query<TaskListQuery>,
+) -> Json<TaskList> {
     let registry = shared.registry();
     let counts = registry.tasks.counts();
-    let tasks = if q.summary {
-        Vec::new()
-    } else {
-        registry.tasks.list(ids.as_deref())
+    let tasks = match q.summary {
+        true => Vec::new(),
+        false => registry.tasks.list(q.ids.as_deref()),
     };
-    Ok(Json(crate::tasks::TaskList { counts, tasks }))
+    Json(TaskList { counts, tasks })
 }
 
 async fn task_info(
     State(shared): State<Arc<Shared>>,
     Path(task): Path<u64>,
-) -> Result<Json<crate::tasks::TaskInfo>, (StatusCode, &'static str)> {
+) -> Result<Json<TaskInfo>, (StatusCode, &'static str)> {
     shared
         .registry()
         .tasks
-        .info(crate::tasks::TaskId(task))
+        .info(TaskId(task))
         .map(Json)
         .ok_or((StatusCode::NOT_FOUND, "no such task\n"))
 }
 
 async fn cancel_task(State(shared): State<Arc<Shared>>, Path(task): Path<u64>) -> StatusCode {
-    let mut registry = shared.registry();
-    let id = crate::tasks::TaskId(task);
-    if registry.tasks.info(id).is_none() {
-        return StatusCode::NOT_FOUND;
+    match shared.cancel_task(TaskId(task)) {
+        true => StatusCode::NO_CONTENT,
+        false => StatusCode::NOT_FOUND,
     }
-    registry.tasks.cancel(id);
-    registry.wake_idle();
-    drop(registry);
-    shared.changed();
-    StatusCode::NO_CONTENT
 }

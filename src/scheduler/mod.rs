@@ -1,23 +1,36 @@
 //! The scheduler that workers register with: an HTTP server (embedded in a
-//! driver program, or standalone as `drover scheduler`) holding the registry
-//! of workers, authenticated by a per-cluster token.
+//! driver program, or standalone as `drover scheduler`) holding the
+//! registry of workers and their tasks, authenticated by a per-cluster
+//! token. `ops` holds its operations, which the HTTP face (`http`) and the
+//! in-process `Scheduler` handle share.
 
+mod config;
 mod http;
+mod ops;
 mod registry;
 
+pub use config::{
+    Bind, SchedulerConfig, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_MAX_HELD_POLLS,
+    DEFAULT_MISSED_HEARTBEATS,
+};
+
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
+use parking_lot::{Mutex, MutexGuard};
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 
-use crate::config::Timeout;
+use crate::config::SpecError;
+use crate::exit::{ExitStatus, FAILURE, USAGE};
 use crate::net::NetError;
 use crate::protocol::{
-    ClusterId, ClusterStatus, DaskEndpoint, SchedulerFile, SchedulerFileError, Token, WorkerId,
-    WorkerInfo,
+    ClusterId, ClusterStatus, DaskEndpoint, RegisterRequest, RegisterResponse, SchedulerFile,
+    SchedulerFileError, Token, WorkerId, WorkerInfo,
 };
 use registry::Registry;
 
@@ -33,100 +46,12 @@ pub enum ControlRequest {
     Close,
 }
 
-/// Where the scheduler listens.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Bind {
-    /// The IPv4 address of this interface (e.g. `ib0`).
-    Interface(String),
-    /// This address.
-    Host(IpAddr),
-}
-
-/// How a scheduler runs. Intervals come from the environment where set
-/// (`DROVER_HEARTBEAT_INTERVAL`, `DROVER_MISSED_HEARTBEATS`), so tests can
-/// shorten them.
-#[derive(Debug, Clone)]
-pub struct SchedulerConfig {
-    /// Where to listen.
-    pub bind: Bind,
-    /// Port; 0 picks a free one.
-    pub port: u16,
-    /// How often workers poll, which is their heartbeat.
-    pub heartbeat_interval: Duration,
-    /// How many intervals of silence make a worker lost (at least 2).
-    pub missed_heartbeats: u32,
-    /// How many polls the scheduler holds open at once. Each held poll is a
-    /// connection with its buffers; workers beyond this poll once per
-    /// interval without holding one.
-    pub max_held_polls: usize,
-}
-
-/// Default heartbeat interval.
-pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
-/// Default count of missed heartbeats before a worker is lost.
-pub const DEFAULT_MISSED_HEARTBEATS: u32 = 3;
-/// Default bound on polls held open at once.
-pub const DEFAULT_MAX_HELD_POLLS: usize = 1024;
-
-fn env_number<T: std::str::FromStr>(name: &str, default: T) -> Result<T, SchedulerError> {
-    match std::env::var(name) {
-        Ok(v) => v
-            .trim()
-            .parse()
-            .map_err(|_| SchedulerError::Config(format!("{name}: `{v}` is not a whole number"))),
-        Err(_) => Ok(default),
-    }
-}
-
-impl SchedulerConfig {
-    /// A config for `bind` with intervals from the environment or defaults.
-    pub fn new(bind: Bind) -> Result<Self, SchedulerError> {
-        let heartbeat_interval = match std::env::var("DROVER_HEARTBEAT_INTERVAL") {
-            Ok(v) => v
-                .parse::<Timeout>()
-                .map_err(|e| SchedulerError::Config(format!("DROVER_HEARTBEAT_INTERVAL: {e}")))?
-                .duration(),
-            Err(_) => DEFAULT_HEARTBEAT_INTERVAL,
-        };
-        SchedulerConfig {
-            bind,
-            port: 0,
-            heartbeat_interval,
-            missed_heartbeats: env_number("DROVER_MISSED_HEARTBEATS", DEFAULT_MISSED_HEARTBEATS)?,
-            max_held_polls: env_number("DROVER_MAX_HELD_POLLS", DEFAULT_MAX_HELD_POLLS)?,
-        }
-        .validated()
-    }
-
-    /// This config, or why it cannot work.
-    pub fn validated(self) -> Result<Self, SchedulerError> {
-        if self.heartbeat_interval < Duration::from_millis(10) {
-            return Err(SchedulerError::Config(format!(
-                "heartbeat interval {:?} is too short (10 ms or more)",
-                self.heartbeat_interval
-            )));
-        }
-        if self.missed_heartbeats < 2 {
-            return Err(SchedulerError::Config(format!(
-                "missed heartbeats {} is too few: 2 or more, so one late poll does not lose a worker",
-                self.missed_heartbeats
-            )));
-        }
-        Ok(self)
-    }
-
-    /// How long a worker may be silent before it is lost.
-    pub fn lost_after(&self) -> Duration {
-        self.heartbeat_interval * self.missed_heartbeats
-    }
-}
-
 /// A scheduler that could not start or be used.
 #[derive(Debug, thiserror::Error)]
 pub enum SchedulerError {
     /// A setting is unusable.
-    #[error("scheduler configuration: {0}")]
-    Config(String),
+    #[error(transparent)]
+    Config(#[from] SpecError),
     /// The interface to bind to cannot be used.
     #[error(transparent)]
     Interface(#[from] NetError),
@@ -135,7 +60,7 @@ pub enum SchedulerError {
     Bind {
         /// The address.
         addr: SocketAddr,
-        /// Why.
+        /// The operating system's reason, kept for the message.
         cause: std::io::Error,
     },
     /// The scheduler file could not be written.
@@ -153,6 +78,26 @@ pub enum SchedulerError {
     },
 }
 
+impl ExitStatus for SchedulerError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            SchedulerError::Config(e) => e.exit_code(),
+            SchedulerError::Interface(e) => e.exit_code(),
+            SchedulerError::File(e) => e.exit_code(),
+            SchedulerError::Bind { .. } | SchedulerError::WaitTimeout { .. } => FAILURE,
+        }
+    }
+}
+
+impl ExitStatus for NetError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            NetError::NoSuchInterface { .. } | NetError::NoIpv4 { .. } => USAGE,
+            NetError::List(_) => FAILURE,
+        }
+    }
+}
+
 /// State shared by the request handlers and the scheduler handle.
 pub(crate) struct Shared {
     pub(crate) cluster_id: ClusterId,
@@ -160,7 +105,7 @@ pub(crate) struct Shared {
     pub(crate) config: SchedulerConfig,
     registry: Mutex<Registry>,
     /// Polls held open right now.
-    pub(crate) held_polls: std::sync::atomic::AtomicUsize,
+    pub(crate) held_polls: AtomicUsize,
     /// Bumped on every change to the registry, for waiters.
     version: watch::Sender<u64>,
     /// Where cluster requests go, when a cluster is attached.
@@ -170,14 +115,14 @@ pub(crate) struct Shared {
     /// The pool's Dask scheduler, for `dask` pools.
     dask: Mutex<Option<DaskEndpoint>>,
     /// Set by `stop`: connections that outlive the server get no answers.
-    pub(crate) stopped: std::sync::atomic::AtomicBool,
+    pub(crate) stopped: AtomicBool,
     /// Notified by `stop`, so held polls end at once.
     pub(crate) stopping: Notify,
 }
 
 impl Shared {
     pub(crate) fn registry(&self) -> MutexGuard<'_, Registry> {
-        self.registry.lock().unwrap_or_else(|e| e.into_inner())
+        self.registry.lock()
     }
 
     pub(crate) fn changed(&self) {
@@ -211,29 +156,25 @@ impl Scheduler {
             Bind::Host(ip) => *ip,
         };
         let wanted = SocketAddr::new(ip, config.port);
+        let bind_error = |cause| SchedulerError::Bind {
+            addr: wanted,
+            cause,
+        };
         let listener = tokio::net::TcpListener::bind(wanted)
             .await
-            .map_err(|cause| SchedulerError::Bind {
-                addr: wanted,
-                cause,
-            })?;
-        let addr = listener
-            .local_addr()
-            .map_err(|cause| SchedulerError::Bind {
-                addr: wanted,
-                cause,
-            })?;
+            .map_err(bind_error)?;
+        let addr = listener.local_addr().map_err(bind_error)?;
         let shared = Arc::new(Shared {
             cluster_id,
             token,
             config,
             registry: Mutex::new(Registry::default()),
-            held_polls: std::sync::atomic::AtomicUsize::new(0),
+            held_polls: AtomicUsize::new(0),
             version: watch::channel(0).0,
             control: Mutex::new(None),
             cluster_status: Mutex::new(None),
             dask: Mutex::new(None),
-            stopped: std::sync::atomic::AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
             stopping: Notify::new(),
         });
         let app = http::router(shared.clone()).into_make_service_with_connect_info::<SocketAddr>();
@@ -279,9 +220,7 @@ impl Scheduler {
 
     /// Polls held open right now.
     pub fn held_polls(&self) -> usize {
-        self.shared
-            .held_polls
-            .load(std::sync::atomic::Ordering::Relaxed)
+        self.shared.held_polls.load(Ordering::Relaxed)
     }
 
     /// Its settings.
@@ -301,31 +240,38 @@ impl Scheduler {
         }
     }
 
+    /// Writes its scheduler file to `path` (atomically, mode 0600).
+    pub fn write_scheduler_file(&self, path: &Path) -> Result<(), SchedulerError> {
+        Ok(self.scheduler_file().write(path)?)
+    }
+
+    /// Registers a worker, as `POST /v1/register` does.
+    pub fn register(&self, req: RegisterRequest) -> RegisterResponse {
+        self.shared.register(req)
+    }
+
+    /// Takes a worker's farewell, as its deregistration request does;
+    /// `false` for a worker it does not know.
+    pub fn deregister(&self, id: WorkerId, reason: &str) -> bool {
+        self.shared.deregister(id, reason)
+    }
+
     /// Records how busy the pool's Dask workers are, as Dask reports it
     /// (tasks executing or ready, by drover worker name), so that idleness
     /// means the same for them as for native workers.
-    pub fn set_dask_activity(&self, busy: &std::collections::HashMap<String, u32>) {
+    pub fn set_dask_activity(&self, busy: &HashMap<String, u32>) {
         self.shared.registry().set_dask_activity(busy);
         self.shared.changed();
     }
 
     /// Records the pool's Dask scheduler, so the scheduler file names it.
     pub fn set_dask(&self, endpoint: DaskEndpoint) {
-        *self.shared.dask.lock().unwrap_or_else(|e| e.into_inner()) = Some(endpoint);
+        *self.shared.dask.lock() = Some(endpoint);
     }
 
     /// The pool's Dask scheduler, if it has one.
     pub fn dask(&self) -> Option<DaskEndpoint> {
-        self.shared
-            .dask
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    /// Writes its scheduler file to `path` (atomically, mode 0600).
-    pub fn write_scheduler_file(&self, path: &Path) -> Result<(), SchedulerError> {
-        Ok(self.scheduler_file().write(path)?)
+        self.shared.dask.lock().clone()
     }
 
     /// Every worker it knows, ordered by id.
@@ -333,7 +279,7 @@ impl Scheduler {
         self.shared.registry().list()
     }
 
-    /// How many workers are registered and not gone.
+    /// How many workers are registered and not gone, each name once.
     pub fn live_workers(&self) -> usize {
         self.shared.registry().live()
     }
@@ -341,11 +287,12 @@ impl Scheduler {
     /// Asks worker `id` to retire at its next poll (at once if it is
     /// polling); `false` if it is unknown or already gone.
     pub fn retire(&self, id: WorkerId, reason: &str) -> bool {
-        let done = self.shared.registry().retire(id, reason);
-        if done {
-            self.shared.changed();
-        }
-        done
+        self.shared.retire(id, reason)
+    }
+
+    /// Asks every live worker to retire; returns how many were asked.
+    pub fn retire_all(&self, reason: &str) -> usize {
+        self.shared.retire_all(reason)
     }
 
     /// Cores asked for by ready and running tasks.
@@ -353,34 +300,17 @@ impl Scheduler {
         self.shared.registry().tasks.demand_cores()
     }
 
-    /// Asks every live worker to retire; returns how many were asked.
-    pub fn retire_all(&self, reason: &str) -> usize {
-        let n = self.shared.registry().retire_all(reason);
-        if n > 0 {
-            self.shared.changed();
-        }
-        n
-    }
-
     /// Routes the control API (`/v1/cluster/...`) to the returned channel,
     /// for the cluster this scheduler serves.
     pub fn attach_control(&self) -> mpsc::UnboundedReceiver<ControlRequest> {
         let (tx, rx) = mpsc::unbounded_channel();
-        *self
-            .shared
-            .control
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(tx);
+        *self.shared.control.lock() = Some(tx);
         rx
     }
 
     /// Serves `GET /v1/cluster` from `source`, asked at each request.
     pub fn set_cluster_status_source(&self, source: StatusSource) {
-        *self
-            .shared
-            .cluster_status
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(source);
+        *self.shared.cluster_status.lock() = Some(source);
     }
 
     /// Waits until at least `n` workers are live, or fails after `timeout`.
@@ -392,8 +322,7 @@ impl Scheduler {
         let mut rx = self.shared.version.subscribe();
         let start = tokio::time::Instant::now();
         loop {
-            let live = self.live_workers();
-            if live >= n {
+            if self.live_workers() >= n {
                 return Ok(());
             }
             let left = timeout.saturating_sub(start.elapsed());
@@ -417,9 +346,7 @@ impl Scheduler {
     pub fn stop(&self) {
         // Open keep-alive connections are served by their own tasks, which
         // outlive the server's: they must stop answering too.
-        self.shared
-            .stopped
-            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.shared.stopped.store(true, Ordering::SeqCst);
         self.shared.stopping.notify_waiters();
         self.server.abort();
         self.monitor.abort();

@@ -1,16 +1,18 @@
 //! The registry of workers: who registered, when each was last heard from,
 //! and what each should be told at its next poll.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
 use crate::config::WorkerKind;
-use crate::protocol::{unix_ms, Instruction, RegisterRequest, WorkerId, WorkerInfo, WorkerState};
-use crate::tasks::engine::Engine;
-use crate::tasks::Completion;
+use crate::protocol::{
+    unix_ms, Completion, Instruction, RegisterRequest, WorkerId, WorkerInfo, WorkerState,
+};
+use crate::tasks::Engine;
 
 /// One worker's record.
 struct Entry {
@@ -39,9 +41,16 @@ pub(crate) struct Registry {
 }
 
 impl Registry {
+    /// Registers a worker. One under the name of a live worker supersedes
+    /// it (see `supersede`), so each job counts once.
     pub(crate) fn register(&mut self, req: RegisterRequest) -> WorkerId {
         self.next_id += 1;
         let id = WorkerId(self.next_id);
+        let holder = self
+            .workers
+            .values()
+            .find(|e| e.info.name == req.name && e.info.state.is_live())
+            .map(|e| e.info.id);
         let now = unix_ms();
         let info = WorkerInfo {
             id,
@@ -57,6 +66,7 @@ impl Registry {
             registered_at_ms: now,
             last_heartbeat_ms: now,
             exit_reason: None,
+            exited_at_ms: None,
             running_tasks: 0,
             idle_since_ms: Some(now),
             kind: req.kind,
@@ -70,7 +80,39 @@ impl Registry {
                 instruction: None,
             },
         );
+        if let Some(old) = holder {
+            self.supersede(old, id);
+        }
         id
+    }
+
+    /// Takes `old` as gone because `new` registered under its name: Slurm
+    /// ran the job's script again. A controller restarted without the
+    /// state of jobs that had just started recovers them as pending, and
+    /// the node kills the first scripts as orphans (SIGKILL, so they never
+    /// say goodbye) before it starts them again (seen on the local Slurm,
+    /// 22.05: the kill came a second before the new start). So the new
+    /// agent is the one Slurm runs; the old one's tasks go back to the
+    /// queue at once, and should it still be there, its next poll tells it
+    /// to drop them and leave.
+    fn supersede(&mut self, old: WorkerId, new: WorkerId) {
+        if let Some(e) = self.workers.get_mut(&old) {
+            tracing::warn!(worker = %old, %new, name = %e.info.name, "a new agent of the same job registered: the old one is gone");
+            e.info.state = WorkerState::Lost;
+            e.info.exited_at_ms = Some(unix_ms());
+            e.info.exit_reason = Some(format!(
+                "superseded by {new}, a new agent of the same job (Slurm ran its script again)"
+            ));
+            e.instruction = None;
+            e.wake.notify_one();
+        }
+        if self
+            .tasks
+            .worker_gone(old, "superseded by a new agent of its job")
+            > 0
+        {
+            self.wake_idle();
+        }
     }
 
     /// Records a heartbeat and says whether to answer now or wait. `None`
@@ -191,6 +233,7 @@ impl Registry {
         };
         entry.info.state = WorkerState::Exited;
         entry.info.exit_reason = Some(reason);
+        entry.info.exited_at_ms = Some(unix_ms());
         entry.instruction = None;
         if self.tasks.worker_gone(id, "gone") > 0 {
             self.wake_idle();
@@ -205,13 +248,11 @@ impl Registry {
         let mut lost = 0;
         let mut gone = Vec::new();
         for entry in self.workers.values_mut() {
-            let live = matches!(
-                entry.info.state,
-                WorkerState::Running | WorkerState::Retiring | WorkerState::Draining
-            );
+            let live = entry.info.state.is_live();
             let silent = now.duration_since(entry.last_seen);
             if live && silent > bound {
                 entry.info.state = WorkerState::Lost;
+                entry.info.exited_at_ms = Some(unix_ms());
                 entry.info.exit_reason = Some(format!(
                     "no heartbeat for {:.1} s (bound {:.1} s)",
                     silent.as_secs_f64(),
@@ -276,31 +317,75 @@ impl Registry {
         v
     }
 
-    /// How many workers are registered and not gone.
+    /// How many workers are registered and not gone, each name counted
+    /// once (a job's second agent is on its way out).
     pub(crate) fn live(&self) -> usize {
         self.workers
             .values()
-            .filter(|e| {
-                matches!(
-                    e.info.state,
-                    WorkerState::Running | WorkerState::Retiring | WorkerState::Draining
-                )
-            })
-            .count()
+            .filter(|e| e.info.state.is_live())
+            .map(|e| e.info.name.as_str())
+            .collect::<HashSet<_>>()
+            .len()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::{SlurmPlacement, TaskSpec};
+
+    fn request(i: u64) -> RegisterRequest {
+        RegisterRequest {
+            name: format!("{i}"),
+            slurm: SlurmPlacement {
+                job_id: Some(i),
+                ..Default::default()
+            },
+            hostname: "node1".into(),
+            address: "10.0.0.1".into(),
+            cores: 4,
+            memory_bytes: 1 << 30,
+            allocation_end: None,
+            drain_at_ms: None,
+            pid: 1,
+            kind: WorkerKind::Native,
+        }
+    }
+
+    #[test]
+    fn a_new_agent_of_a_job_supersedes_the_old_one_and_takes_its_place() {
+        let mut r = Registry::default();
+        let first = r.register(request(7));
+        r.tasks
+            .submit(vec![TaskSpec {
+                argv: vec!["true".into()],
+                ..Default::default()
+            }])
+            .unwrap();
+        assert!(matches!(r.next_for(first), Some(Instruction::Run { .. })));
+        // Slurm ran the job's script again: a second agent, same name.
+        let second = r.register(request(7));
+        assert_eq!(r.live(), 1, "one job, one worker");
+        let states: HashMap<WorkerId, WorkerState> =
+            r.list().into_iter().map(|w| (w.id, w.state)).collect();
+        assert_eq!(states[&first], WorkerState::Lost);
+        assert_eq!(states[&second], WorkerState::Running);
+        // The old one's task went back to the queue, and the new one gets it.
+        assert!(matches!(r.next_for(second), Some(Instruction::Run { .. })));
+        // Should the old one still poll, it drops its tasks and leaves.
+        assert!(matches!(
+            r.next_for(first),
+            Some(Instruction::Retire { abandon: true, .. })
+        ));
+    }
 
     #[test]
     fn dask_workers_take_their_activity_from_dask_and_no_drover_tasks() {
         let mut r = Registry::default();
-        let mut req = RegisterRequest::simulated(1);
+        let mut req = request(1);
         req.kind = WorkerKind::Dask;
         let dask = r.register(req);
-        let native = r.register(RegisterRequest::simulated(2));
+        let native = r.register(request(2));
         let name = |id| r.list().into_iter().find(|w| w.id == id).unwrap();
         let dask_name = name(dask).name;
 
@@ -319,7 +404,7 @@ mod tests {
         assert_eq!(n.running_tasks, 0);
         // Dask workers are never handed drover tasks; native ones are.
         r.tasks
-            .submit(vec![crate::tasks::TaskSpec {
+            .submit(vec![TaskSpec {
                 argv: vec!["true".into()],
                 cores: 1,
                 ..Default::default()

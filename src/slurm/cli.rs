@@ -7,20 +7,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Deserialize;
-
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
-use super::{
-    expand_tasks, JobId, JobInfo, JobRef, JobState, Slurm, SlurmError, SubmitOptions, TestVerdict,
-};
+use super::squeue::parse_squeue_json;
+use super::{JobId, JobInfo, JobRef, Slurm, SlurmError, SubmitOptions, TestVerdict};
 
-/// The default limit on one Slurm command; `DROVER_SLURM_TIMEOUT` (seconds)
-/// overrides it.
-const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+/// The default limit on one Slurm command.
+pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Slurm through `sbatch`, `scancel` and friends.
+/// Slurm through `sbatch`, `scancel` and `squeue`.
 #[derive(Debug, Clone)]
 pub struct SlurmCli {
     conf: Option<PathBuf>,
@@ -43,23 +39,14 @@ struct Output {
 }
 
 impl SlurmCli {
-    /// Slurm as the environment configures it (`SLURM_CONF` or the default).
+    /// Slurm as the environment configures it (`SLURM_CONF` or the
+    /// default), each command limited to `DEFAULT_COMMAND_TIMEOUT`.
     pub fn new() -> Self {
-        let timeout = std::env::var("DROVER_SLURM_TIMEOUT")
-            .ok()
-            .and_then(|s| s.parse::<f64>().ok())
-            .and_then(|s| Duration::try_from_secs_f64(s).ok())
-            .unwrap_or(DEFAULT_COMMAND_TIMEOUT);
         SlurmCli {
             conf: None,
-            timeout,
+            timeout: DEFAULT_COMMAND_TIMEOUT,
             calls: Arc::new(AtomicU64::new(0)),
         }
-    }
-
-    /// How many Slurm commands this client (and its clones) has run.
-    pub fn calls(&self) -> u64 {
-        self.calls.load(Ordering::Relaxed)
     }
 
     /// The `slurm.conf` it passes to commands, if one was set.
@@ -73,7 +60,8 @@ impl SlurmCli {
         self
     }
 
-    /// Limits each command to `timeout`.
+    /// Limits each command to `timeout`; one that takes longer counts as
+    /// Slurm not answering.
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -114,9 +102,9 @@ impl SlurmCli {
         }
         let out = tokio::time::timeout(self.timeout, child.wait_with_output())
             .await
-            .map_err(|_| SlurmError::TimedOut {
+            .map_err(|_| SlurmError::Unreachable {
                 command: command.clone(),
-                secs: self.timeout.as_secs(),
+                message: format!("no answer within {:?}", self.timeout),
             })?
             .map_err(|cause| SlurmError::Spawn {
                 command: command.clone(),
@@ -138,33 +126,39 @@ impl SlurmCli {
     ) -> Result<String, SlurmError> {
         let out = self.run(program, args, stdin).await?;
         if out.success {
-            Ok(out.stdout)
-        } else {
-            Err(SlurmError::Failed {
-                command: std::iter::once(program)
-                    .chain(args.iter().copied())
-                    .collect::<Vec<_>>()
-                    .join(" "),
-                status: out.status,
-                stderr: out.stderr,
-            })
+            return Ok(out.stdout);
         }
+        let command = std::iter::once(program)
+            .chain(args.iter().copied())
+            .collect::<Vec<_>>()
+            .join(" ");
+        Err(SlurmError::failed(command, out.status, out.stderr))
     }
+}
+
+/// sbatch's options for `options`, before the script on its stdin.
+fn submit_args(options: &SubmitOptions) -> Vec<String> {
+    let mut args = vec!["--parsable".to_string()];
+    if options.hold {
+        args.push("--hold".into());
+    }
+    if let Some(n) = options.array {
+        args.push(format!("--array=0-{}", n.saturating_sub(1)));
+    }
+    if !options.exclude.is_empty() {
+        args.push(format!("--exclude={}", options.exclude.join(",")));
+    }
+    if let Some((out, err)) = &options.logs {
+        args.push(format!("--output={out}"));
+        args.push(format!("--error={err}"));
+    }
+    args
 }
 
 #[async_trait::async_trait]
 impl Slurm for SlurmCli {
     async fn submit(&self, script: &str, options: &SubmitOptions) -> Result<JobId, SlurmError> {
-        let mut args = vec!["--parsable".to_string()];
-        if options.hold {
-            args.push("--hold".into());
-        }
-        if let Some(n) = options.array {
-            args.push(format!("--array=0-{}", n.saturating_sub(1)));
-        }
-        if !options.exclude.is_empty() {
-            args.push(format!("--exclude={}", options.exclude.join(",")));
-        }
+        let args = submit_args(options);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let stdout = self.run_ok("sbatch", &args, Some(script)).await?;
         stdout.parse().map_err(|_| SlurmError::Unexpected {
@@ -180,6 +174,13 @@ impl Slurm for SlurmCli {
             .filter(|s| !s.is_empty())
             .collect::<Vec<_>>()
             .join("\n");
+        if !out.success {
+            // A verdict needs an answer: no answer is an error, not a no.
+            let e = SlurmError::failed("sbatch --test-only".into(), out.status, message.clone());
+            if e.is_unreachable() {
+                return Err(e);
+            }
+        }
         Ok(TestVerdict {
             accepted: out.success,
             message,
@@ -195,12 +196,15 @@ impl Slurm for SlurmCli {
         self.run_ok("scancel", &args, None).await.map(drop)
     }
 
+    async fn cancel_named(&self, name: &str) -> Result<(), SlurmError> {
+        self.run_ok("scancel", &["--name", name], None)
+            .await
+            .map(drop)
+    }
+
     async fn jobs(&self) -> Result<Vec<JobInfo>, SlurmError> {
         let out = self.run_ok("squeue", &["--json"], None).await?;
-        parse_squeue_json(&out).map_err(|e| SlurmError::Unexpected {
-            command: "squeue --json".into(),
-            output: e,
-        })
+        parse_squeue_json(&out)
     }
 
     async fn time_left(&self, job: JobRef) -> Result<Option<Duration>, SlurmError> {
@@ -216,79 +220,10 @@ impl Slurm for SlurmCli {
             .and_then(|l| l.trim().parse::<crate::config::Walltime>().ok())
             .map(|w| w.as_duration()))
     }
-}
 
-/// The parts of `squeue --json` (openapi v0.0.38) drover reads.
-#[derive(Deserialize)]
-struct SqueueJson {
-    jobs: Vec<SqueueJob>,
-}
-
-#[derive(Deserialize)]
-struct SqueueJob {
-    job_id: u64,
-    #[serde(default)]
-    array_job_id: u64,
-    #[serde(default)]
-    array_task_id: Option<u32>,
-    #[serde(default)]
-    array_task_string: Option<String>,
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    comment: Option<String>,
-    job_state: String,
-    #[serde(default)]
-    state_reason: Option<String>,
-    #[serde(default)]
-    nodes: Option<String>,
-    /// A wait status: the exit code is in the high byte.
-    #[serde(default)]
-    exit_code: Option<i64>,
-}
-
-/// Parses `squeue --json` into one `JobInfo` per job or array task.
-pub(crate) fn parse_squeue_json(text: &str) -> Result<Vec<JobInfo>, String> {
-    let parsed: SqueueJson = serde_json::from_str(text).map_err(|e| e.to_string())?;
-    let mut out = Vec::with_capacity(parsed.jobs.len());
-    for j in parsed.jobs {
-        let state = JobState::from(j.job_state.as_str());
-        let reason = j.state_reason.filter(|r| !r.is_empty() && r != "None");
-        let nodes = j.nodes.filter(|n| !n.is_empty());
-        let exit_code = if state.is_active() {
-            None
-        } else {
-            j.exit_code.map(|status| ((status >> 8) & 0xff) as i32)
-        };
-        let info = |job: JobRef, job_id: Option<JobId>| JobInfo {
-            job,
-            job_id,
-            name: j.name.clone(),
-            comment: j.comment.clone().unwrap_or_default(),
-            state: state.clone(),
-            reason: reason.clone(),
-            nodes: nodes.clone(),
-            exit_code,
-        };
-        let array = JobId::new(j.array_job_id);
-        match (j.array_job_id, j.array_task_id) {
-            (0, _) => out.push(info(
-                JobRef::Job(JobId::new(j.job_id)),
-                Some(JobId::new(j.job_id)),
-            )),
-            (_, Some(task)) => out.push(info(
-                JobRef::Task { array, task },
-                Some(JobId::new(j.job_id)),
-            )),
-            (_, None) => {
-                // Tasks not yet split off their array: one entry per task.
-                for task in expand_tasks(j.array_task_string.as_deref().unwrap_or_default()) {
-                    out.push(info(JobRef::Task { array, task }, None));
-                }
-            }
-        }
+    fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
     }
-    Ok(out)
 }
 
 #[cfg(test)]
@@ -296,24 +231,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn squeue_json_gives_one_entry_per_job_and_task() {
-        let text = r#"{"meta":{},"errors":[],"jobs":[
-          {"job_id":25,"array_job_id":25,"array_task_id":null,"array_task_string":"2-3","name":"w","comment":"drover:abc","job_state":"PENDING","state_reason":"Resources","nodes":"","exit_code":0},
-          {"job_id":26,"array_job_id":25,"array_task_id":0,"array_task_string":"","name":"w","comment":"drover:abc","job_state":"FAILED","state_reason":"NonZeroExitCode","nodes":"node1","exit_code":768},
-          {"job_id":9,"array_job_id":0,"array_task_id":null,"name":"x","job_state":"RUNNING","state_reason":"None","nodes":"node2","exit_code":0}
-        ]}"#;
-        let jobs = parse_squeue_json(text).unwrap();
-        assert_eq!(jobs.len(), 4);
-        assert_eq!(jobs[0].job.to_string(), "25_2");
-        assert_eq!(jobs[0].reason.as_deref(), Some("Resources"));
-        assert_eq!(jobs[0].job_id, None);
-        assert_eq!(jobs[1].job.to_string(), "25_3");
-        assert_eq!(jobs[2].job.to_string(), "25_0");
-        assert_eq!(jobs[2].job_id, Some(JobId::new(26)));
-        assert_eq!(jobs[2].state, JobState::Failed);
-        assert_eq!(jobs[2].exit_code, Some(3));
-        assert_eq!(jobs[3].job.to_string(), "9");
-        assert_eq!(jobs[3].reason, None);
-        assert_eq!(jobs[3].exit_code, None);
+    fn submit_options_become_sbatch_flags() {
+        let options = SubmitOptions {
+            hold: true,
+            array: Some(4),
+            exclude: vec!["node1".into(), "node2".into()],
+            logs: Some(("/l/w-%A_%a.out".into(), "/l/w-%A_%a.err".into())),
+        };
+        assert_eq!(
+            submit_args(&options),
+            [
+                "--parsable",
+                "--hold",
+                "--array=0-3",
+                "--exclude=node1,node2",
+                "--output=/l/w-%A_%a.out",
+                "--error=/l/w-%A_%a.err"
+            ]
+        );
+        assert_eq!(submit_args(&SubmitOptions::default()), ["--parsable"]);
     }
 }

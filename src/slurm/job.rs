@@ -6,7 +6,47 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use super::JobId;
+/// Text that is not a Slurm job or array task id.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a Slurm job id (such as 123) or array task (such as 120_4)")]
+pub struct JobIdError(String);
+
+/// A Slurm job id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct JobId(u64);
+
+impl JobId {
+    /// The id `n`.
+    pub const fn new(n: u64) -> Self {
+        JobId(n)
+    }
+
+    /// The number.
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl FromStr for JobId {
+    type Err = JobIdError;
+
+    /// Parses `123`, or `sbatch --parsable`'s `123;cluster`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let id = s.trim().split(';').next().unwrap_or_default();
+        id.parse::<u64>()
+            .ok()
+            .filter(|n| *n > 0)
+            .map(JobId)
+            .ok_or_else(|| JobIdError(s.trim().to_string()))
+    }
+}
 
 /// One Slurm job, or one task of a job array, as `scancel` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -33,17 +73,16 @@ impl fmt::Display for JobRef {
 }
 
 impl FromStr for JobRef {
-    type Err = String;
+    type Err = JobIdError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || JobIdError(s.to_string());
         match s.split_once('_') {
             Some((array, task)) => Ok(JobRef::Task {
-                array: array.parse()?,
-                task: task
-                    .parse()
-                    .map_err(|_| format!("`{s}` is not a job or array task id"))?,
+                array: array.parse().map_err(|_| bad())?,
+                task: task.parse().map_err(|_| bad())?,
             }),
-            None => Ok(JobRef::Job(s.parse()?)),
+            None => Ok(JobRef::Job(s.parse().map_err(|_| bad())?)),
         }
     }
 }
@@ -55,7 +94,7 @@ impl From<JobRef> for String {
 }
 
 impl TryFrom<String> for JobRef {
-    type Error = String;
+    type Error = JobIdError;
 
     fn try_from(s: String) -> Result<Self, Self::Error> {
         s.parse()
@@ -94,6 +133,9 @@ pub enum JobState {
     BootFail,
     /// Reached its deadline before starting.
     Deadline,
+    /// No longer listed by Slurm although it was submitted: drover's word,
+    /// not Slurm's (ended and forgotten, or lost by a controller restart).
+    Vanished,
     /// Requeued, held or some state drover does not interpret.
     Other(String),
 }
@@ -115,6 +157,17 @@ impl JobState {
     pub fn is_failure(&self) -> bool {
         !self.is_active() && !matches!(self, JobState::Completed | JobState::Cancelled)
     }
+
+    /// Whether an end in this state before any worker registered says
+    /// something is wrong with the job itself (a crash loop), rather than
+    /// with the world around it (cancelled, preempted, node failure, gone).
+    pub fn ended_on_its_own(&self) -> bool {
+        !self.is_active()
+            && !matches!(
+                self,
+                JobState::Cancelled | JobState::NodeFail | JobState::Preempted | JobState::Vanished
+            )
+    }
 }
 
 impl fmt::Display for JobState {
@@ -134,6 +187,7 @@ impl fmt::Display for JobState {
             JobState::Suspended => "SUSPENDED",
             JobState::BootFail => "BOOT_FAIL",
             JobState::Deadline => "DEADLINE",
+            JobState::Vanished => "VANISHED",
             JobState::Other(s) => s,
         })
     }
@@ -163,6 +217,7 @@ impl From<&str> for JobState {
             "SUSPENDED" | "S" => JobState::Suspended,
             "BOOT_FAIL" | "BF" => JobState::BootFail,
             "DEADLINE" | "DL" => JobState::Deadline,
+            "VANISHED" => JobState::Vanished,
             other => JobState::Other(other.to_string()),
         }
     }
@@ -224,6 +279,17 @@ pub fn expand_tasks(spec: &str) -> Vec<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn job_ids_parse_from_parsable_output() {
+        assert_eq!("123".parse::<JobId>().unwrap(), JobId::new(123));
+        assert_eq!(
+            "77;drover-local\n".parse::<JobId>().unwrap(),
+            JobId::new(77)
+        );
+        assert!("".parse::<JobId>().is_err());
+        assert!("abc".parse::<JobId>().is_err());
+    }
 
     #[test]
     fn job_refs_print_and_parse_like_slurm() {

@@ -4,8 +4,61 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use super::{Assignment, Completion, Dep, TaskId, TaskInfo, TaskOutput, TaskSpec, TaskState};
-use crate::protocol::WorkerId;
+use crate::exit::{ExitStatus, USAGE};
+use crate::protocol::{
+    Assignment, Completion, Dep, TaskCounts, TaskId, TaskInfo, TaskOutput, TaskSpec, TaskState,
+    WorkerId,
+};
+
+/// A batch of tasks refused whole, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    /// A task has no program.
+    #[error("task {0} has an empty command")]
+    EmptyCommand(String),
+    /// A task asks for no cores.
+    #[error("task {0} asks for 0 cores; it needs at least 1")]
+    NoCores(String),
+    /// Two tasks of the batch share a name.
+    #[error("two tasks are named `{0}`; names must be unique")]
+    DuplicateName(String),
+    /// A task names a dependency that is not in the batch.
+    #[error("task {task} depends on `{name}`, which is not in this submission")]
+    UnknownName {
+        /// The task.
+        task: String,
+        /// The name it gave.
+        name: String,
+    },
+    /// A task names a task id that does not exist.
+    #[error("task {task} depends on {id}, which does not exist")]
+    UnknownId {
+        /// The task.
+        task: String,
+        /// The id it gave.
+        id: TaskId,
+    },
+    /// A task depends on itself.
+    #[error("task {0} depends on itself")]
+    SelfDependency(String),
+    /// The batch's dependencies form a cycle.
+    #[error("the dependencies form a cycle")]
+    Cycle,
+}
+
+impl ExitStatus for SubmitError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            SubmitError::EmptyCommand(_)
+            | SubmitError::NoCores(_)
+            | SubmitError::DuplicateName(_)
+            | SubmitError::UnknownName { .. }
+            | SubmitError::UnknownId { .. }
+            | SubmitError::SelfDependency(_)
+            | SubmitError::Cycle => USAGE,
+        }
+    }
+}
 
 /// How many times a task goes back to the queue because its worker was
 /// lost, on top of its own retry budget.
@@ -36,23 +89,6 @@ pub struct Engine {
     busy: HashMap<WorkerId, (u32, BTreeSet<TaskId>)>,
 }
 
-/// Counts of tasks by state.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct TaskCounts {
-    /// Waiting for dependencies.
-    pub waiting: usize,
-    /// Ready.
-    pub ready: usize,
-    /// Running.
-    pub running: usize,
-    /// Succeeded.
-    pub succeeded: usize,
-    /// Failed.
-    pub failed: usize,
-    /// Cancelled.
-    pub cancelled: usize,
-}
-
 impl Engine {
     fn get(&self, id: TaskId) -> Option<&Task> {
         self.tasks.get((id.0 as usize).checked_sub(1)?)
@@ -65,55 +101,9 @@ impl Engine {
     /// Adds a batch of tasks. Dependencies name tasks of the same batch or
     /// give ids of earlier ones; a batch with an unknown name, an unknown
     /// id, a duplicate name or a cycle is refused whole.
-    pub fn submit(&mut self, specs: Vec<TaskSpec>) -> Result<Vec<TaskId>, String> {
+    pub fn submit(&mut self, specs: Vec<TaskSpec>) -> Result<Vec<TaskId>, SubmitError> {
         let first = self.tasks.len() as u64 + 1;
-        let mut names: HashMap<&str, TaskId> = HashMap::new();
-        for (i, s) in specs.iter().enumerate() {
-            if s.argv.is_empty() {
-                return Err(format!("task {} has an empty command", label(s, i)));
-            }
-            if s.cores == 0 {
-                return Err(format!(
-                    "task {} asks for 0 cores; it needs at least 1",
-                    label(s, i)
-                ));
-            }
-            if let Some(n) = &s.name {
-                if names.insert(n, TaskId(first + i as u64)).is_some() {
-                    return Err(format!("two tasks are named `{n}`; names must be unique"));
-                }
-            }
-        }
-        let mut resolved: Vec<Vec<TaskId>> = Vec::with_capacity(specs.len());
-        for (i, s) in specs.iter().enumerate() {
-            let mut deps = Vec::new();
-            for d in &s.deps {
-                let id = match d {
-                    Dep::Name(n) => *names.get(n.as_str()).ok_or_else(|| {
-                        format!(
-                            "task {} depends on `{n}`, which is not in this submission",
-                            label(s, i)
-                        )
-                    })?,
-                    Dep::Id(id) => {
-                        if self.get(*id).is_none() {
-                            return Err(format!(
-                                "task {} depends on {id}, which does not exist",
-                                label(s, i)
-                            ));
-                        }
-                        *id
-                    }
-                };
-                if id == TaskId(first + i as u64) {
-                    return Err(format!("task {} depends on itself", label(s, i)));
-                }
-                if !deps.contains(&id) {
-                    deps.push(id);
-                }
-            }
-            resolved.push(deps);
-        }
+        let resolved = self.resolve(first, &specs)?;
         check_acyclic(first, &resolved)?;
         // Every task of the batch exists before any is wired, since a task
         // may name one that comes after it.
@@ -164,6 +154,55 @@ impl Engine {
             }
         }
         Ok(ids)
+    }
+
+    /// Checks a batch and resolves its dependencies to ids.
+    fn resolve(&self, first: u64, specs: &[TaskSpec]) -> Result<Vec<Vec<TaskId>>, SubmitError> {
+        let mut names: HashMap<&str, TaskId> = HashMap::new();
+        for (i, s) in specs.iter().enumerate() {
+            if s.argv.is_empty() {
+                return Err(SubmitError::EmptyCommand(label(s, i)));
+            }
+            if s.cores == 0 {
+                return Err(SubmitError::NoCores(label(s, i)));
+            }
+            if let Some(n) = &s.name {
+                if names.insert(n, TaskId(first + i as u64)).is_some() {
+                    return Err(SubmitError::DuplicateName(n.clone()));
+                }
+            }
+        }
+        let mut resolved: Vec<Vec<TaskId>> = Vec::with_capacity(specs.len());
+        for (i, s) in specs.iter().enumerate() {
+            let mut deps = Vec::new();
+            for d in &s.deps {
+                let id = match d {
+                    Dep::Name(n) => {
+                        *names
+                            .get(n.as_str())
+                            .ok_or_else(|| SubmitError::UnknownName {
+                                task: label(s, i),
+                                name: n.clone(),
+                            })?
+                    }
+                    Dep::Id(id) if self.get(*id).is_none() => {
+                        return Err(SubmitError::UnknownId {
+                            task: label(s, i),
+                            id: *id,
+                        })
+                    }
+                    Dep::Id(id) => *id,
+                };
+                if id == TaskId(first + i as u64) {
+                    return Err(SubmitError::SelfDependency(label(s, i)));
+                }
+                if !deps.contains(&id) {
+                    deps.push(id);
+                }
+            }
+            resolved.push(deps);
+        }
+        Ok(resolved)
     }
 
     fn describe(&self, id: TaskId) -> String {
@@ -462,7 +501,7 @@ pub fn env_name(name: &str) -> String {
 }
 
 /// Refuses a batch whose in-batch dependencies form a cycle.
-fn check_acyclic(first: u64, deps: &[Vec<TaskId>]) -> Result<(), String> {
+fn check_acyclic(first: u64, deps: &[Vec<TaskId>]) -> Result<(), SubmitError> {
     // Kahn's algorithm over the batch's own tasks.
     let n = deps.len();
     let local =
@@ -489,7 +528,7 @@ fn check_acyclic(first: u64, deps: &[Vec<TaskId>]) -> Result<(), String> {
     if seen == n {
         Ok(())
     } else {
-        Err("the dependencies form a cycle".into())
+        Err(SubmitError::Cycle)
     }
 }
 
@@ -644,17 +683,14 @@ mod tests {
         e.complete(W, done(&b[0], 3, ""));
         assert_eq!(e.info(ids[0]).unwrap().state, TaskState::Failed);
 
-        assert!(e
-            .submit(vec![spec("a", &["x"], &["b"]), spec("b", &["x"], &["a"])])
-            .unwrap_err()
-            .contains("cycle"));
-        assert!(e
-            .submit(vec![spec("a", &["x"], &["nope"])])
-            .unwrap_err()
-            .contains("`nope`"));
-        assert!(e
-            .submit(vec![spec("a", &[], &[])])
-            .unwrap_err()
-            .contains("empty command"));
+        let cycle = vec![spec("a", &["x"], &["b"]), spec("b", &["x"], &["a"])];
+        assert_eq!(e.submit(cycle).unwrap_err(), SubmitError::Cycle);
+        let unknown = e.submit(vec![spec("a", &["x"], &["nope"])]).unwrap_err();
+        assert!(unknown.to_string().contains("`nope`"), "{unknown}");
+        assert_eq!(
+            e.submit(vec![spec("a", &[], &[])]).unwrap_err(),
+            SubmitError::EmptyCommand("a".into())
+        );
+        assert_eq!(unknown.exit_code(), USAGE);
     }
 }

@@ -24,6 +24,7 @@ use serde::Deserialize;
 
 use super::{Dep, TaskSpec};
 use crate::config::Timeout;
+use crate::exit::{ExitStatus, USAGE};
 
 /// A command: a string for `sh -c`, or an argv list.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -66,12 +67,32 @@ pub struct Graph {
     pub tasks: BTreeMap<String, GraphTask>,
 }
 
-/// A graph file that cannot be used.
-#[derive(Debug, thiserror::Error)]
-#[error("graph file {path}: {message}")]
+/// A graph that cannot be used, and the file it came from.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("graph{}: {message}", .path.as_ref().map(|p| format!(" file {p}")).unwrap_or_default())]
 pub struct GraphError {
-    path: String,
+    path: Option<String>,
     message: String,
+}
+
+impl GraphError {
+    fn new(message: String) -> Self {
+        GraphError {
+            path: None,
+            message,
+        }
+    }
+
+    fn in_file(mut self, path: &Path) -> Self {
+        self.path = Some(path.display().to_string());
+        self
+    }
+}
+
+impl ExitStatus for GraphError {
+    fn exit_code(&self) -> u8 {
+        USAGE
+    }
 }
 
 /// The task names `text` refers to as `{{name}}`.
@@ -103,10 +124,7 @@ fn valid_name(n: &str) -> bool {
 impl Graph {
     /// Reads a graph from a `.toml` or `.json` file.
     pub fn load(path: &Path) -> Result<Graph, GraphError> {
-        let err = |message: String| GraphError {
-            path: path.display().to_string(),
-            message,
-        };
+        let err = |message: String| GraphError::new(message).in_file(path);
         let text =
             std::fs::read_to_string(path).map_err(|e| err(format!("cannot read it: {e}")))?;
         let graph: Graph = if path.extension().is_some_and(|e| e == "json") {
@@ -114,23 +132,30 @@ impl Graph {
         } else {
             toml::from_str(&text).map_err(|e| err(e.to_string().trim_end().replace('\n', " ")))?
         };
-        graph.specs().map_err(err)?;
+        // Checked as the scheduler will check it (names, cycles), before
+        // anything is sent.
+        let specs = graph.specs().map_err(|e| e.in_file(path))?;
+        super::Engine::default()
+            .submit(specs)
+            .map_err(|e| GraphError::new(e.to_string()).in_file(path))?;
         Ok(graph)
     }
 
     /// The tasks as one submission, dependencies by name.
-    pub fn specs(&self) -> Result<Vec<TaskSpec>, String> {
+    pub fn specs(&self) -> Result<Vec<TaskSpec>, GraphError> {
         let mut specs = Vec::new();
         for (name, t) in &self.tasks {
             if !valid_name(name) {
-                return Err(format!(
+                return Err(GraphError::new(format!(
                     "task name `{name}` may hold only letters, digits, `_`, `-` and `.`"
-                ));
+                )));
             }
             let argv = match &t.command {
                 Command::Shell(s) => vec!["sh".into(), "-c".into(), s.clone()],
                 Command::Argv(v) if v.is_empty() => {
-                    return Err(format!("task `{name}` has an empty command"))
+                    return Err(GraphError::new(format!(
+                        "task `{name}` has an empty command"
+                    )))
                 }
                 Command::Argv(v) => v.clone(),
             };
@@ -143,9 +168,9 @@ impl Graph {
             let mut unique = Vec::new();
             for d in deps {
                 if !self.tasks.contains_key(&d) {
-                    return Err(format!(
+                    return Err(GraphError::new(format!(
                         "task `{name}` refers to `{d}`, which the graph does not define"
-                    ));
+                    )));
                 }
                 if !unique.contains(&d) {
                     unique.push(d);
@@ -157,7 +182,9 @@ impl Graph {
                 env: t.env.clone(),
                 cwd: t.cwd.clone(),
                 cores: t.cores.unwrap_or(1),
-                time_limit_ms: t.time_limit.map(|d| d.duration().as_millis() as u64),
+                time_limit_ms: t
+                    .time_limit
+                    .map(|d| u64::try_from(d.duration().as_millis()).unwrap_or(u64::MAX)),
                 retries: t.retries,
                 deps: unique.into_iter().map(Dep::Name).collect(),
             });
@@ -167,7 +194,7 @@ impl Graph {
 
     /// The graph in Graphviz DOT: one node per task (name and command), an
     /// edge from each dependency to its dependent.
-    pub fn dot(&self) -> Result<String, String> {
+    pub fn dot(&self) -> Result<String, GraphError> {
         let quote = |s: &str| {
             let escaped = s
                 .replace('\\', "\\\\")
@@ -238,8 +265,12 @@ after = ["x"]
     #[test]
     fn unknown_references_and_bad_names_are_refused() {
         let g: Graph = toml::from_str("[tasks.a]\ncommand = \"echo {{b}}\"\n").unwrap();
-        assert!(g.specs().unwrap_err().contains("refers to `b`"));
+        assert!(g.specs().unwrap_err().to_string().contains("refers to `b`"));
         let g: Graph = toml::from_str("[tasks.\"a b\"]\ncommand = \"true\"\n").unwrap();
-        assert!(g.specs().unwrap_err().contains("task name `a b`"));
+        assert!(g
+            .specs()
+            .unwrap_err()
+            .to_string()
+            .contains("task name `a b`"));
     }
 }

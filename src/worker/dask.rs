@@ -3,11 +3,11 @@
 //! leave when it dies, retired through Dask before they leave, and stopped
 //! when they have all gone, so the job ends with its agents.
 
-use std::sync::Mutex;
 use std::time::Duration;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use parking_lot::Mutex;
 use tokio::sync::watch;
 
 use crate::dask::{DaskApi, DaskWorkerCommand};
@@ -101,7 +101,7 @@ impl DaskProcess {
 
     /// Stops the process: SIGTERM, then SIGKILL after a grace period.
     pub(super) async fn stop(&self) {
-        let Some(waiter) = self.waiter.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+        let Some(waiter) = self.waiter.lock().take() else {
             return;
         };
         if self.exited.borrow().is_none() {

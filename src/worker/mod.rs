@@ -4,25 +4,24 @@
 //! on a signal, or when the scheduler has been unreachable for its death
 //! timeout, so that no allocation is left burning.
 
+mod agent;
 mod dask;
 mod identity;
+mod work;
 
 pub use identity::Identity;
 
+use std::fmt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::Notify;
-use tokio::time::Instant;
-
 use crate::client::{ClientError, SchedulerClient};
 use crate::config::{Memory, Timeout, WorkerKind};
+use crate::exit::{ExitStatus, FAILURE, USAGE};
 use crate::net::NetError;
-use crate::protocol::{Instruction, SchedulerFile, SchedulerFileError, WorkerId};
-use crate::tasks::{runner, Assignment, Completion};
+use crate::protocol::{SchedulerFile, SchedulerFileError};
+use agent::Agent;
 
 /// What a worker job tells its agent.
 #[derive(Debug, Clone, clap::Args)]
@@ -94,9 +93,47 @@ pub enum AgentError {
     DaskSpawn {
         /// The Python.
         python: PathBuf,
-        /// Why.
+        /// The operating system's reason, kept for the message.
         cause: std::io::Error,
     },
+    /// The signal handlers could not be installed.
+    #[error("cannot listen for signals: {0}")]
+    Signals(std::io::Error),
+}
+
+impl ExitStatus for AgentError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            AgentError::NoScheduler
+            | AgentError::NoProcesses
+            | AgentError::NoDaskScheduler(_)
+            | AgentError::DaskSpawn { .. } => USAGE,
+            AgentError::SchedulerFile(e) => e.exit_code(),
+            AgentError::Interface(e) => e.exit_code(),
+            AgentError::Rejected(_) | AgentError::Signals(_) => FAILURE,
+        }
+    }
+}
+
+/// A signal an agent acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// SIGTERM: stop now (a cancelled job).
+    Term,
+    /// SIGINT: stop now.
+    Int,
+    /// SIGUSR1: Slurm's warning that the time limit is near.
+    Usr1,
+}
+
+impl fmt::Display for Signal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Signal::Term => "SIGTERM",
+            Signal::Int => "SIGINT",
+            Signal::Usr1 => "SIGUSR1",
+        })
+    }
 }
 
 /// How an agent ended.
@@ -105,7 +142,7 @@ pub enum AgentExit {
     /// The scheduler asked it to retire.
     Retired(String),
     /// A signal told it to stop (SIGTERM, SIGINT) or drain (SIGUSR1).
-    Signalled(&'static str),
+    Signalled(Signal),
     /// The scheduler was unreachable for the whole death timeout.
     SchedulerGone(Duration),
     /// It left before its allocation's time limit.
@@ -116,14 +153,44 @@ pub enum AgentExit {
 
 impl AgentExit {
     /// The process exit status for this ending: success unless the
-    /// scheduler vanished.
+    /// scheduler vanished or the Dask worker died.
     pub fn code(&self) -> u8 {
         match self {
-            AgentExit::SchedulerGone(_) | AgentExit::DaskExited(_) => 1,
-            _ => 0,
+            AgentExit::SchedulerGone(_) | AgentExit::DaskExited(_) => FAILURE,
+            AgentExit::Retired(_) | AgentExit::Signalled(_) | AgentExit::Walltime => 0,
         }
     }
+
+    /// Whether it leaves on purpose and in order (retired, or ahead of its
+    /// time limit), so a Dask worker's results are moved first.
+    pub fn is_graceful(&self) -> bool {
+        matches!(
+            self,
+            AgentExit::Retired(_) | AgentExit::Walltime | AgentExit::Signalled(Signal::Usr1)
+        )
+    }
 }
+
+/// Why an agent exits, in words for its log and the scheduler.
+pub fn describe_exit(exit: &AgentExit) -> String {
+    match exit {
+        AgentExit::Retired(reason) => format!("retired by the scheduler ({reason})"),
+        AgentExit::Signalled(Signal::Usr1) => "drained on SIGUSR1 (allocation ending)".into(),
+        AgentExit::Signalled(sig) => format!("stopped by {sig}"),
+        AgentExit::Walltime => "left before the allocation's time limit (walltime margin)".into(),
+        AgentExit::DaskExited(status) => {
+            format!("the Dask worker process ended by itself ({status})")
+        }
+        AgentExit::SchedulerGone(d) => format!(
+            "scheduler unreachable for {:.1} s (death timeout), so this allocation is not left burning",
+            d.as_secs_f64()
+        ),
+    }
+}
+
+/// Backoff between attempts to reach the scheduler.
+const FIRST_RETRY: Duration = Duration::from_millis(50);
+const MAX_RETRY: Duration = Duration::from_secs(2);
 
 /// Runs the agent(s) of one job to the end; the first error wins.
 pub async fn run(args: WorkerArgs) -> Result<Vec<AgentExit>, AgentError> {
@@ -139,35 +206,8 @@ pub async fn run(args: WorkerArgs) -> Result<Vec<AgentExit>, AgentError> {
     let identity = Identity::detect(&args, client.url()).await?;
     let dask = match args.kind {
         WorkerKind::Native => None,
-        WorkerKind::Dask => {
-            let endpoint = file
-                .dask
-                .clone()
-                .ok_or_else(|| AgentError::NoDaskScheduler(path.clone()))?;
-            let share = identity.share(0, args.processes);
-            let command = crate::dask::DaskWorkerCommand {
-                python: args.python.clone(),
-                scheduler: endpoint.address.clone(),
-                nthreads: share.cores,
-                nworkers: args.processes,
-                memory_limit: share.memory.bytes(),
-                name: crate::dask::dask_name(&identity.name),
-                death_timeout: args.death_timeout.duration(),
-                interface: args.interface.clone(),
-                local_directory: args.local_directory.clone(),
-                extra: args.extra.clone(),
-            };
-            let process = dask::DaskProcess::start(&command, &endpoint).map_err(|cause| {
-                AgentError::DaskSpawn {
-                    python: args.python.clone(),
-                    cause,
-                }
-            })?;
-            Some(Arc::new(process))
-        }
+        WorkerKind::Dask => Some(Arc::new(start_dask(&args, &file, &path, &identity)?)),
     };
-    let death = args.death_timeout.duration();
-    let margin = args.walltime_margin.duration();
     let task_logs = args
         .local_directory
         .clone()
@@ -182,8 +222,8 @@ pub async fn run(args: WorkerArgs) -> Result<Vec<AgentExit>, AgentError> {
         let agent = Agent {
             client: client.clone(),
             me: identity.share(i, args.processes),
-            death,
-            margin,
+            death: args.death_timeout.duration(),
+            margin: args.walltime_margin.duration(),
             task_logs: task_logs.clone(),
             kind: args.kind,
             dask: dask.clone(),
@@ -193,9 +233,12 @@ pub async fn run(args: WorkerArgs) -> Result<Vec<AgentExit>, AgentError> {
     let mut exits = Vec::new();
     let mut failed = None;
     while let Some(done) = agents.join_next().await {
-        match done.expect("a worker agent task does not panic") {
-            Ok(exit) => exits.push(exit),
-            Err(e) => failed = failed.or(Some(e)),
+        match done {
+            Ok(Ok(exit)) => exits.push(exit),
+            Ok(Err(e)) => failed = failed.or(Some(e)),
+            // An agent that panicked is a bug: let it surface as one.
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => {}
         }
     }
     if let Some(process) = &dask {
@@ -207,384 +250,34 @@ pub async fn run(args: WorkerArgs) -> Result<Vec<AgentExit>, AgentError> {
     }
 }
 
-/// One worker's life.
-struct Agent {
-    client: SchedulerClient,
-    me: Identity,
-    death: Duration,
-    /// How long before the time limit it leaves.
-    margin: Duration,
-    /// Where task logs go.
-    task_logs: Option<PathBuf>,
-    /// What it runs.
-    kind: WorkerKind,
-    /// The job's Dask worker process, for `dask` jobs.
-    dask: Option<Arc<dask::DaskProcess>>,
-}
-
-/// Backoff between attempts to reach the scheduler.
-const FIRST_RETRY: Duration = Duration::from_millis(50);
-const MAX_RETRY: Duration = Duration::from_secs(2);
-
-/// The tasks a worker runs, and the reports it owes the scheduler.
-struct Work {
-    runners: tokio::task::JoinSet<()>,
-    reports: tokio::sync::mpsc::UnboundedSender<(WorkerId, Completion)>,
-    /// Reports sent to the reporter and not yet delivered.
-    unreported: Arc<AtomicUsize>,
-    /// Notified whenever a task ends.
-    finished: Arc<Notify>,
-    /// Set when the agent itself is being stopped.
-    terminating: Arc<AtomicBool>,
-}
-
-/// How long a task killed by a signal waits before it is reported, to tell
-/// a job being cancelled (the agent gets the signal too, and its tasks go
-/// back to the queue) from a task killed on its own (reported as failed).
-const SIGNAL_GRACE: Duration = Duration::from_secs(1);
-
-/// Delivers task reports, retrying while the scheduler is briefly away.
-async fn report(client: &SchedulerClient, id: WorkerId, batch: &[Completion], death: Duration) {
-    let start = Instant::now();
-    let mut retry = FIRST_RETRY;
-    loop {
-        match client.done(id, batch).await {
-            Ok(()) => return,
-            Err(e) if e.is_transient() && start.elapsed() < death => {
-                tokio::time::sleep(retry).await;
-                retry = (retry * 2).min(MAX_RETRY);
-            }
-            Err(e) => {
-                tracing::warn!(tasks = batch.len(), error = %e, "could not report tasks");
-                return;
-            }
-        }
-    }
-}
-
-impl Work {
-    fn new(client: SchedulerClient, death: Duration) -> Work {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(WorkerId, Completion)>();
-        let unreported = Arc::new(AtomicUsize::new(0));
-        let pending = unreported.clone();
-        tokio::spawn(async move {
-            while let Some((id, first)) = rx.recv().await {
-                // Everything that ended meanwhile goes in the same report.
-                let mut batch = vec![first];
-                while let Ok((other, done)) = rx.try_recv() {
-                    if other == id {
-                        batch.push(done);
-                    } else {
-                        report(&client, other, &[done], death).await;
-                        pending.fetch_sub(1, Ordering::SeqCst);
-                    }
-                }
-                report(&client, id, &batch, death).await;
-                pending.fetch_sub(batch.len(), Ordering::SeqCst);
-            }
-        });
-        Work {
-            runners: tokio::task::JoinSet::new(),
-            reports: tx,
-            unreported,
-            finished: Arc::new(Notify::new()),
-            terminating: Arc::new(AtomicBool::new(false)),
-        }
-    }
-
-    /// Starts the tasks the scheduler sent.
-    fn start(&mut self, worker: WorkerId, tasks: Vec<Assignment>, logs: Option<PathBuf>) {
-        for a in tasks {
-            let reports = self.reports.clone();
-            let unreported = self.unreported.clone();
-            let finished = self.finished.clone();
-            let terminating = self.terminating.clone();
-            let logs = logs.clone();
-            tracing::debug!(task = %a.task, attempt = a.attempt, argv = ?a.argv, "running task");
-            self.runners.spawn(async move {
-                let output = runner::run(&a, logs.as_deref()).await;
-                if output.exit_code.is_none() {
-                    tokio::time::sleep(SIGNAL_GRACE).await;
-                    if terminating.load(Ordering::SeqCst) {
-                        return; // the job is going: the scheduler requeues the task
-                    }
-                }
-                unreported.fetch_add(1, Ordering::SeqCst);
-                let done = Completion {
-                    task: a.task,
-                    attempt: a.attempt,
-                    output,
-                };
-                if reports.send((worker, done)).is_err() {
-                    unreported.fetch_sub(1, Ordering::SeqCst);
-                }
-                finished.notify_one();
-            });
-        }
-    }
-
-    /// How many tasks still run.
-    fn running(&mut self) -> usize {
-        while self.runners.try_join_next().is_some() {}
-        self.runners.len()
-    }
-
-    /// Stops for good: kills the tasks still running and waits until they
-    /// are gone, then delivers the reports of those that ended first, so
-    /// that the scheduler requeues exactly the tasks that did not finish.
-    async fn stop(&mut self) {
-        self.terminating.store(true, Ordering::SeqCst);
-        self.runners.abort_all();
-        while self.runners.join_next().await.is_some() {}
-        self.flush().await;
-    }
-
-    /// Waits (bounded) until every finished task has been reported.
-    async fn flush(&self) {
-        let start = Instant::now();
-        while self.unreported.load(Ordering::SeqCst) > 0
-            && start.elapsed() < Duration::from_secs(10)
-        {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-}
-
-impl Agent {
-    async fn run(self) -> Result<AgentExit, AgentError> {
-        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
-        let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler installs");
-        let mut usr1 = signal(SignalKind::user_defined1()).expect("SIGUSR1 handler installs");
-        tracing::info!("drover {}", self.me.describe());
-        tracing::info!(scheduler = %self.client.url(), "registering");
-
-        let mut work = Work::new(self.client.clone(), self.death);
-        let mut registered: Option<(WorkerId, Duration)> = None;
-        let mut pause = Duration::ZERO;
-        let mut unreachable_since: Option<Instant> = Some(Instant::now());
-        let mut retry = FIRST_RETRY;
-        // Set once the worker takes no more tasks: why it will leave.
-        let mut draining: Option<AgentExit> = None;
-        // Before the time limit: stop taking tasks at `drain_at`, and at
-        // `hand_back_at` stop the tasks still running (the scheduler gives
-        // them to other workers) so the job ends before Slurm kills it.
-        let at = |ms: u64| {
-            tokio::time::Instant::now()
-                + Duration::from_millis(ms.saturating_sub(crate::protocol::unix_ms()))
-        };
-        let drain_at = self.me.drain_at_ms.map(at);
-        let hand_back_at = match (drain_at, self.me.allocation_end) {
-            (Some(_), Some(end)) => {
-                let before = (self.margin / 3)
-                    .max(Duration::from_secs(1))
-                    .min(self.margin);
-                Some(at((end * 1000).saturating_sub(before.as_millis() as u64)))
-            }
-            _ => None,
-        };
-        let until = |t: Option<tokio::time::Instant>| async move {
-            match t {
-                Some(t) => tokio::time::sleep_until(t).await,
-                None => std::future::pending().await,
-            }
-        };
-        loop {
-            if let Some(exit) = &draining {
-                if work.running() == 0 {
-                    work.flush().await;
-                    return Ok(self.leave(registered, exit.clone()).await);
-                }
-            }
-            let finished = work.finished.clone();
-            let is_draining = draining.is_some();
-            let step = async {
-                match registered {
-                    None => self
-                        .client
-                        .register(&self.me.register_request(self.kind))
-                        .await
-                        .map(|r| {
-                            Step::Registered(
-                                r.worker_id,
-                                Duration::from_millis(r.heartbeat_interval_ms),
-                            )
-                        }),
-                    Some((id, interval)) => {
-                        tokio::time::sleep(pause).await;
-                        self.client
-                            .poll_draining(id, interval, is_draining)
-                            .await
-                            .map(Step::Told)
-                    }
-                }
-            };
-            let result = tokio::select! {
-                r = step => r,
-                // While draining, a task's end may be the last one.
-                _ = finished.notified(), if is_draining => continue,
-                _ = term.recv() => {
-                    work.stop().await;
-                    return Ok(self.leave(registered, AgentExit::Signalled("SIGTERM")).await);
-                }
-                _ = int.recv() => {
-                    work.stop().await;
-                    return Ok(self.leave(registered, AgentExit::Signalled("SIGINT")).await);
-                }
-                _ = until(drain_at), if draining.is_none() => {
-                    tracing::info!(running = work.running(), "allocation ends soon: taking no more tasks");
-                    draining = Some(AgentExit::Walltime);
-                    continue;
-                }
-                _ = until(hand_back_at) => {
-                    tracing::info!(running = work.running(), "allocation ends: handing back the tasks still running");
-                    work.stop().await;
-                    return Ok(self.leave(registered, AgentExit::Walltime).await);
-                }
-                status = dask_ended(self.dask.as_deref()) => {
-                    tracing::warn!(%status, "the Dask worker process ended by itself");
-                    return Ok(self.leave(registered, AgentExit::DaskExited(status)).await);
-                }
-                _ = usr1.recv() => {
-                    // Slurm's walltime warning comes up to a minute before
-                    // the time asked for: a worker that knows its end keeps
-                    // to its own plan, which its replacement is timed by.
-                    match drain_at {
-                        Some(at) if at > tokio::time::Instant::now() => tracing::info!(
-                            drain_in_s = (at - tokio::time::Instant::now()).as_secs(),
-                            "SIGUSR1: Slurm's walltime warning; leaving as planned"
-                        ),
-                        _ => {
-                            tracing::info!(running = work.running(), "SIGUSR1: allocation ending; taking no more tasks");
-                            draining = Some(AgentExit::Signalled("SIGUSR1"));
-                        }
-                    }
-                    continue;
-                }
-            };
-            match result {
-                Ok(Step::Registered(id, interval)) => {
-                    tracing::info!(
-                        worker = %id,
-                        scheduler = %self.client.url(),
-                        heartbeat_ms = interval.as_millis() as u64,
-                        "registered"
-                    );
-                    registered = Some((id, interval));
-                    pause = Duration::ZERO;
-                    unreachable_since = None;
-                    retry = FIRST_RETRY;
-                }
-                Ok(Step::Told(told)) => {
-                    unreachable_since = None;
-                    retry = FIRST_RETRY;
-                    pause = Duration::ZERO;
-                    match told {
-                        Instruction::Continue { next_poll_ms } => {
-                            pause = Duration::from_millis(next_poll_ms);
-                        }
-                        Instruction::Run { tasks } => {
-                            let id = registered.map(|r| r.0).expect("polling means registered");
-                            work.start(id, tasks, self.task_logs.clone());
-                        }
-                        Instruction::Retire { reason, abandon } => {
-                            if abandon {
-                                work.runners.abort_all();
-                            }
-                            if work.running() == 0 {
-                                work.flush().await;
-                                return Ok(self
-                                    .leave(registered, AgentExit::Retired(reason))
-                                    .await);
-                            }
-                            if draining.is_none() {
-                                tracing::info!(running = work.running(), %reason, "retiring once the running tasks end");
-                                draining = Some(AgentExit::Retired(reason));
-                            }
-                            // Keep heartbeating while the tasks finish.
-                            pause = registered.map(|r| r.1).unwrap_or_default();
-                        }
-                    }
-                }
-                Err(ClientError::UnknownWorker(id)) => {
-                    tracing::warn!(worker = %id, "the scheduler no longer knows this worker; registering again");
-                    registered = None;
-                }
-                Err(e @ ClientError::Unauthorized { .. }) => {
-                    tracing::error!("{e}; exiting");
-                    return Err(AgentError::Rejected(e));
-                }
-                Err(e) => {
-                    let since = *unreachable_since.get_or_insert_with(Instant::now);
-                    let gone = since.elapsed();
-                    if gone >= self.death {
-                        work.runners.abort_all();
-                        let exit = AgentExit::SchedulerGone(gone);
-                        self.log_exit(&exit);
-                        return Ok(exit);
-                    }
-                    tracing::debug!(error = %e, "scheduler unreachable; retrying");
-                    pause = Duration::ZERO;
-                    tokio::time::sleep(retry.min(self.death - gone)).await;
-                    retry = (retry * 2).min(MAX_RETRY);
-                }
-            }
-        }
-    }
-
-    /// Deregisters (when registered) with the reason, and logs the exit. A
-    /// Dask worker leaving on purpose is first retired through Dask, so the
-    /// results it holds move to the workers that stay.
-    async fn leave(&self, registered: Option<(WorkerId, Duration)>, exit: AgentExit) -> AgentExit {
-        let graceful = matches!(
-            exit,
-            AgentExit::Retired(_) | AgentExit::Walltime | AgentExit::Signalled("SIGUSR1")
-        );
-        if let (Some(process), true) = (&self.dask, graceful) {
-            process
-                .retire(&crate::dask::dask_name(&self.me.name), self.death)
-                .await;
-        }
-        if let Some((id, _)) = registered {
-            let reason = describe_exit(&exit);
-            if let Err(e) = self.client.deregister(id, &reason).await {
-                tracing::warn!(error = %e, "could not deregister");
-            }
-        }
-        self.log_exit(&exit);
-        exit
-    }
-
-    fn log_exit(&self, exit: &AgentExit) {
-        tracing::info!(worker = %self.me.name, "exiting: {}", describe_exit(exit));
-    }
-}
-
-enum Step {
-    Registered(WorkerId, Duration),
-    Told(Instruction),
-}
-
-/// Resolves when the supervised Dask worker ends; never without one.
-async fn dask_ended(process: Option<&dask::DaskProcess>) -> String {
-    match process {
-        Some(p) => p.ended().await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Why an agent exits, in words for its log and the scheduler.
-pub fn describe_exit(exit: &AgentExit) -> String {
-    match exit {
-        AgentExit::Retired(reason) => format!("retired by the scheduler ({reason})"),
-        AgentExit::Signalled("SIGUSR1") => "drained on SIGUSR1 (allocation ending)".into(),
-        AgentExit::Walltime => "left before the allocation's time limit (walltime margin)".into(),
-        AgentExit::DaskExited(status) => format!("the Dask worker process ended by itself ({status})"),
-        AgentExit::Signalled(sig) => format!("stopped by {sig}"),
-        AgentExit::SchedulerGone(d) => format!(
-            "scheduler unreachable for {:.1} s (death timeout), so this allocation is not left burning",
-            d.as_secs_f64()
-        ),
-    }
+/// Starts the job's Dask worker process (all its processes in one).
+fn start_dask(
+    args: &WorkerArgs,
+    file: &SchedulerFile,
+    path: &std::path::Path,
+    identity: &Identity,
+) -> Result<dask::DaskProcess, AgentError> {
+    let endpoint = file
+        .dask
+        .clone()
+        .ok_or_else(|| AgentError::NoDaskScheduler(path.to_path_buf()))?;
+    let share = identity.share(0, args.processes);
+    let command = crate::dask::DaskWorkerCommand {
+        python: args.python.clone(),
+        scheduler: endpoint.address.clone(),
+        nthreads: share.cores,
+        nworkers: args.processes,
+        memory_limit: share.memory.bytes(),
+        name: crate::dask::dask_name(&identity.name),
+        death_timeout: args.death_timeout.duration(),
+        interface: args.interface.clone(),
+        local_directory: args.local_directory.clone(),
+        extra: args.extra.clone(),
+    };
+    dask::DaskProcess::start(&command, &endpoint).map_err(|cause| AgentError::DaskSpawn {
+        python: args.python.clone(),
+        cause,
+    })
 }
 
 #[cfg(test)]

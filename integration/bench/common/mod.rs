@@ -2,6 +2,14 @@
 
 #![allow(dead_code)]
 
+#[path = "../../common/process.rs"]
+pub mod process;
+#[path = "../../common/simulated.rs"]
+pub mod simulated;
+
+#[allow(unused_imports)] // not every test crate uses both
+pub use process::{run_ok, KillOnDrop};
+
 /// The median of `v` (the mean of the middle two for an even count).
 pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
@@ -27,7 +35,7 @@ pub fn runtime() -> tokio::runtime::Runtime {
 /// bridge, everything else at the defaults users get.
 pub fn cluster_options(conf: &str) -> drover::cluster::ClusterOptions {
     let bind = drover::scheduler::Bind::Interface("drvbr0".into());
-    let mut options = drover::cluster::ClusterOptions::new(bind).unwrap();
+    let mut options = drover::cluster::ClusterOptions::new(bind);
     options.handle_signals = false;
     options.slurm_conf = Some(conf.into());
     options

@@ -2,11 +2,14 @@
 //! scheduler last said of each, and the decision of what to do next. Pure
 //! logic, no I/O, so it is tested without Slurm.
 
-use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::time::Duration;
 
-use crate::protocol::{StartupFailure, WorkerId, WorkerInfo, WorkerState};
-use crate::slurm::{JobId, JobInfo, JobRef, JobState};
+use tokio::time::Instant;
+
+use super::Limits;
+use crate::protocol::{unix_ms, StartupFailure, WorkerId, WorkerInfo, WorkerState};
+use crate::slurm::{JobId, JobInfo, JobRef, JobState, SlurmError};
 
 /// What drover is doing with a job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,7 +33,7 @@ pub(crate) struct JobRecord {
     pub action_at: Option<Instant>,
     /// Whether any of its workers ever registered.
     pub registered: bool,
-    /// Its live workers, as of the last look.
+    /// Its workers, as of the last look.
     pub workers: Vec<WorkerInfo>,
     pub submitted_at: Instant,
     /// Whether its end has been accounted for.
@@ -78,16 +81,23 @@ pub(crate) struct Plan {
     pub failed: Vec<JobRef>,
 }
 
+/// Slurm not answering, since when, and its latest words.
+#[derive(Debug, Clone)]
+pub(crate) struct Outage {
+    pub since_ms: u64,
+    pub error: String,
+}
+
 /// The whole cluster's books.
 #[derive(Debug)]
-pub(crate) struct State {
+pub(crate) struct Books {
     pub target_jobs: usize,
     pub jobs: BTreeMap<JobRef, JobRecord>,
     pub consecutive_failures: u32,
     pub max_failures: u32,
     pub stopped: Option<String>,
     pub last_error: Option<String>,
-    pub failures: Vec<StartupFailure>,
+    pub failures: VecDeque<StartupFailure>,
     /// Start-up failures ever seen; waiters compare it with their start.
     pub failures_seen: u64,
     pub next_submit_at: Instant,
@@ -105,7 +115,7 @@ pub(crate) struct State {
     /// Site limits on submitting.
     pub limits: Limits,
     /// When recent jobs were submitted (for the rate limit).
-    pub recent_submits: std::collections::VecDeque<Instant>,
+    pub recent_submits: VecDeque<Instant>,
     /// Why fewer jobs than needed were submitted in the last round.
     pub held_back: Option<String>,
     /// The limit last logged, so a lasting hold is logged once.
@@ -113,20 +123,13 @@ pub(crate) struct State {
     /// Nodes that lately lost every worker they ran, and since when:
     /// replacements keep off them for a while.
     pub suspect_nodes: BTreeMap<String, Instant>,
+    /// Set while Slurm does not answer: nothing is submitted or cancelled,
+    /// and nothing is concluded about jobs it cannot show.
+    pub outage: Option<Outage>,
 }
 
 /// How long replacements keep off a node that lost its workers.
 const SUSPECT_FOR: Duration = Duration::from_secs(300);
-
-/// Site limits on how a cluster submits.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Limits {
-    /// At most this many of the cluster's jobs pending in Slurm at once.
-    pub max_pending_jobs: Option<usize>,
-    /// At most this many jobs submitted in any minute.
-    pub max_submit_per_minute: Option<usize>,
-}
-
 /// Keep at most this many ended jobs in the books.
 const KEEP_ENDED: usize = 200;
 /// Keep this many recent start-up failures.
@@ -136,16 +139,16 @@ const RECANCEL_AFTER: Duration = Duration::from_secs(30);
 /// The longest wait between submissions after failures.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
-impl State {
+impl Books {
     pub fn new(max_failures: u32, backoff: Duration, vanish_grace: Duration) -> Self {
-        State {
+        Books {
             target_jobs: 0,
             jobs: BTreeMap::new(),
             consecutive_failures: 0,
             max_failures: max_failures.max(1),
             stopped: None,
             last_error: None,
-            failures: Vec::new(),
+            failures: VecDeque::new(),
             failures_seen: 0,
             next_submit_at: Instant::now(),
             backoff,
@@ -155,10 +158,11 @@ impl State {
             replace_lead: Duration::from_secs(30),
             startup: None,
             limits: Limits::default(),
-            recent_submits: Default::default(),
+            recent_submits: VecDeque::new(),
             held_back: None,
             limits_logged: None,
             suspect_nodes: BTreeMap::new(),
+            outage: None,
         }
     }
 
@@ -171,8 +175,40 @@ impl State {
         }
     }
 
-    /// Takes in Slurm's listing of this cluster's jobs and the scheduler's
-    /// workers, and returns what to do now.
+    /// Sets the target; asking again is how a user retries after a crash loop.
+    pub fn set_target(&mut self, jobs: usize, now: Instant) {
+        self.target_jobs = jobs;
+        if self.stopped.take().is_some() {
+            self.consecutive_failures = 0;
+            self.next_submit_at = now;
+        }
+    }
+
+    /// Notes that Slurm did not answer.
+    pub fn slurm_unreachable(&mut self, error: &SlurmError) {
+        let message = error.to_string();
+        if self.outage.is_none() {
+            tracing::warn!(error = %message, "Slurm is not answering: holding the pool as it is until it does");
+        }
+        let since_ms = self.outage.as_ref().map_or_else(unix_ms, |o| o.since_ms);
+        self.outage = Some(Outage {
+            since_ms,
+            error: message.clone(),
+        });
+        self.last_error = Some(message);
+    }
+
+    /// Notes that Slurm answered.
+    pub fn slurm_answered(&mut self) {
+        if let Some(o) = self.outage.take() {
+            let secs = unix_ms().saturating_sub(o.since_ms) as f64 / 1000.0;
+            tracing::info!(after_s = secs, "Slurm answers again");
+        }
+    }
+
+    /// Takes in Slurm's listing of this cluster's jobs (`None` when there
+    /// is none this round) and the scheduler's workers, and returns what to
+    /// do now.
     pub fn reconcile(
         &mut self,
         listing: Option<&[JobInfo]>,
@@ -181,15 +217,41 @@ impl State {
     ) -> Plan {
         let mut plan = Plan::default();
         if let Some(listing) = listing {
-            self.observe(listing, now);
+            self.observe(listing, workers, now);
         }
         self.match_workers(workers, now);
         self.account_ends(&mut plan);
         self.prune();
+        self.held_back = None;
         if self.closing {
             return plan;
         }
-        // Jobs whose worker the scheduler lost are broken: cancel and replace.
+        if let Some(outage) = &self.outage {
+            // Without Slurm nothing can be submitted or cancelled, and a
+            // job it does not show is not known to be gone.
+            self.held_back = Some(format!(
+                "Slurm is not answering ({}); submitting and cancelling nothing until it does",
+                outage.error
+            ));
+            return plan;
+        }
+        self.cancel_broken(&mut plan, now);
+        self.cancel_again(&mut plan, now);
+        let counting = self.jobs.values().filter(|r| r.counts()).count();
+        if counting > self.target_jobs {
+            self.shrink(counting - self.target_jobs, now, &mut plan);
+        } else if counting < self.target_jobs
+            && self.stopped.is_none()
+            && now >= self.next_submit_at
+        {
+            plan.submit = self.allowed_submissions(self.target_jobs - counting, now);
+        }
+        plan
+    }
+
+    /// Jobs whose workers the scheduler lost are broken: cancel them (they
+    /// are replaced, as they no longer count) and keep new jobs off their node.
+    fn cancel_broken(&mut self, plan: &mut Plan, now: Instant) {
         for r in self.jobs.values_mut() {
             let lost =
                 !r.workers.is_empty() && r.workers.iter().all(|w| w.state == WorkerState::Lost);
@@ -206,7 +268,10 @@ impl State {
                 }
             }
         }
-        // Cancellations Slurm has not acted on are sent again.
+    }
+
+    /// Cancellations Slurm has not acted on are sent again.
+    fn cancel_again(&mut self, plan: &mut Plan, now: Instant) {
         for r in self.jobs.values_mut() {
             if r.action == Some(Action::Cancelling)
                 && r.state.is_active()
@@ -218,17 +283,6 @@ impl State {
                 plan.cancel.push(r.job);
             }
         }
-        let counting = self.jobs.values().filter(|r| r.counts()).count();
-        self.held_back = None;
-        if counting > self.target_jobs {
-            self.shrink(counting - self.target_jobs, now, &mut plan);
-        } else if counting < self.target_jobs
-            && self.stopped.is_none()
-            && now >= self.next_submit_at
-        {
-            plan.submit = self.allowed_submissions(self.target_jobs - counting, now);
-        }
-        plan
     }
 
     /// Nodes new jobs should keep off now: those that lost their workers
@@ -247,9 +301,9 @@ impl State {
             let pending = self
                 .jobs
                 .values()
-                .filter(|r| r.state.is_active() && r.state == JobState::Pending)
+                .filter(|r| r.state == JobState::Pending)
                 .count();
-            if pending + allowed > max {
+            if pending.saturating_add(allowed) > max {
                 allowed = max.saturating_sub(pending);
                 why.push(format!("{pending} pending of at most {max}"));
             }
@@ -263,7 +317,7 @@ impl State {
                 self.recent_submits.pop_front();
             }
             let recent = self.recent_submits.len();
-            if recent + allowed > max {
+            if recent.saturating_add(allowed) > max {
                 allowed = max.saturating_sub(recent);
                 why.push(format!(
                     "{recent} submitted in the last minute of at most {max}"
@@ -298,8 +352,11 @@ impl State {
         }
     }
 
-    fn observe(&mut self, listing: &[JobInfo], now: Instant) {
-        let mut seen = std::collections::HashSet::new();
+    /// Takes in what Slurm listed. A job it no longer lists is gone, unless
+    /// one of its workers still heartbeats: then it runs, whatever Slurm
+    /// (perhaps a controller that lost its state) says.
+    fn observe(&mut self, listing: &[JobInfo], workers: &[WorkerInfo], now: Instant) {
+        let mut seen = HashSet::new();
         for info in listing {
             seen.insert(info.job);
             let r = self
@@ -316,12 +373,18 @@ impl State {
             }
             r.exit_code = info.exit_code;
         }
+        let heartbeating: HashSet<JobRef> = workers
+            .iter()
+            .filter(|w| w.state.is_live())
+            .filter_map(job_of)
+            .collect();
         for r in self.jobs.values_mut() {
             if !seen.contains(&r.job)
                 && r.state.is_active()
+                && !heartbeating.contains(&r.job)
                 && now.duration_since(r.submitted_at) > self.vanish_grace
             {
-                r.state = JobState::Other("VANISHED".into());
+                r.state = JobState::Vanished;
             }
         }
     }
@@ -347,10 +410,14 @@ impl State {
                 r.workers.push(w.clone());
             }
         }
-        // Replace a job early enough that its replacement has started by
-        // the time its workers leave for the time limit.
+        self.mark_expiring();
+    }
+
+    /// Replaces a job early enough that its replacement has started by the
+    /// time its workers leave for the time limit.
+    fn mark_expiring(&mut self) {
         let lead = self.replace_lead + self.startup.unwrap_or_default();
-        let horizon = crate::protocol::unix_ms() + lead.as_millis() as u64;
+        let horizon = unix_ms().saturating_add(u64::try_from(lead.as_millis()).unwrap_or(u64::MAX));
         for r in self.jobs.values_mut() {
             let live: Vec<&WorkerInfo> = r
                 .workers
@@ -376,12 +443,7 @@ impl State {
             if r.action.is_some() || r.registered {
                 continue; // removed by us, or a worker that served: replaced if needed
             }
-            let counts_as_failure = match &r.state {
-                JobState::Cancelled | JobState::NodeFail | JobState::Preempted => false,
-                JobState::Other(s) if s == "VANISHED" => false,
-                _ => true,
-            };
-            if counts_as_failure {
+            if r.state.ended_on_its_own() {
                 self.consecutive_failures += 1;
                 self.failures_seen += 1;
                 plan.failed.push(r.job);
@@ -395,72 +457,69 @@ impl State {
     /// Backs off after a failure; stops submitting after too many in a row.
     fn after_failure(&mut self) {
         let exp = self.consecutive_failures.saturating_sub(1).min(16);
-        let wait = (self.backoff * 2u32.pow(exp)).min(MAX_BACKOFF);
+        let wait = self.backoff.saturating_mul(2u32.pow(exp)).min(MAX_BACKOFF);
         self.next_submit_at = self.next_submit_at.max(Instant::now() + wait);
         if self.consecutive_failures >= self.max_failures && self.stopped.is_none() {
-            let last = self
-                .failures
-                .last()
-                .map(|f| format!(" The last: {}", describe_failure(f)))
-                .unwrap_or_default();
             self.stopped = Some(format!(
-                "stopped submitting after {} consecutive start-up failures; scale again to retry.{last}",
+                "stopped submitting after {} consecutive start-up failures; scale again to retry.",
                 self.consecutive_failures
             ));
+            self.note_last_failure();
+        }
+    }
+
+    /// Names the latest failure in the reason for stopping.
+    fn note_last_failure(&mut self) {
+        if let (Some(stopped), Some(f)) = (&mut self.stopped, self.failures.back()) {
+            if !stopped.contains("The last:") {
+                stopped.push_str(&format!(" The last: {f}"));
+            }
         }
     }
 
     /// Records the details of a start-up failure (its log tail read by the caller).
     pub fn record_failure(&mut self, failure: StartupFailure) {
-        self.failures.push(failure);
+        self.failures.push_back(failure);
         if self.failures.len() > KEEP_FAILURES {
-            self.failures.remove(0);
+            self.failures.pop_front();
         }
         if self.consecutive_failures >= self.max_failures {
-            if let (Some(stopped), Some(f)) = (&mut self.stopped, self.failures.last()) {
-                if !stopped.contains("The last:") {
-                    stopped.push_str(&format!(" The last: {}", describe_failure(f)));
-                }
-            }
+            self.note_last_failure();
         }
     }
 
-    /// A submission Slurm refused. Limits (per-user job caps and the like)
-    /// keep the target and retry later; anything else counts as a start-up
-    /// failure.
-    pub fn submit_failed(&mut self, message: &str) {
-        self.last_error = Some(message.to_string());
-        if is_transient_submit_error(message) {
-            let wait = self.backoff.min(MAX_BACKOFF);
-            self.next_submit_at = Instant::now() + wait;
+    /// A submission Slurm did not take. No answer is an outage; a limit
+    /// (per-user job caps and the like) keeps the target and retries later;
+    /// any other refusal counts as a start-up failure.
+    pub fn submit_failed(&mut self, error: &SlurmError) {
+        if error.is_unreachable() {
+            self.slurm_unreachable(error);
+            return;
+        }
+        self.last_error = Some(error.to_string());
+        if error.is_transient() {
+            self.next_submit_at = Instant::now() + self.backoff.min(MAX_BACKOFF);
             return;
         }
         self.consecutive_failures += 1;
         self.failures_seen += 1;
-        self.record_failure(StartupFailure {
-            job: "(sbatch)".into(),
-            state: "SUBMISSION_REFUSED".into(),
-            exit_code: None,
-            log_tail: message.to_string(),
+        self.record_failure(StartupFailure::Refused {
+            message: error.to_string(),
         });
         self.after_failure();
     }
 
     /// Removes `excess` jobs: pending ones first, then ones whose workers
-    /// have not registered, then registered ones (retired gracefully, so
-    /// their jobs end COMPLETED). Newest first within each kind.
+    /// have not registered, then idle workers (longest idle first, retired
+    /// gracefully, so their jobs end COMPLETED), busy ones last; newest
+    /// first within each kind.
     fn shrink(&mut self, excess: usize, now: Instant, plan: &mut Plan) {
-        // Pending jobs, then jobs whose workers have not registered, then
-        // idle workers (retired gracefully), busy ones last.
         let rank = |r: &JobRecord| match (&r.state, r.workers.is_empty()) {
             (JobState::Pending, true) => 0,
             (_, true) => 1,
             (_, false) if r.workers.iter().all(|w| w.running_tasks == 0) => 2,
             (_, false) => 3,
         };
-        let mut candidates: Vec<&mut JobRecord> =
-            self.jobs.values_mut().filter(|r| r.counts()).collect();
-        // Among idle workers, the longest idle go first.
         let idle_since = |r: &JobRecord| {
             r.workers
                 .iter()
@@ -468,6 +527,8 @@ impl State {
                 .max()
                 .unwrap_or(u64::MAX)
         };
+        let mut candidates: Vec<&mut JobRecord> =
+            self.jobs.values_mut().filter(|r| r.counts()).collect();
         candidates.sort_by(|a, b| {
             rank(a)
                 .cmp(&rank(b))
@@ -510,6 +571,18 @@ impl State {
             .map(|r| r.job)
             .collect()
     }
+
+    /// Active jobs none of whose workers is registered or on its way out
+    /// (retiring, draining, exited): pending, starting, or lost.
+    pub fn unregistered_jobs(&self) -> Vec<JobRef> {
+        self.jobs
+            .values()
+            .filter(|r| {
+                r.state.is_active() && r.workers.iter().all(|w| w.state == WorkerState::Lost)
+            })
+            .map(|r| r.job)
+            .collect()
+    }
 }
 
 /// The job (or array task) a worker runs in.
@@ -517,48 +590,21 @@ pub(crate) fn job_of(w: &WorkerInfo) -> Option<JobRef> {
     match (w.slurm.array_job_id, w.slurm.array_task_id, w.slurm.job_id) {
         (Some(a), Some(t), _) => Some(JobRef::Task {
             array: JobId::new(a),
-            task: t as u32,
+            task: u32::try_from(t).ok()?,
         }),
         (_, _, Some(j)) => Some(JobRef::Job(JobId::new(j))),
         _ => None,
     }
 }
 
-/// Whether sbatch refused for a reason that passes (limits, a busy
-/// controller) rather than one that will refuse every time.
-pub(crate) fn is_transient_submit_error(message: &str) -> bool {
-    const TRANSIENT: &[&str] = &[
-        "MaxSubmit",
-        "MaxJobs",
-        "QOSMax",
-        "AssocMax",
-        "JobLimit",
-        "job limit",
-        "Job violates accounting/QOS policy",
-        "Resource temporarily unavailable",
-        "Socket timed out",
-        "Unable to contact slurm controller",
-        "did not finish within",
-    ];
-    TRANSIENT.iter().any(|t| message.contains(t))
-}
-
-/// A start-up failure in one line.
-pub(crate) fn describe_failure(f: &StartupFailure) -> String {
-    let code = f
-        .exit_code
-        .map(|c| format!(" with exit code {c}"))
-        .unwrap_or_default();
-    format!(
-        "job {} ended {}{code} before its worker registered",
-        f.job, f.state
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::protocol::SlurmPlacement;
+
+    fn refusal(stderr: &str) -> SlurmError {
+        SlurmError::failed("sbatch".into(), "exit status: 1".into(), stderr.into())
+    }
 
     fn job(n: u64) -> JobRef {
         JobRef::Job(JobId::new(n))
@@ -595,19 +641,20 @@ mod tests {
             registered_at_ms: 0,
             last_heartbeat_ms: 0,
             exit_reason: None,
+            exited_at_ms: None,
             running_tasks: 0,
             idle_since_ms: Some(0),
             kind: Default::default(),
         }
     }
 
-    fn state() -> State {
-        State::new(3, Duration::ZERO, Duration::from_secs(5))
+    fn books() -> Books {
+        Books::new(3, Duration::ZERO, Duration::from_secs(5))
     }
 
     #[test]
     fn scale_up_submits_the_missing_jobs_once() {
-        let mut s = state();
+        let mut s = books();
         s.target_jobs = 4;
         let now = Instant::now();
         assert_eq!(s.reconcile(Some(&[]), &[], now).submit, 4);
@@ -618,7 +665,7 @@ mod tests {
 
     #[test]
     fn scale_down_cancels_pending_first_then_retires_registered() {
-        let mut s = state();
+        let mut s = books();
         let t0 = Instant::now();
         s.submitted((1..=5).map(job), t0);
         s.target_jobs = 5;
@@ -640,7 +687,7 @@ mod tests {
 
     #[test]
     fn failures_before_registering_back_off_and_stop_after_k() {
-        let mut s = State::new(2, Duration::from_millis(1), Duration::from_secs(5));
+        let mut s = Books::new(2, Duration::from_millis(1), Duration::from_secs(5));
         s.target_jobs = 1;
         let now = Instant::now();
         s.submitted([job(1)], now);
@@ -669,7 +716,7 @@ mod tests {
 
     #[test]
     fn a_registration_resets_the_failure_count_and_external_cancels_are_replaced() {
-        let mut s = state();
+        let mut s = books();
         s.target_jobs = 2;
         let now = Instant::now();
         s.submitted([job(1), job(2)], now);
@@ -690,7 +737,7 @@ mod tests {
 
     #[test]
     fn a_lost_worker_gets_its_job_cancelled_and_replaced() {
-        let mut s = state();
+        let mut s = books();
         s.target_jobs = 1;
         let now = Instant::now();
         s.submitted([job(1)], now);
@@ -702,9 +749,9 @@ mod tests {
 
     #[test]
     fn limits_keep_the_target_and_retry_later() {
-        let mut s = State::new(3, Duration::from_secs(60), Duration::from_secs(5));
+        let mut s = Books::new(3, Duration::from_secs(60), Duration::from_secs(5));
         s.target_jobs = 3;
-        s.submit_failed("sbatch: error: QOSMaxSubmitJobPerUserLimit");
+        s.submit_failed(&refusal("sbatch: error: QOSMaxSubmitJobPerUserLimit"));
         assert_eq!(s.consecutive_failures, 0);
         assert!(s.stopped.is_none());
         assert_eq!(
@@ -714,13 +761,13 @@ mod tests {
         );
         let later = Instant::now() + Duration::from_secs(61);
         assert_eq!(s.reconcile(Some(&[]), &[], later).submit, 3);
-        s.submit_failed("sbatch: error: invalid partition specified: x");
+        s.submit_failed(&refusal("sbatch: error: invalid partition specified: x"));
         assert_eq!(s.consecutive_failures, 1);
     }
 
     #[test]
     fn a_job_whose_workers_leave_soon_is_replaced_before_they_go() {
-        let mut s = state();
+        let mut s = books();
         s.replace_lead = Duration::from_secs(20);
         s.target_jobs = 2;
         let t0 = Instant::now();
@@ -755,7 +802,7 @@ mod tests {
 
     #[test]
     fn site_limits_cap_pending_jobs_and_submissions_per_minute() {
-        let mut s = state();
+        let mut s = books();
         s.limits = Limits {
             max_pending_jobs: Some(3),
             max_submit_per_minute: None,
@@ -774,7 +821,7 @@ mod tests {
         listing[0].state = JobState::Running;
         assert_eq!(s.reconcile(Some(&listing), &[], t0).submit, 1);
 
-        let mut s = state();
+        let mut s = books();
         s.limits = Limits {
             max_pending_jobs: None,
             max_submit_per_minute: Some(4),
@@ -799,7 +846,7 @@ mod tests {
 
     #[test]
     fn a_job_of_several_workers_is_removable_only_when_all_are_idle() {
-        let mut s = state();
+        let mut s = books();
         s.target_jobs = 1;
         let t0 = Instant::now();
         s.submitted([job(1)], t0);
@@ -815,5 +862,62 @@ mod tests {
         s.reconcile(Some(&listing), &[idle, idle2], t0);
         assert_eq!(s.removable_jobs(1_000), 1);
         assert_eq!(s.removable_jobs(100), 0, "not idle long enough");
+    }
+
+    #[test]
+    fn while_slurm_is_away_nothing_is_submitted_cancelled_or_taken_as_gone() {
+        let mut s = books();
+        s.target_jobs = 2;
+        let t0 = Instant::now();
+        s.submitted([job(1), job(2)], t0);
+        let workers = [worker(1, 1, WorkerState::Running)];
+        let listing = [info(1, JobState::Running), info(2, JobState::Pending)];
+        s.reconcile(Some(&listing), &workers, t0);
+        let down = SlurmError::Unreachable {
+            command: "squeue --json".into(),
+            message: "Unable to contact slurm controller (connect failure)".into(),
+        };
+        s.slurm_unreachable(&down);
+        let later = t0 + Duration::from_secs(600);
+        // The target goes up and a worker is lost: still nothing to do.
+        s.target_jobs = 4;
+        let lost = [worker(1, 1, WorkerState::Lost)];
+        assert_eq!(s.reconcile(None, &lost, later), Plan::default());
+        assert!(s
+            .held_back
+            .as_deref()
+            .unwrap()
+            .contains("Slurm is not answering"));
+        // Slurm is back with job 1 but without job 2, whose worker heartbeats.
+        s.slurm_answered();
+        let workers2 = [
+            worker(1, 1, WorkerState::Running),
+            worker(2, 2, WorkerState::Running),
+        ];
+        let plan = s.reconcile(Some(&listing[..1]), &workers2, later);
+        assert_eq!(
+            s.jobs[&job(2)].state,
+            JobState::Pending,
+            "a heartbeating job is not gone"
+        );
+        assert_eq!(plan.submit, 2, "only what the new target needs");
+        assert!(plan.cancel.is_empty());
+        // A job that is neither listed nor heartbeating is.
+        let plan = s.reconcile(Some(&listing[..1]), &workers2[..1], later);
+        assert_eq!(s.jobs[&job(2)].state, JobState::Vanished);
+        assert_eq!(plan.submit, 3);
+        assert!(plan.failed.is_empty(), "a vanished job is no crash");
+    }
+
+    #[test]
+    fn an_unreachable_controller_during_submission_is_an_outage_not_a_failure() {
+        let mut s = books();
+        s.target_jobs = 1;
+        let down = refusal("sbatch: error: Batch job submission failed: Unable to contact slurm controller (connect failure)");
+        s.submit_failed(&down);
+        assert_eq!(s.consecutive_failures, 0);
+        assert!(s.failures.is_empty());
+        assert!(s.outage.is_some());
+        assert_eq!(s.reconcile(Some(&[]), &[], Instant::now()).submit, 0);
     }
 }

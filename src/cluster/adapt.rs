@@ -1,0 +1,303 @@
+//! The adaptive policy: how a pool that sizes itself to its work moves its
+//! target. A pure decision, `decide`, from the demand, the current target
+//! and how many jobs could go now; the cluster's I/O layer gathers those
+//! and applies the answer.
+//!
+//! The rule: up to the demand at once, unless the pool went down within the
+//! cooldown; down only by jobs that are pending or whose workers have been
+//! idle past the idle timeout, and not within the cooldown after going up.
+//! Jobs already pending count toward the target, so a slow queue is never
+//! oversubmitted.
+
+use std::fmt;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// An adaptive pool's range, in jobs, and the memory of its last moves.
+#[derive(Debug, Clone)]
+pub(crate) struct Adaptive {
+    pub min_jobs: usize,
+    pub max_jobs: usize,
+    pub last_up: Option<Instant>,
+    pub last_down: Option<Instant>,
+    /// The latest decision, for the status and the log.
+    pub decision: Option<Decision>,
+}
+
+/// What the pool's work asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Demand {
+    /// Jobs the work needs; `None` when it cannot be told (Dask silent).
+    pub jobs: Option<usize>,
+    /// Where the figure comes from, in words.
+    pub why: String,
+}
+
+/// What the pool does about its size this round.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Decision {
+    /// Grow to `to` jobs.
+    Up {
+        from: usize,
+        to: usize,
+        demand: String,
+    },
+    /// Shrink to `to` jobs.
+    Down {
+        from: usize,
+        to: usize,
+        demand: String,
+        idle: Duration,
+    },
+    /// Stay, and why.
+    Hold { at: usize, why: Hold },
+}
+
+/// Why the pool stays at its size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Hold {
+    /// The demand is met.
+    Met { demand: String },
+    /// Up would be wanted, but the pool went down within the cooldown.
+    CoolingAfterDown { wanted: usize },
+    /// Down would be wanted, but the pool went up within the cooldown.
+    CoolingAfterUp,
+    /// Down would be wanted, but no worker has been idle long enough.
+    NotIdleYet { wanted: usize, idle: Duration },
+}
+
+impl fmt::Display for Decision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Decision::Up { from, to, demand } => {
+                write!(f, "up {from} -> {to} jobs: demand {demand}")
+            }
+            Decision::Down {
+                from,
+                to,
+                demand,
+                idle,
+            } => write!(
+                f,
+                "down {from} -> {to} jobs: demand {demand}; idle longer than {idle:?} or pending"
+            ),
+            Decision::Hold { at, why } => match why {
+                Hold::Met { demand } => write!(f, "holding {at} jobs: demand {demand}"),
+                Hold::CoolingAfterDown { wanted } => write!(
+                    f,
+                    "holding {at} jobs: demand wants {wanted}, cooling down after a scale-down"
+                ),
+                Hold::CoolingAfterUp => {
+                    write!(f, "holding {at} jobs: cooling down after a scale-up")
+                }
+                Hold::NotIdleYet { wanted, idle } => write!(
+                    f,
+                    "holding {at} jobs: demand wants {wanted}, workers not idle for {idle:?} yet"
+                ),
+            },
+        }
+    }
+}
+
+/// What the policy needs to know this round.
+#[derive(Debug, Clone)]
+pub(crate) struct Round {
+    /// The target now, in jobs.
+    pub current: usize,
+    /// What the work asks for.
+    pub demand: Demand,
+    /// Jobs that could go now: pending, unregistered, or idle long enough.
+    pub removable: usize,
+    pub now: Instant,
+    pub cooldown: Duration,
+    pub idle_timeout: Duration,
+}
+
+impl Decision {
+    /// The target it leads to.
+    pub fn target(&self) -> usize {
+        match self {
+            Decision::Up { to, .. } | Decision::Down { to, .. } => *to,
+            Decision::Hold { at, .. } => *at,
+        }
+    }
+}
+
+/// Decides this round's move for the pool `a`.
+pub(crate) fn decide(a: &Adaptive, round: &Round) -> Decision {
+    let current = round.current;
+    let cooled =
+        |last: Option<Instant>| last.is_none_or(|t| round.now.duration_since(t) >= round.cooldown);
+    let wanted = round
+        .demand
+        .jobs
+        .unwrap_or(current)
+        .clamp(a.min_jobs, a.max_jobs);
+    let demand = round.demand.why.clone();
+    if wanted > current {
+        return if cooled(a.last_down) {
+            Decision::Up {
+                from: current,
+                to: wanted,
+                demand,
+            }
+        } else {
+            Decision::Hold {
+                at: current,
+                why: Hold::CoolingAfterDown { wanted },
+            }
+        };
+    }
+    if wanted == current {
+        return Decision::Hold {
+            at: current,
+            why: Hold::Met { demand },
+        };
+    }
+    let to = wanted.max(current.saturating_sub(round.removable));
+    let why = if to == current {
+        Hold::NotIdleYet {
+            wanted,
+            idle: round.idle_timeout,
+        }
+    } else if !cooled(a.last_up) {
+        Hold::CoolingAfterUp
+    } else {
+        return Decision::Down {
+            from: current,
+            to,
+            demand,
+            idle: round.idle_timeout,
+        };
+    };
+    Decision::Hold { at: current, why }
+}
+
+impl Adaptive {
+    /// A pool adapting between `min_jobs` and `max_jobs`.
+    pub fn new(min_jobs: usize, max_jobs: usize) -> Self {
+        Adaptive {
+            min_jobs,
+            max_jobs: max_jobs.max(min_jobs),
+            last_up: None,
+            last_down: None,
+            decision: None,
+        }
+    }
+
+    /// Remembers `decision`, made at `now`, and returns the new target;
+    /// logs it when it differs from the last.
+    pub fn apply(&mut self, decision: Decision, now: Instant) -> usize {
+        match decision {
+            Decision::Up { .. } => self.last_up = Some(now),
+            Decision::Down { .. } => self.last_down = Some(now),
+            Decision::Hold { .. } => {}
+        }
+        let target = decision.target();
+        if self.decision.as_ref() != Some(&decision) {
+            tracing::info!(adapt = %decision, "adaptive pool");
+            self.decision = Some(decision);
+        }
+        target
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round(current: usize, jobs: Option<usize>, removable: usize, now: Instant) -> Round {
+        Round {
+            current,
+            demand: Demand {
+                jobs,
+                why: "test".into(),
+            },
+            removable,
+            now,
+            cooldown: Duration::from_secs(15),
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+
+    #[test]
+    fn grows_to_the_demand_within_the_range() {
+        let a = Adaptive::new(1, 8);
+        let t0 = Instant::now();
+        assert_eq!(decide(&a, &round(1, Some(5), 0, t0)).target(), 5);
+        assert_eq!(
+            decide(&a, &round(1, Some(50), 0, t0)).target(),
+            8,
+            "capped at max"
+        );
+        assert_eq!(
+            decide(&a, &round(3, Some(0), 3, t0)).target(),
+            1,
+            "floored at min"
+        );
+        let hold = decide(&a, &round(3, None, 3, t0));
+        assert!(
+            matches!(
+                hold,
+                Decision::Hold {
+                    at: 3,
+                    why: Hold::Met { .. }
+                }
+            ),
+            "unknown demand holds"
+        );
+    }
+
+    #[test]
+    fn shrinks_only_by_what_can_go() {
+        let a = Adaptive::new(0, 8);
+        let t0 = Instant::now();
+        assert_eq!(decide(&a, &round(6, Some(1), 2, t0)).target(), 4);
+        let held = decide(&a, &round(6, Some(1), 0, t0));
+        assert_eq!(
+            held,
+            Decision::Hold {
+                at: 6,
+                why: Hold::NotIdleYet {
+                    wanted: 1,
+                    idle: Duration::from_secs(60)
+                }
+            }
+        );
+        assert_eq!(
+            held.to_string(),
+            "holding 6 jobs: demand wants 1, workers not idle for 60s yet"
+        );
+    }
+
+    #[test]
+    fn cools_down_before_reversing() {
+        let mut a = Adaptive::new(0, 8);
+        let t0 = Instant::now();
+        let up = decide(&a, &round(0, Some(4), 0, t0));
+        assert_eq!(a.apply(up, t0), 4);
+        let soon = t0 + Duration::from_secs(5);
+        let d = decide(&a, &round(4, Some(0), 4, soon));
+        assert_eq!(
+            d,
+            Decision::Hold {
+                at: 4,
+                why: Hold::CoolingAfterUp
+            }
+        );
+        let later = t0 + Duration::from_secs(16);
+        let down = decide(&a, &round(4, Some(0), 4, later));
+        assert_eq!(a.apply(down, later), 0);
+        let again = decide(&a, &round(0, Some(2), 0, later + Duration::from_secs(1)));
+        assert_eq!(
+            again,
+            Decision::Hold {
+                at: 0,
+                why: Hold::CoolingAfterDown { wanted: 2 }
+            }
+        );
+        let up = decide(&a, &round(0, Some(2), 0, later + Duration::from_secs(15)));
+        assert_eq!(up.to_string(), "up 0 -> 2 jobs: demand test");
+    }
+}

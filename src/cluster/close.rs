@@ -1,0 +1,127 @@
+//! Ending a pool so that no job outlives it: `close` (workers retire, the
+//! rest is cancelled), cancelling by name when the handle is dropped
+//! unclosed, and the `drover reaper` watcher process that does the same
+//! when the driver dies outright.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::pool::Pool;
+use super::ClusterError;
+use crate::slurm::Slurm;
+
+/// How often `close` looks while jobs are leaving.
+const CLOSE_POLL: Duration = Duration::from_millis(250);
+/// How long `close` waits for Slurm to drop cancelled jobs.
+const CANCEL_GRACE: Duration = Duration::from_secs(10);
+
+/// Retires every worker, cancels unregistered jobs at once and the rest
+/// after the close timeout, and waits until Slurm lists none of the
+/// pool's jobs as active; returns how many still are.
+pub(crate) async fn close_jobs(pool: &Pool) -> usize {
+    {
+        let mut books = pool.books();
+        books.closing = true;
+        books.target_jobs = 0;
+    }
+    let retiring = pool.scheduler.retire_all("the cluster is closing");
+    tracing::info!(
+        workers = retiring,
+        "closing: retiring workers, cancelling the rest"
+    );
+    let deadline = tokio::time::Instant::now() + pool.options.close_timeout;
+    let mut cancelled_unregistered = false;
+    let mut cancelled_all = false;
+    loop {
+        pool.round().await;
+        let (active, unregistered) = {
+            let books = pool.books();
+            (books.active_jobs(), books.unregistered_jobs())
+        };
+        if active.is_empty() {
+            return 0;
+        }
+        if !cancelled_unregistered && !unregistered.is_empty() {
+            cancelled_unregistered = pool.slurm.cancel(&unregistered).await.is_ok();
+        }
+        let now = tokio::time::Instant::now();
+        if now >= deadline && !cancelled_all {
+            tracing::warn!(
+                jobs = active.len(),
+                "workers did not leave in time: cancelling their jobs"
+            );
+            cancelled_all = pool.slurm.cancel(&active).await.is_ok();
+        }
+        if now >= deadline + CANCEL_GRACE {
+            return active.len();
+        }
+        tokio::time::sleep(CLOSE_POLL).await;
+    }
+}
+
+/// Closes `pool` for good: its jobs, its Dask scheduler, its scheduler.
+pub(crate) async fn close(pool: &Pool) -> Result<(), ClusterError> {
+    let left = close_jobs(pool).await;
+    if let Some(dask) = &pool.dask {
+        dask.stop().await;
+    }
+    pool.scheduler.stop();
+    let _ = std::fs::remove_file(&pool.scheduler_file);
+    match left {
+        0 => Ok(()),
+        n => Err(ClusterError::Leftover(n)),
+    }
+}
+
+/// Cancels every job named `name` through `slurm`, from synchronous code
+/// such as `Drop`, inside or outside an async runtime: on a thread of its
+/// own with a runtime of its own.
+pub(crate) fn cancel_named_blocking(slurm: &Arc<dyn Slurm>, name: &str) {
+    let slurm = slurm.clone();
+    let name = name.to_string();
+    let done = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build();
+        match runtime {
+            Ok(rt) => rt
+                .block_on(slurm.cancel_named(&name))
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    })
+    .join();
+    match done {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "cancelling the cluster's jobs failed"),
+        Err(_) => tracing::warn!("cancelling the cluster's jobs panicked"),
+    }
+}
+
+/// Spawns `drover reaper`, in its own process group so a terminal's
+/// Ctrl-C does not reach it: it cancels every job of the cluster once this
+/// process is gone.
+pub(crate) fn spawn_reaper(pool: &Pool) -> Result<std::process::Child, ClusterError> {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = std::process::Command::new(&pool.spec.drover_bin);
+    cmd.args([
+        "reaper",
+        "--pid",
+        &std::process::id().to_string(),
+        "--job-name",
+    ])
+    .arg(&pool.spec.job_name)
+    .stdin(std::process::Stdio::null())
+    .stdout(std::process::Stdio::null())
+    .process_group(0);
+    if let Some(conf) = &pool.options.slurm_conf {
+        cmd.env("SLURM_CONF", conf);
+    }
+    cmd.spawn().map_err(|cause| ClusterError::Io {
+        what: format!(
+            "starting the orphan watcher `{} reaper`",
+            pool.spec.drover_bin.display()
+        ),
+        cause,
+    })
+}

@@ -1,0 +1,261 @@
+//! `Pool`: the state a `SlurmCluster` shares with its reconcile loop, and
+//! one round of that loop: look at Slurm and the scheduler, let the books
+//! decide, act on the plan, publish.
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use parking_lot::{Mutex, MutexGuard};
+use tokio::sync::{mpsc, watch, Notify};
+use tokio::time::Instant;
+
+use super::adapt::{self, Adaptive, Demand, Round};
+use super::books::{Books, Plan};
+use super::dask_pool::DaskPool;
+use super::ClusterOptions;
+use crate::config::JobSpec;
+use crate::protocol::{ClusterStatus, StartupFailure};
+use crate::scheduler::{ControlRequest, Scheduler};
+use crate::slurm::{JobInfo, JobRef, Slurm};
+
+/// Everything a pool is, shared by its handle and its loop.
+pub(crate) struct Pool {
+    pub spec: JobSpec,
+    pub script: String,
+    pub slurm: Arc<dyn Slurm>,
+    pub scheduler: Scheduler,
+    pub scheduler_file: PathBuf,
+    pub options: ClusterOptions,
+    pub books: Mutex<Books>,
+    /// Wakes the reconcile loop early (after `scale`).
+    pub wake: Notify,
+    /// Bumped after every reconcile round.
+    pub rounds: watch::Sender<u64>,
+    /// Notified when a client asks the cluster to close.
+    pub close_requested: Notify,
+    /// Set once the site refused a job array.
+    pub arrays_refused: AtomicBool,
+    /// Set while the pool sizes itself to the work.
+    pub adapt: Mutex<Option<Adaptive>>,
+    /// The Dask side of a `dask` pool.
+    pub dask: Option<DaskPool>,
+}
+
+/// What wakes the reconcile loop.
+enum Event {
+    /// The poll interval passed.
+    Tick,
+    /// `scale` or `adapt` changed the target.
+    Woken,
+    /// A client asked through the scheduler's API.
+    Control(ControlRequest),
+}
+
+impl Pool {
+    pub fn books(&self) -> MutexGuard<'_, Books> {
+        self.books.lock()
+    }
+
+    /// The stdout and stderr logs of `job`, named as Slurm names them:
+    /// `NAME-JOBID` for a job, `NAME-ARRAY_TASK` for an array task.
+    pub fn log_paths(&self, job: JobRef) -> (PathBuf, PathBuf) {
+        let base = format!("{}-{job}", self.spec.job_name);
+        let dir = &self.spec.log_directory;
+        (
+            dir.join(format!("{base}.out")),
+            dir.join(format!("{base}.err")),
+        )
+    }
+
+    /// One round: look at Slurm and the scheduler, decide, act, publish.
+    pub async fn round(&self) {
+        let listing = self.look().await;
+        if let Some(dask) = &self.dask {
+            dask.refresh().await;
+            if self.adapt.lock().is_some() {
+                dask.refresh_adaptive(&self.scheduler).await;
+            }
+        }
+        let workers = self.scheduler.workers();
+        if listing.is_some() {
+            self.adapt_target();
+        }
+        let plan = self
+            .books()
+            .reconcile(listing.as_deref(), &workers, Instant::now());
+        self.act(plan).await;
+        self.rounds.send_modify(|n| *n += 1);
+    }
+
+    /// This cluster's jobs as Slurm lists them; `None` when it does not.
+    async fn look(&self) -> Option<Vec<JobInfo>> {
+        match self.slurm.jobs().await {
+            Ok(all) => {
+                self.books().slurm_answered();
+                Some(
+                    all.into_iter()
+                        .filter(|j| j.name == self.spec.job_name)
+                        .collect(),
+                )
+            }
+            Err(e) if e.is_unreachable() => {
+                self.books().slurm_unreachable(&e);
+                None
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list the cluster's jobs");
+                self.books().last_error = Some(e.to_string());
+                None
+            }
+        }
+    }
+
+    async fn act(&self, plan: Plan) {
+        for job in &plan.failed {
+            let failure = self.failure_of(*job);
+            tracing::warn!("{failure}");
+            self.books().record_failure(failure);
+        }
+        if !plan.cancel.is_empty() {
+            tracing::info!(jobs = ?plan.cancel.iter().map(ToString::to_string).collect::<Vec<_>>(), "cancelling");
+            if let Err(e) = self.slurm.cancel(&plan.cancel).await {
+                tracing::warn!(error = %e, "cancel failed");
+                let mut books = self.books();
+                match e.is_unreachable() {
+                    true => books.slurm_unreachable(&e),
+                    false => books.last_error = Some(e.to_string()),
+                }
+            }
+        }
+        for id in &plan.retire {
+            self.scheduler.retire(*id, "the pool is scaling down");
+        }
+        if plan.submit > 0 {
+            self.submit(plan.submit).await;
+        }
+    }
+
+    fn failure_of(&self, job: JobRef) -> StartupFailure {
+        let (state, exit_code) = {
+            let books = self.books();
+            let r = &books.jobs[&job];
+            (r.state.clone(), r.exit_code)
+        };
+        let (out, err) = self.log_paths(job);
+        StartupFailure::JobEnded {
+            job,
+            state,
+            exit_code,
+            log_tail: [out, err]
+                .iter()
+                .filter_map(|p| {
+                    crate::logfile::tail(p, 20).map(|t| format!("==> {} <==\n{t}", p.display()))
+                })
+                .collect::<Vec<_>>()
+                .join("\n"),
+        }
+    }
+
+    /// Moves an adaptive pool's target toward the demand (see `adapt`).
+    fn adapt_target(&self) {
+        let mut guard = self.adapt.lock();
+        let Some(a) = guard.as_mut() else { return };
+        let demand = self.demand();
+        let idle_before = crate::protocol::unix_ms().saturating_sub(
+            u64::try_from(self.options.idle_timeout.as_millis()).unwrap_or(u64::MAX),
+        );
+        let mut books = self.books();
+        let round = Round {
+            current: books.target_jobs,
+            demand,
+            removable: books.removable_jobs(idle_before),
+            now: Instant::now(),
+            cooldown: self.options.cooldown,
+            idle_timeout: self.options.idle_timeout,
+        };
+        let decision = adapt::decide(a, &round);
+        books.target_jobs = a.apply(decision, round.now);
+    }
+
+    /// What the work asks for: native pools follow the cores their tasks
+    /// ask for, Dask pools Dask's own adaptive target (in workers).
+    fn demand(&self) -> Demand {
+        match &self.dask {
+            None => {
+                let cores = self.scheduler.task_demand_cores();
+                Demand {
+                    jobs: usize::try_from(cores.div_ceil(u64::from(self.spec.cores))).ok(),
+                    why: format!("{cores} cores in ready and running tasks"),
+                }
+            }
+            Some(dask) => match dask.desired() {
+                Some(n) => Demand {
+                    jobs: Some(n.div_ceil(self.spec.processes as usize)),
+                    why: format!("Dask wants {n} workers"),
+                },
+                None => Demand {
+                    jobs: None,
+                    why: "Dask's target unknown".into(),
+                },
+            },
+        }
+    }
+
+    /// Sets the target in jobs, and wakes the loop to act on it.
+    pub fn set_target(&self, jobs: usize) {
+        self.books().set_target(jobs, Instant::now());
+        self.wake.notify_one();
+    }
+
+    /// The status now: job states as of the last look at Slurm, workers as
+    /// the scheduler has them this instant.
+    pub fn status(&self) -> ClusterStatus {
+        let workers = self.scheduler.workers();
+        let adapt = self.adapt.lock().clone();
+        let books = self.books();
+        super::status::assemble(&super::status::Sources {
+            pool: self,
+            books: &books,
+            workers,
+            adapt: adapt.as_ref(),
+        })
+    }
+
+    /// What a client asked for through the scheduler.
+    fn handle(&self, event: Event) {
+        match event {
+            Event::Tick | Event::Woken => {}
+            Event::Control(ControlRequest::Scale(n)) => {
+                let jobs = n.div_ceil(self.spec.processes as usize);
+                tracing::info!(workers = n, jobs, "scale requested through the scheduler");
+                *self.adapt.lock() = None;
+                self.set_target(jobs);
+            }
+            Event::Control(ControlRequest::Close) => {
+                tracing::info!("close requested through the scheduler");
+                self.close_requested.notify_waiters();
+            }
+        }
+    }
+}
+
+/// The reconcile loop: a round, then wait for the next reason to look.
+pub(crate) async fn run(pool: Arc<Pool>, mut control: mpsc::UnboundedReceiver<ControlRequest>) {
+    let mut control_open = true;
+    loop {
+        pool.round().await;
+        let event = tokio::select! {
+            _ = tokio::time::sleep(pool.options.poll_interval) => Event::Tick,
+            _ = pool.wake.notified() => Event::Woken,
+            request = control.recv(), if control_open => match request {
+                Some(r) => Event::Control(r),
+                None => {
+                    control_open = false;
+                    Event::Tick
+                }
+            },
+        };
+        pool.handle(event);
+    }
+}

@@ -1,0 +1,103 @@
+//! A pool's status, assembled from its books (jobs as of the last look at
+//! Slurm) and the scheduler's workers as they are this instant.
+
+use std::collections::HashMap;
+
+use super::adapt::Adaptive;
+use super::books::{job_of, Action, Books, JobRecord};
+use super::pool::Pool;
+use crate::protocol::{ClusterStatus, JobAction, JobStatus, SlurmOutage, WorkerInfo};
+use crate::slurm::{JobRef, JobState};
+
+/// What a status is made of.
+pub(crate) struct Sources<'a> {
+    pub pool: &'a Pool,
+    pub books: &'a Books,
+    pub workers: Vec<WorkerInfo>,
+    pub adapt: Option<&'a Adaptive>,
+}
+
+/// The status of the pool.
+pub(crate) fn assemble(s: &Sources<'_>) -> ClusterStatus {
+    let (pool, books) = (s.pool, s.books);
+    let mut by_job: HashMap<JobRef, Vec<WorkerInfo>> = HashMap::new();
+    for w in &s.workers {
+        if let Some(key) = job_of(w) {
+            by_job.entry(key).or_default().push(w.clone());
+        }
+    }
+    let jobs = books
+        .jobs
+        .values()
+        .map(|r| job_status(pool, r, by_job.remove(&r.job).unwrap_or_default()))
+        .collect();
+    let processes = pool.spec.processes as usize;
+    ClusterStatus {
+        cluster_id: pool.scheduler.cluster_id().clone(),
+        job_name: pool.spec.job_name.clone(),
+        target_workers: books.target_jobs.saturating_mul(processes),
+        target_jobs: books.target_jobs,
+        processes: pool.spec.processes,
+        registered: pool.scheduler.live_workers(),
+        dask: pool.dask.as_ref().map(|d| d.status()),
+        jobs,
+        stopped: books.stopped.clone(),
+        slurm_outage: books.outage.as_ref().map(|o| SlurmOutage {
+            since_ms: o.since_ms,
+            error: o.error.clone(),
+        }),
+        last_error: books.last_error.clone(),
+        failures: books.failures.iter().cloned().collect(),
+        held_back: books.held_back.clone(),
+        submitted: books.submitted,
+        slurm_calls: pool.slurm.calls(),
+        log_directory: pool.spec.log_directory.clone(),
+        adapt: s.adapt.map(|a| {
+            let decision = a
+                .decision
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            format!(
+                "{}..{} workers; {decision}",
+                a.min_jobs.saturating_mul(processes),
+                a.max_jobs.saturating_mul(processes),
+            )
+        }),
+    }
+}
+
+fn job_status(pool: &Pool, r: &JobRecord, workers: Vec<WorkerInfo>) -> JobStatus {
+    let live = workers.iter().any(|w| w.state.is_live());
+    // Registered workers show the job runs, and know its id and node,
+    // before the next look at Slurm does.
+    let state = match &r.state {
+        JobState::Pending | JobState::Configuring if live => JobState::Running,
+        s => s.clone(),
+    };
+    let job_id = r.job_id.or_else(|| {
+        workers
+            .iter()
+            .find_map(|w| w.slurm.job_id.map(crate::slurm::JobId::new))
+    });
+    let node = r
+        .node
+        .clone()
+        .or_else(|| workers.first().map(|w| w.hostname.clone()));
+    JobStatus {
+        job: r.job,
+        job_id,
+        state,
+        reason: r.reason.clone(),
+        node,
+        exit_code: r.exit_code,
+        log: pool.log_paths(r.job).0,
+        workers,
+        action: match r.action {
+            Some(Action::Retiring) => Some(JobAction::Retiring),
+            Some(Action::Cancelling) => Some(JobAction::Cancelling),
+            None if r.expiring && r.state.is_active() => Some(JobAction::Replaced),
+            None => None,
+        },
+    }
+}

@@ -1,0 +1,299 @@
+//! What the control API says about a pool: every job with its Slurm state
+//! and workers, what was asked, and what went wrong; and what a client may
+//! ask of it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::{ClusterId, WorkerInfo};
+use crate::slurm::{JobId, JobRef, JobState};
+
+/// What drover is doing with a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobAction {
+    /// Its workers were asked to retire.
+    Retiring,
+    /// It was cancelled.
+    Cancelling,
+    /// Its workers leave soon for the time limit; a replacement is on its way.
+    Replaced,
+}
+
+impl fmt::Display for JobAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            JobAction::Retiring => "retiring",
+            JobAction::Cancelling => "cancelling",
+            JobAction::Replaced => "leaving before its time limit; replaced",
+        })
+    }
+}
+
+/// One worker job of a cluster, as Slurm and the scheduler see it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobStatus {
+    /// The job or array task, as `scancel` names it (`123`, `120_4`).
+    pub job: JobRef,
+    /// Its own job id, once Slurm has given it one.
+    pub job_id: Option<JobId>,
+    /// Slurm's state (`PENDING`, `RUNNING`, `FAILED`...).
+    pub state: JobState,
+    /// Why it is pending, when it is.
+    pub reason: Option<String>,
+    /// Node it runs or ran on.
+    pub node: Option<String>,
+    /// Exit code, once ended.
+    pub exit_code: Option<i32>,
+    /// The workers registered from it.
+    pub workers: Vec<WorkerInfo>,
+    /// Its stdout log.
+    pub log: PathBuf,
+    /// What drover is doing with it, if anything.
+    pub action: Option<JobAction>,
+}
+
+/// Why a pool has a job fewer than it asked for: a job that ended before
+/// any of its workers registered, or a submission Slurm refused.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum StartupFailure {
+    /// The job ended before registering.
+    JobEnded {
+        /// The job.
+        job: JobRef,
+        /// Its final Slurm state.
+        state: JobState,
+        /// Its exit code.
+        exit_code: Option<i32>,
+        /// The last lines of its logs.
+        log_tail: String,
+    },
+    /// `sbatch` refused the job.
+    Refused {
+        /// Slurm's words.
+        message: String,
+    },
+}
+
+impl StartupFailure {
+    /// The end of the job's logs, or Slurm's refusal.
+    pub fn details(&self) -> &str {
+        match self {
+            StartupFailure::JobEnded { log_tail, .. } => log_tail,
+            StartupFailure::Refused { message } => message,
+        }
+    }
+}
+
+impl fmt::Display for StartupFailure {
+    /// In one line: "job 12 ended FAILED with exit code 3 before its
+    /// worker registered", or "sbatch refused the job: ...".
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartupFailure::JobEnded {
+                job,
+                state,
+                exit_code,
+                ..
+            } => {
+                write!(f, "job {job} ended {state}")?;
+                if let Some(c) = exit_code {
+                    write!(f, " with exit code {c}")?;
+                }
+                f.write_str(" before its worker registered")
+            }
+            StartupFailure::Refused { message } => {
+                let first = message.lines().next().unwrap_or_default();
+                write!(f, "sbatch refused the job: {first}")
+            }
+        }
+    }
+}
+
+/// Slurm not answering, as a pool's status reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlurmOutage {
+    /// Since when (Unix milliseconds).
+    pub since_ms: u64,
+    /// The latest error, in Slurm's words.
+    pub error: String,
+}
+
+/// A `dask` pool's Dask scheduler in a status report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DaskStatus {
+    /// Its comm address.
+    pub address: String,
+    /// Its HTTP base URL.
+    pub http: String,
+    /// Dask's scheduler file.
+    pub scheduler_file: PathBuf,
+    /// Workers registered with it at the last look, if it answered.
+    pub workers: Option<usize>,
+}
+
+/// A whole cluster: what was asked, every job, and what went wrong.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    /// The cluster.
+    pub cluster_id: ClusterId,
+    /// The Slurm job name its jobs carry.
+    pub job_name: String,
+    /// Workers asked for.
+    pub target_workers: usize,
+    /// Jobs that makes.
+    pub target_jobs: usize,
+    /// Worker processes per job.
+    pub processes: u32,
+    /// Live registered workers, each counted once.
+    pub registered: usize,
+    /// The Dask scheduler of a `dask` pool, and how many workers it sees.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dask: Option<DaskStatus>,
+    /// Its jobs that Slurm still shows, or that ended recently.
+    pub jobs: Vec<JobStatus>,
+    /// Set when the cluster stopped submitting after repeated start-up failures.
+    pub stopped: Option<String>,
+    /// Set while Slurm does not answer: the pool then submits and cancels
+    /// nothing and keeps its workers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slurm_outage: Option<SlurmOutage>,
+    /// The last error (a refused submission, a failed Slurm call).
+    pub last_error: Option<String>,
+    /// Recent start-up failures, newest last.
+    pub failures: Vec<StartupFailure>,
+    /// Jobs submitted so far.
+    pub submitted: u64,
+    /// Slurm commands run so far.
+    pub slurm_calls: u64,
+    /// Where the job logs go.
+    pub log_directory: PathBuf,
+    /// The adaptive range and its latest decision, when the pool adapts.
+    #[serde(default)]
+    pub adapt: Option<String>,
+    /// Why the last round submitted fewer jobs than needed (site limits).
+    #[serde(default)]
+    pub held_back: Option<String>,
+}
+
+impl ClusterStatus {
+    /// The job that runs `target`: a worker's name or id (`w3`), or a job
+    /// (`120_4`) or job id.
+    pub fn job_for(&self, target: &str) -> Option<&JobStatus> {
+        self.jobs.iter().find(|j| {
+            j.job.to_string() == target
+                || j.job_id.is_some_and(|i| i.to_string() == target)
+                || j.workers.iter().any(|w| {
+                    w.name == target || w.id.to_string() == target || w.id.0.to_string() == target
+                })
+        })
+    }
+
+    /// The jobs by state, with pending reasons: "3 RUNNING, 5 PENDING
+    /// (Resources)". Jobs that completed on purpose are left out.
+    pub fn job_summary(&self) -> String {
+        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+        for j in &self.jobs {
+            if j.state == JobState::Completed && j.action.is_some() {
+                continue;
+            }
+            let key = match &j.reason {
+                Some(r) if j.state == JobState::Pending => format!("PENDING ({r})"),
+                _ => j.state.to_string(),
+            };
+            *counts.entry(key).or_default() += 1;
+        }
+        if counts.is_empty() {
+            return "no jobs".into();
+        }
+        counts
+            .iter()
+            .map(|(k, n)| format!("{n} {k}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// A request to scale a pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScaleRequest {
+    /// Workers wanted.
+    pub workers: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(job: &str, state: JobState, reason: Option<&str>) -> JobStatus {
+        JobStatus {
+            job: job.parse().unwrap(),
+            job_id: None,
+            state,
+            reason: reason.map(str::to_string),
+            node: None,
+            exit_code: None,
+            workers: Vec::new(),
+            log: PathBuf::new(),
+            action: None,
+        }
+    }
+
+    #[test]
+    fn the_summary_counts_states_with_pending_reasons() {
+        let mut done = job("4", JobState::Completed, None);
+        done.action = Some(JobAction::Retiring);
+        let status = ClusterStatus {
+            cluster_id: "abc".parse().unwrap(),
+            job_name: "w".into(),
+            target_workers: 3,
+            target_jobs: 3,
+            processes: 1,
+            registered: 1,
+            dask: None,
+            jobs: vec![
+                job("1", JobState::Running, None),
+                job("2_0", JobState::Pending, Some("Resources")),
+                job("2_1", JobState::Pending, Some("Resources")),
+                done,
+            ],
+            stopped: None,
+            slurm_outage: None,
+            last_error: None,
+            failures: Vec::new(),
+            submitted: 4,
+            slurm_calls: 0,
+            log_directory: PathBuf::new(),
+            adapt: None,
+            held_back: None,
+        };
+        assert_eq!(status.job_summary(), "2 PENDING (Resources), 1 RUNNING");
+        assert_eq!(status.job_for("2_1").unwrap().job.to_string(), "2_1");
+        assert!(status.job_for("w9").is_none());
+    }
+
+    #[test]
+    fn failures_read_as_one_line() {
+        let ended = StartupFailure::JobEnded {
+            job: "12".parse().unwrap(),
+            state: JobState::Failed,
+            exit_code: Some(3),
+            log_tail: "boom".into(),
+        };
+        assert_eq!(
+            ended.to_string(),
+            "job 12 ended FAILED with exit code 3 before its worker registered"
+        );
+        let refused = StartupFailure::Refused {
+            message: "sbatch: error: invalid partition specified: x\nmore".into(),
+        };
+        assert_eq!(
+            refused.to_string(),
+            "sbatch refused the job: sbatch: error: invalid partition specified: x"
+        );
+    }
+}

@@ -1,0 +1,37 @@
+//! The control-plane protocol, in one place: the ids and secret of a
+//! cluster, every request and response the scheduler, its workers and its
+//! clients exchange (typed, with enums for states and actions), the HTTP
+//! paths they travel on, and the scheduler file that says where to go.
+//! The server (`scheduler/http.rs`) and the client (`client.rs`) use only
+//! these types.
+
+mod cluster;
+mod file;
+mod ids;
+pub mod paths;
+mod tasks;
+mod worker;
+
+pub use cluster::{
+    ClusterStatus, DaskStatus, JobAction, JobStatus, ScaleRequest, SlurmOutage, StartupFailure,
+};
+pub use file::{DaskEndpoint, SchedulerFile, SchedulerFileError};
+pub use ids::{ClusterId, IdError, TaskId, Token, WorkerId};
+pub use tasks::{
+    Assignment, Completion, Dep, SubmitRequest, SubmitResponse, TaskCounts, TaskInfo, TaskList,
+    TaskListQuery, TaskOutput, TaskSpec, TaskState,
+};
+pub use worker::{
+    DeregisterRequest, Instruction, PollQuery, RegisterRequest, RegisterResponse,
+    RetireAllResponse, RetireRequest, SlurmPlacement, WorkerInfo, WorkerState,
+};
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Milliseconds since the Unix epoch: the clock every timestamp on the wire uses.
+pub fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}

@@ -1,0 +1,40 @@
+//! HTTP paths of the control plane.
+
+use super::{TaskId, WorkerId};
+
+/// `POST`: register a worker.
+pub const REGISTER: &str = "/v1/register";
+/// `GET`: every worker the scheduler knows.
+pub const WORKERS: &str = "/v1/workers";
+/// `GET /v1/workers/{id}/poll?wait_ms=N`: heartbeat and wait for instructions.
+pub const POLL: &str = "/v1/workers/{id}/poll";
+/// `POST`: a worker says it is leaving, and why.
+pub const DEREGISTER: &str = "/v1/workers/{id}/deregister";
+/// `POST`: ask one worker to retire.
+pub const RETIRE: &str = "/v1/workers/{id}/retire";
+/// `POST`: a worker reports that tasks ended.
+pub const DONE: &str = "/v1/workers/{id}/done";
+/// `POST` tasks to run; `GET` every task.
+pub const TASKS: &str = "/v1/tasks";
+/// `GET` one task.
+pub const TASK: &str = "/v1/tasks/{task}";
+/// `POST`: cancel one task (and what depends on it).
+pub const TASK_CANCEL: &str = "/v1/tasks/{task}/cancel";
+/// `POST`: ask every live worker to retire.
+pub const RETIRE_ALL: &str = "/v1/retire";
+/// `GET`: the status of the cluster (pool) the scheduler serves.
+pub const CLUSTER: &str = "/v1/cluster";
+/// `POST` a `ScaleRequest`: scale the cluster.
+pub const CLUSTER_SCALE: &str = "/v1/cluster/scale";
+/// `POST`: close the cluster: retire workers, cancel jobs, stop.
+pub const CLUSTER_CLOSE: &str = "/v1/cluster/close";
+
+/// A worker's path: `template` with `{id}` replaced.
+pub fn worker(template: &str, id: WorkerId) -> String {
+    template.replace("{id}", &id.0.to_string())
+}
+
+/// A task's path: `template` with `{task}` replaced.
+pub fn task(template: &str, id: TaskId) -> String {
+    template.replace("{task}", &id.0.to_string())
+}

@@ -1,0 +1,262 @@
+//! `FakeSlurm`: an in-memory stand-in for Slurm, named as such, for unit
+//! tests of drover's own logic (the cluster's submissions, cancellations,
+//! replacements, close and outage handling) with no Slurm installed. It
+//! is never evidence that drover works with Slurm: the integration tests
+//! on the local Slurm are.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+use super::{
+    JobId, JobInfo, JobRef, JobState, Refusal, Slurm, SlurmError, SubmitOptions, TestVerdict,
+};
+
+/// One `submit` call as the fake saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Submission {
+    /// The id it returned.
+    pub id: JobId,
+    /// Array size, or `None` for a plain job.
+    pub array: Option<u32>,
+    /// The nodes it was kept off.
+    pub exclude: Vec<String>,
+}
+
+#[derive(Default)]
+struct World {
+    next_id: u64,
+    jobs: BTreeMap<JobRef, JobInfo>,
+    submissions: Vec<Submission>,
+    cancelled: Vec<Vec<JobRef>>,
+    cancelled_names: Vec<String>,
+    refuse_arrays: bool,
+    refusals: VecDeque<(Refusal, String)>,
+    down: bool,
+    calls: u64,
+}
+
+/// A fake Slurm; clones share one world.
+#[derive(Clone, Default)]
+pub struct FakeSlurm {
+    world: Arc<Mutex<World>>,
+}
+
+/// The `--job-name` a script carries.
+fn job_name(script: &str) -> String {
+    script
+        .lines()
+        .find_map(|l| l.strip_prefix("#SBATCH --job-name="))
+        .unwrap_or_default()
+        .to_string()
+}
+
+impl FakeSlurm {
+    /// A fake Slurm that accepts everything, with job ids from 100.
+    pub fn new() -> Self {
+        let fake = FakeSlurm::default();
+        fake.world.lock().next_id = 100;
+        fake
+    }
+
+    /// Refuses job arrays from now on, as a site with `MaxArraySize=0` does.
+    pub fn refuse_arrays(&self) {
+        self.world.lock().refuse_arrays = true;
+    }
+
+    /// Refuses the next submission with `refusal` and Slurm-like words.
+    pub fn refuse_next(&self, refusal: Refusal, message: &str) {
+        self.world
+            .lock()
+            .refusals
+            .push_back((refusal, message.to_string()));
+    }
+
+    /// Makes the controller stop answering (`true`) or answer again.
+    pub fn set_down(&self, down: bool) {
+        self.world.lock().down = down;
+    }
+
+    /// Starts a pending job or array task on `node`.
+    pub fn start(&self, job: JobRef, node: &str) {
+        let mut w = self.world.lock();
+        w.next_id += 1;
+        let id = w.next_id;
+        if let Some(j) = w.jobs.get_mut(&job) {
+            j.state = JobState::Running;
+            j.reason = None;
+            j.nodes = Some(node.to_string());
+            j.job_id = j.job_id.or(Some(JobId::new(id)));
+        }
+    }
+
+    /// Ends a job in `state` with `exit_code`.
+    pub fn end(&self, job: JobRef, state: JobState, exit_code: Option<i32>) {
+        if let Some(j) = self.world.lock().jobs.get_mut(&job) {
+            j.state = state;
+            j.exit_code = exit_code;
+        }
+    }
+
+    /// Forgets a job, as Slurm does some time after it ends or when a
+    /// controller restart loses it.
+    pub fn forget(&self, job: JobRef) {
+        self.world.lock().jobs.remove(&job);
+    }
+
+    /// Every job and array task Slurm would still run.
+    pub fn active(&self) -> Vec<JobRef> {
+        let w = self.world.lock();
+        w.jobs
+            .values()
+            .filter(|j| j.state.is_active())
+            .map(|j| j.job)
+            .collect()
+    }
+
+    /// The active jobs in `state`.
+    pub fn in_state(&self, state: JobState) -> Vec<JobRef> {
+        let w = self.world.lock();
+        w.jobs
+            .values()
+            .filter(|j| j.state == state)
+            .map(|j| j.job)
+            .collect()
+    }
+
+    /// The job's own id, once it has one.
+    pub fn job_id(&self, job: JobRef) -> Option<JobId> {
+        self.world.lock().jobs.get(&job).and_then(|j| j.job_id)
+    }
+
+    /// Every submission so far.
+    pub fn submissions(&self) -> Vec<Submission> {
+        self.world.lock().submissions.clone()
+    }
+
+    /// Every `cancel` call so far, with its jobs.
+    pub fn cancelled(&self) -> Vec<Vec<JobRef>> {
+        self.world.lock().cancelled.clone()
+    }
+
+    /// Every name `cancel_named` was called with.
+    pub fn cancelled_names(&self) -> Vec<String> {
+        self.world.lock().cancelled_names.clone()
+    }
+
+    fn answer(&self, command: &str) -> Result<(), SlurmError> {
+        let mut w = self.world.lock();
+        w.calls += 1;
+        if w.down {
+            return Err(SlurmError::Unreachable {
+                command: command.into(),
+                message: "Unable to contact slurm controller (connect failure)".into(),
+            });
+        }
+        Ok(())
+    }
+
+    fn new_job(w: &mut World, job: JobRef, job_id: Option<JobId>, name: &str) {
+        let info = JobInfo {
+            job,
+            job_id,
+            name: name.to_string(),
+            comment: String::new(),
+            state: JobState::Pending,
+            reason: Some("Resources".into()),
+            nodes: None,
+            exit_code: None,
+        };
+        w.jobs.insert(job, info);
+    }
+}
+
+fn refused(refusal: Refusal, message: String) -> SlurmError {
+    SlurmError::Refused {
+        command: "sbatch".into(),
+        status: "exit status: 1".into(),
+        refusal,
+        message,
+    }
+}
+
+#[async_trait::async_trait]
+impl Slurm for FakeSlurm {
+    async fn submit(&self, script: &str, options: &SubmitOptions) -> Result<JobId, SlurmError> {
+        self.answer("sbatch")?;
+        let mut w = self.world.lock();
+        if let Some((refusal, message)) = w.refusals.pop_front() {
+            return Err(refused(refusal, message));
+        }
+        if options.array.is_some() && w.refuse_arrays {
+            let message =
+                "sbatch: error: Batch job submission failed: Invalid job array specification";
+            return Err(refused(Refusal::Arrays, message.into()));
+        }
+        w.next_id += 1;
+        let id = JobId::new(w.next_id);
+        let name = job_name(script);
+        match options.array {
+            Some(n) => {
+                for task in 0..n {
+                    Self::new_job(&mut w, JobRef::Task { array: id, task }, None, &name);
+                }
+            }
+            None => Self::new_job(&mut w, JobRef::Job(id), Some(id), &name),
+        }
+        w.submissions.push(Submission {
+            id,
+            array: options.array,
+            exclude: options.exclude.clone(),
+        });
+        Ok(id)
+    }
+
+    async fn test_submit(&self, _script: &str) -> Result<TestVerdict, SlurmError> {
+        self.answer("sbatch --test-only")?;
+        Ok(TestVerdict {
+            accepted: true,
+            message: "fake Slurm: would be accepted".into(),
+        })
+    }
+
+    async fn cancel(&self, jobs: &[JobRef]) -> Result<(), SlurmError> {
+        self.answer("scancel")?;
+        let mut w = self.world.lock();
+        w.cancelled.push(jobs.to_vec());
+        for job in jobs {
+            if let Some(j) = w.jobs.get_mut(job).filter(|j| j.state.is_active()) {
+                j.state = JobState::Cancelled;
+            }
+        }
+        Ok(())
+    }
+
+    async fn cancel_named(&self, name: &str) -> Result<(), SlurmError> {
+        self.answer("scancel --name")?;
+        let mut w = self.world.lock();
+        w.cancelled_names.push(name.to_string());
+        for j in w.jobs.values_mut() {
+            if j.name == name && j.state.is_active() {
+                j.state = JobState::Cancelled;
+            }
+        }
+        Ok(())
+    }
+
+    async fn jobs(&self) -> Result<Vec<JobInfo>, SlurmError> {
+        self.answer("squeue")?;
+        Ok(self.world.lock().jobs.values().cloned().collect())
+    }
+
+    async fn time_left(&self, _job: JobRef) -> Result<Option<Duration>, SlurmError> {
+        self.answer("squeue -o %L")?;
+        Ok(None)
+    }
+
+    fn calls(&self) -> u64 {
+        self.world.lock().calls
+    }
+}

@@ -1,0 +1,149 @@
+//! Reading `squeue --json` (openapi v0.0.38): the parts drover needs, one
+//! entry per job or array task.
+
+use serde::Deserialize;
+
+use super::{expand_tasks, JobId, JobInfo, JobRef, JobState, SlurmError};
+
+/// The parts of `squeue --json` (openapi v0.0.38) drover reads.
+#[derive(Deserialize)]
+struct SqueueJson {
+    #[serde(default)]
+    errors: Vec<SqueueError>,
+    jobs: Vec<SqueueJob>,
+}
+
+/// An error squeue reports inside its JSON. With the controller down it
+/// exits 0 with one of these and an empty job list, which must not be
+/// read as "no jobs".
+#[derive(Deserialize)]
+struct SqueueError {
+    #[serde(default)]
+    error: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    source: String,
+}
+
+#[derive(Deserialize)]
+struct SqueueJob {
+    job_id: u64,
+    #[serde(default)]
+    array_job_id: u64,
+    #[serde(default)]
+    array_task_id: Option<u32>,
+    #[serde(default)]
+    array_task_string: Option<String>,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    comment: Option<String>,
+    job_state: String,
+    #[serde(default)]
+    state_reason: Option<String>,
+    #[serde(default)]
+    nodes: Option<String>,
+    /// A wait status: the exit code is in the high byte.
+    #[serde(default)]
+    exit_code: Option<i64>,
+}
+
+/// Parses `squeue --json` into one `JobInfo` per job or array task. A
+/// listing that carries errors is no listing: Slurm did not answer.
+pub(crate) fn parse_squeue_json(text: &str) -> Result<Vec<JobInfo>, SlurmError> {
+    let parsed: SqueueJson = serde_json::from_str(text).map_err(|e| SlurmError::Unexpected {
+        command: "squeue --json".into(),
+        output: e.to_string(),
+    })?;
+    if !parsed.errors.is_empty() {
+        let message = parsed
+            .errors
+            .iter()
+            .map(|e| format!("{}: {} ({})", e.source, e.description, e.error))
+            .collect::<Vec<_>>()
+            .join("; ");
+        return Err(SlurmError::Unreachable {
+            command: "squeue --json".into(),
+            message,
+        });
+    }
+    let mut out = Vec::with_capacity(parsed.jobs.len());
+    for j in parsed.jobs {
+        let state = JobState::from(j.job_state.as_str());
+        let reason = j.state_reason.filter(|r| !r.is_empty() && r != "None");
+        let nodes = j.nodes.filter(|n| !n.is_empty());
+        let exit_code = if state.is_active() {
+            None
+        } else {
+            j.exit_code.map(|status| ((status >> 8) & 0xff) as i32)
+        };
+        let info = |job: JobRef, job_id: Option<JobId>| JobInfo {
+            job,
+            job_id,
+            name: j.name.clone(),
+            comment: j.comment.clone().unwrap_or_default(),
+            state: state.clone(),
+            reason: reason.clone(),
+            nodes: nodes.clone(),
+            exit_code,
+        };
+        let array = JobId::new(j.array_job_id);
+        match (j.array_job_id, j.array_task_id) {
+            (0, _) => out.push(info(
+                JobRef::Job(JobId::new(j.job_id)),
+                Some(JobId::new(j.job_id)),
+            )),
+            (_, Some(task)) => out.push(info(
+                JobRef::Task { array, task },
+                Some(JobId::new(j.job_id)),
+            )),
+            (_, None) => {
+                // Tasks not yet split off their array: one entry per task.
+                for task in expand_tasks(j.array_task_string.as_deref().unwrap_or_default()) {
+                    out.push(info(JobRef::Task { array, task }, None));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn squeue_json_gives_one_entry_per_job_and_task() {
+        let text = r#"{"meta":{},"errors":[],"jobs":[
+          {"job_id":25,"array_job_id":25,"array_task_id":null,"array_task_string":"2-3","name":"w","comment":"drover:abc","job_state":"PENDING","state_reason":"Resources","nodes":"","exit_code":0},
+          {"job_id":26,"array_job_id":25,"array_task_id":0,"array_task_string":"","name":"w","comment":"drover:abc","job_state":"FAILED","state_reason":"NonZeroExitCode","nodes":"node1","exit_code":768},
+          {"job_id":9,"array_job_id":0,"array_task_id":null,"name":"x","job_state":"RUNNING","state_reason":"None","nodes":"node2","exit_code":0}
+        ]}"#;
+        let jobs = parse_squeue_json(text).unwrap();
+        assert_eq!(jobs.len(), 4);
+        assert_eq!(jobs[0].job.to_string(), "25_2");
+        assert_eq!(jobs[0].reason.as_deref(), Some("Resources"));
+        assert_eq!(jobs[0].job_id, None);
+        assert_eq!(jobs[1].job.to_string(), "25_3");
+        assert_eq!(jobs[2].job.to_string(), "25_0");
+        assert_eq!(jobs[2].job_id, Some(JobId::new(26)));
+        assert_eq!(jobs[2].state, JobState::Failed);
+        assert_eq!(jobs[2].exit_code, Some(3));
+        assert_eq!(jobs[3].job.to_string(), "9");
+        assert_eq!(jobs[3].reason, None);
+        assert_eq!(jobs[3].exit_code, None);
+    }
+
+    #[test]
+    fn a_listing_with_errors_is_slurm_not_answering_not_an_empty_queue() {
+        // What squeue --json printed, with exit status 0, while slurmctld was down.
+        let text = r#"{"meta":{},"errors":[{"description":"Failed while looking for jobs","error_number":-1,"error":"Unspecified error","source":"slurm_load_jobs"}],"jobs":[]}"#;
+        let e = parse_squeue_json(text).unwrap_err();
+        assert!(e.is_unreachable(), "{e}");
+        assert!(
+            e.to_string().contains("Failed while looking for jobs"),
+            "{e}"
+        );
+    }
+}

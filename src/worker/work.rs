@@ -1,0 +1,155 @@
+//! The tasks a worker runs and the reports it owes the scheduler: each
+//! task in its own runner, ends reported in batches (everything that ended
+//! meanwhile goes in one request), retried while the scheduler is briefly
+//! away.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, Notify};
+use tokio::time::Instant;
+
+use super::{FIRST_RETRY, MAX_RETRY};
+use crate::client::SchedulerClient;
+use crate::protocol::{Assignment, Completion, WorkerId};
+use crate::tasks::runner;
+
+/// How long a task killed by a signal waits before it is reported, to tell
+/// a job being cancelled (the agent gets the signal too, and its tasks go
+/// back to the queue) from a task killed on its own (reported as failed).
+const SIGNAL_GRACE: Duration = Duration::from_secs(1);
+/// The longest `flush` waits for reports to be delivered.
+const FLUSH_LIMIT: Duration = Duration::from_secs(10);
+/// How often `flush` looks.
+const FLUSH_POLL: Duration = Duration::from_millis(10);
+
+/// The tasks a worker runs, and the reports it owes the scheduler.
+pub(super) struct Work {
+    runners: tokio::task::JoinSet<()>,
+    reports: mpsc::UnboundedSender<(WorkerId, Completion)>,
+    /// Reports sent to the reporter and not yet delivered.
+    unreported: Arc<AtomicUsize>,
+    /// Notified whenever a task ends.
+    pub finished: Arc<Notify>,
+    /// Set when the agent itself is being stopped.
+    terminating: Arc<AtomicBool>,
+}
+
+/// Delivers task reports, retrying while the scheduler is briefly away.
+async fn report(client: &SchedulerClient, id: WorkerId, batch: &[Completion], death: Duration) {
+    let start = Instant::now();
+    let mut retry = FIRST_RETRY;
+    loop {
+        match client.done(id, batch).await {
+            Ok(()) => return,
+            Err(e) if e.is_transient() && start.elapsed() < death => {
+                tokio::time::sleep(retry).await;
+                retry = (retry * 2).min(MAX_RETRY);
+            }
+            Err(e) => {
+                tracing::warn!(tasks = batch.len(), error = %e, "could not report tasks");
+                return;
+            }
+        }
+    }
+}
+
+/// Delivers what the runners send, batching what ended meanwhile.
+async fn reporter(
+    client: SchedulerClient,
+    death: Duration,
+    mut rx: mpsc::UnboundedReceiver<(WorkerId, Completion)>,
+    pending: Arc<AtomicUsize>,
+) {
+    while let Some((id, first)) = rx.recv().await {
+        let mut batch = vec![first];
+        while let Ok((other, done)) = rx.try_recv() {
+            if other == id {
+                batch.push(done);
+            } else {
+                report(&client, other, &[done], death).await;
+                pending.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        report(&client, id, &batch, death).await;
+        pending.fetch_sub(batch.len(), Ordering::SeqCst);
+    }
+}
+
+impl Work {
+    pub fn new(client: SchedulerClient, death: Duration) -> Work {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let unreported = Arc::new(AtomicUsize::new(0));
+        tokio::spawn(reporter(client, death, rx, unreported.clone()));
+        Work {
+            runners: tokio::task::JoinSet::new(),
+            reports: tx,
+            unreported,
+            finished: Arc::new(Notify::new()),
+            terminating: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Starts the tasks the scheduler sent.
+    pub fn start(&mut self, worker: WorkerId, tasks: Vec<Assignment>, logs: Option<PathBuf>) {
+        for a in tasks {
+            let reports = self.reports.clone();
+            let unreported = self.unreported.clone();
+            let finished = self.finished.clone();
+            let terminating = self.terminating.clone();
+            let logs = logs.clone();
+            tracing::debug!(task = %a.task, attempt = a.attempt, argv = ?a.argv, "running task");
+            self.runners.spawn(async move {
+                let output = runner::run(&a, logs.as_deref()).await;
+                if output.exit_code.is_none() {
+                    tokio::time::sleep(SIGNAL_GRACE).await;
+                    if terminating.load(Ordering::SeqCst) {
+                        return; // the job is going: the scheduler requeues the task
+                    }
+                }
+                unreported.fetch_add(1, Ordering::SeqCst);
+                let done = Completion {
+                    task: a.task,
+                    attempt: a.attempt,
+                    output,
+                };
+                if reports.send((worker, done)).is_err() {
+                    unreported.fetch_sub(1, Ordering::SeqCst);
+                }
+                finished.notify_one();
+            });
+        }
+    }
+
+    /// How many tasks still run.
+    pub fn running(&mut self) -> usize {
+        while self.runners.try_join_next().is_some() {}
+        self.runners.len()
+    }
+
+    /// Kills the running tasks without reporting them: the scheduler has
+    /// already given them to other workers.
+    pub fn abandon(&mut self) {
+        self.runners.abort_all();
+    }
+
+    /// Stops for good: kills the tasks still running and waits until they
+    /// are gone, then delivers the reports of those that ended first, so
+    /// that the scheduler requeues exactly the tasks that did not finish.
+    pub async fn stop(&mut self) {
+        self.terminating.store(true, Ordering::SeqCst);
+        self.runners.abort_all();
+        while self.runners.join_next().await.is_some() {}
+        self.flush().await;
+    }
+
+    /// Waits (bounded) until every finished task has been reported.
+    pub async fn flush(&self) {
+        let start = Instant::now();
+        while self.unreported.load(Ordering::SeqCst) > 0 && start.elapsed() < FLUSH_LIMIT {
+            tokio::time::sleep(FLUSH_POLL).await;
+        }
+    }
+}
