@@ -9,7 +9,7 @@ use common::{
     wait_for_state, CancelOnDrop,
 };
 use drover::config::{JobOptions, Memory};
-use drover::slurm::{Slurm, SubmitOptions};
+use drover::slurm::SubmitOptions;
 
 /// A rendered script submitted held shows exactly the request in
 /// `scontrol show job`; released, its worker registers from the node, and
@@ -22,7 +22,7 @@ async fn held_job_carries_the_request_and_logs_where_asked() {
     let name = unique("drover-it");
     let logs = log_dir();
     let (scheduler, file) = bridge_scheduler(logs.path()).await;
-    let spec = JobOptions::new()
+    let job = JobOptions::new()
         .cores(4u32)
         .memory("8GB".parse::<Memory>().unwrap())
         .walltime("00:30:00".parse::<drover::config::Walltime>().unwrap())
@@ -31,22 +31,12 @@ async fn held_job_carries_the_request_and_logs_where_asked() {
         .interface("ib0")
         .log_directory(logs.path())
         .scheduler_file(file)
-        .death_timeout("15".parse::<drover::config::Timeout>().unwrap())
-        .drover_bin(env!("CARGO_BIN_EXE_drover"))
-        .build()
-        .unwrap();
-    spec.ensure_log_directory().unwrap();
-    let script = drover::script::render(&spec).unwrap();
-    let id = slurm
-        .submit(
-            &script,
-            &SubmitOptions {
-                hold: true,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+        .death_timeout("15".parse::<drover::config::Timeout>().unwrap());
+    let held = SubmitOptions {
+        hold: true,
+        ..Default::default()
+    };
+    let id = common::submit_worker_job(&slurm, job, &held).await;
     let _cancel = CancelOnDrop(id);
 
     let job = show_job(id);

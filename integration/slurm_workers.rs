@@ -22,22 +22,14 @@ async fn jobs_register_from_both_nodes_with_ib0_addresses_and_job_ids() {
     let (scheduler, file) = bridge_scheduler(logs.path()).await;
     let mut submitted = Vec::new();
     for node in ["node1", "node2"] {
-        let spec = JobOptions::new()
+        let job = JobOptions::new()
             .job_name(unique("drover-reg"))
             .interface("ib0")
             .log_directory(logs.path())
             .scheduler_file(file.clone())
             .death_timeout("15".parse::<Timeout>().unwrap())
-            .job_extra_directives(vec![format!("--nodelist={node}")])
-            .drover_bin(env!("CARGO_BIN_EXE_drover"))
-            .build()
-            .unwrap();
-        spec.ensure_log_directory().unwrap();
-        let script = drover::script::render(&spec).unwrap();
-        let id = slurm
-            .submit(&script, &SubmitOptions::default())
-            .await
-            .unwrap();
+            .job_extra_directives(vec![format!("--nodelist={node}")]);
+        let id = common::submit_worker_job(&slurm, job, &SubmitOptions::default()).await;
         submitted.push((node, id, CancelOnDrop(id)));
     }
     scheduler

@@ -348,3 +348,20 @@ pub async fn controller_state_saved() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Builds `job` into a worker job, creates its log directory, renders its
+/// script and submits it with `options`: one worker job by hand.
+pub async fn submit_worker_job(
+    slurm: &SlurmCli,
+    job: drover::config::JobOptions,
+    options: &drover::slurm::SubmitOptions,
+) -> JobId {
+    use drover::slurm::Slurm;
+    let spec = job
+        .drover_bin(env!("CARGO_BIN_EXE_drover"))
+        .build()
+        .unwrap();
+    spec.ensure_log_directory().unwrap();
+    let script = drover::script::render(&spec).unwrap();
+    slurm.submit(&script, options).await.unwrap()
+}
