@@ -338,11 +338,6 @@ fn bad_input_exits_2_from_every_command_with_the_thing_at_fault_named() {
             &[],
             "cycle",
         ),
-        (
-            &["run", "--workers", "2", "--", "true"],
-            &[],
-            "where should the scheduler listen",
-        ),
         (&["run", "--interface", "nope0", "--", "true"], &[], "nope0"),
         (
             &[

@@ -317,6 +317,7 @@ async fn a_pool_attaches_to_a_dask_scheduler_started_elsewhere() {
     let mut theirs = drover::dask::DaskScheduler::start(
         &python,
         &drover::dask::DaskBind::Interface(bridge()),
+        &Default::default(),
         logs.path(),
         Duration::from_secs(60),
     )

@@ -114,6 +114,28 @@ pub fn read_scheduler_file(path: &Path) -> Result<DaskEndpoint, DaskError> {
     })
 }
 
+/// How a pool's Dask scheduler is started, beyond where it listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DaskSchedulerOptions {
+    /// Its port; 0 picks a free one.
+    pub port: u16,
+    /// Its dashboard's address, as `dask scheduler --dashboard-address`
+    /// takes it (`:8787`, `:0` for any free port).
+    pub dashboard_address: String,
+    /// Further `dask scheduler` arguments (`--protocol tls`, `--tls-ca-file`...).
+    pub extra: Vec<String>,
+}
+
+impl Default for DaskSchedulerOptions {
+    fn default() -> Self {
+        DaskSchedulerOptions {
+            port: 0,
+            dashboard_address: ":0".into(),
+            extra: Vec::new(),
+        }
+    }
+}
+
 /// A Dask scheduler process that a pool started; killed when dropped.
 pub struct DaskScheduler {
     child: tokio::process::Child,
@@ -136,6 +158,7 @@ impl DaskScheduler {
     pub async fn start(
         python: &Path,
         bind: &DaskBind,
+        options: &DaskSchedulerOptions,
         dir: &Path,
         timeout: Duration,
     ) -> Result<DaskScheduler, DaskError> {
@@ -164,7 +187,11 @@ impl DaskScheduler {
         let mut cmd = tokio::process::Command::new(python);
         cmd.args(["-m", "distributed.cli.dask_scheduler", "--scheduler-file"])
             .arg(&file)
-            .args(["--port", "0", "--dashboard-address", ":0"]);
+            .arg("--port")
+            .arg(options.port.to_string())
+            .arg("--dashboard-address")
+            .arg(&options.dashboard_address)
+            .args(&options.extra);
         match bind {
             DaskBind::Interface(i) => cmd.args(["--interface", i]),
             DaskBind::Host(ip) => cmd.args(["--host", &ip.to_string()]),
@@ -409,11 +436,6 @@ pub fn dask_name(worker: &str) -> String {
 
 const DASK_NAME_PREFIX: &str = "slurm-";
 
-/// The drover name of the worker Dask knows as `name`, if drover named it.
-pub fn drover_name(name: &str) -> Option<&str> {
-    name.strip_prefix(DASK_NAME_PREFIX)
-}
-
 /// How one job's Dask worker process is started.
 #[derive(Debug, Clone)]
 pub struct DaskWorkerCommand {
@@ -433,6 +455,12 @@ pub struct DaskWorkerCommand {
     pub death_timeout: Duration,
     /// Interface to listen on.
     pub interface: Option<String>,
+    /// Address to listen on when no interface is named: the one that
+    /// routes to the scheduler.
+    pub host: Option<std::net::IpAddr>,
+    /// Run under Dask's own nanny process (else `--no-nanny`: drover's
+    /// agent is the nanny).
+    pub nanny: bool,
     /// Scratch directory.
     pub local_directory: Option<PathBuf>,
     /// Further `dask worker` arguments.
@@ -459,8 +487,11 @@ impl DaskWorkerCommand {
         if self.nworkers > 1 {
             argv.extend(["--nworkers".into(), self.nworkers.to_string()]);
         }
-        if let Some(i) = &self.interface {
-            argv.extend(["--interface".into(), i.clone()]);
+        argv.push(if self.nanny { "--nanny" } else { "--no-nanny" }.into());
+        match (&self.interface, self.host) {
+            (Some(i), _) => argv.extend(["--interface".into(), i.clone()]),
+            (None, Some(h)) => argv.extend(["--host".into(), h.to_string()]),
+            (None, None) => {}
         }
         if let Some(d) = &self.local_directory {
             argv.extend(["--local-directory".into(), d.display().to_string()]);
@@ -512,14 +543,31 @@ mod tests {
             name: "4711".into(),
             death_timeout: Duration::from_secs(60),
             interface: Some("ib0".into()),
+            host: Some("10.77.0.11".parse().unwrap()),
+            nanny: true,
             local_directory: Some("/scratch".into()),
             extra: vec!["--resources".into(), "GPU=1".into()],
         };
         assert_eq!(
             cmd.argv().join(" "),
             "/venv/bin/python -m distributed.cli.dask_worker tcp://10.77.0.1:8786 --nthreads 2 \
-             --memory-limit 1073741824 --name 4711 --death-timeout 60s --nworkers 2 \
+             --memory-limit 1073741824 --name 4711 --death-timeout 60s --nworkers 2 --nanny \
              --interface ib0 --local-directory /scratch --resources GPU=1"
+        );
+        // drover's agent as the nanny: one worker, no Dask nanny, on the
+        // address that routes to the scheduler when no interface is named.
+        let mine = DaskWorkerCommand {
+            nworkers: 1,
+            nanny: false,
+            interface: None,
+            local_directory: None,
+            extra: Vec::new(),
+            ..cmd
+        };
+        assert_eq!(
+            mine.argv().join(" "),
+            "/venv/bin/python -m distributed.cli.dask_worker tcp://10.77.0.1:8786 --nthreads 2 \
+             --memory-limit 1073741824 --name 4711 --death-timeout 60s --no-nanny --host 10.77.0.11"
         );
     }
 

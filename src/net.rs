@@ -1,6 +1,7 @@
-//! Network interfaces: the IPv4 address of a named interface such as `ib0`.
+//! Network addresses: the IPv4 address of a named interface such as
+//! `ib0`, the local address that routes to a peer, and the host name's.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, UdpSocket};
 
 /// A named interface that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -51,6 +52,30 @@ pub fn interface_ipv4(name: &str) -> Result<Ipv4Addr, NetError> {
     }
 }
 
+/// The local address this host would use to reach `peer` (a connected UDP
+/// socket sends nothing, but the kernel picks the route and its source).
+pub fn route_to(peer: IpAddr) -> Option<IpAddr> {
+    let any = if peer.is_ipv4() {
+        "0.0.0.0:0"
+    } else {
+        "[::]:0"
+    };
+    let socket = UdpSocket::bind(any).ok()?;
+    socket.connect((peer, 9)).ok()?;
+    Some(socket.local_addr().ok()?.ip())
+}
+
+/// The first address the host's own name resolves to that is not loopback.
+pub fn host_address() -> Option<IpAddr> {
+    use std::net::ToSocketAddrs;
+    let name = sysinfo::System::host_name()?;
+    (name.as_str(), 0)
+        .to_socket_addrs()
+        .ok()?
+        .map(|a| a.ip())
+        .find(|ip| !ip.is_loopback())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -64,5 +89,13 @@ mod tests {
             "{err}"
         );
         assert!(err.contains("lo (127.0.0.1)"), "{err}");
+    }
+
+    #[test]
+    fn the_route_to_loopback_starts_on_loopback() {
+        assert_eq!(
+            route_to(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            Some(IpAddr::V4(Ipv4Addr::LOCALHOST))
+        );
     }
 }

@@ -89,7 +89,11 @@ impl ScriptContext {
     pub fn new(spec: &JobSpec) -> Self {
         ScriptContext {
             shebang: spec.shebang.clone(),
-            directives: spec.directives().iter().map(|d| d.render()).collect(),
+            directives: spec
+                .directives()
+                .iter()
+                .map(|d| d.render_styled(spec.header_style))
+                .collect(),
             job_name: spec.job_name.clone(),
             cores: spec.cores,
             processes: spec.processes,
@@ -144,20 +148,42 @@ pub fn worker_command(spec: &JobSpec) -> String {
             "dask".into(),
             "--python".into(),
             spec.python.display().to_string(),
+            "--nanny".into(),
+            spec.dask_nanny.to_string(),
         ]);
     }
-    if !spec.worker_extra_args.is_empty() {
-        argv.push("--".into());
+    let mut words: Vec<String> = argv.iter().map(|a| shell_quote(a)).collect();
+    if let (crate::config::WorkerKind::Dask, Some(name)) = (spec.kind, &spec.dask_worker_name) {
+        // Double quotes: the job's shell expands variables in the name,
+        // as it does in dask-jobqueue's scripts (`--name run-$ID-0`).
+        words.extend(["--dask-name".into(), expanding_quote(name)]);
     }
-    argv.extend(spec.worker_extra_args.iter().cloned());
-    argv.iter()
-        .map(|a| {
-            shlex::try_quote(a)
-                .map(|q| q.into_owned())
-                .unwrap_or_else(|_| a.clone())
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+    if !spec.worker_extra_args.is_empty() {
+        words.push("--".into());
+    }
+    words.extend(spec.worker_extra_args.iter().map(|a| shell_quote(a)));
+    words.join(" ")
+}
+
+/// `word` quoted for the shell as one literal word.
+fn shell_quote(word: &str) -> String {
+    shlex::try_quote(word)
+        .map(|q| q.into_owned())
+        .unwrap_or_else(|_| word.to_string())
+}
+
+/// `word` in double quotes: one word in which the shell expands `$NAME`
+/// and `${NAME}`, but nothing else can end the quotes.
+fn expanding_quote(word: &str) -> String {
+    let mut out = String::from("\"");
+    for c in word.chars() {
+        if matches!(c, '"' | '\\' | '`') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
 }
 
 /// Renders the job script for `spec` with its template.
@@ -291,9 +317,36 @@ mod tests {
             .unwrap();
         let text = render(&spec).unwrap();
         assert!(
-            text.contains("--interface ib0 --kind dask --python /venvs/dask/bin/python &"),
+            text.contains(
+                "--interface ib0 --kind dask --python /venvs/dask/bin/python --nanny agent &"
+            ),
             "{text}"
         );
+    }
+
+    #[test]
+    fn dask_worker_names_expand_in_the_job_and_headers_can_look_like_dask_jobqueues() {
+        let spec = JobOptions::new()
+            .kind(crate::config::WorkerKind::Dask)
+            .dask_worker_name("test-$MY_VAR")
+            .job_name("dask-worker")
+            .memory("28GB".parse::<crate::config::Memory>().unwrap())
+            .walltime("00:02:00".parse::<crate::config::Walltime>().unwrap())
+            .header_style(crate::config::HeaderStyle::DaskJobqueue)
+            .drover_bin("/opt/drover/bin/drover")
+            .build()
+            .unwrap();
+        let text = render(&spec).unwrap();
+        for line in [
+            "#SBATCH -J dask-worker",
+            "#SBATCH -n 1",
+            "#SBATCH --mem=27G",
+            "#SBATCH -t 00:02:00",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
+        }
+        assert!(text.contains(" --dask-name \"test-$MY_VAR\" &"), "{text}");
+        assert_eq!(expanding_quote("a\"b`c\\$X"), "\"a\\\"b\\`c\\\\$X\"");
     }
 
     #[test]

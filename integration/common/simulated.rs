@@ -19,5 +19,6 @@ pub fn worker(i: usize) -> RegisterRequest {
         drain_at_ms: None,
         pid: 100_000 + i as u32,
         kind: Default::default(),
+        dask_name: None,
     }
 }

@@ -129,15 +129,16 @@ impl Pool {
     /// Starts the cluster (not yet scaled).
     pub async fn start(&self) -> Result<SlurmCluster, CliError> {
         let spec = self.job.clone().build()?;
-        let bind = match (&self.pool.scheduler_host, &self.pool.scheduler_interface, &spec.interface) {
+        // With nothing named, the pool finds the address that routes to
+        // its partition's nodes (see cluster/network.rs).
+        let bind = match (
+            &self.pool.scheduler_host,
+            &self.pool.scheduler_interface,
+            &spec.interface,
+        ) {
             (Some(h), _, _) => Bind::Host(*h),
             (None, Some(i), _) | (None, None, Some(i)) => Bind::Interface(i.clone()),
-            (None, None, None) => {
-                return Err(CliError::usage(
-                    "where should the scheduler listen? give --scheduler-interface IFACE (this machine's side of \
-                     the network the workers reach, e.g. ib0), --scheduler-host ADDR, or --interface",
-                ))
-            }
+            (None, None, None) => Bind::Auto,
         };
         if self.pool.dask_scheduler_file.is_some() && spec.kind != WorkerKind::Dask {
             return Err(CliError::usage("--dask-scheduler-file needs --kind dask"));

@@ -19,6 +19,8 @@ use tokio::time::Instant;
 pub(crate) struct Adaptive {
     pub min_jobs: usize,
     pub max_jobs: usize,
+    /// How long a worker must be idle before it may go.
+    pub idle_timeout: Duration,
     pub last_up: Option<Instant>,
     pub last_down: Option<Instant>,
     /// The latest decision, for the status and the log.
@@ -175,11 +177,13 @@ pub(crate) fn decide(a: &Adaptive, round: &Round) -> Decision {
 }
 
 impl Adaptive {
-    /// A pool adapting between `min_jobs` and `max_jobs`.
-    pub fn new(min_jobs: usize, max_jobs: usize) -> Self {
+    /// A pool adapting between `min_jobs` and `max_jobs`, retiring workers
+    /// idle for `idle_timeout`.
+    pub fn new(min_jobs: usize, max_jobs: usize, idle_timeout: Duration) -> Self {
         Adaptive {
             min_jobs,
             max_jobs: max_jobs.max(min_jobs),
+            idle_timeout,
             last_up: None,
             last_down: None,
             decision: None,
@@ -223,7 +227,7 @@ mod tests {
 
     #[test]
     fn grows_to_the_demand_within_the_range() {
-        let a = Adaptive::new(1, 8);
+        let a = Adaptive::new(1, 8, Duration::from_secs(60));
         let t0 = Instant::now();
         assert_eq!(decide(&a, &round(1, Some(5), 0, t0)).target(), 5);
         assert_eq!(
@@ -251,7 +255,7 @@ mod tests {
 
     #[test]
     fn shrinks_only_by_what_can_go() {
-        let a = Adaptive::new(0, 8);
+        let a = Adaptive::new(0, 8, Duration::from_secs(60));
         let t0 = Instant::now();
         assert_eq!(decide(&a, &round(6, Some(1), 2, t0)).target(), 4);
         let held = decide(&a, &round(6, Some(1), 0, t0));
@@ -273,7 +277,7 @@ mod tests {
 
     #[test]
     fn cools_down_before_reversing() {
-        let mut a = Adaptive::new(0, 8);
+        let mut a = Adaptive::new(0, 8, Duration::from_secs(60));
         let t0 = Instant::now();
         let up = decide(&a, &round(0, Some(4), 0, t0));
         assert_eq!(a.apply(up, t0), 4);

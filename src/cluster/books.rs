@@ -126,6 +126,9 @@ pub(crate) struct Books {
     /// Set while Slurm does not answer: nothing is submitted or cancelled,
     /// and nothing is concluded about jobs it cannot show.
     pub outage: Option<Outage>,
+    /// The index the next submitted job gets: every job of the pool has its
+    /// own, never reused (Dask worker names are `NAME-INDEX`).
+    next_index: u64,
 }
 
 /// How long replacements keep off a node that lost its workers.
@@ -163,7 +166,15 @@ impl Books {
             limits_logged: None,
             suspect_nodes: BTreeMap::new(),
             outage: None,
+            next_index: 0,
         }
+    }
+
+    /// Reserves `n` consecutive job indexes; returns the first.
+    pub fn take_indexes(&mut self, n: u64) -> u64 {
+        let first = self.next_index;
+        self.next_index = self.next_index.saturating_add(n);
+        first
     }
 
     /// Records freshly submitted jobs.
@@ -645,6 +656,7 @@ mod tests {
             running_tasks: 0,
             idle_since_ms: Some(0),
             kind: Default::default(),
+            dask_name: None,
         }
     }
 

@@ -39,15 +39,21 @@ impl DaskPool {
                 let bind = match &options.scheduler.bind {
                     Bind::Interface(i) => DaskBind::Interface(i.clone()),
                     Bind::Host(ip) => DaskBind::Host(*ip),
+                    Bind::Auto => DaskBind::Host(scheduler.local_addr().ip()),
                 };
                 let dir = spec.log_directory.join(format!("{}.dask", spec.job_name));
                 std::fs::create_dir_all(&dir).map_err(|cause| ClusterError::Io {
                     what: format!("creating {}", dir.display()),
                     cause,
                 })?;
-                let process =
-                    DaskScheduler::start(&spec.python, &bind, &dir, options.dask_start_timeout)
-                        .await?;
+                let process = DaskScheduler::start(
+                    &spec.python,
+                    &bind,
+                    &options.dask_scheduler,
+                    &dir,
+                    options.dask_start_timeout,
+                )
+                .await?;
                 (process.endpoint().clone(), Some(process))
             }
         };
@@ -88,10 +94,7 @@ impl DaskPool {
         };
         *self.desired.lock() = desired;
         let busy: HashMap<String, u32> = match self.api.activity().await {
-            Ok(activity) => activity
-                .into_iter()
-                .filter_map(|(name, n)| crate::dask::drover_name(&name).map(|d| (d.to_string(), n)))
-                .collect(),
+            Ok(activity) => activity.into_iter().collect(),
             Err(e) => {
                 // Unknown load counts as busy: an adaptive pool then does
                 // not shrink, rather than retire workers in mid-task.
@@ -100,7 +103,7 @@ impl DaskPool {
                     .lock()
                     .iter()
                     .flatten()
-                    .filter_map(|w| crate::dask::drover_name(&w.name).map(|d| (d.to_string(), 1)))
+                    .map(|w| (w.name.clone(), 1))
                     .collect()
             }
         };

@@ -123,8 +123,13 @@ impl SlurmCluster {
     /// workers stay idle past the idle timeout (for Dask workers: no task
     /// executing or ready on them, as Dask reports). See `adapt.rs`.
     pub fn adapt(&self, min: usize, max: usize) {
+        self.adapt_with(min, max, self.pool.options.idle_timeout);
+    }
+
+    /// Like `adapt`, retiring workers once idle for `idle_timeout`.
+    pub fn adapt_with(&self, min: usize, max: usize, idle_timeout: Duration) {
         let p = self.pool.spec.processes as usize;
-        let a = Adaptive::new(min.div_ceil(p), max.max(min).div_ceil(p));
+        let a = Adaptive::new(min.div_ceil(p), max.max(min).div_ceil(p), idle_timeout);
         tracing::info!(min, max, "adapting");
         let min_jobs = a.min_jobs;
         *self.pool.adapt.lock() = Some(a);
@@ -314,9 +319,15 @@ impl SlurmCluster {
 /// its Dask side, its script and its books.
 async fn start_pool(
     mut spec: JobSpec,
-    options: ClusterOptions,
+    mut options: ClusterOptions,
     slurm: Arc<dyn Slurm>,
 ) -> Result<Pool, ClusterError> {
+    options.scheduler.bind = super::network::resolve(
+        &options.scheduler.bind,
+        slurm.as_ref(),
+        spec.queue.as_deref(),
+    )
+    .await;
     let scheduler = Scheduler::start(options.scheduler.clone()).await?;
     let id = scheduler.cluster_id().clone();
     // Every job carries the cluster id, in its name and its comment.

@@ -12,6 +12,7 @@ mod close;
 mod dask_pool;
 mod error;
 mod handle;
+mod network;
 mod options;
 mod pool;
 pub mod reaper;

@@ -57,6 +57,9 @@ pub struct ClusterOptions {
     pub dask_scheduler_file: Option<PathBuf>,
     /// For `dask` pools: how long the Dask scheduler may take to start.
     pub dask_start_timeout: Duration,
+    /// For `dask` pools: the Dask scheduler's port, dashboard and extra
+    /// arguments.
+    pub dask_scheduler: crate::dask::DaskSchedulerOptions,
 }
 
 impl ClusterOptions {
@@ -79,6 +82,7 @@ impl ClusterOptions {
             limits: Limits::default(),
             dask_scheduler_file: None,
             dask_start_timeout: Duration::from_secs(60),
+            dask_scheduler: Default::default(),
         }
     }
 

@@ -162,9 +162,8 @@ impl Pool {
         let mut guard = self.adapt.lock();
         let Some(a) = guard.as_mut() else { return };
         let demand = self.demand();
-        let idle_before = crate::protocol::unix_ms().saturating_sub(
-            u64::try_from(self.options.idle_timeout.as_millis()).unwrap_or(u64::MAX),
-        );
+        let idle_before = crate::protocol::unix_ms()
+            .saturating_sub(u64::try_from(a.idle_timeout.as_millis()).unwrap_or(u64::MAX));
         let mut books = self.books();
         let round = Round {
             current: books.target_jobs,
@@ -172,7 +171,7 @@ impl Pool {
             removable: books.removable_jobs(idle_before),
             now: Instant::now(),
             cooldown: self.options.cooldown,
-            idle_timeout: self.options.idle_timeout,
+            idle_timeout: a.idle_timeout,
         };
         let decision = adapt::decide(a, &round);
         books.target_jobs = a.apply(decision, round.now);

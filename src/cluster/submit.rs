@@ -8,6 +8,7 @@ use tokio::time::Instant;
 
 use super::pool::Pool;
 use crate::slurm::{JobRef, Refusal, SlurmError, SubmitOptions};
+use crate::worker::JOB_INDEX_BASE;
 
 impl Pool {
     /// Submits `n` jobs, keeping them off nodes that just lost their
@@ -61,11 +62,12 @@ impl Pool {
                 Err(e) => return Err(e),
             }
         }
-        let options = SubmitOptions {
-            exclude,
-            ..Default::default()
-        };
         for i in 0..n {
+            let options = SubmitOptions {
+                exclude: exclude.clone(),
+                env: self.index_env(1),
+                ..Default::default()
+            };
             match self.slurm.submit(&self.script, &options).await {
                 Ok(id) => {
                     tracing::info!(job = %id, "submitted worker job");
@@ -102,8 +104,16 @@ impl Pool {
             array: Some(tasks),
             exclude,
             logs,
+            env: self.index_env(u64::from(tasks)),
             ..Default::default()
         };
         self.slurm.submit(&self.script, &options).await
+    }
+
+    /// The environment that gives the next `n` jobs their indexes: the
+    /// first as `DROVER_JOB_INDEX_BASE`, to which an array task adds its id.
+    fn index_env(&self, n: u64) -> Vec<(String, String)> {
+        let base = self.books().take_indexes(n);
+        vec![(JOB_INDEX_BASE.to_string(), base.to_string())]
     }
 }

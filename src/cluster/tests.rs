@@ -84,6 +84,7 @@ fn run_worker(cluster: &SlurmCluster, fake: &FakeSlurm, job: JobRef) -> WorkerId
             drain_at_ms: None,
             pid: 1,
             kind: Default::default(),
+            dask_name: None,
         })
         .worker_id
 }

@@ -1,10 +1,13 @@
-//! The `DROVER_*` environment overrides, all in one table. Each sets one
-//! key of `[pool]` (README, "Settings from the environment"); values are
-//! written as in the config file. They sit above config files and below
-//! command-line flags, so a test or a site can shorten an interval without
-//! touching a file.
+//! Settings given one key at a time: the `DROVER_*` environment overrides,
+//! all in one table (each sets one key of `[pool]`; README, "Settings"),
+//! and the keyword arguments of the Python API. Values are read as the
+//! config file would hold them, so every source gives the same errors.
+//! The environment sits above config files and below flags, so a test or
+//! a site can shorten an interval without touching a file.
 
-use super::{PoolOptions, SpecError};
+use serde::de::DeserializeOwned;
+
+use super::{JobOptions, PoolOptions, SpecError};
 
 /// One environment override.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +97,54 @@ fn as_toml(text: &str) -> toml::Value {
     }
 }
 
+/// Options holding `key` = `value` alone, read as a config file's table.
+fn one<T: DeserializeOwned>(key: &str, value: toml::Value) -> Result<T, String> {
+    let mut table = toml::Table::new();
+    table.insert(key.to_string(), value);
+    T::deserialize(table).map_err(|e| e.message().trim().replace('\n', " "))
+}
+
+/// `value` as an error message shows it.
+fn shown(value: &toml::Value) -> String {
+    match value {
+        toml::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The job options given as `(key, value)` pairs (keys as in `[job]`),
+/// each checked alone so an error names its key.
+pub fn job_options_from(
+    pairs: impl IntoIterator<Item = (String, toml::Value)>,
+) -> Result<JobOptions, SpecError> {
+    let mut options = JobOptions::new();
+    for (key, value) in pairs {
+        let one: JobOptions = one(&key, value.clone()).map_err(|message| SpecError::Setting {
+            name: key.clone(),
+            value: shown(&value),
+            message,
+        })?;
+        options = options.overlay(one);
+    }
+    Ok(options)
+}
+
+/// The pool options given as `(key, value)` pairs (keys as in `[pool]`).
+pub fn pool_options_from(
+    pairs: impl IntoIterator<Item = (String, toml::Value)>,
+) -> Result<PoolOptions, SpecError> {
+    let mut options = PoolOptions::default();
+    for (key, value) in pairs {
+        let one: PoolOptions = one(&key, value.clone()).map_err(|message| SpecError::Setting {
+            name: key.clone(),
+            value: shown(&value),
+            message,
+        })?;
+        options = options.overlay(one);
+    }
+    Ok(options)
+}
+
 /// The pool options set by `lookup` (normally the process environment).
 pub fn pool_from(lookup: impl Fn(&str) -> Option<String>) -> Result<PoolOptions, SpecError> {
     let mut options = PoolOptions::default();
@@ -101,13 +152,12 @@ pub fn pool_from(lookup: impl Fn(&str) -> Option<String>) -> Result<PoolOptions,
         let Some(text) = lookup(var.name) else {
             continue;
         };
-        let mut table = toml::Table::new();
-        table.insert(var.key.to_string(), as_toml(&text));
-        let one = PoolOptions::deserialize_table(table).map_err(|message| SpecError::Env {
-            var: var.name,
-            value: text.clone(),
-            message,
-        })?;
+        let one: PoolOptions =
+            one(var.key, as_toml(&text)).map_err(|message| SpecError::Setting {
+                name: format!("{} (environment)", var.name),
+                value: text.clone(),
+                message,
+            })?;
         options = options.overlay(one);
     }
     Ok(options)
@@ -116,13 +166,6 @@ pub fn pool_from(lookup: impl Fn(&str) -> Option<String>) -> Result<PoolOptions,
 /// The pool options the process environment sets.
 pub fn pool_from_env() -> Result<PoolOptions, SpecError> {
     pool_from(|name| std::env::var(name).ok())
-}
-
-impl PoolOptions {
-    fn deserialize_table(table: toml::Table) -> Result<PoolOptions, String> {
-        use serde::Deserialize;
-        PoolOptions::deserialize(table).map_err(|e| e.message().trim().replace('\n', " "))
-    }
 }
 
 #[cfg(test)]
@@ -156,6 +199,37 @@ mod tests {
         let e = pool_from(env).unwrap_err().to_string();
         assert!(
             e.contains("DROVER_POLL_INTERVAL") && e.contains("90s"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn keyword_settings_are_checked_one_by_one_naming_the_key() {
+        let ok = job_options_from([
+            ("cores".to_string(), toml::Value::Integer(4)),
+            ("memory".to_string(), toml::Value::String("2 GB".into())),
+        ])
+        .unwrap();
+        assert_eq!(ok.cores, Some(4));
+        let e = job_options_from([(
+            "walltime".to_string(),
+            toml::Value::String("25:99:00".into()),
+        )])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("invalid value `25:99:00` for walltime: minutes must be below 60"),
+            "{e}"
+        );
+        let e = job_options_from([("cores".to_string(), toml::Value::String("four".into()))])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("for cores") && e.contains("`four`"), "{e}");
+        let e = pool_options_from([("adapt".to_string(), toml::Value::String("4:2".into()))])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("for adapt") && e.contains("MIN is above MAX"),
             "{e}"
         );
     }

@@ -84,6 +84,19 @@ impl Memory {
     }
 }
 
+impl Memory {
+    /// The amount as dask-jobqueue writes `--mem`: in the largest of G, M
+    /// and K that is at most the amount, rounded up (28 GB is `27G`).
+    pub fn to_slurm_whole_unit(self) -> String {
+        for (unit, factor) in [("G", 1u64 << 30), ("M", 1 << 20)] {
+            if self.0 >= factor {
+                return format!("{}{unit}", self.0.div_ceil(factor));
+            }
+        }
+        format!("{}K", self.0.div_ceil(1 << 10).max(1))
+    }
+}
+
 impl fmt::Display for Memory {
     /// A short human form that parses back to the same number of bytes.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -232,5 +245,15 @@ mod tests {
             let m: Memory = input.parse().unwrap();
             assert_eq!(m.to_string().parse::<Memory>().unwrap(), m);
         }
+    }
+
+    #[test]
+    fn whole_units_round_up_as_dask_jobqueue_does() {
+        let m = |s: &str| s.parse::<Memory>().unwrap().to_slurm_whole_unit();
+        assert_eq!(m("28GB"), "27G");
+        assert_eq!(m("100G"), "100G");
+        assert_eq!(m("8GB"), "8G");
+        assert_eq!(m("500MB"), "477M");
+        assert_eq!(m("1000"), "1K");
     }
 }

@@ -13,10 +13,10 @@ mod spec;
 mod timeout;
 mod walltime;
 
-pub use env::{pool_from, pool_from_env, EnvVar, ENV_VARS};
+pub use env::{job_options_from, pool_from, pool_from_env, pool_options_from, EnvVar, ENV_VARS};
 pub use file::{ConfigFile, ConfigSources};
 pub use memory::{Memory, MEMORY_FORMS};
-pub use options::{JobOptions, MemoryDirective, WorkerKind};
+pub use options::{HeaderStyle, JobOptions, MemoryDirective, NannyMode, WorkerKind};
 pub use pool::{AdaptRange, PoolOptions, ADAPT_FORMS};
 pub use spec::{Directive, JobSpec};
 pub use timeout::{Timeout, TIMEOUT_FORMS};
@@ -70,14 +70,15 @@ pub enum SpecError {
         /// What went wrong, with line and column where known.
         message: String,
     },
-    /// An environment override that cannot be used.
-    #[error("invalid value `{}` for {var} (environment): {message}", .value.escape_debug())]
-    Env {
-        /// The variable.
-        var: &'static str,
+    /// A setting given on its own (an environment variable, a keyword
+    /// argument) that cannot be used.
+    #[error("invalid value `{}` for {name}: {message}", .value.escape_debug())]
+    Setting {
+        /// The setting, as it was given.
+        name: String,
         /// Its value.
         value: String,
-        /// What is wrong.
+        /// What is wrong, with the accepted forms.
         message: String,
     },
 }
@@ -88,7 +89,7 @@ impl ExitStatus for SpecError {
             SpecError::Invalid { .. }
             | SpecError::Conflict(_)
             | SpecError::File { .. }
-            | SpecError::Env { .. } => USAGE,
+            | SpecError::Setting { .. } => USAGE,
         }
     }
 }

@@ -33,6 +33,43 @@ pub enum WorkerKind {
     Dask,
 }
 
+/// Who restarts a Dask worker that dies, and ends one that outgrows its
+/// memory limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum NannyMode {
+    /// drover's agent (one interpreter per Dask worker: `--no-nanny`).
+    #[default]
+    Agent,
+    /// Dask's own nanny process beside each worker.
+    Dask,
+    /// Nobody: a Dask worker that dies ends its job's agent.
+    None,
+}
+
+impl std::fmt::Display for NannyMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NannyMode::Agent => "agent",
+            NannyMode::Dask => "dask",
+            NannyMode::None => "none",
+        })
+    }
+}
+
+/// How the `#SBATCH` lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum HeaderStyle {
+    /// Long options (`--time=00:30:00`), memory in whole MiB rounded up.
+    #[default]
+    Drover,
+    /// As dask-jobqueue writes them: short options where it uses them
+    /// (`-J`, `-p`, `-A`, `-n`, `-t`, `-e`, `-o`), memory in the largest
+    /// whole unit, rounded up (`--mem=27G`).
+    DaskJobqueue,
+}
+
 impl std::fmt::Display for WorkerKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
@@ -183,6 +220,18 @@ pub struct JobOptions {
     #[arg(long, value_name = "PATH", help_heading = "Worker job")]
     pub python: Option<PathBuf>,
 
+    /// With --kind dask: name Dask workers NAME-INDEX, INDEX the job's number in the pool, as dask-jobqueue does; shell variables in NAME are expanded in the job (default: slurm-JOBID).
+    #[arg(long, value_name = "NAME", help_heading = "Worker job")]
+    pub dask_worker_name: Option<String>,
+
+    /// With --kind dask: who restarts a dead Dask worker and ends one over its memory limit: agent (default; one interpreter per worker), dask (Dask's nanny) or none.
+    #[arg(long, value_name = "MODE", help_heading = "Worker job")]
+    pub dask_nanny: Option<NannyMode>,
+
+    /// How #SBATCH lines are written: drover (default) or dask-jobqueue.
+    #[arg(long, value_name = "STYLE", help_heading = "Worker job")]
+    pub header_style: Option<HeaderStyle>,
+
     /// The scheduler file workers join (default: $DROVER_SCHEDULER_FILE in the job's environment).
     #[arg(long, value_name = "FILE", help_heading = "Worker job")]
     pub scheduler_file: Option<PathBuf>,
@@ -228,7 +277,8 @@ impl JobOptions {
             log_directory, local_directory, job_extra_directives, job_directives_skip,
             job_script_prologue, job_script_epilogue, job_cpu, job_mem, memory_directive,
             gres, gpus, shebang, worker_extra_args, death_timeout, walltime_margin,
-            walltime_stagger, kind, python, scheduler_file, template, drover_bin,
+            walltime_stagger, kind, python, dask_worker_name, dask_nanny, header_style,
+            scheduler_file, template, drover_bin,
         )
     }
 
@@ -290,6 +340,12 @@ impl JobOptions {
         kind: WorkerKind,
         /// Sets the Python for Dask workers.
         python: PathBuf,
+        /// Sets the Dask worker name template.
+        dask_worker_name: String,
+        /// Sets who nannies Dask workers.
+        dask_nanny: NannyMode,
+        /// Sets how `#SBATCH` lines are written.
+        header_style: HeaderStyle,
         /// Sets the scheduler file workers join.
         scheduler_file: PathBuf,
         /// Sets a template file.

@@ -6,8 +6,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::{
-    check_line, check_token, JobOptions, Memory, MemoryDirective, SpecError, Timeout, ValueError,
-    Walltime, WorkerKind,
+    check_line, check_token, HeaderStyle, JobOptions, Memory, MemoryDirective, NannyMode,
+    SpecError, Timeout, ValueError, Walltime, WorkerKind,
 };
 
 const DEFAULT_JOB_NAME: &str = "drover-worker";
@@ -45,6 +45,25 @@ impl Directive {
             Some(v) if self.option.starts_with("--") => format!("{}={v}", self.option),
             Some(v) => format!("{} {v}", self.option),
             None => self.option.clone(),
+        }
+    }
+
+    /// The directive as it follows `#SBATCH ` in `style`.
+    pub fn render_styled(&self, style: HeaderStyle) -> String {
+        const SHORT: &[(&str, &str)] = &[
+            ("--job-name", "-J"),
+            ("--output", "-o"),
+            ("--error", "-e"),
+            ("--partition", "-p"),
+            ("--account", "-A"),
+            ("--nodes", "-N"),
+            ("--ntasks", "-n"),
+            ("--time", "-t"),
+        ];
+        let short = SHORT.iter().find(|(long, _)| *long == self.option);
+        match (style, short, &self.value) {
+            (HeaderStyle::DaskJobqueue, Some((_, s)), Some(v)) => format!("{s} {v}"),
+            _ => self.render(),
         }
     }
 
@@ -177,6 +196,12 @@ pub struct JobSpec {
     pub kind: WorkerKind,
     /// The Python whose `distributed` runs Dask workers.
     pub python: PathBuf,
+    /// Dask workers are named `NAME-INDEX` (shell variables expanded in the job).
+    pub dask_worker_name: Option<String>,
+    /// Who restarts Dask workers and ends those over their memory limit.
+    pub dask_nanny: NannyMode,
+    /// How the `#SBATCH` lines are written.
+    pub header_style: HeaderStyle,
     /// The scheduler file workers join, if not from the job's environment.
     pub scheduler_file: Option<PathBuf>,
     /// A user template, instead of the built-in one.
@@ -579,6 +604,18 @@ impl JobSpec {
             shebang: script.shebang,
             worker_extra_args: script.worker_extra_args,
             kind: o.kind.unwrap_or_default(),
+            dask_worker_name: o
+                .dask_worker_name
+                .map(|n| {
+                    field(
+                        "dask-worker-name",
+                        check_token(&n, "a name without whitespace or control characters, such as `dask-worker` or `run-$SLURM_JOB_NAME`"),
+                    )
+                    .map(|()| n)
+                })
+                .transpose()?,
+            dask_nanny: o.dask_nanny.unwrap_or_default(),
+            header_style: o.header_style.unwrap_or_default(),
         })
     }
 
@@ -614,11 +651,15 @@ impl JobSpec {
         d.push(Directive::new("--nodes", 1));
         d.push(Directive::new("--ntasks", 1));
         d.push(Directive::new("--cpus-per-task", self.job_cpu));
+        let slurm_memory = |m: Memory| match self.header_style {
+            HeaderStyle::Drover => m.to_slurm(),
+            HeaderStyle::DaskJobqueue => m.to_slurm_whole_unit(),
+        };
         match self.memory_directive {
-            MemoryDirective::Mem => d.push(Directive::new("--mem", self.job_mem.to_slurm())),
+            MemoryDirective::Mem => d.push(Directive::new("--mem", slurm_memory(self.job_mem))),
             MemoryDirective::MemPerCpu => d.push(Directive::new(
                 "--mem-per-cpu",
-                self.job_mem.split_ceil(self.job_cpu).to_slurm(),
+                slurm_memory(self.job_mem.split_ceil(self.job_cpu)),
             )),
             MemoryDirective::None => {}
         }

@@ -70,6 +70,9 @@ pub struct RegisterRequest {
     /// takes its work from Dask, never from drover's task queue).
     #[serde(default)]
     pub kind: WorkerKind,
+    /// The name of the Dask worker it supervises, in `dask` pools.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dask_name: Option<String>,
 }
 
 /// The scheduler's answer to a registration.
@@ -226,6 +229,9 @@ pub struct WorkerInfo {
     /// What it runs.
     #[serde(default)]
     pub kind: WorkerKind,
+    /// The name of the Dask worker it supervises, in `dask` pools.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dask_name: Option<String>,
 }
 
 #[cfg(test)]

@@ -13,6 +13,10 @@ pub enum Bind {
     Interface(String),
     /// This address.
     Host(IpAddr),
+    /// Nothing was named: an address the workers reach. A pool works it
+    /// out from the nodes of its partition; a standalone scheduler takes
+    /// the host name's address (else loopback).
+    Auto,
 }
 
 /// How a scheduler runs.

@@ -154,6 +154,11 @@ impl Scheduler {
         let ip = match &config.bind {
             Bind::Interface(name) => IpAddr::V4(crate::net::interface_ipv4(name)?),
             Bind::Host(ip) => *ip,
+            Bind::Auto => {
+                let ip = crate::net::host_address().unwrap_or(IpAddr::from([127, 0, 0, 1]));
+                tracing::info!(address = %ip, "no interface or host given: listening on the host name's address");
+                ip
+            }
         };
         let wanted = SocketAddr::new(ip, config.port);
         let bind_error = |cause| SchedulerError::Bind {

@@ -70,6 +70,7 @@ impl Registry {
             running_tasks: 0,
             idle_since_ms: Some(now),
             kind: req.kind,
+            dask_name: req.dask_name,
         };
         self.workers.insert(
             id,
@@ -280,15 +281,15 @@ impl Registry {
     }
 
     /// Records what the Dask scheduler says the Dask workers named in
-    /// `busy` (by their drover names) are doing: how many tasks each has
+    /// `busy` (by their Dask names) are doing: how many tasks each has
     /// executing or ready. An idle one is idle from the first such report.
-    pub(crate) fn set_dask_activity(&mut self, busy: &std::collections::HashMap<String, u32>) {
+    pub(crate) fn set_dask_activity(&mut self, busy: &HashMap<String, u32>) {
         let now = unix_ms();
         for e in self.workers.values_mut() {
-            if e.info.kind != WorkerKind::Dask {
+            let Some(name) = e.info.dask_name.as_deref() else {
                 continue;
-            }
-            if let Some(&n) = busy.get(&e.info.name) {
+            };
+            if let Some(&n) = busy.get(name) {
                 e.info.running_tasks = n;
                 if n == 0 {
                     e.info.idle_since_ms.get_or_insert(now);
@@ -349,6 +350,7 @@ mod tests {
             drain_at_ms: None,
             pid: 1,
             kind: WorkerKind::Native,
+            dask_name: None,
         }
     }
 
@@ -384,10 +386,10 @@ mod tests {
         let mut r = Registry::default();
         let mut req = request(1);
         req.kind = WorkerKind::Dask;
+        req.dask_name = Some("dask-worker-0".into());
         let dask = r.register(req);
         let native = r.register(request(2));
-        let name = |id| r.list().into_iter().find(|w| w.id == id).unwrap();
-        let dask_name = name(dask).name;
+        let dask_name = "dask-worker-0".to_string();
 
         let busy = std::collections::HashMap::from([(dask_name.clone(), 3)]);
         r.set_dask_activity(&busy);

@@ -11,7 +11,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
 use super::squeue::parse_squeue_json;
-use super::{JobId, JobInfo, JobRef, Slurm, SlurmError, SubmitOptions, TestVerdict};
+use super::{JobId, JobInfo, JobRef, NodeAddress, Slurm, SlurmError, SubmitOptions, TestVerdict};
 
 /// The default limit on one Slurm command.
 pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
@@ -152,7 +152,39 @@ fn submit_args(options: &SubmitOptions) -> Vec<String> {
         args.push(format!("--output={out}"));
         args.push(format!("--error={err}"));
     }
+    if !options.env.is_empty() {
+        let vars: Vec<String> = options
+            .env
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        args.push(format!("--export=ALL,{}", vars.join(",")));
+    }
     args
+}
+
+/// `sinfo -N -o "%N %o %P"` lines as the nodes of `partition` (the one
+/// marked default, `batch*`, when `None`), each node once.
+fn parse_node_addresses(text: &str, partition: Option<&str>) -> Vec<NodeAddress> {
+    let mut out: Vec<NodeAddress> = Vec::new();
+    for line in text.lines() {
+        let mut fields = line.split_whitespace();
+        let (Some(name), Some(address), Some(part)) = (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        let wanted = match partition {
+            Some(p) => part.trim_end_matches('*') == p,
+            None => part.ends_with('*'),
+        };
+        if wanted && !out.iter().any(|n| n.name == name) {
+            out.push(NodeAddress {
+                name: name.to_string(),
+                address: address.to_string(),
+            });
+        }
+    }
+    out
 }
 
 #[async_trait::async_trait]
@@ -221,6 +253,16 @@ impl Slurm for SlurmCli {
             .map(|w| w.as_duration()))
     }
 
+    async fn node_addresses(
+        &self,
+        partition: Option<&str>,
+    ) -> Result<Vec<NodeAddress>, SlurmError> {
+        let out = self
+            .run_ok("sinfo", &["-h", "-N", "-o", "%N %o %P"], None)
+            .await?;
+        Ok(parse_node_addresses(&out, partition))
+    }
+
     fn calls(&self) -> u64 {
         self.calls.load(Ordering::Relaxed)
     }
@@ -237,6 +279,7 @@ mod tests {
             array: Some(4),
             exclude: vec!["node1".into(), "node2".into()],
             logs: Some(("/l/w-%A_%a.out".into(), "/l/w-%A_%a.err".into())),
+            env: Vec::new(),
         };
         assert_eq!(
             submit_args(&options),
@@ -250,5 +293,28 @@ mod tests {
             ]
         );
         assert_eq!(submit_args(&SubmitOptions::default()), ["--parsable"]);
+        let indexed = SubmitOptions {
+            env: vec![("DROVER_JOB_INDEX_BASE".into(), "4".into())],
+            ..Default::default()
+        };
+        assert_eq!(
+            submit_args(&indexed),
+            ["--parsable", "--export=ALL,DROVER_JOB_INDEX_BASE=4"]
+        );
+    }
+
+    #[test]
+    fn node_addresses_come_from_the_partition_asked_or_the_default() {
+        let sinfo = "node1 10.77.0.11 batch*\nnode2 10.77.0.12 batch*\nnode1 10.77.0.11 small\ngpu1 gpu1.local gpu\n";
+        let names = |p| {
+            parse_node_addresses(sinfo, p)
+                .into_iter()
+                .map(|n| format!("{}={}", n.name, n.address))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(None), ["node1=10.77.0.11", "node2=10.77.0.12"]);
+        assert_eq!(names(Some("small")), ["node1=10.77.0.11"]);
+        assert_eq!(names(Some("gpu")), ["gpu1=gpu1.local"]);
+        assert!(names(Some("none")).is_empty());
     }
 }

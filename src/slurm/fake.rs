@@ -11,7 +11,8 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use super::{
-    JobId, JobInfo, JobRef, JobState, Refusal, Slurm, SlurmError, SubmitOptions, TestVerdict,
+    JobId, JobInfo, JobRef, JobState, NodeAddress, Refusal, Slurm, SlurmError, SubmitOptions,
+    TestVerdict,
 };
 
 /// One `submit` call as the fake saw it.
@@ -23,6 +24,8 @@ pub struct Submission {
     pub array: Option<u32>,
     /// The nodes it was kept off.
     pub exclude: Vec<String>,
+    /// The environment it was given.
+    pub env: Vec<(String, String)>,
 }
 
 #[derive(Default)]
@@ -210,6 +213,7 @@ impl Slurm for FakeSlurm {
             id,
             array: options.array,
             exclude: options.exclude.clone(),
+            env: options.env.clone(),
         });
         Ok(id)
     }
@@ -254,6 +258,18 @@ impl Slurm for FakeSlurm {
     async fn time_left(&self, _job: JobRef) -> Result<Option<Duration>, SlurmError> {
         self.answer("squeue -o %L")?;
         Ok(None)
+    }
+
+    async fn node_addresses(
+        &self,
+        _partition: Option<&str>,
+    ) -> Result<Vec<NodeAddress>, SlurmError> {
+        self.answer("sinfo")?;
+        // The fake's nodes are this machine.
+        Ok(vec![NodeAddress {
+            name: "node1".into(),
+            address: "127.0.0.1".into(),
+        }])
     }
 
     fn calls(&self) -> u64 {

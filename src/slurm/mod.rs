@@ -30,6 +30,18 @@ pub struct SubmitOptions {
     /// Log file patterns (`--output`, `--error`) replacing the script's,
     /// such as Slurm's own `%A_%a` naming for array tasks.
     pub logs: Option<(String, String)>,
+    /// Environment variables the job gets on top of the submitter's
+    /// (`--export=ALL,NAME=VALUE`), such as its index in the pool.
+    pub env: Vec<(String, String)>,
+}
+
+/// A compute node and the address Slurm reaches it at (`NodeAddr`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeAddress {
+    /// The node's name.
+    pub name: String,
+    /// Its address: an IP, or a name to resolve.
+    pub address: String,
 }
 
 /// Slurm's verdict on a script it was asked to check, not run.
@@ -64,6 +76,11 @@ pub trait Slurm: Send + Sync {
     /// Time left before `job` reaches its time limit; `None` when it has
     /// none or Slurm does not say.
     async fn time_left(&self, job: JobRef) -> Result<Option<Duration>, SlurmError>;
+
+    /// The nodes of `partition` (the default partition when `None`) and
+    /// their addresses: what a scheduler must be reachable from.
+    async fn node_addresses(&self, partition: Option<&str>)
+        -> Result<Vec<NodeAddress>, SlurmError>;
 
     /// How many requests this backend has made of Slurm, for the status.
     fn calls(&self) -> u64;

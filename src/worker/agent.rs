@@ -373,10 +373,10 @@ impl Agent {
     /// Dask worker leaving on purpose is first retired through Dask, so the
     /// results it holds move to the workers that stay.
     async fn leave(&self, link: &Link, exit: AgentExit) -> AgentExit {
-        if let (Some(process), true) = (&self.dask, exit.is_graceful()) {
-            process
-                .retire(&crate::dask::dask_name(&self.me.name), self.death)
-                .await;
+        if let (Some(process), Some(name), true) =
+            (&self.dask, &self.me.dask_name, exit.is_graceful())
+        {
+            process.retire(name, self.death).await;
         }
         if let Some((id, _)) = link.id {
             let reason = describe_exit(&exit);

@@ -1,7 +1,7 @@
 //! Who a worker is: its Slurm job, node, address, cores, memory and the end
 //! of its allocation, from Slurm's environment with the machine as fallback.
 
-use std::net::{IpAddr, UdpSocket};
+use std::net::IpAddr;
 use std::time::Duration;
 
 use crate::config::Memory;
@@ -32,6 +32,13 @@ pub struct Identity {
     /// When to stop taking tasks and leave, Unix milliseconds: the walltime
     /// margin before the end, less this job's share of the stagger.
     pub drain_at_ms: Option<u64>,
+    /// The job's index in its pool (`DROVER_JOB_INDEX_BASE` plus the array
+    /// task id), when a pool submitted it.
+    pub job_index: Option<u64>,
+    /// The process's index in its job, and how many the job runs.
+    pub process: (u32, u32),
+    /// The name of the Dask worker this agent stands for, in `dask` jobs.
+    pub dask_name: Option<String>,
 }
 
 /// A fraction in [0, 1) that spreads jobs evenly whatever their ids:
@@ -51,6 +58,9 @@ pub fn drain_at_ms(end_s: u64, margin: Duration, stagger: Duration, job: u64) ->
     Some((end_s * 1000).saturating_sub(early.as_millis() as u64))
 }
 
+/// The variable through which a pool gives each job its index.
+pub const JOB_INDEX_BASE: &str = "DROVER_JOB_INDEX_BASE";
+
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok()?.trim().parse().ok()
 }
@@ -65,14 +75,11 @@ pub fn placement() -> SlurmPlacement {
     }
 }
 
-/// The address this host would use to reach `scheduler_url`'s host (a
-/// connected UDP socket sends nothing).
+/// The address this host would use to reach `scheduler_url`'s host.
 fn route_address(scheduler_url: &str) -> Option<IpAddr> {
     let url = reqwest::Url::parse(scheduler_url).ok()?;
     let host: IpAddr = url.host_str()?.trim_matches(['[', ']']).parse().ok()?;
-    let socket = UdpSocket::bind((if host.is_ipv4() { "0.0.0.0" } else { "::" }, 0)).ok()?;
-    socket.connect((host, url.port().unwrap_or(80))).ok()?;
-    Some(socket.local_addr().ok()?.ip())
+    crate::net::route_to(host)
 }
 
 impl Identity {
@@ -135,7 +142,12 @@ impl Identity {
                 job,
             )
         });
+        let job_index = env_u64(JOB_INDEX_BASE)
+            .map(|base| base.saturating_add(slurm.array_task_id.unwrap_or(0)));
         Ok(Identity {
+            job_index,
+            process: (0, 1),
+            dask_name: None,
             drain_at_ms,
             name,
             slurm,
@@ -158,8 +170,27 @@ impl Identity {
             name: format!("{}-{index}", self.name),
             cores: (self.cores / count).max(1),
             memory: self.memory.split_ceil(count),
+            process: (index, count),
             ..self.clone()
         }
+    }
+
+    /// This identity as the agent of Dask worker `name_template`: the Dask
+    /// worker is named as dask-jobqueue names it, `TEMPLATE-INDEX` (and
+    /// `-P` for process P of several), or `slurm-NAME` without a template.
+    pub fn with_dask_name(mut self, template: Option<&str>) -> Identity {
+        let name = match (template, self.job_index) {
+            (Some(t), index) => {
+                let index = index.map_or_else(|| self.slurm.to_string(), |i| i.to_string());
+                match self.process {
+                    (p, n) if n > 1 => format!("{t}-{index}-{p}"),
+                    _ => format!("{t}-{index}"),
+                }
+            }
+            (None, _) => crate::dask::dask_name(&self.name),
+        };
+        self.dask_name = Some(name);
+        self
     }
 
     /// The registration message for this identity.
@@ -175,6 +206,7 @@ impl Identity {
             drain_at_ms: self.drain_at_ms,
             pid: std::process::id(),
             kind,
+            dask_name: self.dask_name.clone(),
         }
     }
 

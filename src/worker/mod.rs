@@ -9,7 +9,7 @@ mod dask;
 mod identity;
 mod work;
 
-pub use identity::Identity;
+pub use identity::{Identity, JOB_INDEX_BASE};
 
 use std::fmt;
 use std::path::PathBuf;
@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::client::{ClientError, SchedulerClient};
-use crate::config::{Memory, Timeout, WorkerKind};
+use crate::config::{Memory, NannyMode, Timeout, WorkerKind};
 use crate::exit::{ExitStatus, FAILURE, USAGE};
 use crate::net::NetError;
 use crate::protocol::{SchedulerFile, SchedulerFileError};
@@ -62,6 +62,12 @@ pub struct WorkerArgs {
     /// The Python whose `distributed` runs the Dask worker (`--kind dask`).
     #[arg(long, value_name = "PATH", default_value = "python3")]
     pub python: PathBuf,
+    /// Name the Dask workers NAME-INDEX, INDEX this job's number in its pool (`--kind dask`).
+    #[arg(long, value_name = "NAME")]
+    pub dask_name: Option<String>,
+    /// Who restarts the Dask worker and ends it over its memory limit: agent, dask or none.
+    #[arg(long, value_name = "MODE", default_value = "agent")]
+    pub nanny: NannyMode,
     /// Further arguments: for `--kind dask`, passed on to `dask worker`.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub extra: Vec<String>,
@@ -204,9 +210,19 @@ pub async fn run(args: WorkerArgs) -> Result<Vec<AgentExit>, AgentError> {
     let file = SchedulerFile::read(&path)?;
     let client = SchedulerClient::from_file(&file);
     let identity = Identity::detect(&args, client.url()).await?;
-    let dask = match args.kind {
-        WorkerKind::Native => None,
-        WorkerKind::Dask => Some(Arc::new(start_dask(&args, &file, &path, &identity)?)),
+    // Dask's nanny: one process for the whole job; else one per agent.
+    let shared = match (args.kind, args.nanny) {
+        (WorkerKind::Dask, NannyMode::Dask) => {
+            let me = identity.clone().with_dask_name(args.dask_name.as_deref());
+            Some(Arc::new(start_dask(
+                &args,
+                &file,
+                &path,
+                &me,
+                args.processes,
+            )?))
+        }
+        _ => None,
     };
     let task_logs = args
         .local_directory
@@ -217,16 +233,27 @@ pub async fn run(args: WorkerArgs) -> Result<Vec<AgentExit>, AgentError> {
             tracing::warn!(dir = %dir.display(), error = %e, "cannot create the task log directory");
         }
     }
+    let mut processes: Vec<Arc<dask::DaskProcess>> = shared.iter().cloned().collect();
     let mut agents = tokio::task::JoinSet::new();
     for i in 0..args.processes {
+        let mut me = identity.share(i, args.processes);
+        let mut dask = shared.clone();
+        if args.kind == WorkerKind::Dask {
+            me = me.with_dask_name(args.dask_name.as_deref());
+            if dask.is_none() {
+                let own = Arc::new(start_dask(&args, &file, &path, &me, 1)?);
+                processes.push(own.clone());
+                dask = Some(own);
+            }
+        }
         let agent = Agent {
             client: client.clone(),
-            me: identity.share(i, args.processes),
+            me,
             death: args.death_timeout.duration(),
             margin: args.walltime_margin.duration(),
             task_logs: task_logs.clone(),
             kind: args.kind,
-            dask: dask.clone(),
+            dask,
         };
         agents.spawn(agent.run());
     }
@@ -241,7 +268,7 @@ pub async fn run(args: WorkerArgs) -> Result<Vec<AgentExit>, AgentError> {
             Err(_) => {}
         }
     }
-    if let Some(process) = &dask {
+    for process in &processes {
         process.stop().await;
     }
     match failed {
@@ -250,33 +277,46 @@ pub async fn run(args: WorkerArgs) -> Result<Vec<AgentExit>, AgentError> {
     }
 }
 
-/// Starts the job's Dask worker process (all its processes in one).
+/// Starts a Dask worker process under its supervisor: `nworkers` workers
+/// under Dask's nanny, or one worker that the agent nannies (`me`'s share).
 fn start_dask(
     args: &WorkerArgs,
     file: &SchedulerFile,
     path: &std::path::Path,
-    identity: &Identity,
+    me: &Identity,
+    nworkers: u32,
 ) -> Result<dask::DaskProcess, AgentError> {
     let endpoint = file
         .dask
         .clone()
         .ok_or_else(|| AgentError::NoDaskScheduler(path.to_path_buf()))?;
-    let share = identity.share(0, args.processes);
+    // Under Dask's nanny, `me` is the whole job: Dask names its workers
+    // NAME-0, NAME-1..., each with its share.
+    let name = me.dask_name.clone().unwrap_or_default();
+    let share = me.share(0, nworkers);
     let command = crate::dask::DaskWorkerCommand {
         python: args.python.clone(),
         scheduler: endpoint.address.clone(),
         nthreads: share.cores,
-        nworkers: args.processes,
+        nworkers,
         memory_limit: share.memory.bytes(),
-        name: crate::dask::dask_name(&identity.name),
+        name,
         death_timeout: args.death_timeout.duration(),
         interface: args.interface.clone(),
+        host: Some(me.address),
+        nanny: args.nanny == NannyMode::Dask,
         local_directory: args.local_directory.clone(),
         extra: args.extra.clone(),
     };
-    dask::DaskProcess::start(&command, &endpoint).map_err(|cause| AgentError::DaskSpawn {
-        python: args.python.clone(),
-        cause,
+    let supervision = dask::Supervision {
+        restart: args.nanny == NannyMode::Agent,
+        memory_limit: (args.nanny == NannyMode::Agent).then(|| share.memory.bytes()),
+    };
+    dask::DaskProcess::start(&command, &endpoint, supervision).map_err(|cause| {
+        AgentError::DaskSpawn {
+            python: args.python.clone(),
+            cause,
+        }
     })
 }
 
