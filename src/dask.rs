@@ -441,6 +441,8 @@ const DASK_NAME_PREFIX: &str = "slurm-";
 pub struct DaskWorkerCommand {
     /// The Python with `distributed`.
     pub python: PathBuf,
+    /// The module it runs (`distributed.cli.dask_worker`).
+    pub module: String,
     /// The Dask scheduler's address.
     pub scheduler: String,
     /// Threads per worker process.
@@ -473,7 +475,7 @@ impl DaskWorkerCommand {
         let mut argv = vec![
             self.python.display().to_string(),
             "-m".into(),
-            "distributed.cli.dask_worker".into(),
+            self.module.clone(),
             self.scheduler.clone(),
             "--nthreads".into(),
             self.nthreads.to_string(),
@@ -536,6 +538,7 @@ mod tests {
     fn the_worker_command_carries_every_setting() {
         let cmd = DaskWorkerCommand {
             python: "/venv/bin/python".into(),
+            module: "distributed.cli.dask_worker".into(),
             scheduler: "tcp://10.77.0.1:8786".into(),
             nthreads: 2,
             nworkers: 2,

@@ -139,9 +139,6 @@ pub fn worker_command(spec: &JobSpec) -> String {
     if let Some(i) = &spec.interface {
         argv.extend(["--interface".into(), i.clone()]);
     }
-    if let Some(d) = &spec.local_directory {
-        argv.extend(["--local-directory".into(), d.display().to_string()]);
-    }
     if spec.kind == crate::config::WorkerKind::Dask {
         argv.extend([
             "--kind".into(),
@@ -151,8 +148,18 @@ pub fn worker_command(spec: &JobSpec) -> String {
             "--nanny".into(),
             spec.dask_nanny.to_string(),
         ]);
+        if spec.dask_worker_module != crate::config::DEFAULT_DASK_WORKER_MODULE {
+            argv.extend(["--dask-module".into(), spec.dask_worker_module.clone()]);
+        }
     }
     let mut words: Vec<String> = argv.iter().map(|a| shell_quote(a)).collect();
+    if let Some(d) = &spec.local_directory {
+        // Double quotes: `$TMPDIR` and the like are the node's, expanded there.
+        words.extend([
+            "--local-directory".into(),
+            expanding_quote(&d.display().to_string()),
+        ]);
+    }
     if let (crate::config::WorkerKind::Dask, Some(name)) = (spec.kind, &spec.dask_worker_name) {
         // Double quotes: the job's shell expands variables in the name,
         // as it does in dask-jobqueue's scripts (`--name run-$ID-0`).
@@ -322,6 +329,43 @@ mod tests {
             ),
             "{text}"
         );
+    }
+
+    #[test]
+    fn scratch_directories_and_worker_modules_reach_the_agent() {
+        let spec = JobOptions::new()
+            .kind(crate::config::WorkerKind::Dask)
+            .local_directory("$TMPDIR/dask")
+            .dask_worker_module("dask_cuda.cli.dask_cuda_worker")
+            .interface("eth0:worker")
+            .drover_bin("/opt/drover/bin/drover")
+            .build()
+            .unwrap();
+        let text = render(&spec).unwrap();
+        // The node's $TMPDIR, expanded there; the module named only when
+        // it is not Dask's own; an interface label as Linux names it.
+        assert!(
+            text.contains(r#"--local-directory "$TMPDIR/dask""#),
+            "{text}"
+        );
+        assert!(
+            text.contains("--dask-module dask_cuda.cli.dask_cuda_worker"),
+            "{text}"
+        );
+        assert!(text.contains("--interface eth0:worker"), "{text}");
+        let plain = JobOptions::new()
+            .kind(crate::config::WorkerKind::Dask)
+            .drover_bin("/opt/drover/bin/drover")
+            .build()
+            .unwrap();
+        assert!(!render(&plain).unwrap().contains("--dask-module"));
+        let bad = JobOptions::new()
+            .dask_worker_module("not a module!")
+            .build();
+        assert!(bad
+            .unwrap_err()
+            .to_string()
+            .contains("not a Python module name"));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use drover::config::{ConfigSources, JobOptions, PoolOptions};
 use drover::slurm::Slurm;
 
 use super::error::{CliResult, Context};
-use super::pool::slurm_cli;
+use drover::slurm::SlurmCli;
 
 #[derive(Debug, clap::Args)]
 pub struct JobScriptArgs {
@@ -28,7 +28,7 @@ pub async fn run(config: Option<PathBuf>, args: JobScriptArgs) -> CliResult {
         return Ok(ExitCode::SUCCESS);
     }
     let pool = sources.pool_options(PoolOptions::default())?;
-    let verdict = slurm_cli(&pool)
+    let verdict = SlurmCli::for_pool(&pool)
         .test_submit(&script)
         .await
         .context("asking Slurm to check the job script")?;

@@ -11,7 +11,7 @@ use drover::protocol::{ClusterId, SchedulerFile};
 use drover::slurm::Slurm;
 
 use super::error::{CliError, CliResult, Context};
-use super::pool::slurm_cli;
+use drover::slurm::SlurmCli;
 
 /// How often `logs --follow` looks again.
 const LOOK_EVERY: Duration = Duration::from_millis(500);
@@ -103,7 +103,7 @@ pub async fn cancel(config: Option<PathBuf>, args: CancelArgs) -> CliResult {
         }
     };
     let pool = ConfigSources::discover(config).pool_options(Default::default())?;
-    let slurm = slurm_cli(&pool);
+    let slurm = SlurmCli::for_pool(&pool);
     let tag = format!("drover:{id}");
     let suffix = format!("-{id}");
     let jobs: Vec<_> = slurm
@@ -131,7 +131,7 @@ pub struct ReaperArgs {
 /// Waits for the driver to go, then cancels every job of its cluster.
 pub async fn reaper(args: ReaperArgs) -> CliResult {
     let pool = drover::config::pool_from_env().unwrap_or_default();
-    drover::cluster::reaper::watch(args.pid, &args.job_name, &slurm_cli(&pool))
+    drover::cluster::reaper::watch(args.pid, &args.job_name, &SlurmCli::for_pool(&pool))
         .await
         .context("cancelling the cluster's jobs")?;
     Ok(ExitCode::SUCCESS)

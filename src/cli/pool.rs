@@ -131,22 +131,14 @@ impl Pool {
         let spec = self.job.clone().build()?;
         // With nothing named, the pool finds the address that routes to
         // its partition's nodes (see cluster/network.rs).
-        let bind = match (
-            &self.pool.scheduler_host,
-            &self.pool.scheduler_interface,
-            &spec.interface,
-        ) {
-            (Some(h), _, _) => Bind::Host(*h),
-            (None, Some(i), _) | (None, None, Some(i)) => Bind::Interface(i.clone()),
-            (None, None, None) => Bind::Auto,
-        };
+        let bind = Bind::for_pool(&self.pool, spec.interface.as_deref());
         if self.pool.dask_scheduler_file.is_some() && spec.kind != WorkerKind::Dask {
             return Err(CliError::usage("--dask-scheduler-file needs --kind dask"));
         }
         let mut options = ClusterOptions::new(bind).with(&self.pool)?;
         options.handle_signals = false;
         options.scheduler_file = spec.scheduler_file.clone();
-        SlurmCluster::new(spec, options, slurm_cli(&self.pool))
+        SlurmCluster::new(spec, options, SlurmCli::for_pool(&self.pool))
             .await
             .context("starting the cluster")
     }
@@ -175,14 +167,6 @@ impl Pool {
             }
         };
         wait_with_progress(cluster, wanted, self.wait_timeout()).await
-    }
-}
-
-/// Slurm's command-line tools, each command limited as the settings say.
-pub fn slurm_cli(pool: &PoolOptions) -> SlurmCli {
-    match pool.slurm_timeout {
-        Some(t) => SlurmCli::new().with_timeout(t.duration()),
-        None => SlurmCli::new(),
     }
 }
 

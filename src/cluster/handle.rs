@@ -136,6 +136,13 @@ impl SlurmCluster {
         self.pool.set_target(min_jobs);
     }
 
+    /// Stops adapting; the pool keeps the size it has now.
+    pub fn stop_adapt(&self) {
+        if self.pool.adapt.lock().take().is_some() {
+            tracing::info!("adapting stopped");
+        }
+    }
+
     /// Waits until `n` workers have registered. Fails early, with the
     /// job's state, exit code and log tail, when a job fails before its
     /// worker registers, or when submitting has stopped; at the timeout it
@@ -268,6 +275,11 @@ impl SlurmCluster {
     /// The Dask scheduler of a `dask` pool.
     pub fn dask(&self) -> Option<DaskEndpoint> {
         self.pool.dask.as_ref().map(|d| d.endpoint.clone())
+    }
+
+    /// What every job of the cluster is (its name carries the cluster id).
+    pub fn spec(&self) -> &JobSpec {
+        &self.pool.spec
     }
 
     /// The Slurm job name of every job of the cluster.

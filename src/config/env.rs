@@ -112,6 +112,52 @@ fn shown(value: &toml::Value) -> String {
     }
 }
 
+/// The keys a settings table takes (`JobOptions` for `[job]`,
+/// `PoolOptions` for `[pool]`), as serde's derive lists them: so that a
+/// caller can route a keyword to its table without a second list to keep.
+pub fn keys<T: DeserializeOwned>() -> &'static [&'static str] {
+    use serde::de::{self, Visitor};
+
+    /// A deserializer that only records the fields a struct asks for.
+    struct Fields;
+    #[derive(Debug)]
+    struct Found(&'static [&'static str]);
+    impl std::fmt::Display for Found {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("fields found")
+        }
+    }
+    impl std::error::Error for Found {}
+    impl de::Error for Found {
+        fn custom<M: std::fmt::Display>(_: M) -> Self {
+            Found(&[])
+        }
+    }
+    impl<'de> de::Deserializer<'de> for Fields {
+        type Error = Found;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Found> {
+            Err(Found(&[]))
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Found> {
+            Err(Found(fields))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+            bytes byte_buf option unit unit_struct newtype_struct seq tuple
+            tuple_struct map enum identifier ignored_any
+        }
+    }
+    match T::deserialize(Fields) {
+        Err(Found(fields)) => fields,
+        Ok(_) => &[],
+    }
+}
+
 /// The job options given as `(key, value)` pairs (keys as in `[job]`),
 /// each checked alone so an error names its key.
 pub fn job_options_from(
@@ -171,6 +217,19 @@ pub fn pool_from_env() -> Result<PoolOptions, SpecError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_keys_of_each_table_are_its_fields() {
+        let job = keys::<JobOptions>();
+        assert!(
+            job.contains(&"job-cpu") && job.contains(&"walltime"),
+            "{job:?}"
+        );
+        let pool = keys::<PoolOptions>();
+        assert!(pool.contains(&"poll-interval") && !pool.contains(&"walltime"));
+        // Every environment variable sets a key the table has.
+        assert!(ENV_VARS.iter().all(|v| pool.contains(&v.key)));
+    }
 
     #[test]
     fn each_variable_sets_its_key() {

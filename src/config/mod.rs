@@ -4,6 +4,7 @@
 //! `DROVER_*` environment (pool settings only), flags; and the validated
 //! `JobSpec` a job's options build.
 
+mod directive;
 mod env;
 mod file;
 mod memory;
@@ -13,12 +14,15 @@ mod spec;
 mod timeout;
 mod walltime;
 
-pub use env::{job_options_from, pool_from, pool_from_env, pool_options_from, EnvVar, ENV_VARS};
+pub use directive::Directive;
+pub use env::{
+    job_options_from, keys, pool_from, pool_from_env, pool_options_from, EnvVar, ENV_VARS,
+};
 pub use file::{ConfigFile, ConfigSources};
 pub use memory::{Memory, MEMORY_FORMS};
 pub use options::{HeaderStyle, JobOptions, MemoryDirective, NannyMode, WorkerKind};
 pub use pool::{AdaptRange, PoolOptions, ADAPT_FORMS};
-pub use spec::{Directive, JobSpec};
+pub use spec::{JobSpec, DEFAULT_DASK_WORKER_MODULE};
 pub use timeout::{Timeout, TIMEOUT_FORMS};
 pub use walltime::{Walltime, WALLTIME_FORMS};
 

@@ -224,6 +224,10 @@ pub struct JobOptions {
     #[arg(long, value_name = "NAME", help_heading = "Worker job")]
     pub dask_worker_name: Option<String>,
 
+    /// With --kind dask: the Python module that runs each Dask worker, as dask-jobqueue's worker-command (default distributed.cli.dask_worker).
+    #[arg(long, value_name = "MODULE", help_heading = "Worker job")]
+    pub dask_worker_module: Option<String>,
+
     /// With --kind dask: who restarts a dead Dask worker and ends one over its memory limit: agent (default; one interpreter per worker), dask (Dask's nanny) or none.
     #[arg(long, value_name = "MODE", help_heading = "Worker job")]
     pub dask_nanny: Option<NannyMode>,
@@ -277,7 +281,8 @@ impl JobOptions {
             log_directory, local_directory, job_extra_directives, job_directives_skip,
             job_script_prologue, job_script_epilogue, job_cpu, job_mem, memory_directive,
             gres, gpus, shebang, worker_extra_args, death_timeout, walltime_margin,
-            walltime_stagger, kind, python, dask_worker_name, dask_nanny, header_style,
+            walltime_stagger, kind, python, dask_worker_name, dask_worker_module, dask_nanny,
+            header_style,
             scheduler_file, template, drover_bin,
         )
     }
@@ -342,6 +347,8 @@ impl JobOptions {
         python: PathBuf,
         /// Sets the Dask worker name template.
         dask_worker_name: String,
+        /// Sets the Python module that runs each Dask worker.
+        dask_worker_module: String,
         /// Sets who nannies Dask workers.
         dask_nanny: NannyMode,
         /// Sets how `#SBATCH` lines are written.

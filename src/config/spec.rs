@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::directive::normalize_option;
 use super::{
-    check_line, check_token, HeaderStyle, JobOptions, Memory, MemoryDirective, NannyMode,
-    SpecError, Timeout, ValueError, Walltime, WorkerKind,
+    check_line, check_token, Directive, HeaderStyle, JobOptions, Memory, MemoryDirective,
+    NannyMode, SpecError, Timeout, ValueError, Walltime, WorkerKind,
 };
 
 const DEFAULT_JOB_NAME: &str = "drover-worker";
@@ -21,125 +22,6 @@ const MAX_DEFAULT_STAGGER: Duration = Duration::from_secs(300);
 /// Half an hour, as dask-jobqueue.
 const DEFAULT_WALLTIME: Walltime = Walltime::from_mins(30);
 const DEFAULT_MEMORY: Memory = Memory::from_mib(1024);
-
-/// One `#SBATCH` option: its long name (`--time`) and its value, if any.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Directive {
-    /// The option's long name, e.g. `--time`, or a short one sbatch has no long form for.
-    pub option: String,
-    /// The value after `=`, if the option takes one.
-    pub value: Option<String>,
-}
-
-impl Directive {
-    pub(crate) fn new(option: &str, value: impl ToString) -> Self {
-        Directive {
-            option: option.to_string(),
-            value: Some(value.to_string()),
-        }
-    }
-
-    /// The directive as it follows `#SBATCH `.
-    pub fn render(&self) -> String {
-        match &self.value {
-            Some(v) if self.option.starts_with("--") => format!("{}={v}", self.option),
-            Some(v) => format!("{} {v}", self.option),
-            None => self.option.clone(),
-        }
-    }
-
-    /// The directive as it follows `#SBATCH ` in `style`.
-    pub fn render_styled(&self, style: HeaderStyle) -> String {
-        const SHORT: &[(&str, &str)] = &[
-            ("--job-name", "-J"),
-            ("--output", "-o"),
-            ("--error", "-e"),
-            ("--partition", "-p"),
-            ("--account", "-A"),
-            ("--nodes", "-N"),
-            ("--ntasks", "-n"),
-            ("--time", "-t"),
-        ];
-        let short = SHORT.iter().find(|(long, _)| *long == self.option);
-        match (style, short, &self.value) {
-            (HeaderStyle::DaskJobqueue, Some((_, s)), Some(v)) => format!("{s} {v}"),
-            _ => self.render(),
-        }
-    }
-
-    /// Parses an extra directive as users write it: `--qos=debug`,
-    /// `--exclusive`, `-C gpu`, optionally behind `#SBATCH`.
-    fn parse(raw: &str) -> Result<Directive, ValueError> {
-        const FORMS: &str = "an sbatch option such as `--qos=debug`, `--exclusive` or `-C gpu`";
-        check_line(raw, FORMS)?;
-        let text = raw.trim();
-        let text = text.strip_prefix("#SBATCH").map(str::trim).unwrap_or(text);
-        if !text.starts_with('-') || text == "-" || text == "--" {
-            return Err(ValueError::new(
-                raw,
-                "it is not an option starting with `-`",
-                FORMS,
-            ));
-        }
-        let (option, value) = if text.starts_with("--") {
-            match text.split_once('=') {
-                Some((o, v)) => (o, Some(v.to_string())),
-                None => match text.split_once(char::is_whitespace) {
-                    Some((o, v)) => (o, Some(v.trim().to_string())),
-                    None => (text, None),
-                },
-            }
-        } else {
-            match text.split_once(char::is_whitespace) {
-                Some((o, v)) => (o, Some(v.trim().to_string())),
-                None if text.len() > 2 => (&text[..2], Some(text[2..].to_string())),
-                None => (text, None),
-            }
-        };
-        let option = normalize_option(option)
-            .ok_or_else(|| ValueError::new(raw, "its option name is malformed", FORMS))?;
-        Ok(Directive { option, value })
-    }
-}
-
-/// The long name of an sbatch option given in either form, so that `-t` and
-/// `--time` compare equal; `None` when it is not an option name at all.
-pub(crate) fn normalize_option(name: &str) -> Option<String> {
-    const SHORT: &[(char, &str)] = &[
-        ('A', "--account"),
-        ('C', "--constraint"),
-        ('G', "--gpus"),
-        ('J', "--job-name"),
-        ('N', "--nodes"),
-        ('c', "--cpus-per-task"),
-        ('e', "--error"),
-        ('n', "--ntasks"),
-        ('o', "--output"),
-        ('p', "--partition"),
-        ('q', "--qos"),
-        ('t', "--time"),
-        ('w', "--nodelist"),
-        ('x', "--exclude"),
-    ];
-    if let Some(long) = name.strip_prefix("--") {
-        let ok = long.starts_with(|c: char| c.is_ascii_alphabetic())
-            && long.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
-        return ok.then(|| name.to_string());
-    }
-    let short = name.strip_prefix('-')?;
-    let mut chars = short.chars();
-    let c = chars.next().filter(|c| c.is_ascii_alphabetic())?;
-    if chars.next().is_some() {
-        return None;
-    }
-    Some(
-        SHORT
-            .iter()
-            .find(|(s, _)| *s == c)
-            .map(|(_, long)| long.to_string())
-            .unwrap_or_else(|| name.to_string()),
-    )
-}
 
 /// A validated worker job: everything needed to render its script.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -198,6 +80,8 @@ pub struct JobSpec {
     pub python: PathBuf,
     /// Dask workers are named `NAME-INDEX` (shell variables expanded in the job).
     pub dask_worker_name: Option<String>,
+    /// The Python module that runs each Dask worker (`distributed.cli.dask_worker`).
+    pub dask_worker_module: String,
     /// Who restarts Dask workers and ends those over their memory limit.
     pub dask_nanny: NannyMode,
     /// How the `#SBATCH` lines are written.
@@ -254,6 +138,16 @@ fn path(name: &'static str, value: PathBuf) -> Result<PathBuf, SpecError> {
         ));
     }
     Ok(absolute(&value))
+}
+
+/// The workers' scratch directory: as `path`, except that one starting
+/// with a shell variable (`$TMPDIR`, `${SCRATCH}/dask`) is kept as written,
+/// for the job's shell to expand on the node.
+fn scratch_path(value: PathBuf) -> Result<PathBuf, SpecError> {
+    if value.to_string_lossy().starts_with('$') {
+        return path("local-directory", value.clone()).map(|_| value);
+    }
+    path("local-directory", value)
 }
 
 fn absolute(p: &Path) -> PathBuf {
@@ -392,9 +286,11 @@ impl Names {
 
 /// Checks a network interface name.
 fn interface(i: String) -> Result<String, SpecError> {
-    const FORMS: &str = "a network interface name such as `ib0` or `eth0` (1 to 15 characters, no `/`, `:` or whitespace)";
+    // A label such as `eth0:worker` names one address of an interface, as
+    // `ip addr ... label` sets it and getifaddrs (and Dask) report it.
+    const FORMS: &str = "a network interface name such as `ib0`, `eth0` or the label `eth0:worker` (1 to 15 characters, no `/` or whitespace)";
     field("interface", check_token(&i, FORMS))?;
-    if i.len() > 15 || i.contains(['/', ':']) {
+    if i.len() > 15 || i.contains('/') {
         return Err(SpecError::invalid(
             "interface",
             ValueError::new(&i, "it is not a valid interface name", FORMS),
@@ -440,11 +336,7 @@ impl Paths {
         };
         Ok(Paths {
             log_directory,
-            local_directory: o
-                .local_directory
-                .take()
-                .map(|p| path("local-directory", p))
-                .transpose()?,
+            local_directory: o.local_directory.take().map(scratch_path).transpose()?,
             scheduler_file: o
                 .scheduler_file
                 .take()
@@ -494,6 +386,20 @@ impl ScriptParts {
                 )
             })
             .collect::<Result<Vec<_>, _>>()?;
+        // The pool finds and cancels its jobs by their name and comment.
+        if let Some(s) = skip
+            .iter()
+            .find(|s| *s == "--job-name" || *s == "--comment")
+        {
+            return Err(SpecError::invalid(
+                "job-directives-skip",
+                ValueError::new(
+                    s,
+                    "drover finds and cancels its jobs by this directive, so it cannot be left out",
+                    "an option name other than --job-name (-J) and --comment, such as `--mem` or `-t`",
+                ),
+            ));
+        }
         let shebang = o.shebang.take().unwrap_or_else(|| DEFAULT_SHEBANG.into());
         const SHEBANG: &str = "one line starting with `#!`, e.g. `#!/usr/bin/env bash`";
         field("shebang", check_line(&shebang, SHEBANG))?;
@@ -562,6 +468,33 @@ impl Timing {
     }
 }
 
+/// The Dask worker module when none is named.
+pub const DEFAULT_DASK_WORKER_MODULE: &str = "distributed.cli.dask_worker";
+
+/// Checks a Python module name (`python -m NAME`): dotted identifiers.
+fn dask_module(name: Option<String>) -> Result<String, SpecError> {
+    let Some(name) = name else {
+        return Ok(DEFAULT_DASK_WORKER_MODULE.into());
+    };
+    let identifier = |w: &str| {
+        w.chars()
+            .next()
+            .is_some_and(|c| c.is_alphabetic() || c == '_')
+            && w.chars().all(|c| c.is_alphanumeric() || c == '_')
+    };
+    if name.split('.').all(identifier) {
+        return Ok(name);
+    }
+    Err(SpecError::invalid(
+        "dask-worker-module",
+        ValueError::new(
+            &name,
+            "it is not a Python module name",
+            "a dotted module name such as `distributed.cli.dask_worker` or `dask_cuda.cli`",
+        ),
+    ))
+}
+
 impl JobSpec {
     /// A builder with every field unset.
     pub fn builder() -> JobOptions {
@@ -614,6 +547,7 @@ impl JobSpec {
                     .map(|()| n)
                 })
                 .transpose()?,
+            dask_worker_module: dask_module(o.dask_worker_module)?,
             dask_nanny: o.dask_nanny.unwrap_or_default(),
             header_style: o.header_style.unwrap_or_default(),
         })

@@ -235,7 +235,7 @@ job-extra-directives = ["--qos=debug", "#SBATCH --exclusive", "-C ib"]"##,
 fn skipping_matches_exact_option_names_only() {
     let spec = from_toml(
         r#"cores = 4
-job-directives-skip = ["-t", "--mem", "-J"]
+job-directives-skip = ["-t", "--mem", "-N"]
 job-extra-directives = ["--time-min=10", "--mem-bind=local"]"#,
     )
     .unwrap();
@@ -248,10 +248,14 @@ job-extra-directives = ["--time-min=10", "--mem-bind=local"]"#,
     assert!(lines.contains(&"--mem-bind=local".to_string()), "{lines:?}");
     assert!(!lines.iter().any(|l| l.starts_with("--time=")), "{lines:?}");
     assert!(!lines.iter().any(|l| l.starts_with("--mem=")), "{lines:?}");
-    assert!(
-        !lines.iter().any(|l| l.starts_with("--job-name")),
-        "{lines:?}"
-    );
+    assert!(!lines.iter().any(|l| l.starts_with("--nodes")), "{lines:?}");
+    // The pool finds its jobs by name and comment: those stay.
+    for kept in ["-J", "--comment"] {
+        let e = from_toml(&format!("job-directives-skip = [\"{kept}\"]"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cannot be left out"), "{e}");
+    }
 }
 
 #[test]

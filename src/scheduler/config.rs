@@ -19,6 +19,24 @@ pub enum Bind {
     Auto,
 }
 
+impl Bind {
+    /// Where a pool's scheduler listens: the `[pool]` host or interface,
+    /// else the workers' interface (the driver's side of the same
+    /// network), else `Auto`.
+    pub fn for_pool(pool: &PoolOptions, worker_interface: Option<&str>) -> Bind {
+        match (
+            pool.scheduler_host,
+            &pool.scheduler_interface,
+            worker_interface,
+        ) {
+            (Some(h), _, _) => Bind::Host(h),
+            (None, Some(i), _) => Bind::Interface(i.clone()),
+            (None, None, Some(i)) => Bind::Interface(i.to_string()),
+            (None, None, None) => Bind::Auto,
+        }
+    }
+}
+
 /// How a scheduler runs.
 #[derive(Debug, Clone)]
 pub struct SchedulerConfig {
@@ -98,5 +116,30 @@ impl SchedulerConfig {
     pub fn lost_after(&self) -> Duration {
         self.heartbeat_interval
             .saturating_mul(self.missed_heartbeats)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pool_listens_where_it_is_told_else_finds_out() {
+        let mut pool = PoolOptions::default();
+        assert_eq!(Bind::for_pool(&pool, None), Bind::Auto);
+        assert_eq!(
+            Bind::for_pool(&pool, Some("ib0")),
+            Bind::Interface("ib0".into())
+        );
+        pool.scheduler_interface = Some("drvbr0".into());
+        assert_eq!(
+            Bind::for_pool(&pool, Some("ib0")),
+            Bind::Interface("drvbr0".into())
+        );
+        pool.scheduler_host = Some("10.77.0.1".parse().unwrap());
+        assert_eq!(
+            Bind::for_pool(&pool, Some("ib0")),
+            Bind::Host("10.77.0.1".parse().unwrap())
+        );
     }
 }

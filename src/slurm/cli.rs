@@ -67,6 +67,14 @@ impl SlurmCli {
         self
     }
 
+    /// The tools with each command limited as the pool's `slurm-timeout` says.
+    pub fn for_pool(pool: &crate::config::PoolOptions) -> Self {
+        match pool.slurm_timeout {
+            Some(t) => SlurmCli::new().with_timeout(t.duration()),
+            None => SlurmCli::new(),
+        }
+    }
+
     async fn run(
         &self,
         program: &str,

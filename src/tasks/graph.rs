@@ -132,13 +132,27 @@ impl Graph {
         } else {
             toml::from_str(&text).map_err(|e| err(e.to_string().trim_end().replace('\n', " ")))?
         };
-        // Checked as the scheduler will check it (names, cycles), before
-        // anything is sent.
-        let specs = graph.specs().map_err(|e| e.in_file(path))?;
+        graph.check().map_err(|e| e.in_file(path))?;
+        Ok(graph)
+    }
+
+    /// Reads a graph from a JSON value of the file's shape (`{"tasks": {...}}`),
+    /// as the Python API passes a dict.
+    pub fn from_json(value: serde_json::Value) -> Result<Graph, GraphError> {
+        let graph: Graph =
+            serde_json::from_value(value).map_err(|e| GraphError::new(e.to_string()))?;
+        graph.check()?;
+        Ok(graph)
+    }
+
+    /// Checks the graph as the scheduler will (names, references, cycles),
+    /// before anything is sent.
+    fn check(&self) -> Result<(), GraphError> {
+        let specs = self.specs()?;
         super::Engine::default()
             .submit(specs)
-            .map_err(|e| GraphError::new(e.to_string()).in_file(path))?;
-        Ok(graph)
+            .map_err(|e| GraphError::new(e.to_string()))?;
+        Ok(())
     }
 
     /// The tasks as one submission, dependencies by name.

@@ -65,6 +65,9 @@ pub struct WorkerArgs {
     /// Name the Dask workers NAME-INDEX, INDEX this job's number in its pool (`--kind dask`).
     #[arg(long, value_name = "NAME")]
     pub dask_name: Option<String>,
+    /// The Python module that runs the Dask worker (`--kind dask`).
+    #[arg(long, value_name = "MODULE", default_value = crate::config::DEFAULT_DASK_WORKER_MODULE)]
+    pub dask_module: String,
     /// Who restarts the Dask worker and ends it over its memory limit: agent, dask or none.
     #[arg(long, value_name = "MODE", default_value = "agent")]
     pub nanny: NannyMode,
@@ -296,6 +299,7 @@ fn start_dask(
     let share = me.share(0, nworkers);
     let command = crate::dask::DaskWorkerCommand {
         python: args.python.clone(),
+        module: args.dask_module.clone(),
         scheduler: endpoint.address.clone(),
         nthreads: share.cores,
         nworkers,

@@ -1,0 +1,104 @@
+"""drover.SlurmCluster from Python on the local Slurm: command tasks through
+`map`, the seed graph, failures, status records, logs."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import textwrap
+
+import pytest
+
+import drover
+from conftest import PYTHON, REPO, squeue, until
+
+pytestmark = pytest.mark.usefixtures("no_jobs_left")
+
+
+def cluster(**settings):
+    return drover.SlurmCluster(
+        **{"cores": 1, "memory": "256MB", "walltime": "00:10:00", **settings}
+    )
+
+
+def test_a_thousand_command_tasks_through_map(workdir):
+    with cluster() as c:
+        c.scale(2)
+        c.wait_for_workers(2, timeout=120)
+        tasks = c.map("echo $(( {} * 2 ))", range(1000))
+        assert len(tasks) == 1000
+        outputs = c.gather(tasks, timeout=300)
+        assert [int(o) for o in outputs] == [2 * i for i in range(1000)]
+        assert {t.state for t in tasks[:5]} == {"succeeded"}
+        # Each worker maps to its Slurm job, state and node.
+        status = c.status()
+        assert status.registered == 2
+        assert {j.state for j in status.jobs} == {"RUNNING"}
+        assert all(j.node and j.workers for j in status.jobs)
+        log = c.logs(status.jobs[0].workers[0].name)
+        assert "registered" in log
+
+
+def test_the_seed_graph_sums_to_50(workdir):
+    graph = {"tasks": {}}
+    parts = []
+    for x in range(1, 6):
+        graph["tasks"][f"inc{x}"] = {"command": f"echo $(( {x} + 1 ))"}
+        graph["tasks"][f"double{x}"] = {"command": f"echo $(( 2 * {x} ))"}
+        graph["tasks"][f"add{x}"] = {"command": f"echo $(( {{{{inc{x}}}}} + {{{{double{x}}}}} ))"}
+        parts.append(f"{{{{add{x}}}}}")
+    graph["tasks"]["total"] = {"command": "echo $(( " + " + ".join(parts) + " ))"}
+    with cluster(n_workers=2) as c:
+        results = c.run_graph(graph, timeout=120)
+        assert results["total"] == "50"
+        # The same graph from the repository's graph file.
+        assert c.run_graph(REPO / "examples" / "seed-graph.toml", timeout=120)["total"] == "50"
+
+
+def test_a_failed_task_raises_with_its_exit_code_and_stderr(workdir):
+    with cluster(n_workers=1) as c:
+        failing = c.submit("echo broken >&2; exit 3", name="bad")
+        dependent = c.submit(["echo", "never"], after=[failing])
+        with pytest.raises(drover.TaskFailed) as e:
+            failing.result(timeout=120)
+        assert e.value.exit_code == 3 and "broken" in e.value.stderr
+        assert "task t" in str(e.value) and "(bad)" in str(e.value)
+        with pytest.raises(drover.TaskFailed) as e:
+            dependent.result(timeout=60)
+        assert e.value.state in ("failed", "cancelled")
+        assert c.submit(["echo", "ok"]).result(timeout=60) == "ok\n"
+
+
+def test_a_job_that_cannot_start_fails_the_wait_with_slurms_words(workdir):
+    # More memory than any node has: Slurm refuses the job at submission.
+    with cluster(memory="1000GB") as c:
+        c.scale(1)
+        with pytest.raises(drover.ClusterError) as e:
+            c.wait_for_workers(1, timeout=60)
+        assert "sbatch" in str(e.value), str(e.value)
+        assert "memory" in str(e.value).lower() or "configuration" in str(e.value).lower()
+
+
+def test_ctrl_c_interrupts_a_wait_and_the_jobs_go(workdir):
+    # A driver waiting for a worker that cannot come (its job is held):
+    # SIGINT raises KeyboardInterrupt at once, and exiting cancels the job.
+    driver = textwrap.dedent(
+        """
+        import sys, drover
+        c = drover.SlurmCluster(cores=1, memory="256MB", job_extra_directives=["--hold"])
+        c.scale(1)
+        print("waiting", flush=True)
+        try:
+            c.wait_for_workers(1)
+        except KeyboardInterrupt:
+            print("interrupted", flush=True)
+            sys.exit(7)
+        """
+    )
+    p = subprocess.Popen([PYTHON, "-c", driver], stdout=subprocess.PIPE, text=True, cwd=workdir)
+    assert p.stdout.readline().strip() == "waiting"
+    until("the held job in the queue", lambda: squeue())
+    p.send_signal(signal.SIGINT)
+    out, _ = p.communicate(timeout=30)
+    assert "interrupted" in out and p.returncode == 7
+    until("the held job cancelled", lambda: squeue() == [], timeout=30)

@@ -1,0 +1,373 @@
+"""``drover.SlurmCluster``: a pool of drover workers on Slurm running
+command tasks, from Python. The pool itself is drover's Rust code
+(``drover._drover.Cluster``); this module shapes its calls for Python:
+keyword settings, task handles, graphs, records."""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import weakref
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import timedelta
+from typing import Any, Union
+
+from . import _drover
+from ._binary import binary
+from ._errors import TaskFailed
+from ._records import Record
+
+Command = Union[str, Sequence[str]]
+
+_JOB_KEYS, _POOL_KEYS = (frozenset(keys) for keys in _drover.setting_keys())
+
+# Clusters still open, closed when the interpreter exits.
+_live: weakref.WeakSet = weakref.WeakSet()
+
+
+@atexit.register
+def _close_live_clusters() -> None:
+    for cluster in list(_live):
+        try:
+            cluster.close()
+        except Exception as e:  # noqa: BLE001 - exiting: close the others still
+            logging.getLogger("drover").warning("closing %r at exit failed: %s", cluster, e)
+
+
+def split_settings(settings: Mapping[str, Any], caller: str) -> tuple[dict, dict]:
+    """Routes keyword settings to the job's table or the pool's; an unknown
+    keyword is a ``TypeError`` naming it."""
+    job: dict = {}
+    pool: dict = {}
+    for key, value in settings.items():
+        if key in _JOB_KEYS:
+            job[key] = _plain(value)
+        elif key in _POOL_KEYS:
+            pool[key] = _plain(value)
+        else:
+            raise TypeError(
+                f"{caller}() got an unexpected keyword argument {key!r}; drover's settings are: "
+                + ", ".join(sorted(_JOB_KEYS | _POOL_KEYS))
+            )
+    return job, pool
+
+
+def _plain(value: Any) -> Any:
+    """Paths as strings, durations as seconds, tuples as lists."""
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _seconds(name: str, value: Any) -> float | None:
+    """A duration given as seconds, a ``timedelta`` or text such as ``5m``."""
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, bool):
+        raise TypeError(f"{name}: accepted: seconds (a number), a timedelta or text such as '5m'")
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        return _drover.parse_timeout(name, value)
+    raise TypeError(f"{name}: accepted: seconds (a number), a timedelta or text such as '5m'")
+
+
+def _argv(command: Command) -> list[str]:
+    """A shell line runs through ``sh -c``; a sequence runs as is."""
+    if isinstance(command, str):
+        return ["sh", "-c", command]
+    if isinstance(command, Sequence) and command:
+        return [os.fspath(a) if isinstance(a, os.PathLike) else str(a) for a in command]
+    raise TypeError(
+        f"command: accepted: a shell line (str) or a non-empty argv list, not {command!r}"
+    )
+
+
+class Task:
+    """A command task of a cluster: its id and name, and ways to look at it
+    and wait for it. ``result()`` is its standard output."""
+
+    __slots__ = ("_cluster", "id", "name")
+
+    def __init__(self, cluster: _drover.Cluster, task_id: int, name: str | None = None):
+        self._cluster = cluster
+        self.id = task_id
+        self.name = name
+
+    def info(self) -> Record:
+        """Where it is now: ``state``, ``attempts``, ``worker``, ``output``..."""
+        return Record(self._cluster.tasks([self.id])[0])
+
+    @property
+    def state(self) -> str:
+        """``waiting``, ``ready``, ``running``, ``succeeded``, ``failed`` or ``cancelled``."""
+        return self.info().state
+
+    def done(self) -> bool:
+        """Whether it has ended."""
+        return self.state in ("succeeded", "failed", "cancelled")
+
+    def wait(self, timeout: float | None = None) -> Record:
+        """Waits until it ends (``TimeoutError`` after ``timeout`` seconds)."""
+        return Record(self._cluster.wait_tasks([self.id], _seconds("timeout", timeout))[0])
+
+    def result(self, timeout: float | None = None) -> str:
+        """Its standard output, once it has succeeded; ``TaskFailed`` if not."""
+        return _output(self.wait(timeout))
+
+    def cancel(self) -> None:
+        """Cancels it and what depends on it."""
+        self._cluster.cancel_task(self.id)
+
+    def __repr__(self) -> str:
+        named = f" {self.name!r}" if self.name else ""
+        return f"<drover.Task t{self.id}{named}>"
+
+
+def _output(info: Record) -> str:
+    """The standard output of an ended task, or its failure raised."""
+    output = info.output
+    if info.state != "succeeded":
+        raise TaskFailed(
+            info.id,
+            info.name,
+            info.state,
+            output.exit_code if output else None,
+            output.stderr_tail if output else "",
+            info.reason,
+        )
+    return output.stdout if output else ""
+
+
+class SlurmCluster:
+    """A pool of drover workers on Slurm, each its own Slurm job, running
+    command tasks.
+
+    Settings are keywords, as in ``drover.toml``'s ``[job]`` and ``[pool]``
+    tables with ``_`` for ``-``: ``cores``, ``memory``, ``processes``,
+    ``walltime``, ``queue``, ``account``, ``interface``, ``job_name``,
+    ``log_directory``, ``job_extra_directives``, ``job_script_prologue``,
+    ``job_cpu``, ``job_mem``, ... and ``scheduler_interface``,
+    ``idle_timeout``, ``poll_interval``, ... (the README lists them all).
+    drover's config files and ``DROVER_*`` variables lie beneath them.
+
+    >>> with drover.SlurmCluster(cores=1, memory="1GB", queue="batch") as cluster:
+    ...     cluster.scale(4)
+    ...     cluster.wait_for_workers(4)
+    ...     print(cluster.submit("hostname").result())
+    """
+
+    def __init__(self, n_workers: int = 0, **settings: Any):
+        job, pool = split_settings(settings, type(self).__name__)
+        job.setdefault("drover_bin", binary())
+        self._cluster = _drover.Cluster(job, pool)
+        self._spec = self._cluster.spec
+        _live.add(self)
+        if n_workers:
+            self.scale(n_workers)
+
+    # -- size ---------------------------------------------------------------
+
+    def scale(
+        self,
+        n: int | None = None,
+        *,
+        jobs: int | None = None,
+        cores: int | None = None,
+        memory: str | int | None = None,
+    ) -> None:
+        """Asks for ``n`` workers, or ``jobs`` jobs, or enough jobs for
+        ``cores`` cores or ``memory``; the largest when several are given.
+        Stops adapting."""
+        wanted = [0]
+        spec = self._spec
+        if n is not None:
+            wanted.append(-(-_count("n", n) // spec["processes"]))
+        if jobs is not None:
+            wanted.append(_count("jobs", jobs))
+        if cores is not None:
+            wanted.append(-(-_count("cores", cores) // spec["cores"]))
+        if memory is not None:
+            size = memory if isinstance(memory, int) else _drover.parse_memory(str(memory))
+            wanted.append(-(-size // spec["memory"]))
+        self._cluster.scale_jobs(max(wanted))
+
+    def adapt(
+        self, minimum: int = 0, maximum: int | None = None, *, idle_timeout: Any = None
+    ) -> None:
+        """Sizes the pool to its tasks, between ``minimum`` and ``maximum``
+        workers, retiring workers idle for ``idle_timeout``."""
+        low = _count("minimum", minimum)
+        high = low if maximum is None else _count("maximum", maximum)
+        if high < low:
+            raise ValueError(f"maximum ({high}) is below minimum ({low})")
+        self._cluster.adapt(low, high, _seconds("idle_timeout", idle_timeout))
+
+    def wait_for_workers(self, n: int, timeout: Any = None) -> None:
+        """Waits until ``n`` workers have registered; ``WorkersTimeout``
+        (saying where the jobs are) after ``timeout``, ``ClusterError`` as
+        soon as a job fails before its worker registers."""
+        self._cluster.wait_for_workers(_count("n", n), _seconds("timeout", timeout))
+
+    # -- work -----------------------------------------------------------------
+
+    def submit(
+        self,
+        command: Command,
+        *,
+        name: str | None = None,
+        env: Mapping[str, str] | None = None,
+        cwd: str | os.PathLike | None = None,
+        cores: int = 1,
+        time_limit: Any = None,
+        retries: int = 0,
+        after: Iterable[Task | int] = (),
+    ) -> Task:
+        """Runs ``command`` on a worker: a shell line (``sh -c``) or an argv
+        list. ``after`` lists tasks that must succeed first."""
+        spec = _task_spec(command, name, env, cwd, cores, time_limit, retries, after)
+        (task_id,) = self._cluster.submit([spec])
+        return Task(self._cluster, task_id, name)
+
+    def map(
+        self,
+        command: Callable[[Any], Command] | Command,
+        items: Iterable[Any],
+        **options: Any,
+    ) -> list[Task]:
+        """One task per item, submitted as one batch: ``command(item)``, or
+        ``command.format(item)`` for a shell line (each word, for a list)."""
+        specs = []
+        for item in items:
+            if callable(command):
+                line = command(item)
+            elif isinstance(command, str):
+                line = command.format(item)
+            else:
+                line = [str(word).format(item) for word in command]
+            specs.append(_task_spec(line, **_task_options(options)))
+        ids = self._cluster.submit(specs) if specs else []
+        return [Task(self._cluster, i) for i in ids]
+
+    def gather(self, tasks: Iterable[Task], timeout: Any = None) -> list[str]:
+        """The standard output of each task, in order, once all have ended;
+        ``TaskFailed`` for the first that did not succeed."""
+        tasks = list(tasks)
+        infos = self._cluster.wait_tasks([t.id for t in tasks], _seconds("timeout", timeout))
+        by_id = {info["id"]: Record(info) for info in infos}
+        return [_output(by_id[t.id]) for t in tasks]
+
+    def submit_graph(self, graph: str | os.PathLike | Mapping[str, Any]) -> dict[str, Task]:
+        """Submits a graph (a graph file's path, or a dict of its shape:
+        ``{"tasks": {name: {"command": ..., "after": [...]}}}``; ``{{name}}``
+        in a command is that task's output) as one batch."""
+        source = os.fspath(graph) if isinstance(graph, os.PathLike) else graph
+        specs = _drover.graph_tasks(source)
+        ids = self._cluster.submit(specs)
+        return {s["name"]: Task(self._cluster, i, s["name"]) for s, i in zip(specs, ids)}
+
+    def run_graph(
+        self, graph: str | os.PathLike | Mapping[str, Any], timeout: Any = None
+    ) -> dict[str, str]:
+        """Runs a graph to its end: each task's standard output, stripped,
+        by name; ``TaskFailed`` if one failed."""
+        tasks = self.submit_graph(graph)
+        outputs = self.gather(tasks.values(), timeout)
+        return {name: out.strip() for name, out in zip(tasks, outputs)}
+
+    # -- looking at it ------------------------------------------------------------
+
+    def status(self) -> Record:
+        """Target, every job (``job``, ``job_id``, ``state``, ``reason`` while
+        pending, ``node``, ``exit_code``, ``workers``, ``log``), failures."""
+        return Record(self._cluster.status())
+
+    def logs(self, worker: str) -> str:
+        """The stdout and stderr logs of the job that runs ``worker`` (a
+        worker's name or id, or a job id)."""
+        return self._cluster.logs(str(worker))
+
+    def job_script(self) -> str:
+        """The script each worker job is submitted with."""
+        return self._cluster.job_script
+
+    @property
+    def address(self) -> str:
+        """The scheduler's address."""
+        return self._cluster.address
+
+    @property
+    def scheduler_file(self) -> str:
+        """The scheduler file ``drover`` commands take (``--scheduler-file``)."""
+        return self._cluster.scheduler_file
+
+    @property
+    def job_name(self) -> str:
+        """The Slurm job name of the pool's jobs (it carries the cluster id)."""
+        return self._spec["job_name"]
+
+    # -- the end ----------------------------------------------------------------
+
+    def close(self) -> None:
+        """Workers retire, the rest of the pool's jobs are cancelled; none is
+        left in the queue when it returns."""
+        _live.discard(self)
+        self._cluster.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<drover.SlurmCluster {self._cluster.cluster_id} at {self.address}>"
+
+
+def _count(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name}: accepted: a whole number, not {value!r}")
+    if value < 0:
+        raise ValueError(f"invalid value `{value}` for {name}: accepted: a whole number, 0 or more")
+    return value
+
+
+def _task_options(options: Mapping[str, Any]) -> dict:
+    allowed = {"name", "env", "cwd", "cores", "time_limit", "retries", "after"}
+    unknown = set(options) - allowed - {"name"}
+    if unknown:
+        raise TypeError(f"map() got an unexpected keyword argument {min(unknown)!r}")
+    out = {k: None for k in ("name", "env", "cwd", "time_limit")}
+    out.update(cores=1, retries=0, after=())
+    out.update(options)
+    return out
+
+
+def _task_spec(
+    command, name=None, env=None, cwd=None, cores=1, time_limit=None, retries=0, after=()
+):
+    spec: dict[str, Any] = {
+        "argv": _argv(command),
+        "cores": _count("cores", cores),
+        "retries": _count("retries", retries),
+    }
+    if name is not None:
+        spec["name"] = str(name)
+    if env:
+        spec["env"] = {str(k): str(v) for k, v in env.items()}
+    if cwd is not None:
+        spec["cwd"] = os.fspath(cwd)
+    limit = _seconds("time_limit", time_limit)
+    if limit is not None:
+        spec["time_limit_ms"] = int(limit * 1000)
+    deps = [a.id if isinstance(a, Task) else _count("after", a) for a in after]
+    if deps:
+        spec["deps"] = deps
+    return spec

@@ -1,0 +1,273 @@
+//! `_drover.Cluster`: a `SlurmCluster` held by Python. Every method is a
+//! thin call into the Rust API; those that wait release the GIL and give
+//! way to Ctrl-C (see `runtime.rs`). The Python classes `drover.SlurmCluster`
+//! and `drover.dask.SLURMCluster` are built on it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pyo3::exceptions::{PyTimeoutError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
+
+use drover::cluster::{ClusterOptions, SlurmCluster};
+use drover::config::{Memory, Timeout};
+use drover::protocol::{TaskId, TaskInfo, TaskSpec};
+use drover::scheduler::Bind;
+use drover::slurm::SlurmCli;
+
+use crate::errors::{cluster_error, error_chain, raise, spec_error};
+use crate::runtime::wait;
+use crate::settings;
+
+/// How often task waits look at the scheduler.
+const TASK_POLL: Duration = Duration::from_millis(50);
+
+/// A pool of workers on Slurm, started by the constructor.
+#[pyclass(module = "drover._drover", frozen)]
+pub struct Cluster {
+    inner: Arc<SlurmCluster>,
+}
+
+/// Seconds from Python as a duration; `None` is "no limit".
+fn seconds(name: &str, secs: Option<f64>) -> PyResult<Option<Duration>> {
+    match secs {
+        None => Ok(None),
+        Some(s) => Duration::try_from_secs_f64(s).map(Some).map_err(|_| {
+            PyValueError::new_err(format!(
+                "invalid value `{s}` for {name}: accepted: a number of seconds, 0 or more"
+            ))
+        }),
+    }
+}
+
+/// A wait that stands for "no limit".
+const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+#[pymethods]
+impl Cluster {
+    /// Starts a cluster from job settings (`cores`, `memory`, `walltime`...)
+    /// and pool settings (`scheduler_interface`, `poll_interval`...), both
+    /// as keyword dicts; `dask` holds the Dask scheduler's `port`,
+    /// `dashboard_address` and `extra` arguments. With `layered`, drover's
+    /// config files lie under the settings given.
+    #[new]
+    #[pyo3(signature = (job, pool, dask=None, layered=true))]
+    fn new(
+        py: Python<'_>,
+        job: &Bound<'_, PyDict>,
+        pool: &Bound<'_, PyDict>,
+        dask: Option<&Bound<'_, PyDict>>,
+        layered: bool,
+    ) -> PyResult<Self> {
+        let job = settings::job_options(job, layered)?;
+        let pool = settings::pool_options(pool, layered)?;
+        let spec = job.build().map_err(|e| spec_error(&e))?;
+        let bind = Bind::for_pool(&pool, spec.interface.as_deref());
+        let mut options = ClusterOptions::new(bind)
+            .with(&pool)
+            .map_err(|e| spec_error(&e))?;
+        // Python owns SIGINT (KeyboardInterrupt); closing is Python's call.
+        options.handle_signals = false;
+        options.scheduler_file = spec.scheduler_file.clone();
+        options.dask_scheduler = settings::dask_scheduler(dask)?;
+        let slurm = SlurmCli::for_pool(&pool);
+        let started = wait(
+            py,
+            async move { SlurmCluster::new(spec, options, slurm).await },
+        )?;
+        let cluster = started.map_err(|e| cluster_error(py, e))?;
+        Ok(Cluster {
+            inner: Arc::new(cluster),
+        })
+    }
+
+    /// Asks for `n` workers (jobs of `processes` workers, rounded up).
+    fn scale(&self, n: usize) {
+        self.inner.scale(n);
+    }
+
+    /// Asks for `k` jobs.
+    fn scale_jobs(&self, k: usize) {
+        self.inner.scale_jobs(k);
+    }
+
+    /// Adapts between `minimum` and `maximum` workers, retiring those idle
+    /// for `idle_timeout` seconds (default: the pool's setting).
+    #[pyo3(signature = (minimum, maximum, idle_timeout=None))]
+    fn adapt(&self, minimum: usize, maximum: usize, idle_timeout: Option<f64>) -> PyResult<()> {
+        match seconds("idle_timeout", idle_timeout)? {
+            Some(t) => self.inner.adapt_with(minimum, maximum, t),
+            None => self.inner.adapt(minimum, maximum),
+        }
+        Ok(())
+    }
+
+    /// Stops adapting; the pool keeps its size.
+    fn stop_adapt(&self) {
+        self.inner.stop_adapt();
+    }
+
+    /// Waits until `n` workers have registered (for Dask pools: with
+    /// Dask), at most `timeout` seconds; fails early when a job fails first.
+    #[pyo3(signature = (n, timeout=None))]
+    fn wait_for_workers(&self, py: Python<'_>, n: usize, timeout: Option<f64>) -> PyResult<()> {
+        let timeout = seconds("timeout", timeout)?.unwrap_or(FOREVER);
+        let cluster = self.inner.clone();
+        wait(
+            py,
+            async move { cluster.wait_for_workers(n, timeout).await },
+        )?
+        .map_err(|e| cluster_error(py, e))
+    }
+
+    /// The cluster's status: target, jobs with their Slurm states, pending
+    /// reasons, nodes, exit codes, workers and logs; failures.
+    fn status<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        Ok(pythonize::pythonize(py, &self.inner.status())?)
+    }
+
+    /// The stdout and stderr logs of the job that runs `worker` (a worker
+    /// name or id, a Dask worker name, or a job id).
+    fn logs(&self, py: Python<'_>, worker: &str) -> PyResult<String> {
+        self.inner.logs(worker).map_err(|e| cluster_error(py, e))
+    }
+
+    /// The job script every worker job is submitted with.
+    #[getter]
+    fn job_script(&self) -> String {
+        self.inner.job_script().to_string()
+    }
+
+    /// The scheduler's address.
+    #[getter]
+    fn address(&self) -> String {
+        self.inner.address()
+    }
+
+    /// The scheduler file workers and `drover` commands read.
+    #[getter]
+    fn scheduler_file(&self) -> String {
+        self.inner.scheduler_file().display().to_string()
+    }
+
+    /// The cluster's id, in the name and comment of each of its jobs.
+    #[getter]
+    fn cluster_id(&self) -> String {
+        self.inner.cluster_id()
+    }
+
+    /// The Dask scheduler of a Dask pool: `address`, `http`, `scheduler_file`.
+    #[getter]
+    fn dask<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        match self.inner.dask() {
+            Some(d) => Ok(Some(pythonize::pythonize(py, &d)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// What each job is: cores, processes, memory (bytes), the CPUs and
+    /// memory asked of Slurm, walltime (seconds), Slurm job name.
+    #[getter]
+    fn spec<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let s = self.inner.spec();
+        let d = PyDict::new(py);
+        d.set_item("cores", s.cores)?;
+        d.set_item("processes", s.processes)?;
+        d.set_item("memory", s.memory.bytes())?;
+        d.set_item("job_cpu", s.job_cpu)?;
+        d.set_item("job_mem", s.job_mem.bytes())?;
+        d.set_item("walltime", s.walltime.as_secs())?;
+        d.set_item("job_name", &s.job_name)?;
+        d.set_item("log_directory", s.log_directory.display().to_string())?;
+        Ok(d)
+    }
+
+    /// Submits task specs (dicts of the wire's `TaskSpec`: `argv`, `name`,
+    /// `env`, `cwd`, `cores`, `time_limit_ms`, `retries`, `deps`) as one
+    /// batch; returns their ids.
+    fn submit(&self, py: Python<'_>, tasks: &Bound<'_, PyList>) -> PyResult<Vec<u64>> {
+        let specs: Vec<TaskSpec> = pythonize::depythonize(tasks.as_any())
+            .map_err(|e| PyValueError::new_err(format!("invalid task: {e}")))?;
+        let client = self.inner.client();
+        let ids = wait(py, async move { client.submit(&specs).await })?
+            .map_err(|e| raise(py, "ClusterError", error_chain(&e)))?;
+        Ok(ids.into_iter().map(|i| i.0).collect())
+    }
+
+    /// The tasks `ids` as the scheduler reports them.
+    fn tasks<'py>(&self, py: Python<'py>, ids: Vec<u64>) -> PyResult<Bound<'py, PyAny>> {
+        let ids: Vec<TaskId> = ids.into_iter().map(TaskId).collect();
+        let client = self.inner.client();
+        let list = wait(py, async move { client.tasks(Some(&ids), false).await })?
+            .map_err(|e| raise(py, "ClusterError", error_chain(&e)))?;
+        Ok(pythonize::pythonize(py, &list.tasks)?)
+    }
+
+    /// Waits until the tasks `ids` have ended (at most `timeout` seconds,
+    /// else `TimeoutError`); returns them.
+    #[pyo3(signature = (ids, timeout=None))]
+    fn wait_tasks<'py>(
+        &self,
+        py: Python<'py>,
+        ids: Vec<u64>,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let limit = seconds("timeout", timeout)?.unwrap_or(FOREVER);
+        let ids: Vec<TaskId> = ids.into_iter().map(TaskId).collect();
+        let client = self.inner.client();
+        let waited = wait(py, async move {
+            tokio::time::timeout(limit, client.wait_tasks(Some(&ids), TASK_POLL)).await
+        })?;
+        let tasks: Vec<TaskInfo> = waited
+            .map_err(|_| {
+                PyTimeoutError::new_err(format!("the tasks did not end within {limit:?}"))
+            })?
+            .map_err(|e| raise(py, "ClusterError", error_chain(&e)))?;
+        Ok(pythonize::pythonize(py, &tasks)?)
+    }
+
+    /// Cancels task `id` and what depends on it.
+    fn cancel_task(&self, py: Python<'_>, id: u64) -> PyResult<()> {
+        let client = self.inner.client();
+        wait(py, async move { client.cancel_task(TaskId(id)).await })?
+            .map_err(|e| raise(py, "ClusterError", error_chain(&e)))
+    }
+
+    /// Closes the cluster: workers retire, the rest of its jobs are
+    /// cancelled; none is left in the queue when it returns.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        let cluster = self.inner.clone();
+        wait(py, async move { cluster.close().await })?.map_err(|e| cluster_error(py, e))
+    }
+}
+
+/// Parses a memory size as drover does (`4GB`, `4 GiB`, `1.5G`), for the
+/// Python layer's arithmetic.
+#[pyfunction]
+pub fn parse_memory(text: &str) -> PyResult<u64> {
+    text.parse::<Memory>()
+        .map(|m| m.bytes())
+        .map_err(|e| PyValueError::new_err(format!("invalid value `{text}` for memory: {e}")))
+}
+
+/// Parses a duration as drover does (`60`, `0.5`, `90s`, `5m`, `1h30m`)
+/// into seconds; `name` is the argument the error names.
+#[pyfunction]
+pub fn parse_timeout(name: &str, text: &str) -> PyResult<f64> {
+    text.parse::<Timeout>()
+        .map(|t| t.duration().as_secs_f64())
+        .map_err(|e| PyValueError::new_err(format!("invalid value `{text}` for {name}: {e}")))
+}
+
+/// The job script the job settings `job` make, without starting a pool
+/// (the scheduler file is named when a pool starts). Checks the settings
+/// as a pool would.
+#[pyfunction]
+#[pyo3(signature = (job, layered=true))]
+pub fn job_script(job: &Bound<'_, PyDict>, layered: bool) -> PyResult<String> {
+    let spec = settings::job_options(job, layered)?
+        .build()
+        .map_err(|e| spec_error(&e))?;
+    drover::script::render(&spec).map_err(|e| PyValueError::new_err(error_chain(&e)))
+}
