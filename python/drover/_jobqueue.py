@@ -109,8 +109,10 @@ class _Config:
             value = dask.config.get(f"{self.prefix}.{key.replace('_', '-')}", default)
         return value
 
-    def renamed(self, old: str) -> Any:
-        """The value of the deprecated ``old``, warning as dask-jobqueue does."""
+    def renamed(self, old: str, depth: int = 0) -> Any:
+        """The value of the deprecated ``old``, warning as dask-jobqueue does;
+        ``depth`` counts the helpers between ``resolve`` and this call, so the
+        warning points at the user's line."""
         new = RENAMED[old]
         value = self.get(old)
         if value is not None:
@@ -119,7 +121,7 @@ class _Config:
                 f"to []; please also check config files). If you did not set {new} yet, {old} "
                 "will be respected for now, but it will be removed in a future release.",
                 FutureWarning,
-                stacklevel=4,
+                stacklevel=4 + depth,
             )
         return value
 
@@ -177,6 +179,24 @@ def _memory(value: Any) -> int:
         ) from None
 
 
+def _script_lists(cfg: _Config) -> dict:
+    """The job script's extra lines, each under its current name or its
+    deprecated one."""
+    skip = _strings(
+        "job_directives_skip", cfg.get("job_directives_skip") or cfg.renamed("header_skip", 1)
+    )
+    return {
+        "job_extra_directives": _strings(
+            "job_extra_directives", cfg.get("job_extra_directives") or cfg.renamed("job_extra", 1)
+        ),
+        "job_script_prologue": _strings(
+            "job_script_prologue", cfg.get("job_script_prologue") or cfg.renamed("env_extra", 1)
+        ),
+        "job_script_epilogue": _strings("job_script_epilogue", cfg.get("job_script_epilogue")),
+        "job_directives_skip": [_skip_option(s) for s in skip],
+    }
+
+
 def resolve(given: dict, drover_settings: dict) -> Resolved:
     """Reads every argument as dask-jobqueue would and builds drover's settings."""
     config_name = given.get("config_name") or "slurm"
@@ -221,17 +241,7 @@ def resolve(given: dict, drover_settings: dict) -> Resolved:
         "dask_nanny": _nanny(given.get("nanny", True)),
         "dask_worker_module": cfg.get("worker_command") or SLURM_DEFAULTS["worker-command"],
     }
-    job["job_extra_directives"] = _strings(
-        "job_extra_directives", cfg.get("job_extra_directives") or cfg.renamed("job_extra")
-    )
-    job["job_script_prologue"] = _strings(
-        "job_script_prologue", cfg.get("job_script_prologue") or cfg.renamed("env_extra")
-    )
-    job["job_script_epilogue"] = _strings("job_script_epilogue", cfg.get("job_script_epilogue"))
-    skip = _strings(
-        "job_directives_skip", cfg.get("job_directives_skip") or cfg.renamed("header_skip")
-    )
-    job["job_directives_skip"] = [_skip_option(s) for s in skip]
+    job.update(_script_lists(cfg))
     worker_args = _strings(
         "worker_extra_args", cfg.get("worker_extra_args") or cfg.renamed("extra")
     )
