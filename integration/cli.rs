@@ -263,7 +263,14 @@ type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
 #[test]
 fn bad_input_exits_2_from_every_command_with_the_thing_at_fault_named() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("garbled.json"), "{\"address\": 3").unwrap();
+    let garbled = dir.path().join("garbled.json");
+    std::fs::write(&garbled, "{\"address\": 3").unwrap();
+    // Private, as scheduler files must be: what is wrong is its content.
+    std::fs::set_permissions(
+        &garbled,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     std::fs::write(dir.path().join("pool.toml"), "[pool]\nworkers = -1\n").unwrap();
     std::fs::write(dir.path().join("keys.toml"), "[pool]\nspeed = 3\n").unwrap();
     std::fs::write(

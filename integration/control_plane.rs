@@ -17,11 +17,9 @@ const MISSED: u32 = 3;
 
 async fn scheduler() -> Scheduler {
     let config = SchedulerConfig {
-        bind: Bind::Host(IpAddr::from([127, 0, 0, 1])),
-        port: 0,
         heartbeat_interval: HEARTBEAT,
         missed_heartbeats: MISSED,
-        max_held_polls: 1024,
+        ..SchedulerConfig::new(Bind::Host(IpAddr::from([127, 0, 0, 1])))
     };
     Scheduler::start(config).await.unwrap()
 }
@@ -191,16 +189,9 @@ async fn an_agent_whose_scheduler_never_answers_exits_after_its_death_timeout() 
     let port = listener.local_addr().unwrap().port();
     drop(listener);
     let file = dir.path().join("gone.json");
-    SchedulerFile {
-        address: format!("http://127.0.0.1:{port}"),
-        cluster_id: ClusterId::generate(),
-        token: Token::generate(),
-        pid: 1,
-        started_at: 0,
-        dask: None,
-    }
-    .write(&file)
-    .unwrap();
+    made_up_file(format!("http://127.0.0.1:{port}"))
+        .write(&file)
+        .unwrap();
     let started = Instant::now();
     let mut child = agent(&file, &dir.path().join("w.log"), "1.5");
     let status = exit_within(&mut child, Duration::from_secs(6)).await;
@@ -226,12 +217,14 @@ async fn a_wrong_token_is_refused_and_the_agent_says_so() {
     assert!(s.workers().is_empty());
 
     // No token at all is refused too, on every route.
-    let http = reqwest::Client::new();
+    let http = drover::tls::http_client_builder(s.fingerprint())
+        .build()
+        .unwrap();
     for path in ["/v1/workers", "/v1/workers/1/poll"] {
         let r = http.get(format!("{}{path}", s.url())).send().await.unwrap();
         assert_eq!(r.status(), reqwest::StatusCode::UNAUTHORIZED, "{path}");
     }
-    let client = SchedulerClient::new(s.url(), Token::generate());
+    let client = SchedulerClient::new(s.url(), Token::generate(), s.fingerprint());
     assert!(client
         .workers()
         .await
@@ -288,17 +281,51 @@ async fn signals_deregister_or_drain_the_agent() {
     );
 }
 
+/// A scheduler file for a plain-HTTP scheduler at `address`, with a
+/// fresh cluster id and token.
+fn made_up_file(address: String) -> SchedulerFile {
+    SchedulerFile {
+        address,
+        cluster_id: ClusterId::generate(),
+        token: Token::generate(),
+        certificate: None,
+        pid: 1,
+        started_at: 0,
+        dask: None,
+    }
+}
+
+fn private(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
 #[test]
 fn missing_or_corrupt_scheduler_files_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let corrupt = dir.path().join("corrupt.json");
     std::fs::write(&corrupt, "not json").unwrap();
-    let cases: [(PathBuf, &str); 2] = [
+    private(&corrupt);
+    // A good file that others may read, and one another user made.
+    let good = made_up_file("http://127.0.0.1:1".into());
+    let exposed = dir.path().join("exposed.json");
+    good.write(&exposed).unwrap();
+    std::fs::set_permissions(
+        &exposed,
+        std::os::unix::fs::PermissionsExt::from_mode(0o640),
+    )
+    .unwrap();
+    let foreign = dir.path().join("foreign.json");
+    good.write(&foreign).unwrap();
+    std::os::unix::fs::chown(&foreign, Some(65534), Some(65534)).unwrap();
+    let cases: [(PathBuf, &str); 4] = [
         (
             dir.path().join("missing.json"),
             "cannot read scheduler file",
         ),
         (corrupt, "is not valid"),
+        (exposed, "may be read or changed by others (mode 0640)"),
+        (foreign, "belongs to uid 65534, not to you"),
     ];
     for (path, expected) in cases {
         for cmd in ["worker", "status"] {

@@ -12,6 +12,7 @@ const LAYERS: &[&str] = &[
     "exit",
     "logfile",
     "net",
+    "tls",
     "config",
     "script",
     "slurm",

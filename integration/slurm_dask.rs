@@ -16,7 +16,7 @@ use common::{
 };
 use drover::cluster::SlurmCluster;
 use drover::config::WorkerKind;
-use drover::protocol::WorkerState;
+use drover::protocol::{DaskEndpoint, WorkerState};
 use drover::slurm::{JobId, JobState};
 
 /// The Python with dask, distributed and xgboost (`slurm/python-env`):
@@ -57,7 +57,7 @@ struct HeldResults {
 
 impl HeldResults {
     /// Starts the driver; returns it and its `held ...` line.
-    fn start(python: &Path, address: &str, dir: &Path) -> (HeldResults, String) {
+    fn start(python: &Path, dask: &DaskEndpoint, dir: &Path) -> (HeldResults, String) {
         let calls = dir.join("calls");
         let mut driver = Command::new(python)
             .args([
@@ -67,7 +67,8 @@ impl HeldResults {
                     "/integration/dask/hold_results.py"
                 ),
             ])
-            .env("DASK_SCHEDULER_ADDRESS", address)
+            .env("DASK_SCHEDULER_ADDRESS", &dask.address)
+            .envs(dask.tls.iter().flat_map(|t| t.client_env()))
             .env("CALLS", &calls)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -163,7 +164,8 @@ fn the_seed_delayed_graph_returns_50_with_dask_workers_on_both_nodes_on_ib0() {
     let hosts: BTreeSet<&str> = workers
         .split_whitespace()
         .map(|w| {
-            w.trim_start_matches("tcp://")
+            w.strip_prefix("tls://")
+                .unwrap_or("not over TLS")
                 .rsplit_once(':')
                 .expect("host:port")
                 .0
@@ -172,7 +174,7 @@ fn the_seed_delayed_graph_returns_50_with_dask_workers_on_both_nodes_on_ib0() {
     assert_eq!(
         hosts,
         BTreeSet::from(["10.77.0.11", "10.77.0.12"]),
-        "one Dask worker on each node, on its ib0 address: {out}"
+        "one Dask worker on each node, on its ib0 address, over TLS: {out}"
     );
 }
 
@@ -236,7 +238,7 @@ async fn scaling_a_dask_pool_from_4_to_1_loses_no_result_and_ends_jobs_completed
         .unwrap();
     assert_eq!(cluster.status().dask.unwrap().workers, Some(4));
 
-    let (held_results, held) = HeldResults::start(&python, &dask.address, logs.path());
+    let (held_results, held) = HeldResults::start(&python, &dask, logs.path());
     let spread: usize = held
         .strip_prefix("held 40 results on ")
         .and_then(|r| r.strip_suffix(" workers"))
@@ -318,6 +320,7 @@ async fn a_pool_attaches_to_a_dask_scheduler_started_elsewhere() {
         &python,
         &drover::dask::DaskBind::Interface(bridge()),
         &Default::default(),
+        None,
         logs.path(),
         Duration::from_secs(60),
     )
@@ -436,6 +439,7 @@ async fn an_adaptive_dask_pool_follows_dask_work_and_returns_to_zero() {
             "2",
         ])
         .env("DASK_SCHEDULER_ADDRESS", &dask.address)
+        .envs(dask.tls.iter().flat_map(|t| t.client_env()))
         .output();
     let out = tokio::time::timeout(Duration::from_secs(120), driver)
         .await
@@ -531,7 +535,7 @@ async fn dask_workers_hand_their_results_on_before_their_walltime_ends() {
         .filter_map(|j| j.job_id.map(JobId::get))
         .collect();
 
-    let (held_results, held) = HeldResults::start(&python, &dask.address, logs.path());
+    let (held_results, held) = HeldResults::start(&python, &dask, logs.path());
     assert!(held.starts_with("held 40 results on "), "{held}");
 
     // The first jobs' workers leave 78-90 s in; their results must move

@@ -13,8 +13,9 @@ use crate::protocol::{
     paths, ClusterStatus, Completion, DeregisterRequest, Instruction, PollQuery, RegisterRequest,
     RegisterResponse, RetireAllResponse, RetireRequest, ScaleRequest, SchedulerFile, SubmitRequest,
     SubmitResponse, TaskId, TaskInfo, TaskList, TaskListQuery, TaskSpec, Token, WorkerId,
-    WorkerInfo,
+    WorkerInfo, TASK_PAGE,
 };
+use crate::tls::Fingerprint;
 
 /// A request to the scheduler that failed.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +32,21 @@ pub enum ClientError {
     /// The scheduler refused the request as malformed or invalid.
     #[error("the scheduler refused the request: {0}")]
     BadRequest(String),
+    /// The server at the scheduler's address presented another certificate
+    /// than the cluster's: it is not the cluster's scheduler.
+    #[error("the server at {url} is not this cluster's scheduler: its TLS certificate is not the one the scheduler file names (the scheduler may have died and another process taken its port); refusing to talk to it")]
+    WrongCertificate {
+        /// The server.
+        url: String,
+    },
+    /// A request is larger than the scheduler takes.
+    #[error("{what} is larger than the scheduler takes in one request ({limit} bytes); submit it in smaller parts")]
+    TooLarge {
+        /// What was too large.
+        what: String,
+        /// The limit.
+        limit: usize,
+    },
     /// The scheduler could not be reached or did not answer in time.
     #[error("cannot reach the scheduler at {url}")]
     Unreachable {
@@ -62,13 +78,35 @@ impl ClientError {
 impl ExitStatus for ClientError {
     fn exit_code(&self) -> u8 {
         match self {
-            ClientError::BadRequest(_) => USAGE,
+            ClientError::BadRequest(_) | ClientError::TooLarge { .. } => USAGE,
             ClientError::Unauthorized { .. }
+            | ClientError::WrongCertificate { .. }
             | ClientError::UnknownWorker(_)
             | ClientError::Unreachable { .. }
             | ClientError::Status { .. } => FAILURE,
         }
     }
+}
+
+/// `items` in runs whose JSON fits in `limit` bytes (an item too large
+/// alone goes alone: the server's refusal then names it).
+fn fitting<T: Serialize + Clone>(items: &[T], limit: usize) -> Vec<Vec<T>> {
+    let mut parts: Vec<Vec<T>> = Vec::new();
+    let mut current: Vec<T> = Vec::new();
+    let mut bytes = 2; // the brackets
+    for item in items {
+        let n = serde_json::to_vec(item).map(|v| v.len()).unwrap_or(0) + 1;
+        if !current.is_empty() && bytes + n > limit {
+            parts.push(std::mem::take(&mut current));
+            bytes = 2;
+        }
+        bytes += n;
+        current.push(item.clone());
+    }
+    if !current.is_empty() || parts.is_empty() {
+        parts.push(current);
+    }
+    parts
 }
 
 /// A client of one scheduler.
@@ -89,20 +127,25 @@ enum Body<'a, T: Serialize> {
 }
 
 impl SchedulerClient {
-    /// A client for the scheduler at `base` (`http://host:port`).
-    pub fn new(base: impl Into<String>, token: Token) -> Self {
-        let http = reqwest::Client::builder()
+    /// A client for the scheduler at `base`, pinned to the certificate
+    /// `pin` names (`https://host:port`), or plain without one
+    /// (`http://host:port`).
+    pub fn new(base: impl Into<String>, token: Token, pin: Option<Fingerprint>) -> Self {
+        let http = crate::tls::http_client_builder(pin)
             .connect_timeout(Duration::from_secs(5))
-            .no_proxy()
             .build()
-            // Only a missing TLS backend fails this, and none is configured.
-            .expect("a plain HTTP client builds");
+            // Only a TLS backend reqwest does not know fails this; ours is rustls.
+            .expect("the control plane's HTTP client builds");
         Self::with_http(http, base, token)
     }
 
     /// A client for the scheduler a scheduler file describes.
     pub fn from_file(file: &SchedulerFile) -> Self {
-        Self::new(file.address.clone(), file.token.clone())
+        Self::new(
+            file.address.clone(),
+            file.token.clone(),
+            file.certificate.clone(),
+        )
     }
 
     /// A client that shares `http`'s connection pool (for many simulated
@@ -126,9 +169,17 @@ impl SchedulerClient {
         request: reqwest::RequestBuilder,
         worker: Option<WorkerId>,
     ) -> Result<Option<T>, ClientError> {
-        let unreachable = |source| ClientError::Unreachable {
-            url: self.base.clone(),
-            source,
+        let unreachable = |source: reqwest::Error| {
+            if crate::tls::is_wrong_certificate(&source) {
+                ClientError::WrongCertificate {
+                    url: self.base.clone(),
+                }
+            } else {
+                ClientError::Unreachable {
+                    url: self.base.clone(),
+                    source,
+                }
+            }
         };
         let response = request
             .bearer_auth(self.token.expose())
@@ -143,6 +194,10 @@ impl SchedulerClient {
             (StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY, _) => Err(
                 ClientError::BadRequest(response.text().await.unwrap_or_default()),
             ),
+            (StatusCode::PAYLOAD_TOO_LARGE, _) => Err(ClientError::TooLarge {
+                what: "the request".into(),
+                limit: paths::MAX_BODY,
+            }),
             (StatusCode::NO_CONTENT | StatusCode::ACCEPTED, _) => Ok(None),
             (s, _) if s.is_success() => Ok(Some(response.json().await.map_err(unreachable)?)),
             (status, _) => Err(ClientError::Status {
@@ -237,36 +292,83 @@ impl SchedulerClient {
     }
 
     /// Reports that tasks ended (one request for all of them).
+    /// Reports finished tasks, in as many requests as the body limit needs.
     pub async fn done(&self, id: WorkerId, done: &[Completion]) -> Result<(), ClientError> {
         let path = paths::worker(paths::DONE, id);
-        self.post::<_, ()>(&path, Body::Json(&done), Some(id), REQUEST_SLACK)
-            .await
-            .map(drop)
+        for part in fitting(done, paths::MAX_BODY) {
+            self.post::<_, ()>(&path, Body::Json(&part), Some(id), REQUEST_SLACK)
+                .await?;
+        }
+        Ok(())
     }
 
-    /// Submits tasks; dependencies may name tasks of the same batch.
+    /// Submits tasks; dependencies may name tasks of the same batch. A
+    /// batch over the body limit goes in parts when no task names another
+    /// (names resolve within one request); else it is refused whole.
     pub async fn submit(&self, tasks: &[TaskSpec]) -> Result<Vec<TaskId>, ClientError> {
-        let body = SubmitRequest {
-            tasks: tasks.to_vec(),
-        };
-        let v: Option<SubmitResponse> = self
-            .post(paths::TASKS, Body::Json(&body), None, REQUEST_SLACK)
-            .await?;
-        Ok(self.expect(v)?.ids)
+        let parts = fitting(tasks, paths::MAX_BODY - 64);
+        let named = tasks.iter().any(|t| {
+            t.deps
+                .iter()
+                .any(|d| matches!(d, crate::protocol::Dep::Name(_)))
+        });
+        if parts.len() > 1 && named {
+            return Err(ClientError::TooLarge {
+                what: format!(
+                    "a graph of {} tasks whose dependencies name each other",
+                    tasks.len()
+                ),
+                limit: paths::MAX_BODY,
+            });
+        }
+        let mut ids = Vec::with_capacity(tasks.len());
+        for part in parts {
+            let body = SubmitRequest { tasks: part };
+            let v: Option<SubmitResponse> = self
+                .post(paths::TASKS, Body::Json(&body), None, REQUEST_SLACK)
+                .await?;
+            ids.extend(self.expect(v)?.ids);
+        }
+        Ok(ids)
     }
 
     /// Tasks by id (all when `ids` is `None`), with counts by state;
-    /// `summary` asks for the counts only.
+    /// `summary` asks for the counts only. Fetches page after page.
     pub async fn tasks(
         &self,
         ids: Option<&[TaskId]>,
         summary: bool,
     ) -> Result<TaskList, ClientError> {
-        let query = TaskListQuery {
-            ids: ids.map(<[TaskId]>::to_vec),
-            summary,
-        };
-        self.get(paths::TASKS, &query, None, REQUEST_SLACK).await
+        let mut done: Vec<TaskInfo> = Vec::new();
+        // With ids: how many of them the pages so far have covered.
+        let mut covered = 0;
+        loop {
+            let rest = ids.map(|all| &all[covered..]);
+            let query = TaskListQuery {
+                ids: rest.map(|r| r.iter().take(TASK_PAGE).copied().collect()),
+                summary,
+                after: done.last().map(|t| t.id).filter(|_| ids.is_none()),
+            };
+            let page: TaskList = self.get(paths::TASKS, &query, None, REQUEST_SLACK).await?;
+            let asked = rest.map_or(0, |r| r.len().min(TASK_PAGE));
+            covered += match (rest, page.tasks.last()) {
+                (Some(r), Some(last)) if page.more => r
+                    .iter()
+                    .position(|i| *i == last.id)
+                    .map_or(asked, |p| p + 1),
+                _ => asked,
+            };
+            let more = page.more || ids.is_some_and(|all| covered < all.len());
+            let empty = page.tasks.is_empty() && page.more;
+            done.extend(page.tasks);
+            if summary || empty || !more {
+                return Ok(TaskList {
+                    counts: page.counts,
+                    tasks: done,
+                    more: false,
+                });
+            }
+        }
     }
 
     /// One task.

@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::exit::{ExitStatus, FAILURE, USAGE};
-use crate::protocol::DaskEndpoint;
+use crate::protocol::{DaskEndpoint, DaskTls};
 
 /// HTTP route modules the Dask scheduler must serve for drover (Dask's
 /// default leaves the API out).
@@ -111,6 +111,7 @@ pub fn read_scheduler_file(path: &Path) -> Result<DaskEndpoint, DaskError> {
         address: file.address,
         http: format!("http://{host}:{port}"),
         scheduler_file: path.to_path_buf(),
+        tls: None,
     })
 }
 
@@ -136,6 +137,33 @@ impl Default for DaskSchedulerOptions {
     }
 }
 
+fn not_bound(python: &Path, e: crate::net::NetError) -> DaskError {
+    DaskError::Spawn {
+        python: python.to_path_buf(),
+        cause: std::io::Error::other(e.to_string()),
+    }
+}
+
+/// Writes drover's route module into `dir` and returns the `PYTHONPATH`
+/// that finds it (ahead of the caller's own).
+fn routes_on_path(python: &Path, dir: &Path) -> Result<std::ffi::OsString, DaskError> {
+    std::fs::write(dir.join("drover_dask_routes.py"), ROUTES_MODULE).map_err(|cause| {
+        DaskError::Spawn {
+            python: python.to_path_buf(),
+            cause,
+        }
+    })?;
+    Ok(match std::env::var_os("PYTHONPATH") {
+        Some(p) if !p.is_empty() => {
+            let mut v = dir.as_os_str().to_os_string();
+            v.push(":");
+            v.push(p);
+            v
+        }
+        _ => dir.as_os_str().to_os_string(),
+    })
+}
+
 /// A Dask scheduler process that a pool started; killed when dropped.
 pub struct DaskScheduler {
     child: tokio::process::Child,
@@ -159,26 +187,13 @@ impl DaskScheduler {
         python: &Path,
         bind: &DaskBind,
         options: &DaskSchedulerOptions,
+        tls: Option<&DaskTls>,
         dir: &Path,
         timeout: Duration,
     ) -> Result<DaskScheduler, DaskError> {
         let file = dir.join("dask-scheduler.json");
         let log = dir.join("dask-scheduler.log");
-        std::fs::write(dir.join("drover_dask_routes.py"), ROUTES_MODULE).map_err(|cause| {
-            DaskError::Spawn {
-                python: python.to_path_buf(),
-                cause,
-            }
-        })?;
-        let python_path = match std::env::var_os("PYTHONPATH") {
-            Some(p) if !p.is_empty() => {
-                let mut v = dir.as_os_str().to_os_string();
-                v.push(":");
-                v.push(p);
-                v
-            }
-            _ => dir.as_os_str().to_os_string(),
-        };
+        let python_path = routes_on_path(python, dir)?;
         let _ = std::fs::remove_file(&file);
         let log_file = std::fs::File::create(&log).map_err(|cause| DaskError::Spawn {
             python: python.to_path_buf(),
@@ -192,9 +207,20 @@ impl DaskScheduler {
             .arg("--dashboard-address")
             .arg(&options.dashboard_address)
             .args(&options.extra);
-        match bind {
-            DaskBind::Interface(i) => cmd.args(["--interface", i]),
-            DaskBind::Host(ip) => cmd.args(["--host", &ip.to_string()]),
+        match (bind, tls) {
+            (DaskBind::Interface(i), None) => cmd.args(["--interface", i]),
+            (DaskBind::Host(ip), None) => cmd.args(["--host", &ip.to_string()]),
+            // With TLS files, `dask scheduler` takes `tls://` as its host and
+            // then refuses an interface too: name the interface's address.
+            (bind, Some(t)) => {
+                let ip = match bind {
+                    DaskBind::Interface(i) => std::net::IpAddr::V4(
+                        crate::net::interface_ipv4(i).map_err(|e| not_bound(python, e))?,
+                    ),
+                    DaskBind::Host(ip) => *ip,
+                };
+                cmd.arg("--host").arg(format!("tls://{ip}")).args(t.args())
+            }
         };
         cmd.env("DASK_DISTRIBUTED__SCHEDULER__HTTP__ROUTES", HTTP_ROUTES)
             .env("PYTHONPATH", python_path)
@@ -229,7 +255,8 @@ impl DaskScheduler {
             if let Some(status) = child.try_wait().ok().flatten() {
                 return Err(not_started(format!("it exited with {status}")));
             }
-            if let Ok(endpoint) = read_scheduler_file(&file) {
+            if let Ok(mut endpoint) = read_scheduler_file(&file) {
+                endpoint.tls = tls.cloned();
                 if DaskApi::new(&endpoint.http).workers().await.is_ok() {
                     tracing::info!(address = %endpoint.address, http = %endpoint.http, "Dask scheduler started");
                     return Ok(DaskScheduler { child, endpoint });
@@ -288,8 +315,7 @@ impl DaskApi {
     /// The API at `base` (`http://host:port`).
     pub fn new(base: &str) -> DaskApi {
         DaskApi {
-            http: reqwest::Client::builder()
-                .no_proxy()
+            http: crate::tls::http_client_builder(None)
                 .connect_timeout(Duration::from_secs(5))
                 .build()
                 .expect("a plain HTTP client builds"),
@@ -467,6 +493,8 @@ pub struct DaskWorkerCommand {
     pub local_directory: Option<PathBuf>,
     /// Further `dask worker` arguments.
     pub extra: Vec<String>,
+    /// The pool's Dask TLS files, when drover made them.
+    pub tls: Option<DaskTls>,
 }
 
 impl DaskWorkerCommand {
@@ -497,6 +525,10 @@ impl DaskWorkerCommand {
         }
         if let Some(d) = &self.local_directory {
             argv.extend(["--local-directory".into(), d.display().to_string()]);
+        }
+        if let Some(t) = &self.tls {
+            argv.extend(["--protocol".into(), "tls".into()]);
+            argv.extend(t.args());
         }
         argv.extend(self.extra.iter().cloned());
         argv
@@ -550,12 +582,17 @@ mod tests {
             nanny: true,
             local_directory: Some("/scratch".into()),
             extra: vec!["--resources".into(), "GPU=1".into()],
+            tls: Some(DaskTls {
+                cert: "/d/tls-cert.pem".into(),
+                key: "/d/tls-key.pem".into(),
+            }),
         };
         assert_eq!(
             cmd.argv().join(" "),
             "/venv/bin/python -m distributed.cli.dask_worker tcp://10.77.0.1:8786 --nthreads 2 \
              --memory-limit 1073741824 --name 4711 --death-timeout 60s --nworkers 2 --nanny \
-             --interface ib0 --local-directory /scratch --resources GPU=1"
+             --interface ib0 --local-directory /scratch --protocol tls --tls-ca-file /d/tls-cert.pem \
+             --tls-cert /d/tls-cert.pem --tls-key /d/tls-key.pem --resources GPU=1"
         );
         // drover's agent as the nanny: one worker, no Dask nanny, on the
         // address that routes to the scheduler when no interface is named.
@@ -565,6 +602,7 @@ mod tests {
             interface: None,
             local_directory: None,
             extra: Vec::new(),
+            tls: None,
             ..cmd
         };
         assert_eq!(

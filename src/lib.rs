@@ -6,7 +6,7 @@
 //! ↔ [`worker`] (the control plane: the agent in each job registers with
 //! the scheduler over [`protocol`], using [`client`]) → [`tasks`] (the work).
 //! [`dask`] runs real Dask workers in a pool's jobs; [`net`] finds interface
-//! addresses; [`exit`] says which exit status each error stands for.
+//! addresses; [`tls`] makes each cluster's certificate and pins it; [`exit`] says which exit status each error stands for.
 
 #![warn(clippy::too_many_lines)]
 
@@ -22,4 +22,5 @@ pub mod scheduler;
 pub mod script;
 pub mod slurm;
 pub mod tasks;
+pub mod tls;
 pub mod worker;

@@ -24,6 +24,7 @@ const HEARTBEAT: Duration = Duration::from_secs(5);
 /// `cargo test`, which only checks that the benchmark still works.
 struct Sizes {
     runs: usize,
+    rounds: usize,
     workers: usize,
     settle: Duration,
     cpu_window: Duration,
@@ -31,6 +32,7 @@ struct Sizes {
 
 const MEASURE: Sizes = Sizes {
     runs: 20,
+    rounds: 2,
     workers: 10_000,
     settle: Duration::from_secs(10),
     cpu_window: Duration::from_secs(30),
@@ -38,6 +40,7 @@ const MEASURE: Sizes = Sizes {
 
 const SMOKE: Sizes = Sizes {
     runs: 2,
+    rounds: 1,
     workers: 200,
     settle: Duration::from_millis(500),
     cpu_window: Duration::from_millis(500),
@@ -53,12 +56,63 @@ fn main() {
     let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with("--"));
     let wanted = |name: &str| filter.as_deref().is_none_or(|f| name.contains(f));
     rlimit::increase_nofile_limit(u64::MAX).expect("raise the open-files limit");
+    // The simulated workers all connect from 127.0.0.1; real ones come
+    // from their own nodes. Lift the per-address cap for the scheduler
+    // processes started below (they inherit the environment).
+    std::env::set_var("DROVER_MAX_CONNECTIONS_PER_PEER", "1000000");
     let rt = common::runtime();
     if wanted("agent_start") {
         rt.block_on(agent_start_to_registered(sizes));
     }
     if wanted("scheduler_10k") {
-        rt.block_on(scheduler_at_10k_workers(sizes));
+        // TLS and plain HTTP side by side, alternating, so that whatever
+        // else the machine does weighs on both alike.
+        let mut rows = Vec::new();
+        for round in 0..sizes.rounds {
+            for tls in [true, false] {
+                let m = rt.block_on(scheduler_at_10k_workers(sizes, tls));
+                println!(
+                    "round {round}, {}: {m:?}",
+                    if tls { "TLS" } else { "plain HTTP" }
+                );
+                rows.push((tls, m));
+            }
+        }
+        let median = |tls: bool, f: fn(&Load) -> f64| {
+            let mut v: Vec<f64> = rows
+                .iter()
+                .filter(|r| r.0 == tls)
+                .map(|r| f(&r.1))
+                .collect();
+            v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+            v[v.len() / 2]
+        };
+        let (kib, cpu) = (
+            median(true, |m| m.kib_per_worker),
+            median(true, |m| m.cpu_percent),
+        );
+        let (kib_p, cpu_p) = (
+            median(false, |m| m.kib_per_worker),
+            median(false, |m| m.cpu_percent),
+        );
+        let workers = sizes.workers;
+        report(
+            &format!("scheduler memory per worker, TLS ({workers} workers)"),
+            kib,
+            10.0,
+            "KiB",
+        );
+        report(
+            &format!("scheduler CPU, TLS ({workers} workers, 5s heartbeat)"),
+            cpu,
+            10.0,
+            "% of one core",
+        );
+        println!(
+            "plain HTTP: {kib_p:.2} KiB per worker, {cpu_p:.2} % of one core; TLS/plain: memory {:.2}, CPU {:.2}",
+            kib / kib_p,
+            cpu / cpu_p
+        );
     }
 }
 
@@ -72,11 +126,8 @@ fn report(what: &str, measured: f64, target: f64, unit: &str) {
 async fn agent_start_to_registered(sizes: &Sizes) {
     let runs = sizes.runs;
     let config = SchedulerConfig {
-        bind: Bind::Host(IpAddr::from([127, 0, 0, 1])),
-        port: 0,
         heartbeat_interval: HEARTBEAT,
-        missed_heartbeats: 3,
-        max_held_polls: 1024,
+        ..SchedulerConfig::new(Bind::Host(IpAddr::from([127, 0, 0, 1])))
     };
     let scheduler = Scheduler::start(config).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -126,20 +177,37 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap()
 }
 
-/// CPU time `pid` has used (user + system), in clock ticks.
-fn cpu_ticks(pid: u32) -> u64 {
+/// CPU time `pid` has used, user and system, in clock ticks.
+fn cpu_ticks(pid: u32) -> (u64, u64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     let after = &stat[stat.rfind(')').unwrap() + 2..];
     let fields: Vec<&str> = after.split_whitespace().collect();
     // Fields 14 and 15 of stat (utime, stime), counted from the state field as 3.
-    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+    (fields[11].parse().unwrap(), fields[12].parse().unwrap())
 }
 
-async fn scheduler_at_10k_workers(sizes: &Sizes) {
+/// One scheduler's figures under load.
+#[derive(Debug)]
+#[allow(dead_code)] // the fields are read through Debug and the closures above
+struct Load {
+    kib_per_worker: f64,
+    cpu_percent: f64,
+    /// The share of that CPU spent in the kernel (accepting, closing,
+    /// moving bytes): what differs most between machines.
+    system_share: f64,
+    rss_idle_kib: u64,
+    rss_loaded_kib: u64,
+    lost: usize,
+}
+
+async fn scheduler_at_10k_workers(sizes: &Sizes, tls: bool) -> Load {
     let workers_wanted = sizes.workers;
     let dir = tempfile::tempdir().unwrap();
-    let (child, file) =
-        common::process::scheduler_process(dir.path(), &["--heartbeat-interval", "5s"]).await;
+    let mut args = vec!["--heartbeat-interval", "5s"];
+    if !tls {
+        args.push("--insecure-plain-http");
+    }
+    let (child, file) = common::process::scheduler_process(dir.path(), &args).await;
     let pid = child.0.id();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let rss_idle = rss_kib(pid);
@@ -186,7 +254,9 @@ async fn scheduler_at_10k_workers(sizes: &Sizes) {
     let ticks0 = cpu_ticks(pid);
     let t0 = Instant::now();
     tokio::time::sleep(sizes.cpu_window).await;
-    let ticks = cpu_ticks(pid) - ticks0;
+    let ticks1 = cpu_ticks(pid);
+    let (user, system) = (ticks1.0 - ticks0.0, ticks1.1 - ticks0.1);
+    let ticks = user + system;
     let secs = t0.elapsed().as_secs_f64();
     let rss_loaded = rss_kib(pid);
     let hz = 100.0; // USER_HZ on Linux
@@ -197,20 +267,15 @@ async fn scheduler_at_10k_workers(sizes: &Sizes) {
         .iter()
         .filter(|w| w.state == drover::protocol::WorkerState::Lost)
         .count();
-    println!(
-        "scheduler RSS: {rss_idle} KiB idle, {rss_loaded} KiB with {workers_wanted} heartbeating workers ({lost} lost)"
-    );
-    report("scheduler memory per worker", per_worker, 10.0, "KiB");
-    report(
-        &format!(
-            "scheduler CPU at {workers_wanted} workers, {}s heartbeat",
-            HEARTBEAT.as_secs()
-        ),
-        cpu_percent,
-        10.0,
-        "% of one core",
-    );
     stop.store(true, Ordering::Relaxed);
     drop(child);
     tasks.abort_all();
+    Load {
+        kib_per_worker: per_worker,
+        cpu_percent,
+        system_share: system as f64 / ticks.max(1) as f64,
+        rss_idle_kib: rss_idle,
+        rss_loaded_kib: rss_loaded,
+        lost,
+    }
 }

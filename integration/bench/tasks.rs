@@ -45,7 +45,13 @@ fn main() {
     let rt = common::runtime();
     rt.block_on(async {
         for workers in [4, 16] {
-            throughput(workers, sizes.spawned_tasks).await;
+            // With TLS (the default) and without, side by side.
+            let tls = throughput(workers, sizes.spawned_tasks, true).await;
+            let plain = throughput(workers, sizes.spawned_tasks, false).await;
+            println!(
+                "  {workers} workers: TLS/plain throughput = {:.2}",
+                tls / plain
+            );
         }
         scheduler_cost(sizes.simulated_tasks).await;
         queued_memory(sizes.queued_tasks).await;
@@ -53,8 +59,9 @@ fn main() {
 }
 
 /// Starts `drover scheduler` on loopback; returns it and a client.
-async fn scheduler(dir: &Path) -> (KillOnDrop, SchedulerClient, std::path::PathBuf) {
-    let (child, file) = common::process::scheduler_process(dir, &[]).await;
+async fn scheduler(dir: &Path, tls: bool) -> (KillOnDrop, SchedulerClient, std::path::PathBuf) {
+    let args: &[&str] = if tls { &[] } else { &["--insecure-plain-http"] };
+    let (child, file) = common::process::scheduler_process(dir, args).await;
     let client = SchedulerClient::from_file(&SchedulerFile::read(&file).unwrap());
     (child, client, file)
 }
@@ -69,9 +76,9 @@ fn trivial(n: usize) -> Vec<TaskSpec> {
         .collect()
 }
 
-async fn throughput(workers: usize, tasks: usize) {
+async fn throughput(workers: usize, tasks: usize, tls: bool) -> f64 {
     let dir = tempfile::tempdir().unwrap();
-    let (sched, client, file) = scheduler(dir.path()).await;
+    let (sched, client, file) = scheduler(dir.path(), tls).await;
     let mut procs = vec![sched];
     for _ in 0..workers {
         procs.push(KillOnDrop(
@@ -98,10 +105,12 @@ async fn throughput(workers: usize, tasks: usize) {
     assert!(done
         .iter()
         .all(|t| t.output.as_ref().and_then(|o| o.exit_code) == Some(0)));
+    let rate = tasks as f64 / secs;
     println!(
-        "throughput, {tasks} `true` tasks through {workers} worker processes (1 core each): {:.0} tasks/s ({secs:.2} s)",
-        tasks as f64 / secs
+        "throughput, {tasks} `true` tasks through {workers} worker processes (1 core each), {}: {rate:.0} tasks/s ({secs:.2} s)",
+        if tls { "TLS" } else { "plain HTTP" }
     );
+    rate
 }
 
 fn cpu_ticks(pid: u32) -> u64 {
@@ -127,7 +136,7 @@ fn rss_kib(pid: u32) -> u64 {
 async fn scheduler_cost(tasks: usize) {
     const WORKERS: usize = 4;
     let dir = tempfile::tempdir().unwrap();
-    let (sched, client, _) = scheduler(dir.path()).await;
+    let (sched, client, _) = scheduler(dir.path(), true).await;
     let pid = sched.0.id();
     let _procs = sched;
     let mut sims = tokio::task::JoinSet::new();
@@ -194,7 +203,7 @@ async fn scheduler_cost(tasks: usize) {
 
 async fn queued_memory(tasks: usize) {
     let dir = tempfile::tempdir().unwrap();
-    let (sched, client, _) = scheduler(dir.path()).await;
+    let (sched, client, _) = scheduler(dir.path(), true).await;
     let pid = sched.0.id();
     let _procs = sched;
     tokio::time::sleep(Duration::from_millis(200)).await;

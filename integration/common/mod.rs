@@ -153,11 +153,9 @@ pub fn bridge() -> String {
 /// scheduler file in `dir`.
 pub async fn bridge_scheduler(dir: &std::path::Path) -> (Scheduler, PathBuf) {
     let config = SchedulerConfig {
-        bind: Bind::Interface(bridge()),
-        port: 0,
         heartbeat_interval: Duration::from_millis(500),
         missed_heartbeats: 3,
-        max_held_polls: 1024,
+        ..SchedulerConfig::new(Bind::Interface(bridge()))
     };
     let s = Scheduler::start(config)
         .await

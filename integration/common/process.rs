@@ -65,9 +65,8 @@ pub async fn scheduler_process(dir: &Path, args: &[&str]) -> (KillOnDrop, PathBu
 /// idle connections (one per simulated worker).
 pub fn pooled_client(file: &Path, connections: usize) -> SchedulerClient {
     let sf = SchedulerFile::read(file).unwrap();
-    let http = reqwest::Client::builder()
+    let http = drover::tls::http_client_builder(sf.certificate.clone())
         .pool_max_idle_per_host(connections)
-        .no_proxy()
         .build()
         .unwrap();
     SchedulerClient::with_http(http, sf.address.clone(), sf.token.clone())

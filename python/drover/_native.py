@@ -119,7 +119,10 @@ class Task:
         return Record(self._cluster.wait_tasks([self.id], _seconds("timeout", timeout))[0])
 
     def result(self, timeout: float | None = None) -> str:
-        """Its standard output, once it has succeeded; ``TaskFailed`` if not."""
+        """Its standard output, once it has succeeded; ``TaskFailed`` if not.
+        Past 256 KiB this is the start: ``info().output`` also has
+        ``stdout_tail``, ``stdout_bytes`` and ``stdout_file`` (the whole
+        output, on the worker's filesystem)."""
         return _output(self.wait(timeout))
 
     def cancel(self) -> None:

@@ -176,7 +176,17 @@ class SLURMCluster(Cluster):
             self.status = Status.failed
             raise
         _live.add(self)
-        address = self._drover.dask["address"]
+        dask = self._drover.dask
+        if dask.get("tls") and r.security is None:
+            # drover secured the Dask scheduler with the cluster's own
+            # certificate: Client(cluster) connects through it unchanged.
+            self.security = Security(
+                tls_ca_file=dask["tls"]["cert"],
+                tls_client_cert=dask["tls"]["cert"],
+                tls_client_key=dask["tls"]["key"],
+                require_encryption=True,
+            )
+        address = dask["address"]
         self.scheduler_comm = rpc(
             address, connection_args=self.security.get_connection_args("client")
         )

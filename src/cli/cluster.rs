@@ -58,6 +58,9 @@ async fn up(config: Option<PathBuf>, args: UpArgs) -> CliResult {
             "export DROVER_DASK_SCHEDULER_FILE={}",
             d.scheduler_file.display()
         );
+        for (k, v) in d.tls.iter().flat_map(|t| t.client_env()) {
+            println!("export {k}={v}");
+        }
     }
     pool.bring_up(&cluster).await?;
     println!("ready: drover status --scheduler-file {file}");
@@ -143,6 +146,9 @@ async fn detach(config: Option<PathBuf>, args: UpArgs) -> CliResult {
                 "export DROVER_DASK_SCHEDULER_FILE={}",
                 d.scheduler_file.display()
             );
+            for (k, v) in d.tls.iter().flat_map(|t| t.client_env()) {
+                println!("export {k}={v}");
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -2,6 +2,7 @@
 //! and `drover run`: the flags, layered over `[pool]` in the config files
 //! and the `DROVER_*` environment; the cluster; and the wait with progress.
 
+use clap::builder::TypedValueParser as _;
 use std::io::IsTerminal;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -21,7 +22,8 @@ pub struct PoolArgs {
     pub job: JobOptions,
 
     /// Workers to start (default 1, or `workers` in [pool]).
-    #[arg(long, value_name = "N", help_heading = "Pool")]
+    #[arg(long, value_name = "N", help_heading = "Pool",
+          value_parser = clap::value_parser!(u32).range(0..=drover::cluster::MAX_JOBS as i64).map(|n| n as usize))]
     pub workers: Option<usize>,
 
     /// Interface the scheduler listens on: this machine's side of the network the

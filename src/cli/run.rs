@@ -43,7 +43,8 @@ pub async fn run(config: Option<PathBuf>, args: RunArgs) -> CliResult {
     if let Some(d) = cluster.dask() {
         command
             .env("DASK_SCHEDULER_ADDRESS", &d.address)
-            .env("DROVER_DASK_SCHEDULER_FILE", &d.scheduler_file);
+            .env("DROVER_DASK_SCHEDULER_FILE", &d.scheduler_file)
+            .envs(d.tls.iter().flat_map(|t| t.client_env()));
     }
     let mut child = match command.spawn() {
         Ok(child) => child,

@@ -100,6 +100,36 @@ pub struct SubmitArgs {
     command: Vec<String>,
 }
 
+/// Task number `i` of an array or a file: `{{index}}` and `{{line}}`
+/// filled in (named by variable inside a shell script: lines are data).
+fn expand(base: &TaskSpec, i: u32, line: Option<String>) -> TaskSpec {
+    let mut t = base.clone();
+    let fill = |s: &str| {
+        let s = s.replace("{{index}}", &i.to_string());
+        match &line {
+            Some(l) => s.replace("{{line}}", l),
+            None => s,
+        }
+    };
+    let refer = |s: &str| {
+        s.replace("{{index}}", "${DROVER_TASK_INDEX}")
+            .replace("{{line}}", "${DROVER_TASK_LINE}")
+    };
+    let script = drover::tasks::shell_script_index(&t.argv);
+    t.argv = t
+        .argv
+        .iter()
+        .enumerate()
+        .map(|(n, a)| if Some(n) == script { refer(a) } else { fill(a) })
+        .collect();
+    t.env.insert("DROVER_TASK_INDEX".into(), i.to_string());
+    if let Some(l) = line {
+        t.env.insert("DROVER_TASK_LINE".into(), l);
+    }
+    t.name = t.name.as_ref().map(|n| format!("{n}-{i}"));
+    t
+}
+
 pub async fn submit(args: SubmitArgs) -> CliResult {
     let base = TaskSpec {
         name: args.name.clone(),
@@ -142,23 +172,7 @@ pub async fn submit(args: SubmitArgs) -> CliResult {
         } else {
             items
                 .into_iter()
-                .map(|(i, line)| {
-                    let mut t = base.clone();
-                    let fill = |s: &str| {
-                        let s = s.replace("{{index}}", &i.to_string());
-                        match &line {
-                            Some(l) => s.replace("{{line}}", l),
-                            None => s,
-                        }
-                    };
-                    t.argv = t.argv.iter().map(|a| fill(a)).collect();
-                    t.env.insert("DROVER_TASK_INDEX".into(), i.to_string());
-                    if let Some(l) = &line {
-                        t.env.insert("DROVER_TASK_LINE".into(), l.clone());
-                    }
-                    t.name = t.name.as_ref().map(|n| format!("{n}-{i}"));
-                    t
-                })
+                .map(|(i, line)| expand(&base, i, line))
                 .collect()
         };
     // Input is checked before the scheduler is asked anything.

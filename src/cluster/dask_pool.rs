@@ -25,6 +25,30 @@ pub(crate) struct DaskPool {
     desired: Mutex<Option<usize>>,
 }
 
+/// The Dask scheduler's TLS files: the drover cluster's own certificate
+/// and key, written beside the Dask scheduler's file, unless the user
+/// secures Dask themselves (`--tls-*` among its arguments) or drover runs
+/// without TLS.
+fn dask_tls(
+    options: &ClusterOptions,
+    scheduler: &Scheduler,
+    dir: &std::path::Path,
+) -> Result<Option<crate::protocol::DaskTls>, ClusterError> {
+    let own = options
+        .dask_scheduler
+        .extra
+        .iter()
+        .any(|a| a.starts_with("--tls"));
+    let Some(cert) = scheduler.certificate().filter(|_| !own) else {
+        return Ok(None);
+    };
+    let (cert, key) = cert.write_pem(dir).map_err(|cause| ClusterError::Io {
+        what: format!("writing the Dask TLS files in {}", dir.display()),
+        cause,
+    })?;
+    Ok(Some(crate::protocol::DaskTls { cert, key }))
+}
+
 impl DaskPool {
     /// Starts (or attaches to) the pool's Dask scheduler and names it in
     /// drover's scheduler, whose file the workers read.
@@ -46,10 +70,12 @@ impl DaskPool {
                     what: format!("creating {}", dir.display()),
                     cause,
                 })?;
+                let tls = dask_tls(options, scheduler, &dir)?;
                 let process = DaskScheduler::start(
                     &spec.python,
                     &bind,
                     &options.dask_scheduler,
+                    tls.as_ref(),
                     &dir,
                     options.dask_start_timeout,
                 )

@@ -59,6 +59,8 @@ impl SlurmCluster {
         pool.scheduler
             .set_cluster_status_source(Arc::new(move || weak.upgrade().map(|p| p.status())));
         let control = pool.scheduler.attach_control();
+        let per_worker = pool.spec.cores / pool.spec.processes.max(1);
+        pool.scheduler.set_max_task_cores(per_worker.max(1));
         let task = tokio::spawn(pool::run(pool.clone(), control));
         let cluster = SlurmCluster {
             signals: None,

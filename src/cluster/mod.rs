@@ -24,3 +24,4 @@ mod tests;
 pub use error::ClusterError;
 pub use handle::SlurmCluster;
 pub use options::{ClusterOptions, Limits};
+pub use pool::MAX_JOBS;

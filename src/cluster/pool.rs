@@ -19,6 +19,10 @@ use crate::protocol::{ClusterStatus, StartupFailure};
 use crate::scheduler::{ControlRequest, Scheduler};
 use crate::slurm::{JobInfo, JobRef, Slurm};
 
+/// The most jobs a pool asks for: a careless `scale(10**19)` must not
+/// become an endless stream of `sbatch`.
+pub const MAX_JOBS: usize = 100_000;
+
 /// Everything a pool is, shared by its handle and its loop.
 pub(crate) struct Pool {
     pub spec: JobSpec,
@@ -203,7 +207,14 @@ impl Pool {
 
     /// Sets the target in jobs, and wakes the loop to act on it.
     pub fn set_target(&self, jobs: usize) {
-        self.books().set_target(jobs, Instant::now());
+        if jobs > MAX_JOBS {
+            tracing::warn!(
+                asked = jobs,
+                max = MAX_JOBS,
+                "a pool holds at most {MAX_JOBS} jobs"
+            );
+        }
+        self.books().set_target(jobs.min(MAX_JOBS), Instant::now());
         self.wake.notify_one();
     }
 

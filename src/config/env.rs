@@ -82,6 +82,31 @@ pub const ENV_VARS: &[EnvVar] = &[
         key: "slurm-timeout",
         default: "60s",
     },
+    EnvVar {
+        name: "DROVER_MAX_CONNECTIONS",
+        key: "max-connections",
+        default: "open files - 64",
+    },
+    EnvVar {
+        name: "DROVER_MAX_CONNECTIONS_PER_PEER",
+        key: "max-connections-per-peer",
+        default: "max-connections / 16",
+    },
+    EnvVar {
+        name: "DROVER_HANDSHAKE_TIMEOUT",
+        key: "handshake-timeout",
+        default: "10s",
+    },
+    EnvVar {
+        name: "DROVER_CONNECTION_IDLE_TIMEOUT",
+        key: "connection-idle-timeout",
+        default: "30s",
+    },
+    EnvVar {
+        name: "DROVER_MAX_OUTPUT_MEMORY",
+        key: "max-output-memory",
+        default: "256MiB",
+    },
 ];
 
 /// A variable's text as the TOML value a config file would hold: a whole

@@ -24,15 +24,24 @@ const MIB: u64 = 1 << 20;
 #[serde(try_from = "MemoryRepr", into = "String")]
 pub struct Memory(u64);
 
+/// The largest amount drover takes: 64 PiB, far above any node, and low
+/// enough that no conversion of it overflows.
+pub const MAX_MEMORY: u64 = 64 << 50;
+
 impl Memory {
     /// An amount of exactly `bytes` bytes.
     pub const fn from_bytes(bytes: u64) -> Self {
         Memory(bytes)
     }
 
-    /// An amount of `mib` mebibytes.
+    /// An amount of `mib` mebibytes (at most `MAX`).
     pub const fn from_mib(mib: u64) -> Self {
-        Memory(mib * MIB)
+        let bytes = mib.saturating_mul(MIB);
+        Memory(if bytes > MAX_MEMORY {
+            MAX_MEMORY
+        } else {
+            bytes
+        })
     }
 
     /// The amount in bytes.
@@ -76,7 +85,7 @@ impl Memory {
     pub fn to_slurm(self) -> String {
         let mib = self.mib_ceil();
         for (unit, factor) in [("T", 1u64 << 20), ("G", 1 << 10)] {
-            if mib >= factor && mib % factor == 0 && self.0 == mib * MIB {
+            if mib >= factor && mib % factor == 0 && Some(self.0) == mib.checked_mul(MIB) {
                 return format!("{}{unit}", mib / factor);
             }
         }
@@ -166,6 +175,9 @@ impl FromStr for Memory {
         };
         if bytes == 0 {
             return Err(bad("it must be more than zero"));
+        }
+        if bytes > MAX_MEMORY {
+            return Err(bad("it is too large (at most 65536TiB)"));
         }
         Ok(Memory(bytes))
     }

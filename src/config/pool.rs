@@ -107,6 +107,18 @@ pub struct PoolOptions {
     pub max_held_polls: Option<usize>,
     /// The limit on one Slurm command.
     pub slurm_timeout: Option<Timeout>,
+    /// Connections the scheduler keeps open at once (default: from the
+    /// open-file limit).
+    pub max_connections: Option<usize>,
+    /// Connections the scheduler keeps open at once from one address.
+    pub max_connections_per_peer: Option<usize>,
+    /// Time for a TLS handshake with the scheduler.
+    pub handshake_timeout: Option<Timeout>,
+    /// Time for a request's headers, and the longest a connection idles.
+    pub connection_idle_timeout: Option<Timeout>,
+    /// Bytes of finished tasks' output the scheduler keeps in memory; the
+    /// rest is spilled to its private directory.
+    pub max_output_memory: Option<crate::config::Memory>,
 }
 
 macro_rules! overlay_pool {
@@ -124,7 +136,8 @@ impl PoolOptions {
             idle_timeout, adapt_cooldown, replace_lead, max_pending_jobs, max_submit_rate,
             poll_interval, retry_backoff, close_timeout, max_startup_failures,
             dask_start_timeout, dask_scheduler_file, heartbeat_interval, missed_heartbeats,
-            max_held_polls, slurm_timeout,
+            max_held_polls, slurm_timeout, max_connections, max_connections_per_peer,
+            handshake_timeout, connection_idle_timeout, max_output_memory,
         )
     }
 }

@@ -98,17 +98,21 @@ fn field<T>(name: &'static str, r: Result<T, ValueError>) -> Result<T, SpecError
     r.map_err(|e| SpecError::invalid(name, e))
 }
 
+/// The most cores (or processes) one job may ask for: more than any node.
+pub const MAX_JOB_CORES: u32 = 65_536;
+
 fn positive(name: &'static str, value: u32) -> Result<u32, SpecError> {
+    let accepted = "a whole number from 1 to 65536";
     field(
         name,
-        if value == 0 {
-            Err(ValueError::new(
-                "0",
-                "it must be at least 1",
-                "a whole number from 1 up",
-            ))
-        } else {
-            Ok(value)
+        match value {
+            0 => Err(ValueError::new("0", "it must be at least 1", accepted)),
+            v if v > MAX_JOB_CORES => Err(ValueError::new(
+                &v.to_string(),
+                "it is more than any node has",
+                accepted,
+            )),
+            v => Ok(v),
         },
     )
 }
@@ -268,12 +272,7 @@ impl Names {
             o.account.take(),
             "an account name without whitespace or control characters",
         )?;
-        let job_name = token(
-            "job-name",
-            Some(o.job_name.take().unwrap_or_else(|| DEFAULT_JOB_NAME.into())),
-            "a job name without whitespace or control characters",
-        )?
-        .unwrap_or_default();
+        let job_name = job_name(o.job_name.take().unwrap_or_else(|| DEFAULT_JOB_NAME.into()))?;
         let interface = o.interface.take().map(interface).transpose()?;
         Ok(Names {
             queue,
@@ -281,6 +280,32 @@ impl Names {
             interface,
             job_name,
         })
+    }
+}
+
+/// Checks a job name. It becomes part of each job's log file name
+/// (`%x-%j.out`), so it may not leave the log directory (`/`), name a
+/// Slurm file pattern (`%`), or be longer than a file name may be.
+fn job_name(name: String) -> Result<String, SpecError> {
+    const FORMS: &str = "a job name of at most 200 characters, without whitespace, control characters, `/` or `%`, not starting with `-` or `.`";
+    field("job-name", check_token(&name, FORMS))?;
+    let why = if name.contains('/') {
+        Some("it contains `/`, which would put its logs outside the log directory")
+    } else if name.contains('%') {
+        Some("it contains `%`, which Slurm reads as a file name pattern")
+    } else if name.starts_with('.') {
+        Some("it starts with `.`")
+    } else if name.chars().count() > 200 {
+        Some("it is longer than 200 characters")
+    } else {
+        None
+    };
+    match why {
+        Some(why) => Err(SpecError::invalid(
+            "job-name",
+            ValueError::new(&name, why, FORMS),
+        )),
+        None => Ok(name),
     }
 }
 

@@ -61,6 +61,10 @@ impl fmt::Display for Walltime {
     }
 }
 
+/// The longest walltime drover accepts: Slurm's own limit on a time
+/// limit is 365 days (beyond it only `INFINITE`).
+const MAX_WALLTIME_SECS: u64 = 365 * 86_400;
+
 impl FromStr for Walltime {
     type Err = ValueError;
 
@@ -80,6 +84,11 @@ impl FromStr for Walltime {
                 .map_err(|e| bad(&format!("it is not a duration ({e})")))?
                 .as_secs()
         };
+        if secs > MAX_WALLTIME_SECS {
+            return Err(bad(
+                "it is longer than Slurm's longest time limit, 365 days",
+            ));
+        }
         Walltime::from_secs(secs).ok_or_else(|| bad("it must be longer than zero"))
     }
 }

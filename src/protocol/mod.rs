@@ -15,15 +15,15 @@ mod worker;
 pub use cluster::{
     ClusterStatus, DaskStatus, JobAction, JobStatus, ScaleRequest, SlurmOutage, StartupFailure,
 };
-pub use file::{DaskEndpoint, SchedulerFile, SchedulerFileError};
+pub use file::{DaskEndpoint, DaskTls, SchedulerFile, SchedulerFileError};
 pub use ids::{ClusterId, IdError, TaskId, Token, WorkerId};
 pub use tasks::{
     Assignment, Completion, Dep, SubmitRequest, SubmitResponse, TaskCounts, TaskInfo, TaskList,
-    TaskListQuery, TaskOutput, TaskSpec, TaskState,
+    TaskListQuery, TaskOutput, TaskSpec, TaskState, TASK_PAGE, TASK_PAGE_BYTES,
 };
 pub use worker::{
     DeregisterRequest, Instruction, PollQuery, RegisterRequest, RegisterResponse,
-    RetireAllResponse, RetireRequest, SlurmPlacement, WorkerInfo, WorkerState,
+    RetireAllResponse, RetireRequest, SlurmPlacement, TaskRun, WorkerInfo, WorkerState,
 };
 
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -38,3 +38,8 @@ pub fn worker(template: &str, id: WorkerId) -> String {
 pub fn task(template: &str, id: TaskId) -> String {
     template.replace("{task}", &id.0.to_string())
 }
+
+/// The largest request body the scheduler reads, in bytes. Senders split
+/// what they send to fit (task reports, submissions); a body over it is
+/// refused with 413 before it is read whole.
+pub const MAX_BODY: usize = 8 << 20;

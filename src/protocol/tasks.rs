@@ -116,11 +116,21 @@ impl fmt::Display for TaskState {
 pub struct TaskOutput {
     /// Exit code; `None` when it was killed or could not start.
     pub exit_code: Option<i32>,
-    /// Standard output, up to the runner's inline bound.
+    /// Standard output, or its start when it was longer than the runner
+    /// keeps (256 KiB).
     pub stdout: String,
     /// Whether the standard output was longer than what is kept.
     #[serde(default)]
     pub truncated: bool,
+    /// The end of a longer standard output (64 KiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdout_tail: Option<String>,
+    /// How long the whole standard output was, in bytes.
+    #[serde(default)]
+    pub stdout_bytes: u64,
+    /// The worker's file holding the whole of a longer standard output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdout_file: Option<String>,
     /// The end of its standard error.
     pub stderr_tail: String,
     /// Why it did not run to an exit code (time limit, spawn error).
@@ -209,13 +219,25 @@ impl TaskCounts {
     }
 }
 
-/// Tasks and their counts by state, as the status API gives them.
+/// The most tasks one page of `GET /v1/tasks` holds, and the most ids one
+/// request may name.
+pub const TASK_PAGE: usize = 1000;
+/// About the most bytes of output one page holds: a page ends early
+/// rather than grow past it (it always holds at least one task).
+pub const TASK_PAGE_BYTES: usize = 4 << 20;
+
+/// Tasks and their counts by state, as the status API gives them: one
+/// page of them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskList {
     /// How many tasks are in each state.
     pub counts: TaskCounts,
-    /// The tasks asked for.
+    /// The tasks asked for, in order, or the first of them.
     pub tasks: Vec<TaskInfo>,
+    /// Whether tasks asked for were left for a next page: ask again after
+    /// the last one given (or for the ids not given yet).
+    #[serde(default)]
+    pub more: bool,
 }
 
 /// A batch of tasks to run; dependencies may name tasks of the same batch.
@@ -241,6 +263,9 @@ pub struct TaskListQuery {
     /// Only the counts.
     #[serde(default)]
     pub summary: bool,
+    /// Without `ids`: only tasks after this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<TaskId>,
 }
 
 /// Task ids as one query parameter: `1,2,3`.
@@ -289,6 +314,7 @@ mod tests {
         let q = TaskListQuery {
             ids: Some(vec![TaskId(1), TaskId(12)]),
             summary: false,
+            after: None,
         };
         let text = serde_urlencoded::to_string(&q).unwrap();
         assert_eq!(text, "ids=1%2C12&summary=false");

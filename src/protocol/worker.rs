@@ -6,7 +6,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Assignment, ClusterId, WorkerId};
+use super::{Assignment, ClusterId, TaskId, WorkerId};
 use crate::config::WorkerKind;
 
 /// Where a worker sits in Slurm.
@@ -125,6 +125,21 @@ pub enum Instruction {
         /// The tasks, each with the cores it holds.
         tasks: Vec<Assignment>,
     },
+    /// Kill these runs (each task's whole process group) and report them:
+    /// their tasks were cancelled. Their cores stay taken until then.
+    Cancel {
+        /// The runs, by task and attempt.
+        runs: Vec<TaskRun>,
+    },
+}
+
+/// One run of a task: which task, which attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TaskRun {
+    /// The task.
+    pub task: TaskId,
+    /// The attempt.
+    pub attempt: u32,
 }
 
 /// A worker's farewell.

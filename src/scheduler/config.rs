@@ -4,6 +4,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+use super::serve::ConnectionLimits;
 use crate::config::{PoolOptions, SpecError, ValueError};
 
 /// Where the scheduler listens.
@@ -52,6 +53,22 @@ pub struct SchedulerConfig {
     /// connection with its buffers; workers beyond this poll once per
     /// interval without holding one.
     pub max_held_polls: usize,
+    /// Serve TLS with a per-cluster certificate (the default). Plain HTTP
+    /// shows the token to anyone on the network: for measurements only.
+    pub tls: bool,
+    /// Connections open at once; `None`: from the open-file limit.
+    pub max_connections: Option<usize>,
+    /// Connections open at once from one address; `None`: a sixteenth of
+    /// `max_connections`, at least 64.
+    pub max_connections_per_peer: Option<usize>,
+    /// Time for a TLS handshake.
+    pub handshake_timeout: Duration,
+    /// Time for a request's headers, which also bounds how long a
+    /// connection may sit idle; `None`: 30 s, or two heartbeats if longer.
+    pub connection_idle_timeout: Option<Duration>,
+    /// Bytes of finished tasks' output kept in memory; older output is
+    /// spilled to a private directory.
+    pub max_output_memory: u64,
 }
 
 /// Default heartbeat interval.
@@ -60,6 +77,13 @@ pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
 pub const DEFAULT_MISSED_HEARTBEATS: u32 = 3;
 /// Default bound on polls held open at once.
 pub const DEFAULT_MAX_HELD_POLLS: usize = 1024;
+/// Default time for a TLS handshake.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Open files kept back from connections (logs, Slurm commands, spills).
+const RESERVED_FILES: u64 = 64;
+/// The most connections a scheduler takes by default, however many files
+/// it may open.
+const MAX_CONNECTIONS_CEILING: usize = 65_536;
 
 impl SchedulerConfig {
     /// The defaults, listening on `bind`.
@@ -70,6 +94,31 @@ impl SchedulerConfig {
             heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
             missed_heartbeats: DEFAULT_MISSED_HEARTBEATS,
             max_held_polls: DEFAULT_MAX_HELD_POLLS,
+            tls: true,
+            max_connections: None,
+            max_connections_per_peer: None,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            connection_idle_timeout: None,
+            max_output_memory: crate::tasks::outputs::DEFAULT_MAX_OUTPUT_MEMORY,
+        }
+    }
+
+    /// The connection bounds, given the process's open-file limit.
+    pub fn limits(&self, open_files: u64) -> ConnectionLimits {
+        let by_files =
+            usize::try_from(open_files.saturating_sub(RESERVED_FILES)).unwrap_or(usize::MAX);
+        let max_connections = self
+            .max_connections
+            .unwrap_or_else(|| by_files.clamp(16, MAX_CONNECTIONS_CEILING));
+        ConnectionLimits {
+            max_connections,
+            max_per_peer: self
+                .max_connections_per_peer
+                .unwrap_or((max_connections / 16).max(64)),
+            handshake_timeout: self.handshake_timeout,
+            idle_timeout: self.connection_idle_timeout.unwrap_or_else(|| {
+                Duration::from_secs(30).max(self.heartbeat_interval.saturating_mul(2))
+            }),
         }
     }
 
@@ -83,6 +132,21 @@ impl SchedulerConfig {
         }
         if let Some(n) = pool.max_held_polls {
             self.max_held_polls = n;
+        }
+        if pool.max_connections.is_some() {
+            self.max_connections = pool.max_connections;
+        }
+        if pool.max_connections_per_peer.is_some() {
+            self.max_connections_per_peer = pool.max_connections_per_peer;
+        }
+        if let Some(t) = pool.handshake_timeout {
+            self.handshake_timeout = t.duration();
+        }
+        if let Some(m) = pool.max_output_memory {
+            self.max_output_memory = m.bytes();
+        }
+        if let Some(t) = pool.connection_idle_timeout {
+            self.connection_idle_timeout = Some(t.duration());
         }
         self.validated()
     }
@@ -107,6 +171,24 @@ impl SchedulerConfig {
                     "it must be 2 or more, so one late poll does not lose a worker",
                     "a whole number from 2 up",
                 ),
+            ));
+        }
+        if let Some(idle) = self.connection_idle_timeout {
+            if idle <= self.heartbeat_interval {
+                return Err(SpecError::invalid(
+                    "connection-idle-timeout",
+                    ValueError::new(
+                        &format!("{idle:?}"),
+                        "it is not longer than the heartbeat interval, so held polls would be cut",
+                        "a duration longer than heartbeat-interval, such as `30s`",
+                    ),
+                ));
+            }
+        }
+        if self.max_connections == Some(0) || self.max_connections_per_peer == Some(0) {
+            return Err(SpecError::invalid(
+                "max-connections",
+                ValueError::new("0", "no worker could connect", "a whole number from 1 up"),
             ));
         }
         Ok(self)

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, Path, Query, Request, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -19,7 +19,7 @@ use super::{ControlRequest, Shared};
 use crate::protocol::{
     paths, ClusterStatus, Completion, DeregisterRequest, Instruction, PollQuery, RegisterRequest,
     RegisterResponse, RetireAllResponse, RetireRequest, ScaleRequest, SubmitRequest,
-    SubmitResponse, TaskId, TaskInfo, TaskList, TaskListQuery, WorkerId, WorkerInfo,
+    SubmitResponse, TaskId, TaskInfo, TaskList, TaskListQuery, WorkerId, WorkerInfo, TASK_PAGE,
 };
 
 /// The router for `shared`.
@@ -38,6 +38,9 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route(paths::CLUSTER, get(cluster_status))
         .route(paths::CLUSTER_SCALE, post(cluster_scale))
         .route(paths::CLUSTER_CLOSE, post(cluster_close))
+        // Above every extractor's own limit: a body this large is refused
+        // before it is read whole. Reports are split to fit (`client`).
+        .layer(DefaultBodyLimit::max(paths::MAX_BODY))
         .layer(middleware::from_fn_with_state(shared.clone(), authenticate))
         .layer(middleware::from_fn_with_state(
             shared.clone(),
@@ -83,12 +86,16 @@ async fn authenticate(
     if ok {
         return next.run(request).await;
     }
-    tracing::warn!(
-        %peer,
-        path = %request.uri().path(),
-        token = if presented.is_some() { "wrong" } else { "missing" },
-        "refused unauthenticated request"
-    );
+    // A flood of refused requests must not become a flood of log lines.
+    shared.refusals.note(|suppressed| {
+        tracing::warn!(
+            %peer,
+            path = %request.uri().path(),
+            token = if presented.is_some() { "wrong" } else { "missing" },
+            suppressed,
+            "refused unauthenticated request"
+        )
+    });
     (StatusCode::UNAUTHORIZED, "missing or wrong cluster token\n").into_response()
 }
 
@@ -196,6 +203,9 @@ async fn retire_all(
     })
 }
 
+/// The most workers a scale request may ask for (a pool's own bound).
+const MAX_SCALE: usize = 100_000;
+
 const NO_CLUSTER: (StatusCode, &str) =
     (StatusCode::NOT_FOUND, "this scheduler serves no cluster\n");
 
@@ -221,6 +231,9 @@ async fn cluster_scale(
     State(shared): State<Arc<Shared>>,
     Json(body): Json<ScaleRequest>,
 ) -> Result<StatusCode, (StatusCode, &'static str)> {
+    if body.workers > MAX_SCALE {
+        return Err((StatusCode::BAD_REQUEST, "workers: accepted: 0 to 100000\n"));
+    }
     send_control(&shared, ControlRequest::Scale(body.workers))
 }
 
@@ -252,14 +265,22 @@ async fn submit_tasks(
 async fn list_tasks(
     State(shared): State<Arc<Shared>>,
     Query(q): Query<TaskListQuery>,
-) -> Json<TaskList> {
+) -> Result<Json<TaskList>, (StatusCode, String)> {
+    if q.ids.as_ref().is_some_and(|ids| ids.len() > TASK_PAGE) {
+        let why = format!("at most {TASK_PAGE} task ids per request");
+        return Err((StatusCode::BAD_REQUEST, why));
+    }
     let registry = shared.registry();
     let counts = registry.tasks.counts();
-    let tasks = match q.summary {
-        true => Vec::new(),
-        false => registry.tasks.list(q.ids.as_deref()),
+    let (tasks, more) = match q.summary {
+        true => (Vec::new(), false),
+        false => registry.tasks.page(q.ids.as_deref(), q.after),
     };
-    Json(TaskList { counts, tasks })
+    Ok(Json(TaskList {
+        counts,
+        tasks,
+        more,
+    }))
 }
 
 async fn task_info(

@@ -8,11 +8,14 @@ mod config;
 mod http;
 mod ops;
 mod registry;
+mod serve;
+mod throttle;
 
 pub use config::{
-    Bind, SchedulerConfig, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_MAX_HELD_POLLS,
-    DEFAULT_MISSED_HEARTBEATS,
+    Bind, SchedulerConfig, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_HEARTBEAT_INTERVAL,
+    DEFAULT_MAX_HELD_POLLS, DEFAULT_MISSED_HEARTBEATS,
 };
+pub use serve::ConnectionLimits;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -66,6 +69,9 @@ pub enum SchedulerError {
     /// The scheduler file could not be written.
     #[error(transparent)]
     File(#[from] SchedulerFileError),
+    /// The cluster's certificate could not be made.
+    #[error(transparent)]
+    Certificate(#[from] crate::tls::CertError),
     /// Waiting for workers took too long.
     #[error("{registered} of {wanted} workers registered within {waited:?}")]
     WaitTimeout {
@@ -84,7 +90,9 @@ impl ExitStatus for SchedulerError {
             SchedulerError::Config(e) => e.exit_code(),
             SchedulerError::Interface(e) => e.exit_code(),
             SchedulerError::File(e) => e.exit_code(),
-            SchedulerError::Bind { .. } | SchedulerError::WaitTimeout { .. } => FAILURE,
+            SchedulerError::Bind { .. }
+            | SchedulerError::WaitTimeout { .. }
+            | SchedulerError::Certificate(_) => FAILURE,
         }
     }
 }
@@ -103,6 +111,10 @@ pub(crate) struct Shared {
     pub(crate) cluster_id: ClusterId,
     pub(crate) token: Token,
     pub(crate) config: SchedulerConfig,
+    /// The connection bounds in force.
+    pub(crate) limits: ConnectionLimits,
+    /// Refused requests, logged a few at a time.
+    pub(crate) refusals: throttle::Throttle,
     registry: Mutex<Registry>,
     /// Polls held open right now.
     pub(crate) held_polls: AtomicUsize,
@@ -134,6 +146,8 @@ impl Shared {
 pub struct Scheduler {
     shared: Arc<Shared>,
     addr: SocketAddr,
+    /// The cluster's certificate, when it serves TLS.
+    cert: Option<crate::tls::ClusterCert>,
     server: JoinHandle<()>,
     monitor: JoinHandle<()>,
 }
@@ -169,11 +183,20 @@ impl Scheduler {
             .await
             .map_err(bind_error)?;
         let addr = listener.local_addr().map_err(bind_error)?;
+        let cert = match config.tls {
+            true => Some(crate::tls::ClusterCert::generate(cluster_id.as_str())?),
+            false => None,
+        };
+        let limits = config.limits(open_file_limit());
+        let mut registry = Registry::default();
+        registry.tasks.set_output_budget(config.max_output_memory);
         let shared = Arc::new(Shared {
             cluster_id,
             token,
             config,
-            registry: Mutex::new(Registry::default()),
+            limits,
+            refusals: throttle::Throttle::new(),
+            registry: Mutex::new(registry),
             held_polls: AtomicUsize::new(0),
             version: watch::channel(0).0,
             control: Mutex::new(None),
@@ -182,15 +205,19 @@ impl Scheduler {
             stopped: AtomicBool::new(false),
             stopping: Notify::new(),
         });
-        let app = http::router(shared.clone()).into_make_service_with_connect_info::<SocketAddr>();
-        let server = tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                tracing::error!(error = %e, "scheduler server stopped");
-            }
-        });
+        let tls_on = cert.is_some();
+        let tls = cert
+            .as_ref()
+            .map(|c| tokio_rustls::TlsAcceptor::from(c.server_config()));
+        let server = tokio::spawn(serve::serve(
+            listener,
+            tls,
+            http::router(shared.clone()),
+            shared.clone(),
+        ));
         let monitor = tokio::spawn(watch_heartbeats(shared.clone()));
         tracing::info!(
-            address = %format!("http://{addr}"),
+            address = %format!("{}://{addr}", if tls_on { "https" } else { "http" }),
             cluster = %shared.cluster_id,
             heartbeat_ms = shared.config.heartbeat_interval.as_millis() as u64,
             "scheduler listening"
@@ -198,6 +225,7 @@ impl Scheduler {
         Ok(Scheduler {
             shared,
             addr,
+            cert,
             server,
             monitor,
         })
@@ -208,9 +236,32 @@ impl Scheduler {
         self.addr
     }
 
-    /// Its base URL, e.g. `http://10.77.0.1:40123`.
+    /// Its base URL, e.g. `https://10.77.0.1:40123`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        match self.cert {
+            Some(_) => format!("https://{}", self.addr),
+            None => format!("http://{}", self.addr),
+        }
+    }
+
+    /// The fingerprint of its certificate, which its clients pin.
+    pub fn fingerprint(&self) -> Option<crate::tls::Fingerprint> {
+        self.cert.as_ref().map(|c| c.fingerprint())
+    }
+
+    /// Its certificate, to secure the pool's Dask scheduler with.
+    pub fn certificate(&self) -> Option<&crate::tls::ClusterCert> {
+        self.cert.as_ref()
+    }
+
+    /// The connection bounds it applies.
+    pub fn limits(&self) -> ConnectionLimits {
+        self.shared.limits
+    }
+
+    /// A client of it, pinned to its certificate.
+    pub fn client(&self) -> crate::client::SchedulerClient {
+        crate::client::SchedulerClient::from_file(&self.scheduler_file())
     }
 
     /// Its cluster id.
@@ -239,6 +290,7 @@ impl Scheduler {
             address: self.url(),
             cluster_id: self.shared.cluster_id.clone(),
             token: self.shared.token.clone(),
+            certificate: self.fingerprint(),
             pid: std::process::id(),
             started_at: crate::protocol::unix_ms() / 1000,
             dask: self.dask(),
@@ -298,6 +350,14 @@ impl Scheduler {
     /// Asks every live worker to retire; returns how many were asked.
     pub fn retire_all(&self, reason: &str) -> usize {
         self.shared.retire_all(reason)
+    }
+
+    /// Records the cores of the pool's largest worker: tasks asking for
+    /// more are refused at submission, and queued ones fail with why.
+    pub fn set_max_task_cores(&self, cores: u32) {
+        if self.shared.registry().tasks.set_max_cores(cores) > 0 {
+            self.shared.changed();
+        }
     }
 
     /// Cores asked for by ready and running tasks.
@@ -362,6 +422,17 @@ impl Drop for Scheduler {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// The process's open-file limit, raised to its hard limit first: every
+/// connection holds a file.
+fn open_file_limit() -> u64 {
+    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+        tracing::debug!(error = %e, "cannot raise the open-file limit");
+    }
+    rlimit::getrlimit(rlimit::Resource::NOFILE)
+        .map(|(soft, _)| soft)
+        .unwrap_or(1024)
 }
 
 /// Declares workers lost when they fall silent.

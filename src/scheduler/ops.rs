@@ -85,7 +85,7 @@ impl Shared {
         if registry.tasks.info(id).is_none() {
             return false;
         }
-        registry.tasks.cancel(id);
+        registry.cancel_task(id);
         registry.wake_idle();
         drop(registry);
         self.changed();

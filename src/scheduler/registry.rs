@@ -10,7 +10,8 @@ use tokio::time::Instant;
 
 use crate::config::WorkerKind;
 use crate::protocol::{
-    unix_ms, Completion, Instruction, RegisterRequest, WorkerId, WorkerInfo, WorkerState,
+    unix_ms, Completion, Instruction, RegisterRequest, TaskId, TaskRun, WorkerId, WorkerInfo,
+    WorkerState,
 };
 use crate::tasks::Engine;
 
@@ -21,6 +22,8 @@ struct Entry {
     /// Woken when an instruction is queued, so a held poll answers at once.
     wake: Arc<Notify>,
     instruction: Option<Instruction>,
+    /// Runs of cancelled tasks it must kill, told once.
+    cancels: Vec<TaskRun>,
 }
 
 /// What a poll finds.
@@ -79,6 +82,7 @@ impl Registry {
                 last_seen: Instant::now(),
                 wake: Arc::new(Notify::new()),
                 instruction: None,
+                cancels: Vec::new(),
             },
         );
         if let Some(old) = holder {
@@ -152,6 +156,10 @@ impl Registry {
             }
             _ => {}
         }
+        if !entry.cancels.is_empty() {
+            let runs = std::mem::take(&mut self.workers.get_mut(&id)?.cancels);
+            return Some(Instruction::Cancel { runs });
+        }
         if let Some(i) = &entry.instruction {
             return Some(i.clone());
         }
@@ -200,6 +208,17 @@ impl Registry {
             self.wake_idle();
         }
         changed
+    }
+
+    /// Cancels a task; a running one is killed on its worker, which is
+    /// told at once.
+    pub(crate) fn cancel_task(&mut self, task: TaskId) {
+        if let Some((worker, attempt)) = self.tasks.cancel(task) {
+            if let Some(e) = self.workers.get_mut(&worker) {
+                e.cancels.push(TaskRun { task, attempt });
+                e.wake.notify_one();
+            }
+        }
     }
 
     /// Queues a retirement for `id`; `false` if it is unknown or gone.

@@ -4,10 +4,11 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use super::outputs::{self, Outputs};
 use crate::exit::{ExitStatus, USAGE};
 use crate::protocol::{
-    Assignment, Completion, Dep, TaskCounts, TaskId, TaskInfo, TaskOutput, TaskSpec, TaskState,
-    WorkerId,
+    Assignment, Completion, Dep, TaskCounts, TaskId, TaskInfo, TaskSpec, TaskState, WorkerId,
+    TASK_PAGE, TASK_PAGE_BYTES,
 };
 
 /// A batch of tasks refused whole, and why.
@@ -44,6 +45,28 @@ pub enum SubmitError {
     /// The batch's dependencies form a cycle.
     #[error("the dependencies form a cycle")]
     Cycle,
+    /// A number is outside what drover accepts.
+    #[error("task {task}: {field} = {value} is out of range; accepted: {accepted}")]
+    OutOfRange {
+        /// The task.
+        task: String,
+        /// The field.
+        field: &'static str,
+        /// The value given.
+        value: u64,
+        /// What is accepted.
+        accepted: String,
+    },
+    /// A task asks for more cores than any worker of the pool has.
+    #[error("task {task} asks for {cores} cores, but the pool's workers have {max}; no worker could ever run it")]
+    TooManyCores {
+        /// The task.
+        task: String,
+        /// Cores asked for.
+        cores: u32,
+        /// Cores of the pool's largest worker.
+        max: u32,
+    },
 }
 
 impl ExitStatus for SubmitError {
@@ -55,7 +78,9 @@ impl ExitStatus for SubmitError {
             | SubmitError::UnknownName { .. }
             | SubmitError::UnknownId { .. }
             | SubmitError::SelfDependency(_)
-            | SubmitError::Cycle => USAGE,
+            | SubmitError::Cycle
+            | SubmitError::OutOfRange { .. }
+            | SubmitError::TooManyCores { .. } => USAGE,
         }
     }
 }
@@ -63,6 +88,12 @@ impl ExitStatus for SubmitError {
 /// How many times a task goes back to the queue because its worker was
 /// lost, on top of its own retry budget.
 pub const LOST_WORKER_RETRIES: u32 = 3;
+/// The most cores one task may ask for.
+pub const MAX_TASK_CORES: u32 = 65_536;
+/// The longest time limit, in milliseconds: a year.
+pub const MAX_TIME_LIMIT_MS: u64 = 366 * 24 * 3600 * 1000;
+/// The most retries one task may ask for.
+pub const MAX_RETRIES: u32 = 1000;
 
 struct Task {
     spec: TaskSpec,
@@ -75,7 +106,6 @@ struct Task {
     /// Runs lost with their worker.
     lost: u32,
     worker: Option<WorkerId>,
-    output: Option<TaskOutput>,
     reason: Option<String>,
 }
 
@@ -87,6 +117,10 @@ pub struct Engine {
     ready: BTreeSet<TaskId>,
     /// Cores in use and tasks running, per worker.
     busy: HashMap<WorkerId, (u32, BTreeSet<TaskId>)>,
+    /// Cores of the pool's largest worker, once the pool says.
+    max_cores: Option<u32>,
+    /// The latest output of each task that ran.
+    outputs: Outputs,
 }
 
 impl Engine {
@@ -118,7 +152,6 @@ impl Engine {
                 attempts: 0,
                 lost: 0,
                 worker: None,
-                output: None,
                 reason: None,
             });
         }
@@ -166,6 +199,7 @@ impl Engine {
             if s.cores == 0 {
                 return Err(SubmitError::NoCores(label(s, i)));
             }
+            self.check_bounds(s, i)?;
             if let Some(n) = &s.name {
                 if names.insert(n, TaskId(first + i as u64)).is_some() {
                     return Err(SubmitError::DuplicateName(n.clone()));
@@ -205,6 +239,70 @@ impl Engine {
         Ok(resolved)
     }
 
+    /// Refuses numbers no run could honour, before any arithmetic sees them.
+    fn check_bounds(&self, s: &TaskSpec, i: usize) -> Result<(), SubmitError> {
+        let out = |field, value: u64, accepted: String| SubmitError::OutOfRange {
+            task: label(s, i),
+            field,
+            value,
+            accepted,
+        };
+        if s.cores > MAX_TASK_CORES {
+            return Err(out(
+                "cores",
+                s.cores.into(),
+                format!("1 to {MAX_TASK_CORES}"),
+            ));
+        }
+        if let Some(max) = self.max_cores.filter(|m| s.cores > *m) {
+            return Err(SubmitError::TooManyCores {
+                task: label(s, i),
+                cores: s.cores,
+                max,
+            });
+        }
+        if let Some(ms) = s
+            .time_limit_ms
+            .filter(|t| *t == 0 || *t > MAX_TIME_LIMIT_MS)
+        {
+            let accepted = format!("1 to {MAX_TIME_LIMIT_MS} milliseconds (a year)");
+            return Err(out("time_limit_ms", ms, accepted));
+        }
+        if s.retries > MAX_RETRIES {
+            return Err(out(
+                "retries",
+                s.retries.into(),
+                format!("0 to {MAX_RETRIES}"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Records the cores of the pool's largest worker: tasks asking for
+    /// more are refused from now on, and those already queued fail with
+    /// the reason. Returns how many failed.
+    pub fn set_max_cores(&mut self, max: u32) -> usize {
+        self.max_cores = Some(max);
+        let never: Vec<TaskId> = self
+            .ready
+            .iter()
+            .copied()
+            .chain(
+                self.tasks
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, t)| t.state == TaskState::Waiting)
+                    .map(|(i, _)| TaskId(i as u64 + 1)),
+            )
+            .filter(|id| self.get(*id).is_some_and(|t| t.spec.cores > max))
+            .collect();
+        for &id in &never {
+            let cores = self.get(id).map(|t| t.spec.cores).unwrap_or_default();
+            self.fail(id, format!("it asks for {cores} cores, but the pool's workers have {max}; no worker could ever run it"));
+        }
+        never.len()
+    }
+
     fn describe(&self, id: TaskId) -> String {
         match self.get(id).and_then(|t| t.spec.name.clone()) {
             Some(n) => format!("{n} ({id})"),
@@ -234,7 +332,7 @@ impl Engine {
                 continue;
             }
             if let (Some(limit), Some(end)) = (t.spec.time_limit_ms, allocation_end_s) {
-                if now_ms + limit > end * 1000 {
+                if now_ms.saturating_add(limit) > end.saturating_mul(1000) {
                     continue;
                 }
             }
@@ -257,26 +355,39 @@ impl Engine {
         let deps = self.get(id).expect("exists").deps.clone();
         for d in deps {
             let dep = self.get(d).expect("exists");
-            let out = dep
-                .output
-                .as_ref()
-                .map(|o| o.stdout.trim().to_string())
-                .unwrap_or_default();
+            let out = self.outputs.stdout(d).unwrap_or_default();
             if let Some(name) = &dep.spec.name {
                 env.insert(format!("DROVER_DEP_{}", env_name(name)), out.clone());
-                values.push((format!("{{{{{name}}}}}"), out));
+                values.push((name.clone(), out));
             }
         }
         let t = self.get_mut(id).expect("exists");
         t.state = TaskState::Running;
-        t.attempts += 1;
+        t.attempts = t.attempts.saturating_add(1);
         t.worker = Some(worker);
         let fill = |s: &str| {
-            values
-                .iter()
-                .fold(s.to_string(), |acc, (k, v)| acc.replace(k, v))
+            values.iter().fold(s.to_string(), |acc, (k, v)| {
+                acc.replace(&format!("{{{{{k}}}}}"), v)
+            })
         };
-        let argv = t.spec.argv.iter().map(|a| fill(a)).collect();
+        // A shell script gets references to the variables, never the values
+        // as text: upstream output is data, and must not become code.
+        let refer = |s: &str| {
+            values.iter().fold(s.to_string(), |acc, (k, _)| {
+                acc.replace(
+                    &format!("{{{{{k}}}}}"),
+                    &format!("${{DROVER_DEP_{}}}", env_name(k)),
+                )
+            })
+        };
+        let script = shell_script_index(&t.spec.argv);
+        let argv = t
+            .spec
+            .argv
+            .iter()
+            .enumerate()
+            .map(|(i, a)| if Some(i) == script { refer(a) } else { fill(a) })
+            .collect();
         for (k, v) in &t.spec.env {
             env.insert(k.clone(), fill(v));
         }
@@ -291,7 +402,7 @@ impl Engine {
             time_limit_ms: t.spec.time_limit_ms,
         };
         let b = self.busy.entry(worker).or_default();
-        b.0 += a.cores;
+        b.0 = b.0.saturating_add(a.cores);
         b.1.insert(id);
         a
     }
@@ -314,7 +425,16 @@ impl Engine {
         let Some(t) = self.get(done.task) else {
             return false;
         };
-        if t.state != TaskState::Running || t.worker != Some(worker) || t.attempts != done.attempt {
+        if t.worker != Some(worker) || t.attempts != done.attempt {
+            return false;
+        }
+        if t.state == TaskState::Cancelled {
+            // The killed run of a cancelled task: its cores are free now.
+            let was_busy = self.running_on_includes(worker, done.task);
+            self.release(worker, done.task);
+            return was_busy;
+        }
+        if t.state != TaskState::Running {
             return false;
         }
         self.release(worker, done.task);
@@ -327,8 +447,8 @@ impl Engine {
                 Some(c) => format!("exit code {c}"),
                 None => "killed".into(),
             });
+        self.outputs.insert(done.task, done.output);
         let t = self.get_mut(done.task).expect("exists");
-        t.output = Some(done.output);
         if ok {
             t.state = TaskState::Succeeded;
             t.reason = None;
@@ -343,7 +463,7 @@ impl Engine {
                     }
                 }
             }
-        } else if t.attempts <= t.spec.retries + t.lost {
+        } else if t.attempts <= t.spec.retries.saturating_add(t.lost) {
             t.state = TaskState::Ready;
             t.reason = Some(format!("run {} failed ({why}); retrying", t.attempts));
             self.ready.insert(done.task);
@@ -386,8 +506,8 @@ impl Engine {
             if t.state != TaskState::Running {
                 continue;
             }
-            t.lost += 1;
-            if t.lost <= LOST_WORKER_RETRIES + t.spec.retries {
+            t.lost = t.lost.saturating_add(1);
+            if t.lost <= LOST_WORKER_RETRIES.saturating_add(t.spec.retries) {
                 t.state = TaskState::Ready;
                 t.reason = Some(format!("its worker {worker} was {why}; running it again"));
                 self.ready.insert(id);
@@ -400,21 +520,25 @@ impl Engine {
         requeued
     }
 
-    /// Cancels `id` (if not over) and fails what depends on it.
-    pub fn cancel(&mut self, id: TaskId) -> Option<WorkerId> {
+    /// Cancels `id` (if not over) and fails what depends on it. A running
+    /// task keeps its cores until its worker reports the run killed (or
+    /// the worker is gone); returns that worker and the run to kill.
+    pub fn cancel(&mut self, id: TaskId) -> Option<(WorkerId, u32)> {
         let t = self.get(id)?;
         if t.state.is_final() {
             return None;
         }
-        let worker = (t.state == TaskState::Running)
+        let run = (t.state == TaskState::Running)
             .then_some(t.worker)
-            .flatten();
-        if let Some(w) = worker {
-            self.release(w, id);
-        }
+            .flatten()
+            .map(|w| (w, t.attempts));
         self.fail(id, "cancelled".into());
         self.get_mut(id).expect("exists").state = TaskState::Cancelled;
-        worker
+        run
+    }
+
+    fn running_on_includes(&self, worker: WorkerId, id: TaskId) -> bool {
+        self.busy.get(&worker).is_some_and(|b| b.1.contains(&id))
     }
 
     /// Cores asked for by tasks that are ready or running: the demand an
@@ -424,7 +548,7 @@ impl Engine {
             .iter()
             .filter(|t| matches!(t.state, TaskState::Ready | TaskState::Running))
             .map(|t| u64::from(t.spec.cores))
-            .sum()
+            .fold(0u64, u64::saturating_add)
     }
 
     /// Whether some task waits for a worker.
@@ -449,19 +573,55 @@ impl Engine {
             attempts: t.attempts,
             worker: t.worker,
             deps: t.deps.clone(),
-            output: t.output.clone(),
+            output: self.outputs.get(id),
             reason: t.reason.clone(),
         })
     }
 
-    /// Every task, or those in `ids`.
-    pub fn list(&self, ids: Option<&[TaskId]>) -> Vec<TaskInfo> {
-        match ids {
-            Some(ids) => ids.iter().filter_map(|id| self.info(*id)).collect(),
-            None => (1..=self.tasks.len() as u64)
-                .filter_map(|i| self.info(TaskId(i)))
-                .collect(),
+    /// One page of tasks: those in `ids` (in their order), else every
+    /// task after `after`; at most `TASK_PAGE` of them and about
+    /// `TASK_PAGE_BYTES` of output. Says whether more were left.
+    pub fn page(&self, ids: Option<&[TaskId]>, after: Option<TaskId>) -> (Vec<TaskInfo>, bool) {
+        let from = after.map_or(1, |a| a.0.saturating_add(1));
+        let all = (from..=self.tasks.len() as u64).map(TaskId);
+        let wanted: Box<dyn Iterator<Item = TaskId>> = match ids {
+            Some(ids) => Box::new(ids.iter().copied()),
+            None => Box::new(all),
+        };
+        let mut page = Vec::new();
+        let mut bytes = 0u64;
+        for id in wanted {
+            if page.len() >= TASK_PAGE || (bytes >= TASK_PAGE_BYTES as u64 && !page.is_empty()) {
+                return (page, true);
+            }
+            if let Some(info) = self.info(id) {
+                bytes = bytes.saturating_add(info.output.as_ref().map_or(0, outputs::size));
+                page.push(info);
+            }
         }
+        (page, false)
+    }
+
+    /// Every task, or those in `ids` (tests; the API pages).
+    pub fn list(&self, ids: Option<&[TaskId]>) -> Vec<TaskInfo> {
+        let mut all = Vec::new();
+        let mut after = None;
+        loop {
+            let (page, more) = match ids {
+                Some(ids) => self.page(Some(&ids[all.len()..]), None),
+                None => self.page(None, after),
+            };
+            after = page.last().map(|t| t.id);
+            all.extend(page);
+            if !more {
+                return all;
+            }
+        }
+    }
+
+    /// Sets the bytes of finished output kept in memory.
+    pub fn set_output_budget(&mut self, bytes: u64) {
+        self.outputs.set_budget(bytes);
     }
 
     /// Tasks by state.
@@ -479,6 +639,16 @@ impl Engine {
         }
         c
     }
+}
+
+/// Programs that run their `-c` argument as shell code.
+const SHELLS: &[&str] = &["sh", "bash", "dash", "zsh", "ksh", "ash", "mksh", "busybox"];
+
+/// Where a shell's script sits in `argv` (`sh -c SCRIPT ...`), if it is
+/// one: placeholders in it become variable references, never values.
+pub fn shell_script_index(argv: &[String]) -> Option<usize> {
+    let program = argv.first()?.rsplit('/').next()?;
+    (SHELLS.contains(&program) && argv.get(1).is_some_and(|a| a == "-c")).then_some(2)
 }
 
 fn label(s: &TaskSpec, i: usize) -> String {
@@ -535,6 +705,7 @@ fn check_acyclic(first: u64, deps: &[Vec<TaskId>]) -> Result<(), SubmitError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::TaskOutput;
 
     fn spec(name: &str, argv: &[&str], deps: &[&str]) -> TaskSpec {
         TaskSpec {
@@ -692,5 +863,95 @@ mod tests {
             SubmitError::EmptyCommand("a".into())
         );
         assert_eq!(unknown.exit_code(), USAGE);
+    }
+
+    #[test]
+    fn numbers_out_of_range_are_refused_and_sums_cannot_overflow() {
+        let mut e = Engine::default();
+        let with = |f: &dyn Fn(&mut TaskSpec)| {
+            let mut t = spec("t", &["x"], &[]);
+            f(&mut t);
+            vec![t]
+        };
+        for (batch, field) in [
+            (with(&|t| t.time_limit_ms = Some(u64::MAX)), "time_limit_ms"),
+            (with(&|t| t.time_limit_ms = Some(0)), "time_limit_ms"),
+            (with(&|t| t.retries = u32::MAX), "retries"),
+            (with(&|t| t.cores = 1_000_000), "cores"),
+        ] {
+            let err = e.submit(batch).unwrap_err();
+            assert!(
+                matches!(err, SubmitError::OutOfRange { field: f, .. } if f == field),
+                "{err}"
+            );
+            assert!(err.to_string().contains("accepted:"), "{err}");
+        }
+        // The largest accepted values run and fail without a panic.
+        let mut t = spec("big", &["x"], &[]);
+        (t.time_limit_ms, t.retries) = (Some(MAX_TIME_LIMIT_MS), MAX_RETRIES);
+        let id = e.submit(vec![t]).unwrap()[0];
+        let a = e.assign(W, 1, Some(u64::MAX), u64::MAX);
+        assert_eq!(a.len(), 1);
+        assert_eq!(e.worker_gone(W, "lost"), 1);
+        assert_eq!(e.info(id).unwrap().state, TaskState::Ready);
+    }
+
+    #[test]
+    fn a_task_no_worker_can_hold_fails_with_why_once_the_pool_says() {
+        let mut e = Engine::default();
+        let mut wide = spec("wide", &["x"], &[]);
+        wide.cores = 64;
+        let after = spec("after", &["x"], &["wide"]);
+        let ids = e.submit(vec![wide.clone(), after]).unwrap();
+        assert_eq!(e.set_max_cores(8), 1);
+        let info = e.info(ids[0]).unwrap();
+        assert_eq!(info.state, TaskState::Failed);
+        assert!(info.reason.unwrap().contains("asks for 64 cores"));
+        assert_eq!(e.info(ids[1]).unwrap().state, TaskState::Failed);
+        let refused = e.submit(vec![wide]).unwrap_err();
+        assert!(
+            refused.to_string().contains("no worker could ever run it"),
+            "{refused}"
+        );
+    }
+
+    #[test]
+    fn a_cancelled_running_task_holds_its_cores_until_its_run_is_reported_dead() {
+        let mut e = Engine::default();
+        let ids = e
+            .submit(vec![spec("a", &["x"], &[]), spec("b", &["x"], &[])])
+            .unwrap();
+        let a = e.assign(W, 1, None, 0);
+        assert_eq!(e.cancel(ids[0]), Some((W, a[0].attempt)));
+        assert_eq!(e.info(ids[0]).unwrap().state, TaskState::Cancelled);
+        assert!(
+            e.assign(W, 1, None, 0).is_empty(),
+            "its core is still taken"
+        );
+        let mut killed = done(&a[0], 0, "");
+        killed.output.exit_code = None;
+        assert!(e.complete(W, killed.clone()));
+        assert!(!e.complete(W, killed), "a second report changes nothing");
+        assert_eq!(e.info(ids[0]).unwrap().state, TaskState::Cancelled);
+        assert_eq!(e.assign(W, 1, None, 0)[0].task, ids[1]);
+    }
+
+    #[test]
+    fn upstream_output_reaches_a_shell_as_a_variable_never_as_code() {
+        let mut e = Engine::default();
+        let up = spec("up", &["x"], &[]);
+        let sh = spec("sh", &["/bin/sh", "-c", "echo {{up}}", "{{up}}"], &["up"]);
+        let plain = spec("plain", &["echo", "{{up}}"], &["up"]);
+        e.submit(vec![up, sh, plain]).unwrap();
+        let a = e.assign(W, 1, None, 0);
+        e.complete(W, done(&a[0], 0, "$(touch pwned); rm -rf ~\n"));
+        let next = e.assign(W, 2, None, 0);
+        let value = "$(touch pwned); rm -rf ~";
+        assert_eq!(
+            next[0].argv,
+            ["/bin/sh", "-c", "echo ${DROVER_DEP_UP}", value]
+        );
+        assert_eq!(next[0].env["DROVER_DEP_UP"], value);
+        assert_eq!(next[1].argv, ["echo", value]);
     }
 }

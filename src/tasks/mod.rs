@@ -6,10 +6,12 @@
 
 mod engine;
 pub mod graph;
+pub mod outputs;
 pub mod runner;
 
 pub use crate::protocol::{
     Assignment, Completion, Dep, TaskCounts, TaskId, TaskInfo, TaskList, TaskOutput, TaskSpec,
     TaskState,
 };
-pub use engine::{env_name, Engine, SubmitError, LOST_WORKER_RETRIES};
+pub use engine::{env_name, shell_script_index, Engine, SubmitError, LOST_WORKER_RETRIES};
+pub use engine::{MAX_RETRIES, MAX_TASK_CORES, MAX_TIME_LIMIT_MS};

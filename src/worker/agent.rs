@@ -321,6 +321,7 @@ impl Agent {
                     work.start(id, tasks, self.task_logs.clone());
                 }
             }
+            Instruction::Cancel { runs } => work.cancel(&runs),
             Instruction::Retire { reason, abandon } => {
                 if abandon {
                     work.abandon();
@@ -350,7 +351,7 @@ impl Agent {
                 }
                 Next::Go
             }
-            e @ ClientError::Unauthorized { .. } => {
+            e @ (ClientError::Unauthorized { .. } | ClientError::WrongCertificate { .. }) => {
                 tracing::error!("{e}; exiting");
                 work.abandon();
                 Next::Refused(AgentError::Rejected(e))

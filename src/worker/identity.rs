@@ -105,7 +105,8 @@ impl Identity {
             .memory
             .or_else(|| env_u64("SLURM_MEM_PER_NODE").map(Memory::from_mib))
             .or_else(|| {
-                env_u64("SLURM_MEM_PER_CPU").map(|m| Memory::from_mib(m * u64::from(cores)))
+                env_u64("SLURM_MEM_PER_CPU")
+                    .map(|m| Memory::from_mib(m.saturating_mul(u64::from(cores))))
             })
             .unwrap_or_else(|| {
                 let mut sys = sysinfo::System::new();

@@ -311,6 +311,7 @@ fn start_dask(
         nanny: args.nanny == NannyMode::Dask,
         local_directory: args.local_directory.clone(),
         extra: args.extra.clone(),
+        tls: endpoint.tls.clone(),
     };
     let supervision = dask::Supervision {
         restart: args.nanny == NannyMode::Agent,

@@ -3,17 +3,19 @@
 //! meanwhile goes in one request), retried while the scheduler is briefly
 //! away.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 
 use super::{FIRST_RETRY, MAX_RETRY};
-use crate::client::SchedulerClient;
-use crate::protocol::{Assignment, Completion, WorkerId};
+use crate::client::{ClientError, SchedulerClient};
+use crate::protocol::{Assignment, Completion, TaskOutput, TaskRun, WorkerId};
 use crate::tasks::runner;
 
 /// How long a task killed by a signal waits before it is reported, to tell
@@ -35,23 +37,64 @@ pub(super) struct Work {
     pub finished: Arc<Notify>,
     /// Set when the agent itself is being stopped.
     terminating: Arc<AtomicBool>,
+    /// How to kill each run still going, for cancels.
+    kills: Arc<Mutex<HashMap<TaskRun, Arc<Notify>>>>,
 }
 
 /// Delivers task reports, retrying while the scheduler is briefly away.
+/// A report the scheduler refuses (too large, malformed) is replaced by a
+/// failure that says so, so its task fails with a reason instead of
+/// staying "running" for ever.
 async fn report(client: &SchedulerClient, id: WorkerId, batch: &[Completion], death: Duration) {
+    match deliver(client, id, batch, death).await {
+        Ok(()) => {}
+        Err(e @ (ClientError::BadRequest(_) | ClientError::TooLarge { .. })) => {
+            tracing::warn!(tasks = batch.len(), error = %e, "the scheduler refused task reports; reporting them as failed");
+            let stubs: Vec<Completion> = batch.iter().map(|c| refused(c, &e)).collect();
+            if let Err(e) = deliver(client, id, &stubs, death).await {
+                tracing::warn!(tasks = batch.len(), error = %e, "could not report tasks");
+            }
+        }
+        Err(e) => tracing::warn!(tasks = batch.len(), error = %e, "could not report tasks"),
+    }
+}
+
+/// The report of a run whose own report was refused: a failure, with why.
+fn refused(c: &Completion, why: &ClientError) -> Completion {
+    Completion {
+        task: c.task,
+        attempt: c.attempt,
+        output: TaskOutput {
+            exit_code: None,
+            error: Some(format!(
+                "its report was refused by the scheduler ({why}); it exited with {:?}; its output is in the worker's log directory",
+                c.output.exit_code
+            )),
+            millis: c.output.millis,
+            stdout_bytes: c.output.stdout_bytes,
+            stdout_file: c.output.stdout_file.clone(),
+            ..Default::default()
+        },
+    }
+}
+
+/// Sends `batch`, retrying transient failures until `death` has passed.
+async fn deliver(
+    client: &SchedulerClient,
+    id: WorkerId,
+    batch: &[Completion],
+    death: Duration,
+) -> Result<(), ClientError> {
     let start = Instant::now();
     let mut retry = FIRST_RETRY;
     loop {
         match client.done(id, batch).await {
-            Ok(()) => return,
+            Ok(()) => return Ok(()),
             Err(e) if e.is_transient() && start.elapsed() < death => {
                 tokio::time::sleep(retry).await;
                 retry = (retry * 2).min(MAX_RETRY);
             }
-            Err(e) => {
-                tracing::warn!(tasks = batch.len(), error = %e, "could not report tasks");
-                return;
-            }
+            Err(e) => return Err(e),
         }
     }
 }
@@ -89,6 +132,7 @@ impl Work {
             unreported,
             finished: Arc::new(Notify::new()),
             terminating: Arc::new(AtomicBool::new(false)),
+            kills: Arc::default(),
         }
     }
 
@@ -100,10 +144,24 @@ impl Work {
             let finished = self.finished.clone();
             let terminating = self.terminating.clone();
             let logs = logs.clone();
+            let run = TaskRun {
+                task: a.task,
+                attempt: a.attempt,
+            };
+            let kill = Arc::new(Notify::new());
+            self.kills.lock().insert(run, kill.clone());
+            let kills = self.kills.clone();
             tracing::debug!(task = %a.task, attempt = a.attempt, argv = ?a.argv, "running task");
             self.runners.spawn(async move {
-                let output = runner::run(&a, logs.as_deref()).await;
-                if output.exit_code.is_none() {
+                let cancelled = Arc::new(AtomicBool::new(false));
+                let flag = cancelled.clone();
+                let on_cancel = async move {
+                    kill.notified().await;
+                    flag.store(true, Ordering::SeqCst);
+                };
+                let output = runner::run(&a, logs.as_deref(), on_cancel).await;
+                kills.lock().remove(&run);
+                if output.exit_code.is_none() && !cancelled.load(Ordering::SeqCst) {
                     tokio::time::sleep(SIGNAL_GRACE).await;
                     if terminating.load(Ordering::SeqCst) {
                         return; // the job is going: the scheduler requeues the task
@@ -120,6 +178,18 @@ impl Work {
                 }
                 finished.notify_one();
             });
+        }
+    }
+
+    /// Kills these runs (their whole process groups); each is reported
+    /// once it is dead, which frees its cores on the scheduler.
+    pub fn cancel(&self, runs: &[TaskRun]) {
+        let kills = self.kills.lock();
+        for run in runs {
+            if let Some(kill) = kills.get(run) {
+                tracing::info!(task = %run.task, attempt = run.attempt, "cancelled: killing the task");
+                kill.notify_one();
+            }
         }
     }
 
