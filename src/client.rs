@@ -459,3 +459,23 @@ impl SchedulerClient {
         self.get(paths::WORKERS, &(), None, REQUEST_SLACK).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_fit_the_limit_and_keep_their_order() {
+        let items: Vec<String> = (0..100).map(|i| format!("{i:0>50}")).collect();
+        let parts = fitting(&items, 1000);
+        assert!(parts.len() > 5);
+        for p in &parts {
+            assert!(serde_json::to_vec(p).unwrap().len() <= 1000);
+        }
+        assert_eq!(parts.concat(), items);
+        // One item over the limit goes alone; nothing is ever empty.
+        let big = vec!["x".repeat(2000), "y".into()];
+        assert_eq!(fitting(&big, 1000).len(), 2);
+        assert_eq!(fitting::<String>(&[], 1000), vec![Vec::<String>::new()]);
+    }
+}

@@ -223,3 +223,36 @@ impl Work {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::TaskId;
+
+    #[test]
+    fn a_refused_report_becomes_a_failure_that_says_why() {
+        let done = Completion {
+            task: TaskId(7),
+            attempt: 2,
+            output: TaskOutput {
+                exit_code: Some(0),
+                stdout: "x".repeat(1000),
+                stdout_bytes: 1000,
+                ..Default::default()
+            },
+        };
+        let why = ClientError::TooLarge {
+            what: "the request".into(),
+            limit: 8 << 20,
+        };
+        let stub = refused(&done, &why);
+        assert_eq!((stub.task, stub.attempt), (TaskId(7), 2));
+        assert_eq!(stub.output.exit_code, None);
+        assert!(stub.output.stdout.is_empty());
+        let error = stub.output.error.unwrap();
+        assert!(
+            error.contains("report was refused") && error.contains("larger than"),
+            "{error}"
+        );
+    }
+}
