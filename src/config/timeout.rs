@@ -40,6 +40,9 @@ impl fmt::Display for Timeout {
     }
 }
 
+/// The longest interval or timeout drover takes: a year.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(366 * 86_400);
+
 impl FromStr for Timeout {
     type Err = ValueError;
 
@@ -49,15 +52,17 @@ impl FromStr for Timeout {
         if s.is_empty() {
             return Err(bad("it is empty"));
         }
-        if s.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        let d = if s.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
             let secs: f64 = s.parse().map_err(|_| bad("it is not a number"))?;
-            return Duration::try_from_secs_f64(secs)
-                .map(Timeout)
-                .map_err(|_| bad("it is out of range"));
+            Duration::try_from_secs_f64(secs).map_err(|_| bad("it is out of range"))?
+        } else {
+            humantime::parse_duration(s).map_err(|e| bad(&format!("it is not a duration ({e})")))?
+        };
+        // Longer is never meant, and clock arithmetic on it could overflow.
+        if d > MAX_TIMEOUT {
+            return Err(bad("it is longer than a year"));
         }
-        humantime::parse_duration(s)
-            .map(Timeout)
-            .map_err(|e| bad(&format!("it is not a duration ({e})")))
+        Ok(Timeout(d))
     }
 }
 
@@ -102,6 +107,13 @@ mod tests {
             let t: Timeout = input.parse().unwrap();
             assert_eq!(t.duration().as_millis(), ms, "{input}");
             assert_eq!(t.to_string().parse::<Timeout>().unwrap(), t);
+        }
+        for huge in ["18446744073709551615", "500000000y", "367d"] {
+            let e = huge.parse::<Timeout>().unwrap_err().to_string();
+            assert!(
+                e.contains("out of range") || e.contains("longer than a year"),
+                "{huge}: {e}"
+            );
         }
     }
 }
