@@ -31,7 +31,7 @@ pub struct SchedulerArgs {
     /// Missed heartbeats before a worker is declared lost (default 3, or $DROVER_MISSED_HEARTBEATS).
     #[arg(long, value_name = "N")]
     missed_heartbeats: Option<u32>,
-    /// Polls held open at once; other workers poll once per interval (default 1024, or $DROVER_MAX_HELD_POLLS).
+    /// Polls held open at once; other workers poll once per interval (default 16384, or $DROVER_MAX_HELD_POLLS).
     #[arg(long, value_name = "N")]
     max_held_polls: Option<usize>,
     /// Serve plain HTTP instead of TLS: anyone on the network can read the

@@ -75,7 +75,7 @@ pub const ENV_VARS: &[EnvVar] = &[
     EnvVar {
         name: "DROVER_MAX_HELD_POLLS",
         key: "max-held-polls",
-        default: "1024",
+        default: "16384",
     },
     EnvVar {
         name: "DROVER_SLURM_TIMEOUT",

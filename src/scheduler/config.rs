@@ -75,8 +75,11 @@ pub struct SchedulerConfig {
 pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
 /// Default count of missed heartbeats before a worker is lost.
 pub const DEFAULT_MISSED_HEARTBEATS: u32 = 3;
-/// Default bound on polls held open at once.
-pub const DEFAULT_MAX_HELD_POLLS: usize = 1024;
+/// Default bound on polls held open at once. A held poll costs memory (a
+/// TLS connection's buffers, about 39 KiB); one not held costs a TLS
+/// handshake every interval, which at thousands of workers takes a core
+/// (docs/BENCHMARKS.md): memory is the cheaper of the two.
+pub const DEFAULT_MAX_HELD_POLLS: usize = 16_384;
 /// Default time for a TLS handshake.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Open files kept back from connections (logs, Slurm commands, spills).

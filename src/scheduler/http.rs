@@ -134,7 +134,13 @@ async fn poll(
     let interval = shared.config.heartbeat_interval;
     let held = shared.held_polls.fetch_add(1, Ordering::Relaxed);
     let guard = Held(&shared.held_polls);
-    if held >= shared.config.max_held_polls {
+    // Held polls may take at most three quarters of the connections, so
+    // that workers polling without holding, and tools, still get in.
+    let bound = shared
+        .config
+        .max_held_polls
+        .min(shared.limits.max_connections / 4 * 3);
+    if held >= bound {
         // Enough polls are held: this worker comes back after an interval,
         // and its connection closes meanwhile so it costs no buffers.
         drop(guard);
