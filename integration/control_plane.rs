@@ -243,6 +243,16 @@ async fn signals_deregister_or_drain_the_agent() {
     s.wait_for_workers(2, Duration::from_secs(20))
         .await
         .unwrap();
+    // The scheduler has them; now wait until each agent has its answer
+    // too. A signal before that finds an agent that does not know it is
+    // registered, which leaves without deregistering (seen under load).
+    let logs = [dir.path().join("term.log"), dir.path().join("usr1.log")];
+    common::until(
+        "both agents know they are registered",
+        Duration::from_secs(20),
+        || logs.iter().all(|l| read(l).contains("registered")),
+    )
+    .await;
     let signal = |child: &Child, sig: &str| {
         Command::new("kill")
             .args([sig, &child.id().to_string()])
