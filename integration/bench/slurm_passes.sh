@@ -30,7 +30,7 @@ wait_running() { # until $1 jobs of ours run; at most 120 s
 }
 
 submit() { # an array of $1 tasks
-  sbatch --parsable -J "$NAME" -o /dev/null -e /dev/null --array=0-$(($1 - 1)) \
+  sbatch --parsable -J "$NAME" -o /dev/null -e /dev/null -c 1 --mem=100M --array=0-$(($1 - 1)) \
     --wrap 'sleep 600' >/dev/null
 }
 
