@@ -12,6 +12,7 @@ const LAYERS: &[&str] = &[
     "exit",
     "logfile",
     "net",
+    "private_file",
     "tls",
     "config",
     "script",

@@ -17,6 +17,7 @@ pub mod dask;
 pub mod exit;
 pub mod logfile;
 pub mod net;
+pub mod private_file;
 pub mod protocol;
 pub mod scheduler;
 pub mod script;

@@ -147,16 +147,6 @@ impl ClusterCert {
         Fingerprint::of(&self.cert)
     }
 
-    /// The certificate, PEM.
-    pub fn cert_pem(&self) -> &str {
-        &self.cert_pem
-    }
-
-    /// The private key, PEM (PKCS#8).
-    pub fn key_pem(&self) -> &str {
-        &self.key_pem
-    }
-
     /// Writes the certificate and key as PEM files in `dir`, mode 0600,
     /// created afresh (never through a link another user planted).
     pub fn write_pem(
@@ -164,19 +154,13 @@ impl ClusterCert {
         dir: &std::path::Path,
     ) -> std::io::Result<(std::path::PathBuf, std::path::PathBuf)> {
         use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
         let write = |name: &str, text: &str| {
             let path = dir.join(name);
             match std::fs::remove_file(&path) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
                 _ => {}
             }
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .custom_flags(nix::libc::O_NOFOLLOW)
-                .mode(0o600)
-                .open(&path)?;
+            let mut f = crate::private_file::create(&path)?;
             f.write_all(text.as_bytes())?;
             Ok(path)
         };

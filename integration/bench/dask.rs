@@ -11,37 +11,13 @@ mod common;
 
 use common::median;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use drover::cluster::SlurmCluster;
 use drover::config::{JobOptions, Memory, Timeout, WorkerKind};
 use drover::slurm::SlurmCli;
-
-const CONF: &str = "/var/lib/drover-slurm/slurm.conf";
-
-fn queued(conf: &str) -> String {
-    let out = Command::new("squeue")
-        .arg("-h")
-        .env("SLURM_CONF", conf)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Waits until Slurm shows no job at all, so rounds do not overlap.
-async fn drained(conf: &str) {
-    let start = Instant::now();
-    while !queued(conf).trim().is_empty() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "jobs still queued: {}",
-            queued(conf)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 /// One drover round: a fresh `dask` pool, scale(n) until Dask sees n workers.
 async fn drover_round(python: &Path, conf: &str, n: usize, dir: &Path) -> f64 {
@@ -107,29 +83,9 @@ fn main() {
         );
         (&[2], 1)
     };
-    let conf = std::env::var("SLURM_CONF").unwrap_or_else(|_| CONF.into());
-    let ci = std::env::var("CI").as_deref() == Ok("true");
-    let up = Command::new("sinfo").env("SLURM_CONF", &conf).output();
-    if !up.map(|o| o.status.success()).unwrap_or(false) {
-        assert!(!ci, "no Slurm at SLURM_CONF={conf}");
-        println!("SKIPPED: no Slurm at SLURM_CONF={conf}; start it with slurm/local-cluster up");
+    let Some((conf, python)) = common::slurm_and_python("distributed, dask_jobqueue") else {
         return;
-    }
-    let python: PathBuf = std::env::var_os("DROVER_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("target/python-venv/bin/python")
-        });
-    let ready = Command::new(&python)
-        .args(["-c", "import distributed, dask_jobqueue"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !ready {
-        assert!(!ci, "{} has no dask-jobqueue", python.display());
-        println!("SKIPPED: create the Python environment with slurm/python-env");
-        return;
-    }
+    };
     let rt = common::runtime();
     rt.block_on(async {
         let dir = tempfile::Builder::new()
@@ -139,9 +95,9 @@ fn main() {
         for &n in sizes {
             let (mut ours, mut theirs) = (Vec::new(), Vec::new());
             for round in 1..=rounds {
-                drained(&conf).await;
+                tokio::task::block_in_place(|| common::drained(&conf));
                 ours.push(drover_round(&python, &conf, n, dir.path()).await);
-                drained(&conf).await;
+                tokio::task::block_in_place(|| common::drained(&conf));
                 theirs.push(jobqueue_round(&python, &conf, n, dir.path()));
                 println!(
                     "N={n} round {round}: drover {:.2} s, dask-jobqueue {:.2} s",

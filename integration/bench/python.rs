@@ -14,37 +14,13 @@ mod common;
 
 use common::median;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use drover::cluster::SlurmCluster;
 use drover::config::JobOptions;
 use drover::slurm::SlurmCli;
-
-const CONF: &str = "/var/lib/drover-slurm/slurm.conf";
-
-fn queued(conf: &str) -> String {
-    let out = Command::new("squeue")
-        .arg("-h")
-        .env("SLURM_CONF", conf)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Waits until Slurm shows no job at all, so rounds do not overlap.
-fn drained(conf: &str) {
-    let start = Instant::now();
-    while !queued(conf).trim().is_empty() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "jobs still queued: {}",
-            queued(conf)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 /// Milliseconds `python -c CODE` takes, start to exit.
 fn run_ms(python: &Path, code: &str) -> f64 {
@@ -133,9 +109,9 @@ fn side_by_side(
 ) {
     let (mut xs, mut ys) = (Vec::new(), Vec::new());
     for round in 1..=rounds {
-        drained(conf);
+        common::drained(conf);
         xs.push(run_a());
-        drained(conf);
+        common::drained(conf);
         ys.push(run_b());
         println!(
             "{what} round {round}: {a} {:.2} s, {b} {:.2} s",
@@ -161,29 +137,9 @@ fn main() {
             (2, 1, 2)
         }
     };
-    let conf = std::env::var("SLURM_CONF").unwrap_or_else(|_| CONF.into());
-    let ci = std::env::var("CI").as_deref() == Ok("true");
-    let up = Command::new("sinfo").env("SLURM_CONF", &conf).output();
-    if !up.map(|o| o.status.success()).unwrap_or(false) {
-        assert!(!ci, "no Slurm at SLURM_CONF={conf}");
-        println!("SKIPPED: no Slurm at SLURM_CONF={conf}; start it with slurm/local-cluster up");
+    let Some((conf, python)) = common::slurm_and_python("drover.dask, dask_jobqueue") else {
         return;
-    }
-    let python: PathBuf = std::env::var_os("DROVER_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("target/python-venv/bin/python")
-        });
-    let ready = Command::new(&python)
-        .args(["-c", "import drover.dask, dask_jobqueue"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !ready {
-        assert!(!ci, "{} has no drover or dask-jobqueue", python.display());
-        println!("SKIPPED: create the Python environment with slurm/python-env");
-        return;
-    }
+    };
     let dir = tempfile::Builder::new()
         .prefix("drover-python-bench")
         .tempdir()

@@ -188,30 +188,31 @@ pub fn keys<T: DeserializeOwned>() -> &'static [&'static str] {
 pub fn job_options_from(
     pairs: impl IntoIterator<Item = (String, toml::Value)>,
 ) -> Result<JobOptions, SpecError> {
-    let mut options = JobOptions::new();
-    for (key, value) in pairs {
-        let one: JobOptions = one(&key, value.clone()).map_err(|message| SpecError::Setting {
-            name: key.clone(),
-            value: shown(&value),
-            message,
-        })?;
-        options = options.overlay(one);
-    }
-    Ok(options)
+    layered(pairs, JobOptions::new(), JobOptions::overlay)
 }
 
 /// The pool options given as `(key, value)` pairs (keys as in `[pool]`).
 pub fn pool_options_from(
     pairs: impl IntoIterator<Item = (String, toml::Value)>,
 ) -> Result<PoolOptions, SpecError> {
-    let mut options = PoolOptions::default();
+    layered(pairs, PoolOptions::default(), PoolOptions::overlay)
+}
+
+/// `start` with each pair read alone (so an error names its key) and laid
+/// over it in turn.
+fn layered<T: DeserializeOwned>(
+    pairs: impl IntoIterator<Item = (String, toml::Value)>,
+    start: T,
+    overlay: fn(T, T) -> T,
+) -> Result<T, SpecError> {
+    let mut options = start;
     for (key, value) in pairs {
-        let one: PoolOptions = one(&key, value.clone()).map_err(|message| SpecError::Setting {
+        let one: T = one(&key, value.clone()).map_err(|message| SpecError::Setting {
             name: key.clone(),
             value: shown(&value),
             message,
         })?;
-        options = options.overlay(one);
+        options = overlay(options, one);
     }
     Ok(options)
 }

@@ -230,13 +230,7 @@ impl SchedulerFile {
         ));
         let json = serde_json::to_vec_pretty(self).map_err(|e| err(e.into()))?;
         let written = (|| {
-            use std::os::unix::fs::OpenOptionsExt;
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .custom_flags(nix::libc::O_NOFOLLOW)
-                .mode(0o600)
-                .open(&tmp)?;
+            let mut f = crate::private_file::create(&tmp)?;
             f.write_all(&json)?;
             f.sync_all()?;
             std::fs::rename(&tmp, path)

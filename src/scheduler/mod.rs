@@ -254,11 +254,6 @@ impl Scheduler {
         self.cert.as_ref()
     }
 
-    /// The connection bounds it applies.
-    pub fn limits(&self) -> ConnectionLimits {
-        self.shared.limits
-    }
-
     /// A client of it, pinned to its certificate.
     pub fn client(&self) -> crate::client::SchedulerClient {
         crate::client::SchedulerClient::from_file(&self.scheduler_file())

@@ -158,14 +158,6 @@ impl Outputs {
             Place::Spilled(_) => self.get(task).map(|o| o.stdout.trim().to_string()),
         }
     }
-
-    /// The in-memory size of `task`'s output (0 when spilled or absent).
-    pub fn size_of(&self, task: TaskId) -> u64 {
-        match self.held.get(&task) {
-            Some(Place::Memory(o)) => size(o),
-            _ => 0,
-        }
-    }
 }
 
 #[cfg(test)]
@@ -192,8 +184,14 @@ mod tests {
             assert!(got.stdout.starts_with(&format!("{i}:")), "task {i}");
             assert_eq!(got.stdout.len(), format!("{i}:").len() + 1000);
         }
-        assert_eq!(o.size_of(TaskId(1)), 0, "the first was spilled");
-        assert!(o.size_of(TaskId(100)) > 0, "the last is in memory");
+        assert!(
+            matches!(o.held[&TaskId(1)], Place::Spilled(_)),
+            "the first was spilled"
+        );
+        assert!(
+            matches!(o.held[&TaskId(100)], Place::Memory(_)),
+            "the last is in memory"
+        );
         // Replacing an output (a retried task) keeps the count right.
         o.insert(TaskId(100), out("short"));
         assert_eq!(o.stdout(TaskId(100)).as_deref(), Some("short"));
