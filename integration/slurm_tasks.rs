@@ -97,7 +97,11 @@ async fn killing_a_busy_workers_job_runs_its_tasks_again_elsewhere_once() {
     std::fs::create_dir_all(&marks).unwrap();
     let cluster = pool("drover-kill", 2, 2, logs.path(), slurm).await;
     let client = cluster.client();
-    // Each task records its start and end; 4 tasks fill the 2 workers' 4 cores.
+    // Each task records its start, waits for the test's release (so that
+    // none can finish before its job is killed, however far apart the two
+    // workers started), then records its end; 4 tasks fill the 2 workers'
+    // 4 cores.
+    let release = marks.join("release");
     let tasks: Vec<TaskSpec> = (0..4)
         .map(|i| TaskSpec {
             name: Some(format!("slow-{i}")),
@@ -105,8 +109,9 @@ async fn killing_a_busy_workers_job_runs_its_tasks_again_elsewhere_once() {
                 "sh".into(),
                 "-c".into(),
                 format!(
-                    "echo $$ >> {m}/start-{i}; sleep 4; echo done >> {m}/end-{i}; echo {i}",
-                    m = marks.display()
+                    "echo $$ >> {m}/start-{i}; n=0; while [ ! -e {r} ] && [ $n -lt 1200 ]; do sleep 0.05; n=$((n+1)); done; echo done >> {m}/end-{i}; echo {i}",
+                    m = marks.display(),
+                    r = release.display()
                 ),
             ],
             cores: 1,
@@ -114,22 +119,36 @@ async fn killing_a_busy_workers_job_runs_its_tasks_again_elsewhere_once() {
         })
         .collect();
     let ids = client.submit(&tasks).await.unwrap();
-    // Wait until every task runs, then kill the job of one busy worker.
-    let start = Instant::now();
-    loop {
-        let list = client.tasks(Some(&ids), false).await.unwrap();
-        if list.tasks.iter().all(|t| t.state == TaskState::Running) {
-            break;
+    let until = |what: &'static str, ok: fn(&[drover::tasks::TaskInfo]) -> bool| {
+        let client = client.clone();
+        let ids = ids.clone();
+        async move {
+            let start = Instant::now();
+            loop {
+                let list = client.tasks(Some(&ids), false).await.unwrap();
+                if ok(&list.tasks) {
+                    return;
+                }
+                assert!(start.elapsed() < Duration::from_secs(60), "{what}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "tasks did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    };
+    // Wait until every task runs, then kill the job of one busy worker.
+    until("tasks did not start", |t| {
+        t.iter().all(|t| t.state == TaskState::Running)
+    })
+    .await;
     let status = cluster.status();
     let victim = status.jobs.iter().find(|j| !j.workers.is_empty()).unwrap();
     slurm_cmd("scancel", &[&victim.job.to_string()]);
+    // Its tasks go back to the queue once its agent has left (its tasks
+    // killed); only then may the tasks finish.
+    until("the killed worker's tasks were not run again", |t| {
+        t.iter().any(|t| t.attempts == 2)
+    })
+    .await;
+    std::fs::write(&release, "").unwrap();
     let done = client
         .wait_tasks(Some(&ids), Duration::from_millis(100))
         .await

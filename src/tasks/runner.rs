@@ -162,7 +162,10 @@ pub async fn run(
             None => std::future::pending().await,
         }
     };
+    // Biased: a task that has ended is reported as ended, even when a
+    // cancel or the time limit comes at the same moment.
     let ended = tokio::select! {
+        biased;
         r = io => r,
         _ = timer => {
             let l = limit.unwrap_or_default().as_secs_f64();

@@ -39,6 +39,10 @@ pub(super) struct Work {
     terminating: Arc<AtomicBool>,
     /// How to kill each run still going, for cancels.
     kills: Arc<Mutex<HashMap<TaskRun, Arc<Notify>>>>,
+    /// Turned on by `stop`: every run still going is killed (and not
+    /// reported, so it is requeued), while a run whose task already ended
+    /// still reports how.
+    stopping: tokio::sync::watch::Sender<bool>,
 }
 
 /// Delivers task reports, retrying while the scheduler is briefly away.
@@ -133,6 +137,7 @@ impl Work {
             finished: Arc::new(Notify::new()),
             terminating: Arc::new(AtomicBool::new(false)),
             kills: Arc::default(),
+            stopping: tokio::sync::watch::channel(false).0,
         }
     }
 
@@ -151,18 +156,23 @@ impl Work {
             let kill = Arc::new(Notify::new());
             self.kills.lock().insert(run, kill.clone());
             let kills = self.kills.clone();
+            let mut stopping = self.stopping.subscribe();
             tracing::debug!(task = %a.task, attempt = a.attempt, argv = ?a.argv, "running task");
             self.runners.spawn(async move {
                 let cancelled = Arc::new(AtomicBool::new(false));
                 let flag = cancelled.clone();
                 let on_cancel = async move {
-                    kill.notified().await;
-                    flag.store(true, Ordering::SeqCst);
+                    tokio::select! {
+                        () = kill.notified() => flag.store(true, Ordering::SeqCst),
+                        _ = stopping.wait_for(|stop| *stop) => {}
+                    }
                 };
                 let output = runner::run(&a, logs.as_deref(), on_cancel).await;
                 kills.lock().remove(&run);
                 if output.exit_code.is_none() && !cancelled.load(Ordering::SeqCst) {
-                    tokio::time::sleep(SIGNAL_GRACE).await;
+                    if !terminating.load(Ordering::SeqCst) {
+                        tokio::time::sleep(SIGNAL_GRACE).await;
+                    }
                     if terminating.load(Ordering::SeqCst) {
                         return; // the job is going: the scheduler requeues the task
                     }
@@ -208,9 +218,12 @@ impl Work {
     /// Stops for good: kills the tasks still running and waits until they
     /// are gone, then delivers the reports of those that ended first, so
     /// that the scheduler requeues exactly the tasks that did not finish.
+    /// (The runners are told, not aborted: a task that exited just as the
+    /// job was cancelled has done its work, and aborting its runner before
+    /// it collected the exit would lose the report and run it again.)
     pub async fn stop(&mut self) {
         self.terminating.store(true, Ordering::SeqCst);
-        self.runners.abort_all();
+        self.stopping.send_replace(true);
         while self.runners.join_next().await.is_some() {}
         self.flush().await;
     }
