@@ -131,6 +131,8 @@ pub fn worker_command(spec: &JobSpec) -> String {
         spec.processes.to_string(),
         "--death-timeout".into(),
         spec.death_timeout.to_string(),
+        "--walltime".into(),
+        spec.walltime.to_string(),
         "--walltime-margin".into(),
         spec.walltime_margin.to_string(),
         "--walltime-stagger".into(),
@@ -297,7 +299,7 @@ mod tests {
         assert!(pos("module load python") < pos("bin/drover worker"));
         assert!(pos("bin/drover worker") < pos("echo done"));
         assert!(
-            text.contains("/opt/drover/bin/drover worker --scheduler-file /shared/sched.json --cores 4 --memory 8GB --processes 1 --death-timeout 60s --walltime-margin 60s --walltime-stagger 180s --interface ib0 -- --name 'a b' &"),
+            text.contains("/opt/drover/bin/drover worker --scheduler-file /shared/sched.json --cores 4 --memory 8GB --processes 1 --death-timeout 60s --walltime 00:30:00 --walltime-margin 60s --walltime-stagger 180s --interface ib0 -- --name 'a b' &"),
             "{text}"
         );
         // Slurm's walltime signal reaches the batch shell only: it is passed on.

@@ -22,9 +22,11 @@ def main():
     p.add_argument("--workers", type=int, default=32)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--log-directory", default=".")
+    p.add_argument("--settle", type=float, default=0.0, help="seconds to wait before each round (Slurm's batch_sched_delay)")
     a = p.parse_args()
     ups, closes = [], []
     for r in range(a.rounds):
+        time.sleep(a.settle)
         cluster = SLURMCluster(
             cores=1,
             processes=1,

@@ -107,7 +107,7 @@ pub async fn cancel(config: Option<PathBuf>, args: CancelArgs) -> CliResult {
     let tag = format!("drover:{id}");
     let suffix = format!("-{id}");
     let jobs: Vec<_> = slurm
-        .jobs()
+        .jobs(None)
         .await?
         .into_iter()
         .filter(|j| j.state.is_active() && (j.comment == tag || j.name.ends_with(&suffix)))

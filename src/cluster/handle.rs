@@ -336,13 +336,22 @@ async fn start_pool(
     mut options: ClusterOptions,
     slurm: Arc<dyn Slurm>,
 ) -> Result<Pool, ClusterError> {
-    options.scheduler.bind = super::network::resolve(
-        &options.scheduler.bind,
-        slurm.as_ref(),
-        spec.queue.as_deref(),
-    )
-    .await;
-    let scheduler = Scheduler::start(options.scheduler.clone()).await?;
+    // What Slurm says of its scheduler is asked while the scheduler starts.
+    let (slurm_config, scheduler) = tokio::join!(slurm.scheduler_config(), async {
+        options.scheduler.bind = super::network::resolve(
+            &options.scheduler.bind,
+            slurm.as_ref(),
+            spec.queue.as_deref(),
+        )
+        .await;
+        Scheduler::start(options.scheduler.clone()).await
+    });
+    let scheduler = scheduler?;
+    let slurm_config = slurm_config.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "cannot read Slurm's scheduler settings; pacing by Slurm's defaults");
+        Default::default()
+    });
+    tracing::debug!(?slurm_config, "Slurm's scheduler settings");
     let id = scheduler.cluster_id().clone();
     // Every job carries the cluster id, in its name and its comment.
     spec.job_name = format!("{}-{id}", spec.job_name);
@@ -385,6 +394,7 @@ async fn start_pool(
         arrays_refused: AtomicBool::new(false),
         adapt: parking_lot::Mutex::new(None),
         dask,
+        pacer: parking_lot::Mutex::new(super::pace::Pacer::new(slurm_config)),
     })
 }
 

@@ -2,7 +2,8 @@
 //! and down. The handle (`handle`) starts an embedded scheduler and a
 //! reconcile loop (`pool`): each round looks at Slurm and the scheduler,
 //! lets the books (`books`, pure) and the adaptive policy (`adapt`, pure)
-//! decide, and acts: submitting (`submit`: job arrays where it can),
+//! decide, and acts: submitting (`submit`: job arrays where it can, paced
+//! to Slurm's scheduling passes by `pace`),
 //! cancelling, retiring. `close` ends every job however the pool ends;
 //! `reaper` does it for a driver that died.
 
@@ -14,6 +15,7 @@ mod error;
 mod handle;
 mod network;
 mod options;
+mod pace;
 mod pool;
 pub mod reaper;
 mod status;

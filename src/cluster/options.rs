@@ -28,6 +28,9 @@ pub struct ClusterOptions {
     pub scheduler_file: Option<PathBuf>,
     /// How often to ask Slurm about the cluster's jobs.
     pub poll_interval: Duration,
+    /// How often to ask while a submitted chunk waits for Slurm's
+    /// scheduling pass and more jobs wait to be submitted (see `pace`).
+    pub pass_poll_interval: Duration,
     /// Consecutive start-up failures after which submitting stops.
     pub max_startup_failures: u32,
     /// First wait after a failure; doubles with each further one.
@@ -69,6 +72,7 @@ impl ClusterOptions {
             scheduler: SchedulerConfig::new(bind),
             scheduler_file: None,
             poll_interval: Duration::from_secs(2),
+            pass_poll_interval: Duration::from_millis(200),
             max_startup_failures: 3,
             retry_backoff: Duration::from_secs(2),
             close_timeout: Duration::from_secs(10),
@@ -99,6 +103,7 @@ impl ClusterOptions {
             }
         };
         set(&mut self.poll_interval, pool.poll_interval);
+        set(&mut self.pass_poll_interval, pool.pass_poll_interval);
         set(&mut self.retry_backoff, pool.retry_backoff);
         set(&mut self.close_timeout, pool.close_timeout);
         set(&mut self.idle_timeout, pool.idle_timeout);
@@ -126,15 +131,20 @@ impl ClusterOptions {
         if pool.dask_scheduler_file.is_some() {
             self.dask_scheduler_file = pool.dask_scheduler_file.clone();
         }
-        if self.poll_interval < Duration::from_millis(10) {
-            return Err(SpecError::invalid(
-                "poll-interval",
-                ValueError::new(
-                    &format!("{:?}", self.poll_interval),
-                    "it is shorter than 10 ms",
-                    "a duration of 10 ms or more, such as `2s`",
-                ),
-            ));
+        for (field, value) in [
+            ("poll-interval", self.poll_interval),
+            ("pass-poll-interval", self.pass_poll_interval),
+        ] {
+            if value < Duration::from_millis(10) {
+                return Err(SpecError::invalid(
+                    field,
+                    ValueError::new(
+                        &format!("{value:?}"),
+                        "it is shorter than 10 ms",
+                        "a duration of 10 ms or more, such as `2s`",
+                    ),
+                ));
+            }
         }
         self.scheduler = self.scheduler.with(pool)?;
         Ok(self)

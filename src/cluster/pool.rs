@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use super::adapt::{self, Adaptive, Demand, Round};
 use super::books::{Books, Plan};
 use super::dask_pool::DaskPool;
+use super::pace::Pacer;
 use super::ClusterOptions;
 use crate::config::JobSpec;
 use crate::protocol::{ClusterStatus, StartupFailure};
@@ -44,6 +45,8 @@ pub(crate) struct Pool {
     pub adapt: Mutex<Option<Adaptive>>,
     /// The Dask side of a `dask` pool.
     pub dask: Option<DaskPool>,
+    /// Submissions paced to Slurm's scheduling passes.
+    pub pacer: Mutex<Pacer>,
 }
 
 /// What wakes the reconcile loop.
@@ -74,7 +77,16 @@ impl Pool {
 
     /// One round: look at Slurm and the scheduler, decide, act, publish.
     pub async fn round(&self) {
-        let listing = self.look().await;
+        // A pool that has submitted nothing has nothing to look at: its
+        // first jobs go to Slurm without waiting for a listing.
+        let fresh = {
+            let books = self.books();
+            books.jobs.is_empty() && books.target_jobs > 0
+        };
+        let listing = match fresh {
+            true => None,
+            false => self.look().await,
+        };
         if let Some(dask) = &self.dask {
             dask.refresh().await;
             if self.adapt.lock().is_some() {
@@ -88,20 +100,16 @@ impl Pool {
         let plan = self
             .books()
             .reconcile(listing.as_deref(), &workers, Instant::now());
-        self.act(plan).await;
+        self.act(plan, listing.as_deref()).await;
         self.rounds.send_modify(|n| *n += 1);
     }
 
     /// This cluster's jobs as Slurm lists them; `None` when it does not.
     async fn look(&self) -> Option<Vec<JobInfo>> {
-        match self.slurm.jobs().await {
-            Ok(all) => {
+        match self.slurm.jobs(Some(&self.spec.job_name)).await {
+            Ok(ours) => {
                 self.books().slurm_answered();
-                Some(
-                    all.into_iter()
-                        .filter(|j| j.name == self.spec.job_name)
-                        .collect(),
-                )
+                Some(ours)
             }
             Err(e) if e.is_unreachable() => {
                 self.books().slurm_unreachable(&e);
@@ -115,7 +123,7 @@ impl Pool {
         }
     }
 
-    async fn act(&self, plan: Plan) {
+    async fn act(&self, plan: Plan, listing: Option<&[JobInfo]>) {
         for job in &plan.failed {
             let failure = self.failure_of(*job);
             tracing::warn!("{failure}");
@@ -135,8 +143,11 @@ impl Pool {
         for id in &plan.retire {
             self.scheduler.retire(*id, "the pool is scaling down");
         }
-        if plan.submit > 0 {
-            self.submit(plan.submit).await;
+        let now = Instant::now();
+        let n = self.pacer.lock().allow(plan.submit, listing, now);
+        if n > 0 {
+            let jobs = self.submit(n).await;
+            self.pacer.lock().submitted(jobs, now);
         }
     }
 
@@ -255,8 +266,16 @@ pub(crate) async fn run(pool: Arc<Pool>, mut control: mpsc::UnboundedReceiver<Co
     let mut control_open = true;
     loop {
         pool.round().await;
+        // While a chunk waits for Slurm's pass, look again soon.
+        let next = match pool.pacer.lock().pacing() {
+            true => pool
+                .options
+                .pass_poll_interval
+                .min(pool.options.poll_interval),
+            false => pool.options.poll_interval,
+        };
         let event = tokio::select! {
-            _ = tokio::time::sleep(pool.options.poll_interval) => Event::Tick,
+            _ = tokio::time::sleep(next) => Event::Tick,
             _ = pool.wake.notified() => Event::Woken,
             request = control.recv(), if control_open => match request {
                 Some(r) => Event::Control(r),

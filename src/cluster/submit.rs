@@ -12,8 +12,9 @@ use crate::worker::JOB_INDEX_BASE;
 
 impl Pool {
     /// Submits `n` jobs, keeping them off nodes that just lost their
-    /// workers; should Slurm refuse that, once more without.
-    pub(crate) async fn submit(&self, n: usize) {
+    /// workers; should Slurm refuse that, once more without. Returns the
+    /// jobs submitted.
+    pub(crate) async fn submit(&self, n: usize) -> Vec<JobRef> {
         let mut exclude = self.books().excluded_nodes(Instant::now());
         if !exclude.is_empty() {
             tracing::info!(nodes = ?exclude, "keeping new jobs off nodes that lost their workers");
@@ -27,22 +28,30 @@ impl Pool {
             );
         }
         let excluding = !exclude.is_empty();
-        match self.submit_with(n, exclude).await {
+        let mut jobs = Vec::new();
+        match self.submit_with(n, exclude, &mut jobs).await {
             Err(e) if excluding && e.refusal().is_some() => {
                 tracing::warn!(error = %e, "Slurm refused the jobs with --exclude; submitting them anywhere");
                 self.books().suspect_nodes.clear();
-                if let Err(e) = self.submit_with(n, Vec::new()).await {
+                if let Err(e) = self.submit_with(n, Vec::new(), &mut jobs).await {
                     self.books().submit_failed(&e);
                 }
             }
             Err(e) => self.books().submit_failed(&e),
             Ok(()) => {}
         }
+        jobs
     }
 
-    /// Submits `n` jobs: one array when allowed, else one by one. A refusal
-    /// of the first comes back unbooked; a later one is booked here.
-    async fn submit_with(&self, n: usize, exclude: Vec<String>) -> Result<(), SlurmError> {
+    /// Submits `n` jobs: one array when allowed, else one by one, adding
+    /// them to `jobs`. A refusal of the first comes back unbooked; a later
+    /// one is booked here.
+    async fn submit_with(
+        &self,
+        n: usize,
+        exclude: Vec<String>,
+        jobs: &mut Vec<JobRef>,
+    ) -> Result<(), SlurmError> {
         let now = Instant::now();
         let use_array =
             self.options.arrays && n > 1 && !self.arrays_refused.load(Ordering::Relaxed);
@@ -51,8 +60,11 @@ impl Pool {
             match self.submit_array(tasks, exclude.clone()).await {
                 Ok(array) => {
                     tracing::info!(array = %array, tasks, "submitted workers as a job array");
-                    self.books()
-                        .submitted((0..tasks).map(|task| JobRef::Task { array, task }), now);
+                    let refs: Vec<JobRef> = (0..tasks)
+                        .map(|task| JobRef::Task { array, task })
+                        .collect();
+                    self.books().submitted(refs.iter().copied(), now);
+                    jobs.extend(refs);
                     return Ok(());
                 }
                 Err(e) if e.refusal() == Some(Refusal::Arrays) => {
@@ -72,6 +84,7 @@ impl Pool {
                 Ok(id) => {
                     tracing::info!(job = %id, "submitted worker job");
                     self.books().submitted([JobRef::Job(id)], now);
+                    jobs.push(JobRef::Job(id));
                 }
                 Err(e) if i == 0 => return Err(e),
                 Err(e) => {

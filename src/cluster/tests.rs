@@ -387,3 +387,34 @@ async fn scaling_by_cores_and_memory_rounds_up_to_whole_jobs() {
     cluster.scale_cores(1);
     until(&cluster, "1 job for 1 core", || fake.active().len() == 1).await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_large_scale_goes_in_chunks_each_after_slurms_pass() {
+    let fake = FakeSlurm::new();
+    fake.set_scheduler(crate::slurm::SchedulerConfig::default());
+    let (cluster, _dir) = start(&fake, options()).await;
+    let arrays = || {
+        fake.submissions()
+            .iter()
+            .map(|s| s.array.unwrap_or(1))
+            .collect::<Vec<_>>()
+    };
+    cluster.scale(250);
+    until(&cluster, "a first chunk", || !arrays().is_empty()).await;
+    assert_eq!(arrays(), [100], "one pass deep");
+    // Until Slurm has looked at the chunk, the rest waits.
+    cluster.rounds(3).await;
+    assert_eq!(arrays(), [100]);
+    assert_eq!(fake.pass(), 100);
+    until(&cluster, "a second chunk", || arrays().len() == 2).await;
+    assert_eq!(arrays(), [100, 100]);
+    // A pass that never shows is assumed once Slurm's delays are over.
+    let before = tokio::time::Instant::now();
+    until(&cluster, "the last chunk", || arrays().len() == 3).await;
+    assert!(
+        before.elapsed() >= Duration::from_secs(3),
+        "{:?}",
+        before.elapsed()
+    );
+    assert_eq!(arrays(), [100, 100, 50]);
+}

@@ -28,6 +28,11 @@ pub const ENV_VARS: &[EnvVar] = &[
         default: "2s",
     },
     EnvVar {
+        name: "DROVER_PASS_POLL_INTERVAL",
+        key: "pass-poll-interval",
+        default: "0.2s",
+    },
+    EnvVar {
         name: "DROVER_RETRY_BACKOFF",
         key: "retry-backoff",
         default: "2s",

@@ -89,6 +89,8 @@ pub struct PoolOptions {
     pub max_submit_rate: Option<usize>,
     /// How often Slurm is asked about the pool's jobs.
     pub poll_interval: Option<Timeout>,
+    /// How often, while a submitted chunk waits for Slurm's pass.
+    pub pass_poll_interval: Option<Timeout>,
     /// The first wait after a failed start or a limit, doubling.
     pub retry_backoff: Option<Timeout>,
     /// How long `close` waits for retiring workers before cancelling.
@@ -134,7 +136,7 @@ impl PoolOptions {
         overlay_pool!(low, higher;
             workers, adapt, wait_timeout, arrays, scheduler_interface, scheduler_host,
             idle_timeout, adapt_cooldown, replace_lead, max_pending_jobs, max_submit_rate,
-            poll_interval, retry_backoff, close_timeout, max_startup_failures,
+            poll_interval, pass_poll_interval, retry_backoff, close_timeout, max_startup_failures,
             dask_start_timeout, dask_scheduler_file, heartbeat_interval, missed_heartbeats,
             max_held_polls, slurm_timeout, max_connections, max_connections_per_peer,
             handshake_timeout, connection_idle_timeout, max_output_memory,

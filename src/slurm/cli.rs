@@ -10,7 +10,6 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
-use super::squeue::parse_squeue_json;
 use super::{JobId, JobInfo, JobRef, NodeAddress, Slurm, SlurmError, SubmitOptions, TestVerdict};
 
 /// The default limit on one Slurm command.
@@ -80,6 +79,7 @@ impl SlurmCli {
         program: &str,
         args: &[&str],
         stdin: Option<&str>,
+        env: &[(String, String)],
     ) -> Result<Output, SlurmError> {
         let command = std::iter::once(program)
             .chain(args.iter().copied())
@@ -94,7 +94,8 @@ impl SlurmCli {
             })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .kill_on_drop(true);
+            .kill_on_drop(true)
+            .envs(env.iter().map(|(k, v)| (k, v)));
         if let Some(conf) = &self.conf {
             cmd.env("SLURM_CONF", conf);
         }
@@ -131,8 +132,9 @@ impl SlurmCli {
         program: &str,
         args: &[&str],
         stdin: Option<&str>,
+        env: &[(String, String)],
     ) -> Result<String, SlurmError> {
-        let out = self.run(program, args, stdin).await?;
+        let out = self.run(program, args, stdin, env).await?;
         if out.success {
             return Ok(out.stdout);
         }
@@ -144,8 +146,18 @@ impl SlurmCli {
     }
 }
 
-/// sbatch's options for `options`, before the script on its stdin.
-fn submit_args(options: &SubmitOptions) -> Vec<String> {
+/// Whether `script` chooses what its job's environment is (`--export`).
+fn has_own_export(script: &str) -> bool {
+    script
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("#SBATCH"))
+        .any(|d| d.trim_start().starts_with("--export"))
+}
+
+/// sbatch's options for `options`, before the script on its stdin; the
+/// job's variables among them only when the script sets `--export` itself
+/// (else they go in sbatch's environment).
+fn submit_args(options: &SubmitOptions, export_env: bool) -> Vec<String> {
     let mut args = vec!["--parsable".to_string()];
     if options.hold {
         args.push("--hold".into());
@@ -160,7 +172,7 @@ fn submit_args(options: &SubmitOptions) -> Vec<String> {
         args.push(format!("--output={out}"));
         args.push(format!("--error={err}"));
     }
-    if !options.env.is_empty() {
+    if export_env && !options.env.is_empty() {
         let vars: Vec<String> = options
             .env
             .iter()
@@ -198,9 +210,16 @@ fn parse_node_addresses(text: &str, partition: Option<&str>) -> Vec<NodeAddress>
 #[async_trait::async_trait]
 impl Slurm for SlurmCli {
     async fn submit(&self, script: &str, options: &SubmitOptions) -> Result<JobId, SlurmError> {
-        let args = submit_args(options);
+        let exported = has_own_export(script);
+        let args = submit_args(options, exported);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let stdout = self.run_ok("sbatch", &args, Some(script)).await?;
+        // The job's variables ride in sbatch's own environment, which
+        // sbatch exports by default: `--export=ALL,NAME=VALUE` makes Slurm
+        // start an array's tasks one by one, seconds slower at 8 tasks
+        // (docs/BENCHMARKS.md). Only a script that sets its own `--export`
+        // gets them on the command line.
+        let env: &[(String, String)] = if exported { &[] } else { &options.env };
+        let stdout = self.run_ok("sbatch", &args, Some(script), env).await?;
         stdout.parse().map_err(|_| SlurmError::Unexpected {
             command: "sbatch --parsable".into(),
             output: stdout.trim().to_string(),
@@ -208,7 +227,9 @@ impl Slurm for SlurmCli {
     }
 
     async fn test_submit(&self, script: &str) -> Result<TestVerdict, SlurmError> {
-        let out = self.run("sbatch", &["--test-only"], Some(script)).await?;
+        let out = self
+            .run("sbatch", &["--test-only"], Some(script), &[])
+            .await?;
         let message = [out.stderr.trim(), out.stdout.trim()]
             .into_iter()
             .filter(|s| !s.is_empty())
@@ -233,24 +254,26 @@ impl Slurm for SlurmCli {
         }
         let ids: Vec<String> = jobs.iter().map(JobRef::to_string).collect();
         let args: Vec<&str> = ids.iter().map(String::as_str).collect();
-        self.run_ok("scancel", &args, None).await.map(drop)
+        self.run_ok("scancel", &args, None, &[]).await.map(drop)
     }
 
     async fn cancel_named(&self, name: &str) -> Result<(), SlurmError> {
-        self.run_ok("scancel", &["--name", name], None)
+        self.run_ok("scancel", &["--name", name], None, &[])
             .await
             .map(drop)
     }
 
-    async fn jobs(&self) -> Result<Vec<JobInfo>, SlurmError> {
-        let out = self.run_ok("squeue", &["--json"], None).await?;
-        parse_squeue_json(&out)
+    async fn jobs(&self, name: Option<&str>) -> Result<Vec<JobInfo>, SlurmError> {
+        let args = super::squeue::args(name);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = self.run_ok("squeue", &args, None, &[]).await?;
+        super::squeue::parse(&out)
     }
 
     async fn time_left(&self, job: JobRef) -> Result<Option<Duration>, SlurmError> {
         let id = job.to_string();
         let out = self
-            .run_ok("squeue", &["-h", "-j", &id, "-o", "%L"], None)
+            .run_ok("squeue", &["-h", "-j", &id, "-o", "%L"], None, &[])
             .await?;
         // %L prints Slurm's time format with leading zero fields dropped
         // ("29:57" is 29 min 57 s), or words such as UNLIMITED.
@@ -266,9 +289,16 @@ impl Slurm for SlurmCli {
         partition: Option<&str>,
     ) -> Result<Vec<NodeAddress>, SlurmError> {
         let out = self
-            .run_ok("sinfo", &["-h", "-N", "-o", "%N %o %P"], None)
+            .run_ok("sinfo", &["-h", "-N", "-o", "%N %o %P"], None, &[])
             .await?;
         Ok(parse_node_addresses(&out, partition))
+    }
+
+    async fn scheduler_config(&self) -> Result<super::SchedulerConfig, SlurmError> {
+        let out = self
+            .run_ok("scontrol", &["show", "config"], None, &[])
+            .await?;
+        Ok(super::SchedulerConfig::parse(&out))
     }
 
     fn calls(&self) -> u64 {
@@ -290,7 +320,7 @@ mod tests {
             env: Vec::new(),
         };
         assert_eq!(
-            submit_args(&options),
+            submit_args(&options, false),
             [
                 "--parsable",
                 "--hold",
@@ -300,15 +330,25 @@ mod tests {
                 "--error=/l/w-%A_%a.err"
             ]
         );
-        assert_eq!(submit_args(&SubmitOptions::default()), ["--parsable"]);
+        assert_eq!(
+            submit_args(&SubmitOptions::default(), false),
+            ["--parsable"]
+        );
         let indexed = SubmitOptions {
             env: vec![("DROVER_JOB_INDEX_BASE".into(), "4".into())],
             ..Default::default()
         };
+        // The variables go in sbatch's environment, unless the script
+        // chooses its own export.
+        assert_eq!(submit_args(&indexed, false), ["--parsable"]);
         assert_eq!(
-            submit_args(&indexed),
+            submit_args(&indexed, true),
             ["--parsable", "--export=ALL,DROVER_JOB_INDEX_BASE=4"]
         );
+        assert!(has_own_export("#!/bin/sh\n#SBATCH --export=NONE\nrun\n"));
+        assert!(!has_own_export(
+            "#!/bin/sh\n#SBATCH --exclusive\necho --export\n"
+        ));
     }
 
     #[test]

@@ -11,8 +11,8 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use super::{
-    JobId, JobInfo, JobRef, JobState, NodeAddress, Refusal, Slurm, SlurmError, SubmitOptions,
-    TestVerdict,
+    JobId, JobInfo, JobRef, JobState, NodeAddress, Refusal, SchedulerConfig, Slurm, SlurmError,
+    SubmitOptions, TestVerdict,
 };
 
 /// One `submit` call as the fake saw it.
@@ -39,6 +39,9 @@ struct World {
     refusals: VecDeque<(Refusal, String)>,
     down: bool,
     calls: u64,
+    scheduler: SchedulerConfig,
+    /// New jobs wait unconsidered (reason `None`) until `pass`.
+    passes: bool,
 }
 
 /// A fake Slurm; clones share one world.
@@ -75,6 +78,29 @@ impl FakeSlurm {
             .lock()
             .refusals
             .push_back((refusal, message.to_string()));
+    }
+
+    /// Says `config` of its scheduler, and from now on leaves new jobs
+    /// unconsidered (pending with no reason, as squeue's `None`) until `pass`.
+    pub fn set_scheduler(&self, config: SchedulerConfig) {
+        let mut w = self.world.lock();
+        w.scheduler = config;
+        w.passes = true;
+    }
+
+    /// A scheduling pass: up to the queue depth of unconsidered jobs are
+    /// considered (they wait for `Resources`); returns how many.
+    pub fn pass(&self) -> usize {
+        let mut w = self.world.lock();
+        let depth = w.scheduler.pass_size() as usize;
+        let mut n = 0;
+        for j in w.jobs.values_mut() {
+            if n < depth && j.state == JobState::Pending && j.reason.is_none() {
+                j.reason = Some("Resources".into());
+                n += 1;
+            }
+        }
+        n
     }
 
     /// Makes the controller stop answering (`true`) or answer again.
@@ -168,7 +194,7 @@ impl FakeSlurm {
             name: name.to_string(),
             comment: String::new(),
             state: JobState::Pending,
-            reason: Some("Resources".into()),
+            reason: (!w.passes).then(|| "Resources".into()),
             nodes: None,
             exit_code: None,
         };
@@ -250,9 +276,14 @@ impl Slurm for FakeSlurm {
         Ok(())
     }
 
-    async fn jobs(&self) -> Result<Vec<JobInfo>, SlurmError> {
+    async fn jobs(&self, name: Option<&str>) -> Result<Vec<JobInfo>, SlurmError> {
         self.answer("squeue")?;
-        Ok(self.world.lock().jobs.values().cloned().collect())
+        let w = self.world.lock();
+        Ok(w.jobs
+            .values()
+            .filter(|j| name.is_none_or(|n| j.name == n))
+            .cloned()
+            .collect())
     }
 
     async fn time_left(&self, _job: JobRef) -> Result<Option<Duration>, SlurmError> {
@@ -270,6 +301,11 @@ impl Slurm for FakeSlurm {
             name: "node1".into(),
             address: "127.0.0.1".into(),
         }])
+    }
+
+    async fn scheduler_config(&self) -> Result<SchedulerConfig, SlurmError> {
+        self.answer("scontrol show config")?;
+        Ok(self.world.lock().scheduler)
     }
 
     fn calls(&self) -> u64 {

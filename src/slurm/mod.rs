@@ -4,6 +4,7 @@
 //! Slurm's failures are classified here (`SlurmError`), nowhere else.
 
 mod cli;
+mod config;
 mod error;
 #[cfg(test)]
 pub mod fake;
@@ -11,6 +12,7 @@ mod job;
 mod squeue;
 
 pub use cli::SlurmCli;
+pub use config::SchedulerConfig;
 pub use error::{Refusal, SlurmError};
 pub use job::{expand_tasks, JobId, JobInfo, JobRef, JobState};
 
@@ -69,9 +71,10 @@ pub trait Slurm: Send + Sync {
     /// cannot trust its books (its driver is gone) removes its jobs.
     async fn cancel_named(&self, name: &str) -> Result<(), SlurmError>;
 
-    /// Every job Slurm knows, recently ended ones included, with one call;
-    /// array tasks not yet started come one entry per task.
-    async fn jobs(&self) -> Result<Vec<JobInfo>, SlurmError>;
+    /// Every job Slurm knows named `name` (every job at all with `None`),
+    /// recently ended ones included, with one call; array tasks not yet
+    /// started come one entry per task.
+    async fn jobs(&self, name: Option<&str>) -> Result<Vec<JobInfo>, SlurmError>;
 
     /// Time left before `job` reaches its time limit; `None` when it has
     /// none or Slurm does not say.
@@ -81,6 +84,10 @@ pub trait Slurm: Send + Sync {
     /// their addresses: what a scheduler must be reachable from.
     async fn node_addresses(&self, partition: Option<&str>)
         -> Result<Vec<NodeAddress>, SlurmError>;
+
+    /// What the cluster says of its scheduler (`scontrol show config`):
+    /// how a pool sizes and paces its submissions.
+    async fn scheduler_config(&self) -> Result<SchedulerConfig, SlurmError>;
 
     /// How many requests this backend has made of Slurm, for the status.
     fn calls(&self) -> u64;

@@ -123,16 +123,18 @@ impl Identity {
             },
             None => format!("{hostname}-{}", std::process::id()),
         });
-        let allocation_end = match (slurm.array_job_id, slurm.array_task_id, slurm.job_id) {
-            (Some(array), Some(task), _) => {
-                allocation_end(JobRef::Task {
-                    array: JobId::new(array),
-                    task: task as u32,
-                })
-                .await
-            }
-            (_, _, Some(job)) => allocation_end(JobRef::Job(JobId::new(job))).await,
+        let job = match (slurm.array_job_id, slurm.array_task_id, slurm.job_id) {
+            (Some(array), Some(task), _) => Some(JobRef::Task {
+                array: JobId::new(array),
+                task: task as u32,
+            }),
+            (_, _, Some(job)) => Some(JobRef::Job(JobId::new(job))),
             _ => None,
+        };
+        let allocation_end = match (job, args.walltime) {
+            (None, _) => None,
+            (Some(_), Some(limit)) => Some(end_from_limit(limit.as_duration())),
+            (Some(job), None) => allocation_end(job).await,
         };
         let drain_at_ms = allocation_end.and_then(|end| {
             let job = slurm.array_task_id.or(slurm.job_id).unwrap_or(0);
@@ -243,6 +245,37 @@ impl Identity {
 }
 
 /// When the allocation of `job` ends, from Slurm's time left.
+/// When an allocation with this time limit ends (unix seconds): counted
+/// from the start of the job script that started this agent (its parent
+/// process, to the second, rounded down), or from now without one. Slurm
+/// starts the clock when it allocates, a moment before the script runs;
+/// the walltime margin (60 s by default) covers the difference.
+fn end_from_limit(limit: Duration) -> u64 {
+    let now = crate::protocol::unix_ms() / 1000;
+    let started = parent_start().filter(|s| *s <= now).unwrap_or(now);
+    started.saturating_add(limit.as_secs())
+}
+
+/// When this process's parent started (unix seconds).
+fn parent_start() -> Option<u64> {
+    use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
+    let me = Pid::from_u32(std::process::id());
+    let mut sys = System::new();
+    sys.refresh_processes_specifics(
+        ProcessesToUpdate::Some(&[me]),
+        false,
+        ProcessRefreshKind::nothing(),
+    );
+    let parent = sys.process(me)?.parent()?;
+    sys.refresh_processes_specifics(
+        ProcessesToUpdate::Some(&[parent]),
+        false,
+        ProcessRefreshKind::nothing(),
+    );
+    Some(sys.process(parent)?.start_time()).filter(|t| *t > 0)
+}
+
+/// When the allocation ends, as Slurm says (`squeue -o %L`).
 async fn allocation_end(job: JobRef) -> Option<u64> {
     match SlurmCli::new().time_left(job).await {
         Ok(Some(left)) => Some(crate::protocol::unix_ms() / 1000 + left.as_secs()),
@@ -257,6 +290,19 @@ async fn allocation_end(job: JobRef) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_end_counts_from_the_job_scripts_start() {
+        // The test runner's parent started before now, and not long ago.
+        let now = crate::protocol::unix_ms() / 1000;
+        let start = parent_start().expect("a parent with a start time");
+        assert!(
+            start <= now && start + 86_400 * 365 > now,
+            "{start} vs {now}"
+        );
+        let end = end_from_limit(Duration::from_secs(600));
+        assert_eq!(end, start + 600);
+    }
 
     #[test]
     fn drain_time_is_margin_plus_a_share_of_the_stagger() {

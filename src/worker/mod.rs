@@ -44,6 +44,11 @@ pub struct WorkerArgs {
     /// How long to keep trying an unreachable scheduler before exiting.
     #[arg(long, value_name = "TIME", default_value = "60")]
     pub death_timeout: Timeout,
+    /// The job's time limit, as its script asks Slurm for it: with it the
+    /// agent knows when its allocation ends without asking Slurm (an
+    /// `squeue` per agent at start-up slows a large pool's start).
+    #[arg(long, value_name = "TIME")]
+    pub walltime: Option<crate::config::Walltime>,
     /// How long before the allocation's time limit to stop taking tasks and leave (0: never).
     #[arg(long, value_name = "TIME", default_value = "60")]
     pub walltime_margin: Timeout,
