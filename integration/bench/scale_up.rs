@@ -105,6 +105,12 @@ fn main() {
     for row in &table {
         row.verdicts();
     }
+    let others = if measuring { 1000 } else { 10 };
+    let (ours, json, bytes) = slurm_floor::listing_cost(floor.conf(), others);
+    println!(
+        "listing a pool's jobs with {others} other jobs queued: squeue -O by name {ours:.1} ms \
+         (parsed); squeue --json of the whole queue {json:.1} ms, {bytes} bytes"
+    );
 }
 
 /// Medians for one N.
@@ -114,6 +120,7 @@ struct Row {
     paced: f64,
     drover: f64,
     drover_close: f64,
+    drover_cpu: f64,
     hq: Option<(f64, f64)>,
     djq: Option<(f64, f64)>,
 }
@@ -146,6 +153,12 @@ impl Row {
     fn verdicts(&self) {
         let ratio = self.drover / self.best_floor();
         let met = |ok: bool| if ok { "met" } else { "NOT met" };
+        println!(
+            "N={}: drover run used {:.2} CPU-s, {:.1} ms per worker",
+            self.n,
+            self.drover_cpu,
+            self.drover_cpu * 1000.0 / self.n as f64
+        );
         println!(
             "N={}: drover {:.2} s = {ratio:.2}x the best floor (target at most 1.2: {})",
             self.n,
@@ -180,6 +193,7 @@ fn measure(
     measuring: bool,
 ) -> Row {
     let (mut array, mut paced, mut ups, mut closes) = (vec![], vec![], vec![], vec![]);
+    let mut cpus = vec![];
     let (mut hq_ups, mut hq_closes) = (vec![], vec![]);
     for round in 1..=rounds {
         floor.settle();
@@ -187,11 +201,12 @@ fn measure(
         floor.settle();
         paced.push(floor.paced(n));
         floor.settle();
-        let (up, close) = drover_run(n, floor.conf(), dir);
+        let (up, close, cpu) = drover_run(n, floor.conf(), dir);
         ups.push(up);
         closes.push(close);
+        cpus.push(cpu);
         let mut line = format!(
-            "N={n} round {round}: floor array {:.2} s, paced {:.2} s, drover {up:.2} s (close {close:.2} s)",
+            "N={n} round {round}: floor array {:.2} s, paced {:.2} s, drover {up:.2} s (close {close:.2} s, CPU {cpu:.2} s)",
             array[round - 1],
             paced[round - 1]
         );
@@ -213,6 +228,7 @@ fn measure(
         paced: median(paced),
         drover: median(ups),
         drover_close: median(closes),
+        drover_cpu: median(cpus),
         hq: (!hq_ups.is_empty()).then(|| (median(hq_ups), median(hq_closes))),
         djq,
     }
@@ -225,10 +241,20 @@ fn unix_now() -> f64 {
         .as_secs_f64()
 }
 
+/// CPU seconds (user and system) of the children waited for so far.
+fn children_cpu() -> f64 {
+    use nix::sys::resource::{getrusage, UsageWho};
+    let u = getrusage(UsageWho::RUSAGE_CHILDREN).unwrap();
+    let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+    secs(u.user_time()) + secs(u.system_time())
+}
+
 /// `drover run --workers n`: seconds until its command starts (every
-/// worker registered), and from the command's end until no job of the
-/// pool is left in the queue. Its idle workers must end COMPLETED.
-fn drover_run(n: usize, conf: &str, dir: &Path) -> (f64, f64) {
+/// worker registered), from the command's end until no job of the pool is
+/// left in the queue, and the CPU seconds `drover run` used (its Slurm
+/// commands included). Its idle workers must end COMPLETED.
+fn drover_run(n: usize, conf: &str, dir: &Path) -> (f64, f64, f64) {
+    let cpu = children_cpu();
     let mark = dir.join(format!("drover-up-{n}"));
     let _ = std::fs::remove_file(&mark);
     let name = format!("drover-bench-{n}");
@@ -250,6 +276,7 @@ fn drover_run(n: usize, conf: &str, dir: &Path) -> (f64, f64) {
         "drover run failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let cpu = children_cpu() - cpu;
     let up_at: f64 = std::fs::read_to_string(&mark)
         .unwrap()
         .trim()
@@ -277,7 +304,7 @@ fn drover_run(n: usize, conf: &str, dir: &Path) -> (f64, f64) {
         not_completed.is_empty(),
         "idle workers' jobs must end COMPLETED: {not_completed:?}"
     );
-    (up_at - t0, closed - up_at)
+    (up_at - t0, closed - up_at, cpu)
 }
 
 /// dask-jobqueue's medians (scale-up, close), from its own script.

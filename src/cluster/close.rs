@@ -10,8 +10,11 @@ use super::pool::Pool;
 use super::ClusterError;
 use crate::slurm::Slurm;
 
-/// How often `close` looks while jobs are leaving.
-const CLOSE_POLL: Duration = Duration::from_millis(250);
+/// How soon `close` looks again while jobs are leaving: soon at first
+/// (retired workers' jobs end within a few hundred milliseconds, and a
+/// driver waits for `close`), then less often, up to `CLOSE_POLL_MAX`.
+const CLOSE_POLL_FIRST: Duration = Duration::from_millis(40);
+const CLOSE_POLL_MAX: Duration = Duration::from_millis(500);
 /// How long `close` waits for Slurm to drop cancelled jobs.
 const CANCEL_GRACE: Duration = Duration::from_secs(10);
 
@@ -32,6 +35,7 @@ pub(crate) async fn close_jobs(pool: &Pool) -> usize {
     let deadline = tokio::time::Instant::now() + pool.options.close_timeout;
     let mut cancelled_unregistered = false;
     let mut cancelled_all = false;
+    let mut pause = CLOSE_POLL_FIRST;
     loop {
         pool.round().await;
         let (active, unregistered) = {
@@ -55,7 +59,8 @@ pub(crate) async fn close_jobs(pool: &Pool) -> usize {
         if now >= deadline + CANCEL_GRACE {
             return active.len();
         }
-        tokio::time::sleep(CLOSE_POLL).await;
+        tokio::time::sleep(pause).await;
+        pause = (pause * 3 / 2).min(CLOSE_POLL_MAX);
     }
 }
 

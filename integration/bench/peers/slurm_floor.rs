@@ -168,3 +168,66 @@ impl Floor {
         t
     }
 }
+
+/// What it costs a pool to list its own jobs while `others` jobs of
+/// someone else wait in the queue (held, so they take nothing): drover's
+/// listing (`squeue -O`, filtered by the pool's name, parsed), against
+/// `squeue --json` of the whole queue, which drover read before.
+/// Returns (drover ms, --json ms, --json bytes), medians of 5.
+pub fn listing_cost(conf: &str, others: usize) -> (f64, f64, usize) {
+    let name = format!("drover-bench-others-{}", std::process::id());
+    for _ in 0..others {
+        let ok = Command::new("sbatch")
+            .args([
+                "--hold",
+                "-J",
+                &name,
+                "-c",
+                "1",
+                "--mem=10M",
+                "-o",
+                "/dev/null",
+            ])
+            .args(["--wrap", "true"])
+            .env("SLURM_CONF", conf)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(ok.success(), "sbatch --hold failed");
+    }
+    let slurm = drover::slurm::SlurmCli::new().with_conf(conf);
+    let rt = super::common::runtime();
+    let (mut ours, mut json, mut bytes) = (vec![], vec![], 0);
+    for _ in 0..5 {
+        let t = Instant::now();
+        let jobs = rt
+            .block_on(drover::slurm::Slurm::jobs(
+                &slurm,
+                Some("drover-bench-no-such-pool"),
+            ))
+            .unwrap();
+        assert!(jobs.is_empty());
+        ours.push(t.elapsed().as_secs_f64() * 1000.0);
+        let t = Instant::now();
+        let out = Command::new("squeue")
+            .arg("--json")
+            .env("SLURM_CONF", conf)
+            .output()
+            .unwrap();
+        json.push(t.elapsed().as_secs_f64() * 1000.0);
+        bytes = out.stdout.len();
+    }
+    Command::new("scancel")
+        .args(["-n", &name])
+        .env("SLURM_CONF", conf)
+        .status()
+        .unwrap();
+    while !squeue(conf, &["-n", &name, "-o", "%i"]).is_empty() {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (
+        super::common::median(ours),
+        super::common::median(json),
+        bytes,
+    )
+}
