@@ -18,6 +18,9 @@ use crate::tasks::Engine;
 /// One worker's record.
 struct Entry {
     info: WorkerInfo,
+    /// The agent's process id on its node: with the host, tells a retried
+    /// registration from a new agent under the same name.
+    pid: u32,
     last_seen: Instant,
     /// Woken when an instruction is queued, so a held poll answers at once.
     wake: Arc<Notify>,
@@ -46,14 +49,25 @@ pub(crate) struct Registry {
 impl Registry {
     /// Registers a worker. One under the name of a live worker supersedes
     /// it (see `supersede`), so each job counts once.
+    ///
+    /// The same agent asking again (same name, host and process: its first
+    /// answer was lost on the way, and it retried) gets its registration
+    /// back instead: one process is one worker, however often it asks.
     pub(crate) fn register(&mut self, req: RegisterRequest) -> WorkerId {
+        let holder = match self
+            .workers
+            .values_mut()
+            .find(|e| e.info.name == req.name && e.info.state.is_live())
+        {
+            Some(e) if e.pid == req.pid && e.info.hostname == req.hostname => {
+                e.last_seen = Instant::now();
+                return e.info.id;
+            }
+            Some(e) => Some(e.info.id),
+            None => None,
+        };
         self.next_id += 1;
         let id = WorkerId(self.next_id);
-        let holder = self
-            .workers
-            .values()
-            .find(|e| e.info.name == req.name && e.info.state.is_live())
-            .map(|e| e.info.id);
         let now = unix_ms();
         let info = WorkerInfo {
             id,
@@ -79,6 +93,7 @@ impl Registry {
             id,
             Entry {
                 info,
+                pid: req.pid,
                 last_seen: Instant::now(),
                 wake: Arc::new(Notify::new()),
                 instruction: None,
@@ -384,8 +399,15 @@ mod tests {
             }])
             .unwrap();
         assert!(matches!(r.next_for(first), Some(Instruction::Run { .. })));
-        // Slurm ran the job's script again: a second agent, same name.
-        let second = r.register(request(7));
+        // The same agent asking again (its answer was lost) is the same worker.
+        assert_eq!(r.register(request(7)), first);
+        assert_eq!((r.live(), r.list().len()), (1, 1));
+        // Slurm ran the job's script again: a second agent, same name, a
+        // process of its own.
+        let second = r.register(RegisterRequest {
+            pid: 2,
+            ..request(7)
+        });
         assert_eq!(r.live(), 1, "one job, one worker");
         let states: HashMap<WorkerId, WorkerState> =
             r.list().into_iter().map(|w| (w.id, w.state)).collect();
