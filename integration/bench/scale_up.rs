@@ -108,8 +108,8 @@ fn main() {
     let others = if measuring { 1000 } else { 10 };
     let (ours, json, bytes) = slurm_floor::listing_cost(floor.conf(), others);
     println!(
-        "listing a pool's jobs with {others} other jobs queued: squeue -O by name {ours:.1} ms \
-         (parsed); squeue --json of the whole queue {json:.1} ms, {bytes} bytes"
+        "listing a pool's jobs with {others} other jobs queued: {ours:.1} ms (run, parsed, \
+         filtered); squeue --json alone {json:.1} ms, {bytes} bytes"
     );
 }
 

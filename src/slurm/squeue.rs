@@ -1,97 +1,112 @@
-//! Reading `squeue`: the fields drover needs, one line per job or array
-//! task (`-r`), `|`-separated (`-O FIELD:|,...`), for one job name when a
-//! pool asks. Filtered by Slurm itself, the listing costs what the pool's
-//! own jobs cost: `squeue --json` (which Slurm 22.05 does not filter)
-//! printed 2.9 MB for 759 jobs of other benchmarks in 0.1-0.2 s, where
-//! this printed the same jobs in 13 ms (docs/BENCHMARKS.md).
+//! Reading `squeue --json` (openapi v0.0.38): the parts drover needs, one
+//! entry per job or array task.
 
-use super::{JobId, JobInfo, JobRef, JobState, SlurmError};
+use serde::Deserialize;
 
-/// `squeue`'s arguments: every state (ended jobs too, while Slurm keeps
-/// them), array tasks one per line, the fields `parse` reads.
-pub(crate) fn args(name: Option<&str>) -> Vec<String> {
-    let mut args: Vec<String> = ["-h", "-r", "-t", "all", "-O", FORMAT]
-        .iter()
-        .map(ToString::to_string)
-        .collect();
-    if let Some(name) = name {
-        args.extend(["-n".to_string(), name.to_string()]);
+use super::{expand_tasks, JobId, JobInfo, JobRef, JobState, SlurmError};
+
+/// The parts of `squeue --json` (openapi v0.0.38) drover reads.
+#[derive(Deserialize)]
+struct SqueueJson {
+    #[serde(default)]
+    errors: Vec<SqueueError>,
+    jobs: Vec<SqueueJob>,
+}
+
+/// An error squeue reports inside its JSON. With the controller down it
+/// exits 0 with one of these and an empty job list, which must not be
+/// read as "no jobs".
+#[derive(Deserialize)]
+struct SqueueError {
+    #[serde(default)]
+    error: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    source: String,
+}
+
+#[derive(Deserialize)]
+struct SqueueJob {
+    job_id: u64,
+    #[serde(default)]
+    array_job_id: u64,
+    #[serde(default)]
+    array_task_id: Option<u32>,
+    #[serde(default)]
+    array_task_string: Option<String>,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    comment: Option<String>,
+    job_state: String,
+    #[serde(default)]
+    state_reason: Option<String>,
+    #[serde(default)]
+    nodes: Option<String>,
+    /// A wait status: the exit code is in the high byte.
+    #[serde(default)]
+    exit_code: Option<i64>,
+}
+
+/// Parses `squeue --json` into one `JobInfo` per job or array task. A
+/// listing that carries errors is no listing: Slurm did not answer.
+pub(crate) fn parse_squeue_json(text: &str) -> Result<Vec<JobInfo>, SlurmError> {
+    let parsed: SqueueJson = serde_json::from_str(text).map_err(|e| SlurmError::Unexpected {
+        command: "squeue --json".into(),
+        output: e.to_string(),
+    })?;
+    if !parsed.errors.is_empty() {
+        let message = parsed
+            .errors
+            .iter()
+            .map(|e| format!("{}: {} ({})", e.source, e.description, e.error))
+            .collect::<Vec<_>>()
+            .join("; ");
+        return Err(SlurmError::Unreachable {
+            command: "squeue --json".into(),
+            message,
+        });
     }
-    args
-}
-
-const FORMAT: &str =
-    "JobID:|,ArrayJobID:|,ArrayTaskID:|,State:|,Reason:|,NodeList:|,exit_code:|,Name:|,Comment:|";
-
-/// Fields before the name; the name and the comment come last, so that
-/// a comment holding `|` still reads whole.
-const FIXED: usize = 7;
-
-fn unexpected(line: &str) -> SlurmError {
-    SlurmError::Unexpected {
-        command: "squeue -O".into(),
-        output: line.chars().take(200).collect(),
-    }
-}
-
-fn id(field: &str, line: &str) -> Result<u64, SlurmError> {
-    field.trim().parse().map_err(|_| unexpected(line))
-}
-
-/// One line of `squeue -O` as a `JobInfo`.
-fn parse_line(line: &str) -> Result<JobInfo, SlurmError> {
-    let fields: Vec<&str> = line.splitn(FIXED + 1, '|').collect();
-    let [job_id, array_id, task, state, reason, nodes, exit, rest] = fields[..] else {
-        return Err(unexpected(line));
-    };
-    let (job_id, array_id) = (id(job_id, line)?, id(array_id, line)?);
-    let state = JobState::from(state.trim());
-    let rest = rest.strip_suffix('|').unwrap_or(rest);
-    let (name, comment) = rest.split_once('|').unwrap_or((rest, ""));
-    let comment = comment.trim();
-    let exit_code = match state.is_active() {
-        true => None,
-        // A wait status: the exit code is in the high byte.
-        false => exit
-            .trim()
-            .parse::<i64>()
-            .ok()
-            .map(|s| ((s >> 8) & 0xff) as i32),
-    };
-    let (job, own_id) = match task.trim().parse::<u32>() {
-        Err(_) => (JobRef::Job(JobId::new(job_id)), Some(JobId::new(job_id))),
-        Ok(task) => {
-            // A task not yet split off its array shows the array's id.
-            let split = job_id != array_id || state != JobState::Pending;
-            let job = JobRef::Task {
-                array: JobId::new(array_id),
-                task,
-            };
-            (job, split.then(|| JobId::new(job_id)))
+    let mut out = Vec::with_capacity(parsed.jobs.len());
+    for j in parsed.jobs {
+        let state = JobState::from(j.job_state.as_str());
+        let reason = j.state_reason.filter(|r| !r.is_empty() && r != "None");
+        let nodes = j.nodes.filter(|n| !n.is_empty());
+        let exit_code = if state.is_active() {
+            None
+        } else {
+            j.exit_code.map(|status| ((status >> 8) & 0xff) as i32)
+        };
+        let info = |job: JobRef, job_id: Option<JobId>| JobInfo {
+            job,
+            job_id,
+            name: j.name.clone(),
+            comment: j.comment.clone().unwrap_or_default(),
+            state: state.clone(),
+            reason: reason.clone(),
+            nodes: nodes.clone(),
+            exit_code,
+        };
+        let array = JobId::new(j.array_job_id);
+        match (j.array_job_id, j.array_task_id) {
+            (0, _) => out.push(info(
+                JobRef::Job(JobId::new(j.job_id)),
+                Some(JobId::new(j.job_id)),
+            )),
+            (_, Some(task)) => out.push(info(
+                JobRef::Task { array, task },
+                Some(JobId::new(j.job_id)),
+            )),
+            (_, None) => {
+                // Tasks not yet split off their array: one entry per task.
+                for task in expand_tasks(j.array_task_string.as_deref().unwrap_or_default()) {
+                    out.push(info(JobRef::Task { array, task }, None));
+                }
+            }
         }
-    };
-    let present = |s: &str| {
-        let s = s.trim();
-        (!s.is_empty() && s != "None" && s != "(null)").then(|| s.to_string())
-    };
-    Ok(JobInfo {
-        job,
-        job_id: own_id,
-        name: name.trim().to_string(),
-        comment: present(comment).unwrap_or_default(),
-        state,
-        reason: present(reason),
-        nodes: present(nodes),
-        exit_code,
-    })
-}
-
-/// Parses `squeue -h -r -O ...` output into one `JobInfo` per line.
-pub(crate) fn parse(text: &str) -> Result<Vec<JobInfo>, SlurmError> {
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(parse_line)
-        .collect()
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -99,44 +114,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn one_entry_per_job_and_task() {
-        // As squeue 22.05 printed them on the local Slurm.
-        let text = "2147|2147|N/A|FAILED|NonZeroExitCode|node1|768|w|drover:abc|\n\
-                    2149|2149|0|PENDING|Resources||0|w|drover:abc|\n\
-                    2149|2149|1|PENDING|None||0|w|(null)|\n\
-                    2151|2149|2|RUNNING|None|node2|0|w|a|b|\n";
-        let jobs = parse(text).unwrap();
+    fn squeue_json_gives_one_entry_per_job_and_task() {
+        let text = r#"{"meta":{},"errors":[],"jobs":[
+          {"job_id":25,"array_job_id":25,"array_task_id":null,"array_task_string":"2-3","name":"w","comment":"drover:abc","job_state":"PENDING","state_reason":"Resources","nodes":"","exit_code":0},
+          {"job_id":26,"array_job_id":25,"array_task_id":0,"array_task_string":"","name":"w","comment":"drover:abc","job_state":"FAILED","state_reason":"NonZeroExitCode","nodes":"node1","exit_code":768},
+          {"job_id":9,"array_job_id":0,"array_task_id":null,"name":"x","job_state":"RUNNING","state_reason":"None","nodes":"node2","exit_code":0}
+        ]}"#;
+        let jobs = parse_squeue_json(text).unwrap();
         assert_eq!(jobs.len(), 4);
-        assert_eq!(jobs[0].job.to_string(), "2147");
-        assert_eq!(jobs[0].job_id, Some(JobId::new(2147)));
-        assert_eq!(jobs[0].state, JobState::Failed);
-        assert_eq!(jobs[0].exit_code, Some(3));
-        assert_eq!(jobs[0].nodes.as_deref(), Some("node1"));
-        assert_eq!(jobs[1].job.to_string(), "2149_0");
-        assert_eq!(jobs[1].job_id, None, "not split off yet");
-        assert_eq!(jobs[1].reason.as_deref(), Some("Resources"));
-        assert_eq!(jobs[1].exit_code, None);
-        assert_eq!(jobs[2].reason, None, "None: not yet considered");
-        assert_eq!(jobs[2].comment, "");
-        assert_eq!(jobs[3].job.to_string(), "2149_2");
-        assert_eq!(jobs[3].job_id, Some(JobId::new(2151)));
-        assert_eq!(
-            (jobs[3].name.as_str(), jobs[3].comment.as_str()),
-            ("w", "a|b")
+        assert_eq!(jobs[0].job.to_string(), "25_2");
+        assert_eq!(jobs[0].reason.as_deref(), Some("Resources"));
+        assert_eq!(jobs[0].job_id, None);
+        assert_eq!(jobs[1].job.to_string(), "25_3");
+        assert_eq!(jobs[2].job.to_string(), "25_0");
+        assert_eq!(jobs[2].job_id, Some(JobId::new(26)));
+        assert_eq!(jobs[2].state, JobState::Failed);
+        assert_eq!(jobs[2].exit_code, Some(3));
+        assert_eq!(jobs[3].job.to_string(), "9");
+        assert_eq!(jobs[3].reason, None);
+        assert_eq!(jobs[3].exit_code, None);
+    }
+
+    #[test]
+    fn a_listing_with_errors_is_slurm_not_answering_not_an_empty_queue() {
+        // What squeue --json printed, with exit status 0, while slurmctld was down.
+        let text = r#"{"meta":{},"errors":[{"description":"Failed while looking for jobs","error_number":-1,"error":"Unspecified error","source":"slurm_load_jobs"}],"jobs":[]}"#;
+        let e = parse_squeue_json(text).unwrap_err();
+        assert!(e.is_unreachable(), "{e}");
+        assert!(
+            e.to_string().contains("Failed while looking for jobs"),
+            "{e}"
         );
-    }
-
-    #[test]
-    fn a_line_not_understood_is_an_error_that_quotes_it() {
-        let e = parse("slurm_load_jobs error: something|odd\n").unwrap_err();
-        assert!(e.to_string().contains("slurm_load_jobs error"), "{e}");
-        assert!(parse("").unwrap().is_empty());
-    }
-
-    #[test]
-    fn the_listing_is_filtered_by_name_when_asked() {
-        assert!(args(None).iter().all(|a| a != "-n"));
-        let named = args(Some("drover-worker-abc"));
-        assert_eq!(&named[named.len() - 2..], ["-n", "drover-worker-abc"]);
     }
 }

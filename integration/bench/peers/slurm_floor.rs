@@ -171,9 +171,8 @@ impl Floor {
 
 /// What it costs a pool to list its own jobs while `others` jobs of
 /// someone else wait in the queue (held, so they take nothing): drover's
-/// listing (`squeue -O`, filtered by the pool's name, parsed), against
-/// `squeue --json` of the whole queue, which drover read before.
-/// Returns (drover ms, --json ms, --json bytes), medians of 5.
+/// listing (run, parsed, filtered by the pool's name), and `squeue --json`
+/// alone. Returns (drover ms, --json ms, --json bytes), medians of 5.
 pub fn listing_cost(conf: &str, others: usize) -> (f64, f64, usize) {
     let name = format!("drover-bench-others-{}", std::process::id());
     for _ in 0..others {
