@@ -23,7 +23,10 @@ pub fn binary() -> Option<PathBuf> {
 
 fn hq(bin: &Path, server_dir: &Path, conf: &str) -> Command {
     let mut cmd = Command::new(bin);
-    cmd.arg("--server-dir")
+    // Tasks run, and write their `job-N/` output, where they were
+    // submitted from: the server's own temporary directory.
+    cmd.current_dir(server_dir)
+        .arg("--server-dir")
         .arg(server_dir)
         .env("SLURM_CONF", conf)
         .stdout(Stdio::piped())
