@@ -13,7 +13,9 @@ from dask_jobqueue import SLURMCluster
 
 
 def queued(name):
-    out = subprocess.run(["squeue", "-h", "-n", name, "-o", "%i"], capture_output=True, text=True)
+    out = subprocess.run(
+        ["squeue", "-h", "-n", name, "-o", "%i"], capture_output=True, text=True, check=False
+    )
     return len(out.stdout.split())
 
 
@@ -22,7 +24,12 @@ def main():
     p.add_argument("--workers", type=int, default=32)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--log-directory", default=".")
-    p.add_argument("--settle", type=float, default=0.0, help="seconds to wait before each round (Slurm's batch_sched_delay)")
+    p.add_argument(
+        "--settle",
+        type=float,
+        default=0.0,
+        help="seconds to wait before each round (Slurm's batch_sched_delay)",
+    )
     a = p.parse_args()
     ups, closes = [], []
     for r in range(a.rounds):
@@ -50,7 +57,10 @@ def main():
         while queued("dask-bench"):
             time.sleep(0.05)
         closes.append(time.perf_counter() - t0)
-        print(f"dask-jobqueue round {r + 1}: scale({a.workers}) {ups[-1]:.2f} s, close {closes[-1]:.2f} s", flush=True)
+        print(
+            f"dask-jobqueue round {r + 1}: scale({a.workers}) {ups[-1]:.2f} s, close {closes[-1]:.2f} s",
+            flush=True,
+        )
     print(f"dask-jobqueue median scale-up s: {statistics.median(ups):.3f}")
     print(f"dask-jobqueue median close s: {statistics.median(closes):.3f}")
 
