@@ -15,7 +15,7 @@ use common::{
     until,
 };
 use drover::cluster::SlurmCluster;
-use drover::slurm::{JobRef, SlurmCli};
+use drover::slurm::{JobRef, JobState, SlurmCli};
 use drover::tasks::{TaskSpec, TaskState};
 
 /// Starts the controller again, whatever happens in the test.
@@ -118,25 +118,28 @@ async fn a_controller_crash_under_a_busy_pool_loses_nothing_and_submits_nothing_
 /// Scales from 4 to 6 workers: the 2 new ones come as one new array, and
 /// nothing else is submitted.
 async fn arrays_still_used(cluster: &SlurmCluster) {
+    let arrays = |status: &drover::protocol::ClusterStatus| {
+        status
+            .jobs
+            .iter()
+            .filter_map(|j| match j.job {
+                JobRef::Task { array, .. } => Some(array),
+                JobRef::Job(_) => None,
+            })
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    let before = cluster.status();
     cluster.scale(6);
     cluster
         .wait_for_workers(6, Duration::from_secs(60))
         .await
         .unwrap();
     let status = cluster.status();
-    assert_eq!(status.submitted, 6, "{status:?}");
-    let arrays: std::collections::BTreeSet<_> = status
-        .jobs
-        .iter()
-        .filter_map(|j| match j.job {
-            JobRef::Task { array, .. } => Some(array),
-            JobRef::Job(_) => None,
-        })
-        .collect();
+    assert_eq!(status.submitted, before.submitted + 2, "{status:?}");
     assert_eq!(
-        arrays.len(),
-        2,
-        "two arrays, before and after: {:?}",
+        arrays(&status).len(),
+        arrays(&before).len() + 1,
+        "one new array for the 2 new workers: {:?}",
         status.jobs
     );
 }
@@ -168,22 +171,34 @@ fn any_log(dir: &std::path::Path) -> bool {
         .unwrap_or(false)
 }
 
+/// What Slurm did with the pool's first jobs after a staged crash.
+struct CrashOutcome {
+    /// Some job's script started twice under the same job id: Slurm ran it
+    /// again, the case under test.
+    rerun: bool,
+    /// Jobs Slurm itself ended badly (FAILED, NODE_FAIL, ...; not jobs
+    /// drover cancelled or lost sight of), each of which the pool had to
+    /// replace.
+    failed_by_slurm: u64,
+}
+
 /// One staged crash. The pool's 4 jobs may start only 8 s after they are
 /// submitted, so the controller has saved the array, pending, by then; it
 /// is killed the moment the first job starts, before it has saved that the
 /// array's tasks run. Restarted, it recovers them pending, its node kills
 /// the first scripts as orphans and Slurm starts them again: new agents for
 /// the same jobs. Whether Slurm saved the start in time anyway is its own
-/// affair (it did when its main scheduler, not backfill, started the jobs):
-/// the pool must hold either way. Returns the pool and whether any script
-/// ran again.
-async fn crash_as_jobs_start(slurm: SlurmCli) -> (SlurmCluster, tempfile::TempDir, bool) {
+/// affair (it did when its main scheduler, not backfill, started the jobs),
+/// and so is a relaunch that fails (seen once on a loaded machine: the
+/// jobs ended FAILED with exit code 1): the pool must hold either way,
+/// replacing exactly the jobs Slurm ended and submitting nothing else.
+async fn crash_as_jobs_start(slurm: SlurmCli) -> (SlurmCluster, tempfile::TempDir, CrashOutcome) {
     let logs = log_dir();
     let starts = logs.path().join("starts");
     let spec = test_job("drover-rerun", 1, logs.path())
         .job_extra_directives(vec!["--begin=now+8".to_string()])
         .job_script_prologue(vec![format!(
-            "echo \"$SLURM_ARRAY_TASK_ID\" >> {}",
+            "echo \"$SLURM_JOB_ID\" >> {}",
             starts.display()
         )])
         .build()
@@ -211,10 +226,11 @@ async fn crash_as_jobs_start(slurm: SlurmCli) -> (SlurmCluster, tempfile::TempDi
     .await;
     local_cluster(&["start-controller"]);
     drop(restart);
-    // The event: Slurm runs the four jobs (again), and every worker the
-    // pool counts has heartbeated since, so none is a killed first agent.
+    // The event: Slurm runs four jobs of the pool (again, or replacements
+    // of jobs it failed), and every worker the pool counts has heartbeated
+    // since, so none is a killed first agent.
     let name = cluster.job_name().to_string();
-    until("Slurm runs the 4 jobs", Duration::from_secs(90), || {
+    until("Slurm runs 4 jobs", Duration::from_secs(90), || {
         slurm_cmd("squeue", &["-h", "-r", "-t", "R", "-n", &name])
             .lines()
             .count()
@@ -246,18 +262,35 @@ async fn crash_as_jobs_start(slurm: SlurmCli) -> (SlurmCluster, tempfile::TempDi
                 .is_some_and(|r| r.contains("superseded"))
         })
         .count();
-    let scripts = std::fs::read_to_string(&starts)
-        .unwrap_or_default()
-        .lines()
-        .count();
-    eprintln!("controller crash as jobs started: {scripts} script starts for 4 jobs, {superseded} agents superseded");
+    let started = std::fs::read_to_string(&starts).unwrap_or_default();
+    let mut per_job = std::collections::BTreeMap::<&str, usize>::new();
+    for id in started.lines() {
+        *per_job.entry(id).or_default() += 1;
+    }
+    let rerun = per_job.values().any(|&n| n > 1);
     let status = cluster.status();
+    let failed_by_slurm = status
+        .jobs
+        .iter()
+        .filter(|j| j.state.is_failure() && j.state != JobState::Vanished)
+        .count() as u64;
+    eprintln!(
+        "controller crash as jobs started: script starts per job {per_job:?}, \
+         {superseded} agents superseded, {failed_by_slurm} jobs failed by Slurm"
+    );
     assert_eq!(status.registered, 4, "each worker counted once: {status:?}");
+    let live_jobs = status.jobs.iter().filter(|j| j.state.is_active()).count();
+    assert_eq!(live_jobs, 4, "the pool holds 4 jobs: {status:?}");
     assert_eq!(
-        status.submitted, 4,
+        status.submitted,
+        4 + failed_by_slurm,
         "no job submitted that the target did not need: {status:?}"
     );
-    (cluster, logs, scripts > 4)
+    let outcome = CrashOutcome {
+        rerun,
+        failed_by_slurm,
+    };
+    (cluster, logs, outcome)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -267,9 +300,13 @@ async fn a_controller_crash_as_jobs_start_has_their_scripts_rerun_and_the_pool_h
     };
     let _serial = exclusive().await;
     for attempt in 1..=3 {
-        let (cluster, _logs, rerun) = crash_as_jobs_start(slurm.clone()).await;
-        if !rerun {
-            eprintln!("attempt {attempt}: Slurm had saved the jobs' start; staging again");
+        let (cluster, _logs, outcome) = crash_as_jobs_start(slurm.clone()).await;
+        if !outcome.rerun {
+            eprintln!(
+                "attempt {attempt}: Slurm ran no script again ({} jobs failed by it, \
+                 replaced); staging again",
+                outcome.failed_by_slurm
+            );
             cluster.close().await.unwrap();
             common::controller_state_saved().await;
             continue;
