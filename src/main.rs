@@ -32,8 +32,8 @@ fn main() -> ExitCode {
             .with_writer(std::io::stderr)
             .init();
     }
-    // A standalone scheduler serves many small requests: one thread, with no
-    // cross-thread wake-ups, costs least CPU per request.
+    // A standalone scheduler or a worker's agent: one thread, with no
+    // cross-thread wake-ups, costs least CPU (see `single_threaded`).
     let runtime = if args.single_threaded() {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()

@@ -71,9 +71,14 @@ enum Command {
 }
 
 impl Cli {
-    /// Whether this command runs best on one thread.
+    /// Whether this command runs best on one thread. A standalone
+    /// scheduler serves many small requests, and a worker's agent waits on
+    /// its scheduler and its tasks' processes: neither needs a thread per
+    /// core. An agent on a 128-core node would otherwise start 128 runtime
+    /// threads, in every job on the node, and on a node where the agents
+    /// of a pool start together each start costs the others CPU.
     pub fn single_threaded(&self) -> bool {
-        matches!(self.command, Command::Scheduler(_))
+        matches!(self.command, Command::Scheduler(_) | Command::Worker(_))
     }
 
     /// Whether this command's log belongs on stdout (a worker's job log).

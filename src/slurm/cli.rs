@@ -264,11 +264,19 @@ impl Slurm for SlurmCli {
     }
 
     async fn jobs(&self, name: Option<&str>) -> Result<Vec<JobInfo>, SlurmError> {
+        use super::squeue_fields::{self, Unreadable};
+        let args = squeue_fields::args(name);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = self.run_ok("squeue", &args, None, &[]).await?;
+        match squeue_fields::parse(&out) {
+            Ok(jobs) => return Ok(jobs),
+            Err(Unreadable::Malformed(e)) => return Err(e),
+            Err(Unreadable::ArrayWithoutTasks(line)) => {
+                tracing::debug!(%line, "an array record without tasks: listing with --json");
+            }
+        }
         // `squeue --json` in Slurm 22.05 ignores `-n`: the name is applied
-        // here. (`squeue -O ... -n NAME` filters in Slurm and costs 40 ms
-        // where this costs 0.7 s with 1,000 other jobs queued, but after a
-        // controller restart it listed a requeued array as one record
-        // without its tasks: see docs/BENCHMARKS.md.)
+        // here.
         let out = self.run_ok("squeue", &["--json"], None, &[]).await?;
         let mut jobs = super::squeue::parse_squeue_json(&out)?;
         if let Some(name) = name {

@@ -10,6 +10,7 @@ mod error;
 pub mod fake;
 mod job;
 mod squeue;
+mod squeue_fields;
 
 pub use cli::SlurmCli;
 pub use config::SchedulerConfig;
