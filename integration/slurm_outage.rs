@@ -189,9 +189,11 @@ struct CrashOutcome {
 /// the first scripts as orphans and Slurm starts them again: new agents for
 /// the same jobs. Whether Slurm saved the start in time anyway is its own
 /// affair (it did when its main scheduler, not backfill, started the jobs),
-/// and so is a relaunch that fails (seen once on a loaded machine: the
-/// jobs ended FAILED with exit code 1): the pool must hold either way,
-/// replacing exactly the jobs Slurm ended and submitting nothing else.
+/// and so is a relaunch that fails: on a loaded machine Slurm relaunched
+/// the jobs a second after killing the orphans, and slurmctld logged
+/// "Killing non-startable batch JobId=55: Job credential revoked", each
+/// job FAILED with exit code 1. The pool must hold either way, replacing
+/// exactly the jobs Slurm ended and submitting nothing else.
 async fn crash_as_jobs_start(slurm: SlurmCli) -> (SlurmCluster, tempfile::TempDir, CrashOutcome) {
     let logs = log_dir();
     let starts = logs.path().join("starts");
