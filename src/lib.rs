@@ -15,6 +15,7 @@ pub mod cluster;
 pub mod config;
 pub mod dask;
 pub mod exit;
+pub mod journal;
 pub mod logfile;
 pub mod net;
 pub mod private_file;

@@ -142,6 +142,32 @@ impl ClusterCert {
         })
     }
 
+    /// The certificate and key saved by `cert_pem` and `key_pem`, read
+    /// back (a scheduler restarting from its journal serves the same
+    /// certificate, so that its workers' pins still hold).
+    pub fn from_pem(cert_pem: &str, key_pem: &str) -> Result<ClusterCert, CertError> {
+        use rustls::pki_types::pem::PemObject;
+        let err = |e: rustls::pki_types::pem::Error| CertError(e.to_string());
+        let cert = CertificateDer::from_pem_slice(cert_pem.as_bytes()).map_err(err)?;
+        let key = PrivatePkcs8KeyDer::from_pem_slice(key_pem.as_bytes()).map_err(err)?;
+        Ok(ClusterCert {
+            cert,
+            key: key.secret_pkcs8_der().to_vec(),
+            cert_pem: cert_pem.to_string(),
+            key_pem: key_pem.to_string(),
+        })
+    }
+
+    /// The certificate, PEM.
+    pub fn cert_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    /// The private key, PEM (PKCS#8): a secret.
+    pub fn key_pem(&self) -> &str {
+        &self.key_pem
+    }
+
     /// Its fingerprint, which clients pin.
     pub fn fingerprint(&self) -> Fingerprint {
         Fingerprint::of(&self.cert)

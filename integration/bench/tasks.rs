@@ -6,7 +6,10 @@
 //! 2. the scheduler's own cost per task without process spawning: workers
 //!    simulated in this process (the real protocol) report every task done
 //!    at once; wall time per task and the scheduler's CPU time per task;
-//! 3. the scheduler's memory with 100,000 queued tasks.
+//! 3. the scheduler's memory with 100,000 queued tasks;
+//! 4. the journal (`--journal`): 1 and 2 with it against without, side by
+//!    side, its bytes per task, and the time a scheduler killed with
+//!    100,000 finished tasks in its journal takes to serve again.
 
 mod common;
 
@@ -46,22 +49,56 @@ fn main() {
     rt.block_on(async {
         for workers in [4, 16] {
             // With TLS (the default) and without, side by side.
-            let tls = throughput(workers, sizes.spawned_tasks, true).await;
-            let plain = throughput(workers, sizes.spawned_tasks, false).await;
+            let tls = throughput(workers, sizes.spawned_tasks, Mode::Tls).await;
+            let plain = throughput(workers, sizes.spawned_tasks, Mode::Plain).await;
+            let journal = throughput(workers, sizes.spawned_tasks, Mode::Journal).await;
             println!(
-                "  {workers} workers: TLS/plain throughput = {:.2}",
-                tls / plain
+                "  {workers} workers: TLS/plain throughput = {:.2}; journal/no journal = {:.2}",
+                tls / plain,
+                journal / tls
             );
         }
-        scheduler_cost(sizes.simulated_tasks).await;
+        let (wall, cpu) = scheduler_cost(sizes.simulated_tasks, Mode::Tls).await;
+        let (jwall, jcpu) = scheduler_cost(sizes.simulated_tasks, Mode::Journal).await;
+        println!(
+            "  journal/no journal: wall per task {:.2}, scheduler CPU per task {:.2}",
+            jwall / wall,
+            jcpu / cpu
+        );
         queued_memory(sizes.queued_tasks).await;
     });
 }
 
+/// How a measured scheduler runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// TLS, no journal: the default.
+    Tls,
+    /// Plain HTTP, for what TLS costs.
+    Plain,
+    /// TLS with `--journal`.
+    Journal,
+}
+
+impl Mode {
+    fn label(self) -> &'static str {
+        match self {
+            Mode::Tls => "TLS",
+            Mode::Plain => "plain HTTP",
+            Mode::Journal => "TLS, journal",
+        }
+    }
+}
+
 /// Starts `drover scheduler` on loopback; returns it and a client.
-async fn scheduler(dir: &Path, tls: bool) -> (KillOnDrop, SchedulerClient, std::path::PathBuf) {
-    let args: &[&str] = if tls { &[] } else { &["--insecure-plain-http"] };
-    let (child, file) = common::process::scheduler_process(dir, args).await;
+async fn scheduler(dir: &Path, mode: Mode) -> (KillOnDrop, SchedulerClient, std::path::PathBuf) {
+    let journal = dir.join("journal");
+    let args: Vec<&str> = match mode {
+        Mode::Tls => vec![],
+        Mode::Plain => vec!["--insecure-plain-http"],
+        Mode::Journal => vec!["--journal", journal.to_str().unwrap()],
+    };
+    let (child, file) = common::process::scheduler_process(dir, &args).await;
     let client = SchedulerClient::from_file(&SchedulerFile::read(&file).unwrap());
     (child, client, file)
 }
@@ -76,9 +113,9 @@ fn trivial(n: usize) -> Vec<TaskSpec> {
         .collect()
 }
 
-async fn throughput(workers: usize, tasks: usize, tls: bool) -> f64 {
+async fn throughput(workers: usize, tasks: usize, mode: Mode) -> f64 {
     let dir = tempfile::tempdir().unwrap();
-    let (sched, client, file) = scheduler(dir.path(), tls).await;
+    let (sched, client, file) = scheduler(dir.path(), mode).await;
     let mut procs = vec![sched];
     for _ in 0..workers {
         procs.push(KillOnDrop(
@@ -108,7 +145,7 @@ async fn throughput(workers: usize, tasks: usize, tls: bool) -> f64 {
     let rate = tasks as f64 / secs;
     println!(
         "throughput, {tasks} `true` tasks through {workers} worker processes (1 core each), {}: {rate:.0} tasks/s ({secs:.2} s)",
-        if tls { "TLS" } else { "plain HTTP" }
+        mode.label()
     );
     rate
 }
@@ -133,12 +170,12 @@ fn rss_kib(pid: u32) -> u64 {
 
 /// Simulated workers: register, and report every task they are given as
 /// done at once, until every task is done.
-async fn scheduler_cost(tasks: usize) {
+/// Returns the wall and scheduler CPU milliseconds per task.
+async fn scheduler_cost(tasks: usize, mode: Mode) -> (f64, f64) {
     const WORKERS: usize = 4;
     let dir = tempfile::tempdir().unwrap();
-    let (sched, client, _) = scheduler(dir.path(), true).await;
+    let (mut sched, client, file) = scheduler(dir.path(), mode).await;
     let pid = sched.0.id();
-    let _procs = sched;
     let mut sims = tokio::task::JoinSet::new();
     for i in 0..WORKERS {
         let client = client.clone();
@@ -193,17 +230,42 @@ async fn scheduler_cost(tasks: usize) {
     let per_task_ms = wall * 1000.0 / tasks as f64;
     let cpu_per_task_ms = cpu * 1000.0 / tasks as f64;
     println!(
-        "scheduler cost per task, {tasks} tasks, {WORKERS} simulated workers completing at once: \
+        "scheduler cost per task, {tasks} tasks, {WORKERS} simulated workers completing at once, {}: \
          {per_task_ms:.4} ms wall per task ({:.0} tasks/s), {cpu_per_task_ms:.4} ms of scheduler CPU per task \
          (target at most 0.1 ms; wall/target = {:.2})",
+        mode.label(),
         tasks as f64 / wall,
         per_task_ms / 0.1
+    );
+    if mode == Mode::Journal {
+        restart(dir.path(), &mut sched, &file, tasks).await;
+    }
+    (per_task_ms, cpu_per_task_ms)
+}
+
+/// Kills a journaled scheduler holding `tasks` finished tasks, starts it
+/// again on its journal, and times it until it answers with them all.
+async fn restart(dir: &Path, sched: &mut KillOnDrop, file: &Path, tasks: usize) {
+    let bytes = std::fs::metadata(dir.join("journal")).unwrap().len();
+    sched.0.kill().unwrap();
+    sched.0.wait().unwrap();
+    std::fs::remove_file(file).unwrap();
+    let start = Instant::now();
+    let (_again, client, _) = scheduler(dir, Mode::Journal).await;
+    let counts = client.tasks(None, true).await.unwrap().counts;
+    let secs = start.elapsed().as_secs_f64();
+    assert_eq!(counts.succeeded, tasks, "every result is back");
+    println!(
+        "journal: {bytes} bytes for {tasks} finished tasks ({:.0} bytes per task); \
+         restart with them until they are served: {secs:.2} s (target under 2 s; measured/target = {:.2})",
+        bytes as f64 / tasks as f64,
+        secs / 2.0
     );
 }
 
 async fn queued_memory(tasks: usize) {
     let dir = tempfile::tempdir().unwrap();
-    let (sched, client, _) = scheduler(dir.path(), true).await;
+    let (sched, client, _) = scheduler(dir.path(), Mode::Tls).await;
     let pid = sched.0.id();
     let _procs = sched;
     tokio::time::sleep(Duration::from_millis(200)).await;

@@ -38,6 +38,11 @@ pub struct SchedulerArgs {
     /// token. For measuring what TLS costs, never for real pools.
     #[arg(long, hide = true)]
     insecure_plain_http: bool,
+    /// Make every change durable in this file before acknowledging it; a
+    /// scheduler started on an existing journal continues from it (same
+    /// address and credentials, its tasks, results and workers).
+    #[arg(long, value_name = "PATH")]
+    journal: Option<PathBuf>,
 }
 
 pub async fn run(config: Option<PathBuf>, args: SchedulerArgs) -> CliResult {
@@ -56,6 +61,7 @@ pub async fn run(config: Option<PathBuf>, args: SchedulerArgs) -> CliResult {
     let mut config = SchedulerConfig::new(bind).with(&pool)?;
     config.port = args.port;
     config.tls = !args.insecure_plain_http;
+    config.journal = args.journal.clone();
     let scheduler = Scheduler::start(config).await?;
     scheduler
         .write_scheduler_file(&args.scheduler_file)
@@ -71,6 +77,12 @@ pub async fn run(config: Option<PathBuf>, args: SchedulerArgs) -> CliResult {
     let why = tokio::select! {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",
+        failure = scheduler.journal_failed() => {
+            scheduler.stop();
+            return Err(super::error::CliError::failure(format!(
+                "the journal cannot be written ({failure}): stopped; start again with the same --journal once there is room, and it continues from the last change it acknowledged"
+            )));
+        }
     };
     scheduler.stop();
     // Remove the file only while it is still ours.

@@ -69,6 +69,10 @@ pub struct SchedulerConfig {
     /// Bytes of finished tasks' output kept in memory; older output is
     /// spilled to a private directory.
     pub max_output_memory: u64,
+    /// Where every change is made durable before it is acknowledged; a
+    /// scheduler started on an existing journal continues from it (same
+    /// address when it can, same credentials, its tasks and workers).
+    pub journal: Option<std::path::PathBuf>,
 }
 
 /// Default heartbeat interval.
@@ -103,6 +107,7 @@ impl SchedulerConfig {
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             connection_idle_timeout: None,
             max_output_memory: crate::tasks::outputs::DEFAULT_MAX_OUTPUT_MEMORY,
+            journal: None,
         }
     }
 

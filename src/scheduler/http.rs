@@ -41,6 +41,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         // Above every extractor's own limit: a body this large is refused
         // before it is read whole. Reports are split to fit (`client`).
         .layer(DefaultBodyLimit::max(paths::MAX_BODY))
+        .layer(middleware::from_fn_with_state(shared.clone(), durable))
         .layer(middleware::from_fn_with_state(shared.clone(), authenticate))
         .layer(middleware::from_fn_with_state(
             shared.clone(),
@@ -65,6 +66,23 @@ async fn refuse_when_stopped(
             .into_response();
     }
     next.run(request).await
+}
+
+/// With a journal, an answer leaves only once every change made up to it
+/// is on disk: a worker told to run a task, or whose report was taken,
+/// finds the same after a restart. One sync covers every answer waiting
+/// (the journal writes in batches). A journal that cannot be written (a
+/// full disk) fails the request with why, and the change is not
+/// acknowledged.
+async fn durable(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let Some((waiter, seq)) = shared.registry().journal_mark() else {
+        return response;
+    };
+    match waiter.durable(seq).await {
+        Ok(()) => response,
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
+    }
 }
 
 /// Refuses any request without the cluster's token, comparing in constant

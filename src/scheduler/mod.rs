@@ -6,6 +6,7 @@
 
 mod config;
 mod http;
+mod journal;
 mod ops;
 mod registry;
 mod serve;
@@ -72,6 +73,9 @@ pub enum SchedulerError {
     /// The cluster's certificate could not be made.
     #[error(transparent)]
     Certificate(#[from] crate::tls::CertError),
+    /// The journal cannot be read or written.
+    #[error(transparent)]
+    Journal(#[from] crate::journal::JournalError),
     /// Waiting for workers took too long.
     #[error("{registered} of {wanted} workers registered within {waited:?}")]
     WaitTimeout {
@@ -92,7 +96,8 @@ impl ExitStatus for SchedulerError {
             SchedulerError::File(e) => e.exit_code(),
             SchedulerError::Bind { .. }
             | SchedulerError::WaitTimeout { .. }
-            | SchedulerError::Certificate(_) => FAILURE,
+            | SchedulerError::Certificate(_)
+            | SchedulerError::Journal(_) => FAILURE,
         }
     }
 }
@@ -165,31 +170,37 @@ impl Scheduler {
         token: Token,
     ) -> Result<Scheduler, SchedulerError> {
         let config = config.validated()?;
-        let ip = match &config.bind {
-            Bind::Interface(name) => IpAddr::V4(crate::net::interface_ipv4(name)?),
-            Bind::Host(ip) => *ip,
-            Bind::Auto => {
-                let ip = crate::net::host_address().unwrap_or(IpAddr::from([127, 0, 0, 1]));
-                tracing::info!(address = %ip, "no interface or host given: listening on the host name's address");
-                ip
-            }
+        let journal = match &config.journal {
+            Some(path) => Some(journal::open(path)?),
+            None => None,
         };
-        let wanted = SocketAddr::new(ip, config.port);
-        let bind_error = |cause| SchedulerError::Bind {
-            addr: wanted,
-            cause,
+        let (cluster_id, token) = match journal.as_ref().and_then(|j| j.identity.as_ref()) {
+            Some(id) => (id.cluster_id.clone(), id.token.clone()),
+            None => (cluster_id, token),
         };
-        let listener = tokio::net::TcpListener::bind(wanted)
-            .await
-            .map_err(bind_error)?;
-        let addr = listener.local_addr().map_err(bind_error)?;
-        let cert = match config.tls {
-            true => Some(crate::tls::ClusterCert::generate(cluster_id.as_str())?),
-            false => None,
+        let wanted = SocketAddr::new(bind_ip(&config.bind)?, config.port);
+        let listener = journal::listen(journal.as_ref(), wanted).await?;
+        let addr = listener
+            .local_addr()
+            .map_err(|cause| SchedulerError::Bind {
+                addr: wanted,
+                cause,
+            })?;
+        let cert = match (
+            config.tls,
+            journal.as_ref().and_then(|j| j.identity.as_ref()),
+        ) {
+            (false, _) => None,
+            (true, Some(id)) => Some(id.cert()?),
+            (true, None) => Some(crate::tls::ClusterCert::generate(cluster_id.as_str())?),
         };
         let limits = config.limits(open_file_limit());
         let mut registry = Registry::default();
         registry.tasks.set_output_budget(config.max_output_memory);
+        if let Some(j) = journal {
+            j.restore(&mut registry, &cluster_id, &token, cert.as_ref(), addr)
+                .await?;
+        }
         let shared = Arc::new(Shared {
             cluster_id,
             token,
@@ -350,7 +361,7 @@ impl Scheduler {
     /// Records the cores of the pool's largest worker: tasks asking for
     /// more are refused at submission, and queued ones fail with why.
     pub fn set_max_task_cores(&self, cores: u32) {
-        if self.shared.registry().tasks.set_max_cores(cores) > 0 {
+        if self.shared.registry().set_max_cores(cores) > 0 {
             self.shared.changed();
         }
     }
@@ -402,6 +413,18 @@ impl Scheduler {
         let _ = rx.changed().await;
     }
 
+    /// Returns if its journal can no longer be written (a full disk), with
+    /// why; never without a journal. Changes are refused from then on, and
+    /// a standalone scheduler stops: restarted from the journal, it
+    /// continues from the last change it acknowledged.
+    pub async fn journal_failed(&self) -> String {
+        let waiter = self.shared.registry().journal_mark().map(|(w, _)| w);
+        match waiter {
+            Some(w) => w.failure().await,
+            None => std::future::pending().await,
+        }
+    }
+
     /// Stops serving at once; held polls are cut off, so workers notice.
     pub fn stop(&self) {
         // Open keep-alive connections are served by their own tasks, which
@@ -417,6 +440,19 @@ impl Drop for Scheduler {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// The address `bind` names.
+fn bind_ip(bind: &Bind) -> Result<IpAddr, SchedulerError> {
+    Ok(match bind {
+        Bind::Interface(name) => IpAddr::V4(crate::net::interface_ipv4(name)?),
+        Bind::Host(ip) => *ip,
+        Bind::Auto => {
+            let ip = crate::net::host_address().unwrap_or(IpAddr::from([127, 0, 0, 1]));
+            tracing::info!(address = %ip, "no interface or host given: listening on the host name's address");
+            ip
+        }
+    })
 }
 
 /// The process's open-file limit, raised to its hard limit first: every

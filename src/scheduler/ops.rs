@@ -71,10 +71,7 @@ impl Shared {
     }
 
     pub(crate) fn submit(&self, tasks: Vec<TaskSpec>) -> Result<Vec<TaskId>, SubmitError> {
-        let mut registry = self.registry();
-        let ids = registry.tasks.submit(tasks)?;
-        registry.wake_idle();
-        drop(registry);
+        let ids = self.registry().submit(tasks)?;
         self.changed();
         Ok(ids)
     }

@@ -9,11 +9,12 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::config::WorkerKind;
+use crate::journal::{Journal, Op, Waiter};
 use crate::protocol::{
-    unix_ms, Completion, Instruction, RegisterRequest, TaskId, TaskRun, WorkerId, WorkerInfo,
-    WorkerState,
+    unix_ms, Completion, Instruction, RegisterRequest, TaskId, TaskRun, TaskSpec, WorkerId,
+    WorkerInfo, WorkerState,
 };
-use crate::tasks::Engine;
+use crate::tasks::{Engine, SubmitError};
 
 /// One worker's record.
 struct Entry {
@@ -27,6 +28,13 @@ struct Entry {
     instruction: Option<Instruction>,
     /// Runs of cancelled tasks it must kill, told once.
     cancels: Vec<TaskRun>,
+}
+
+/// Tasks handed to a worker, and when.
+#[derive(Default)]
+struct Assigned {
+    runs: Vec<crate::tasks::Assignment>,
+    at_ms: u64,
 }
 
 /// What a poll finds.
@@ -44,6 +52,8 @@ pub(crate) struct Registry {
     workers: HashMap<WorkerId, Entry>,
     /// The tasks the workers run.
     pub(crate) tasks: Engine,
+    /// Where every change is recorded, when the scheduler keeps a journal.
+    journal: Option<Journal>,
 }
 
 impl Registry {
@@ -54,6 +64,10 @@ impl Registry {
     /// answer was lost on the way, and it retried) gets its registration
     /// back instead: one process is one worker, however often it asks.
     pub(crate) fn register(&mut self, req: RegisterRequest) -> WorkerId {
+        self.register_at(req, unix_ms())
+    }
+
+    fn register_at(&mut self, req: RegisterRequest, now: u64) -> WorkerId {
         let holder = match self
             .workers
             .values_mut()
@@ -68,7 +82,13 @@ impl Registry {
         };
         self.next_id += 1;
         let id = WorkerId(self.next_id);
-        let now = unix_ms();
+        if let Some(j) = &mut self.journal {
+            j.append(&Op::Register {
+                id,
+                request: req.clone(),
+                at_ms: now,
+            });
+        }
         let info = WorkerInfo {
             id,
             name: req.name,
@@ -142,10 +162,14 @@ impl Registry {
         let entry = self.workers.get_mut(&id)?;
         entry.last_seen = Instant::now();
         entry.info.last_heartbeat_ms = unix_ms();
-        if draining && entry.info.state == WorkerState::Running {
+        let drains = draining && entry.info.state == WorkerState::Running;
+        if drains {
             entry.info.state = WorkerState::Draining;
         }
         let wake = entry.wake.clone();
+        if let (true, Some(j)) = (drains, &mut self.journal) {
+            j.append(&Op::Draining { worker: id });
+        }
         Some(match self.next_for(id) {
             Some(i) => PollStart::Now(i),
             None => PollStart::Wait(wake),
@@ -184,15 +208,32 @@ impl Registry {
         {
             return None;
         }
-        let (cores, end) = (entry.info.cores, entry.info.allocation_end);
-        let tasks = self.tasks.assign(id, cores, end, unix_ms());
-        if tasks.is_empty() {
+        let tasks = self.assign(id, unix_ms());
+        if tasks.runs.is_empty() {
             return None;
         }
-        if let Some(e) = self.workers.get_mut(&id) {
-            e.info.idle_since_ms = None;
+        if let Some(j) = &mut self.journal {
+            j.append(&Op::Assign {
+                worker: id,
+                at_ms: tasks.at_ms,
+            });
         }
-        Some(Instruction::Run { tasks })
+        Some(Instruction::Run { tasks: tasks.runs })
+    }
+
+    /// Hands worker `id` the ready tasks that fit it, as of `now`.
+    fn assign(&mut self, id: WorkerId, now: u64) -> Assigned {
+        let Some(entry) = self.workers.get(&id) else {
+            return Assigned::default();
+        };
+        let (cores, end) = (entry.info.cores, entry.info.allocation_end);
+        let runs = self.tasks.assign(id, cores, end, now);
+        if !runs.is_empty() {
+            if let Some(e) = self.workers.get_mut(&id) {
+                e.info.idle_since_ms = None;
+            }
+        }
+        Assigned { runs, at_ms: now }
     }
 
     /// Wakes the held polls of workers that may take a ready task.
@@ -210,6 +251,12 @@ impl Registry {
     /// A worker's report that a task ended; wakes whoever can run what it
     /// made ready, the reporting worker first.
     pub(crate) fn complete(&mut self, id: WorkerId, done: Completion) -> bool {
+        if let Some(j) = &mut self.journal {
+            j.append(&Op::Complete {
+                worker: id,
+                done: done.clone(),
+            });
+        }
         let changed = self.tasks.complete(id, done);
         if self.tasks.running_on(id) == 0 {
             if let Some(e) = self.workers.get_mut(&id) {
@@ -228,6 +275,9 @@ impl Registry {
     /// Cancels a task; a running one is killed on its worker, which is
     /// told at once.
     pub(crate) fn cancel_task(&mut self, task: TaskId) {
+        if let Some(j) = &mut self.journal {
+            j.append(&Op::Cancel { task });
+        }
         if let Some((worker, attempt)) = self.tasks.cancel(task) {
             if let Some(e) = self.workers.get_mut(&worker) {
                 e.cancels.push(TaskRun { task, attempt });
@@ -244,6 +294,15 @@ impl Registry {
         if matches!(entry.info.state, WorkerState::Exited | WorkerState::Lost) {
             return false;
         }
+        if let Some(j) = &mut self.journal {
+            j.append(&Op::Retire {
+                worker: id,
+                reason: reason.to_string(),
+            });
+        }
+        let Some(entry) = self.workers.get_mut(&id) else {
+            return false;
+        };
         entry.info.state = WorkerState::Retiring;
         entry.instruction = Some(Instruction::Retire {
             reason: reason.to_string(),
@@ -263,12 +322,26 @@ impl Registry {
 
     /// Marks `id` as gone by its own word.
     pub(crate) fn deregister(&mut self, id: WorkerId, reason: String) -> bool {
+        self.deregister_at(id, reason, unix_ms())
+    }
+
+    fn deregister_at(&mut self, id: WorkerId, reason: String, now: u64) -> bool {
+        if !self.workers.contains_key(&id) {
+            return false;
+        }
+        if let Some(j) = &mut self.journal {
+            j.append(&Op::Deregister {
+                worker: id,
+                reason: reason.clone(),
+                at_ms: now,
+            });
+        }
         let Some(entry) = self.workers.get_mut(&id) else {
             return false;
         };
         entry.info.state = WorkerState::Exited;
         entry.info.exit_reason = Some(reason);
-        entry.info.exited_at_ms = Some(unix_ms());
+        entry.info.exited_at_ms = Some(now);
         entry.instruction = None;
         if self.tasks.worker_gone(id, "gone") > 0 {
             self.wake_idle();
@@ -304,6 +377,16 @@ impl Registry {
                 gone.push(entry.info.id);
             }
         }
+        if let Some(j) = &mut self.journal {
+            for id in &gone {
+                let e = &self.workers[id].info;
+                j.append(&Op::Lost {
+                    worker: *id,
+                    reason: e.exit_reason.clone().unwrap_or_default(),
+                    at_ms: e.exited_at_ms.unwrap_or_default(),
+                });
+            }
+        }
         let requeued: usize = gone
             .iter()
             .map(|id| self.tasks.worker_gone(*id, "lost"))
@@ -330,6 +413,95 @@ impl Registry {
                 } else {
                     e.info.idle_since_ms = None;
                 }
+            }
+        }
+    }
+
+    /// Adds a batch of tasks (see `Engine::submit`).
+    pub(crate) fn submit(&mut self, specs: Vec<TaskSpec>) -> Result<Vec<TaskId>, SubmitError> {
+        let recorded = self.journal.as_ref().map(|_| specs.clone());
+        let ids = self.tasks.submit(specs)?;
+        if let (Some(j), Some(specs)) = (&mut self.journal, recorded) {
+            j.append(&Op::Submit { specs });
+        }
+        self.wake_idle();
+        Ok(ids)
+    }
+
+    /// Records the cores of the pool's largest worker; returns how many
+    /// queued tasks could never run and failed.
+    pub(crate) fn set_max_cores(&mut self, cores: u32) -> usize {
+        if let Some(j) = &mut self.journal {
+            j.append(&Op::MaxCores { cores });
+        }
+        self.tasks.set_max_cores(cores)
+    }
+
+    /// Keeps a journal from now on: every change is appended to it.
+    pub(crate) fn keep_journal(&mut self, journal: Journal) {
+        self.journal = Some(journal);
+    }
+
+    /// The journal's waiter and its last record, when there is a journal:
+    /// an answer goes out once that record is durable.
+    pub(crate) fn journal_mark(&self) -> Option<(Waiter, u64)> {
+        self.journal.as_ref().map(|j| (j.waiter(), j.last()))
+    }
+
+    /// Replays one recorded change, as it was made (its times included).
+    /// Runs before a journal is kept, so nothing is recorded again.
+    pub(crate) fn replay(&mut self, op: Op) {
+        match op {
+            Op::Identity(_) => {}
+            Op::Register { id, request, at_ms } => {
+                self.next_id = id.0.saturating_sub(1).max(self.next_id);
+                let given = self.register_at(request, at_ms);
+                debug_assert_eq!(given, id);
+            }
+            Op::Assign { worker, at_ms } => {
+                self.assign(worker, at_ms);
+            }
+            Op::Complete { worker, done } => {
+                self.complete(worker, done);
+            }
+            Op::Submit { specs } => {
+                if let Err(e) = self.tasks.submit(specs) {
+                    tracing::warn!(error = %e, "a recorded submission no longer applies");
+                }
+            }
+            Op::Cancel { task } => self.cancel_task(task),
+            Op::Draining { worker } => {
+                if let Some(e) = self.workers.get_mut(&worker) {
+                    if e.info.state == WorkerState::Running {
+                        e.info.state = WorkerState::Draining;
+                    }
+                }
+            }
+            Op::Retire { worker, reason } => {
+                self.retire(worker, &reason);
+            }
+            Op::Deregister {
+                worker,
+                reason,
+                at_ms,
+            } => {
+                self.deregister_at(worker, reason, at_ms);
+            }
+            Op::Lost {
+                worker,
+                reason,
+                at_ms,
+            } => {
+                if let Some(e) = self.workers.get_mut(&worker) {
+                    e.info.state = WorkerState::Lost;
+                    e.info.exit_reason = Some(reason);
+                    e.info.exited_at_ms = Some(at_ms);
+                    e.instruction = None;
+                }
+                self.tasks.worker_gone(worker, "lost");
+            }
+            Op::MaxCores { cores } => {
+                self.tasks.set_max_cores(cores);
             }
         }
     }
@@ -420,6 +592,66 @@ mod tests {
             r.next_for(first),
             Some(Instruction::Retire { abandon: true, .. })
         ));
+    }
+
+    fn task(argv: &str) -> TaskSpec {
+        TaskSpec {
+            argv: vec![argv.into()],
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_registry_replayed_from_its_journal_is_the_same_registry() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let mut r = Registry::default();
+        let (journal, _) = Journal::open(&path).unwrap();
+        r.keep_journal(journal);
+        let a = r.register(request(1));
+        let b = r.register(request(2));
+        r.submit((0..6).map(|_| task("true")).collect()).unwrap();
+        let Some(Instruction::Run { tasks }) = r.next_for(a) else {
+            panic!("tasks for a");
+        };
+        assert_eq!(tasks.len(), 4, "a has 4 cores");
+        assert!(matches!(r.next_for(b), Some(Instruction::Run { .. })));
+        let done = |t: &crate::tasks::Assignment| Completion {
+            task: t.task,
+            attempt: t.attempt,
+            output: Default::default(),
+        };
+        assert!(r.complete(a, done(&tasks[0])));
+        r.cancel_task(tasks[1].task);
+        r.deregister(b, "bye".into());
+        r.retire(a, "closing");
+        let (waiter, last) = r.journal_mark().unwrap();
+        waiter.durable(last).await.unwrap();
+
+        let (_, ops) = Journal::open(&path).unwrap();
+        let mut back = Registry::default();
+        for op in ops {
+            back.replay(op);
+        }
+        let strip = |r: &Registry| {
+            r.list()
+                .into_iter()
+                .map(|w| {
+                    (
+                        w.id,
+                        w.state,
+                        w.exit_reason,
+                        w.exited_at_ms,
+                        w.running_tasks,
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(strip(&back), strip(&r));
+        assert_eq!(back.tasks.counts(), r.tasks.counts());
+        assert_eq!(back.tasks.list(None), r.tasks.list(None));
+        // New workers get new ids after a replay, as they would have.
+        assert_eq!(back.register(request(3)), WorkerId(3));
     }
 
     #[test]

@@ -1,0 +1,340 @@
+//! The journal on disk: opened (and checked) once, then appended to by a
+//! writer thread that makes records durable in batches (one `fdatasync`
+//! for every record that arrived while the previous one ran), so that a
+//! busy scheduler pays one sync per batch, not per change.
+//!
+//! A change is acknowledged (its request answered) only once `durable`
+//! says its record is on disk.
+
+use std::fs::File;
+use std::io::{Read as _, Write as _};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+
+use tokio::sync::watch;
+
+use super::frame::{self, FrameError};
+use super::op::Op;
+
+/// Why a journal cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("journal {}: {cause}", .path.display())]
+    Io {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
+    #[error("journal {}: {cause}; nothing was changed in it", .path.display())]
+    Frame { path: PathBuf, cause: FrameError },
+    #[error("journal {}: record {index} is not a drover journal record ({cause}); nothing was changed in it", .path.display())]
+    Record {
+        path: PathBuf,
+        index: usize,
+        cause: String,
+    },
+    #[error("journal {} belongs to uid {owner} or others may write it (mode {mode:o}): another user may have made it to run their tasks as you; use a journal only you own and write", .path.display())]
+    NotOurs {
+        path: PathBuf,
+        owner: u32,
+        mode: u32,
+    },
+    #[error("journal {} was written by drover {found}; this is drover {ours}, which reads only its own journals; nothing was changed in it", .path.display())]
+    Version {
+        path: PathBuf,
+        found: String,
+        ours: String,
+    },
+    #[error("the journal cannot be written ({0}): changes are refused until it can")]
+    Failed(String),
+}
+
+/// What the writer has made durable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Durable {
+    /// Every record up to this sequence number.
+    Upto(u64),
+    /// Writing failed; nothing after the failure is durable.
+    Failed(String),
+}
+
+/// An open journal.
+pub struct Journal {
+    path: PathBuf,
+    next: u64,
+    tx: mpsc::Sender<(u64, Vec<u8>)>,
+    durable: watch::Receiver<Durable>,
+}
+
+/// The version that writes and reads journals.
+pub const DROVER_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> JournalError + '_ {
+    move |cause| JournalError::Io {
+        path: path.to_path_buf(),
+        cause,
+    }
+}
+
+impl Journal {
+    /// Opens `path`: an existing journal is read whole (a torn last record
+    /// is dropped) and its records returned; a missing one is created
+    /// empty. An existing one must be ours and private, of our version.
+    pub fn open(path: &Path) -> Result<(Journal, Vec<Op>), JournalError> {
+        let (file, ops) = match open_existing(path)? {
+            Some(found) => found,
+            None => (create(path)?, Vec::new()),
+        };
+        let (tx, rx) = mpsc::channel::<(u64, Vec<u8>)>();
+        let (durable_tx, durable) = watch::channel(Durable::Upto(0));
+        std::thread::Builder::new()
+            .name("drover-journal".into())
+            .spawn(move || write_loop(file, rx, durable_tx))
+            .map_err(io(path))?;
+        let journal = Journal {
+            path: path.to_path_buf(),
+            next: 0,
+            tx,
+            durable,
+        };
+        Ok((journal, ops))
+    }
+
+    /// Where it is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Queues a record; returns its sequence number, for `durable`.
+    pub fn append(&mut self, op: &Op) -> u64 {
+        self.next += 1;
+        let bytes = serde_json::to_vec(op).expect("ops serialize");
+        // A closed channel means the writer failed; `durable` says so.
+        let _ = self.tx.send((self.next, frame::frame(&bytes)));
+        self.next
+    }
+
+    /// The sequence number of the last record queued.
+    pub fn last(&self) -> u64 {
+        self.next
+    }
+
+    /// A handle that waits for records to be durable.
+    pub fn waiter(&self) -> Waiter {
+        Waiter(self.durable.clone())
+    }
+}
+
+/// Waits until records are durable.
+#[derive(Clone)]
+pub struct Waiter(watch::Receiver<Durable>);
+
+impl Waiter {
+    /// Returns once record `seq` (and every one before it) is on disk.
+    pub async fn durable(&self, seq: u64) -> Result<(), JournalError> {
+        let mut rx = self.0.clone();
+        let state = rx
+            .wait_for(|d| {
+                matches!(d, Durable::Failed(_)) || matches!(d, Durable::Upto(n) if *n >= seq)
+            })
+            .await
+            .map(|d| d.clone())
+            .unwrap_or_else(|_| Durable::Failed("the journal writer stopped".into()));
+        match state {
+            Durable::Upto(_) => Ok(()),
+            Durable::Failed(why) => Err(JournalError::Failed(why)),
+        }
+    }
+
+    /// Returns once writing has failed, with why (never, while it works).
+    pub async fn failure(&self) -> String {
+        let mut rx = self.0.clone();
+        let state = rx
+            .wait_for(|d| matches!(d, Durable::Failed(_)))
+            .await
+            .map(|d| d.clone());
+        match state {
+            Ok(Durable::Failed(why)) => why,
+            _ => "the journal writer stopped".into(),
+        }
+    }
+
+    /// Whether writing has failed.
+    pub fn failed(&self) -> Option<String> {
+        match &*self.0.borrow() {
+            Durable::Failed(why) => Some(why.clone()),
+            Durable::Upto(_) => None,
+        }
+    }
+}
+
+fn write_loop(mut file: File, rx: mpsc::Receiver<(u64, Vec<u8>)>, durable: watch::Sender<Durable>) {
+    while let Ok((mut seq, first)) = rx.recv() {
+        let mut batch = first;
+        while let Ok((s, more)) = rx.try_recv() {
+            batch.extend_from_slice(&more);
+            seq = s;
+        }
+        let written = file.write_all(&batch).and_then(|()| file.sync_data());
+        match written {
+            Ok(()) => durable.send_replace(Durable::Upto(seq)),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot write the journal; refusing changes from now on");
+                durable.send_replace(Durable::Failed(e.to_string()));
+                return;
+            }
+        };
+    }
+}
+
+/// Creates a new journal: private, with its header, synced with its
+/// directory entry.
+fn create(path: &Path) -> Result<File, JournalError> {
+    let mut file = crate::private_file::create(path).map_err(io(path))?;
+    file.write_all(frame::HEADER)
+        .and_then(|()| file.sync_all())
+        .map_err(io(path))?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io(path))?;
+    }
+    Ok(file)
+}
+
+/// Opens and reads an existing journal, if there is one.
+fn open_existing(path: &Path) -> Result<Option<(File, Vec<Op>)>, JournalError> {
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .append(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path);
+    let mut file = match opened {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io(path)(e)),
+    };
+    let meta = file.metadata().map_err(io(path))?;
+    let me = nix::unistd::geteuid().as_raw();
+    if meta.uid() != me || meta.mode() & 0o077 != 0 || !meta.is_file() {
+        return Err(JournalError::NotOurs {
+            path: path.to_path_buf(),
+            owner: meta.uid(),
+            mode: meta.mode() & 0o7777,
+        });
+    }
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).map_err(io(path))?;
+    let read = frame::read(&bytes).map_err(|cause| JournalError::Frame {
+        path: path.to_path_buf(),
+        cause,
+    })?;
+    let mut ops = Vec::with_capacity(read.records.len());
+    for (index, record) in read.records.iter().enumerate() {
+        let op: Op = serde_json::from_slice(record).map_err(|e| JournalError::Record {
+            path: path.to_path_buf(),
+            index,
+            cause: e.to_string(),
+        })?;
+        ops.push(op);
+    }
+    if let Some(Op::Identity(id)) = ops.first() {
+        if id.drover != DROVER_VERSION {
+            return Err(JournalError::Version {
+                path: path.to_path_buf(),
+                found: id.drover.clone(),
+                ours: DROVER_VERSION.into(),
+            });
+        }
+    }
+    if read.torn > 0 {
+        tracing::warn!(
+            journal = %path.display(),
+            bytes = read.torn,
+            "the journal's last record was cut short (a crash while writing): dropping it"
+        );
+        file.set_len(read.valid_len)
+            .and_then(|()| file.sync_all())
+            .map_err(io(path))?;
+    }
+    Ok(Some((file, ops)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::TaskId;
+
+    #[tokio::test]
+    async fn records_are_durable_once_waited_for_and_read_back_on_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let (mut j, ops) = Journal::open(&path).unwrap();
+        assert!(ops.is_empty());
+        let mode = std::fs::metadata(&path).unwrap().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        for t in 1..=100 {
+            j.append(&Op::Cancel { task: TaskId(t) });
+        }
+        j.waiter().durable(j.last()).await.unwrap();
+        drop(j);
+        let (_, ops) = Journal::open(&path).unwrap();
+        assert_eq!(ops.len(), 100);
+        assert_eq!(ops[99], Op::Cancel { task: TaskId(100) });
+    }
+
+    #[tokio::test]
+    async fn a_torn_tail_is_cut_off_and_appending_goes_on_after_the_last_whole_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let (mut j, _) = Journal::open(&path).unwrap();
+        j.append(&Op::Cancel { task: TaskId(1) });
+        j.waiter().durable(1).await.unwrap();
+        drop(j);
+        let whole = std::fs::metadata(&path).unwrap().len();
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        f.write_all(&frame::frame(b"{\"op\":\"cancel\",\"task\":2}")[..10])
+            .unwrap();
+        drop(f);
+        let (mut j, ops) = Journal::open(&path).unwrap();
+        assert_eq!(ops, vec![Op::Cancel { task: TaskId(1) }]);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), whole);
+        j.append(&Op::Cancel { task: TaskId(3) });
+        j.waiter().durable(1).await.unwrap();
+        drop(j);
+        let (_, ops) = Journal::open(&path).unwrap();
+        assert_eq!(ops.len(), 2);
+    }
+
+    #[test]
+    fn a_journal_others_may_write_or_of_another_version_is_refused_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        std::fs::write(&path, frame::HEADER).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o666))
+            .unwrap();
+        let e = Journal::open(&path).err().unwrap();
+        assert!(matches!(e, JournalError::NotOurs { .. }), "{e}");
+        std::fs::remove_file(&path).unwrap();
+        let mut f = crate::private_file::create(&path).unwrap();
+        let id = Op::Identity(super::super::op::Identity {
+            drover: "0.0.1-old".into(),
+            cluster_id: "abcd1234".into(),
+            token: "t".into(),
+            cert_pem: String::new(),
+            key_pem: String::new(),
+            address: "127.0.0.1:1".into(),
+        });
+        f.write_all(frame::HEADER).unwrap();
+        f.write_all(&frame::frame(&serde_json::to_vec(&id).unwrap()))
+            .unwrap();
+        drop(f);
+        let before = std::fs::read(&path).unwrap();
+        let e = Journal::open(&path).err().unwrap();
+        assert!(e.to_string().contains("0.0.1-old"), "{e}");
+        assert_eq!(std::fs::read(&path).unwrap(), before, "nothing changed");
+    }
+}

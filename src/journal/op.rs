@@ -1,0 +1,97 @@
+//! What the journal records: every change to a scheduler's book that a
+//! restart must find again, as the inputs that made it, with the times
+//! they were made at. Replaying them through the same (pure) book in the
+//! same order rebuilds the same state: the tasks, their runs on workers,
+//! their results, and the workers themselves.
+//!
+//! Heartbeats are not recorded: after a restart every worker of the book
+//! gets a fresh silence bound, and those that do not come back are lost
+//! (their tasks requeued) as they would have been without the restart.
+
+use serde::{Deserialize, Serialize};
+
+use crate::protocol::{Completion, RegisterRequest, TaskId, TaskSpec, WorkerId};
+
+/// Who the scheduler is: written first, so that a restart serves the
+/// same workers at the same address with the same credentials. The
+/// journal holds the token and the certificate's key: it is created
+/// private to its owner (0600), like the scheduler file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    /// The drover version that wrote the journal.
+    pub drover: String,
+    pub cluster_id: String,
+    pub token: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+    /// The address it listened on.
+    pub address: String,
+}
+
+/// One recorded change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Op {
+    /// The first record.
+    Identity(Identity),
+    /// A worker registered and was given `id`.
+    Register {
+        id: WorkerId,
+        request: RegisterRequest,
+        at_ms: u64,
+    },
+    /// A worker was handed the ready tasks that fit it.
+    Assign { worker: WorkerId, at_ms: u64 },
+    /// A worker reported a task ended.
+    Complete { worker: WorkerId, done: Completion },
+    /// A batch of tasks was submitted.
+    Submit { specs: Vec<TaskSpec> },
+    /// A task was cancelled.
+    Cancel { task: TaskId },
+    /// A worker said it drains: no more tasks for it.
+    Draining { worker: WorkerId },
+    /// A worker was asked to retire.
+    Retire { worker: WorkerId, reason: String },
+    /// A worker left by its own word.
+    Deregister {
+        worker: WorkerId,
+        reason: String,
+        at_ms: u64,
+    },
+    /// A worker was declared lost (silent, or superseded).
+    Lost {
+        worker: WorkerId,
+        reason: String,
+        at_ms: u64,
+    },
+    /// The pool said how many cores its largest worker has.
+    MaxCores { cores: u32 },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ops_read_back_as_written() {
+        let ops = vec![
+            Op::Submit {
+                specs: vec![TaskSpec {
+                    argv: vec!["echo".into(), "hi".into()],
+                    ..Default::default()
+                }],
+            },
+            Op::Assign {
+                worker: WorkerId(3),
+                at_ms: 17,
+            },
+            Op::Cancel { task: TaskId(1) },
+            Op::MaxCores { cores: 4 },
+        ];
+        for op in ops {
+            let bytes = serde_json::to_vec(&op).unwrap();
+            let back: Op = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(back, op);
+        }
+    }
+}
