@@ -16,7 +16,9 @@
 //! Sizes: `DROVER_BENCH_SIZES` (default 8,32,128,256), rounds:
 //! `DROVER_BENCH_ROUNDS` (default 3); the local Slurm must hold the largest
 //! N at one CPU and 100 MB a job (`slurm/local-cluster up --cpus 128
-//! --memory 140000`). Under `cargo test` it is a smoke run at N=2.
+//! --memory 140000`). Under `cargo test` it is a smoke run at N=2. In each
+//! round the two floors and drover take turns at going first, then
+//! HyperQueue; each starts once Slurm has been quiet for a pass.
 
 mod common;
 
@@ -123,11 +125,7 @@ struct Row {
     drover_cpu: f64,
     hq: Option<(f64, f64)>,
     djq: Option<(f64, f64)>,
-    /// The best floor: the lower of the two floors' medians; where both
-    /// floors submit one array (N within one scheduling pass) they are the
-    /// same procedure, and the median of all their samples together (the
-    /// lower of two medians of one distribution is biased low by Slurm's
-    /// one-second scheduling tick, which alone moves a round by up to 0.5 s).
+    /// The best floor: the lower of the two floors' medians.
     floor: f64,
 }
 
@@ -203,15 +201,25 @@ fn measure(
     let mut cpus = vec![];
     let (mut hq_ups, mut hq_closes) = (vec![], vec![]);
     for round in 1..=rounds {
-        floor.settle();
-        array.push(floor.array(n));
-        floor.settle();
-        paced.push(floor.paced(n));
-        floor.settle();
-        let (up, close, cpu) = drover_run(n, floor.conf(), dir);
-        ups.push(up);
-        closes.push(close);
-        cpus.push(cpu);
+        // The three take turns at going first: what ran before (and how
+        // Slurm's one-second tick falls after it) is the same for each
+        // over the rounds, not always the same for one.
+        for turn in 0..3 {
+            floor.settle();
+            match (turn + round - 1) % 3 {
+                0 => array.push(floor.array(n)),
+                1 => paced.push(floor.paced(n)),
+                _ => {
+                    let (up, close, cpu) = drover_run(n, floor.conf(), dir);
+                    ups.push(up);
+                    closes.push(close);
+                    cpus.push(cpu);
+                }
+            }
+        }
+        let up = ups[round - 1];
+        let close = closes[round - 1];
+        let cpu = cpus[round - 1];
         let mut line = format!(
             "N={n} round {round}: floor array {:.2} s, paced {:.2} s, drover {up:.2} s (close {close:.2} s, CPU {cpu:.2} s)",
             array[round - 1],
@@ -229,10 +237,7 @@ fn measure(
     let djq = (measuring && n <= 32)
         .then(|| dask_jobqueue(n, rounds, floor, dir))
         .flatten();
-    let floor_median = match floor.paced_is_one_array(n) {
-        true => median(array.iter().chain(&paced).copied().collect()),
-        false => median(array.clone()).min(median(paced.clone())),
-    };
+    let floor_median = median(array.clone()).min(median(paced.clone()));
     Row {
         n,
         floor: floor_median,

@@ -147,12 +147,6 @@ impl Floor {
 
     /// Seconds until `n` all run, submitted in arrays one pass deep, each
     /// once the previous one has been through a pass.
-    /// Whether `paced(n)` submits one array, as `array(n)` does: then the
-    /// two floors are one procedure, sampled twice.
-    pub fn paced_is_one_array(&self, n: usize) -> bool {
-        n <= (self.config.pass_size().min(self.config.array_limit()) as usize).max(1)
-    }
-
     pub fn paced(&self, n: usize) -> f64 {
         let chunk = (self.config.pass_size().min(self.config.array_limit()) as usize).max(1);
         let start = Instant::now();
