@@ -181,3 +181,84 @@ fn a_damaged_or_foreign_journal_is_refused_and_left_as_it_is() {
     assert_eq!(std::fs::read(&journal).unwrap(), b"not a journal\n");
     assert!(!dir.path().join("s.json").exists(), "nothing served");
 }
+
+/// A tmpfs of `kib` KiB at `dir`, unmounted when dropped.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(dir: &Path, kib: u32) -> Option<SmallDisk> {
+        std::fs::create_dir_all(dir).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={kib}k,mode=0700")])
+            .arg("tmpfs")
+            .arg(dir)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        ok.then(|| SmallDisk(dir.to_path_buf()))
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[tokio::test]
+async fn a_full_disk_stops_the_scheduler_with_why_and_its_journal_stays_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(disk) = SmallDisk::mount(&dir.path().join("small"), 256) else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "cannot mount a tmpfs (root is needed) for the full-disk case"
+        );
+        eprintln!("SKIPPED: cannot mount a tmpfs here (not root)");
+        return;
+    };
+    let journal = disk.0.join("j");
+    let args = ["--journal", journal.to_str().unwrap()];
+    let (mut scheduler, file) = scheduler_process(dir.path(), &args).await;
+    // Tasks with 4 KiB of arguments each, 16 at a time, until the disk is full.
+    let batch: Vec<TaskSpec> = (0..16)
+        .map(|_| TaskSpec {
+            argv: vec!["echo".into(), "x".repeat(4096)],
+            ..Default::default()
+        })
+        .collect();
+    let submitter = client(&file);
+    let mut acknowledged = 0;
+    let refusal = loop {
+        match submitter.submit(&batch).await {
+            Ok(ids) => acknowledged += ids.len(),
+            Err(e) => break e.to_string(),
+        }
+        assert!(acknowledged < 100_000, "the disk never filled");
+    };
+    assert!(
+        refusal.contains("journal cannot be written") && refusal.contains("No space left"),
+        "the refusal says why: {refusal}"
+    );
+    // It stops by itself, exit 1, with why.
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = scheduler.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "still running");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(status.code(), Some(1));
+    // The journal reads back, with every acknowledged submission, once
+    // there is room (a copy on the ordinary disk). Submissions went one at
+    // a time, so the refused one's record is the one cut short, and
+    // dropped: exactly the acknowledged ones come back.
+    let roomy = dir.path().join("roomy.journal");
+    std::fs::copy(&journal, &roomy).unwrap();
+    drop(disk);
+    std::fs::remove_file(&file).unwrap();
+    let args = ["--journal", roomy.to_str().unwrap()];
+    let (_again, file) = scheduler_process(dir.path(), &args).await;
+    let counts = client(&file).tasks(None, true).await.unwrap().counts;
+    assert_eq!(counts.unfinished(), acknowledged, "{counts:?}");
+}

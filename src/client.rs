@@ -261,19 +261,22 @@ impl SchedulerClient {
 
     /// Heartbeats and waits up to `wait` for an instruction.
     pub async fn poll(&self, id: WorkerId, wait: Duration) -> Result<Instruction, ClientError> {
-        self.poll_draining(id, wait, false).await
+        self.poll_draining(id, wait, false, None).await
     }
 
-    /// Like `poll`; with `draining`, the worker takes no more tasks.
+    /// Like `poll`; with `draining`, the worker takes no more tasks;
+    /// `holding` lists the runs it holds (see `PollQuery`).
     pub async fn poll_draining(
         &self,
         id: WorkerId,
         wait: Duration,
         draining: bool,
+        holding: Option<&[crate::protocol::TaskRun]>,
     ) -> Result<Instruction, ClientError> {
         let query = PollQuery {
             wait_ms: Some(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX)),
             draining,
+            holding: holding.map(crate::protocol::runs_text),
         };
         let path = paths::worker(paths::POLL, id);
         self.get(&path, &query, Some(id), wait + REQUEST_SLACK)

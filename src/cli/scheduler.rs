@@ -78,6 +78,9 @@ pub async fn run(config: Option<PathBuf>, args: SchedulerArgs) -> CliResult {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",
         failure = scheduler.journal_failed() => {
+            // The requests it failed are answered first (503, with why);
+            // every change meanwhile is refused the same way.
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             scheduler.stop();
             return Err(super::error::CliError::failure(format!(
                 "the journal cannot be written ({failure}): stopped; start again with the same --journal once there is room, and it continues from the last change it acknowledged"

@@ -66,6 +66,12 @@ pub enum Op {
     },
     /// The pool said how many cores its largest worker has.
     MaxCores { cores: u32 },
+    /// After a restart, a worker said which of its runs it holds; the
+    /// others were requeued.
+    Confirm {
+        worker: WorkerId,
+        held: Vec<crate::protocol::TaskRun>,
+    },
 }
 
 #[cfg(test)]

@@ -22,8 +22,9 @@ pub use tasks::{
     TaskListQuery, TaskOutput, TaskSpec, TaskState, TASK_PAGE, TASK_PAGE_BYTES,
 };
 pub use worker::{
-    DeregisterRequest, Instruction, PollQuery, RegisterRequest, RegisterResponse,
-    RetireAllResponse, RetireRequest, SlurmPlacement, TaskRun, WorkerInfo, WorkerState,
+    parse_runs, runs_text, DeregisterRequest, Instruction, PollQuery, RegisterRequest,
+    RegisterResponse, RetireAllResponse, RetireRequest, SlurmPlacement, TaskRun, WorkerInfo,
+    WorkerState, MAX_HELD_RUNS,
 };
 
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -88,7 +88,7 @@ pub struct RegisterResponse {
 
 /// The query of a poll: how long the worker is willing to wait, and whether
 /// it takes tasks.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PollQuery {
     /// The longest the scheduler may hold the poll (at most one heartbeat
     /// interval).
@@ -97,6 +97,46 @@ pub struct PollQuery {
     /// The worker drains: it takes no more tasks.
     #[serde(default)]
     pub draining: bool,
+    /// The runs the worker holds: running, or ended and not yet reported
+    /// (`TASK.ATTEMPT,...`, see `runs_text`). A scheduler restarted from
+    /// its journal compares them with what it handed the worker: a run it
+    /// handed out whose answer never arrived (it died first) is requeued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holding: Option<String>,
+}
+
+/// The most runs a poll's `holding` is read for (a worker has at most as
+/// many runs as cores, and cores are bounded far below this).
+pub const MAX_HELD_RUNS: usize = 4096;
+
+/// `runs` as a poll's `holding`.
+pub fn runs_text(runs: &[TaskRun]) -> String {
+    runs.iter()
+        .map(|r| format!("{}.{}", r.task.0, r.attempt))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// A poll's `holding` read back; `None` if any part is not `TASK.ATTEMPT`
+/// or there are more than `MAX_HELD_RUNS`.
+pub fn parse_runs(text: &str) -> Option<Vec<TaskRun>> {
+    if text.is_empty() {
+        return Some(Vec::new());
+    }
+    let parts: Vec<&str> = text.split(',').take(MAX_HELD_RUNS + 1).collect();
+    if parts.len() > MAX_HELD_RUNS {
+        return None;
+    }
+    parts
+        .into_iter()
+        .map(|p| {
+            let (task, attempt) = p.split_once('.')?;
+            Some(TaskRun {
+                task: TaskId(task.parse().ok()?),
+                attempt: attempt.parse().ok()?,
+            })
+        })
+        .collect()
 }
 
 /// What the scheduler tells a polling worker.
@@ -273,9 +313,30 @@ mod tests {
         let q = PollQuery {
             wait_ms: Some(500),
             draining: true,
+            holding: None,
         };
-        let text = serde_urlencoded::to_string(q).unwrap();
+        let text = serde_urlencoded::to_string(&q).unwrap();
         assert_eq!(text, "wait_ms=500&draining=true");
         assert_eq!(serde_urlencoded::from_str::<PollQuery>(&text).unwrap(), q);
+        let runs = vec![
+            TaskRun {
+                task: TaskId(12),
+                attempt: 1,
+            },
+            TaskRun {
+                task: TaskId(7),
+                attempt: 3,
+            },
+        ];
+        let held = PollQuery {
+            holding: Some(runs_text(&runs)),
+            ..q
+        };
+        let text = serde_urlencoded::to_string(&held).unwrap();
+        let back = serde_urlencoded::from_str::<PollQuery>(&text).unwrap();
+        assert_eq!(parse_runs(back.holding.as_deref().unwrap()), Some(runs));
+        assert_eq!(parse_runs(""), Some(vec![]));
+        assert_eq!(parse_runs("1.1,x"), None);
+        assert_eq!(parse_runs(&vec!["1.1"; MAX_HELD_RUNS + 1].join(",")), None);
     }
 }

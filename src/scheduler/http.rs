@@ -143,7 +143,7 @@ async fn poll(
     Query(q): Query<PollQuery>,
 ) -> Result<Response, StatusCode> {
     let id = WorkerId(id);
-    let start = shared.registry().poll(id, q.draining);
+    let start = shared.registry().poll(id, q.draining, q.holding.as_deref());
     let wake = match start {
         None => return Err(StatusCode::NOT_FOUND),
         Some(PollStart::Now(i)) => return Ok(Json(i).into_response()),

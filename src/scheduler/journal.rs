@@ -124,6 +124,7 @@ impl Opened {
         for op in ops {
             registry.replay(op);
         }
+        registry.expect_confirmations();
         if records > 0 {
             let counts = registry.tasks.counts();
             tracing::info!(

@@ -28,6 +28,9 @@ struct Entry {
     instruction: Option<Instruction>,
     /// Runs of cancelled tasks it must kill, told once.
     cancels: Vec<TaskRun>,
+    /// Restored from the journal with runs handed out: its first poll
+    /// says which it holds, and the others are requeued.
+    unconfirmed: bool,
 }
 
 /// Tasks handed to a worker, and when.
@@ -118,6 +121,7 @@ impl Registry {
                 wake: Arc::new(Notify::new()),
                 instruction: None,
                 cancels: Vec::new(),
+                unconfirmed: false,
             },
         );
         if let Some(old) = holder {
@@ -158,7 +162,18 @@ impl Registry {
     /// Records a heartbeat and says whether to answer now or wait. `None`
     /// for an unknown worker. A worker that says it drains is given no more
     /// tasks.
-    pub(crate) fn poll(&mut self, id: WorkerId, draining: bool) -> Option<PollStart> {
+    pub(crate) fn poll(
+        &mut self,
+        id: WorkerId,
+        draining: bool,
+        holding: Option<&str>,
+    ) -> Option<PollStart> {
+        let entry = self.workers.get_mut(&id)?;
+        if std::mem::take(&mut entry.unconfirmed) {
+            if let Some(held) = holding.and_then(crate::protocol::parse_runs) {
+                self.confirm(id, held);
+            }
+        }
         let entry = self.workers.get_mut(&id)?;
         entry.last_seen = Instant::now();
         entry.info.last_heartbeat_ms = unix_ms();
@@ -437,6 +452,26 @@ impl Registry {
         self.tasks.set_max_cores(cores)
     }
 
+    /// Requeues the runs worker `id` was handed but does not hold.
+    fn confirm(&mut self, id: WorkerId, held: Vec<TaskRun>) {
+        let requeued = self.tasks.runs_not_held(id, &held);
+        if let Some(j) = &mut self.journal {
+            j.append(&Op::Confirm { worker: id, held });
+        }
+        if requeued > 0 {
+            tracing::info!(worker = %id, requeued, "tasks handed out before the restart never reached the worker: requeued");
+            self.wake_idle();
+        }
+    }
+
+    /// After a replay: every live worker with runs handed out must say, at
+    /// its first poll, which it holds.
+    pub(crate) fn expect_confirmations(&mut self) {
+        for (id, e) in &mut self.workers {
+            e.unconfirmed = e.info.state.is_live() && self.tasks.running_on(*id) > 0;
+        }
+    }
+
     /// Keeps a journal from now on: every change is appended to it.
     pub(crate) fn keep_journal(&mut self, journal: Journal) {
         self.journal = Some(journal);
@@ -502,6 +537,9 @@ impl Registry {
             }
             Op::MaxCores { cores } => {
                 self.tasks.set_max_cores(cores);
+            }
+            Op::Confirm { worker, held } => {
+                self.tasks.runs_not_held(worker, &held);
             }
         }
     }
@@ -652,6 +690,44 @@ mod tests {
         assert_eq!(back.tasks.list(None), r.tasks.list(None));
         // New workers get new ids after a replay, as they would have.
         assert_eq!(back.register(request(3)), WorkerId(3));
+    }
+
+    #[tokio::test]
+    async fn after_a_restart_runs_a_worker_never_received_are_requeued_at_its_first_poll() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let mut r = Registry::default();
+        r.keep_journal(Journal::open(&path).unwrap().0);
+        let w = r.register(request(1));
+        r.submit(vec![task("a"), task("b")]).unwrap();
+        // The scheduler handed out both, then died before the answer left.
+        let Some(Instruction::Run { tasks }) = r.next_for(w) else {
+            panic!("tasks");
+        };
+        let (waiter, last) = r.journal_mark().unwrap();
+        waiter.durable(last).await.unwrap();
+        let mut back = Registry::default();
+        for op in Journal::open(&path).unwrap().1 {
+            back.replay(op);
+        }
+        back.expect_confirmations();
+        assert_eq!(back.tasks.running_on(w), 2);
+        // Its first poll after the restart says it holds only the first
+        // (the answer with both had reached it before: say so for one).
+        let held = crate::protocol::runs_text(&[TaskRun {
+            task: tasks[0].task,
+            attempt: tasks[0].attempt,
+        }]);
+        let start = back.poll(w, false, Some(&held)).unwrap();
+        let PollStart::Now(Instruction::Run { tasks: again }) = start else {
+            panic!("the unheld task comes back to it");
+        };
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].task, tasks[1].task);
+        assert_eq!(again[0].attempt, tasks[1].attempt + 1, "a new run");
+        // Confirmation happens once: a later poll changes nothing.
+        assert!(back.poll(w, false, Some("")).is_some());
+        assert_eq!(back.tasks.running_on(w), 2);
     }
 
     #[test]

@@ -4,86 +4,12 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+pub use super::error::SubmitError;
 use super::outputs::{self, Outputs};
-use crate::exit::{ExitStatus, USAGE};
 use crate::protocol::{
     Assignment, Completion, Dep, TaskCounts, TaskId, TaskInfo, TaskSpec, TaskState, WorkerId,
     TASK_PAGE, TASK_PAGE_BYTES,
 };
-
-/// A batch of tasks refused whole, and why.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SubmitError {
-    /// A task has no program.
-    #[error("task {0} has an empty command")]
-    EmptyCommand(String),
-    /// A task asks for no cores.
-    #[error("task {0} asks for 0 cores; it needs at least 1")]
-    NoCores(String),
-    /// Two tasks of the batch share a name.
-    #[error("two tasks are named `{0}`; names must be unique")]
-    DuplicateName(String),
-    /// A task names a dependency that is not in the batch.
-    #[error("task {task} depends on `{name}`, which is not in this submission")]
-    UnknownName {
-        /// The task.
-        task: String,
-        /// The name it gave.
-        name: String,
-    },
-    /// A task names a task id that does not exist.
-    #[error("task {task} depends on {id}, which does not exist")]
-    UnknownId {
-        /// The task.
-        task: String,
-        /// The id it gave.
-        id: TaskId,
-    },
-    /// A task depends on itself.
-    #[error("task {0} depends on itself")]
-    SelfDependency(String),
-    /// The batch's dependencies form a cycle.
-    #[error("the dependencies form a cycle")]
-    Cycle,
-    /// A number is outside what drover accepts.
-    #[error("task {task}: {field} = {value} is out of range; accepted: {accepted}")]
-    OutOfRange {
-        /// The task.
-        task: String,
-        /// The field.
-        field: &'static str,
-        /// The value given.
-        value: u64,
-        /// What is accepted.
-        accepted: String,
-    },
-    /// A task asks for more cores than any worker of the pool has.
-    #[error("task {task} asks for {cores} cores, but the pool's workers have {max}; no worker could ever run it")]
-    TooManyCores {
-        /// The task.
-        task: String,
-        /// Cores asked for.
-        cores: u32,
-        /// Cores of the pool's largest worker.
-        max: u32,
-    },
-}
-
-impl ExitStatus for SubmitError {
-    fn exit_code(&self) -> u8 {
-        match self {
-            SubmitError::EmptyCommand(_)
-            | SubmitError::NoCores(_)
-            | SubmitError::DuplicateName(_)
-            | SubmitError::UnknownName { .. }
-            | SubmitError::UnknownId { .. }
-            | SubmitError::SelfDependency(_)
-            | SubmitError::Cycle
-            | SubmitError::OutOfRange { .. }
-            | SubmitError::TooManyCores { .. } => USAGE,
-        }
-    }
-}
 
 /// How many times a task goes back to the queue because its worker was
 /// lost, on top of its own retry budget.
@@ -500,24 +426,57 @@ impl Engine {
         let Some((_, running)) = self.busy.remove(&worker) else {
             return 0;
         };
+        running
+            .into_iter()
+            .filter(|id| self.run_lost(*id, worker, why))
+            .count()
+    }
+
+    /// Takes back the runs `worker` was handed but does not hold (`held`:
+    /// what it says it runs, or has ended and not yet reported): after a
+    /// restart from the journal, an answer that handed them out may never
+    /// have reached it. Returns how many were requeued.
+    pub fn runs_not_held(&mut self, worker: WorkerId, held: &[crate::protocol::TaskRun]) -> usize {
+        let Some((_, running)) = self.busy.get(&worker) else {
+            return 0;
+        };
+        let missing: Vec<TaskId> = running
+            .iter()
+            .copied()
+            .filter(|id| {
+                let attempt = self.get(*id).map(|t| t.attempts).unwrap_or_default();
+                !held.iter().any(|r| r.task == *id && r.attempt == attempt)
+            })
+            .collect();
+        let why = "restarted without its answer reaching the worker";
         let mut requeued = 0;
-        for id in running {
-            let t = self.get_mut(id).expect("exists");
-            if t.state != TaskState::Running {
-                continue;
-            }
-            t.lost = t.lost.saturating_add(1);
-            if t.lost <= LOST_WORKER_RETRIES.saturating_add(t.spec.retries) {
-                t.state = TaskState::Ready;
-                t.reason = Some(format!("its worker {worker} was {why}; running it again"));
-                self.ready.insert(id);
+        for id in missing {
+            self.release(worker, id);
+            if self.run_lost(id, worker, why) {
                 requeued += 1;
-            } else {
-                let msg = format!("its worker was {why}, {} times", t.lost);
-                self.fail(id, msg);
             }
         }
         requeued
+    }
+
+    /// A running task's run is lost with its worker: back to the queue
+    /// while its budget lasts (`true`), else failed.
+    fn run_lost(&mut self, id: TaskId, worker: WorkerId, why: &str) -> bool {
+        let t = self.get_mut(id).expect("exists");
+        if t.state != TaskState::Running {
+            return false;
+        }
+        t.lost = t.lost.saturating_add(1);
+        if t.lost <= LOST_WORKER_RETRIES.saturating_add(t.spec.retries) {
+            t.state = TaskState::Ready;
+            t.reason = Some(format!("its worker {worker} was {why}; running it again"));
+            self.ready.insert(id);
+            true
+        } else {
+            let msg = format!("its worker was {why}, {} times", t.lost);
+            self.fail(id, msg);
+            false
+        }
     }
 
     /// Cancels `id` (if not over) and fails what depends on it. A running
@@ -705,6 +664,7 @@ fn check_acyclic(first: u64, deps: &[Vec<TaskId>]) -> Result<(), SubmitError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exit::{ExitStatus, USAGE};
     use crate::protocol::TaskOutput;
 
     fn spec(name: &str, argv: &[&str], deps: &[&str]) -> TaskSpec {

@@ -5,6 +5,7 @@
 //! themselves are part of the wire protocol (`protocol`), re-exported here.
 
 mod engine;
+mod error;
 pub mod graph;
 pub mod outputs;
 pub mod runner;

@@ -215,8 +215,9 @@ impl Agent {
     ) -> Event {
         let draining = matches!(phase, Phase::Draining(_));
         let finished = work.finished.clone();
+        let holding = work.held();
         tokio::select! {
-            answer = self.request(link, draining) => Event::Answer(answer),
+            answer = self.request(link, draining, holding) => Event::Answer(answer),
             _ = finished.notified(), if draining => Event::TaskEnded,
             s = signals.recv() => Event::Signal(s),
             _ = until(clock.drain_at), if !draining => Event::DrainTime,
@@ -226,7 +227,12 @@ impl Agent {
     }
 
     /// The next request: registration, or a poll (the heartbeat).
-    async fn request(&self, link: &Link, draining: bool) -> Result<Answer, ClientError> {
+    async fn request(
+        &self,
+        link: &Link,
+        draining: bool,
+        holding: Vec<crate::protocol::TaskRun>,
+    ) -> Result<Answer, ClientError> {
         tokio::time::sleep(link.pause).await;
         match link.id {
             None => self
@@ -236,7 +242,7 @@ impl Agent {
                 .map(Answer::Registered),
             Some((id, interval)) => self
                 .client
-                .poll_draining(id, interval, draining)
+                .poll_draining(id, interval, draining, Some(&holding))
                 .await
                 .map(Answer::Told),
         }

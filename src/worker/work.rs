@@ -33,6 +33,10 @@ pub(super) struct Work {
     reports: mpsc::UnboundedSender<(WorkerId, Completion)>,
     /// Reports sent to the reporter and not yet delivered.
     unreported: Arc<AtomicUsize>,
+    /// Runs held: running, or ended with their report not yet delivered.
+    /// Every poll lists them, so that a scheduler restarted from its
+    /// journal can tell a run it handed out from one that arrived.
+    held: Held,
     /// Notified whenever a task ends.
     pub finished: Arc<Notify>,
     /// Set when the agent itself is being stopped.
@@ -44,6 +48,9 @@ pub(super) struct Work {
     /// still reports how.
     stopping: tokio::sync::watch::Sender<bool>,
 }
+
+/// The runs a worker holds.
+type Held = Arc<Mutex<std::collections::BTreeSet<(u64, u32)>>>;
 
 /// Delivers task reports, retrying while the scheduler is briefly away.
 /// A report the scheduler refuses (too large, malformed) is replaced by a
@@ -109,19 +116,28 @@ async fn reporter(
     death: Duration,
     mut rx: mpsc::UnboundedReceiver<(WorkerId, Completion)>,
     pending: Arc<AtomicUsize>,
+    held: Held,
 ) {
+    let delivered = |batch: &[Completion]| {
+        let mut held = held.lock();
+        for c in batch {
+            held.remove(&(c.task.0, c.attempt));
+        }
+        pending.fetch_sub(batch.len(), Ordering::SeqCst);
+    };
     while let Some((id, first)) = rx.recv().await {
         let mut batch = vec![first];
         while let Ok((other, done)) = rx.try_recv() {
             if other == id {
                 batch.push(done);
             } else {
-                report(&client, other, &[done], death).await;
-                pending.fetch_sub(1, Ordering::SeqCst);
+                let one = [done];
+                report(&client, other, &one, death).await;
+                delivered(&one);
             }
         }
         report(&client, id, &batch, death).await;
-        pending.fetch_sub(batch.len(), Ordering::SeqCst);
+        delivered(&batch);
     }
 }
 
@@ -129,11 +145,19 @@ impl Work {
     pub fn new(client: SchedulerClient, death: Duration) -> Work {
         let (tx, rx) = mpsc::unbounded_channel();
         let unreported = Arc::new(AtomicUsize::new(0));
-        tokio::spawn(reporter(client, death, rx, unreported.clone()));
+        let held = Held::default();
+        tokio::spawn(reporter(
+            client,
+            death,
+            rx,
+            unreported.clone(),
+            held.clone(),
+        ));
         Work {
             runners: tokio::task::JoinSet::new(),
             reports: tx,
             unreported,
+            held,
             finished: Arc::new(Notify::new()),
             terminating: Arc::new(AtomicBool::new(false)),
             kills: Arc::default(),
@@ -155,6 +179,8 @@ impl Work {
             };
             let kill = Arc::new(Notify::new());
             self.kills.lock().insert(run, kill.clone());
+            self.held.lock().insert((run.task.0, run.attempt));
+            let held = self.held.clone();
             let kills = self.kills.clone();
             let mut stopping = self.stopping.subscribe();
             tracing::debug!(task = %a.task, attempt = a.attempt, argv = ?a.argv, "running task");
@@ -174,6 +200,7 @@ impl Work {
                         tokio::time::sleep(SIGNAL_GRACE).await;
                     }
                     if terminating.load(Ordering::SeqCst) {
+                        held.lock().remove(&(run.task.0, run.attempt));
                         return; // the job is going: the scheduler requeues the task
                     }
                 }
@@ -185,6 +212,7 @@ impl Work {
                 };
                 if reports.send((worker, done)).is_err() {
                     unreported.fetch_sub(1, Ordering::SeqCst);
+                    held.lock().remove(&(run.task.0, run.attempt));
                 }
                 finished.notify_one();
             });
@@ -203,6 +231,18 @@ impl Work {
         }
     }
 
+    /// The runs it holds: running, or ended and not yet reported.
+    pub fn held(&self) -> Vec<TaskRun> {
+        self.held
+            .lock()
+            .iter()
+            .map(|&(task, attempt)| TaskRun {
+                task: crate::protocol::TaskId(task),
+                attempt,
+            })
+            .collect()
+    }
+
     /// How many tasks still run.
     pub fn running(&mut self) -> usize {
         while self.runners.try_join_next().is_some() {}
@@ -213,6 +253,7 @@ impl Work {
     /// already given them to other workers.
     pub fn abandon(&mut self) {
         self.runners.abort_all();
+        self.held.lock().clear();
     }
 
     /// Stops for good: kills the tasks still running and waits until they
