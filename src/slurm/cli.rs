@@ -271,8 +271,8 @@ impl Slurm for SlurmCli {
         match squeue_fields::parse(&out) {
             Ok(jobs) => return Ok(jobs),
             Err(Unreadable::Malformed(e)) => return Err(e),
-            Err(Unreadable::ArrayWithoutTasks(line)) => {
-                tracing::debug!(%line, "an array record without tasks: listing with --json");
+            Err(Unreadable::Ambiguous(line)) => {
+                tracing::debug!(%line, "a record squeue -O cannot tell apart: listing with --json");
             }
         }
         // `squeue --json` in Slurm 22.05 ignores `-n`: the name is applied
