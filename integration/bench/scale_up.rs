@@ -125,8 +125,6 @@ struct Row {
     drover_cpu: f64,
     hq: Option<(f64, f64)>,
     djq: Option<(f64, f64)>,
-    /// The best floor: the lower of the two floors' medians.
-    floor: f64,
 }
 
 fn secs(v: Option<f64>) -> String {
@@ -134,8 +132,9 @@ fn secs(v: Option<f64>) -> String {
 }
 
 impl Row {
+    /// The best floor: the lower of the two floors' medians.
     fn best_floor(&self) -> f64 {
-        self.floor
+        self.array.min(self.paced)
     }
 
     fn markdown(&self) -> String {
@@ -144,7 +143,7 @@ impl Row {
             self.n,
             self.array,
             self.paced,
-            self.floor,
+            self.best_floor(),
             self.drover,
             self.drover / self.best_floor(),
             secs(self.hq.map(|h| h.0)),
@@ -237,10 +236,8 @@ fn measure(
     let djq = (measuring && n <= 32)
         .then(|| dask_jobqueue(n, rounds, floor, dir))
         .flatten();
-    let floor_median = median(array.clone()).min(median(paced.clone()));
     Row {
         n,
-        floor: floor_median,
         array: median(array),
         paced: median(paced),
         drover: median(ups),

@@ -158,14 +158,6 @@ impl Waiter {
             _ => "the journal writer stopped".into(),
         }
     }
-
-    /// Whether writing has failed.
-    pub fn failed(&self) -> Option<String> {
-        match &*self.0.borrow() {
-            Durable::Failed(why) => Some(why.clone()),
-            Durable::Upto(_) => None,
-        }
-    }
 }
 
 fn write_loop(mut file: File, rx: mpsc::Receiver<(u64, Vec<u8>)>, durable: watch::Sender<Durable>) {
