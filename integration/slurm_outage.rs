@@ -15,6 +15,7 @@ use common::{
     until,
 };
 use drover::cluster::SlurmCluster;
+use drover::protocol::WorkerState;
 use drover::slurm::{JobRef, JobState, SlurmCli};
 use drover::tasks::{TaskSpec, TaskState};
 
@@ -173,13 +174,18 @@ fn any_log(dir: &std::path::Path) -> bool {
 
 /// What Slurm did with the pool's first jobs after a staged crash.
 struct CrashOutcome {
-    /// Some job's script started twice under the same job id: Slurm ran it
-    /// again, the case under test.
+    /// Some array task's script started twice: Slurm ran it again, the
+    /// case under test. Keyed by array and task, not by job id: a
+    /// controller restarted from a state older than the tasks' start gives
+    /// their job ids out again (CI saw 65 to 67 reused by the next array).
     rerun: bool,
-    /// Jobs Slurm itself ended badly (FAILED, NODE_FAIL, ...; not jobs
-    /// drover cancelled or lost sight of), each of which the pool had to
-    /// replace.
-    failed_by_slurm: u64,
+    /// Jobs the pool had to replace because of what Slurm did: it ended
+    /// them badly (FAILED, NODE_FAIL, ...; not jobs drover cancelled or
+    /// lost sight of), or it killed their first agents and held the jobs
+    /// back (requeued, pending with `BeginTime`) past the heartbeat bound,
+    /// so that every worker was lost and the pool cancelled and replaced
+    /// them (seen in CI).
+    replaced: u64,
 }
 
 /// One staged crash. The pool's 4 jobs may start only 8 s after they are
@@ -192,15 +198,17 @@ struct CrashOutcome {
 /// and so is a relaunch that fails: on a loaded machine Slurm relaunched
 /// the jobs a second after killing the orphans, and slurmctld logged
 /// "Killing non-startable batch JobId=55: Job credential revoked", each
-/// job FAILED with exit code 1. The pool must hold either way, replacing
-/// exactly the jobs Slurm ended and submitting nothing else.
+/// job FAILED with exit code 1; in CI it requeued them pending with
+/// `BeginTime` instead, and the pool replaced them once their first agents
+/// were lost. The pool must hold either way, replacing exactly those jobs
+/// and submitting nothing else.
 async fn crash_as_jobs_start(slurm: SlurmCli) -> (SlurmCluster, tempfile::TempDir, CrashOutcome) {
     let logs = log_dir();
     let starts = logs.path().join("starts");
     let spec = test_job("drover-rerun", 1, logs.path())
         .job_extra_directives(vec!["--begin=now+8".to_string()])
         .job_script_prologue(vec![format!(
-            "echo \"$SLURM_JOB_ID\" >> {}",
+            "echo \"${{SLURM_ARRAY_JOB_ID:-$SLURM_JOB_ID}}_${{SLURM_ARRAY_TASK_ID:-}}\" >> {}",
             starts.display()
         )])
         .build()
@@ -271,27 +279,30 @@ async fn crash_as_jobs_start(slurm: SlurmCli) -> (SlurmCluster, tempfile::TempDi
     }
     let rerun = per_job.values().any(|&n| n > 1);
     let status = cluster.status();
-    let failed_by_slurm = status
+    let replaced = status
         .jobs
         .iter()
-        .filter(|j| j.state.is_failure() && j.state != JobState::Vanished)
+        .filter(|j| {
+            let failed = j.state.is_failure() && j.state != JobState::Vanished;
+            let lost =
+                !j.workers.is_empty() && j.workers.iter().all(|w| w.state == WorkerState::Lost);
+            failed || (lost && !j.state.is_active())
+        })
         .count() as u64;
     eprintln!(
-        "controller crash as jobs started: script starts per job {per_job:?}, \
-         {superseded} agents superseded, {failed_by_slurm} jobs failed by Slurm"
+        "controller crash as jobs started: script starts per array task {per_job:?}, \
+         {superseded} agents superseded, {replaced} jobs replaced after Slurm ended them \
+         or their agents"
     );
     assert_eq!(status.registered, 4, "each worker counted once: {status:?}");
     let live_jobs = status.jobs.iter().filter(|j| j.state.is_active()).count();
     assert_eq!(live_jobs, 4, "the pool holds 4 jobs: {status:?}");
     assert_eq!(
         status.submitted,
-        4 + failed_by_slurm,
+        4 + replaced,
         "no job submitted that the target did not need: {status:?}"
     );
-    let outcome = CrashOutcome {
-        rerun,
-        failed_by_slurm,
-    };
+    let outcome = CrashOutcome { rerun, replaced };
     (cluster, logs, outcome)
 }
 
@@ -305,9 +316,9 @@ async fn a_controller_crash_as_jobs_start_has_their_scripts_rerun_and_the_pool_h
         let (cluster, _logs, outcome) = crash_as_jobs_start(slurm.clone()).await;
         if !outcome.rerun {
             eprintln!(
-                "attempt {attempt}: Slurm ran no script again ({} jobs failed by it, \
-                 replaced); staging again",
-                outcome.failed_by_slurm
+                "attempt {attempt}: Slurm ran no script again ({} jobs replaced); \
+                 staging again",
+                outcome.replaced
             );
             cluster.close().await.unwrap();
             common::controller_state_saved().await;

@@ -367,8 +367,14 @@ impl Books {
     /// one of its workers still heartbeats: then it runs, whatever Slurm
     /// (perhaps a controller that lost its state) says.
     fn observe(&mut self, listing: &[JobInfo], workers: &[WorkerInfo], now: Instant) {
+        let expected = self
+            .jobs
+            .values()
+            .filter(|r| matches!(r.job, JobRef::Job(_)) || r.state.is_active())
+            .map(|r| r.job);
+        let listing = super::listing::as_submitted(listing, expected);
         let mut seen = HashSet::new();
-        for info in listing {
+        for info in listing.iter() {
             seen.insert(info.job);
             let r = self
                 .jobs
@@ -673,6 +679,25 @@ mod tests {
         s.submitted((1..=4).map(job), now);
         let listing: Vec<JobInfo> = (1..=4).map(|n| info(n, JobState::Pending)).collect();
         assert_eq!(s.reconcile(Some(&listing), &[], now).submit, 0);
+    }
+
+    #[test]
+    fn an_array_listed_as_one_plain_record_keeps_its_tasks() {
+        // As after a controller restart in CI: array 64's tasks, listed as
+        // one pending record with the array's id and no task.
+        let mut s = books();
+        s.target_jobs = 4;
+        let t0 = Instant::now();
+        let tasks = (0..4).map(|task| JobRef::Task {
+            array: JobId::new(64),
+            task,
+        });
+        s.submitted(tasks, t0);
+        let later = t0 + Duration::from_secs(60);
+        let plan = s.reconcile(Some(&[info(64, JobState::Pending)]), &[], later);
+        assert_eq!(plan, Plan::default(), "nothing submitted or cancelled");
+        assert_eq!(s.jobs.len(), 4, "no job adopted: {:?}", s.jobs.keys());
+        assert!(s.jobs.values().all(|r| r.state == JobState::Pending));
     }
 
     #[test]

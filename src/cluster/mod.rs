@@ -1,7 +1,8 @@
 //! `SlurmCluster`: a pool of worker jobs on Slurm that a driver scales up
 //! and down. The handle (`handle`) starts an embedded scheduler and a
 //! reconcile loop (`pool`): each round looks at Slurm and the scheduler,
-//! lets the books (`books`, pure) and the adaptive policy (`adapt`, pure)
+//! lets the books (`books`, pure, reading Slurm's listing
+//! through `listing`) and the adaptive policy (`adapt`, pure)
 //! decide, and acts: submitting (`submit`: job arrays where it can, paced
 //! to Slurm's scheduling passes by `pace`),
 //! cancelling, retiring. `close` ends every job however the pool ends;
@@ -13,6 +14,7 @@ mod close;
 mod dask_pool;
 mod error;
 mod handle;
+mod listing;
 mod network;
 mod options;
 mod pace;
