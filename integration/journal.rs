@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use common::process::{scheduler_process, KillOnDrop};
 use drover::client::SchedulerClient;
 use drover::protocol::SchedulerFile;
-use drover::tasks::{TaskSpec, TaskState};
+use drover::tasks::TaskSpec;
 
 fn client(file: &Path) -> SchedulerClient {
     SchedulerClient::from_file(&SchedulerFile::read(file).unwrap())
@@ -41,83 +41,111 @@ async fn until(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
     }
 }
 
-fn lines(path: &Path) -> Vec<u64> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .collect()
+/// A journal scheduler with four workers, `tasks` tasks that append their
+/// ids, killed with SIGKILL once `ran` of them have run.
+struct KilledRun {
+    dir: tempfile::TempDir,
+    args: Vec<String>,
+    out: std::path::PathBuf,
+    /// The address the killed scheduler had.
+    address: String,
+    workers: Vec<KillOnDrop>,
+    ids: Vec<drover::tasks::TaskId>,
+    tasks: u64,
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_scheduler_killed_mid_run_continues_from_its_journal_and_each_task_runs_once() {
-    const TASKS: u64 = 10_000;
+async fn killed_mid_run(tasks: u64, ran: usize, heartbeat: &str) -> KilledRun {
     let dir = tempfile::tempdir().unwrap();
     let journal = dir.path().join("pool.journal");
     let out = dir.path().join("lines");
-    let args = [
-        "--journal",
-        journal.to_str().unwrap(),
-        "--heartbeat-interval",
-        "1s",
-    ];
-    let (mut scheduler, file) = scheduler_process(dir.path(), &args).await;
+    let args: Vec<String> = ["--journal", journal.to_str().unwrap()]
+        .into_iter()
+        .chain(["--heartbeat-interval", heartbeat])
+        .map(String::from)
+        .collect();
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (mut scheduler, file) = scheduler_process(dir.path(), &argv).await;
     let address = SchedulerFile::read(&file).unwrap().address;
     let workers: Vec<KillOnDrop> = (0..4).map(|_| worker(&file)).collect();
-    let tasks: Vec<TaskSpec> = (0..TASKS)
-        .map(|_| TaskSpec {
-            argv: vec![
-                "sh".into(),
-                "-c".into(),
-                format!("echo \"$DROVER_TASK_ID\" >> {}", out.display()),
-            ],
-            ..Default::default()
-        })
-        .collect();
-    let ids = client(&file).submit(&tasks).await.unwrap();
-    assert_eq!(ids.len() as u64, TASKS);
-    // The event: a few hundred tasks have run, four are running.
+    let ids = client(&file)
+        .submit(&common::appending_tasks(tasks, &out))
+        .await
+        .unwrap();
+    assert_eq!(ids.len() as u64, tasks);
+    // The event: some tasks have run, four are running.
     until("tasks run", Duration::from_secs(60), || {
-        lines(&out).len() >= 300
+        common::appended(&out).len() >= ran
     })
     .await;
     scheduler.0.kill().unwrap();
     scheduler.0.wait().unwrap();
-    let at_kill = lines(&out).len();
     std::fs::remove_file(&file).unwrap();
-    let (_scheduler, file) = scheduler_process(dir.path(), &args).await;
+    KilledRun {
+        dir,
+        args,
+        out,
+        address,
+        workers,
+        ids,
+        tasks,
+    }
+}
+
+impl KilledRun {
+    /// The scheduler started again on the journal, and its file.
+    async fn restart(&self) -> (KillOnDrop, std::path::PathBuf) {
+        let argv: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        scheduler_process(self.dir.path(), &argv).await
+    }
+
+    /// Every task ends, each ran once, and the same four workers did it.
+    async fn finishes(self, file: &Path) {
+        let at_kill = common::appended(&self.out).len();
+        let done = client(file)
+            .wait_tasks(Some(&self.ids), Duration::from_millis(200))
+            .await
+            .unwrap();
+        let ran = common::assert_each_task_ran_once(&done, &self.out, self.tasks);
+        eprintln!(
+            "{at_kill} tasks had run at the restart; {ran} lines for {} tasks",
+            self.tasks
+        );
+        let live = client(file).workers().await.unwrap();
+        let running = live.iter().filter(|w| w.state.is_live()).count();
+        assert_eq!((live.len(), running), (4, 4), "{live:?}");
+        drop(self.workers);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduler_killed_mid_run_continues_from_its_journal_and_each_task_runs_once() {
+    let run = killed_mid_run(10_000, 300, "1s").await;
+    let (_scheduler, file) = run.restart().await;
     assert_eq!(
         SchedulerFile::read(&file).unwrap().address,
-        address,
+        run.address,
         "the same address, so the workers find it"
     );
-    let done = client(&file)
-        .wait_tasks(Some(&ids), Duration::from_millis(200))
-        .await
-        .unwrap();
-    let failed: Vec<_> = done
-        .iter()
-        .filter(|t| t.state != TaskState::Succeeded)
-        .take(5)
-        .collect();
-    assert!(failed.is_empty(), "every task succeeds: {failed:?}");
-    let ran = lines(&out);
-    let mut seen = std::collections::HashMap::<u64, u32>::new();
-    for id in &ran {
-        *seen.entry(*id).or_default() += 1;
-    }
-    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).take(5).collect();
-    eprintln!(
-        "killed after {at_kill} tasks had run; {} lines for {TASKS} tasks",
-        ran.len()
-    );
-    assert!(twice.is_empty(), "no task ran twice: {twice:?}");
-    assert_eq!(seen.len() as u64, TASKS, "every task ran");
-    // The same four workers did it all: none was replaced.
-    let live = client(&file).workers().await.unwrap();
-    let running = live.iter().filter(|w| w.state.is_live()).count();
-    assert_eq!((live.len(), running), (4, 4), "{live:?}");
-    drop(workers);
+    run.finishes(&file).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_follow_a_scheduler_restarted_at_another_address() {
+    let run = killed_mid_run(2_000, 200, "2s").await;
+    // Another server takes the address (and drops whoever connects): the
+    // scheduler must listen elsewhere, and say so in its file.
+    let taken: std::net::SocketAddr = run.address.trim_start_matches("https://").parse().unwrap();
+    let squatter = tokio::net::TcpListener::bind(taken).await.unwrap();
+    let squatting = tokio::spawn(async move {
+        while let Ok((conn, _)) = squatter.accept().await {
+            drop(conn);
+        }
+    });
+    let (_scheduler, file) = run.restart().await;
+    let moved = SchedulerFile::read(&file).unwrap().address;
+    assert_ne!(moved, run.address, "the old address is taken");
+    run.finishes(&file).await;
+    squatting.abort();
 }
 
 #[tokio::test]

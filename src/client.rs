@@ -2,8 +2,10 @@
 //! used by worker agents, the CLI and tests. It sends and reads only the
 //! types of `protocol`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use parking_lot::RwLock;
 use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -109,12 +111,15 @@ fn fitting<T: Serialize + Clone>(items: &[T], limit: usize) -> Vec<Vec<T>> {
     parts
 }
 
-/// A client of one scheduler.
+/// A client of one scheduler. Its clones share where the scheduler is, so
+/// that all of them follow it when it moves (`follow`).
 #[derive(Debug, Clone)]
 pub struct SchedulerClient {
     http: reqwest::Client,
-    base: String,
+    base: Arc<RwLock<String>>,
     token: Token,
+    /// The certificate it pins, if any: a moved scheduler must present it.
+    pin: Option<Fingerprint>,
 }
 
 /// Time allowed for a request beyond any long-poll wait.
@@ -131,12 +136,14 @@ impl SchedulerClient {
     /// `pin` names (`https://host:port`), or plain without one
     /// (`http://host:port`).
     pub fn new(base: impl Into<String>, token: Token, pin: Option<Fingerprint>) -> Self {
-        let http = crate::tls::http_client_builder(pin)
+        let http = crate::tls::http_client_builder(pin.clone())
             .connect_timeout(Duration::from_secs(5))
             .build()
             // Only a TLS backend reqwest does not know fails this; ours is rustls.
             .expect("the control plane's HTTP client builds");
-        Self::with_http(http, base, token)
+        let mut client = Self::with_http(http, base, token);
+        client.pin = pin;
+        client
     }
 
     /// A client for the scheduler a scheduler file describes.
@@ -153,14 +160,29 @@ impl SchedulerClient {
     pub fn with_http(http: reqwest::Client, base: impl Into<String>, token: Token) -> Self {
         SchedulerClient {
             http,
-            base: base.into().trim_end_matches('/').to_string(),
+            base: Arc::new(RwLock::new(base.into().trim_end_matches('/').to_string())),
             token,
+            pin: None,
         }
     }
 
     /// The scheduler's base URL.
-    pub fn url(&self) -> &str {
-        &self.base
+    pub fn url(&self) -> String {
+        self.base.read().clone()
+    }
+
+    /// Follows the scheduler to the address `file` names, when it is the
+    /// same scheduler (same token and certificate) restarted elsewhere
+    /// from its journal; returns whether the address changed. A file of
+    /// another scheduler is not followed.
+    pub fn follow(&self, file: &SchedulerFile) -> bool {
+        let same = file.token == self.token && file.certificate == self.pin;
+        let address = file.address.trim_end_matches('/');
+        if !same || *self.base.read() == address {
+            return false;
+        }
+        *self.base.write() = address.to_string();
+        true
     }
 
     /// Sends `request` with the token; `Ok(None)` for an answer without a body.
@@ -171,12 +193,10 @@ impl SchedulerClient {
     ) -> Result<Option<T>, ClientError> {
         let unreachable = |source: reqwest::Error| {
             if crate::tls::is_wrong_certificate(&source) {
-                ClientError::WrongCertificate {
-                    url: self.base.clone(),
-                }
+                ClientError::WrongCertificate { url: self.url() }
             } else {
                 ClientError::Unreachable {
-                    url: self.base.clone(),
+                    url: self.url(),
                     source,
                 }
             }
@@ -187,9 +207,7 @@ impl SchedulerClient {
             .await
             .map_err(unreachable)?;
         match (response.status(), worker) {
-            (StatusCode::UNAUTHORIZED, _) => Err(ClientError::Unauthorized {
-                url: self.base.clone(),
-            }),
+            (StatusCode::UNAUTHORIZED, _) => Err(ClientError::Unauthorized { url: self.url() }),
             (StatusCode::NOT_FOUND, Some(id)) => Err(ClientError::UnknownWorker(id)),
             (StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY, _) => Err(
                 ClientError::BadRequest(response.text().await.unwrap_or_default()),
@@ -201,7 +219,7 @@ impl SchedulerClient {
             (StatusCode::NO_CONTENT | StatusCode::ACCEPTED, _) => Ok(None),
             (s, _) if s.is_success() => Ok(Some(response.json().await.map_err(unreachable)?)),
             (status, _) => Err(ClientError::Status {
-                url: self.base.clone(),
+                url: self.url(),
                 status,
                 body: response.text().await.unwrap_or_default(),
             }),
@@ -218,7 +236,7 @@ impl SchedulerClient {
     ) -> Result<Option<T>, ClientError> {
         let mut r = self
             .http
-            .post(format!("{}{path}", self.base))
+            .post(format!("{}{path}", self.url()))
             .timeout(timeout);
         if let Body::Json(b) = body {
             r = r.json(b);
@@ -236,7 +254,7 @@ impl SchedulerClient {
     ) -> Result<T, ClientError> {
         let r = self
             .http
-            .get(format!("{}{path}", self.base))
+            .get(format!("{}{path}", self.url()))
             .query(query)
             .timeout(timeout);
         let v = self.send(r, worker).await?;
@@ -245,7 +263,7 @@ impl SchedulerClient {
 
     fn expect<T>(&self, value: Option<T>) -> Result<T, ClientError> {
         value.ok_or_else(|| ClientError::Status {
-            url: self.base.clone(),
+            url: self.url(),
             status: StatusCode::NO_CONTENT,
             body: "expected a body".into(),
         })

@@ -363,3 +363,50 @@ pub async fn submit_worker_job(
     let script = drover::script::render(&spec).unwrap();
     slurm.submit(&script, options).await.unwrap()
 }
+
+/// Tasks that each append their id to `path`, a file every node sees.
+pub fn appending_tasks(n: u64, path: &std::path::Path) -> Vec<drover::tasks::TaskSpec> {
+    (0..n)
+        .map(|_| drover::tasks::TaskSpec {
+            argv: vec![
+                "sh".into(),
+                "-c".into(),
+                format!("echo \"$DROVER_TASK_ID\" >> {}", path.display()),
+            ],
+            ..Default::default()
+        })
+        .collect()
+}
+
+/// The task ids appended to `path` so far, one per line.
+pub fn appended(path: &std::path::Path) -> Vec<u64> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+/// Every task in `done` succeeded, and each of the `n` tasks appended its
+/// id to `path` exactly once. Returns the lines counted.
+pub fn assert_each_task_ran_once(
+    done: &[drover::tasks::TaskInfo],
+    path: &std::path::Path,
+    n: u64,
+) -> usize {
+    let failed: Vec<_> = done
+        .iter()
+        .filter(|t| t.state != drover::tasks::TaskState::Succeeded)
+        .take(5)
+        .collect();
+    assert!(failed.is_empty(), "every task succeeds: {failed:?}");
+    let ran = appended(path);
+    let mut seen = HashMap::<u64, u32>::new();
+    for id in &ran {
+        *seen.entry(*id).or_default() += 1;
+    }
+    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).take(5).collect();
+    assert!(twice.is_empty(), "no task ran twice: {twice:?}");
+    assert_eq!(seen.len() as u64, n, "every task ran");
+    ran.len()
+}

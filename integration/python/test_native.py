@@ -102,3 +102,58 @@ def test_ctrl_c_interrupts_a_wait_and_the_jobs_go(workdir):
     out, _ = p.communicate(timeout=30)
     assert "interrupted" in out and p.returncode == 7
     until("the held job cancelled", lambda: squeue() == [], timeout=30)
+
+
+def test_a_pool_with_a_journal_continues_after_its_driver_is_killed(workdir):
+    journal = workdir / "pool.journal"
+    driver = subprocess.Popen(
+        [
+            PYTHON,
+            "-u",
+            "-c",
+            textwrap.dedent(
+                f"""
+                import time
+                import drover
+                c = drover.SlurmCluster(
+                    n_workers=2, cores=1, memory="256MB", walltime="00:10:00",
+                    journal={str(journal)!r}, reattach_grace=60,
+                )
+                c.wait_for_workers(2, timeout=120)
+                print("ready", flush=True)
+                time.sleep(600)
+                """
+            ),
+        ],
+        cwd=workdir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        said = []
+        for line in driver.stdout:
+            said.append(line)
+            if line.strip() == "ready":
+                break
+        else:
+            pytest.fail("the driver ended before it was ready:\n" + "".join(said))
+        jobs = sorted(squeue("-o", "%i"))
+        assert len(jobs) == 2
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+        # Started again on the journal: the same pool, whatever size is asked.
+        with cluster(n_workers=5, journal=str(journal)) as c:
+            assert c.restored
+            c.wait_for_workers(2, timeout=60)
+            status = c.status()
+            assert (status.target_workers, status.submitted) == (2, 0)
+            assert sorted(squeue("-o", "%i")) == jobs
+            assert c.submit("echo again").result(timeout=60).strip() == "again"
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+    # Closed, its journal is not continued by mistake.
+    with pytest.raises(Exception, match="a pool that was closed"):
+        cluster(journal=str(journal))

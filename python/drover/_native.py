@@ -173,8 +173,15 @@ class SlurmCluster:
         self._cluster = _drover.Cluster(job, pool)
         self._spec = self._cluster.spec
         _live.add(self)
-        if n_workers:
+        # A pool continued from its journal keeps the size it had.
+        if n_workers and not self.restored:
             self.scale(n_workers)
+
+    @property
+    def restored(self) -> bool:
+        """Whether this cluster continues a pool from its ``journal``
+        (its size, jobs, workers, tasks and results came back with it)."""
+        return self._cluster.restored
 
     # -- size ---------------------------------------------------------------
 

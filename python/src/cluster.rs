@@ -82,6 +82,13 @@ impl Cluster {
         })
     }
 
+    /// Whether the cluster continues a pool from its journal: its size,
+    /// jobs, workers and tasks came back with it.
+    #[getter]
+    fn restored(&self) -> bool {
+        self.inner.restored()
+    }
+
     /// Asks for `n` workers (jobs of `processes` workers, rounded up).
     fn scale(&self, n: usize) {
         self.inner.scale(n);

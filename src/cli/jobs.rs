@@ -126,12 +126,33 @@ pub struct ReaperArgs {
     /// The job name every job of the cluster carries.
     #[arg(long)]
     job_name: String,
+    /// With a journal: keep the jobs this long for the pool to come back.
+    #[arg(long, value_name = "TIME", requires_all = ["scheduler_file", "cluster_id"])]
+    reattach_grace: Option<drover::config::Timeout>,
+    /// With --reattach-grace: where the pool publishes its scheduler.
+    #[arg(long, value_name = "FILE")]
+    scheduler_file: Option<std::path::PathBuf>,
+    /// With --reattach-grace: the cluster that must answer there.
+    #[arg(long, value_name = "ID")]
+    cluster_id: Option<String>,
 }
 
-/// Waits for the driver to go, then cancels every job of its cluster.
+/// Waits for the driver to go, then cancels every job of its cluster
+/// (unless, with a journal, the pool comes back in time).
 pub async fn reaper(args: ReaperArgs) -> CliResult {
     let pool = drover::config::pool_from_env().unwrap_or_default();
-    drover::cluster::reaper::watch(args.pid, &args.job_name, &SlurmCli::for_pool(&pool))
+    let reattach = match (args.reattach_grace, args.scheduler_file, args.cluster_id) {
+        (Some(grace), Some(scheduler_file), Some(cluster_id)) => {
+            Some(drover::cluster::reaper::Reattach {
+                grace: grace.duration(),
+                scheduler_file,
+                cluster_id,
+            })
+        }
+        _ => None,
+    };
+    let slurm = SlurmCli::for_pool(&pool);
+    drover::cluster::reaper::watch(args.pid, &args.job_name, &slurm, reattach.as_ref())
         .await
         .context("cancelling the cluster's jobs")?;
     Ok(ExitCode::SUCCESS)

@@ -78,6 +78,17 @@ pub struct PoolArgs {
     /// it must serve HTTP) instead of starting one.
     #[arg(long, value_name = "FILE", help_heading = "Pool")]
     pub dask_scheduler_file: Option<PathBuf>,
+
+    /// Make every change of the pool durable in this file first. Started again on
+    /// it after a crash, the pool continues: scheduler, tasks and results, workers,
+    /// jobs and size.
+    #[arg(long, value_name = "PATH", help_heading = "Pool")]
+    pub journal: Option<PathBuf>,
+
+    /// With --journal: how long a dead driver's jobs are kept for the pool to come
+    /// back on its journal before they are cancelled (default 60s).
+    #[arg(long, value_name = "TIME", help_heading = "Pool")]
+    pub reattach_grace: Option<Timeout>,
 }
 
 /// How long to wait for workers when nothing says.
@@ -98,6 +109,8 @@ impl PoolArgs {
             max_pending_jobs: self.max_pending_jobs,
             max_submit_rate: self.max_submit_rate,
             dask_scheduler_file: self.dask_scheduler_file.clone(),
+            journal: self.journal.clone(),
+            reattach_grace: self.reattach_grace,
             ..Default::default()
         }
     }
@@ -157,6 +170,12 @@ impl Pool {
     /// workers that must be there: `workers` (default 1), or the adaptive
     /// minimum.
     pub async fn bring_up(&self, cluster: &SlurmCluster) -> Result<(), CliError> {
+        if cluster.restored() {
+            // The journal's size holds, whatever these settings say now.
+            let wanted = cluster.workers_wanted();
+            tracing::info!(workers = wanted, "continuing the pool from its journal");
+            return wait_with_progress(cluster, wanted, self.wait_timeout()).await;
+        }
         let wanted = match (self.pool.adapt, self.pool.workers) {
             (Some(r), _) => {
                 cluster.adapt(r.min, r.max);

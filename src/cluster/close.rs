@@ -70,6 +70,7 @@ pub(crate) async fn close(pool: &Pool) -> Result<(), ClusterError> {
     if let Some(dask) = &pool.dask {
         dask.stop().await;
     }
+    pool.scheduler.record_closed().await;
     pool.scheduler.stop();
     let _ = std::fs::remove_file(&pool.scheduler_file);
     match left {
@@ -119,6 +120,14 @@ pub(crate) fn spawn_reaper(pool: &Pool) -> Result<std::process::Child, ClusterEr
     .stdin(std::process::Stdio::null())
     .stdout(std::process::Stdio::null())
     .process_group(0);
+    if pool.options.journal.is_some() {
+        cmd.arg("--reattach-grace")
+            .arg(format!("{}ms", pool.options.reattach_grace.as_millis()))
+            .arg("--scheduler-file")
+            .arg(&pool.scheduler_file)
+            .arg("--cluster-id")
+            .arg(pool.scheduler.cluster_id().to_string());
+    }
     if let Some(conf) = &pool.options.slurm_conf {
         cmd.env("SLURM_CONF", conf);
     }

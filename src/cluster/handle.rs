@@ -11,13 +11,13 @@ use parking_lot::Mutex;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
-use super::adapt::Adaptive;
 use super::books::Books;
 use super::close;
 use super::dask_pool::DaskPool;
 use super::pool::{self, Pool};
 use super::{ClusterError, ClusterOptions};
 use crate::config::{Directive, JobSpec, Memory, WorkerKind};
+use crate::journal::PoolMode;
 use crate::protocol::{ClusterStatus, DaskEndpoint, JobStatus};
 use crate::scheduler::Scheduler;
 use crate::slurm::Slurm;
@@ -61,6 +61,13 @@ impl SlurmCluster {
         let control = pool.scheduler.attach_control();
         let per_worker = pool.spec.cores / pool.spec.processes.max(1);
         pool.scheduler.set_max_task_cores(per_worker.max(1));
+        if let Some(mode) = pool.scheduler.pool_mode() {
+            tracing::info!(
+                ?mode,
+                "continuing from the journal: the pool holds its size"
+            );
+            pool.set_mode(mode);
+        }
         let task = tokio::spawn(pool::run(pool.clone(), control));
         let cluster = SlurmCluster {
             signals: None,
@@ -91,6 +98,7 @@ impl SlurmCluster {
             };
             tracing::info!("signal received: closing the cluster");
             close::close_jobs(&pool).await;
+            pool.scheduler.record_closed().await;
             std::process::exit(code);
         }));
         self
@@ -104,8 +112,7 @@ impl SlurmCluster {
     /// Asks for `k` jobs; stops adapting.
     pub fn scale_jobs(&self, k: usize) {
         tracing::info!(jobs = k, "scaling");
-        *self.pool.adapt.lock() = None;
-        self.pool.set_target(k);
+        self.pool.set_mode(PoolMode::Fixed { jobs: k });
     }
 
     /// Asks for enough jobs to hold `cores` cores.
@@ -131,18 +138,37 @@ impl SlurmCluster {
     /// Like `adapt`, retiring workers once idle for `idle_timeout`.
     pub fn adapt_with(&self, min: usize, max: usize, idle_timeout: Duration) {
         let p = self.pool.spec.processes as usize;
-        let a = Adaptive::new(min.div_ceil(p), max.max(min).div_ceil(p), idle_timeout);
         tracing::info!(min, max, "adapting");
-        let min_jobs = a.min_jobs;
-        *self.pool.adapt.lock() = Some(a);
-        self.pool.set_target(min_jobs);
+        self.pool.set_mode(PoolMode::Adapt {
+            min_jobs: min.div_ceil(p),
+            max_jobs: max.max(min).div_ceil(p),
+            idle_ms: u64::try_from(idle_timeout.as_millis()).unwrap_or(u64::MAX),
+        });
     }
 
     /// Stops adapting; the pool keeps the size it has now.
     pub fn stop_adapt(&self) {
-        if self.pool.adapt.lock().take().is_some() {
+        if self.pool.adapt.lock().is_some() {
             tracing::info!("adapting stopped");
+            let jobs = self.pool.books().target_jobs;
+            self.pool.set_mode(PoolMode::Fixed { jobs });
         }
+    }
+
+    /// Workers the pool holds at the least now: its size, or its adaptive
+    /// minimum.
+    pub fn workers_wanted(&self) -> usize {
+        let jobs = match self.pool.adapt.lock().as_ref() {
+            Some(a) => a.min_jobs,
+            None => self.pool.books().target_jobs,
+        };
+        jobs.saturating_mul(self.pool.spec.processes as usize)
+    }
+
+    /// Whether this pool continues one from its journal (its size, jobs
+    /// and workers came back with it).
+    pub fn restored(&self) -> bool {
+        self.pool.scheduler.restored()
     }
 
     /// Waits until `n` workers have registered. Fails early, with the
@@ -336,6 +362,24 @@ async fn start_pool(
     mut options: ClusterOptions,
     slurm: Arc<dyn Slurm>,
 ) -> Result<Pool, ClusterError> {
+    if let Some(journal) = &options.journal {
+        if spec.kind == WorkerKind::Dask {
+            return Err(crate::config::SpecError::invalid(
+                "journal",
+                crate::config::ValueError::new(
+                    &journal.display().to_string(),
+                    "a Dask pool's tasks live in Dask's own scheduler, which a journal cannot bring back",
+                    "a journal only for native pools (kind = \"native\")",
+                ),
+            )
+            .into());
+        }
+        options.scheduler.journal = Some(journal.clone());
+        // Workers wait for a scheduler as long as their jobs are kept for
+        // one to come back.
+        let grace = crate::config::Timeout::new(options.reattach_grace);
+        spec.death_timeout = spec.death_timeout.max(grace);
+    }
     // What Slurm says of its scheduler is asked while the scheduler starts.
     let (slurm_config, scheduler) = tokio::join!(slurm.scheduler_config(), async {
         options.scheduler.bind = super::network::resolve(

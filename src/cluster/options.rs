@@ -63,6 +63,13 @@ pub struct ClusterOptions {
     /// For `dask` pools: the Dask scheduler's port, dashboard and extra
     /// arguments.
     pub dask_scheduler: crate::dask::DaskSchedulerOptions,
+    /// Where the pool makes every change durable first; a pool started on
+    /// an existing journal continues it (see `journal` in ARCHITECTURE.md).
+    pub journal: Option<PathBuf>,
+    /// With a journal: how long the orphan watcher keeps a dead driver's
+    /// jobs for a pool to come back on the journal, and the least time its
+    /// workers wait for a scheduler.
+    pub reattach_grace: Duration,
 }
 
 impl ClusterOptions {
@@ -87,6 +94,8 @@ impl ClusterOptions {
             dask_scheduler_file: None,
             dask_start_timeout: Duration::from_secs(60),
             dask_scheduler: Default::default(),
+            journal: None,
+            reattach_grace: Duration::from_secs(60),
         }
     }
 
@@ -110,6 +119,10 @@ impl ClusterOptions {
         set(&mut self.cooldown, pool.adapt_cooldown);
         set(&mut self.replace_lead, pool.replace_lead);
         set(&mut self.dask_start_timeout, pool.dask_start_timeout);
+        set(&mut self.reattach_grace, pool.reattach_grace);
+        if pool.journal.is_some() {
+            self.journal = pool.journal.clone();
+        }
         if let Some(n) = pool.max_startup_failures {
             self.max_startup_failures = at_least_one("max-startup-failures", n as usize)? as u32;
         }

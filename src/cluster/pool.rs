@@ -16,6 +16,7 @@ use super::dask_pool::DaskPool;
 use super::pace::Pacer;
 use super::ClusterOptions;
 use crate::config::JobSpec;
+use crate::journal::PoolMode;
 use crate::protocol::{ClusterStatus, StartupFailure};
 use crate::scheduler::{ControlRequest, Scheduler};
 use crate::slurm::{JobInfo, JobRef, Slurm};
@@ -78,10 +79,11 @@ impl Pool {
     /// One round: look at Slurm and the scheduler, decide, act, publish.
     pub async fn round(&self) {
         // A pool that has submitted nothing has nothing to look at: its
-        // first jobs go to Slurm without waiting for a listing.
+        // first jobs go to Slurm without waiting for a listing. One that
+        // continues from a journal looks first: its jobs may still run.
         let fresh = {
             let books = self.books();
-            books.jobs.is_empty() && books.target_jobs > 0
+            books.jobs.is_empty() && books.target_jobs > 0 && !self.scheduler.restored()
         };
         let listing = match fresh {
             true => None,
@@ -216,6 +218,27 @@ impl Pool {
         }
     }
 
+    /// Sizes the pool (recorded in the journal, when there is one) and
+    /// wakes the loop to act on it.
+    pub fn set_mode(&self, mode: PoolMode) {
+        self.scheduler.set_pool_mode(mode);
+        match mode {
+            PoolMode::Fixed { jobs } => {
+                *self.adapt.lock() = None;
+                self.set_target(jobs);
+            }
+            PoolMode::Adapt {
+                min_jobs,
+                max_jobs,
+                idle_ms,
+            } => {
+                let idle = std::time::Duration::from_millis(idle_ms);
+                *self.adapt.lock() = Some(Adaptive::new(min_jobs, max_jobs, idle));
+                self.set_target(min_jobs);
+            }
+        }
+    }
+
     /// Sets the target in jobs, and wakes the loop to act on it.
     pub fn set_target(&self, jobs: usize) {
         if jobs > MAX_JOBS {
@@ -250,8 +273,7 @@ impl Pool {
             Event::Control(ControlRequest::Scale(n)) => {
                 let jobs = n.div_ceil(self.spec.processes as usize);
                 tracing::info!(workers = n, jobs, "scale requested through the scheduler");
-                *self.adapt.lock() = None;
-                self.set_target(jobs);
+                self.set_mode(PoolMode::Fixed { jobs });
             }
             Event::Control(ControlRequest::Close) => {
                 tracing::info!("close requested through the scheduler");

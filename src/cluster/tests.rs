@@ -365,8 +365,46 @@ async fn the_orphan_watcher_cancels_by_name_once_the_driver_is_gone() {
         .unwrap();
     let pid = driver.id();
     let reaped = std::thread::spawn(move || driver.wait());
-    super::reaper::watch(pid, "t-abc", &fake).await.unwrap();
+    super::reaper::watch(pid, "t-abc", &fake, None)
+        .await
+        .unwrap();
     assert!(reaped.join().unwrap().is_ok());
+    assert_eq!(fake.cancelled_names(), vec!["t-abc".to_string()]);
+}
+
+#[tokio::test]
+async fn with_a_journal_the_orphan_watcher_leaves_the_jobs_to_a_pool_that_comes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pool.json");
+    let bind = Bind::Host(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    let back = crate::scheduler::Scheduler::start(crate::scheduler::SchedulerConfig::new(bind))
+        .await
+        .unwrap();
+    back.write_scheduler_file(&file).unwrap();
+    let dead_driver = || {
+        let mut p = std::process::Command::new("true").spawn().unwrap();
+        p.wait().unwrap();
+        p.id()
+    };
+    let reattach = |cluster_id: String| super::reaper::Reattach {
+        grace: Duration::from_millis(1500),
+        scheduler_file: file.clone(),
+        cluster_id,
+    };
+    // The pool's own cluster answers at its scheduler file: nothing cancelled.
+    let fake = FakeSlurm::new();
+    let ours = reattach(back.cluster_id().to_string());
+    super::reaper::watch(dead_driver(), "t-abc", &fake, Some(&ours))
+        .await
+        .unwrap();
+    assert!(fake.cancelled_names().is_empty());
+    // Another cluster answers there: the grace runs out, the jobs go.
+    let other = reattach("c0ffee00".into());
+    let start = std::time::Instant::now();
+    super::reaper::watch(dead_driver(), "t-abc", &fake, Some(&other))
+        .await
+        .unwrap();
+    assert!(start.elapsed() >= Duration::from_millis(1500));
     assert_eq!(fake.cancelled_names(), vec!["t-abc".to_string()]);
 }
 

@@ -112,6 +112,11 @@ pub const ENV_VARS: &[EnvVar] = &[
         key: "max-output-memory",
         default: "256MiB",
     },
+    EnvVar {
+        name: "DROVER_REATTACH_GRACE",
+        key: "reattach-grace",
+        default: "60s",
+    },
 ];
 
 /// A variable's text as the TOML value a config file would hold: a whole

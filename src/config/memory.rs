@@ -85,7 +85,7 @@ impl Memory {
     pub fn to_slurm(self) -> String {
         let mib = self.mib_ceil();
         for (unit, factor) in [("T", 1u64 << 20), ("G", 1 << 10)] {
-            if mib >= factor && mib % factor == 0 && Some(self.0) == mib.checked_mul(MIB) {
+            if mib >= factor && mib.is_multiple_of(factor) && Some(self.0) == mib.checked_mul(MIB) {
                 return format!("{}{unit}", mib / factor);
             }
         }
@@ -120,7 +120,7 @@ impl fmt::Display for Memory {
             ("kB", 1_000),
         ];
         for (unit, factor) in units {
-            if self.0 >= factor && self.0 % factor == 0 {
+            if self.0 >= factor && self.0.is_multiple_of(factor) {
                 return write!(f, "{}{unit}", self.0 / factor);
             }
         }

@@ -121,6 +121,12 @@ pub struct PoolOptions {
     /// Bytes of finished tasks' output the scheduler keeps in memory; the
     /// rest is spilled to its private directory.
     pub max_output_memory: Option<crate::config::Memory>,
+    /// Make the pool's every change durable here first; a pool started on
+    /// it again continues it (its scheduler, tasks, workers, jobs, size).
+    pub journal: Option<PathBuf>,
+    /// With `journal`: how long a dead driver's jobs are kept for a pool
+    /// to come back on the journal before they are cancelled.
+    pub reattach_grace: Option<Timeout>,
 }
 
 macro_rules! overlay_pool {
@@ -139,7 +145,7 @@ impl PoolOptions {
             poll_interval, pass_poll_interval, retry_backoff, close_timeout, max_startup_failures,
             dask_start_timeout, dask_scheduler_file, heartbeat_interval, missed_heartbeats,
             max_held_polls, slurm_timeout, max_connections, max_connections_per_peer,
-            handshake_timeout, connection_idle_timeout, max_output_memory,
+            handshake_timeout, connection_idle_timeout, max_output_memory, journal, reattach_grace,
         )
     }
 }

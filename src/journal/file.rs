@@ -47,6 +47,10 @@ pub enum JournalError {
     },
     #[error("the journal cannot be written ({0}): changes are refused until it can")]
     Failed(String),
+    #[error("journal {} is of a pool that was closed: nothing is left to continue; remove it, or name a new journal", .path.display())]
+    Closed { path: PathBuf },
+    #[error("journal {} is in use by a running drover (a scheduler or pool on it is alive); stop that one first, or name another journal; nothing was changed in it", .path.display())]
+    InUse { path: PathBuf },
 }
 
 /// What the writer has made durable.
@@ -59,11 +63,28 @@ enum Durable {
 }
 
 /// An open journal.
+///
+/// It holds an exclusive lock on its file while open (until the writer has
+/// written everything queued and closed it): two schedulers appending to
+/// one journal would interleave their records. A process killed outright
+/// loses the lock with its file descriptors, so a restart is never locked
+/// out.
 pub struct Journal {
     path: PathBuf,
     next: u64,
-    tx: mpsc::Sender<(u64, Vec<u8>)>,
+    /// `None` once dropped: the writer then finishes and closes the file.
+    tx: Option<mpsc::Sender<(u64, Vec<u8>)>>,
     durable: watch::Receiver<Durable>,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        self.tx = None;
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
 }
 
 /// The version that writes and reads journals.
@@ -87,17 +108,27 @@ impl Journal {
         };
         let (tx, rx) = mpsc::channel::<(u64, Vec<u8>)>();
         let (durable_tx, durable) = watch::channel(Durable::Upto(0));
-        std::thread::Builder::new()
+        let writer = std::thread::Builder::new()
             .name("drover-journal".into())
             .spawn(move || write_loop(file, rx, durable_tx))
             .map_err(io(path))?;
         let journal = Journal {
             path: path.to_path_buf(),
             next: 0,
-            tx,
+            tx: Some(tx),
             durable,
+            writer: Some(writer),
         };
         Ok((journal, ops))
+    }
+
+    /// The records of the journal at `path`, read without opening it for
+    /// writing (it may be in use): for looking, not for continuing.
+    pub fn read(path: &Path) -> Result<Vec<Op>, JournalError> {
+        let mut file = File::open(path).map_err(io(path))?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).map_err(io(path))?;
+        Ok(parse(path, &bytes)?.1)
     }
 
     /// Where it is.
@@ -110,7 +141,9 @@ impl Journal {
         self.next += 1;
         let bytes = serde_json::to_vec(op).expect("ops serialize");
         // A closed channel means the writer failed; `durable` says so.
-        let _ = self.tx.send((self.next, frame::frame(&bytes)));
+        if let Some(tx) = &self.tx {
+            let _ = tx.send((self.next, frame::frame(&bytes)));
+        }
         self.next
     }
 
@@ -183,6 +216,7 @@ fn write_loop(mut file: File, rx: mpsc::Receiver<(u64, Vec<u8>)>, durable: watch
 /// directory entry.
 fn create(path: &Path) -> Result<File, JournalError> {
     let mut file = crate::private_file::create(path).map_err(io(path))?;
+    lock(&file, path)?;
     file.write_all(frame::HEADER)
         .and_then(|()| file.sync_all())
         .map_err(io(path))?;
@@ -215,9 +249,37 @@ fn open_existing(path: &Path) -> Result<Option<(File, Vec<Op>)>, JournalError> {
             mode: meta.mode() & 0o7777,
         });
     }
+    lock(&file, path)?;
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes).map_err(io(path))?;
-    let read = frame::read(&bytes).map_err(|cause| JournalError::Frame {
+    let (read, ops) = parse(path, &bytes)?;
+    if read.torn > 0 {
+        tracing::warn!(
+            journal = %path.display(),
+            bytes = read.torn,
+            "the journal's last record was cut short (a crash while writing): dropping it"
+        );
+        file.set_len(read.valid_len)
+            .and_then(|()| file.sync_all())
+            .map_err(io(path))?;
+    }
+    Ok(Some((file, ops)))
+}
+
+/// Takes the journal's exclusive lock, or says who holds it.
+fn lock(file: &File, path: &Path) -> Result<(), JournalError> {
+    match file.try_lock() {
+        Ok(()) => Ok(()),
+        Err(std::fs::TryLockError::WouldBlock) => Err(JournalError::InUse {
+            path: path.to_path_buf(),
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(io(path)(e)),
+    }
+}
+
+/// A journal's bytes as records and ops, checked for our version.
+fn parse<'a>(path: &Path, bytes: &'a [u8]) -> Result<(frame::Read<'a>, Vec<Op>), JournalError> {
+    let read = frame::read(bytes).map_err(|cause| JournalError::Frame {
         path: path.to_path_buf(),
         cause,
     })?;
@@ -239,17 +301,7 @@ fn open_existing(path: &Path) -> Result<Option<(File, Vec<Op>)>, JournalError> {
             });
         }
     }
-    if read.torn > 0 {
-        tracing::warn!(
-            journal = %path.display(),
-            bytes = read.torn,
-            "the journal's last record was cut short (a crash while writing): dropping it"
-        );
-        file.set_len(read.valid_len)
-            .and_then(|()| file.sync_all())
-            .map_err(io(path))?;
-    }
-    Ok(Some((file, ops)))
+    Ok((read, ops))
 }
 
 #[cfg(test)]
@@ -299,6 +351,22 @@ mod tests {
         drop(j);
         let (_, ops) = Journal::open(&path).unwrap();
         assert_eq!(ops.len(), 2);
+    }
+
+    #[test]
+    fn a_journal_in_use_is_refused_and_free_again_once_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let (mut j, _) = Journal::open(&path).unwrap();
+        j.append(&Op::Cancel { task: TaskId(1) });
+        let e = Journal::open(&path).err().unwrap();
+        assert!(matches!(e, JournalError::InUse { .. }), "{e}");
+        assert!(e.to_string().contains("in use by a running drover"), "{e}");
+        // Read-only looking is still possible.
+        assert!(Journal::read(&path).is_ok());
+        drop(j);
+        let (_, ops) = Journal::open(&path).unwrap();
+        assert_eq!(ops, vec![Op::Cancel { task: TaskId(1) }]);
     }
 
     #[test]

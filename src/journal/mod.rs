@@ -10,4 +10,4 @@ pub mod frame;
 pub mod op;
 
 pub use file::{Journal, JournalError, Waiter, DROVER_VERSION};
-pub use op::{Identity, Op};
+pub use op::{Identity, Op, PoolMode};

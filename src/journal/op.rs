@@ -72,6 +72,25 @@ pub enum Op {
         worker: WorkerId,
         held: Vec<crate::protocol::TaskRun>,
     },
+    /// The pool's size was set: a restarted pool holds it.
+    Pool(PoolMode),
+    /// The pool was closed: there is nothing to continue.
+    Closed { at_ms: u64 },
+}
+
+/// How a pool is sized, as its driver last said: what a pool started on
+/// the journal again holds (its adaptive target follows the work anew).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "mode", rename_all = "snake_case")]
+pub enum PoolMode {
+    /// `scale`: this many jobs.
+    Fixed { jobs: usize },
+    /// `adapt`: between these many jobs, retiring workers idle this long.
+    Adapt {
+        min_jobs: usize,
+        max_jobs: usize,
+        idle_ms: u64,
+    },
 }
 
 #[cfg(test)]
@@ -93,6 +112,11 @@ mod tests {
             },
             Op::Cancel { task: TaskId(1) },
             Op::MaxCores { cores: 4 },
+            Op::Pool(PoolMode::Adapt {
+                min_jobs: 1,
+                max_jobs: 8,
+                idle_ms: 60_000,
+            }),
         ];
         for op in ops {
             let bytes = serde_json::to_vec(&op).unwrap();

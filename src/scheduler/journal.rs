@@ -49,6 +49,12 @@ fn bad(path: &Path, index: usize, cause: impl Into<String>) -> JournalError {
 pub(super) fn open(path: &Path) -> Result<Opened, SchedulerError> {
     let (journal, ops) = Journal::open(path)?;
     let mut identity = None;
+    if ops.iter().any(|op| matches!(op, Op::Closed { .. })) {
+        return Err(JournalError::Closed {
+            path: path.to_path_buf(),
+        }
+        .into());
+    }
     for (index, op) in ops.iter().enumerate() {
         let Op::Identity(id) = op else {
             if index == 0 {

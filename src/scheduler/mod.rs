@@ -155,6 +155,8 @@ pub struct Scheduler {
     cert: Option<crate::tls::ClusterCert>,
     server: JoinHandle<()>,
     monitor: JoinHandle<()>,
+    /// Started on a journal that had records: it continues a scheduler.
+    restored: bool,
 }
 
 impl Scheduler {
@@ -195,6 +197,7 @@ impl Scheduler {
             (true, None) => Some(crate::tls::ClusterCert::generate(cluster_id.as_str())?),
         };
         let limits = config.limits(open_file_limit());
+        let restored = journal.as_ref().is_some_and(|j| j.identity.is_some());
         let mut registry = Registry::default();
         registry.tasks.set_output_budget(config.max_output_memory);
         if let Some(j) = journal {
@@ -239,6 +242,7 @@ impl Scheduler {
             cert,
             server,
             monitor,
+            restored,
         })
     }
 
@@ -366,6 +370,33 @@ impl Scheduler {
         }
     }
 
+    /// Records how the pool is sized: with a journal, a pool started on it
+    /// again holds this size.
+    pub fn set_pool_mode(&self, mode: crate::journal::PoolMode) {
+        self.shared.registry().set_pool_mode(mode);
+    }
+
+    /// How the pool was last sized: from the journal after a restart.
+    pub fn pool_mode(&self) -> Option<crate::journal::PoolMode> {
+        self.shared.registry().pool_mode()
+    }
+
+    /// Records in the journal (if any) that the pool closed, so that it is
+    /// not continued by mistake, and waits until that is durable.
+    pub async fn record_closed(&self) {
+        let mark = self.shared.registry().closed();
+        if let Some((waiter, seq)) = mark {
+            if let Err(e) = waiter.durable(seq).await {
+                tracing::warn!(error = %e, "cannot record in the journal that the pool closed");
+            }
+        }
+    }
+
+    /// Whether this scheduler continues from a journal that had records.
+    pub fn restored(&self) -> bool {
+        self.restored
+    }
+
     /// Cores asked for by ready and running tasks.
     pub fn task_demand_cores(&self) -> u64 {
         self.shared.registry().tasks.demand_cores()
@@ -433,6 +464,10 @@ impl Scheduler {
         self.shared.stopping.notify_waiters();
         self.server.abort();
         self.monitor.abort();
+        // A stopped scheduler records nothing more: its journal is closed
+        // (what was queued written first) and free for a successor.
+        let journal = self.shared.registry().release_journal();
+        drop(journal);
     }
 }
 

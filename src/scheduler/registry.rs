@@ -9,7 +9,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::config::WorkerKind;
-use crate::journal::{Journal, Op, Waiter};
+use crate::journal::{Journal, Op, PoolMode, Waiter};
 use crate::protocol::{
     unix_ms, Completion, Instruction, RegisterRequest, TaskId, TaskRun, TaskSpec, WorkerId,
     WorkerInfo, WorkerState,
@@ -57,6 +57,8 @@ pub(crate) struct Registry {
     pub(crate) tasks: Engine,
     /// Where every change is recorded, when the scheduler keeps a journal.
     journal: Option<Journal>,
+    /// How the pool this scheduler serves is sized, as last recorded.
+    pool: Option<PoolMode>,
 }
 
 impl Registry {
@@ -472,6 +474,12 @@ impl Registry {
         }
     }
 
+    /// Gives the journal up (the scheduler stopped): nothing more is
+    /// recorded, and once dropped its file and lock are released.
+    pub(crate) fn release_journal(&mut self) -> Option<Journal> {
+        self.journal.take()
+    }
+
     /// Keeps a journal from now on: every change is appended to it.
     pub(crate) fn keep_journal(&mut self, journal: Journal) {
         self.journal = Some(journal);
@@ -541,7 +549,32 @@ impl Registry {
             Op::Confirm { worker, held } => {
                 self.tasks.runs_not_held(worker, &held);
             }
+            Op::Pool(mode) => self.pool = Some(mode),
+            Op::Closed { .. } => {}
         }
+    }
+
+    /// Records that the pool closed: its journal cannot be continued.
+    pub(crate) fn closed(&mut self) -> Option<(Waiter, u64)> {
+        let j = self.journal.as_mut()?;
+        let seq = j.append(&Op::Closed { at_ms: unix_ms() });
+        Some((j.waiter(), seq))
+    }
+
+    /// Records how the pool is sized, for a restart to hold.
+    pub(crate) fn set_pool_mode(&mut self, mode: PoolMode) {
+        if self.pool == Some(mode) {
+            return;
+        }
+        if let Some(j) = &mut self.journal {
+            j.append(&Op::Pool(mode));
+        }
+        self.pool = Some(mode);
+    }
+
+    /// How the pool was last sized (restored from the journal, or set).
+    pub(crate) fn pool_mode(&self) -> Option<PoolMode> {
+        self.pool
     }
 
     /// Every worker, ordered by id.
@@ -663,10 +696,17 @@ mod tests {
         r.cancel_task(tasks[1].task);
         r.deregister(b, "bye".into());
         r.retire(a, "closing");
+        r.set_pool_mode(PoolMode::Fixed { jobs: 8 });
+        let adapt = PoolMode::Adapt {
+            min_jobs: 1,
+            max_jobs: 4,
+            idle_ms: 30_000,
+        };
+        r.set_pool_mode(adapt);
         let (waiter, last) = r.journal_mark().unwrap();
         waiter.durable(last).await.unwrap();
 
-        let (_, ops) = Journal::open(&path).unwrap();
+        let ops = Journal::read(&path).unwrap();
         let mut back = Registry::default();
         for op in ops {
             back.replay(op);
@@ -688,6 +728,7 @@ mod tests {
         assert_eq!(strip(&back), strip(&r));
         assert_eq!(back.tasks.counts(), r.tasks.counts());
         assert_eq!(back.tasks.list(None), r.tasks.list(None));
+        assert_eq!(back.pool_mode(), Some(adapt), "the pool's last size");
         // New workers get new ids after a replay, as they would have.
         assert_eq!(back.register(request(3)), WorkerId(3));
     }
@@ -707,7 +748,7 @@ mod tests {
         let (waiter, last) = r.journal_mark().unwrap();
         waiter.durable(last).await.unwrap();
         let mut back = Registry::default();
-        for op in Journal::open(&path).unwrap().1 {
+        for op in Journal::read(&path).unwrap() {
             back.replay(op);
         }
         back.expect_confirmations();
