@@ -83,18 +83,57 @@ fn wait_until(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
     }
 }
 
+/// A test's directory, which the nodes see, and the pool's files in it.
+struct Paths {
+    logs: tempfile::TempDir,
+    journal: std::path::PathBuf,
+    file: std::path::PathBuf,
+    out: std::path::PathBuf,
+    prefix: String,
+}
+
+/// The local Slurm to this test alone, and its paths; `None` when there is
+/// no Slurm and the test may skip (never under CI=true).
+fn setup(test: &str, prefix: &str) -> Option<(impl Drop, Paths)> {
+    local_slurm(test)?;
+    let serial = exclusive_blocking();
+    let logs = log_dir();
+    let paths = Paths {
+        journal: logs.path().join("pool.journal"),
+        file: logs.path().join("pool.json"),
+        out: logs.path().join("lines"),
+        prefix: unique(prefix),
+        logs,
+    };
+    Some((serial, paths))
+}
+
+/// `drover close`, then waits until no job named in `names` is queued.
+fn close_and_wait(file: &Path, names: &[&str]) {
+    let closed = Command::new(env!("CARGO_BIN_EXE_drover"))
+        .args(["close", "--scheduler-file"])
+        .arg(file)
+        .output()
+        .unwrap();
+    assert!(closed.status.success(), "{closed:?}");
+    wait_until("no job left", Duration::from_secs(30), || {
+        names.iter().all(|n| queued(n).is_empty())
+    });
+}
+
 #[test]
 fn a_pool_killed_mid_run_continues_from_its_journal_with_its_jobs_and_each_task_once() {
     const TASKS: u64 = 10_000;
-    if local_slurm("a_pool_killed_mid_run_continues").is_none() {
+    let Some((_serial, p)) = setup("a_pool_killed_mid_run_continues", "drover-journal") else {
         return;
-    }
-    let _serial = exclusive_blocking();
-    let logs = log_dir();
-    let journal = logs.path().join("pool.journal");
-    let out = logs.path().join("lines");
-    let file = logs.path().join("pool.json");
-    let prefix = unique("drover-journal");
+    };
+    let Paths {
+        logs,
+        journal,
+        file,
+        out,
+        prefix,
+    } = p;
     let (mut first, name) = start(cluster_up(logs.path(), &prefix, &journal, "30s"));
     let jobs = queued(&name);
     assert_eq!(jobs.len(), 4, "{jobs:?}");
@@ -109,7 +148,9 @@ fn a_pool_killed_mid_run_continues_from_its_journal_with_its_jobs_and_each_task_
     first.0.wait().unwrap();
     let at_kill = common::appended(&out).len();
 
+    let restarted = Instant::now();
     let (_second, again) = start(cluster_up(logs.path(), &prefix, &journal, "30s"));
+    eprintln!("started again and ready in {:?}", restarted.elapsed());
     assert_eq!(again, name, "the same pool, by the same job name");
     let done = rt
         .block_on(client(&file).wait_tasks(Some(&ids), Duration::from_millis(200)))
@@ -123,15 +164,7 @@ fn a_pool_killed_mid_run_continues_from_its_journal_with_its_jobs_and_each_task_
     assert_eq!(status.submitted, 0, "nothing submitted again: {status:?}");
     assert_eq!(status.registered, 4, "{status:?}");
 
-    let closed = Command::new(env!("CARGO_BIN_EXE_drover"))
-        .args(["close", "--scheduler-file"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(closed.status.success(), "{closed:?}");
-    wait_until("no job left", Duration::from_secs(30), || {
-        queued(&name).is_empty()
-    });
+    close_and_wait(&file, &[&name]);
     // A closed pool's journal is not continued by mistake.
     let refused = cluster_up(logs.path(), &prefix, &journal, "30s")
         .stdout(Stdio::null())
@@ -146,14 +179,10 @@ fn a_pool_killed_mid_run_continues_from_its_journal_with_its_jobs_and_each_task_
 
 #[test]
 fn a_journal_pools_jobs_outlive_a_dead_driver_for_the_grace_and_no_longer() {
-    if local_slurm("a_journal_pools_jobs_outlive").is_none() {
+    let Some((_serial, p)) = setup("a_journal_pools_jobs_outlive", "drover-grace") else {
         return;
-    }
-    let _serial = exclusive_blocking();
-    let logs = log_dir();
-    let journal = logs.path().join("pool.journal");
-    let prefix = unique("drover-grace");
-    let (mut driver, name) = start(cluster_up(logs.path(), &prefix, &journal, "4s"));
+    };
+    let (mut driver, name) = start(cluster_up(p.logs.path(), &p.prefix, &p.journal, "4s"));
     assert_eq!(queued(&name).len(), 4);
     driver.0.kill().unwrap();
     driver.0.wait().unwrap();
@@ -168,4 +197,107 @@ fn a_journal_pools_jobs_outlive_a_dead_driver_for_the_grace_and_no_longer() {
     let gone_after = killed.elapsed();
     eprintln!("jobs cancelled {gone_after:?} after the driver died (grace 4 s)");
     assert!(gone_after >= Duration::from_secs(4), "{gone_after:?}");
+}
+
+/// Cancels every job named so when dropped: a scheduler job's pool
+/// outlives its driver by design, so a failing test must end it.
+struct CancelNamedOnDrop(String);
+
+impl Drop for CancelNamedOnDrop {
+    fn drop(&mut self) {
+        let _ = Command::new("scancel")
+            .args(["--name", &self.0])
+            .env("SLURM_CONF", slurm_conf())
+            .output();
+    }
+}
+
+/// The state of job `id` as `squeue` lists it (ended jobs stay listed for
+/// MinJobAge), or "" once gone.
+fn state_of(id: &str) -> String {
+    slurm_cmd("squeue", &["-h", "-t", "all", "-j", id, "-o", "%T"])
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn a_scheduler_job_hands_over_before_its_time_limit_and_the_workers_stay() {
+    const TASKS: u64 = 300;
+    let Some((_serial, p)) = setup("a_scheduler_job_hands_over", "drover-schedjob") else {
+        return;
+    };
+    let (file, prefix) = (&p.file, &p.prefix);
+    // Each scheduler job may run 2 minutes and hands over a minute before.
+    let up = Command::new(env!("CARGO_BIN_EXE_drover"))
+        .args([
+            "cluster",
+            "up",
+            "--scheduler-job",
+            "--scheduler-job-walltime",
+            "2",
+        ])
+        .args(["--workers", "2", "--cores", "1", "--interface", "ib0"])
+        .args(["--job-name", prefix, "--journal"])
+        .arg(&p.journal)
+        .arg("--scheduler-file")
+        .arg(file)
+        .arg("--log-directory")
+        .arg(p.logs.path())
+        .env("SLURM_CONF", slurm_conf())
+        .env("DROVER_USER_CONFIG", "/dev/null")
+        .env("DROVER_POLL_INTERVAL", "0.3")
+        .env("DROVER_HEARTBEAT_INTERVAL", "1s")
+        .output()
+        .unwrap();
+    let _scheduler_jobs = CancelNamedOnDrop(format!("{prefix}-scheduler"));
+    let said = String::from_utf8_lossy(&up.stdout);
+    assert!(
+        up.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let first = said
+        .lines()
+        .find_map(|l| l.strip_prefix("scheduler job "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the scheduler job's id")
+        .to_string();
+    assert_eq!(state_of(&first), "RUNNING");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let status = rt.block_on(client(file).cluster()).unwrap();
+    let name = status.job_name.clone();
+    let _worker_jobs = CancelNamedOnDrop(name.clone());
+    let workers = queued(&name);
+    assert_eq!(workers.len(), 2, "{status:?}");
+    let tasks: Vec<_> = common::appending_tasks(TASKS, &p.out)
+        .into_iter()
+        .map(|mut t| {
+            t.argv[2] = format!("sleep 0.5; {}", t.argv[2]);
+            t
+        })
+        .collect();
+    let ids = rt.block_on(client(file).submit(&tasks)).unwrap();
+    // The event: the first scheduler job ended by itself, its successor runs.
+    wait_until(
+        "the first scheduler job handed over",
+        Duration::from_secs(150),
+        || state_of(&first) == "COMPLETED",
+    );
+    let successors = queued(&format!("{prefix}-scheduler"));
+    assert_eq!(successors.len(), 1, "{successors:?}");
+    assert_ne!(successors[0], first);
+    // Drivers find the successor through the scheduler file, as the agents do.
+    wait_until("the successor answers", Duration::from_secs(60), || {
+        rt.block_on(client(file).workers()).is_ok()
+    });
+    let done = rt
+        .block_on(client(file).wait_tasks(Some(&ids), Duration::from_millis(200)))
+        .unwrap();
+    let ran = common::assert_each_task_ran_once(&done, &p.out, TASKS);
+    eprintln!(
+        "scheduler job {first} handed over to {}; {ran} lines for {TASKS} tasks",
+        successors[0]
+    );
+    assert_eq!(queued(&name), workers, "the same worker jobs throughout");
+    close_and_wait(file, &[&name, &format!("{prefix}-scheduler")]);
 }

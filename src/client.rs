@@ -486,6 +486,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_client_follows_only_the_same_scheduler_to_a_new_address() {
+        let token = Token::generate();
+        let file = |address: &str, token: &Token| SchedulerFile {
+            address: address.into(),
+            cluster_id: "c0ffee00".parse().unwrap(),
+            token: token.clone(),
+            certificate: None,
+            pid: 1,
+            started_at: 0,
+            dask: None,
+        };
+        let client = SchedulerClient::new("http://10.0.0.1:7000", token.clone(), None);
+        let clone = client.clone();
+        assert!(
+            !client.follow(&file("http://10.0.0.1:7000/", &token)),
+            "no move"
+        );
+        // Another token: another scheduler, whatever its file says.
+        assert!(!client.follow(&file("http://10.0.0.9:1", &Token::generate())));
+        assert_eq!(clone.url(), "http://10.0.0.1:7000");
+        assert!(client.follow(&file("http://10.0.0.2:7001", &token)));
+        assert_eq!(clone.url(), "http://10.0.0.2:7001", "every clone follows");
+    }
+
+    #[test]
     fn parts_fit_the_limit_and_keep_their_order() {
         let items: Vec<String> = (0..100).map(|i| format!("{i:0>50}")).collect();
         let parts = fitting(&items, 1000);

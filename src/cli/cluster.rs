@@ -15,6 +15,9 @@ use super::pool::PoolArgs;
 /// How often `close` and `--detach` look again.
 const LOOK_EVERY: Duration = Duration::from_millis(200);
 
+/// How long a scheduler job waits for its predecessor's journal.
+const JOURNAL_WAIT: Duration = Duration::from_secs(600);
+
 #[derive(Debug, clap::Subcommand)]
 pub enum ClusterCommand {
     /// Start a pool and keep it until Ctrl-C, SIGTERM or `drover close`.
@@ -31,6 +34,18 @@ pub struct UpArgs {
     /// (internal) this process is the detached cluster.
     #[arg(long, hide = true)]
     detached_child: bool,
+    /// Run the pool itself (its scheduler) as a small Slurm job of its own, on
+    /// --journal: before that job's time limit a successor job takes over,
+    /// and the workers stay. This command returns once the pool is ready.
+    #[arg(long, conflicts_with = "detach")]
+    scheduler_job: bool,
+    /// With --scheduler-job: each scheduler job's time limit (default: the
+    /// workers' --walltime).
+    #[arg(long, value_name = "TIME")]
+    scheduler_job_walltime: Option<drover::config::Walltime>,
+    /// (internal) this process is the scheduler job.
+    #[arg(long, hide = true)]
+    scheduler_job_inside: bool,
 }
 
 pub async fn run(config: Option<PathBuf>, command: ClusterCommand) -> CliResult {
@@ -38,13 +53,39 @@ pub async fn run(config: Option<PathBuf>, command: ClusterCommand) -> CliResult 
         ClusterCommand::Up(args) if args.detach && !args.detached_child => {
             detach(config, *args).await
         }
+        ClusterCommand::Up(args) if args.scheduler_job && !args.scheduler_job_inside => {
+            scheduler_job(config, *args).await
+        }
         ClusterCommand::Up(args) => up(config, *args).await,
     }
 }
 
+/// `--scheduler-job` at the login node: submit the pool as a job.
+async fn scheduler_job(config: Option<PathBuf>, args: UpArgs) -> CliResult {
+    let pool = args.pool.layered(config)?;
+    let Some(journal) = pool.pool.journal.clone() else {
+        return Err(CliError::usage(
+            "--scheduler-job needs --journal PATH (or `journal` in [pool]) on a filesystem the nodes share: each scheduler job continues the pool from it",
+        ));
+    };
+    let spec = pool.job.clone().build()?;
+    let walltime = args.scheduler_job_walltime.unwrap_or(spec.walltime);
+    let options = drover::cluster::ClusterOptions::new(drover::scheduler::Bind::Host(
+        std::net::IpAddr::from([127, 0, 0, 1]),
+    ))
+    .with(&pool.pool)?;
+    let lead = super::scheduler_job::handover_lead(options.replace_lead);
+    let slurm = drover::slurm::SlurmCli::for_pool(&pool.pool);
+    let wait = pool.wait_timeout() + Duration::from_secs(60);
+    super::scheduler_job::submit(&spec, &journal, (walltime, lead), &slurm, wait).await
+}
+
 async fn up(config: Option<PathBuf>, args: UpArgs) -> CliResult {
     let pool = args.pool.layered(config)?;
-    let cluster = pool.start().await?;
+    let cluster = match args.scheduler_job_inside {
+        true => pool.start_when_journal_free(JOURNAL_WAIT).await?,
+        false => pool.start().await?,
+    };
     let file = cluster.scheduler_file().display().to_string();
     println!(
         "cluster {} (jobs named {})",
@@ -66,10 +107,16 @@ async fn up(config: Option<PathBuf>, args: UpArgs) -> CliResult {
     println!("ready: drover status --scheduler-file {file}");
     let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
+    let slurm = drover::slurm::SlurmCli::for_pool(&pool.pool);
+    // A scheduler job hands over this long before its time limit.
+    let lead = super::scheduler_job::handover_lead(cluster.replace_lead());
     let why = tokio::select! {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",
         _ = cluster.close_requested() => "drover close",
+        successor = super::scheduler_job::successor_running(&slurm, lead), if args.scheduler_job_inside => {
+            return Ok(super::scheduler_job::hand_over(&cluster, successor));
+        }
     };
     tracing::info!("closing the cluster ({why})");
     cluster.close().await?;

@@ -8,6 +8,7 @@ mod pool;
 mod retire;
 mod run;
 mod scheduler;
+mod scheduler_job;
 mod status;
 mod tasks;
 mod worker;

@@ -158,6 +158,32 @@ impl Pool {
             .context("starting the cluster")
     }
 
+    /// Starts the cluster once its journal is free: a scheduler job's
+    /// successor starts while its predecessor still holds the journal, and
+    /// takes it when the predecessor hands over (or ends).
+    pub async fn start_when_journal_free(&self, limit: Duration) -> Result<SlurmCluster, CliError> {
+        use drover::cluster::ClusterError;
+        use drover::journal::JournalError;
+        use drover::scheduler::SchedulerError;
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let spec = self.job.clone().build()?;
+            let bind = Bind::for_pool(&self.pool, spec.interface.as_deref());
+            let mut options = ClusterOptions::new(bind).with(&self.pool)?;
+            options.handle_signals = false;
+            options.scheduler_file = spec.scheduler_file.clone();
+            let started = SlurmCluster::new(spec, options, SlurmCli::for_pool(&self.pool)).await;
+            match started {
+                Err(ClusterError::Scheduler(SchedulerError::Journal(JournalError::InUse {
+                    ..
+                }))) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                other => return other.context("starting the cluster"),
+            }
+        }
+    }
+
     /// How long to wait for the workers.
     pub fn wait_timeout(&self) -> Duration {
         self.pool

@@ -347,6 +347,28 @@ impl SlurmCluster {
         result
     }
 
+    /// Leaves the pool to a successor on the same journal: the loop and
+    /// the scheduler stop (its journal closed and unlocked), and nothing is
+    /// closed: jobs, workers and tasks carry on under the successor.
+    pub fn hand_over(&self) {
+        if self.closed.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        self.task.abort();
+        if let Some(s) = &self.signals {
+            s.abort();
+        }
+        self.stop_reaper();
+        self.pool.scheduler.stop();
+        tracing::info!("handed over: the pool continues under its next scheduler");
+    }
+
+    /// How long before a worker leaves for its time limit its replacement
+    /// is submitted (on top of the last start-up time).
+    pub fn replace_lead(&self) -> Duration {
+        self.pool.options.replace_lead
+    }
+
     fn stop_reaper(&self) {
         if let Some(mut reaper) = self.reaper.lock().take() {
             let _ = reaper.kill();
