@@ -52,6 +52,8 @@ struct KilledRun {
     workers: Vec<KillOnDrop>,
     ids: Vec<drover::tasks::TaskId>,
     tasks: u64,
+    /// A driver's client from before the kill, which follows the file.
+    driver: SchedulerClient,
 }
 
 async fn killed_mid_run(tasks: u64, ran: usize, heartbeat: &str) -> KilledRun {
@@ -72,6 +74,7 @@ async fn killed_mid_run(tasks: u64, ran: usize, heartbeat: &str) -> KilledRun {
         .await
         .unwrap();
     assert_eq!(ids.len() as u64, tasks);
+    let driver = SchedulerClient::from_path(&file).unwrap();
     // The event: some tasks have run, four are running.
     until("tasks run", Duration::from_secs(60), || {
         common::appended(&out).len() >= ran
@@ -88,6 +91,7 @@ async fn killed_mid_run(tasks: u64, ran: usize, heartbeat: &str) -> KilledRun {
         workers,
         ids,
         tasks,
+        driver,
     }
 }
 
@@ -101,7 +105,9 @@ impl KilledRun {
     /// Every task ends, each ran once, and the same four workers did it.
     async fn finishes(self, file: &Path) {
         let at_kill = common::appended(&self.out).len();
-        let done = client(file)
+        // The driver's client from before: it follows the scheduler's file.
+        let done = self
+            .driver
             .wait_tasks(Some(&self.ids), Duration::from_millis(200))
             .await
             .unwrap();

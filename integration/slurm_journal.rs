@@ -276,7 +276,8 @@ fn a_scheduler_job_hands_over_before_its_time_limit_and_the_workers_stay() {
             t
         })
         .collect();
-    let ids = rt.block_on(client(file).submit(&tasks)).unwrap();
+    let driver = SchedulerClient::from_path(file).unwrap();
+    let ids = rt.block_on(driver.submit(&tasks)).unwrap();
     // The event: the first scheduler job ended by itself, its successor runs.
     wait_until(
         "the first scheduler job handed over",
@@ -290,8 +291,9 @@ fn a_scheduler_job_hands_over_before_its_time_limit_and_the_workers_stay() {
     wait_until("the successor answers", Duration::from_secs(60), || {
         rt.block_on(client(file).workers()).is_ok()
     });
+    // The driver's client from before the handover follows the file.
     let done = rt
-        .block_on(client(file).wait_tasks(Some(&ids), Duration::from_millis(200)))
+        .block_on(driver.wait_tasks(Some(&ids), Duration::from_millis(200)))
         .unwrap();
     let ran = common::assert_each_task_ran_once(&done, &p.out, TASKS);
     eprintln!(

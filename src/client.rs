@@ -2,6 +2,7 @@
 //! used by worker agents, the CLI and tests. It sends and reads only the
 //! types of `protocol`.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,9 +14,9 @@ use serde::Serialize;
 use crate::exit::{ExitStatus, FAILURE, USAGE};
 use crate::protocol::{
     paths, ClusterStatus, Completion, DeregisterRequest, Instruction, PollQuery, RegisterRequest,
-    RegisterResponse, RetireAllResponse, RetireRequest, ScaleRequest, SchedulerFile, SubmitRequest,
-    SubmitResponse, TaskId, TaskInfo, TaskList, TaskListQuery, TaskSpec, Token, WorkerId,
-    WorkerInfo, TASK_PAGE,
+    RegisterResponse, RetireAllResponse, RetireRequest, ScaleRequest, SchedulerFile,
+    SchedulerFileError, SubmitRequest, SubmitResponse, TaskId, TaskInfo, TaskList, TaskListQuery,
+    TaskSpec, Token, WorkerId, WorkerInfo, TASK_PAGE,
 };
 use crate::tls::Fingerprint;
 
@@ -120,6 +121,9 @@ pub struct SchedulerClient {
     token: Token,
     /// The certificate it pins, if any: a moved scheduler must present it.
     pin: Option<Fingerprint>,
+    /// The scheduler file it came from, when it follows the scheduler: a
+    /// request that finds no one is sent again where the file now says.
+    source: Option<Arc<PathBuf>>,
 }
 
 /// Time allowed for a request beyond any long-poll wait.
@@ -130,6 +134,15 @@ enum Body<'a, T: Serialize> {
     None,
     Json(&'a T),
 }
+
+// By hand: a derive would ask `T: Copy`, and only the reference is copied.
+impl<T: Serialize> Clone for Body<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T: Serialize> Copy for Body<'_, T> {}
 
 impl SchedulerClient {
     /// A client for the scheduler at `base`, pinned to the certificate
@@ -155,6 +168,31 @@ impl SchedulerClient {
         )
     }
 
+    /// A client for the scheduler the file at `path` describes, which
+    /// follows it to a new address should it move (restarted elsewhere from
+    /// its journal, or a scheduler job's successor).
+    pub fn from_path(path: &Path) -> Result<Self, SchedulerFileError> {
+        let mut client = Self::from_file(&SchedulerFile::read(path)?);
+        client.source = Some(Arc::new(path.to_path_buf()));
+        Ok(client)
+    }
+
+    /// Whether the scheduler file (if it follows one) now names another
+    /// address of the same scheduler; if so it (and every clone) moved.
+    fn moved(&self) -> bool {
+        let Some(path) = &self.source else {
+            return false;
+        };
+        let Ok(file) = SchedulerFile::read(path) else {
+            return false;
+        };
+        let moved = self.follow(&file);
+        if moved {
+            tracing::info!(scheduler = %file.address, "the scheduler moved (its file says so): following it");
+        }
+        moved
+    }
+
     /// A client that shares `http`'s connection pool (for many simulated
     /// workers in one process).
     pub fn with_http(http: reqwest::Client, base: impl Into<String>, token: Token) -> Self {
@@ -163,6 +201,7 @@ impl SchedulerClient {
             base: Arc::new(RwLock::new(base.into().trim_end_matches('/').to_string())),
             token,
             pin: None,
+            source: None,
         }
     }
 
@@ -234,14 +273,22 @@ impl SchedulerClient {
         worker: Option<WorkerId>,
         timeout: Duration,
     ) -> Result<Option<T>, ClientError> {
-        let mut r = self
-            .http
-            .post(format!("{}{path}", self.url()))
-            .timeout(timeout);
-        if let Body::Json(b) = body {
-            r = r.json(b);
+        let request = || {
+            let r = self
+                .http
+                .post(format!("{}{path}", self.url()))
+                .timeout(timeout);
+            match body {
+                Body::Json(b) => r.json(b),
+                Body::None => r,
+            }
+        };
+        match self.send(request(), worker).await {
+            Err(ClientError::Unreachable { .. }) if self.moved() => {
+                self.send(request(), worker).await
+            }
+            other => other,
         }
-        self.send(r, worker).await
     }
 
     /// GETs `path` with `query` and reads the answer's body.
@@ -252,12 +299,18 @@ impl SchedulerClient {
         worker: Option<WorkerId>,
         timeout: Duration,
     ) -> Result<T, ClientError> {
-        let r = self
-            .http
-            .get(format!("{}{path}", self.url()))
-            .query(query)
-            .timeout(timeout);
-        let v = self.send(r, worker).await?;
+        let request = || {
+            self.http
+                .get(format!("{}{path}", self.url()))
+                .query(query)
+                .timeout(timeout)
+        };
+        let v = match self.send(request(), worker).await {
+            Err(ClientError::Unreachable { .. }) if self.moved() => {
+                self.send(request(), worker).await
+            }
+            other => other,
+        }?;
         self.expect(v)
     }
 

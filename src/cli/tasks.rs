@@ -9,7 +9,6 @@ use std::time::Duration;
 use comfy_table::{presets::NOTHING, Table};
 use drover::client::SchedulerClient;
 use drover::config::Timeout;
-use drover::protocol::SchedulerFile;
 use drover::tasks::graph::Graph;
 use drover::tasks::{Dep, TaskId, TaskInfo, TaskSpec, TaskState};
 
@@ -35,7 +34,7 @@ impl SchedulerFileArg {
         let path = self.scheduler_file.as_ref().ok_or_else(|| {
             CliError::usage("which pool? pass --scheduler-file FILE or set DROVER_SCHEDULER_FILE")
         })?;
-        Ok(SchedulerClient::from_file(&SchedulerFile::read(path)?))
+        Ok(SchedulerClient::from_path(path)?)
     }
 }
 

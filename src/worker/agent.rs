@@ -19,11 +19,9 @@ use crate::protocol::{Instruction, RegisterResponse, WorkerId};
 
 /// One worker agent.
 pub(super) struct Agent {
+    /// Its scheduler, followed through the scheduler file should it move
+    /// (restarted elsewhere from its journal).
     pub client: SchedulerClient,
-    /// The scheduler file it came from: re-read while the scheduler does
-    /// not answer, to follow it to a new address (restarted elsewhere from
-    /// its journal).
-    pub scheduler_file: Option<PathBuf>,
     pub me: Identity,
     /// How long the scheduler may be unreachable before the agent leaves.
     pub death: Duration,
@@ -372,32 +370,12 @@ impl Agent {
                 if gone >= self.death {
                     return Next::Abort(AgentExit::SchedulerGone(gone));
                 }
-                if self.scheduler_moved() {
-                    link.pause = Duration::ZERO;
-                    return Next::Go;
-                }
                 tracing::debug!(error = %e, "scheduler unreachable; retrying");
                 link.pause = link.retry.min(self.death - gone);
                 link.retry = (link.retry * 2).min(MAX_RETRY);
                 Next::Go
             }
         }
-    }
-
-    /// Whether the scheduler file now names another address of the same
-    /// scheduler; if so the client (and every clone of it) follows.
-    fn scheduler_moved(&self) -> bool {
-        let Some(path) = &self.scheduler_file else {
-            return false;
-        };
-        let Ok(file) = crate::protocol::SchedulerFile::read(path) else {
-            return false;
-        };
-        let moved = self.client.follow(&file);
-        if moved {
-            tracing::info!(scheduler = %file.address, "the scheduler moved (its file says so): following it");
-        }
-        moved
     }
 
     /// Deregisters (when registered) with the reason, and logs the exit. A

@@ -216,7 +216,7 @@ pub async fn run(args: WorkerArgs) -> Result<Vec<AgentExit>, AgentError> {
     }
     let path = args.scheduler_file.clone().ok_or(AgentError::NoScheduler)?;
     let file = SchedulerFile::read(&path)?;
-    let client = SchedulerClient::from_file(&file);
+    let client = SchedulerClient::from_path(&path)?;
     let identity = Identity::detect(&args, &client.url()).await?;
     // Dask's nanny: one process for the whole job; else one per agent.
     let shared = match (args.kind, args.nanny) {
@@ -256,7 +256,6 @@ pub async fn run(args: WorkerArgs) -> Result<Vec<AgentExit>, AgentError> {
         }
         let agent = Agent {
             client: client.clone(),
-            scheduler_file: Some(path.clone()),
             me,
             death: args.death_timeout.duration(),
             margin: args.walltime_margin.duration(),
