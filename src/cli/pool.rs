@@ -143,19 +143,7 @@ pub struct Pool {
 impl Pool {
     /// Starts the cluster (not yet scaled).
     pub async fn start(&self) -> Result<SlurmCluster, CliError> {
-        let spec = self.job.clone().build()?;
-        // With nothing named, the pool finds the address that routes to
-        // its partition's nodes (see cluster/network.rs).
-        let bind = Bind::for_pool(&self.pool, spec.interface.as_deref());
-        if self.pool.dask_scheduler_file.is_some() && spec.kind != WorkerKind::Dask {
-            return Err(CliError::usage("--dask-scheduler-file needs --kind dask"));
-        }
-        let mut options = ClusterOptions::new(bind).with(&self.pool)?;
-        options.handle_signals = false;
-        options.scheduler_file = spec.scheduler_file.clone();
-        SlurmCluster::new(spec, options, SlurmCli::for_pool(&self.pool))
-            .await
-            .context("starting the cluster")
+        self.try_start().await?.context("starting the cluster")
     }
 
     /// Starts the cluster once its journal is free: a scheduler job's
@@ -167,13 +155,7 @@ impl Pool {
         use drover::scheduler::SchedulerError;
         let deadline = tokio::time::Instant::now() + limit;
         loop {
-            let spec = self.job.clone().build()?;
-            let bind = Bind::for_pool(&self.pool, spec.interface.as_deref());
-            let mut options = ClusterOptions::new(bind).with(&self.pool)?;
-            options.handle_signals = false;
-            options.scheduler_file = spec.scheduler_file.clone();
-            let started = SlurmCluster::new(spec, options, SlurmCli::for_pool(&self.pool)).await;
-            match started {
+            match self.try_start().await? {
                 Err(ClusterError::Scheduler(SchedulerError::Journal(JournalError::InUse {
                     ..
                 }))) if tokio::time::Instant::now() < deadline => {
@@ -182,6 +164,24 @@ impl Pool {
                 other => return other.context("starting the cluster"),
             }
         }
+    }
+
+    /// The settings checked (the outer error), then the cluster started
+    /// (the inner result, for callers that look at why it did not start).
+    async fn try_start(
+        &self,
+    ) -> Result<Result<SlurmCluster, drover::cluster::ClusterError>, CliError> {
+        let spec = self.job.clone().build()?;
+        // With nothing named, the pool finds the address that routes to
+        // its partition's nodes (see cluster/network.rs).
+        let bind = Bind::for_pool(&self.pool, spec.interface.as_deref());
+        if self.pool.dask_scheduler_file.is_some() && spec.kind != WorkerKind::Dask {
+            return Err(CliError::usage("--dask-scheduler-file needs --kind dask"));
+        }
+        let mut options = ClusterOptions::new(bind).with(&self.pool)?;
+        options.handle_signals = false;
+        options.scheduler_file = spec.scheduler_file.clone();
+        Ok(SlurmCluster::new(spec, options, SlurmCli::for_pool(&self.pool)).await)
     }
 
     /// How long to wait for the workers.

@@ -90,7 +90,7 @@ fn render(
     script_path: &Path,
 ) -> Result<String, CliError> {
     let mut argv: Vec<String> = Vec::new();
-    let mut args = std::env::args().skip(1).peekable();
+    let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let flag = arg.split('=').next().unwrap_or_default();
         if LOGIN_ONLY.contains(&flag) || flag == "--scheduler-job-walltime" {

@@ -21,6 +21,10 @@ pub(crate) fn as_submitted<'a>(
     listing: &'a [JobInfo],
     expected: impl IntoIterator<Item = JobRef>,
 ) -> Cow<'a, [JobInfo]> {
+    // The common case, a pool of arrays listed by task, costs one pass.
+    if !listing.iter().any(|i| matches!(i.job, JobRef::Job(_))) {
+        return Cow::Borrowed(listing);
+    }
     let mut plain = BTreeSet::new();
     let mut arrays: BTreeMap<JobId, Vec<u32>> = BTreeMap::new();
     for job in expected {
@@ -41,14 +45,13 @@ pub(crate) fn as_submitted<'a>(
     let listed: HashSet<JobRef> = listing.iter().map(|i| i.job).collect();
     let mut out = Vec::with_capacity(listing.len());
     for info in listing {
-        let JobRef::Job(array) = info.job else {
-            out.push(info.clone());
-            continue;
+        let array = match info.job {
+            JobRef::Job(array) if is_array_record(info) => array,
+            _ => {
+                out.push(info.clone());
+                continue;
+            }
         };
-        if !is_array_record(info) {
-            out.push(info.clone());
-            continue;
-        }
         tracing::debug!(%array, state = %info.state, "an array listed as one record without tasks");
         for &task in &arrays[&array] {
             let job = JobRef::Task { array, task };
