@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::process::{scheduler_process, KillOnDrop};
 use drover::client::SchedulerClient;
+use drover::journal::{Journal, Op};
 use drover::protocol::SchedulerFile;
 use drover::tasks::TaskSpec;
 
@@ -57,12 +58,25 @@ struct KilledRun {
 }
 
 async fn killed_mid_run(tasks: u64, ran: usize, heartbeat: &str) -> KilledRun {
+    killed_mid_run_when(tasks, ran, heartbeat, &[], |_| true).await
+}
+
+/// As `killed_mid_run`, with `extra` scheduler flags, killed once `ready`
+/// also holds for the journal.
+async fn killed_mid_run_when(
+    tasks: u64,
+    ran: usize,
+    heartbeat: &str,
+    extra: &[&str],
+    ready: impl Fn(&Path) -> bool,
+) -> KilledRun {
     let dir = tempfile::tempdir().unwrap();
     let journal = dir.path().join("pool.journal");
     let out = dir.path().join("lines");
     let args: Vec<String> = ["--journal", journal.to_str().unwrap()]
         .into_iter()
         .chain(["--heartbeat-interval", heartbeat])
+        .chain(extra.iter().copied())
         .map(String::from)
         .collect();
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -77,7 +91,7 @@ async fn killed_mid_run(tasks: u64, ran: usize, heartbeat: &str) -> KilledRun {
     let driver = SchedulerClient::from_path(&file).unwrap();
     // The event: some tasks have run, four are running.
     until("tasks run", Duration::from_secs(60), || {
-        common::appended(&out).len() >= ran
+        common::appended(&out).len() >= ran && ready(&journal)
     })
     .await;
     scheduler.0.kill().unwrap();
@@ -152,6 +166,34 @@ async fn workers_follow_a_scheduler_restarted_at_another_address() {
     assert_ne!(moved, run.address, "the old address is taken");
     run.finishes(&file).await;
     squatting.abort();
+}
+
+/// Whether the journal at `path` has been compacted (its second record
+/// is a snapshot).
+fn compacted(path: &Path) -> bool {
+    Journal::read(path).is_ok_and(|ops| matches!(ops.get(1), Some(Op::Snapshot(_))))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journal_compacted_while_it_runs_continues_the_same_and_each_task_runs_once() {
+    // 10,000 tasks make a journal of about 2 MB: compacted at 64 KiB, the
+    // scheduler writes snapshots as it runs, and is killed after one.
+    let extra = ["--journal-compact-after", "64KiB"];
+    let run = killed_mid_run_when(10_000, 1_000, "1s", &extra, compacted).await;
+    let journal = run.dir.path().join("pool.journal");
+    let ops = Journal::read(&journal).unwrap();
+    let after = ops.len()
+        - 2
+        - ops
+            .iter()
+            .filter(|o| matches!(o, Op::SnapshotTasks { .. }))
+            .count();
+    eprintln!(
+        "killed with a compacted journal of {} bytes: a snapshot, then {after} records",
+        std::fs::metadata(&journal).unwrap().len()
+    );
+    let (_scheduler, file) = run.restart().await;
+    run.finishes(&file).await;
 }
 
 #[tokio::test]
@@ -241,6 +283,19 @@ impl Drop for SmallDisk {
 
 #[tokio::test]
 async fn a_full_disk_stops_the_scheduler_with_why_and_its_journal_stays_readable() {
+    full_disk(&[]).await;
+    // Compacting often: snapshots that no longer fit are given up, and
+    // the journal as it was goes on until the disk is full.
+    let often = [
+        "--journal-compact-after",
+        "16KiB",
+        "--heartbeat-interval",
+        "200ms",
+    ];
+    full_disk(&often).await;
+}
+
+async fn full_disk(extra: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let Some(disk) = SmallDisk::mount(&dir.path().join("small"), 256) else {
         assert!(
@@ -251,7 +306,8 @@ async fn a_full_disk_stops_the_scheduler_with_why_and_its_journal_stays_readable
         return;
     };
     let journal = disk.0.join("j");
-    let args = ["--journal", journal.to_str().unwrap()];
+    let mut args = vec!["--journal", journal.to_str().unwrap()];
+    args.extend_from_slice(extra);
     let (mut scheduler, file) = scheduler_process(dir.path(), &args).await;
     // Tasks with 4 KiB of arguments each, 16 at a time, until the disk is full.
     let batch: Vec<TaskSpec> = (0..16)
@@ -266,6 +322,9 @@ async fn a_full_disk_stops_the_scheduler_with_why_and_its_journal_stays_readable
         match submitter.submit(&batch).await {
             Ok(ids) => acknowledged += ids.len(),
             Err(e) => break e.to_string(),
+        }
+        if !extra.is_empty() && acknowledged == batch.len() {
+            until("compacted", Duration::from_secs(10), || compacted(&journal)).await;
         }
         assert!(acknowledged < 100_000, "the disk never filled");
     };
@@ -295,4 +354,7 @@ async fn a_full_disk_stops_the_scheduler_with_why_and_its_journal_stays_readable
     let (_again, file) = scheduler_process(dir.path(), &args).await;
     let counts = client(&file).tasks(None, true).await.unwrap().counts;
     assert_eq!(counts.unfinished(), acknowledged, "{counts:?}");
+    if !extra.is_empty() {
+        assert!(compacted(&roomy), "it was compacted before the disk filled");
+    }
 }

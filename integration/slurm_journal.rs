@@ -121,6 +121,13 @@ fn close_and_wait(file: &Path, names: &[&str]) {
     });
 }
 
+/// Whether the journal at `path` has been compacted (its second record
+/// is a snapshot).
+fn compacted(path: &Path) -> bool {
+    use drover::journal::{Journal, Op};
+    Journal::read(path).is_ok_and(|ops| matches!(ops.get(1), Some(Op::Snapshot(_))))
+}
+
 #[test]
 fn a_pool_killed_mid_run_continues_from_its_journal_with_its_jobs_and_each_task_once() {
     const TASKS: u64 = 10_000;
@@ -134,22 +141,31 @@ fn a_pool_killed_mid_run_continues_from_its_journal_with_its_jobs_and_each_task_
         out,
         prefix,
     } = p;
-    let (mut first, name) = start(cluster_up(logs.path(), &prefix, &journal, "30s"));
+    // Compacted as it runs (10,000 tasks make about 2 MB of journal): the
+    // pool comes back from a snapshot and the records after it.
+    let compacting = |mut c: Command| {
+        c.env("DROVER_JOURNAL_COMPACT_AFTER", "256KiB");
+        c
+    };
+    let up = compacting(cluster_up(logs.path(), &prefix, &journal, "30s"));
+    let (mut first, name) = start(up);
     let jobs = queued(&name);
     assert_eq!(jobs.len(), 4, "{jobs:?}");
     let tasks = common::appending_tasks(TASKS, &out);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let ids = rt.block_on(client(&file).submit(&tasks)).unwrap();
-    // The event: a few hundred tasks have run, four are running.
+    // The event: a few hundred tasks have run, four are running, and the
+    // journal has been compacted.
     wait_until("tasks run", Duration::from_secs(120), || {
-        common::appended(&out).len() >= 300
+        common::appended(&out).len() >= 300 && compacted(&journal)
     });
     first.0.kill().unwrap(); // SIGKILL: no chance to close or to save
     first.0.wait().unwrap();
     let at_kill = common::appended(&out).len();
 
     let restarted = Instant::now();
-    let (_second, again) = start(cluster_up(logs.path(), &prefix, &journal, "30s"));
+    let up = compacting(cluster_up(logs.path(), &prefix, &journal, "30s"));
+    let (_second, again) = start(up);
     eprintln!("started again and ready in {:?}", restarted.elapsed());
     assert_eq!(again, name, "the same pool, by the same job name");
     let done = rt

@@ -9,7 +9,9 @@
 //! 3. the scheduler's memory with 100,000 queued tasks;
 //! 4. the journal (`--journal`): 1 and 2 with it against without, side by
 //!    side, its bytes per task, and the time a scheduler killed with
-//!    100,000 finished tasks in its journal takes to serve again.
+//!    100,000 finished tasks in its journal takes to serve again; and the
+//!    same with compaction (a snapshot whenever the journal has grown by
+//!    1 MiB and by its last snapshot's size), with the snapshots' pauses.
 
 mod common;
 
@@ -60,10 +62,16 @@ fn main() {
         }
         let (wall, cpu) = scheduler_cost(sizes.simulated_tasks, Mode::Tls).await;
         let (jwall, jcpu) = scheduler_cost(sizes.simulated_tasks, Mode::Journal).await;
+        let (cwall, ccpu) = scheduler_cost(sizes.simulated_tasks, Mode::Compacting).await;
         println!(
             "  journal/no journal: wall per task {:.2}, scheduler CPU per task {:.2}",
             jwall / wall,
             jcpu / cpu
+        );
+        println!(
+            "  compacting/journal: wall per task {:.2}, scheduler CPU per task {:.2}",
+            cwall / jwall,
+            ccpu / jcpu
         );
         queued_memory(sizes.queued_tasks).await;
     });
@@ -78,6 +86,8 @@ enum Mode {
     Plain,
     /// TLS with `--journal`.
     Journal,
+    /// TLS with `--journal`, compacted from 1 MiB on.
+    Compacting,
 }
 
 impl Mode {
@@ -86,6 +96,7 @@ impl Mode {
             Mode::Tls => "TLS",
             Mode::Plain => "plain HTTP",
             Mode::Journal => "TLS, journal",
+            Mode::Compacting => "TLS, journal compacted from 1 MiB",
         }
     }
 }
@@ -97,10 +108,35 @@ async fn scheduler(dir: &Path, mode: Mode) -> (KillOnDrop, SchedulerClient, std:
         Mode::Tls => vec![],
         Mode::Plain => vec!["--insecure-plain-http"],
         Mode::Journal => vec!["--journal", journal.to_str().unwrap()],
+        Mode::Compacting => vec![
+            "--journal",
+            journal.to_str().unwrap(),
+            "--journal-compact-after",
+            "1MiB",
+        ],
     };
-    let (child, file) = common::process::scheduler_process(dir, &args).await;
+    // The snapshots' log lines say how long each held the book.
+    let log = dir.join("scheduler.log");
+    let log = (mode == Mode::Compacting).then_some((SNAPSHOT_LOG, log.as_path()));
+    let (child, file) = common::process::scheduler_process_logging(dir, &args, log).await;
     let client = SchedulerClient::from_file(&SchedulerFile::read(&file).unwrap());
     (child, client, file)
+}
+
+const SNAPSHOT_LOG: &str = "warn,drover::scheduler::snapshot=info";
+
+/// Each snapshot's tasks and the milliseconds it held the book, from the
+/// log in `dir`.
+fn snapshot_pauses(dir: &Path) -> Vec<(u64, u64)> {
+    let log = std::fs::read_to_string(dir.join("scheduler.log")).unwrap_or_default();
+    let field = |line: &str, name: &str| -> Option<u64> {
+        let text = line.split(&format!("{name}=")).nth(1)?;
+        text.split_whitespace().next()?.parse().ok()
+    };
+    log.lines()
+        .filter(|l| l.contains("journal snapshot taken"))
+        .filter_map(|l| Some((field(l, "tasks")?, field(l, "took_ms")?)))
+        .collect()
 }
 
 fn trivial(n: usize) -> Vec<TaskSpec> {
@@ -237,27 +273,51 @@ async fn scheduler_cost(tasks: usize, mode: Mode) -> (f64, f64) {
         tasks as f64 / wall,
         per_task_ms / 0.1
     );
-    if mode == Mode::Journal {
-        restart(dir.path(), &mut sched, &file, tasks).await;
+    if matches!(mode, Mode::Journal | Mode::Compacting) {
+        restart(dir.path(), &mut sched, &file, tasks, mode).await;
     }
     (per_task_ms, cpu_per_task_ms)
 }
 
 /// Kills a journaled scheduler holding `tasks` finished tasks, starts it
 /// again on its journal, and times it until it answers with them all.
-async fn restart(dir: &Path, sched: &mut KillOnDrop, file: &Path, tasks: usize) {
+async fn restart(dir: &Path, sched: &mut KillOnDrop, file: &Path, tasks: usize, mode: Mode) {
     let bytes = std::fs::metadata(dir.join("journal")).unwrap().len();
     sched.0.kill().unwrap();
     sched.0.wait().unwrap();
+    if mode == Mode::Compacting {
+        let pauses = snapshot_pauses(dir);
+        let ops = drover::journal::Journal::read(&dir.join("journal")).unwrap();
+        let snapshot = matches!(ops.get(1), Some(drover::journal::Op::Snapshot(_)));
+        let after = ops
+            .iter()
+            .skip(1)
+            .filter(|o| {
+                !matches!(
+                    o,
+                    drover::journal::Op::Snapshot(_) | drover::journal::Op::SnapshotTasks { .. }
+                )
+            })
+            .count();
+        println!(
+            "compaction: {} snapshots while it ran, (tasks, ms the book was held) {:?} (largest {} ms); \
+             at the kill the journal was {} with {after} records after it",
+            pauses.len(),
+            pauses,
+            pauses.iter().map(|p| p.1).max().unwrap_or(0),
+            if snapshot { "a snapshot" } else { "not compacted" },
+        );
+    }
     std::fs::remove_file(file).unwrap();
     let start = Instant::now();
-    let (_again, client, _) = scheduler(dir, Mode::Journal).await;
+    let (_again, client, _) = scheduler(dir, mode).await;
     let counts = client.tasks(None, true).await.unwrap().counts;
     let secs = start.elapsed().as_secs_f64();
     assert_eq!(counts.succeeded, tasks, "every result is back");
     println!(
-        "journal: {bytes} bytes for {tasks} finished tasks ({:.0} bytes per task); \
+        "{}: {bytes} bytes for {tasks} finished tasks ({:.0} bytes per task); \
          restart with them until they are served: {secs:.2} s (target under 2 s; measured/target = {:.2})",
+        mode.label(),
         bytes as f64 / tasks as f64,
         secs / 2.0
     );

@@ -38,18 +38,27 @@ impl Drop for KillOnDrop {
 /// `--heartbeat-interval 2s`), its scheduler file in `dir`, once it has
 /// written the file.
 pub async fn scheduler_process(dir: &Path, args: &[&str]) -> (KillOnDrop, PathBuf) {
+    scheduler_process_logging(dir, args, None).await
+}
+
+/// As `scheduler_process`, its log (`RUST_LOG` filter, file) kept.
+pub async fn scheduler_process_logging(
+    dir: &Path,
+    args: &[&str],
+    log: Option<(&str, &Path)>,
+) -> (KillOnDrop, PathBuf) {
     let file = dir.join("scheduler.json");
-    let child = KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_drover"))
-            .args(["scheduler", "--host", "127.0.0.1"])
-            .args(args)
-            .arg("--scheduler-file")
-            .arg(&file)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_drover"));
+    cmd.args(["scheduler", "--host", "127.0.0.1"])
+        .args(args)
+        .arg("--scheduler-file")
+        .arg(&file)
+        .env("RUST_LOG", log.map_or("warn", |(filter, _)| filter))
+        .stdout(Stdio::null());
+    if let Some((_, path)) = log {
+        cmd.stderr(std::fs::File::create(path).unwrap());
+    }
+    let child = KillOnDrop(cmd.spawn().unwrap());
     let start = Instant::now();
     while !file.exists() {
         assert!(

@@ -43,6 +43,10 @@ pub struct SchedulerArgs {
     /// address and credentials, its tasks, results and workers).
     #[arg(long, value_name = "PATH")]
     journal: Option<PathBuf>,
+    /// With --journal: rewrite it as a snapshot once it has grown this
+    /// much (default 64MiB, or $DROVER_JOURNAL_COMPACT_AFTER).
+    #[arg(long, value_name = "SIZE", requires = "journal")]
+    journal_compact_after: Option<drover::config::Memory>,
 }
 
 pub async fn run(config: Option<PathBuf>, args: SchedulerArgs) -> CliResult {
@@ -55,6 +59,7 @@ pub async fn run(config: Option<PathBuf>, args: SchedulerArgs) -> CliResult {
         heartbeat_interval: args.heartbeat_interval,
         missed_heartbeats: args.missed_heartbeats,
         max_held_polls: args.max_held_polls,
+        journal_compact_after: args.journal_compact_after,
         ..Default::default()
     };
     let pool = ConfigSources::discover(config).pool_options(flags)?;

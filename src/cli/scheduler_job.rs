@@ -228,10 +228,17 @@ async fn submit_successor(slurm: &SlurmCli, script: &Path) -> Result<JobId, CliE
     tracing::info!(%job, "the time limit nears: successor scheduler job submitted");
     let name = std::env::var("SLURM_JOB_NAME").ok();
     loop {
-        let state = slurm
-            .jobs(name.as_deref())
-            .await
-            .context("watching the successor")?
+        // A failed listing is no reason to submit another successor: the
+        // one submitted is watched until it runs or ends.
+        let listed = match slurm.jobs(name.as_deref()).await {
+            Ok(jobs) => jobs,
+            Err(e) => {
+                tracing::warn!(%job, error = %e, "cannot list the successor; watching on");
+                tokio::time::sleep(LOOK_EVERY).await;
+                continue;
+            }
+        };
+        let state = listed
             .into_iter()
             .find(|j| j.job == JobRef::Job(job))
             .map(|j| j.state);

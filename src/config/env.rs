@@ -113,6 +113,11 @@ pub const ENV_VARS: &[EnvVar] = &[
         default: "256MiB",
     },
     EnvVar {
+        name: "DROVER_JOURNAL_COMPACT_AFTER",
+        key: "journal-compact-after",
+        default: "64MiB",
+    },
+    EnvVar {
         name: "DROVER_REATTACH_GRACE",
         key: "reattach-grace",
         default: "60s",

@@ -127,6 +127,9 @@ pub struct PoolOptions {
     /// With `journal`: how long a dead driver's jobs are kept for a pool
     /// to come back on the journal before they are cancelled.
     pub reattach_grace: Option<Timeout>,
+    /// With `journal`: rewrite it as a snapshot once it has grown by this
+    /// much (and by at least the last snapshot's size).
+    pub journal_compact_after: Option<crate::config::Memory>,
 }
 
 macro_rules! overlay_pool {
@@ -146,6 +149,7 @@ impl PoolOptions {
             dask_start_timeout, dask_scheduler_file, heartbeat_interval, missed_heartbeats,
             max_held_polls, slurm_timeout, max_connections, max_connections_per_peer,
             handshake_timeout, connection_idle_timeout, max_output_memory, journal, reattach_grace,
+            journal_compact_after,
         )
     }
 }

@@ -10,12 +10,14 @@ use std::fs::File;
 use std::io::{Read as _, Write as _};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
 
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 use super::frame::{self, FrameError};
 use super::op::Op;
+use super::writer::{write_loop, Durable, Msg};
 
 /// Why a journal cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -53,15 +55,6 @@ pub enum JournalError {
     InUse { path: PathBuf },
 }
 
-/// What the writer has made durable.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Durable {
-    /// Every record up to this sequence number.
-    Upto(u64),
-    /// Writing failed; nothing after the failure is durable.
-    Failed(String),
-}
-
 /// An open journal.
 ///
 /// It holds an exclusive lock on its file while open (until the writer has
@@ -73,7 +66,17 @@ pub struct Journal {
     path: PathBuf,
     next: u64,
     /// `None` once dropped: the writer then finishes and closes the file.
-    tx: Option<mpsc::Sender<(u64, Vec<u8>)>>,
+    tx: Option<mpsc::Sender<Msg>>,
+    /// The last identity record, framed: a compacted journal starts so.
+    identity: Option<Vec<u8>>,
+    /// Bytes written since the last snapshot (or in the file as opened).
+    grown: u64,
+    /// Bytes of the last compacted journal written (by the writer).
+    snapshot: Arc<AtomicU64>,
+    /// Growth that makes a compaction due (`u64::MAX`: never).
+    compact_after: u64,
+    /// Notified when a compaction is due.
+    due: Arc<Notify>,
     durable: watch::Receiver<Durable>,
     writer: Option<std::thread::JoinHandle<()>>,
 }
@@ -106,16 +109,29 @@ impl Journal {
             Some(found) => found,
             None => (create(path)?, Vec::new()),
         };
-        let (tx, rx) = mpsc::channel::<(u64, Vec<u8>)>();
+        let grown = file.metadata().map_err(io(path))?.len();
+        let (tx, rx) = mpsc::channel::<Msg>();
         let (durable_tx, durable) = watch::channel(Durable::Upto(0));
+        let at = path.to_path_buf();
+        let snapshot = Arc::new(AtomicU64::new(0));
+        let written = snapshot.clone();
         let writer = std::thread::Builder::new()
             .name("drover-journal".into())
-            .spawn(move || write_loop(file, rx, durable_tx))
+            .spawn(move || write_loop(file, at, rx, durable_tx, written))
             .map_err(io(path))?;
+        let identity = ops.iter().rev().find_map(|op| match op {
+            Op::Identity(_) => Some(record(op)),
+            _ => None,
+        });
         let journal = Journal {
             path: path.to_path_buf(),
             next: 0,
             tx: Some(tx),
+            identity,
+            grown,
+            snapshot,
+            compact_after: u64::MAX,
+            due: Arc::new(Notify::new()),
             durable,
             writer: Some(writer),
         };
@@ -139,12 +155,59 @@ impl Journal {
     /// Queues a record; returns its sequence number, for `durable`.
     pub fn append(&mut self, op: &Op) -> u64 {
         self.next += 1;
-        let bytes = serde_json::to_vec(op).expect("ops serialize");
+        let framed = record(op);
+        if matches!(op, Op::Identity(_)) {
+            self.identity = Some(framed.clone());
+        }
+        self.grown = self.grown.saturating_add(framed.len() as u64);
+        if self.due() {
+            self.due.notify_one();
+        }
         // A closed channel means the writer failed; `durable` says so.
         if let Some(tx) = &self.tx {
-            let _ = tx.send((self.next, frame::frame(&bytes)));
+            let _ = tx.send(Msg::Record(self.next, framed));
         }
         self.next
+    }
+
+    /// Compacts once the journal has grown by `bytes`; returns what is
+    /// notified whenever a compaction is due.
+    pub fn compact_after(&mut self, bytes: u64) -> Arc<Notify> {
+        self.compact_after = bytes;
+        if self.due() {
+            self.due.notify_one();
+        }
+        self.due.clone()
+    }
+
+    /// Whether the journal has grown enough to compact: by the set bytes
+    /// and by at least its last snapshot's size, so that compacting costs
+    /// at most about one byte written per byte appended.
+    pub fn due(&self) -> bool {
+        let snapshot = self.snapshot.load(Ordering::Relaxed);
+        self.identity.is_some() && self.grown > 0 && self.grown >= self.compact_after.max(snapshot)
+    }
+
+    /// Bytes appended since the last snapshot (or in the file as opened).
+    pub fn grown(&self) -> u64 {
+        self.grown
+    }
+
+    /// Replaces the journal with its identity and `snapshot` (records that
+    /// rebuild the whole book as it is after every record queued so far).
+    /// The writer serializes them (off the caller's thread), writes them
+    /// to a new file beside the journal, makes that durable and renames it
+    /// over the journal, then appends there. Should that fail (a full
+    /// disk) the journal goes on as it was. `false` without an identity.
+    pub fn compact(&mut self, snapshot: Vec<Op>) -> bool {
+        let Some(identity) = self.identity.clone() else {
+            return false;
+        };
+        self.grown = 0;
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(Msg::Compact { identity, snapshot });
+        }
+        true
     }
 
     /// The sequence number of the last record queued.
@@ -193,23 +256,9 @@ impl Waiter {
     }
 }
 
-fn write_loop(mut file: File, rx: mpsc::Receiver<(u64, Vec<u8>)>, durable: watch::Sender<Durable>) {
-    while let Ok((mut seq, first)) = rx.recv() {
-        let mut batch = first;
-        while let Ok((s, more)) = rx.try_recv() {
-            batch.extend_from_slice(&more);
-            seq = s;
-        }
-        let written = file.write_all(&batch).and_then(|()| file.sync_data());
-        match written {
-            Ok(()) => durable.send_replace(Durable::Upto(seq)),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot write the journal; refusing changes from now on");
-                durable.send_replace(Durable::Failed(e.to_string()));
-                return;
-            }
-        };
-    }
+/// One op as a framed record.
+pub(super) fn record(op: &Op) -> Vec<u8> {
+    frame::frame(&serde_json::to_vec(op).expect("ops serialize"))
 }
 
 /// Creates a new journal: private, with its header, synced with its
@@ -250,6 +299,15 @@ fn open_existing(path: &Path) -> Result<Option<(File, Vec<Op>)>, JournalError> {
         });
     }
     lock(&file, path)?;
+    // A running scheduler that compacts renames a new file over the
+    // journal: one opened just before holds the old file, whose lock the
+    // compacting one just let go. That one is still in use.
+    let now = std::fs::symlink_metadata(path).map_err(io(path))?;
+    if (now.dev(), now.ino()) != (meta.dev(), meta.ino()) {
+        return Err(JournalError::InUse {
+            path: path.to_path_buf(),
+        });
+    }
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes).map_err(io(path))?;
     let (read, ops) = parse(path, &bytes)?;
@@ -267,7 +325,7 @@ fn open_existing(path: &Path) -> Result<Option<(File, Vec<Op>)>, JournalError> {
 }
 
 /// Takes the journal's exclusive lock, or says who holds it.
-fn lock(file: &File, path: &Path) -> Result<(), JournalError> {
+pub(super) fn lock(file: &File, path: &Path) -> Result<(), JournalError> {
     match file.try_lock() {
         Ok(()) => Ok(()),
         Err(std::fs::TryLockError::WouldBlock) => Err(JournalError::InUse {
@@ -305,7 +363,7 @@ fn parse<'a>(path: &Path, bytes: &'a [u8]) -> Result<(frame::Read<'a>, Vec<Op>),
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::protocol::TaskId;
 
@@ -396,5 +454,76 @@ mod tests {
         let e = Journal::open(&path).err().unwrap();
         assert!(e.to_string().contains("0.0.1-old"), "{e}");
         assert_eq!(std::fs::read(&path).unwrap(), before, "nothing changed");
+    }
+
+    /// A journal's first record, for tests.
+    pub(crate) fn identity() -> Op {
+        Op::Identity(super::super::op::Identity {
+            drover: DROVER_VERSION.into(),
+            cluster_id: "abcd1234".into(),
+            token: "t".into(),
+            cert_pem: String::new(),
+            key_pem: String::new(),
+            address: "127.0.0.1:1".into(),
+        })
+    }
+
+    #[tokio::test]
+    async fn a_compacted_journal_is_the_snapshot_then_what_came_after_and_stays_locked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let (mut j, _) = Journal::open(&path).unwrap();
+        let id = identity();
+        j.append(&id);
+        for t in 1..=1000 {
+            j.append(&Op::Cancel { task: TaskId(t) });
+        }
+        let due = j.compact_after(1000);
+        due.notified().await; // it grew by more than 1000 bytes
+        assert!(j.due());
+        assert!(j.compact(vec![Op::MaxCores { cores: 8 }]));
+        assert!(!j.due(), "nothing grew since");
+        j.append(&Op::Cancel { task: TaskId(1001) });
+        j.waiter().durable(j.last()).await.unwrap();
+        let ops = Journal::read(&path).unwrap();
+        assert_eq!(
+            ops,
+            vec![
+                id,
+                Op::MaxCores { cores: 8 },
+                Op::Cancel { task: TaskId(1001) }
+            ]
+        );
+        let e = Journal::open(&path).err().unwrap();
+        assert!(
+            matches!(e, JournalError::InUse { .. }),
+            "the new file is locked: {e}"
+        );
+        let files = std::fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(files, 1, "no temporary file is left beside it");
+        let mode = std::fs::metadata(&path).unwrap().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        drop(j);
+        assert_eq!(Journal::open(&path).unwrap().1.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_compaction_that_cannot_be_written_leaves_the_journal_going_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d").join("j");
+        std::fs::create_dir(path.parent().unwrap()).unwrap();
+        let (mut j, _) = Journal::open(&path).unwrap();
+        let id = identity();
+        j.append(&id);
+        j.append(&Op::Cancel { task: TaskId(1) });
+        // Its directory moves away: no new file can be made where it was.
+        let moved = dir.path().join("elsewhere");
+        std::fs::rename(path.parent().unwrap(), &moved).unwrap();
+        assert!(j.compact(vec![Op::MaxCores { cores: 8 }]));
+        j.append(&Op::Cancel { task: TaskId(2) });
+        j.waiter().durable(j.last()).await.unwrap();
+        let ops = Journal::read(&moved.join("j")).unwrap();
+        assert_eq!(ops.len(), 3, "every record, and no snapshot: {ops:?}");
+        assert_eq!(ops[2], Op::Cancel { task: TaskId(2) });
     }
 }

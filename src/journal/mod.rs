@@ -8,6 +8,7 @@
 pub mod file;
 pub mod frame;
 pub mod op;
+mod writer;
 
 pub use file::{Journal, JournalError, Waiter, DROVER_VERSION};
-pub use op::{Identity, Op, PoolMode};
+pub use op::{Identity, Op, PoolMode, Snapshot, WorkerImage};

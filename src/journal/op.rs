@@ -10,7 +10,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::protocol::{Completion, RegisterRequest, TaskId, TaskSpec, WorkerId};
+use crate::protocol::{
+    Completion, Instruction, RegisterRequest, TaskId, TaskRun, TaskSpec, WorkerId, WorkerInfo,
+};
+use crate::tasks::TaskImage;
 
 /// Who the scheduler is: written first, so that a restart serves the
 /// same workers at the same address with the same credentials. The
@@ -76,6 +79,41 @@ pub enum Op {
     Pool(PoolMode),
     /// The pool was closed: there is nothing to continue.
     Closed { at_ms: u64 },
+    /// The whole book as it was when the journal was compacted: the
+    /// records it replaces are gone, and those after it apply to it. Its
+    /// tasks follow in `SnapshotTasks` records (a record is bounded).
+    Snapshot(Box<Snapshot>),
+    /// The next tasks of a snapshot, in id order.
+    SnapshotTasks { tasks: Vec<TaskImage> },
+}
+
+/// A scheduler's whole book at one moment: what a compacted journal holds
+/// in place of the changes that built it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// When it was taken (Unix ms).
+    pub at_ms: u64,
+    /// The last worker id given out.
+    pub next_worker: u64,
+    pub workers: Vec<WorkerImage>,
+    /// How many tasks the `SnapshotTasks` records after it hold.
+    pub tasks: u64,
+    /// Cores of the pool's largest worker, once the pool said.
+    pub max_cores: Option<u32>,
+    pub pool: Option<PoolMode>,
+}
+
+/// One worker as the snapshot keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerImage {
+    pub info: WorkerInfo,
+    /// Its agent's process id, which tells a retried registration from a
+    /// new agent.
+    pub pid: u32,
+    /// What it is to be told at its next poll (a retirement).
+    pub instruction: Option<Instruction>,
+    /// Runs of cancelled tasks it is still to kill.
+    pub cancels: Vec<TaskRun>,
 }
 
 /// How a pool is sized, as its driver last said: what a pool started on

@@ -73,7 +73,13 @@ pub struct SchedulerConfig {
     /// scheduler started on an existing journal continues from it (same
     /// address when it can, same credentials, its tasks and workers).
     pub journal: Option<std::path::PathBuf>,
+    /// Bytes the journal grows by before it is rewritten as a snapshot
+    /// (and at least as many as the last snapshot has).
+    pub journal_compact_after: u64,
 }
+
+/// Default growth of the journal before it is compacted.
+pub const DEFAULT_JOURNAL_COMPACT_AFTER: u64 = 64 << 20;
 
 /// Default heartbeat interval.
 pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
@@ -108,6 +114,7 @@ impl SchedulerConfig {
             connection_idle_timeout: None,
             max_output_memory: crate::tasks::outputs::DEFAULT_MAX_OUTPUT_MEMORY,
             journal: None,
+            journal_compact_after: DEFAULT_JOURNAL_COMPACT_AFTER,
         }
     }
 
@@ -152,6 +159,9 @@ impl SchedulerConfig {
         }
         if let Some(m) = pool.max_output_memory {
             self.max_output_memory = m.bytes();
+        }
+        if let Some(m) = pool.journal_compact_after {
+            self.journal_compact_after = m.bytes();
         }
         if let Some(t) = pool.connection_idle_timeout {
             self.connection_idle_timeout = Some(t.duration());

@@ -127,9 +127,15 @@ impl Opened {
             ops,
         } = self;
         let records = ops.len();
-        for op in ops {
-            registry.replay(op);
+        let path = journal.path().to_path_buf();
+        for (index, op) in ops.into_iter().enumerate() {
+            registry
+                .replay(op)
+                .map_err(|cause| bad(&path, index, cause))?;
         }
+        registry
+            .replay_finished()
+            .map_err(|cause| bad(&path, records, cause))?;
         registry.expect_confirmations();
         if records > 0 {
             let counts = registry.tasks.counts();

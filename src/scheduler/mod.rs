@@ -10,6 +10,7 @@ mod journal;
 mod ops;
 mod registry;
 mod serve;
+mod snapshot;
 mod throttle;
 
 pub use config::{
@@ -502,14 +503,31 @@ fn open_file_limit() -> u64 {
 }
 
 /// Declares workers lost when they fall silent.
+/// The scheduler's own rounds: silent workers are declared lost, and the
+/// journal (if any) is compacted once it is due.
 async fn watch_heartbeats(shared: Arc<Shared>) {
     let bound = shared.config.lost_after();
     let mut tick = tokio::time::interval(shared.config.heartbeat_interval / 2);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let due = shared
+        .registry()
+        .compaction_due(shared.config.journal_compact_after);
+    let compaction = || async {
+        match &due {
+            Some(due) => due.notified().await,
+            None => std::future::pending().await,
+        }
+    };
     loop {
-        tick.tick().await;
-        if shared.registry().mark_lost(bound) > 0 {
-            shared.changed();
+        tokio::select! {
+            _ = tick.tick() => {
+                if shared.registry().mark_lost(bound) > 0 {
+                    shared.changed();
+                }
+            }
+            () = compaction() => {
+                shared.registry().compact_if_due();
+            }
         }
     }
 }

@@ -17,20 +17,20 @@ use crate::protocol::{
 use crate::tasks::{Engine, SubmitError};
 
 /// One worker's record.
-struct Entry {
-    info: WorkerInfo,
+pub(super) struct Entry {
+    pub(super) info: WorkerInfo,
     /// The agent's process id on its node: with the host, tells a retried
     /// registration from a new agent under the same name.
-    pid: u32,
-    last_seen: Instant,
+    pub(super) pid: u32,
+    pub(super) last_seen: Instant,
     /// Woken when an instruction is queued, so a held poll answers at once.
-    wake: Arc<Notify>,
-    instruction: Option<Instruction>,
+    pub(super) wake: Arc<Notify>,
+    pub(super) instruction: Option<Instruction>,
     /// Runs of cancelled tasks it must kill, told once.
-    cancels: Vec<TaskRun>,
+    pub(super) cancels: Vec<TaskRun>,
     /// Restored from the journal with runs handed out: its first poll
     /// says which it holds, and the others are requeued.
-    unconfirmed: bool,
+    pub(super) unconfirmed: bool,
 }
 
 /// Tasks handed to a worker, and when.
@@ -51,14 +51,16 @@ pub(crate) enum PollStart {
 /// Every worker of one scheduler.
 #[derive(Default)]
 pub(crate) struct Registry {
-    next_id: u64,
-    workers: HashMap<WorkerId, Entry>,
+    pub(super) next_id: u64,
+    pub(super) workers: HashMap<WorkerId, Entry>,
     /// The tasks the workers run.
     pub(crate) tasks: Engine,
     /// Where every change is recorded, when the scheduler keeps a journal.
-    journal: Option<Journal>,
+    pub(super) journal: Option<Journal>,
     /// How the pool this scheduler serves is sized, as last recorded.
-    pool: Option<PoolMode>,
+    pub(super) pool: Option<PoolMode>,
+    /// A snapshot being replayed: its tasks, as their records come.
+    pub(super) restoring: Option<(u64, crate::tasks::EngineImage)>,
 }
 
 impl Registry {
@@ -492,9 +494,12 @@ impl Registry {
     }
 
     /// Replays one recorded change, as it was made (its times included).
-    /// Runs before a journal is kept, so nothing is recorded again.
-    pub(crate) fn replay(&mut self, op: Op) {
+    /// Runs before a journal is kept, so nothing is recorded again. Only
+    /// a snapshot that does not hold together is an error.
+    pub(crate) fn replay(&mut self, op: Op) -> Result<(), String> {
         match op {
+            Op::Snapshot(snapshot) => return self.restore_snapshot(*snapshot),
+            Op::SnapshotTasks { tasks } => return self.restore_snapshot_tasks(tasks),
             Op::Identity(_) => {}
             Op::Register { id, request, at_ms } => {
                 self.next_id = id.0.saturating_sub(1).max(self.next_id);
@@ -552,6 +557,7 @@ impl Registry {
             Op::Pool(mode) => self.pool = Some(mode),
             Op::Closed { .. } => {}
         }
+        Ok(())
     }
 
     /// Records that the pool closed: its journal cannot be continued.
@@ -608,11 +614,12 @@ impl Registry {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::protocol::{SlurmPlacement, TaskSpec};
 
-    fn request(i: u64) -> RegisterRequest {
+    /// A worker's registration, for tests.
+    pub(crate) fn request(i: u64) -> RegisterRequest {
         RegisterRequest {
             name: format!("{i}"),
             slurm: SlurmPlacement {
@@ -709,7 +716,7 @@ mod tests {
         let ops = Journal::read(&path).unwrap();
         let mut back = Registry::default();
         for op in ops {
-            back.replay(op);
+            back.replay(op).unwrap();
         }
         let strip = |r: &Registry| {
             r.list()
@@ -749,7 +756,7 @@ mod tests {
         waiter.durable(last).await.unwrap();
         let mut back = Registry::default();
         for op in Journal::read(&path).unwrap() {
-            back.replay(op);
+            back.replay(op).unwrap();
         }
         back.expect_confirmations();
         assert_eq!(back.tasks.running_on(w), 2);

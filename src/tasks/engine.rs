@@ -21,32 +21,32 @@ pub const MAX_TIME_LIMIT_MS: u64 = 366 * 24 * 3600 * 1000;
 /// The most retries one task may ask for.
 pub const MAX_RETRIES: u32 = 1000;
 
-struct Task {
-    spec: TaskSpec,
-    deps: Vec<TaskId>,
-    dependents: Vec<TaskId>,
+pub(super) struct Task {
+    pub(super) spec: TaskSpec,
+    pub(super) deps: Vec<TaskId>,
+    pub(super) dependents: Vec<TaskId>,
     /// Dependencies not yet succeeded.
-    waiting_on: usize,
-    state: TaskState,
-    attempts: u32,
+    pub(super) waiting_on: usize,
+    pub(super) state: TaskState,
+    pub(super) attempts: u32,
     /// Runs lost with their worker.
-    lost: u32,
-    worker: Option<WorkerId>,
-    reason: Option<String>,
+    pub(super) lost: u32,
+    pub(super) worker: Option<WorkerId>,
+    pub(super) reason: Option<String>,
 }
 
 /// Every task of one scheduler.
 #[derive(Default)]
 pub struct Engine {
-    tasks: Vec<Task>,
+    pub(super) tasks: Vec<Task>,
     /// Ready tasks, in submission order.
-    ready: BTreeSet<TaskId>,
+    pub(super) ready: BTreeSet<TaskId>,
     /// Cores in use and tasks running, per worker.
-    busy: HashMap<WorkerId, (u32, BTreeSet<TaskId>)>,
+    pub(super) busy: HashMap<WorkerId, (u32, BTreeSet<TaskId>)>,
     /// Cores of the pool's largest worker, once the pool says.
-    max_cores: Option<u32>,
+    pub(super) max_cores: Option<u32>,
     /// The latest output of each task that ran.
-    outputs: Outputs,
+    pub(super) outputs: Outputs,
 }
 
 impl Engine {
@@ -662,7 +662,7 @@ fn check_acyclic(first: u64, deps: &[Vec<TaskId>]) -> Result<(), SubmitError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::exit::{ExitStatus, USAGE};
     use crate::protocol::TaskOutput;
@@ -677,7 +677,8 @@ mod tests {
         }
     }
 
-    fn done(a: &Assignment, code: i32, stdout: &str) -> Completion {
+    /// A run's report, for tests.
+    pub(crate) fn done(a: &Assignment, code: i32, stdout: &str) -> Completion {
         Completion {
             task: a.task,
             attempt: a.attempt,

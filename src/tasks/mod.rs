@@ -7,6 +7,7 @@
 mod engine;
 mod error;
 pub mod graph;
+mod image;
 pub mod outputs;
 pub mod runner;
 
@@ -16,3 +17,4 @@ pub use crate::protocol::{
 };
 pub use engine::{env_name, shell_script_index, Engine, SubmitError, LOST_WORKER_RETRIES};
 pub use engine::{MAX_RETRIES, MAX_TASK_CORES, MAX_TIME_LIMIT_MS};
+pub use image::{EngineImage, ImageError, TaskImage};

@@ -82,6 +82,13 @@ impl Outputs {
         }
     }
 
+    /// Forgets every output (their spilled files too).
+    pub fn clear(&mut self) {
+        for task in self.held.keys().copied().collect::<Vec<_>>() {
+            self.remove(task);
+        }
+    }
+
     fn remove(&mut self, task: TaskId) {
         match self.held.remove(&task) {
             Some(Place::Memory(o)) => {
