@@ -374,3 +374,60 @@ fn a_scheduler_on_a_missing_interface_lists_the_ones_that_exist() {
     );
     assert!(err.contains("lo (127.0.0.1)"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_watch_redraws_with_the_tasks_and_ends_when_the_scheduler_is_gone() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let s = scheduler().await;
+    let file = publish(&s, dir.path());
+    let mut watch = Command::new(env!("CARGO_BIN_EXE_drover"))
+        .args([
+            "status",
+            "--watch",
+            "--interval",
+            "100ms",
+            "--scheduler-file",
+        ])
+        .arg(&file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = watch.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    // Waits for a line that holds `what`.
+    let saw = |what: &str| loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("no line with {what:?}"));
+        if line.contains(what) {
+            return line;
+        }
+    };
+    saw("tasks: 0 waiting, 0 ready, 0 running");
+    let spec = drover::tasks::TaskSpec {
+        argv: vec!["true".into()],
+        ..Default::default()
+    };
+    s.client().submit(&[spec.clone(), spec]).await.unwrap();
+    let line = saw("2 ready");
+    assert!(line.contains("ended/s"), "{line}");
+    // The scheduler goes: the watch ends by itself, exit 1, with why.
+    s.stop();
+    let status = tokio::task::spawn_blocking(move || {
+        let status = watch.wait().unwrap();
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut watch.stderr.take().unwrap(), &mut err).unwrap();
+        (status, err)
+    })
+    .await
+    .unwrap();
+    assert_eq!(status.0.code(), Some(1), "{}", status.1);
+    assert!(status.1.contains("no longer answers"), "{}", status.1);
+}

@@ -10,6 +10,7 @@ mod run;
 mod scheduler;
 mod scheduler_job;
 mod status;
+mod status_watch;
 mod tasks;
 mod worker;
 

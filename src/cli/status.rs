@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use comfy_table::{presets::NOTHING, Table};
 use drover::client::SchedulerClient;
+use drover::config::Timeout;
 use drover::protocol::{unix_ms, ClusterStatus, SchedulerFile, WorkerInfo};
 
 use super::error::{CliResult, Context};
@@ -15,11 +16,21 @@ pub struct StatusArgs {
     #[arg(long, value_name = "FILE", env = "DROVER_SCHEDULER_FILE")]
     scheduler_file: PathBuf,
     /// Print JSON, for scripts.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "watch")]
     json: bool,
+    /// Redraw the status (with the tasks by state and how fast they end)
+    /// every --interval, until Ctrl-C or until no scheduler answers.
+    #[arg(long)]
+    watch: bool,
+    /// How often --watch redraws.
+    #[arg(long, value_name = "TIME", default_value = "2s", requires = "watch")]
+    interval: Timeout,
 }
 
 pub async fn run(args: StatusArgs) -> CliResult {
+    if args.watch {
+        return super::status_watch::watch(&args.scheduler_file, args.interval.duration()).await;
+    }
     let file = SchedulerFile::read(&args.scheduler_file)?;
     let client = SchedulerClient::from_file(&file);
     // A scheduler that serves a cluster knows its jobs too.
@@ -53,7 +64,7 @@ fn seconds(ms: u64) -> String {
     format!("{:.1}s", ms as f64 / 1000.0)
 }
 
-fn table(workers: &[WorkerInfo]) -> String {
+pub(super) fn table(workers: &[WorkerInfo]) -> String {
     let now = unix_ms();
     let mut t = Table::new();
     t.load_style(NOTHING).set_header([
@@ -89,7 +100,7 @@ fn table(workers: &[WorkerInfo]) -> String {
     format!("{t}\n{} workers\n", workers.len())
 }
 
-fn cluster_table(c: &ClusterStatus) -> String {
+pub(super) fn cluster_table(c: &ClusterStatus) -> String {
     let mut t = Table::new();
     t.load_style(NOTHING).set_header([
         "JOB", "STATE", "REASON", "NODE", "WORKER", "ADDRESS", "EXIT", "ACTION", "LOG",

@@ -58,7 +58,7 @@ impl SlurmCluster {
         let weak = Arc::downgrade(&pool);
         pool.scheduler
             .set_cluster_status_source(Arc::new(move || weak.upgrade().map(|p| p.status())));
-        let control = pool.scheduler.attach_control();
+        let control = pool.scheduler.attach_control(pool.spec.processes);
         let per_worker = pool.spec.cores / pool.spec.processes.max(1);
         pool.scheduler.set_max_task_cores(per_worker.max(1));
         if let Some(mode) = pool.scheduler.pool_mode() {

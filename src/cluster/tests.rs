@@ -456,3 +456,27 @@ async fn a_large_scale_goes_in_chunks_each_after_slurms_pass() {
     );
     assert_eq!(arrays(), [100, 100, 50]);
 }
+
+#[tokio::test]
+async fn a_scale_through_the_scheduler_is_in_the_journal_before_it_is_answered() {
+    use crate::journal::{Journal, Op, PoolMode};
+    use crate::scheduler::{Scheduler, SchedulerConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("pool.journal");
+    let mut config = SchedulerConfig::new(Bind::Host(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+    config.journal = Some(journal.clone());
+    let scheduler = Scheduler::start(config).await.unwrap();
+    // A pool of 2 workers per job that has not yet taken the request.
+    let _unread = scheduler.attach_control(2);
+    scheduler.client().scale(5).await.unwrap();
+    // Answered: a scheduler killed right now comes back at 3 jobs.
+    let last = Journal::read(&journal)
+        .unwrap()
+        .into_iter()
+        .rev()
+        .find_map(|op| match op {
+            Op::Pool(mode) => Some(mode),
+            _ => None,
+        });
+    assert_eq!(last, Some(PoolMode::Fixed { jobs: 3 }));
+}

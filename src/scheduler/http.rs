@@ -16,6 +16,7 @@ use subtle::ConstantTimeEq;
 
 use super::registry::PollStart;
 use super::{ControlRequest, Shared};
+use crate::journal::PoolMode;
 use crate::protocol::{
     paths, ClusterStatus, Completion, DeregisterRequest, Instruction, PollQuery, RegisterRequest,
     RegisterResponse, RetireAllResponse, RetireRequest, ScaleRequest, SubmitRequest,
@@ -246,7 +247,7 @@ fn send_control(
 ) -> Result<StatusCode, (StatusCode, &'static str)> {
     let control = shared.control.lock();
     match control.as_ref() {
-        Some(tx) if tx.send(request).is_ok() => Ok(StatusCode::ACCEPTED),
+        Some((tx, _)) if tx.send(request).is_ok() => Ok(StatusCode::ACCEPTED),
         _ => Err(NO_CLUSTER),
     }
 }
@@ -257,6 +258,13 @@ async fn cluster_scale(
 ) -> Result<StatusCode, (StatusCode, &'static str)> {
     if body.workers > MAX_SCALE {
         return Err((StatusCode::BAD_REQUEST, "workers: accepted: 0 to 100000\n"));
+    }
+    // The new size is recorded here, so that the answer (which waits for
+    // the journal) leaves only once a restart would hold it.
+    let per_job = shared.control.lock().as_ref().map(|(_, n)| *n);
+    if let Some(per_job) = per_job {
+        let jobs = body.workers.div_ceil(per_job as usize);
+        shared.registry().set_pool_mode(PoolMode::Fixed { jobs });
     }
     send_control(&shared, ControlRequest::Scale(body.workers))
 }

@@ -126,8 +126,9 @@ pub(crate) struct Shared {
     pub(crate) held_polls: AtomicUsize,
     /// Bumped on every change to the registry, for waiters.
     version: watch::Sender<u64>,
-    /// Where cluster requests go, when a cluster is attached.
-    pub(crate) control: Mutex<Option<mpsc::UnboundedSender<ControlRequest>>>,
+    /// Where cluster requests go, when a cluster is attached, and how
+    /// many workers each of its jobs holds.
+    pub(crate) control: Mutex<Option<(mpsc::UnboundedSender<ControlRequest>, u32)>>,
     /// Where the attached cluster's status comes from.
     pub(crate) cluster_status: Mutex<Option<StatusSource>>,
     /// The pool's Dask scheduler, for `dask` pools.
@@ -405,9 +406,9 @@ impl Scheduler {
 
     /// Routes the control API (`/v1/cluster/...`) to the returned channel,
     /// for the cluster this scheduler serves.
-    pub fn attach_control(&self) -> mpsc::UnboundedReceiver<ControlRequest> {
+    pub fn attach_control(&self, workers_per_job: u32) -> mpsc::UnboundedReceiver<ControlRequest> {
         let (tx, rx) = mpsc::unbounded_channel();
-        *self.shared.control.lock() = Some(tx);
+        *self.shared.control.lock() = Some((tx, workers_per_job.max(1)));
         rx
     }
 
