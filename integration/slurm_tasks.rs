@@ -206,3 +206,70 @@ async fn ten_thousand_array_tasks_complete_with_their_own_outputs() {
     }
     cluster.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_that_ask_for_memory_share_a_worker_only_as_far_as_its_memory_goes() {
+    let Some(slurm) = local_slurm("tasks_that_ask_for_memory") else {
+        return;
+    };
+    let _serial = exclusive().await;
+    let logs = log_dir();
+    // One worker of 4 cores and 1 GiB: four 1-core tasks would run at once,
+    // but tasks of 600 MiB each take their turns.
+    let job = test_job("drover-memory", 4, logs.path())
+        .memory("1GiB".parse::<drover::config::Memory>().unwrap());
+    let cluster = common::running_pool(job, slurm, 1).await;
+    let file = cluster.scheduler_file().to_path_buf();
+    let submit = |memory: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_drover"))
+            .args([
+                "submit",
+                "--memory",
+                memory,
+                "--array",
+                "0-3",
+                "--scheduler-file",
+            ])
+            .arg(&file)
+            .args(["--", "sh", "-c", "date +%s%N; sleep 0.3; date +%s%N"])
+            .output()
+            .unwrap()
+    };
+    let out = submit("600MiB");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // More than any worker has: refused at submission, with why.
+    let refused = submit("2GiB");
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("2GiB of memory, but the pool's workers have 1GiB"),
+        "{said}"
+    );
+    let done = cluster
+        .client()
+        .wait_tasks(None, Duration::from_millis(100))
+        .await
+        .unwrap();
+    assert_eq!(done.len(), 4, "only the first submission was taken");
+    let mut spans: Vec<(u128, u128)> = done
+        .iter()
+        .map(|t| {
+            assert_eq!(t.state, TaskState::Succeeded, "{t:?}");
+            let out = &t.output.as_ref().unwrap().stdout;
+            let mut times = out.lines().map(|l| l.trim().parse::<u128>().unwrap());
+            (times.next().unwrap(), times.next().unwrap())
+        })
+        .collect();
+    spans.sort();
+    for pair in spans.windows(2) {
+        assert!(
+            pair[0].1 <= pair[1].0,
+            "two 600 MiB tasks overlapped: {spans:?}"
+        );
+    }
+    cluster.close().await.unwrap();
+}

@@ -69,6 +69,16 @@ def test_a_failed_task_raises_with_its_exit_code_and_stderr(workdir):
         assert c.submit(["echo", "ok"]).result(timeout=60) == "ok\n"
 
 
+def test_tasks_ask_for_memory_and_one_no_worker_can_hold_is_refused(workdir):
+    # Workers of 256 MB: a task asking for 1 GiB could never run.
+    with cluster(n_workers=1) as c:
+        with pytest.raises(drover.ClusterError, match="no worker could ever run it"):
+            c.submit("true", memory="1GiB")
+        with pytest.raises(ValueError, match="lots"):
+            c.submit("true", memory="lots")
+        assert c.submit(["echo", "ok"], memory="100MiB").result(timeout=120) == "ok\n"
+
+
 def test_a_job_that_cannot_start_fails_the_wait_with_slurms_words(workdir):
     # More memory than any node has: Slurm refuses the job at submission.
     with cluster(memory="1000GB") as c:

@@ -239,10 +239,12 @@ class SlurmCluster:
         time_limit: Any = None,
         retries: int = 0,
         after: Iterable[Task | int] = (),
+        memory: str | int | None = None,
     ) -> Task:
         """Runs ``command`` on a worker: a shell line (``sh -c``) or an argv
-        list. ``after`` lists tasks that must succeed first."""
-        spec = _task_spec(command, name, env, cwd, cores, time_limit, retries, after)
+        list. ``after`` lists tasks that must succeed first; ``memory``
+        (``"2GiB"``, or bytes) keeps it to a worker with that much free."""
+        spec = _task_spec(command, name, env, cwd, cores, time_limit, retries, after, memory)
         (task_id,) = self._cluster.submit([spec])
         return Task(self._cluster, task_id, name)
 
@@ -350,18 +352,26 @@ def _count(name: str, value: Any) -> int:
 
 
 def _task_options(options: Mapping[str, Any]) -> dict:
-    allowed = {"name", "env", "cwd", "cores", "time_limit", "retries", "after"}
+    allowed = {"name", "env", "cwd", "cores", "time_limit", "retries", "after", "memory"}
     unknown = set(options) - allowed - {"name"}
     if unknown:
         raise TypeError(f"map() got an unexpected keyword argument {min(unknown)!r}")
-    out = {k: None for k in ("name", "env", "cwd", "time_limit")}
+    out = {k: None for k in ("name", "env", "cwd", "time_limit", "memory")}
     out.update(cores=1, retries=0, after=())
     out.update(options)
     return out
 
 
 def _task_spec(
-    command, name=None, env=None, cwd=None, cores=1, time_limit=None, retries=0, after=()
+    command,
+    name=None,
+    env=None,
+    cwd=None,
+    cores=1,
+    time_limit=None,
+    retries=0,
+    after=(),
+    memory=None,
 ):
     spec: dict[str, Any] = {
         "argv": _argv(command),
@@ -377,6 +387,9 @@ def _task_spec(
     limit = _seconds("time_limit", time_limit)
     if limit is not None:
         spec["time_limit_ms"] = int(limit * 1000)
+    if memory is not None:
+        size = memory if isinstance(memory, int) else _drover.parse_memory(str(memory))
+        spec["memory_bytes"] = _count("memory", size)
     deps = [a.id if isinstance(a, Task) else _count("after", a) for a in after]
     if deps:
         spec["deps"] = deps

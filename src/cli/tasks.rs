@@ -68,6 +68,10 @@ pub struct SubmitArgs {
     /// Cores it needs.
     #[arg(long, default_value_t = 1)]
     cores: u32,
+    /// Memory it needs (such as 2GiB): it runs only on a worker with that
+    /// much of its memory not held by its other tasks.
+    #[arg(long, value_name = "SIZE")]
+    memory: Option<drover::config::Memory>,
     /// Runs it may have again after failing.
     #[arg(long, default_value_t = 0)]
     retries: u32,
@@ -136,6 +140,7 @@ pub async fn submit(args: SubmitArgs) -> CliResult {
         env: args.env.iter().cloned().collect(),
         cwd: args.cwd.clone(),
         cores: args.cores,
+        memory_bytes: args.memory.map(|m| m.bytes()),
         time_limit_ms: args
             .time_limit
             .map(|t| u64::try_from(t.duration().as_millis()).unwrap_or(u64::MAX)),

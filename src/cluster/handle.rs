@@ -61,6 +61,12 @@ impl SlurmCluster {
         let control = pool.scheduler.attach_control(pool.spec.processes);
         let per_worker = pool.spec.cores / pool.spec.processes.max(1);
         pool.scheduler.set_max_task_cores(per_worker.max(1));
+        let memory_per_worker = pool
+            .spec
+            .memory
+            .bytes()
+            .div_ceil(u64::from(pool.spec.processes.max(1)));
+        pool.scheduler.set_max_task_memory(memory_per_worker.max(1));
         if let Some(mode) = pool.scheduler.pool_mode() {
             tracing::info!(
                 ?mode,

@@ -69,6 +69,8 @@ pub enum Op {
     },
     /// The pool said how many cores its largest worker has.
     MaxCores { cores: u32 },
+    /// The pool said how much memory its largest worker has.
+    MaxMemory { bytes: u64 },
     /// After a restart, a worker said which of its runs it holds; the
     /// others were requeued.
     Confirm {
@@ -100,6 +102,9 @@ pub struct Snapshot {
     pub tasks: u64,
     /// Cores of the pool's largest worker, once the pool said.
     pub max_cores: Option<u32>,
+    /// Memory of the pool's largest worker, once the pool said.
+    #[serde(default)]
+    pub max_memory: Option<u64>,
     pub pool: Option<PoolMode>,
 }
 

@@ -41,6 +41,10 @@ pub struct TaskSpec {
     /// Cores it needs (default 1).
     #[serde(default = "one")]
     pub cores: u32,
+    /// Memory it needs, in bytes: it runs only on a worker with this much
+    /// of its memory not held by its other tasks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_bytes: Option<u64>,
     /// Time limit in milliseconds: it is killed when over, and not started
     /// on a worker whose allocation ends sooner.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -63,6 +67,7 @@ impl Default for TaskSpec {
             env: BTreeMap::new(),
             cwd: None,
             cores: one(),
+            memory_bytes: None,
             time_limit_ms: None,
             retries: 0,
             deps: Vec::new(),

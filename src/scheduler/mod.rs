@@ -372,6 +372,14 @@ impl Scheduler {
         }
     }
 
+    /// Records the memory of the pool's largest worker: tasks asking for
+    /// more are refused, and queued ones fail with why.
+    pub fn set_max_task_memory(&self, bytes: u64) {
+        if self.shared.registry().set_max_memory(bytes) > 0 {
+            self.shared.changed();
+        }
+    }
+
     /// Records how the pool is sized: with a journal, a pool started on it
     /// again holds this size.
     pub fn set_pool_mode(&self, mode: crate::journal::PoolMode) {

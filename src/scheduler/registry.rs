@@ -14,7 +14,7 @@ use crate::protocol::{
     unix_ms, Completion, Instruction, RegisterRequest, TaskId, TaskRun, TaskSpec, WorkerId,
     WorkerInfo, WorkerState,
 };
-use crate::tasks::{Engine, SubmitError};
+use crate::tasks::{Engine, Room, SubmitError};
 
 /// One worker's record.
 pub(super) struct Entry {
@@ -245,8 +245,12 @@ impl Registry {
         let Some(entry) = self.workers.get(&id) else {
             return Assigned::default();
         };
-        let (cores, end) = (entry.info.cores, entry.info.allocation_end);
-        let runs = self.tasks.assign(id, cores, end, now);
+        let room = Room {
+            cores: entry.info.cores,
+            memory: entry.info.memory_bytes,
+        };
+        let end = entry.info.allocation_end;
+        let runs = self.tasks.assign(id, room, end, now);
         if !runs.is_empty() {
             if let Some(e) = self.workers.get_mut(&id) {
                 e.info.idle_since_ms = None;
@@ -456,6 +460,15 @@ impl Registry {
         self.tasks.set_max_cores(cores)
     }
 
+    /// Records the memory of the pool's largest worker; returns how many
+    /// queued tasks could never run and failed.
+    pub(crate) fn set_max_memory(&mut self, bytes: u64) -> usize {
+        if let Some(j) = &mut self.journal {
+            j.append(&Op::MaxMemory { bytes });
+        }
+        self.tasks.set_max_memory(bytes)
+    }
+
     /// Requeues the runs worker `id` was handed but does not hold.
     fn confirm(&mut self, id: WorkerId, held: Vec<TaskRun>) {
         let requeued = self.tasks.runs_not_held(id, &held);
@@ -550,6 +563,9 @@ impl Registry {
             }
             Op::MaxCores { cores } => {
                 self.tasks.set_max_cores(cores);
+            }
+            Op::MaxMemory { bytes } => {
+                self.tasks.set_max_memory(bytes);
             }
             Op::Confirm { worker, held } => {
                 self.tasks.runs_not_held(worker, &held);

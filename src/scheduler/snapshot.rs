@@ -67,6 +67,7 @@ impl Registry {
             workers,
             tasks: image.tasks.len() as u64,
             max_cores: image.max_cores,
+            max_memory: image.max_memory,
             pool: self.pool,
         }))];
         let mut chunk = Vec::new();
@@ -117,6 +118,7 @@ impl Registry {
         let image = EngineImage {
             tasks: Vec::new(),
             max_cores: s.max_cores,
+            max_memory: s.max_memory,
         };
         self.restoring = Some((s.tasks, image));
         self.finish_if_whole()

@@ -14,12 +14,6 @@ use crate::protocol::{
 /// How many times a task goes back to the queue because its worker was
 /// lost, on top of its own retry budget.
 pub const LOST_WORKER_RETRIES: u32 = 3;
-/// The most cores one task may ask for.
-pub const MAX_TASK_CORES: u32 = 65_536;
-/// The longest time limit, in milliseconds: a year.
-pub const MAX_TIME_LIMIT_MS: u64 = 366 * 24 * 3600 * 1000;
-/// The most retries one task may ask for.
-pub const MAX_RETRIES: u32 = 1000;
 
 pub(super) struct Task {
     pub(super) spec: TaskSpec,
@@ -35,22 +29,50 @@ pub(super) struct Task {
     pub(super) reason: Option<String>,
 }
 
+/// What a worker's running tasks hold.
+#[derive(Debug, Default)]
+pub(super) struct Held {
+    pub(super) cores: u32,
+    pub(super) memory: u64,
+    pub(super) tasks: BTreeSet<TaskId>,
+}
+
+/// What a worker has to run tasks in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Room {
+    pub cores: u32,
+    /// Bytes of memory (`u64::MAX`: not known, not limited).
+    pub memory: u64,
+}
+
+impl Room {
+    /// Cores only, memory not limited.
+    pub fn cores(cores: u32) -> Room {
+        Room {
+            cores,
+            memory: u64::MAX,
+        }
+    }
+}
+
 /// Every task of one scheduler.
 #[derive(Default)]
 pub struct Engine {
     pub(super) tasks: Vec<Task>,
     /// Ready tasks, in submission order.
     pub(super) ready: BTreeSet<TaskId>,
-    /// Cores in use and tasks running, per worker.
-    pub(super) busy: HashMap<WorkerId, (u32, BTreeSet<TaskId>)>,
+    /// What runs on each worker, and the cores and memory it holds.
+    pub(super) busy: HashMap<WorkerId, Held>,
     /// Cores of the pool's largest worker, once the pool says.
     pub(super) max_cores: Option<u32>,
+    /// Memory of the pool's largest worker, once the pool says.
+    pub(super) max_memory: Option<u64>,
     /// The latest output of each task that ran.
     pub(super) outputs: Outputs,
 }
 
 impl Engine {
-    fn get(&self, id: TaskId) -> Option<&Task> {
+    pub(super) fn get(&self, id: TaskId) -> Option<&Task> {
         self.tasks.get((id.0 as usize).checked_sub(1)?)
     }
 
@@ -165,70 +187,6 @@ impl Engine {
         Ok(resolved)
     }
 
-    /// Refuses numbers no run could honour, before any arithmetic sees them.
-    fn check_bounds(&self, s: &TaskSpec, i: usize) -> Result<(), SubmitError> {
-        let out = |field, value: u64, accepted: String| SubmitError::OutOfRange {
-            task: label(s, i),
-            field,
-            value,
-            accepted,
-        };
-        if s.cores > MAX_TASK_CORES {
-            return Err(out(
-                "cores",
-                s.cores.into(),
-                format!("1 to {MAX_TASK_CORES}"),
-            ));
-        }
-        if let Some(max) = self.max_cores.filter(|m| s.cores > *m) {
-            return Err(SubmitError::TooManyCores {
-                task: label(s, i),
-                cores: s.cores,
-                max,
-            });
-        }
-        if let Some(ms) = s
-            .time_limit_ms
-            .filter(|t| *t == 0 || *t > MAX_TIME_LIMIT_MS)
-        {
-            let accepted = format!("1 to {MAX_TIME_LIMIT_MS} milliseconds (a year)");
-            return Err(out("time_limit_ms", ms, accepted));
-        }
-        if s.retries > MAX_RETRIES {
-            return Err(out(
-                "retries",
-                s.retries.into(),
-                format!("0 to {MAX_RETRIES}"),
-            ));
-        }
-        Ok(())
-    }
-
-    /// Records the cores of the pool's largest worker: tasks asking for
-    /// more are refused from now on, and those already queued fail with
-    /// the reason. Returns how many failed.
-    pub fn set_max_cores(&mut self, max: u32) -> usize {
-        self.max_cores = Some(max);
-        let never: Vec<TaskId> = self
-            .ready
-            .iter()
-            .copied()
-            .chain(
-                self.tasks
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, t)| t.state == TaskState::Waiting)
-                    .map(|(i, _)| TaskId(i as u64 + 1)),
-            )
-            .filter(|id| self.get(*id).is_some_and(|t| t.spec.cores > max))
-            .collect();
-        for &id in &never {
-            let cores = self.get(id).map(|t| t.spec.cores).unwrap_or_default();
-            self.fail(id, format!("it asks for {cores} cores, but the pool's workers have {max}; no worker could ever run it"));
-        }
-        never.len()
-    }
-
     fn describe(&self, id: TaskId) -> String {
         match self.get(id).and_then(|t| t.spec.name.clone()) {
             Some(n) => format!("{n} ({id})"),
@@ -242,19 +200,24 @@ impl Engine {
     pub fn assign(
         &mut self,
         worker: WorkerId,
-        cores: u32,
+        room: Room,
         allocation_end_s: Option<u64>,
         now_ms: u64,
     ) -> Vec<Assignment> {
-        let used = self.busy.get(&worker).map(|b| b.0).unwrap_or(0);
-        let mut free = cores.saturating_sub(used);
+        let (used, used_memory) = self
+            .busy
+            .get(&worker)
+            .map_or((0, 0), |b| (b.cores, b.memory));
+        let mut free = room.cores.saturating_sub(used);
+        let mut free_memory = room.memory.saturating_sub(used_memory);
         let mut chosen: Vec<TaskId> = Vec::new();
         if free == 0 {
             return Vec::new();
         }
         for &id in &self.ready {
             let t = self.get(id).expect("ready tasks exist");
-            if t.spec.cores > free {
+            let memory = t.spec.memory_bytes.unwrap_or(0);
+            if t.spec.cores > free || memory > free_memory {
                 continue;
             }
             if let (Some(limit), Some(end)) = (t.spec.time_limit_ms, allocation_end_s) {
@@ -263,6 +226,7 @@ impl Engine {
                 }
             }
             free -= t.spec.cores;
+            free_memory = free_memory.saturating_sub(memory);
             chosen.push(id);
             if free == 0 {
                 break;
@@ -327,19 +291,24 @@ impl Engine {
             cores: t.spec.cores,
             time_limit_ms: t.spec.time_limit_ms,
         };
+        let memory = t.spec.memory_bytes.unwrap_or(0);
         let b = self.busy.entry(worker).or_default();
-        b.0 = b.0.saturating_add(a.cores);
-        b.1.insert(id);
+        b.cores = b.cores.saturating_add(a.cores);
+        b.memory = b.memory.saturating_add(memory);
+        b.tasks.insert(id);
         a
     }
 
     fn release(&mut self, worker: WorkerId, id: TaskId) {
-        let cores = self.get(id).map(|t| t.spec.cores).unwrap_or(0);
+        let (cores, memory) = self
+            .get(id)
+            .map_or((0, 0), |t| (t.spec.cores, t.spec.memory_bytes.unwrap_or(0)));
         if let Some(b) = self.busy.get_mut(&worker) {
-            if b.1.remove(&id) {
-                b.0 = b.0.saturating_sub(cores);
+            if b.tasks.remove(&id) {
+                b.cores = b.cores.saturating_sub(cores);
+                b.memory = b.memory.saturating_sub(memory);
             }
-            if b.1.is_empty() {
+            if b.tasks.is_empty() {
                 self.busy.remove(&worker);
             }
         }
@@ -400,7 +369,7 @@ impl Engine {
     }
 
     /// Fails `id` and, transitively, everything that depends on it.
-    fn fail(&mut self, id: TaskId, why: String) {
+    pub(super) fn fail(&mut self, id: TaskId, why: String) {
         let mut stack = vec![(id, why)];
         while let Some((id, why)) = stack.pop() {
             let name = self.describe(id);
@@ -423,10 +392,10 @@ impl Engine {
     /// A worker is gone (lost, or left): its running tasks go back to the
     /// queue while their budget lasts. Returns how many were requeued.
     pub fn worker_gone(&mut self, worker: WorkerId, why: &str) -> usize {
-        let Some((_, running)) = self.busy.remove(&worker) else {
+        let Some(held) = self.busy.remove(&worker) else {
             return 0;
         };
-        running
+        held.tasks
             .into_iter()
             .filter(|id| self.run_lost(*id, worker, why))
             .count()
@@ -437,10 +406,11 @@ impl Engine {
     /// restart from the journal, an answer that handed them out may never
     /// have reached it. Returns how many were requeued.
     pub fn runs_not_held(&mut self, worker: WorkerId, held: &[crate::protocol::TaskRun]) -> usize {
-        let Some((_, running)) = self.busy.get(&worker) else {
+        let Some(holding) = self.busy.get(&worker) else {
             return 0;
         };
-        let missing: Vec<TaskId> = running
+        let missing: Vec<TaskId> = holding
+            .tasks
             .iter()
             .copied()
             .filter(|id| {
@@ -497,7 +467,9 @@ impl Engine {
     }
 
     fn running_on_includes(&self, worker: WorkerId, id: TaskId) -> bool {
-        self.busy.get(&worker).is_some_and(|b| b.1.contains(&id))
+        self.busy
+            .get(&worker)
+            .is_some_and(|b| b.tasks.contains(&id))
     }
 
     /// Cores asked for by tasks that are ready or running: the demand an
@@ -517,7 +489,7 @@ impl Engine {
 
     /// How many tasks `worker` runs.
     pub fn running_on(&self, worker: WorkerId) -> usize {
-        self.busy.get(&worker).map(|b| b.1.len()).unwrap_or(0)
+        self.busy.get(&worker).map(|b| b.tasks.len()).unwrap_or(0)
     }
 
     /// One task.
@@ -610,7 +582,7 @@ pub fn shell_script_index(argv: &[String]) -> Option<usize> {
     (SHELLS.contains(&program) && argv.get(1).is_some_and(|a| a == "-c")).then_some(2)
 }
 
-fn label(s: &TaskSpec, i: usize) -> String {
+pub(super) fn label(s: &TaskSpec, i: usize) -> String {
     s.name
         .clone()
         .unwrap_or_else(|| format!("#{i} of the submission"))
@@ -666,6 +638,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::exit::{ExitStatus, USAGE};
     use crate::protocol::TaskOutput;
+    use crate::tasks::{MAX_RETRIES, MAX_TIME_LIMIT_MS};
 
     fn spec(name: &str, argv: &[&str], deps: &[&str]) -> TaskSpec {
         TaskSpec {
@@ -702,14 +675,14 @@ pub(crate) mod tests {
                 spec("z", &["add", "{{y}}", "10"], &["y"]),
             ])
             .unwrap();
-        let a = e.assign(W, 4, None, 0);
+        let a = e.assign(W, Room::cores(4), None, 0);
         assert_eq!(a.len(), 1, "only x is ready");
         assert!(e.complete(W, done(&a[0], 0, "1\n")));
-        let b = e.assign(W, 4, None, 0);
+        let b = e.assign(W, Room::cores(4), None, 0);
         assert_eq!(b[0].argv, ["inc", "1"]);
         assert_eq!(b[0].env["DROVER_DEP_X"], "1");
         e.complete(W, done(&b[0], 0, "2"));
-        let c = e.assign(W, 4, None, 0);
+        let c = e.assign(W, Room::cores(4), None, 0);
         assert_eq!(c[0].argv, ["add", "2", "10"]);
         e.complete(W, done(&c[0], 0, "12"));
         assert_eq!(e.info(ids[2]).unwrap().output.unwrap().stdout, "12");
@@ -725,10 +698,10 @@ pub(crate) mod tests {
             ])
             .unwrap();
         assert_eq!(e.info(ids[0]).unwrap().state, TaskState::Waiting);
-        let a = e.assign(W, 4, None, 0);
+        let a = e.assign(W, Room::cores(4), None, 0);
         assert_eq!(a[0].task, ids[1]);
         e.complete(W, done(&a[0], 0, "1"));
-        assert_eq!(e.assign(W, 4, None, 0)[0].argv, ["add", "1"]);
+        assert_eq!(e.assign(W, Room::cores(4), None, 0)[0].argv, ["add", "1"]);
     }
 
     #[test]
@@ -742,7 +715,7 @@ pub(crate) mod tests {
                 spec("d", &["true"], &[]),
             ])
             .unwrap();
-        let a = e.assign(W, 4, None, 0);
+        let a = e.assign(W, Room::cores(4), None, 0);
         assert_eq!(a.len(), 2);
         e.complete(W, done(&a[0], 1, ""));
         let b = e.info(ids[1]).unwrap();
@@ -763,24 +736,30 @@ pub(crate) mod tests {
         big.cores = 4;
         e.submit(vec![spec("a", &["x"], &[]), big, spec("c", &["x"], &[])])
             .unwrap();
-        let a = e.assign(W, 2, None, 0);
+        let a = e.assign(W, Room::cores(2), None, 0);
         let names: Vec<u64> = a.iter().map(|a| a.task.0).collect();
         assert_eq!(
             names,
             [1, 3],
             "the 4-core task waits for a worker with room"
         );
-        assert!(e.assign(W, 2, None, 0).is_empty(), "no core left");
-        assert_eq!(e.assign(WorkerId(2), 8, None, 0)[0].task, TaskId(2));
+        assert!(
+            e.assign(W, Room::cores(2), None, 0).is_empty(),
+            "no core left"
+        );
+        assert_eq!(
+            e.assign(WorkerId(2), Room::cores(8), None, 0)[0].task,
+            TaskId(2)
+        );
     }
 
     #[test]
     fn lost_workers_requeue_and_stale_reports_are_ignored() {
         let mut e = Engine::default();
         let ids = e.submit(vec![spec("a", &["x"], &[])]).unwrap();
-        let first = e.assign(W, 1, None, 0);
+        let first = e.assign(W, Room::cores(1), None, 0);
         assert_eq!(e.worker_gone(W, "lost"), 1);
-        let second = e.assign(WorkerId(2), 1, None, 0);
+        let second = e.assign(WorkerId(2), Room::cores(1), None, 0);
         assert_eq!(second[0].attempt, 2);
         assert!(
             !e.complete(W, done(&first[0], 0, "old")),
@@ -798,8 +777,8 @@ pub(crate) mod tests {
         let mut t = spec("long", &["x"], &[]);
         t.time_limit_ms = Some(60_000);
         e.submit(vec![t]).unwrap();
-        assert!(e.assign(W, 1, Some(30), 0).is_empty());
-        assert_eq!(e.assign(W, 1, Some(120), 0).len(), 1);
+        assert!(e.assign(W, Room::cores(1), Some(30), 0).is_empty());
+        assert_eq!(e.assign(W, Room::cores(1), Some(120), 0).len(), 1);
     }
 
     #[test]
@@ -808,10 +787,10 @@ pub(crate) mod tests {
         let mut t = spec("flaky", &["x"], &[]);
         t.retries = 1;
         let ids = e.submit(vec![t]).unwrap();
-        let a = e.assign(W, 1, None, 0);
+        let a = e.assign(W, Room::cores(1), None, 0);
         e.complete(W, done(&a[0], 3, ""));
         assert_eq!(e.info(ids[0]).unwrap().state, TaskState::Ready);
-        let b = e.assign(W, 1, None, 0);
+        let b = e.assign(W, Room::cores(1), None, 0);
         e.complete(W, done(&b[0], 3, ""));
         assert_eq!(e.info(ids[0]).unwrap().state, TaskState::Failed);
 
@@ -851,7 +830,7 @@ pub(crate) mod tests {
         let mut t = spec("big", &["x"], &[]);
         (t.time_limit_ms, t.retries) = (Some(MAX_TIME_LIMIT_MS), MAX_RETRIES);
         let id = e.submit(vec![t]).unwrap()[0];
-        let a = e.assign(W, 1, Some(u64::MAX), u64::MAX);
+        let a = e.assign(W, Room::cores(1), Some(u64::MAX), u64::MAX);
         assert_eq!(a.len(), 1);
         assert_eq!(e.worker_gone(W, "lost"), 1);
         assert_eq!(e.info(id).unwrap().state, TaskState::Ready);
@@ -882,11 +861,11 @@ pub(crate) mod tests {
         let ids = e
             .submit(vec![spec("a", &["x"], &[]), spec("b", &["x"], &[])])
             .unwrap();
-        let a = e.assign(W, 1, None, 0);
+        let a = e.assign(W, Room::cores(1), None, 0);
         assert_eq!(e.cancel(ids[0]), Some((W, a[0].attempt)));
         assert_eq!(e.info(ids[0]).unwrap().state, TaskState::Cancelled);
         assert!(
-            e.assign(W, 1, None, 0).is_empty(),
+            e.assign(W, Room::cores(1), None, 0).is_empty(),
             "its core is still taken"
         );
         let mut killed = done(&a[0], 0, "");
@@ -894,7 +873,7 @@ pub(crate) mod tests {
         assert!(e.complete(W, killed.clone()));
         assert!(!e.complete(W, killed), "a second report changes nothing");
         assert_eq!(e.info(ids[0]).unwrap().state, TaskState::Cancelled);
-        assert_eq!(e.assign(W, 1, None, 0)[0].task, ids[1]);
+        assert_eq!(e.assign(W, Room::cores(1), None, 0)[0].task, ids[1]);
     }
 
     #[test]
@@ -904,9 +883,9 @@ pub(crate) mod tests {
         let sh = spec("sh", &["/bin/sh", "-c", "echo {{up}}", "{{up}}"], &["up"]);
         let plain = spec("plain", &["echo", "{{up}}"], &["up"]);
         e.submit(vec![up, sh, plain]).unwrap();
-        let a = e.assign(W, 1, None, 0);
+        let a = e.assign(W, Room::cores(1), None, 0);
         e.complete(W, done(&a[0], 0, "$(touch pwned); rm -rf ~\n"));
-        let next = e.assign(W, 2, None, 0);
+        let next = e.assign(W, Room::cores(2), None, 0);
         let value = "$(touch pwned); rm -rf ~";
         assert_eq!(
             next[0].argv,
@@ -914,5 +893,60 @@ pub(crate) mod tests {
         );
         assert_eq!(next[0].env["DROVER_DEP_UP"], value);
         assert_eq!(next[1].argv, ["echo", value]);
+    }
+
+    #[test]
+    fn tasks_that_ask_for_memory_run_only_where_that_much_is_free() {
+        let mut e = Engine::default();
+        let big = |n: &str| TaskSpec {
+            memory_bytes: Some(600),
+            ..spec(n, &["x"], &[])
+        };
+        let ids = e
+            .submit(vec![big("a"), big("b"), spec("small", &["x"], &[])])
+            .unwrap();
+        let room = Room {
+            cores: 4,
+            memory: 1000,
+        };
+        let first = e.assign(W, room, None, 0);
+        let got: Vec<TaskId> = first.iter().map(|a| a.task).collect();
+        assert_eq!(
+            got,
+            [ids[0], ids[2]],
+            "one big task fits beside the small one"
+        );
+        assert!(e.assign(W, room, None, 0).is_empty(), "b waits for memory");
+        assert!(e.complete(W, done(&first[0], 0, "")));
+        assert_eq!(e.assign(W, room, None, 0)[0].task, ids[1]);
+        // Lost with its worker, the memory it held is free again.
+        e.worker_gone(W, "lost");
+        let again = e.assign(W, room, None, 0);
+        assert_eq!(again.len(), 2, "b and small run again: {again:?}");
+    }
+
+    #[test]
+    fn a_task_asking_more_memory_than_any_worker_has_is_refused_with_why() {
+        let mut e = Engine::default();
+        let asks = |n: &str, bytes: u64| TaskSpec {
+            memory_bytes: Some(bytes),
+            ..spec(n, &["x"], &[])
+        };
+        e.submit(vec![asks("queued", 3 << 30)]).unwrap();
+        assert_eq!(e.set_max_memory(1 << 30), 1);
+        let reason = e.info(TaskId(1)).unwrap().reason.unwrap();
+        assert!(
+            reason.contains("3GiB of memory, but the pool's workers have 1GiB"),
+            "{reason}"
+        );
+        let refused = e.submit(vec![asks("later", 2 << 30)]).unwrap_err();
+        assert!(
+            matches!(refused, SubmitError::TooMuchMemory { .. }),
+            "{refused}"
+        );
+        assert_eq!(refused.exit_code(), USAGE);
+        let zero = e.submit(vec![asks("none", 0)]).unwrap_err();
+        assert!(zero.to_string().contains("memory_bytes = 0"), "{zero}");
+        assert!(e.submit(vec![asks("fits", 1 << 30)]).is_ok());
     }
 }

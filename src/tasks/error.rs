@@ -60,6 +60,16 @@ pub enum SubmitError {
         /// Cores of the pool's largest worker.
         max: u32,
     },
+    /// A task asks for more memory than any worker of the pool has.
+    #[error("task {task} asks for {asked} of memory, but the pool's workers have {max}; no worker could ever run it")]
+    TooMuchMemory {
+        /// The task.
+        task: String,
+        /// Memory asked for.
+        asked: String,
+        /// Memory of the pool's largest worker.
+        max: String,
+    },
 }
 
 impl ExitStatus for SubmitError {
@@ -73,7 +83,8 @@ impl ExitStatus for SubmitError {
             | SubmitError::SelfDependency(_)
             | SubmitError::Cycle
             | SubmitError::OutOfRange { .. }
-            | SubmitError::TooManyCores { .. } => USAGE,
+            | SubmitError::TooManyCores { .. }
+            | SubmitError::TooMuchMemory { .. } => USAGE,
         }
     }
 }

@@ -52,6 +52,8 @@ pub struct GraphTask {
     pub cwd: Option<String>,
     /// Cores (default 1).
     pub cores: Option<u32>,
+    /// Memory it needs (`2GiB`): it runs only where that much is free.
+    pub memory: Option<crate::config::Memory>,
     /// Time limit.
     pub time_limit: Option<Timeout>,
     /// Retry budget.
@@ -196,6 +198,7 @@ impl Graph {
                 env: t.env.clone(),
                 cwd: t.cwd.clone(),
                 cores: t.cores.unwrap_or(1),
+                memory_bytes: t.memory.map(|m| m.bytes()),
                 time_limit_ms: t
                     .time_limit
                     .map(|d| u64::try_from(d.duration().as_millis()).unwrap_or(u64::MAX)),

@@ -49,6 +49,8 @@ fn is_zero<T: Default + PartialEq>(n: &T) -> bool {
 pub struct EngineImage {
     pub tasks: Vec<TaskImage>,
     pub max_cores: Option<u32>,
+    #[serde(default)]
+    pub max_memory: Option<u64>,
 }
 
 /// Why an image cannot be a book of tasks.
@@ -72,7 +74,7 @@ impl Engine {
                 let holds_cores = t
                     .worker
                     .and_then(|w| self.busy.get(&w))
-                    .is_some_and(|(_, running)| running.contains(&id));
+                    .is_some_and(|held| held.tasks.contains(&id));
                 TaskImage {
                     spec: t.spec.clone(),
                     deps: t.deps.clone(),
@@ -90,6 +92,7 @@ impl Engine {
         EngineImage {
             tasks,
             max_cores: self.max_cores,
+            max_memory: self.max_memory,
         }
     }
 
@@ -112,6 +115,7 @@ impl Engine {
         self.busy.clear();
         self.outputs.clear();
         self.max_cores = image.max_cores;
+        self.max_memory = image.max_memory;
         for (i, t) in image.tasks.into_iter().enumerate() {
             let id = TaskId(i as u64 + 1);
             if t.state == TaskState::Ready {
@@ -119,8 +123,9 @@ impl Engine {
             }
             if let (true, Some(w)) = (t.holds_cores, t.worker) {
                 let b = self.busy.entry(w).or_default();
-                b.0 = b.0.saturating_add(t.spec.cores);
-                b.1.insert(id);
+                b.cores = b.cores.saturating_add(t.spec.cores);
+                b.memory = b.memory.saturating_add(t.spec.memory_bytes.unwrap_or(0));
+                b.tasks.insert(id);
             }
             if let Some(output) = t.output {
                 self.outputs.insert(id, output);
@@ -152,6 +157,7 @@ mod tests {
     use super::super::engine::tests::done;
     use super::*;
     use crate::protocol::Dep;
+    use crate::tasks::Room;
 
     fn spec(name: &str, deps: &[&str]) -> TaskSpec {
         TaskSpec {
@@ -185,11 +191,11 @@ mod tests {
             spec("e", &[]),
         ])
         .unwrap();
-        let first = e.assign(W, 3, None, 0);
+        let first = e.assign(W, Room::cores(3), None, 0);
         assert_eq!(first.len(), 3, "a, bad, c");
         assert!(e.complete(W, done(&first[0], 0, &"x".repeat(400))));
         assert!(e.complete(W, done(&first[1], 1, "")));
-        let on_v = e.assign(V, 2, None, 0);
+        let on_v = e.assign(V, Room::cores(2), None, 0);
         assert_eq!(on_v.len(), 2, "b and d on the other worker");
         e.cancel(on_v[1].task);
         let mut f = spec("f", &[]);
@@ -220,11 +226,11 @@ mod tests {
         // What either does next, the other does too: the cancelled run
         // still holds its core on V, the running one on W.
         for e in [&mut before, &mut after] {
-            assert!(e.assign(V, 2, None, 0).is_empty(), "V is full");
-            let more = e.assign(W, 3, None, 0);
+            assert!(e.assign(V, Room::cores(2), None, 0).is_empty(), "V is full");
+            let more = e.assign(W, Room::cores(3), None, 0);
             assert_eq!(more.iter().map(|a| a.task).collect::<Vec<_>>(), [TaskId(7)]);
             assert!(e.complete(W, done(&more[0], 0, "7")));
-            let f = e.assign(W, 3, None, 0);
+            let f = e.assign(W, Room::cores(3), None, 0);
             assert_eq!(f[0].task, TaskId(8));
             assert_eq!(f[0].argv[1], "7", "f gets e's output");
             assert_eq!(

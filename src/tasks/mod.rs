@@ -8,6 +8,7 @@ mod engine;
 mod error;
 pub mod graph;
 mod image;
+mod limits;
 pub mod outputs;
 pub mod runner;
 
@@ -15,6 +16,6 @@ pub use crate::protocol::{
     Assignment, Completion, Dep, TaskCounts, TaskId, TaskInfo, TaskList, TaskOutput, TaskSpec,
     TaskState,
 };
-pub use engine::{env_name, shell_script_index, Engine, SubmitError, LOST_WORKER_RETRIES};
-pub use engine::{MAX_RETRIES, MAX_TASK_CORES, MAX_TIME_LIMIT_MS};
+pub use engine::{env_name, shell_script_index, Engine, Room, SubmitError, LOST_WORKER_RETRIES};
 pub use image::{EngineImage, ImageError, TaskImage};
+pub use limits::{MAX_RETRIES, MAX_TASK_CORES, MAX_TASK_MEMORY, MAX_TIME_LIMIT_MS};
