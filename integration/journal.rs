@@ -168,18 +168,12 @@ async fn workers_follow_a_scheduler_restarted_at_another_address() {
     squatting.abort();
 }
 
-/// Whether the journal at `path` has been compacted (its second record
-/// is a snapshot).
-fn compacted(path: &Path) -> bool {
-    Journal::read(path).is_ok_and(|ops| matches!(ops.get(1), Some(Op::Snapshot(_))))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_journal_compacted_while_it_runs_continues_the_same_and_each_task_runs_once() {
     // 10,000 tasks make a journal of about 2 MB: compacted at 64 KiB, the
     // scheduler writes snapshots as it runs, and is killed after one.
     let extra = ["--journal-compact-after", "64KiB"];
-    let run = killed_mid_run_when(10_000, 1_000, "1s", &extra, compacted).await;
+    let run = killed_mid_run_when(10_000, 1_000, "1s", &extra, common::compacted).await;
     let journal = run.dir.path().join("pool.journal");
     let ops = Journal::read(&journal).unwrap();
     let after = ops.len()
@@ -324,7 +318,10 @@ async fn full_disk(extra: &[&str]) {
             Err(e) => break e.to_string(),
         }
         if !extra.is_empty() && acknowledged == batch.len() {
-            until("compacted", Duration::from_secs(10), || compacted(&journal)).await;
+            until("compacted", Duration::from_secs(10), || {
+                common::compacted(&journal)
+            })
+            .await;
         }
         assert!(acknowledged < 100_000, "the disk never filled");
     };
@@ -355,6 +352,9 @@ async fn full_disk(extra: &[&str]) {
     let counts = client(&file).tasks(None, true).await.unwrap().counts;
     assert_eq!(counts.unfinished(), acknowledged, "{counts:?}");
     if !extra.is_empty() {
-        assert!(compacted(&roomy), "it was compacted before the disk filled");
+        assert!(
+            common::compacted(&roomy),
+            "it was compacted before the disk filled"
+        );
     }
 }

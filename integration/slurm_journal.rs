@@ -121,13 +121,6 @@ fn close_and_wait(file: &Path, names: &[&str]) {
     });
 }
 
-/// Whether the journal at `path` has been compacted (its second record
-/// is a snapshot).
-fn compacted(path: &Path) -> bool {
-    use drover::journal::{Journal, Op};
-    Journal::read(path).is_ok_and(|ops| matches!(ops.get(1), Some(Op::Snapshot(_))))
-}
-
 #[test]
 fn a_pool_killed_mid_run_continues_from_its_journal_with_its_jobs_and_each_task_once() {
     const TASKS: u64 = 10_000;
@@ -157,7 +150,7 @@ fn a_pool_killed_mid_run_continues_from_its_journal_with_its_jobs_and_each_task_
     // The event: a few hundred tasks have run, four are running, and the
     // journal has been compacted.
     wait_until("tasks run", Duration::from_secs(120), || {
-        common::appended(&out).len() >= 300 && compacted(&journal)
+        common::appended(&out).len() >= 300 && common::compacted(&journal)
     });
     first.0.kill().unwrap(); // SIGKILL: no chance to close or to save
     first.0.wait().unwrap();

@@ -410,3 +410,10 @@ pub fn assert_each_task_ran_once(
     assert_eq!(seen.len() as u64, n, "every task ran");
     ran.len()
 }
+
+/// Whether the journal at `path` has been compacted (its second record
+/// is a snapshot).
+pub fn compacted(path: &std::path::Path) -> bool {
+    use drover::journal::{Journal, Op};
+    Journal::read(path).is_ok_and(|ops| matches!(ops.get(1), Some(Op::Snapshot(_))))
+}

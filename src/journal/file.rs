@@ -325,7 +325,7 @@ fn open_existing(path: &Path) -> Result<Option<(File, Vec<Op>)>, JournalError> {
 }
 
 /// Takes the journal's exclusive lock, or says who holds it.
-pub(super) fn lock(file: &File, path: &Path) -> Result<(), JournalError> {
+fn lock(file: &File, path: &Path) -> Result<(), JournalError> {
     match file.try_lock() {
         Ok(()) => Ok(()),
         Err(std::fs::TryLockError::WouldBlock) => Err(JournalError::InUse {
