@@ -20,5 +20,6 @@ pub fn worker(i: usize) -> RegisterRequest {
         pid: 100_000 + i as u32,
         kind: Default::default(),
         dask_name: None,
+        offer: Default::default(),
     }
 }

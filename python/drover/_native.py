@@ -240,11 +240,30 @@ class SlurmCluster:
         retries: int = 0,
         after: Iterable[Task | int] = (),
         memory: str | int | None = None,
+        gpus: int = 0,
+        resources: Mapping[str, int] | None = None,
+        group: str | None = None,
     ) -> Task:
         """Runs ``command`` on a worker: a shell line (``sh -c``) or an argv
         list. ``after`` lists tasks that must succeed first; ``memory``
-        (``"2GiB"``, or bytes) keeps it to a worker with that much free."""
-        spec = _task_spec(command, name, env, cwd, cores, time_limit, retries, after, memory)
+        (``"2GiB"``, or bytes) keeps it to a worker with that much free, as
+        ``gpus`` (with ``CUDA_VISIBLE_DEVICES`` naming its own) and
+        ``resources`` (``{"licence": 1}``) do; ``group`` names the pool
+        group it must run in."""
+        spec = _task_spec(
+            command,
+            name,
+            env,
+            cwd,
+            cores,
+            time_limit,
+            retries,
+            after,
+            memory,
+            gpus,
+            resources,
+            group,
+        )
         (task_id,) = self._cluster.submit([spec])
         return Task(self._cluster, task_id, name)
 
@@ -351,13 +370,31 @@ def _count(name: str, value: Any) -> int:
     return value
 
 
+def _text(name: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{name}: accepted: a name (str), not {value!r}")
+    return value
+
+
 def _task_options(options: Mapping[str, Any]) -> dict:
-    allowed = {"name", "env", "cwd", "cores", "time_limit", "retries", "after", "memory"}
+    allowed = {
+        "name",
+        "env",
+        "cwd",
+        "cores",
+        "time_limit",
+        "retries",
+        "after",
+        "memory",
+        "gpus",
+        "resources",
+        "group",
+    }
     unknown = set(options) - allowed - {"name"}
     if unknown:
         raise TypeError(f"map() got an unexpected keyword argument {min(unknown)!r}")
-    out = {k: None for k in ("name", "env", "cwd", "time_limit", "memory")}
-    out.update(cores=1, retries=0, after=())
+    out = {k: None for k in ("name", "env", "cwd", "time_limit", "memory", "resources", "group")}
+    out.update(cores=1, retries=0, after=(), gpus=0)
     out.update(options)
     return out
 
@@ -372,6 +409,9 @@ def _task_spec(
     retries=0,
     after=(),
     memory=None,
+    gpus=0,
+    resources=None,
+    group=None,
 ):
     spec: dict[str, Any] = {
         "argv": _argv(command),
@@ -390,6 +430,16 @@ def _task_spec(
     if memory is not None:
         size = memory if isinstance(memory, int) else _drover.parse_memory(str(memory))
         spec["memory_bytes"] = _count("memory", size)
+    if _count("gpus", gpus):
+        spec["gpus"] = gpus
+    if resources is not None:
+        if not isinstance(resources, Mapping):
+            raise TypeError(f"resources: accepted: a mapping of names to counts, not {resources!r}")
+        spec["resources"] = {
+            _text("resources", k): _count(f"resources[{k!r}]", v) for k, v in resources.items()
+        }
+    if group is not None:
+        spec["group"] = _text("group", group)
     deps = [a.id if isinstance(a, Task) else _count("after", a) for a in after]
     if deps:
         spec["deps"] = deps

@@ -196,6 +196,16 @@ impl Cluster {
     fn submit(&self, py: Python<'_>, tasks: &Bound<'_, PyList>) -> PyResult<Vec<u64>> {
         let specs: Vec<TaskSpec> = pythonize::depythonize(tasks.as_any())
             .map_err(|e| PyValueError::new_err(format!("invalid task: {e}")))?;
+        // Malformed resource or group names are bad input (ValueError);
+        // a well-formed ask no worker has is the pool's answer (ClusterError).
+        for s in &specs {
+            drover::protocol::check_resources("resources", &s.resources)
+                .and_then(|()| match &s.group {
+                    Some(g) => drover::protocol::check_name("group", g),
+                    None => Ok(()),
+                })
+                .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        }
         let client = self.inner.client();
         let ids = wait(py, async move { client.submit(&specs).await })?
             .map_err(|e| raise(py, "ClusterError", error_chain(&e)))?;

@@ -37,7 +37,7 @@ enum Command {
     /// Print the job script a worker job would be submitted with; --check asks Slurm whether it would accept it.
     JobScript(Box<job_script::JobScriptArgs>),
     /// Run the worker agent (inside a Slurm job): register, heartbeat, exit when told or when the scheduler is gone.
-    Worker(drover::worker::WorkerArgs),
+    Worker(Box<drover::worker::WorkerArgs>),
     /// Run a standalone scheduler that workers register with.
     Scheduler(scheduler::SchedulerArgs),
     /// Show the workers of a cluster.
@@ -93,7 +93,7 @@ impl Cli {
 pub async fn run(cli: Cli) -> CliResult {
     match cli.command {
         Command::JobScript(args) => job_script::run(cli.config, *args).await,
-        Command::Worker(args) => worker::run(args).await,
+        Command::Worker(args) => worker::run(*args).await,
         Command::Scheduler(args) => scheduler::run(cli.config, args).await,
         Command::Status(args) => status::run(args).await,
         Command::Retire(args) => retire::run(args).await,

@@ -72,6 +72,17 @@ pub struct SubmitArgs {
     /// much of its memory not held by its other tasks.
     #[arg(long, value_name = "SIZE")]
     memory: Option<drover::config::Memory>,
+    /// GPUs it needs: it runs only on a worker with that many GPUs free,
+    /// with CUDA_VISIBLE_DEVICES naming those it holds.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    gpus: u32,
+    /// A named resource it needs, NAME=AMOUNT (repeatable): it runs only
+    /// where the worker has that much of it free.
+    #[arg(long = "resource", value_name = "NAME=AMOUNT", value_parser = drover::protocol::parse_resource)]
+    resources: Vec<(String, u64)>,
+    /// The pool group it must run in.
+    #[arg(long, value_name = "NAME")]
+    group: Option<String>,
     /// Runs it may have again after failing.
     #[arg(long, default_value_t = 0)]
     retries: u32,
@@ -141,6 +152,9 @@ pub async fn submit(args: SubmitArgs) -> CliResult {
         cwd: args.cwd.clone(),
         cores: args.cores,
         memory_bytes: args.memory.map(|m| m.bytes()),
+        gpus: args.gpus,
+        resources: args.resources.iter().cloned().collect(),
+        group: args.group.clone(),
         time_limit_ms: args
             .time_limit
             .map(|t| u64::try_from(t.duration().as_millis()).unwrap_or(u64::MAX)),

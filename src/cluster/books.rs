@@ -663,6 +663,7 @@ mod tests {
             idle_since_ms: Some(0),
             kind: Default::default(),
             dask_name: None,
+            offer: Default::default(),
         }
     }
 

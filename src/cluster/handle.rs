@@ -67,6 +67,8 @@ impl SlurmCluster {
             .bytes()
             .div_ceil(u64::from(pool.spec.processes.max(1)));
         pool.scheduler.set_max_task_memory(memory_per_worker.max(1));
+        let shape = super::shape::worker_shape(&pool.spec, None);
+        pool.scheduler.set_worker_shapes(vec![shape]);
         if let Some(mode) = pool.scheduler.pool_mode() {
             tracing::info!(
                 ?mode,

@@ -20,6 +20,7 @@ mod options;
 mod pace;
 mod pool;
 pub mod reaper;
+mod shape;
 mod status;
 mod submit;
 #[cfg(test)]

@@ -85,6 +85,7 @@ fn run_worker(cluster: &SlurmCluster, fake: &FakeSlurm, job: JobRef) -> WorkerId
             pid: 1,
             kind: Default::default(),
             dask_name: None,
+            offer: Default::default(),
         })
         .worker_id
 }

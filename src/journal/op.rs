@@ -71,6 +71,10 @@ pub enum Op {
     MaxCores { cores: u32 },
     /// The pool said how much memory its largest worker has.
     MaxMemory { bytes: u64 },
+    /// The pool said what its workers have, per group.
+    Shapes {
+        shapes: Vec<crate::protocol::WorkerShape>,
+    },
     /// After a restart, a worker said which of its runs it holds; the
     /// others were requeued.
     Confirm {
@@ -105,6 +109,9 @@ pub struct Snapshot {
     /// Memory of the pool's largest worker, once the pool said.
     #[serde(default)]
     pub max_memory: Option<u64>,
+    /// The pool's worker shapes, once the pool said.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shapes: Vec<crate::protocol::WorkerShape>,
     pub pool: Option<PoolMode>,
 }
 

@@ -9,6 +9,7 @@ mod cluster;
 mod file;
 mod ids;
 pub mod paths;
+mod resources;
 mod tasks;
 mod worker;
 
@@ -17,6 +18,10 @@ pub use cluster::{
 };
 pub use file::{DaskEndpoint, DaskTls, SchedulerFile, SchedulerFileError};
 pub use ids::{ClusterId, IdError, TaskId, Token, WorkerId};
+pub use resources::{
+    check_name, check_resources, parse_gpus, parse_resource, Offer, ResourceError, WorkerShape,
+    MAX_GPUS, NAME_FORM,
+};
 pub use tasks::{
     Assignment, Completion, Dep, SubmitRequest, SubmitResponse, TaskCounts, TaskInfo, TaskList,
     TaskListQuery, TaskOutput, TaskSpec, TaskState, TASK_PAGE, TASK_PAGE_BYTES,

@@ -22,6 +22,10 @@ fn one() -> u32 {
     1
 }
 
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
 /// A program to run on a worker.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskSpec {
@@ -45,6 +49,16 @@ pub struct TaskSpec {
     /// of its memory not held by its other tasks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_bytes: Option<u64>,
+    /// GPUs it needs: it runs only on a worker with this many GPUs not held
+    /// by its other tasks, with `CUDA_VISIBLE_DEVICES` naming those it holds.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub gpus: u32,
+    /// Named resources it needs, and how many of each, held while it runs.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub resources: BTreeMap<String, u64>,
+    /// The pool group it must run in, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
     /// Time limit in milliseconds: it is killed when over, and not started
     /// on a worker whose allocation ends sooner.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -68,6 +82,9 @@ impl Default for TaskSpec {
             cwd: None,
             cores: one(),
             memory_bytes: None,
+            gpus: 0,
+            resources: BTreeMap::new(),
+            group: None,
             time_limit_ms: None,
             retries: 0,
             deps: Vec::new(),
@@ -185,6 +202,9 @@ pub struct Assignment {
     pub cwd: Option<String>,
     /// Cores it holds.
     pub cores: u32,
+    /// GPUs it holds: the worker picks which of its own.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub gpus: u32,
     /// Its time limit, in milliseconds.
     pub time_limit_ms: Option<u64>,
 }

@@ -6,7 +6,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Assignment, ClusterId, TaskId, WorkerId};
+use super::{Assignment, ClusterId, Offer, TaskId, WorkerId};
 use crate::config::WorkerKind;
 
 /// Where a worker sits in Slurm.
@@ -73,6 +73,9 @@ pub struct RegisterRequest {
     /// The name of the Dask worker it supervises, in `dask` pools.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dask_name: Option<String>,
+    /// Its GPUs, named resources and group.
+    #[serde(default)]
+    pub offer: Offer,
 }
 
 /// The scheduler's answer to a registration.
@@ -287,6 +290,9 @@ pub struct WorkerInfo {
     /// The name of the Dask worker it supervises, in `dask` pools.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dask_name: Option<String>,
+    /// Its GPUs, named resources and group.
+    #[serde(default)]
+    pub offer: Offer,
 }
 
 #[cfg(test)]

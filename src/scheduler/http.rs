@@ -118,11 +118,16 @@ async fn authenticate(
     (StatusCode::UNAUTHORIZED, "missing or wrong cluster token\n").into_response()
 }
 
+/// A registration whose offer (GPUs, resources, group) is malformed is
+/// refused with why: those names end up in every placement decision.
 async fn register(
     State(shared): State<Arc<Shared>>,
     Json(req): Json<RegisterRequest>,
-) -> Json<RegisterResponse> {
-    Json(shared.register(req))
+) -> Result<Json<RegisterResponse>, (StatusCode, String)> {
+    req.offer
+        .check()
+        .map_err(|e| (StatusCode::BAD_REQUEST, format!("{e}\n")))?;
+    Ok(Json(shared.register(req)))
 }
 
 async fn workers(State(shared): State<Arc<Shared>>) -> Json<Vec<WorkerInfo>> {

@@ -380,6 +380,15 @@ impl Scheduler {
         }
     }
 
+    /// Records the shape of the pool's workers, one per group: tasks no
+    /// worker could hold (GPUs, named resources, group) are refused, and
+    /// queued ones fail with why.
+    pub fn set_worker_shapes(&self, shapes: Vec<crate::protocol::WorkerShape>) {
+        if self.shared.registry().set_shapes(shapes) > 0 {
+            self.shared.changed();
+        }
+    }
+
     /// Records how the pool is sized: with a journal, a pool started on it
     /// again holds this size.
     pub fn set_pool_mode(&self, mode: crate::journal::PoolMode) {

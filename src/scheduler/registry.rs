@@ -115,6 +115,7 @@ impl Registry {
             idle_since_ms: Some(now),
             kind: req.kind,
             dask_name: req.dask_name,
+            offer: req.offer,
         };
         self.workers.insert(
             id,
@@ -248,6 +249,9 @@ impl Registry {
         let room = Room {
             cores: entry.info.cores,
             memory: entry.info.memory_bytes,
+            gpus: entry.info.offer.gpu_count(),
+            resources: &entry.info.offer.resources,
+            group: entry.info.offer.group.as_deref(),
         };
         let end = entry.info.allocation_end;
         let runs = self.tasks.assign(id, room, end, now);
@@ -469,6 +473,17 @@ impl Registry {
         self.tasks.set_max_memory(bytes)
     }
 
+    /// Records the shapes of the pool's workers; returns how many queued
+    /// tasks could never run and failed.
+    pub(crate) fn set_shapes(&mut self, shapes: Vec<crate::protocol::WorkerShape>) -> usize {
+        if let Some(j) = &mut self.journal {
+            j.append(&Op::Shapes {
+                shapes: shapes.clone(),
+            });
+        }
+        self.tasks.set_shapes(shapes)
+    }
+
     /// Requeues the runs worker `id` was handed but does not hold.
     fn confirm(&mut self, id: WorkerId, held: Vec<TaskRun>) {
         let requeued = self.tasks.runs_not_held(id, &held);
@@ -564,6 +579,9 @@ impl Registry {
             Op::MaxCores { cores } => {
                 self.tasks.set_max_cores(cores);
             }
+            Op::Shapes { shapes } => {
+                self.tasks.set_shapes(shapes);
+            }
             Op::MaxMemory { bytes } => {
                 self.tasks.set_max_memory(bytes);
             }
@@ -651,6 +669,7 @@ pub(crate) mod tests {
             pid: 1,
             kind: WorkerKind::Native,
             dask_name: None,
+            offer: Default::default(),
         }
     }
 

@@ -68,6 +68,7 @@ impl Registry {
             tasks: image.tasks.len() as u64,
             max_cores: image.max_cores,
             max_memory: image.max_memory,
+            shapes: image.shapes,
             pool: self.pool,
         }))];
         let mut chunk = Vec::new();
@@ -119,6 +120,7 @@ impl Registry {
             tasks: Vec::new(),
             max_cores: s.max_cores,
             max_memory: s.max_memory,
+            shapes: s.shapes,
         };
         self.restoring = Some((s.tasks, image));
         self.finish_if_whole()

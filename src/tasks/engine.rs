@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 pub use super::error::SubmitError;
+use super::fit::{Free, Held, Room};
 use super::outputs::{self, Outputs};
 use crate::protocol::{
     Assignment, Completion, Dep, TaskCounts, TaskId, TaskInfo, TaskSpec, TaskState, WorkerId,
@@ -29,32 +30,6 @@ pub(super) struct Task {
     pub(super) reason: Option<String>,
 }
 
-/// What a worker's running tasks hold.
-#[derive(Debug, Default)]
-pub(super) struct Held {
-    pub(super) cores: u32,
-    pub(super) memory: u64,
-    pub(super) tasks: BTreeSet<TaskId>,
-}
-
-/// What a worker has to run tasks in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Room {
-    pub cores: u32,
-    /// Bytes of memory (`u64::MAX`: not known, not limited).
-    pub memory: u64,
-}
-
-impl Room {
-    /// Cores only, memory not limited.
-    pub fn cores(cores: u32) -> Room {
-        Room {
-            cores,
-            memory: u64::MAX,
-        }
-    }
-}
-
 /// Every task of one scheduler.
 #[derive(Default)]
 pub struct Engine {
@@ -67,6 +42,9 @@ pub struct Engine {
     pub(super) max_cores: Option<u32>,
     /// Memory of the pool's largest worker, once the pool says.
     pub(super) max_memory: Option<u64>,
+    /// The pool's workers, per group, once the pool says: a task none of
+    /// them could hold is refused.
+    pub(super) shapes: Vec<crate::protocol::WorkerShape>,
     /// The latest output of each task that ran.
     pub(super) outputs: Outputs,
 }
@@ -204,20 +182,14 @@ impl Engine {
         allocation_end_s: Option<u64>,
         now_ms: u64,
     ) -> Vec<Assignment> {
-        let (used, used_memory) = self
-            .busy
-            .get(&worker)
-            .map_or((0, 0), |b| (b.cores, b.memory));
-        let mut free = room.cores.saturating_sub(used);
-        let mut free_memory = room.memory.saturating_sub(used_memory);
+        let mut free = Free::new(room, self.busy.get(&worker));
         let mut chosen: Vec<TaskId> = Vec::new();
-        if free == 0 {
+        if free.cores == 0 {
             return Vec::new();
         }
         for &id in &self.ready {
             let t = self.get(id).expect("ready tasks exist");
-            let memory = t.spec.memory_bytes.unwrap_or(0);
-            if t.spec.cores > free || memory > free_memory {
+            if !free.fits(&t.spec) {
                 continue;
             }
             if let (Some(limit), Some(end)) = (t.spec.time_limit_ms, allocation_end_s) {
@@ -225,10 +197,9 @@ impl Engine {
                     continue;
                 }
             }
-            free -= t.spec.cores;
-            free_memory = free_memory.saturating_sub(memory);
+            free.take(&t.spec);
             chosen.push(id);
-            if free == 0 {
+            if free.cores == 0 {
                 break;
             }
         }
@@ -289,25 +260,20 @@ impl Engine {
             env,
             cwd: t.spec.cwd.clone(),
             cores: t.spec.cores,
+            gpus: t.spec.gpus,
             time_limit_ms: t.spec.time_limit_ms,
         };
-        let memory = t.spec.memory_bytes.unwrap_or(0);
-        let b = self.busy.entry(worker).or_default();
-        b.cores = b.cores.saturating_add(a.cores);
-        b.memory = b.memory.saturating_add(memory);
-        b.tasks.insert(id);
+        let spec = &self.tasks[(id.0 - 1) as usize].spec;
+        self.busy.entry(worker).or_default().hold(id, spec);
         a
     }
 
     fn release(&mut self, worker: WorkerId, id: TaskId) {
-        let (cores, memory) = self
-            .get(id)
-            .map_or((0, 0), |t| (t.spec.cores, t.spec.memory_bytes.unwrap_or(0)));
+        let Some(t) = self.tasks.get((id.0 as usize).wrapping_sub(1)) else {
+            return;
+        };
         if let Some(b) = self.busy.get_mut(&worker) {
-            if b.tasks.remove(&id) {
-                b.cores = b.cores.saturating_sub(cores);
-                b.memory = b.memory.saturating_sub(memory);
-            }
+            b.release(id, &t.spec);
             if b.tasks.is_empty() {
                 self.busy.remove(&worker);
             }
@@ -906,8 +872,8 @@ pub(crate) mod tests {
             .submit(vec![big("a"), big("b"), spec("small", &["x"], &[])])
             .unwrap();
         let room = Room {
-            cores: 4,
             memory: 1000,
+            ..Room::cores(4)
         };
         let first = e.assign(W, room, None, 0);
         let got: Vec<TaskId> = first.iter().map(|a| a.task).collect();

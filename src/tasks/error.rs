@@ -70,6 +70,23 @@ pub enum SubmitError {
         /// Memory of the pool's largest worker.
         max: String,
     },
+    /// A resource or group name, or a GPU count, drover does not accept.
+    #[error("task {task}: {error}")]
+    BadResource {
+        /// The task.
+        task: String,
+        /// What is wrong, naming the field and the accepted form.
+        error: crate::protocol::ResourceError,
+    },
+    /// No worker of the pool could ever hold the task (its GPUs, named
+    /// resources or group).
+    #[error("task {task} cannot run in this pool: {why}")]
+    Unfit {
+        /// The task.
+        task: String,
+        /// Why, with what the pool's workers have.
+        why: String,
+    },
 }
 
 impl ExitStatus for SubmitError {
@@ -84,7 +101,9 @@ impl ExitStatus for SubmitError {
             | SubmitError::Cycle
             | SubmitError::OutOfRange { .. }
             | SubmitError::TooManyCores { .. }
-            | SubmitError::TooMuchMemory { .. } => USAGE,
+            | SubmitError::TooMuchMemory { .. }
+            | SubmitError::BadResource { .. }
+            | SubmitError::Unfit { .. } => USAGE,
         }
     }
 }

@@ -54,6 +54,14 @@ pub struct GraphTask {
     pub cores: Option<u32>,
     /// Memory it needs (`2GiB`): it runs only where that much is free.
     pub memory: Option<crate::config::Memory>,
+    /// GPUs it needs (default 0).
+    #[serde(default)]
+    pub gpus: u32,
+    /// Named resources it needs (`resources = { licence = 1 }`).
+    #[serde(default)]
+    pub resources: BTreeMap<String, u64>,
+    /// The pool group it must run in.
+    pub group: Option<String>,
     /// Time limit.
     pub time_limit: Option<Timeout>,
     /// Retry budget.
@@ -199,6 +207,9 @@ impl Graph {
                 cwd: t.cwd.clone(),
                 cores: t.cores.unwrap_or(1),
                 memory_bytes: t.memory.map(|m| m.bytes()),
+                gpus: t.gpus,
+                resources: t.resources.clone(),
+                group: t.group.clone(),
                 time_limit_ms: t
                     .time_limit
                     .map(|d| u64::try_from(d.duration().as_millis()).unwrap_or(u64::MAX)),

@@ -51,6 +51,8 @@ pub struct EngineImage {
     pub max_cores: Option<u32>,
     #[serde(default)]
     pub max_memory: Option<u64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shapes: Vec<crate::protocol::WorkerShape>,
 }
 
 /// Why an image cannot be a book of tasks.
@@ -93,6 +95,7 @@ impl Engine {
             tasks,
             max_cores: self.max_cores,
             max_memory: self.max_memory,
+            shapes: self.shapes.clone(),
         }
     }
 
@@ -116,16 +119,14 @@ impl Engine {
         self.outputs.clear();
         self.max_cores = image.max_cores;
         self.max_memory = image.max_memory;
+        self.shapes = image.shapes;
         for (i, t) in image.tasks.into_iter().enumerate() {
             let id = TaskId(i as u64 + 1);
             if t.state == TaskState::Ready {
                 self.ready.insert(id);
             }
             if let (true, Some(w)) = (t.holds_cores, t.worker) {
-                let b = self.busy.entry(w).or_default();
-                b.cores = b.cores.saturating_add(t.spec.cores);
-                b.memory = b.memory.saturating_add(t.spec.memory_bytes.unwrap_or(0));
-                b.tasks.insert(id);
+                self.busy.entry(w).or_default().hold(id, &t.spec);
             }
             if let Some(output) = t.output {
                 self.outputs.insert(id, output);

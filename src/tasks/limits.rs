@@ -5,7 +5,10 @@
 
 use super::engine::{label, Engine};
 use super::error::SubmitError;
-use crate::protocol::{TaskId, TaskSpec, TaskState};
+use super::fit;
+use crate::protocol::{
+    check_name, check_resources, TaskId, TaskSpec, TaskState, WorkerShape, MAX_GPUS,
+};
 
 /// The most cores one task may ask for.
 pub const MAX_TASK_CORES: u32 = 65_536;
@@ -66,7 +69,35 @@ impl Engine {
                 format!("0 to {MAX_RETRIES}"),
             ));
         }
+        if s.gpus > MAX_GPUS {
+            return Err(out("gpus", s.gpus.into(), format!("0 to {MAX_GPUS}")));
+        }
+        let bad = |error| SubmitError::BadResource {
+            task: label(s, i),
+            error,
+        };
+        check_resources("resources", &s.resources).map_err(bad)?;
+        if let Some(g) = &s.group {
+            check_name("group", g).map_err(bad)?;
+        }
+        if let Some(why) = fit::unfit(s, &self.shapes) {
+            return Err(SubmitError::Unfit {
+                task: label(s, i),
+                why,
+            });
+        }
         Ok(())
+    }
+
+    /// Records the pool's worker shapes (one per group): tasks none of
+    /// them could hold are refused from now on, and those already queued
+    /// fail with the reason. Returns how many failed.
+    pub fn set_shapes(&mut self, shapes: Vec<WorkerShape>) -> usize {
+        self.shapes = shapes;
+        let shapes = self.shapes.clone();
+        self.fail_unfit(|s| {
+            fit::unfit(s, &shapes).map(|why| format!("{why}; no worker could ever run it"))
+        })
     }
 
     /// Records the cores of the pool's largest worker: tasks asking for

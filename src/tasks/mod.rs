@@ -6,6 +6,7 @@
 
 mod engine;
 mod error;
+mod fit;
 pub mod graph;
 mod image;
 mod limits;
@@ -16,6 +17,7 @@ pub use crate::protocol::{
     Assignment, Completion, Dep, TaskCounts, TaskId, TaskInfo, TaskList, TaskOutput, TaskSpec,
     TaskState,
 };
-pub use engine::{env_name, shell_script_index, Engine, Room, SubmitError, LOST_WORKER_RETRIES};
+pub use engine::{env_name, shell_script_index, Engine, SubmitError, LOST_WORKER_RETRIES};
+pub use fit::Room;
 pub use image::{EngineImage, ImageError, TaskImage};
 pub use limits::{MAX_RETRIES, MAX_TASK_CORES, MAX_TASK_MEMORY, MAX_TIME_LIMIT_MS};

@@ -168,7 +168,8 @@ impl Agent {
         tracing::info!("drover {}", self.me.describe());
         tracing::info!(scheduler = %self.client.url(), "registering");
         let clock = Clock::new(&self.me, self.margin);
-        let mut work = Work::new(self.client.clone(), self.death);
+        let gpus = self.me.offer.gpus.clone();
+        let mut work = Work::new(self.client.clone(), self.death, gpus);
         let mut phase = Phase::Registering;
         let mut link = Link {
             id: None,

@@ -39,6 +39,8 @@ pub struct Identity {
     pub process: (u32, u32),
     /// The name of the Dask worker this agent stands for, in `dask` jobs.
     pub dask_name: Option<String>,
+    /// Its GPUs, named resources and group.
+    pub offer: crate::protocol::Offer,
 }
 
 /// A fraction in [0, 1) that spreads jobs evenly whatever their ids:
@@ -145,6 +147,7 @@ impl Identity {
                 job,
             )
         });
+        let offer = super::offer::detect(args)?;
         let job_index = env_u64(JOB_INDEX_BASE)
             .map(|base| base.saturating_add(slurm.array_task_id.unwrap_or(0)));
         Ok(Identity {
@@ -160,6 +163,7 @@ impl Identity {
             cores,
             memory,
             allocation_end,
+            offer,
         })
     }
 
@@ -173,6 +177,7 @@ impl Identity {
             name: format!("{}-{index}", self.name),
             cores: (self.cores / count).max(1),
             memory: self.memory.split_ceil(count),
+            offer: super::offer::share(&self.offer, index, count),
             process: (index, count),
             ..self.clone()
         }
@@ -210,6 +215,7 @@ impl Identity {
             pid: std::process::id(),
             kind,
             dask_name: self.dask_name.clone(),
+            offer: self.offer.clone(),
         }
     }
 
@@ -233,8 +239,18 @@ impl Identity {
             }
             None => String::new(),
         };
+        let mut offer = String::new();
+        if !self.offer.gpus.is_empty() {
+            offer.push_str(&format!(", GPUs {}", self.offer.gpus.join(",")));
+        }
+        for (name, amount) in &self.offer.resources {
+            offer.push_str(&format!(", {name}={amount}"));
+        }
+        if let Some(g) = &self.offer.group {
+            offer.push_str(&format!(", group {g}"));
+        }
         format!(
-            "worker {} (Slurm job {}) on {} ({iface}), {} cores, {} memory{ends}",
+            "worker {} (Slurm job {}) on {} ({iface}), {} cores, {} memory{offer}{ends}",
             self.name,
             self.slurm,
             self.hostname,

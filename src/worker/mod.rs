@@ -6,7 +6,9 @@
 
 mod agent;
 mod dask;
+mod devices;
 mod identity;
+mod offer;
 mod work;
 
 pub use identity::{Identity, JOB_INDEX_BASE};
@@ -61,6 +63,16 @@ pub struct WorkerArgs {
     /// Scratch directory.
     #[arg(long, value_name = "DIR")]
     pub local_directory: Option<PathBuf>,
+    /// GPUs this job's workers hand to tasks, as device ids (`0,1`; default:
+    /// `CUDA_VISIBLE_DEVICES`, which Slurm sets to the job's GPUs).
+    #[arg(long, value_name = "LIST")]
+    pub gpus: Option<String>,
+    /// A named resource this job's workers have, NAME=AMOUNT (repeatable).
+    #[arg(long = "resource", value_name = "NAME=AMOUNT", value_parser = crate::protocol::parse_resource)]
+    pub resources: Vec<(String, u64)>,
+    /// The pool group this job belongs to.
+    #[arg(long, value_name = "NAME")]
+    pub group: Option<String>,
     /// What this job runs: drover tasks (`native`) or a real Dask worker (`dask`).
     #[arg(long, value_name = "KIND", default_value = "native")]
     pub kind: WorkerKind,
@@ -113,6 +125,9 @@ pub enum AgentError {
     /// The signal handlers could not be installed.
     #[error("cannot listen for signals: {0}")]
     Signals(std::io::Error),
+    /// `--gpus`, `--resource` or `--group` is malformed.
+    #[error(transparent)]
+    Offer(#[from] crate::protocol::ResourceError),
 }
 
 impl ExitStatus for AgentError {
@@ -121,7 +136,8 @@ impl ExitStatus for AgentError {
             AgentError::NoScheduler
             | AgentError::NoProcesses
             | AgentError::NoDaskScheduler(_)
-            | AgentError::DaskSpawn { .. } => USAGE,
+            | AgentError::DaskSpawn { .. }
+            | AgentError::Offer(_) => USAGE,
             AgentError::SchedulerFile(e) => e.exit_code(),
             AgentError::Interface(e) => e.exit_code(),
             AgentError::Rejected(_) | AgentError::Signals(_) => FAILURE,

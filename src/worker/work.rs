@@ -13,6 +13,7 @@ use parking_lot::Mutex;
 use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 
+use super::devices::{Devices, VISIBLE};
 use super::{FIRST_RETRY, MAX_RETRY};
 use crate::client::{ClientError, SchedulerClient};
 use crate::protocol::{Assignment, Completion, TaskOutput, TaskRun, WorkerId};
@@ -47,6 +48,8 @@ pub(super) struct Work {
     /// reported, so it is requeued), while a run whose task already ended
     /// still reports how.
     stopping: tokio::sync::watch::Sender<bool>,
+    /// The worker's GPUs not held by a task.
+    devices: Devices,
 }
 
 /// The runs a worker holds.
@@ -142,7 +145,7 @@ async fn reporter(
 }
 
 impl Work {
-    pub fn new(client: SchedulerClient, death: Duration) -> Work {
+    pub fn new(client: SchedulerClient, death: Duration, gpus: Vec<String>) -> Work {
         let (tx, rx) = mpsc::unbounded_channel();
         let unreported = Arc::new(AtomicUsize::new(0));
         let held = Held::default();
@@ -162,12 +165,17 @@ impl Work {
             terminating: Arc::new(AtomicBool::new(false)),
             kills: Arc::default(),
             stopping: tokio::sync::watch::channel(false).0,
+            devices: Devices::new(gpus),
         }
     }
 
     /// Starts the tasks the scheduler sent.
     pub fn start(&mut self, worker: WorkerId, tasks: Vec<Assignment>, logs: Option<PathBuf>) {
-        for a in tasks {
+        for mut a in tasks {
+            let lease = self.devices.take(a.gpus);
+            if let Some(visible) = lease.as_ref().and_then(|l| self.devices.visible(l)) {
+                a.env.insert(VISIBLE.into(), visible);
+            }
             let reports = self.reports.clone();
             let unreported = self.unreported.clone();
             let finished = self.finished.clone();
@@ -193,7 +201,17 @@ impl Work {
                         _ = stopping.wait_for(|stop| *stop) => {}
                     }
                 };
-                let output = runner::run(&a, logs.as_deref(), on_cancel).await;
+                let output = match lease {
+                    Some(_) => runner::run(&a, logs.as_deref(), on_cancel).await,
+                    None => TaskOutput {
+                        error: Some(format!(
+                            "it holds {} GPUs, more than this worker has free",
+                            a.gpus
+                        )),
+                        ..Default::default()
+                    },
+                };
+                drop(lease);
                 kills.lock().remove(&run);
                 if output.exit_code.is_none() && !cancelled.load(Ordering::SeqCst) {
                     if !terminating.load(Ordering::SeqCst) {

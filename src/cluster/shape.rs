@@ -1,0 +1,113 @@
+//! The size of one of a pool's workers, from its job spec: what the pool
+//! tells the scheduler, so that a task no worker could hold is refused at
+//! submission instead of waiting for ever.
+
+use std::collections::BTreeMap;
+
+use crate::config::JobSpec;
+use crate::protocol::{parse_resource, WorkerShape};
+
+/// One worker of `spec`: its job's cores, memory, GPUs and named resources
+/// divided between the job's processes (as the agent divides them).
+pub fn worker_shape(spec: &JobSpec, group: Option<&str>) -> WorkerShape {
+    let processes = spec.processes.max(1);
+    let mut resources = BTreeMap::new();
+    for (name, amount) in named_resources(&spec.worker_extra_args) {
+        let total: &mut u64 = resources.entry(name).or_default();
+        *total = total.saturating_add(amount);
+    }
+    resources = resources
+        .into_iter()
+        .map(|(k, v)| (k, v / u64::from(processes)))
+        .filter(|(_, v)| *v > 0)
+        .collect();
+    WorkerShape {
+        group: group.map(String::from),
+        cores: (spec.cores / processes).max(1),
+        memory_bytes: spec.memory.bytes().div_ceil(u64::from(processes)).max(1),
+        gpus: gpus_per_job(spec.gres.as_deref(), spec.gpus.as_deref()).map(|n| n / processes),
+        resources,
+    }
+}
+
+/// GPUs one job gets from its `--gres` and `--gpus` values: `gpu:2`,
+/// `gpu:a100:2`, `gpu` (one), `a100:2` (`--gpus`). `None` when a value
+/// cannot be read: the scheduler then does not refuse GPU tasks up front.
+fn gpus_per_job(gres: Option<&str>, gpus: Option<&str>) -> Option<u32> {
+    let count = |parts: &[&str]| -> Option<u32> {
+        match parts.last().map(|p| p.parse::<u32>()) {
+            Some(Ok(n)) => Some(n),
+            // `gpu` or `gpu:a100`: a type and no count is one.
+            Some(Err(_)) if parts.len() <= 2 => Some(1),
+            _ => None,
+        }
+    };
+    let mut total = 0u32;
+    for item in gres.into_iter().flat_map(|g| g.split(',')) {
+        let parts: Vec<&str> = item.trim().split(':').collect();
+        if parts[0] == "gpu" {
+            total = total.saturating_add(count(&parts)?);
+        }
+    }
+    if let Some(g) = gpus {
+        let parts: Vec<&str> = g.trim().split(':').collect();
+        let n = parts.last()?.parse::<u32>().ok()?;
+        total = total.saturating_add(n);
+    }
+    Some(total)
+}
+
+/// `--resource NAME=N` (or `--resource=NAME=N`) among the agent's extra
+/// arguments: what each job's workers are told they have.
+fn named_resources(args: &[String]) -> Vec<(String, u64)> {
+    let mut found = Vec::new();
+    let mut words = args.iter();
+    while let Some(w) = words.next() {
+        let value = match w.strip_prefix("--resource") {
+            Some("") => words.next().map(String::as_str),
+            Some(rest) => rest.strip_prefix('='),
+            None => None,
+        };
+        if let Some(Ok(r)) = value.map(parse_resource) {
+            found.push(r);
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gpus_are_read_from_gres_and_gpus() {
+        assert_eq!(gpus_per_job(None, None), Some(0));
+        assert_eq!(gpus_per_job(Some("gpu:2"), None), Some(2));
+        assert_eq!(gpus_per_job(Some("gpu:a100:4,tmpdisk:100"), None), Some(4));
+        assert_eq!(gpus_per_job(Some("gpu"), None), Some(1));
+        assert_eq!(gpus_per_job(Some("tmpdisk:100"), None), Some(0));
+        assert_eq!(gpus_per_job(None, Some("a100:3")), Some(3));
+        assert_eq!(gpus_per_job(None, Some("lots")), None);
+        assert_eq!(gpus_per_job(Some("gpu:a100:many"), None), None);
+    }
+
+    #[test]
+    fn a_worker_is_its_share_of_the_job() {
+        let spec = JobSpec::builder()
+            .cores(8u32)
+            .processes(2u32)
+            .memory("4GiB".parse::<crate::config::Memory>().unwrap())
+            .gres("gpu:2")
+            .worker_extra_args(vec![
+                "--resource".into(),
+                "licence=4".into(),
+                "--resource=disk=1".into(),
+            ])
+            .build()
+            .unwrap();
+        let s = worker_shape(&spec, Some("gpu"));
+        assert_eq!((s.cores, s.memory_bytes, s.gpus), (4, 2 << 30, Some(1)));
+        assert_eq!(s.resources, BTreeMap::from([("licence".to_string(), 2)]));
+        assert_eq!(s.group.as_deref(), Some("gpu"));
+    }
+}
