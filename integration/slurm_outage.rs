@@ -60,7 +60,7 @@ async fn a_controller_crash_under_a_busy_pool_loses_nothing_and_submits_nothing_
         .collect();
     let ids = client.submit(&tasks).await.unwrap();
     until("4 tasks running", Duration::from_secs(30), || {
-        cluster.scheduler().task_demand_cores() >= 4
+        cluster.scheduler().task_demand(None).cores >= 4
             && cluster
                 .scheduler()
                 .workers()

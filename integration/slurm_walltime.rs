@@ -232,7 +232,7 @@ async fn a_dead_node_has_its_jobs_replaced_on_the_other_and_tasks_finish() {
     let tasks: Vec<TaskSpec> = (0..8).map(|i| sleep_task(20, i)).collect();
     let ids = client.submit(&tasks).await.unwrap();
     let start = Instant::now();
-    while cluster.scheduler().task_demand_cores() > 0
+    while cluster.scheduler().task_demand(None).cores > 0
         && cluster
             .scheduler()
             .workers()

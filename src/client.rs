@@ -513,9 +513,13 @@ impl SchedulerClient {
         self.get(paths::CLUSTER, &(), None, REQUEST_SLACK).await
     }
 
-    /// Asks the cluster to scale to `workers`.
-    pub async fn scale(&self, workers: usize) -> Result<(), ClientError> {
-        let body = ScaleRequest { workers };
+    /// Asks the cluster (or, in a pool with groups, its `group`) to scale
+    /// to `workers`.
+    pub async fn scale(&self, workers: usize, group: Option<&str>) -> Result<(), ClientError> {
+        let body = ScaleRequest {
+            workers,
+            group: group.map(String::from),
+        };
         self.post::<_, ()>(paths::CLUSTER_SCALE, Body::Json(&body), None, REQUEST_SLACK)
             .await
             .map(drop)

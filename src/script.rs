@@ -141,6 +141,12 @@ pub fn worker_command(spec: &JobSpec) -> String {
     if let Some(i) = &spec.interface {
         argv.extend(["--interface".into(), i.clone()]);
     }
+    for (name, amount) in &spec.worker_resources {
+        argv.extend(["--resource".into(), format!("{name}={amount}")]);
+    }
+    if let Some(g) = &spec.group {
+        argv.extend(["--group".into(), g.clone()]);
+    }
     if spec.kind == crate::config::WorkerKind::Dask {
         argv.extend([
             "--kind".into(),

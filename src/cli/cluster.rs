@@ -205,6 +205,9 @@ async fn detach(config: Option<PathBuf>, args: UpArgs) -> CliResult {
 pub struct ScaleArgs {
     /// Workers wanted.
     workers: usize,
+    /// In a pool with groups: the group to scale.
+    #[arg(long, value_name = "NAME")]
+    group: Option<String>,
     /// The cluster's scheduler file.
     #[arg(long, value_name = "FILE", env = "DROVER_SCHEDULER_FILE")]
     scheduler_file: PathBuf,
@@ -213,10 +216,13 @@ pub struct ScaleArgs {
 pub async fn scale(args: ScaleArgs) -> CliResult {
     let client = SchedulerClient::from_file(&SchedulerFile::read(&args.scheduler_file)?);
     client
-        .scale(args.workers)
+        .scale(args.workers, args.group.as_deref())
         .await
         .context("asking the cluster to scale")?;
-    println!("scaling to {} workers", args.workers);
+    match &args.group {
+        Some(g) => println!("scaling group {g} to {} workers", args.workers),
+        None => println!("scaling to {} workers", args.workers),
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -2,6 +2,7 @@
 
 mod cluster;
 mod error;
+mod groups;
 mod job_script;
 mod jobs;
 mod pool;

@@ -125,19 +125,29 @@ impl PoolArgs {
         } else if self.adapt.is_some() {
             pool.workers = None;
         }
+        let groups = sources.groups()?;
+        if !groups.is_empty() && (self.workers.is_some() || self.adapt.is_some()) {
+            return Err(CliError::usage(
+                "--workers and --adapt size a pool without groups; this pool has [group.NAME] tables: size each with workers = N or adapt = \"MIN:MAX\" there",
+            ));
+        }
         Ok(Pool {
             job: sources.job_options(self.job.clone())?,
             pool,
+            groups,
         })
     }
 }
 
 /// A pool's settings, every layer applied.
 pub struct Pool {
-    /// What each job is.
+    /// What each job is (in a pool with groups: what each group's jobs
+    /// start from).
     pub job: JobOptions,
     /// How the pool runs.
     pub pool: PoolOptions,
+    /// Its groups (`[group.NAME]`), if it has them.
+    pub groups: Vec<drover::config::GroupOptions>,
 }
 
 impl Pool {
@@ -181,7 +191,12 @@ impl Pool {
         let mut options = ClusterOptions::new(bind).with(&self.pool)?;
         options.handle_signals = false;
         options.scheduler_file = spec.scheduler_file.clone();
-        Ok(SlurmCluster::new(spec, options, SlurmCli::for_pool(&self.pool)).await)
+        let slurm = SlurmCli::for_pool(&self.pool);
+        if !self.groups.is_empty() {
+            let groups = super::groups::specs(&self.job, &self.groups)?;
+            return Ok(SlurmCluster::with_groups(groups, options, slurm).await);
+        }
+        Ok(SlurmCluster::new(spec, options, slurm).await)
     }
 
     /// How long to wait for the workers.
@@ -200,6 +215,10 @@ impl Pool {
             // The journal's size holds, whatever these settings say now.
             let wanted = cluster.workers_wanted();
             tracing::info!(workers = wanted, "continuing the pool from its journal");
+            return wait_with_progress(cluster, wanted, self.wait_timeout()).await;
+        }
+        if !self.groups.is_empty() {
+            let wanted = super::groups::size(cluster, &self.groups)?;
             return wait_with_progress(cluster, wanted, self.wait_timeout()).await;
         }
         let wanted = match (self.pool.adapt, self.pool.workers) {

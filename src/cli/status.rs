@@ -101,38 +101,11 @@ pub(super) fn table(workers: &[WorkerInfo]) -> String {
 }
 
 pub(super) fn cluster_table(c: &ClusterStatus) -> String {
-    let mut t = Table::new();
-    t.load_style(NOTHING).set_header([
-        "JOB", "STATE", "REASON", "NODE", "WORKER", "ADDRESS", "EXIT", "ACTION", "LOG",
-    ]);
-    for j in &c.jobs {
-        let workers = if j.workers.is_empty() {
-            "-".to_string()
-        } else {
-            j.workers
-                .iter()
-                .map(|w| format!("{} {} ({})", w.id, w.name, w.state))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let addresses = j
-            .workers
-            .iter()
-            .map(|w| w.address.clone())
-            .collect::<Vec<_>>()
-            .join(", ");
-        t.add_row([
-            j.job.to_string(),
-            j.state.to_string(),
-            j.reason.clone().unwrap_or_default(),
-            j.node.clone().unwrap_or_default(),
-            workers,
-            addresses,
-            j.exit_code.map(|c| c.to_string()).unwrap_or_default(),
-            j.action.map(|a| a.to_string()).unwrap_or_default(),
-            j.log.display().to_string(),
-        ]);
-    }
+    format!("{}{}\n", headline(c), jobs_table(c))
+}
+
+/// What the table is headed by: the cluster, its groups, what went wrong.
+fn headline(c: &ClusterStatus) -> String {
     let mut out = format!(
         "cluster {} (jobs named {}): {} of {} workers registered; jobs: {}\n",
         c.cluster_id,
@@ -141,6 +114,20 @@ pub(super) fn cluster_table(c: &ClusterStatus) -> String {
         c.target_workers,
         c.job_summary()
     );
+    for g in &c.groups {
+        let adapt = g
+            .adapt
+            .as_ref()
+            .map(|a| format!(" (adapting {a})"))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "  group {}: {} of {} workers registered{adapt}; jobs: {}\n",
+            g.group.as_deref().unwrap_or_default(),
+            g.registered,
+            g.target_workers,
+            g.job_summary()
+        ));
+    }
     if let Some(s) = &c.stopped {
         out.push_str(&format!("STOPPED: {s}\n"));
     }
@@ -169,6 +156,51 @@ pub(super) fn cluster_table(c: &ClusterStatus) -> String {
             d.scheduler_file.display()
         ));
     }
-    out.push_str(&format!("{t}\n"));
     out
+}
+
+/// The cluster's jobs, one row each (a GROUP column in a pool with groups).
+fn jobs_table(c: &ClusterStatus) -> Table {
+    let mut t = Table::new();
+    let grouped = !c.groups.is_empty();
+    let mut header = vec![
+        "JOB", "STATE", "REASON", "NODE", "WORKER", "ADDRESS", "EXIT", "ACTION", "LOG",
+    ];
+    if grouped {
+        header.insert(1, "GROUP");
+    }
+    t.load_style(NOTHING).set_header(header);
+    for j in &c.jobs {
+        let workers = if j.workers.is_empty() {
+            "-".to_string()
+        } else {
+            j.workers
+                .iter()
+                .map(|w| format!("{} {} ({})", w.id, w.name, w.state))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let addresses = j
+            .workers
+            .iter()
+            .map(|w| w.address.clone())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut row = vec![
+            j.job.to_string(),
+            j.state.to_string(),
+            j.reason.clone().unwrap_or_default(),
+            j.node.clone().unwrap_or_default(),
+            workers,
+            addresses,
+            j.exit_code.map(|c| c.to_string()).unwrap_or_default(),
+            j.action.map(|a| a.to_string()).unwrap_or_default(),
+            j.log.display().to_string(),
+        ];
+        if grouped {
+            row.insert(1, j.group.clone().unwrap_or_default());
+        }
+        t.add_row(row);
+    }
+    t
 }

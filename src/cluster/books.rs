@@ -565,6 +565,16 @@ impl Books {
         }
     }
 
+    /// Since when its oldest job still waits in Slurm's queue (never
+    /// registered, pending), if one does.
+    pub fn pending_since(&self) -> Option<Instant> {
+        self.jobs
+            .values()
+            .filter(|r| r.state == JobState::Pending && !r.registered && r.action.is_none())
+            .map(|r| r.submitted_at)
+            .min()
+    }
+
     /// Jobs an adaptive pool may give up now: pending or unregistered ones,
     /// and those whose workers have all been idle since before `idle_before_ms`.
     pub fn removable_jobs(&self, idle_before_ms: u64) -> usize {

@@ -64,9 +64,26 @@ pub(crate) async fn close_jobs(pool: &Pool) -> usize {
     }
 }
 
-/// Closes `pool` for good: its jobs, its Dask scheduler, its scheduler.
-pub(crate) async fn close(pool: &Pool) -> Result<(), ClusterError> {
-    let left = close_jobs(pool).await;
+/// `close_jobs` for every group of a cluster at once; returns how many
+/// jobs are still active.
+pub(crate) async fn close_jobs_all(pools: &[Arc<Pool>]) -> usize {
+    let mut closing = tokio::task::JoinSet::new();
+    for pool in pools {
+        let pool = pool.clone();
+        closing.spawn(async move { close_jobs(&pool).await });
+    }
+    let mut left = 0;
+    while let Some(n) = closing.join_next().await {
+        left += n.unwrap_or(0);
+    }
+    left
+}
+
+/// Closes a cluster for good: the jobs of every group, its Dask
+/// scheduler, its scheduler.
+pub(crate) async fn close(pools: &[Arc<Pool>]) -> Result<(), ClusterError> {
+    let left = close_jobs_all(pools).await;
+    let pool = &pools[0];
     if let Some(dask) = &pool.dask {
         dask.stop().await;
     }

@@ -53,6 +53,14 @@ pub enum ClusterError {
     /// No job or worker goes by that name.
     #[error("`{0}` is neither a worker nor a job of this cluster; see its status")]
     NoSuchJob(String),
+    /// No group of the cluster goes by that name.
+    #[error("group: `{asked}` is not one of this cluster's groups; accepted: {groups}")]
+    NoSuchGroup {
+        /// The name given.
+        asked: String,
+        /// The cluster's groups.
+        groups: String,
+    },
     /// The cluster is closed.
     #[error("the cluster is closed")]
     Closed,
@@ -81,7 +89,7 @@ impl ExitStatus for ClusterError {
             ClusterError::Scheduler(e) => e.exit_code(),
             ClusterError::Slurm(e) => e.exit_code(),
             ClusterError::Dask(e) => e.exit_code(),
-            ClusterError::NoSuchJob(_) => crate::exit::USAGE,
+            ClusterError::NoSuchJob(_) | ClusterError::NoSuchGroup { .. } => crate::exit::USAGE,
             ClusterError::StartupFailed(_)
             | ClusterError::Stopped(_)
             | ClusterError::WaitTimeout { .. }

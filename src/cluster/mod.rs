@@ -13,6 +13,7 @@ mod books;
 mod close;
 mod dask_pool;
 mod error;
+mod groups;
 mod handle;
 mod listing;
 mod network;
@@ -21,12 +22,16 @@ mod pace;
 mod pool;
 pub mod reaper;
 mod shape;
+mod start;
 mod status;
 mod submit;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_groups;
 
 pub use error::ClusterError;
 pub use handle::SlurmCluster;
 pub use options::{ClusterOptions, Limits};
 pub use pool::MAX_JOBS;
+pub use start::Group;

@@ -49,6 +49,9 @@ pub struct ClusterOptions {
     pub idle_timeout: Duration,
     /// With `adapt`: how long to wait before reversing the direction of scaling.
     pub cooldown: Duration,
+    /// In a pool with groups: how long a group's jobs pend before its
+    /// ready tasks count for a later group that could run them.
+    pub spill_after: Duration,
     /// How long before a worker leaves for its job's time limit its
     /// replacement is submitted, on top of the last observed start-up time.
     pub replace_lead: Duration,
@@ -89,6 +92,7 @@ impl ClusterOptions {
             slurm_conf: std::env::var_os("SLURM_CONF").map(PathBuf::from),
             idle_timeout: Duration::from_secs(60),
             cooldown: Duration::from_secs(15),
+            spill_after: Duration::from_secs(300),
             replace_lead: Duration::from_secs(30),
             limits: Limits::default(),
             dask_scheduler_file: None,
@@ -117,6 +121,7 @@ impl ClusterOptions {
         set(&mut self.close_timeout, pool.close_timeout);
         set(&mut self.idle_timeout, pool.idle_timeout);
         set(&mut self.cooldown, pool.adapt_cooldown);
+        set(&mut self.spill_after, pool.spill_after);
         set(&mut self.replace_lead, pool.replace_lead);
         set(&mut self.dask_start_timeout, pool.dask_start_timeout);
         set(&mut self.reattach_grace, pool.reattach_grace);

@@ -17,7 +17,7 @@ use super::pace::Pacer;
 use super::ClusterOptions;
 use crate::config::JobSpec;
 use crate::journal::PoolMode;
-use crate::protocol::{ClusterStatus, StartupFailure};
+use crate::protocol::{ClusterStatus, StartupFailure, WorkerShape};
 use crate::scheduler::{ControlRequest, Scheduler};
 use crate::slurm::{JobInfo, JobRef, Slurm};
 
@@ -27,17 +27,23 @@ pub const MAX_JOBS: usize = 100_000;
 
 /// Everything a pool is, shared by its handle and its loop.
 pub(crate) struct Pool {
+    /// Its group, in a cluster with groups.
+    pub group: Option<String>,
+    /// One of its workers, as the scheduler is told.
+    pub shape: WorkerShape,
     pub spec: JobSpec,
     pub script: String,
     pub slurm: Arc<dyn Slurm>,
-    pub scheduler: Scheduler,
+    /// The cluster's scheduler, shared by its groups.
+    pub scheduler: Arc<Scheduler>,
     pub scheduler_file: PathBuf,
     pub options: ClusterOptions,
     pub books: Mutex<Books>,
     /// Wakes the reconcile loop early (after `scale`).
     pub wake: Notify,
     /// Bumped after every reconcile round.
-    pub rounds: watch::Sender<u64>,
+    /// Shared by the groups of a cluster: a round of any of them counts.
+    pub rounds: Arc<watch::Sender<u64>>,
     /// Notified when a client asks the cluster to close.
     pub close_requested: Notify,
     /// Set once the site refused a job array.
@@ -97,6 +103,13 @@ impl Pool {
         }
         let workers = self.scheduler.workers();
         if listing.is_some() {
+            if self.group.is_some() {
+                let stalled = self
+                    .books()
+                    .pending_since()
+                    .is_some_and(|since| since.elapsed() >= self.options.spill_after);
+                self.scheduler.set_stalled(self.group.as_deref(), stalled);
+            }
             self.adapt_target();
         }
         let plan = self
@@ -194,15 +207,29 @@ impl Pool {
         books.target_jobs = a.apply(decision, round.now);
     }
 
-    /// What the work asks for: native pools follow the cores their tasks
-    /// ask for, Dask pools Dask's own adaptive target (in workers).
+    /// What the work asks for: native pools follow what their tasks ask
+    /// for (cores, memory, GPUs: see `tasks/demand.rs` for which tasks
+    /// count for which group), Dask pools Dask's own adaptive target (in
+    /// workers).
     fn demand(&self) -> Demand {
         match &self.dask {
             None => {
-                let cores = self.scheduler.task_demand_cores();
+                let ask = self.scheduler.task_demand(self.group.as_deref());
+                let workers = ask.workers(&self.shape);
+                let jobs = workers.div_ceil(u64::from(self.spec.processes.max(1)));
+                let mut why = format!("{} cores", ask.cores);
+                if ask.memory > 0 {
+                    why.push_str(&format!(
+                        ", {}",
+                        crate::config::Memory::from_bytes(ask.memory).human()
+                    ));
+                }
+                if ask.gpus > 0 {
+                    why.push_str(&format!(", {} GPUs", ask.gpus));
+                }
                 Demand {
-                    jobs: usize::try_from(cores.div_ceil(u64::from(self.spec.cores))).ok(),
-                    why: format!("{cores} cores in ready and running tasks"),
+                    jobs: usize::try_from(jobs).ok(),
+                    why: format!("{why} in ready and running tasks"),
                 }
             }
             Some(dask) => match dask.desired() {
@@ -221,7 +248,7 @@ impl Pool {
     /// Sizes the pool (recorded in the journal, when there is one) and
     /// wakes the loop to act on it.
     pub fn set_mode(&self, mode: PoolMode) {
-        self.scheduler.set_pool_mode(mode);
+        self.scheduler.set_pool_mode(self.group.as_deref(), mode);
         match mode {
             PoolMode::Fixed { jobs } => {
                 *self.adapt.lock() = None;

@@ -2,21 +2,16 @@
 //! tells the scheduler, so that a task no worker could hold is refused at
 //! submission instead of waiting for ever.
 
-use std::collections::BTreeMap;
-
 use crate::config::JobSpec;
-use crate::protocol::{parse_resource, WorkerShape};
+use crate::protocol::WorkerShape;
 
 /// One worker of `spec`: its job's cores, memory, GPUs and named resources
 /// divided between the job's processes (as the agent divides them).
 pub fn worker_shape(spec: &JobSpec, group: Option<&str>) -> WorkerShape {
     let processes = spec.processes.max(1);
-    let mut resources = BTreeMap::new();
-    for (name, amount) in named_resources(&spec.worker_extra_args) {
-        let total: &mut u64 = resources.entry(name).or_default();
-        *total = total.saturating_add(amount);
-    }
-    resources = resources
+    let resources = spec
+        .worker_resources
+        .clone()
         .into_iter()
         .map(|(k, v)| (k, v / u64::from(processes)))
         .filter(|(_, v)| *v > 0)
@@ -57,26 +52,10 @@ fn gpus_per_job(gres: Option<&str>, gpus: Option<&str>) -> Option<u32> {
     Some(total)
 }
 
-/// `--resource NAME=N` (or `--resource=NAME=N`) among the agent's extra
-/// arguments: what each job's workers are told they have.
-fn named_resources(args: &[String]) -> Vec<(String, u64)> {
-    let mut found = Vec::new();
-    let mut words = args.iter();
-    while let Some(w) = words.next() {
-        let value = match w.strip_prefix("--resource") {
-            Some("") => words.next().map(String::as_str),
-            Some(rest) => rest.strip_prefix('='),
-            None => None,
-        };
-        if let Some(Ok(r)) = value.map(parse_resource) {
-            found.push(r);
-        }
-    }
-    found
-}
-
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
 
     #[test]
@@ -98,11 +77,7 @@ mod tests {
             .processes(2u32)
             .memory("4GiB".parse::<crate::config::Memory>().unwrap())
             .gres("gpu:2")
-            .worker_extra_args(vec![
-                "--resource".into(),
-                "licence=4".into(),
-                "--resource=disk=1".into(),
-            ])
+            .worker_resources(vec!["licence=4".to_string(), "disk=1".to_string()])
             .build()
             .unwrap();
         let s = worker_shape(&spec, Some("gpu"));

@@ -38,7 +38,14 @@ pub(crate) fn assemble(s: &Sources<'_>) -> ClusterStatus {
         target_workers: books.target_jobs.saturating_mul(processes),
         target_jobs: books.target_jobs,
         processes: pool.spec.processes,
-        registered: pool.scheduler.live_workers(),
+        registered: match &pool.group {
+            None => pool.scheduler.live_workers(),
+            Some(g) => s
+                .workers
+                .iter()
+                .filter(|w| w.state.is_live() && w.offer.group.as_ref() == Some(g))
+                .count(),
+        },
         dask: pool.dask.as_ref().map(|d| d.status()),
         jobs,
         stopped: books.stopped.clone(),
@@ -64,6 +71,8 @@ pub(crate) fn assemble(s: &Sources<'_>) -> ClusterStatus {
                 a.max_jobs.saturating_mul(processes),
             )
         }),
+        group: pool.group.clone(),
+        groups: Vec::new(),
     }
 }
 
@@ -99,5 +108,34 @@ fn job_status(pool: &Pool, r: &JobRecord, workers: Vec<WorkerInfo>) -> JobStatus
             None if r.expiring && r.state.is_active() => Some(JobAction::Replaced),
             None => None,
         },
+        group: pool.group.clone(),
     }
+}
+
+/// The status of a cluster from its groups' own: the sum of them, with
+/// each one kept (in `groups`); a cluster without groups is its one pool.
+pub(crate) fn combine(mut parts: Vec<ClusterStatus>) -> ClusterStatus {
+    if parts.len() == 1 && parts[0].group.is_none() {
+        return parts.remove(0);
+    }
+    let mut all = parts[0].clone();
+    all.group = None;
+    all.job_name = parts
+        .iter()
+        .map(|p| p.job_name.as_str())
+        .collect::<Vec<_>>()
+        .join(",");
+    all.jobs = parts.iter().flat_map(|p| p.jobs.clone()).collect();
+    all.target_workers = parts.iter().map(|p| p.target_workers).sum();
+    all.target_jobs = parts.iter().map(|p| p.target_jobs).sum();
+    all.registered = parts.iter().map(|p| p.registered).sum();
+    all.submitted = parts.iter().map(|p| p.submitted).sum();
+    all.failures = parts.iter().flat_map(|p| p.failures.clone()).collect();
+    let first_of = |f: fn(&ClusterStatus) -> Option<String>| parts.iter().find_map(f);
+    all.stopped = first_of(|p| p.stopped.clone());
+    all.last_error = first_of(|p| p.last_error.clone());
+    all.held_back = first_of(|p| p.held_back.clone());
+    all.adapt = None;
+    all.groups = parts;
+    all
 }

@@ -468,8 +468,8 @@ async fn a_scale_through_the_scheduler_is_in_the_journal_before_it_is_answered()
     config.journal = Some(journal.clone());
     let scheduler = Scheduler::start(config).await.unwrap();
     // A pool of 2 workers per job that has not yet taken the request.
-    let _unread = scheduler.attach_control(2);
-    scheduler.client().scale(5).await.unwrap();
+    let _unread = scheduler.attach_control(None, 2);
+    scheduler.client().scale(5, None).await.unwrap();
     // Answered: a scheduler killed right now comes back at 3 jobs.
     let last = Journal::read(&journal)
         .unwrap()

@@ -53,6 +53,11 @@ pub const ENV_VARS: &[EnvVar] = &[
         default: "15s",
     },
     EnvVar {
+        name: "DROVER_SPILL_AFTER",
+        key: "spill-after",
+        default: "5m",
+    },
+    EnvVar {
         name: "DROVER_REPLACE_LEAD",
         key: "replace-lead",
         default: "30s",

@@ -20,6 +20,13 @@ pub struct ConfigFile {
     /// Settings of the pool.
     #[serde(default)]
     pub pool: PoolOptions,
+    /// The pool's groups (`[group.NAME]`), in the order declared; read
+    /// with `groups`.
+    #[serde(default)]
+    pub group: toml::Table,
+    /// Where it was read from, for errors.
+    #[serde(skip)]
+    pub path: PathBuf,
 }
 
 impl ConfigFile {
@@ -34,10 +41,17 @@ impl ConfigFile {
 
     /// Parses `text`, naming `path` in errors.
     pub fn parse(text: &str, path: &Path) -> Result<ConfigFile, SpecError> {
-        toml::from_str(text).map_err(|e| SpecError::File {
+        let mut file: ConfigFile = toml::from_str(text).map_err(|e| SpecError::File {
             path: path.to_path_buf(),
             message: describe(text, &e),
-        })
+        })?;
+        file.path = path.to_path_buf();
+        Ok(file)
+    }
+
+    /// Its `[group.NAME]` tables, in the order declared.
+    pub fn groups(&self) -> Result<Vec<super::GroupOptions>, SpecError> {
+        super::group::parse_groups(&self.group, &self.path)
     }
 }
 
@@ -103,6 +117,26 @@ impl ConfigSources {
             options = options.overlay(file.job);
         }
         Ok(options.overlay(flags))
+    }
+
+    /// The groups of every file, in order; a later file's group of the
+    /// same name changes the earlier one's keys.
+    pub fn groups(&self) -> Result<Vec<super::GroupOptions>, SpecError> {
+        let mut groups: Vec<super::GroupOptions> = Vec::new();
+        for file in self.files()? {
+            for g in file.groups()? {
+                match groups.iter_mut().find(|old| old.name == g.name) {
+                    Some(old) => {
+                        old.job = old.job.clone().overlay(g.job);
+                        if g.workers.is_some() || g.adapt.is_some() {
+                            (old.workers, old.adapt) = (g.workers, g.adapt);
+                        }
+                    }
+                    None => groups.push(g),
+                }
+            }
+        }
+        Ok(groups)
     }
 
     /// The pool options of every file layered in order, then the `DROVER_*`

@@ -7,9 +7,11 @@
 mod directive;
 mod env;
 mod file;
+mod group;
 mod memory;
 mod options;
 mod pool;
+pub mod resource;
 mod spec;
 mod timeout;
 mod walltime;
@@ -19,6 +21,7 @@ pub use env::{
     job_options_from, keys, pool_from, pool_from_env, pool_options_from, EnvVar, ENV_VARS,
 };
 pub use file::{ConfigFile, ConfigSources};
+pub use group::GroupOptions;
 pub use memory::{Memory, MEMORY_FORMS};
 pub use options::{HeaderStyle, JobOptions, MemoryDirective, NannyMode, WorkerKind};
 pub use pool::{AdaptRange, PoolOptions, ADAPT_FORMS};

@@ -187,6 +187,15 @@ pub struct JobOptions {
     #[arg(long, value_name = "GPUS", help_heading = "Worker job")]
     pub gpus: Option<String>,
 
+    /// A named resource each worker has, NAME=AMOUNT (repeatable): tasks
+    /// asking for it (`drover submit --resource`) run only where it is free.
+    #[arg(
+        long = "worker-resource",
+        value_name = "NAME=AMOUNT",
+        help_heading = "Worker job"
+    )]
+    pub worker_resources: Option<Vec<String>>,
+
     /// First line of the job script (default '#!/usr/bin/env bash').
     #[arg(long, value_name = "LINE", help_heading = "Worker job")]
     pub shebang: Option<String>,
@@ -280,7 +289,7 @@ impl JobOptions {
             cores, processes, memory, walltime, queue, account, interface, job_name,
             log_directory, local_directory, job_extra_directives, job_directives_skip,
             job_script_prologue, job_script_epilogue, job_cpu, job_mem, memory_directive,
-            gres, gpus, shebang, worker_extra_args, death_timeout, walltime_margin,
+            gres, gpus, worker_resources, shebang, worker_extra_args, death_timeout, walltime_margin,
             walltime_stagger, kind, python, dask_worker_name, dask_worker_module, dask_nanny,
             header_style,
             scheduler_file, template, drover_bin,
@@ -331,6 +340,8 @@ impl JobOptions {
         gres: String,
         /// Sets `--gpus`.
         gpus: String,
+        /// Sets the named resources each worker has (`NAME=AMOUNT`).
+        worker_resources: Vec<String>,
         /// Sets the shebang line.
         shebang: String,
         /// Sets the worker's extra arguments.

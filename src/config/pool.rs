@@ -80,6 +80,9 @@ pub struct PoolOptions {
     pub idle_timeout: Option<Timeout>,
     /// With `adapt`: wait this long before reversing direction.
     pub adapt_cooldown: Option<Timeout>,
+    /// In a pool with groups: once a group's jobs have pended this long,
+    /// its ready tasks count for a later group that could run them.
+    pub spill_after: Option<Timeout>,
     /// Submit a replacement this long before a worker leaves for its time
     /// limit, on top of the last observed start-up time.
     pub replace_lead: Option<Timeout>,
@@ -144,7 +147,7 @@ impl PoolOptions {
         let low = self;
         overlay_pool!(low, higher;
             workers, adapt, wait_timeout, arrays, scheduler_interface, scheduler_host,
-            idle_timeout, adapt_cooldown, replace_lead, max_pending_jobs, max_submit_rate,
+            idle_timeout, adapt_cooldown, spill_after, replace_lead, max_pending_jobs, max_submit_rate,
             poll_interval, pass_poll_interval, retry_backoff, close_timeout, max_startup_failures,
             dask_start_timeout, dask_scheduler_file, heartbeat_interval, missed_heartbeats,
             max_held_polls, slurm_timeout, max_connections, max_connections_per_peer,

@@ -64,6 +64,10 @@ pub struct JobSpec {
     pub gres: Option<String>,
     /// `--gpus` value.
     pub gpus: Option<String>,
+    /// Named resources each job has (split between its processes).
+    pub worker_resources: std::collections::BTreeMap<String, u64>,
+    /// The pool group its workers belong to (set by a pool with groups).
+    pub group: Option<String>,
     /// First line of the script.
     pub shebang: String,
     /// Extra worker arguments.
@@ -520,6 +524,30 @@ fn dask_module(name: Option<String>) -> Result<String, SpecError> {
     ))
 }
 
+/// `worker-resources`: `NAME=AMOUNT` items, amounts of one name summed.
+fn worker_resources(
+    items: Option<Vec<String>>,
+) -> Result<std::collections::BTreeMap<String, u64>, SpecError> {
+    let mut all = std::collections::BTreeMap::new();
+    for item in items.unwrap_or_default() {
+        let (name, amount) = super::resource::parse_resource(&item).map_err(|e| {
+            SpecError::invalid(
+                "worker-resources",
+                ValueError::new(&item, "it is not a resource", &e.accepted),
+            )
+        })?;
+        let total: &mut u64 = all.entry(name).or_default();
+        *total = total.saturating_add(amount);
+    }
+    super::resource::check_resources("worker-resources", &all).map_err(|e| {
+        SpecError::invalid(
+            "worker-resources",
+            ValueError::new(&e.value, "too many or too much", &e.accepted),
+        )
+    })?;
+    Ok(all)
+}
+
 impl JobSpec {
     /// A builder with every field unset.
     pub fn builder() -> JobOptions {
@@ -541,6 +569,8 @@ impl JobSpec {
             memory_directive: o.memory_directive.unwrap_or_default(),
             gres: size.gres,
             gpus: size.gpus,
+            worker_resources: worker_resources(o.worker_resources.take())?,
+            group: None,
             walltime: timing.walltime,
             death_timeout: timing.death_timeout,
             walltime_margin: timing.margin,

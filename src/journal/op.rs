@@ -83,6 +83,8 @@ pub enum Op {
     },
     /// The pool's size was set: a restarted pool holds it.
     Pool(PoolMode),
+    /// A group of a pool with groups was sized.
+    GroupPool { group: String, mode: PoolMode },
     /// The pool was closed: there is nothing to continue.
     Closed { at_ms: u64 },
     /// The whole book as it was when the journal was compacted: the
@@ -113,6 +115,9 @@ pub struct Snapshot {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shapes: Vec<crate::protocol::WorkerShape>,
     pub pool: Option<PoolMode>,
+    /// How each group of a pool with groups is sized.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub group_pools: std::collections::BTreeMap<String, PoolMode>,
 }
 
 /// One worker as the snapshot keeps it.

@@ -54,6 +54,9 @@ pub struct JobStatus {
     pub log: PathBuf,
     /// What drover is doing with it, if anything.
     pub action: Option<JobAction>,
+    /// The pool group it belongs to, in a pool with groups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }
 
 /// Why a pool has a job fewer than it asked for: a job that ended before
@@ -178,6 +181,13 @@ pub struct ClusterStatus {
     /// Why the last round submitted fewer jobs than needed (site limits).
     #[serde(default)]
     pub held_back: Option<String>,
+    /// The group this status is of, in a pool with groups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// A pool with groups: each group's own status, in the order they were
+    /// declared (the status itself then sums them up).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<ClusterStatus>,
 }
 
 impl ClusterStatus {
@@ -219,10 +229,13 @@ impl ClusterStatus {
 }
 
 /// A request to scale a pool.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScaleRequest {
     /// Workers wanted.
     pub workers: usize,
+    /// The group to scale, in a pool with groups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }
 
 #[cfg(test)]
@@ -240,6 +253,7 @@ mod tests {
             workers: Vec::new(),
             log: PathBuf::new(),
             action: None,
+            group: None,
         }
     }
 
@@ -270,6 +284,8 @@ mod tests {
             log_directory: PathBuf::new(),
             adapt: None,
             held_back: None,
+            group: None,
+            groups: Vec::new(),
         };
         assert_eq!(status.job_summary(), "2 PENDING (Resources), 1 RUNNING");
         assert_eq!(status.job_for("2_1").unwrap().job.to_string(), "2_1");

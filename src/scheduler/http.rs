@@ -14,6 +14,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use subtle::ConstantTimeEq;
 
+use super::control::RouteError;
 use super::registry::PollStart;
 use super::{ControlRequest, Shared};
 use crate::journal::PoolMode;
@@ -246,38 +247,44 @@ async fn cluster_status(
     source.and_then(|f| f()).map(Json).ok_or(NO_CLUSTER)
 }
 
-fn send_control(
-    shared: &Shared,
-    request: ControlRequest,
-) -> Result<StatusCode, (StatusCode, &'static str)> {
-    let control = shared.control.lock();
-    match control.as_ref() {
-        Some((tx, _)) if tx.send(request).is_ok() => Ok(StatusCode::ACCEPTED),
-        _ => Err(NO_CLUSTER),
-    }
+/// A control request refused, with why.
+type Refused = (StatusCode, String);
+
+fn no_cluster() -> Refused {
+    (NO_CLUSTER.0, NO_CLUSTER.1.to_string())
 }
 
 async fn cluster_scale(
     State(shared): State<Arc<Shared>>,
     Json(body): Json<ScaleRequest>,
-) -> Result<StatusCode, (StatusCode, &'static str)> {
+) -> Result<StatusCode, Refused> {
     if body.workers > MAX_SCALE {
-        return Err((StatusCode::BAD_REQUEST, "workers: accepted: 0 to 100000\n"));
+        let why = "workers: accepted: 0 to 100000\n".to_string();
+        return Err((StatusCode::BAD_REQUEST, why));
     }
+    let controls = shared.control.lock();
+    let control = controls.route(body.group.as_deref()).map_err(|e| match e {
+        RouteError::NoCluster => no_cluster(),
+        e => (StatusCode::BAD_REQUEST, format!("{e}\n")),
+    })?;
     // The new size is recorded here, so that the answer (which waits for
     // the journal) leaves only once a restart would hold it.
-    let per_job = shared.control.lock().as_ref().map(|(_, n)| *n);
-    if let Some(per_job) = per_job {
-        let jobs = body.workers.div_ceil(per_job as usize);
-        shared.registry().set_pool_mode(PoolMode::Fixed { jobs });
+    let jobs = body.workers.div_ceil(control.per_job as usize);
+    shared
+        .registry()
+        .set_pool_mode(control.group.as_deref(), PoolMode::Fixed { jobs });
+    match control.tx.send(ControlRequest::Scale(body.workers)) {
+        Ok(()) => Ok(StatusCode::ACCEPTED),
+        Err(_) => Err(no_cluster()),
     }
-    send_control(&shared, ControlRequest::Scale(body.workers))
 }
 
-async fn cluster_close(
-    State(shared): State<Arc<Shared>>,
-) -> Result<StatusCode, (StatusCode, &'static str)> {
-    send_control(&shared, ControlRequest::Close)
+async fn cluster_close(State(shared): State<Arc<Shared>>) -> Result<StatusCode, Refused> {
+    let controls = shared.control.lock();
+    match controls.first().map(|c| c.tx.send(ControlRequest::Close)) {
+        Some(Ok(())) => Ok(StatusCode::ACCEPTED),
+        _ => Err(no_cluster()),
+    }
 }
 
 async fn done(

@@ -5,6 +5,7 @@
 //! in-process `Scheduler` handle share.
 
 mod config;
+mod control;
 mod http;
 mod journal;
 mod ops;
@@ -128,7 +129,7 @@ pub(crate) struct Shared {
     version: watch::Sender<u64>,
     /// Where cluster requests go, when a cluster is attached, and how
     /// many workers each of its jobs holds.
-    pub(crate) control: Mutex<Option<(mpsc::UnboundedSender<ControlRequest>, u32)>>,
+    pub(crate) control: Mutex<control::Controls>,
     /// Where the attached cluster's status comes from.
     pub(crate) cluster_status: Mutex<Option<StatusSource>>,
     /// The pool's Dask scheduler, for `dask` pools.
@@ -215,7 +216,7 @@ impl Scheduler {
             registry: Mutex::new(registry),
             held_polls: AtomicUsize::new(0),
             version: watch::channel(0).0,
-            control: Mutex::new(None),
+            control: Mutex::new(control::Controls::default()),
             cluster_status: Mutex::new(None),
             dask: Mutex::new(None),
             stopped: AtomicBool::new(false),
@@ -391,13 +392,13 @@ impl Scheduler {
 
     /// Records how the pool is sized: with a journal, a pool started on it
     /// again holds this size.
-    pub fn set_pool_mode(&self, mode: crate::journal::PoolMode) {
-        self.shared.registry().set_pool_mode(mode);
+    pub fn set_pool_mode(&self, group: Option<&str>, mode: crate::journal::PoolMode) {
+        self.shared.registry().set_pool_mode(group, mode);
     }
 
     /// How the pool was last sized: from the journal after a restart.
-    pub fn pool_mode(&self) -> Option<crate::journal::PoolMode> {
-        self.shared.registry().pool_mode()
+    pub fn pool_mode(&self, group: Option<&str>) -> Option<crate::journal::PoolMode> {
+        self.shared.registry().pool_mode(group)
     }
 
     /// Records in the journal (if any) that the pool closed, so that it is
@@ -416,16 +417,32 @@ impl Scheduler {
         self.restored
     }
 
-    /// Cores asked for by ready and running tasks.
-    pub fn task_demand_cores(&self) -> u64 {
-        self.shared.registry().tasks.demand_cores()
+    /// What ready and running tasks ask of `group` (of the pool, for
+    /// `None` in a pool without groups): see `tasks/demand.rs`.
+    pub fn task_demand(&self, group: Option<&str>) -> crate::tasks::Ask {
+        self.shared.registry().demand(group)
+    }
+
+    /// Says whether `group`'s jobs are stalled in Slurm's queue: its
+    /// ready tasks then count for a later group that could hold them.
+    pub fn set_stalled(&self, group: Option<&str>, stalled: bool) {
+        self.shared.registry().set_stalled(group, stalled);
     }
 
     /// Routes the control API (`/v1/cluster/...`) to the returned channel,
     /// for the cluster this scheduler serves.
-    pub fn attach_control(&self, workers_per_job: u32) -> mpsc::UnboundedReceiver<ControlRequest> {
+    /// A pool with groups attaches each group by its name.
+    pub fn attach_control(
+        &self,
+        group: Option<String>,
+        workers_per_job: u32,
+    ) -> mpsc::UnboundedReceiver<ControlRequest> {
         let (tx, rx) = mpsc::unbounded_channel();
-        *self.shared.control.lock() = Some((tx, workers_per_job.max(1)));
+        self.shared.control.lock().attach(control::Control {
+            group,
+            tx,
+            per_job: workers_per_job.max(1),
+        });
         rx
     }
 

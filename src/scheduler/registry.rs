@@ -59,6 +59,11 @@ pub(crate) struct Registry {
     pub(super) journal: Option<Journal>,
     /// How the pool this scheduler serves is sized, as last recorded.
     pub(super) pool: Option<PoolMode>,
+    /// How each group of a pool with groups is sized, as last recorded.
+    pub(super) group_pools: std::collections::BTreeMap<String, PoolMode>,
+    /// Groups whose jobs wait long in Slurm's queue (not journaled: each
+    /// pool says so again every round).
+    pub(super) stalled: std::collections::BTreeSet<Option<String>>,
     /// A snapshot being replayed: its tasks, as their records come.
     pub(super) restoring: Option<(u64, crate::tasks::EngineImage)>,
 }
@@ -473,6 +478,37 @@ impl Registry {
         self.tasks.set_max_memory(bytes)
     }
 
+    /// What ready and running tasks ask of `group`.
+    pub(crate) fn demand(&self, group: Option<&str>) -> crate::tasks::Ask {
+        let shapes = self.tasks.shapes();
+        let index = shapes
+            .iter()
+            .position(|s| s.group.as_deref() == group)
+            .unwrap_or(0);
+        let asks = self.tasks.demand(
+            |w| {
+                self.workers
+                    .get(&w)
+                    .and_then(|e| e.info.offer.group.clone())
+            },
+            |i| {
+                shapes
+                    .get(i)
+                    .is_some_and(|s| self.stalled.contains(&s.group))
+            },
+        );
+        asks.get(index).copied().unwrap_or_default()
+    }
+
+    /// Marks `group`'s jobs as stalled in Slurm's queue, or not.
+    pub(crate) fn set_stalled(&mut self, group: Option<&str>, stalled: bool) {
+        let key = group.map(String::from);
+        match stalled {
+            true => self.stalled.insert(key),
+            false => self.stalled.remove(&key),
+        };
+    }
+
     /// Records the shapes of the pool's workers; returns how many queued
     /// tasks could never run and failed.
     pub(crate) fn set_shapes(&mut self, shapes: Vec<crate::protocol::WorkerShape>) -> usize {
@@ -589,6 +625,9 @@ impl Registry {
                 self.tasks.runs_not_held(worker, &held);
             }
             Op::Pool(mode) => self.pool = Some(mode),
+            Op::GroupPool { group, mode } => {
+                self.group_pools.insert(group, mode);
+            }
             Op::Closed { .. } => {}
         }
         Ok(())
@@ -602,19 +641,36 @@ impl Registry {
     }
 
     /// Records how the pool is sized, for a restart to hold.
-    pub(crate) fn set_pool_mode(&mut self, mode: PoolMode) {
-        if self.pool == Some(mode) {
+    /// (`group`: of a pool with groups).
+    pub(crate) fn set_pool_mode(&mut self, group: Option<&str>, mode: PoolMode) {
+        if self.pool_mode(group) == Some(mode) {
             return;
         }
+        let op = match group {
+            None => Op::Pool(mode),
+            Some(g) => Op::GroupPool {
+                group: g.to_string(),
+                mode,
+            },
+        };
         if let Some(j) = &mut self.journal {
-            j.append(&Op::Pool(mode));
+            j.append(&op);
         }
-        self.pool = Some(mode);
+        match group {
+            None => self.pool = Some(mode),
+            Some(g) => {
+                self.group_pools.insert(g.to_string(), mode);
+            }
+        }
     }
 
-    /// How the pool was last sized (restored from the journal, or set).
-    pub(crate) fn pool_mode(&self) -> Option<PoolMode> {
-        self.pool
+    /// How the pool (or its `group`) was last sized (restored from the
+    /// journal, or set).
+    pub(crate) fn pool_mode(&self, group: Option<&str>) -> Option<PoolMode> {
+        match group {
+            None => self.pool,
+            Some(g) => self.group_pools.get(g).copied(),
+        }
     }
 
     /// Every worker, ordered by id.
@@ -738,13 +794,22 @@ pub(crate) mod tests {
         r.cancel_task(tasks[1].task);
         r.deregister(b, "bye".into());
         r.retire(a, "closing");
-        r.set_pool_mode(PoolMode::Fixed { jobs: 8 });
+        r.set_pool_mode(None, PoolMode::Fixed { jobs: 8 });
         let adapt = PoolMode::Adapt {
             min_jobs: 1,
             max_jobs: 4,
             idle_ms: 30_000,
         };
-        r.set_pool_mode(adapt);
+        r.set_pool_mode(None, adapt);
+        r.set_pool_mode(Some("big"), PoolMode::Fixed { jobs: 2 });
+        let shapes = vec![crate::protocol::WorkerShape {
+            group: Some("big".into()),
+            cores: 8,
+            memory_bytes: 1 << 34,
+            gpus: Some(2),
+            resources: [("licence".to_string(), 1)].into(),
+        }];
+        r.set_shapes(shapes.clone());
         let (waiter, last) = r.journal_mark().unwrap();
         waiter.durable(last).await.unwrap();
 
@@ -770,7 +835,10 @@ pub(crate) mod tests {
         assert_eq!(strip(&back), strip(&r));
         assert_eq!(back.tasks.counts(), r.tasks.counts());
         assert_eq!(back.tasks.list(None), r.tasks.list(None));
-        assert_eq!(back.pool_mode(), Some(adapt), "the pool's last size");
+        assert_eq!(back.pool_mode(None), Some(adapt), "the pool's last size");
+        let big = back.pool_mode(Some("big"));
+        assert_eq!(big, Some(PoolMode::Fixed { jobs: 2 }), "each group's own");
+        assert_eq!(back.tasks.shapes(), shapes);
         // New workers get new ids after a replay, as they would have.
         assert_eq!(back.register(request(3)), WorkerId(3));
     }

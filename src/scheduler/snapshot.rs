@@ -70,6 +70,7 @@ impl Registry {
             max_memory: image.max_memory,
             shapes: image.shapes,
             pool: self.pool,
+            group_pools: self.group_pools.clone(),
         }))];
         let mut chunk = Vec::new();
         let mut bytes = 0u64;
@@ -97,6 +98,7 @@ impl Registry {
         }
         self.next_id = s.next_worker;
         self.pool = s.pool;
+        self.group_pools = s.group_pools;
         self.workers.clear();
         for w in s.workers {
             if w.info.id.0 > s.next_worker {
@@ -217,7 +219,14 @@ mod tests {
             .into_iter()
             .map(|w| (w.id, w.state, w.exit_reason, w.running_tasks))
             .collect();
-        (workers, r.tasks.list(None), r.pool_mode(), r.next_id)
+        let pools = (r.pool_mode(None), r.pool_mode(Some("gpu")));
+        (
+            workers,
+            r.tasks.list(None),
+            pools,
+            r.next_id,
+            r.tasks.shapes().to_vec(),
+        )
     }
 
     #[tokio::test]
@@ -240,7 +249,15 @@ mod tests {
         assert!(matches!(r.next_for(b), Some(Instruction::Run { .. })));
         r.deregister(b, "bye".into());
         r.retire(a, "closing");
-        r.set_pool_mode(PoolMode::Fixed { jobs: 3 });
+        r.set_pool_mode(None, PoolMode::Fixed { jobs: 3 });
+        r.set_pool_mode(Some("gpu"), PoolMode::Fixed { jobs: 1 });
+        r.set_shapes(vec![crate::protocol::WorkerShape {
+            group: Some("gpu".into()),
+            cores: 4,
+            memory_bytes: 1 << 30,
+            gpus: Some(2),
+            resources: Default::default(),
+        }]);
         let before_compaction = std::fs::metadata(&path).unwrap().len();
 
         let due = r.journal.as_mut().unwrap().compact_after(1000);

@@ -438,16 +438,6 @@ impl Engine {
             .is_some_and(|b| b.tasks.contains(&id))
     }
 
-    /// Cores asked for by tasks that are ready or running: the demand an
-    /// adaptive pool sizes itself to.
-    pub fn demand_cores(&self) -> u64 {
-        self.tasks
-            .iter()
-            .filter(|t| matches!(t.state, TaskState::Ready | TaskState::Running))
-            .map(|t| u64::from(t.spec.cores))
-            .fold(0u64, u64::saturating_add)
-    }
-
     /// Whether some task waits for a worker.
     pub fn has_ready(&self) -> bool {
         !self.ready.is_empty()

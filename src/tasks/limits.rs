@@ -89,6 +89,11 @@ impl Engine {
         Ok(())
     }
 
+    /// The pool's worker shapes, one per group (empty until it says).
+    pub fn shapes(&self) -> &[WorkerShape] {
+        &self.shapes
+    }
+
     /// Records the pool's worker shapes (one per group): tasks none of
     /// them could hold are refused from now on, and those already queued
     /// fail with the reason. Returns how many failed.

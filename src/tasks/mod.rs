@@ -4,6 +4,7 @@
 //! worker, `graph` reads graph files and draws them. The task messages
 //! themselves are part of the wire protocol (`protocol`), re-exported here.
 
+mod demand;
 mod engine;
 mod error;
 mod fit;
@@ -17,6 +18,7 @@ pub use crate::protocol::{
     Assignment, Completion, Dep, TaskCounts, TaskId, TaskInfo, TaskList, TaskOutput, TaskSpec,
     TaskState,
 };
+pub use demand::Ask;
 pub use engine::{env_name, shell_script_index, Engine, SubmitError, LOST_WORKER_RETRIES};
 pub use fit::Room;
 pub use image::{EngineImage, ImageError, TaskImage};

@@ -1,0 +1,213 @@
+//! Starting what a cluster is made of: one scheduler, and a pool per group
+//! (one pool for a cluster without groups), each with the names its jobs
+//! carry, its Dask side, its script and its books.
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{watch, Notify};
+
+use super::books::Books;
+use super::dask_pool::DaskPool;
+use super::pool::Pool;
+use super::{ClusterError, ClusterOptions};
+use crate::config::{Directive, JobSpec, SpecError, ValueError, WorkerKind};
+use crate::protocol::check_name;
+use crate::scheduler::Scheduler;
+use crate::slurm::{SchedulerConfig, Slurm};
+
+/// One group of a pool with groups: its name and what its jobs are. Each
+/// group is sized on its own (`scale_group`, `adapt_group`).
+#[derive(Debug, Clone)]
+pub struct Group {
+    /// Its name: tasks ask for it (`--group`), its workers carry it.
+    pub name: String,
+    /// What each of its jobs is.
+    pub spec: JobSpec,
+}
+
+/// What every pool of a cluster shares.
+struct Shared {
+    scheduler: Arc<Scheduler>,
+    scheduler_file: PathBuf,
+    slurm: Arc<dyn Slurm>,
+    slurm_config: SchedulerConfig,
+    options: ClusterOptions,
+    rounds: Arc<watch::Sender<u64>>,
+}
+
+/// Starts the scheduler and one pool per entry of `groups` (`None`: the
+/// pool of a cluster without groups).
+pub(super) async fn start(
+    mut groups: Vec<(Option<String>, JobSpec)>,
+    mut options: ClusterOptions,
+    slurm: Arc<dyn Slurm>,
+) -> Result<Vec<Pool>, ClusterError> {
+    check_groups(&groups)?;
+    let grace = crate::config::Timeout::new(options.reattach_grace);
+    if let Some(journal) = &options.journal {
+        if groups.iter().any(|(_, s)| s.kind == WorkerKind::Dask) {
+            return Err(SpecError::invalid(
+                "journal",
+                ValueError::new(
+                    &journal.display().to_string(),
+                    "a Dask pool's tasks live in Dask's own scheduler, which a journal cannot bring back",
+                    "a journal only for native pools (kind = \"native\")",
+                ),
+            )
+            .into());
+        }
+        options.scheduler.journal = Some(journal.clone());
+        // Workers wait for a scheduler as long as their jobs are kept for
+        // one to come back.
+        for (_, spec) in &mut groups {
+            spec.death_timeout = spec.death_timeout.max(grace);
+        }
+    }
+    let first = &groups[0].1;
+    // What Slurm says of its scheduler is asked while the scheduler starts.
+    let (slurm_config, scheduler) = tokio::join!(slurm.scheduler_config(), async {
+        options.scheduler.bind = super::network::resolve(
+            &options.scheduler.bind,
+            slurm.as_ref(),
+            first.queue.as_deref(),
+        )
+        .await;
+        Scheduler::start(options.scheduler.clone()).await
+    });
+    let scheduler = Arc::new(scheduler?);
+    let slurm_config = slurm_config.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "cannot read Slurm's scheduler settings; pacing by Slurm's defaults");
+        Default::default()
+    });
+    tracing::debug!(?slurm_config, "Slurm's scheduler settings");
+    let id = scheduler.cluster_id().clone();
+    let scheduler_file = options.scheduler_file.clone().unwrap_or_else(|| {
+        first
+            .log_directory
+            .join(format!("{}-{id}.scheduler.json", first.job_name))
+    });
+    let shared = Shared {
+        scheduler,
+        scheduler_file,
+        slurm,
+        slurm_config,
+        options,
+        rounds: Arc::new(watch::channel(0).0),
+    };
+    let mut pools = Vec::with_capacity(groups.len());
+    for (group, spec) in groups {
+        pools.push(pool(&shared, group, spec).await?);
+    }
+    shared
+        .scheduler
+        .write_scheduler_file(&shared.scheduler_file)?;
+    Ok(pools)
+}
+
+/// Group names are names (tasks and workers carry them), and unique.
+fn check_groups(groups: &[(Option<String>, JobSpec)]) -> Result<(), ClusterError> {
+    let invalid = |name: &str, reason: &str, accepted: &str| -> ClusterError {
+        SpecError::invalid("group", ValueError::new(name, reason, accepted)).into()
+    };
+    if groups.is_empty() {
+        return Err(invalid(
+            "",
+            "a pool needs at least one group",
+            "one or more groups",
+        ));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (name, spec) in groups {
+        let Some(name) = name else {
+            if groups.len() > 1 {
+                return Err(invalid(
+                    "",
+                    "a group has no name",
+                    crate::protocol::NAME_FORM,
+                ));
+            }
+            continue;
+        };
+        check_name("group", name)
+            .map_err(|e| invalid(name, "it is not a group name", &e.accepted))?;
+        if !seen.insert(name.as_str()) {
+            return Err(invalid(
+                name,
+                "two groups have this name",
+                "a different name for each group",
+            ));
+        }
+        if spec.kind == WorkerKind::Dask {
+            return Err(invalid(
+                name,
+                "groups of Dask workers are not supported yet",
+                "groups in native pools (kind = \"native\"), or one Dask pool without groups",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// One pool: its jobs named after the cluster (and its group), its script
+/// rendered, its books opened.
+async fn pool(
+    shared: &Shared,
+    group: Option<String>,
+    mut spec: JobSpec,
+) -> Result<Pool, ClusterError> {
+    let id = shared.scheduler.cluster_id().clone();
+    // Every job carries the cluster id (and its group), in its name and
+    // its comment; its workers say their group when they register.
+    spec.job_name = match &group {
+        None => format!("{}-{id}", spec.job_name),
+        Some(g) => format!("{}-{g}-{id}", spec.job_name),
+    };
+    let comment = match &group {
+        None => format!("drover:{id}"),
+        Some(g) => format!("drover:{id}:{g}"),
+    };
+    spec.job_extra_directives
+        .push(Directive::new("--comment", comment));
+    spec.group = group.clone();
+    spec.scheduler_file = Some(shared.scheduler_file.clone());
+    spec.ensure_log_directory()
+        .map_err(|cause| ClusterError::Io {
+            what: format!("creating log directory {}", spec.log_directory.display()),
+            cause,
+        })?;
+    let dask = match spec.kind {
+        WorkerKind::Native => None,
+        WorkerKind::Dask => Some(DaskPool::start(&spec, &shared.options, &shared.scheduler).await?),
+    };
+    let script = crate::script::render(&spec)?;
+    let options = shared.options.clone();
+    let mut books = Books::new(
+        options.max_startup_failures,
+        options.retry_backoff,
+        options.poll_interval * 2 + Duration::from_secs(5),
+    );
+    books.replace_lead = options.replace_lead;
+    books.limits = options.limits;
+    let shape = super::shape::worker_shape(&spec, group.as_deref());
+    Ok(Pool {
+        books: parking_lot::Mutex::new(books),
+        group,
+        shape,
+        spec,
+        script,
+        slurm: shared.slurm.clone(),
+        scheduler: shared.scheduler.clone(),
+        scheduler_file: shared.scheduler_file.clone(),
+        options,
+        wake: Notify::new(),
+        rounds: shared.rounds.clone(),
+        close_requested: Notify::new(),
+        arrays_refused: AtomicBool::new(false),
+        adapt: parking_lot::Mutex::new(None),
+        dask,
+        pacer: parking_lot::Mutex::new(super::pace::Pacer::new(shared.slurm_config)),
+    })
+}
