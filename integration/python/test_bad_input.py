@@ -138,3 +138,15 @@ def test_native_task_arguments():
         drover._drover.graph_tasks(
             {"tasks": {"a": {"command": "echo {{b}}"}, "b": {"command": "echo {{a}}"}}}
         )
+
+
+@pytest.mark.usefixtures("nothing_starts")
+def test_bad_groups_are_refused_naming_the_group():
+    with pytest.raises(TypeError, match="groups"):
+        drover.SlurmCluster(groups=["small"])
+    with pytest.raises(TypeError, match="'poll_interval' is a pool setting"):
+        drover.SlurmCluster(groups={"small": {"poll_interval": 1}})
+    with pytest.raises(ValueError, match=r"groups\[\"big\"\].*walltime"):
+        drover.SlurmCluster(groups={"big": {"walltime": "25:99:00"}})
+    with pytest.raises(ValueError, match="two groups have this name|not a group name"):
+        drover.SlurmCluster(groups={"no spaces": {}})

@@ -167,3 +167,29 @@ def test_a_pool_with_a_journal_continues_after_its_driver_is_killed(workdir):
     # Closed, its journal is not continued by mistake.
     with pytest.raises(Exception, match="a pool that was closed"):
         cluster(journal=str(journal))
+
+
+def test_a_pool_with_groups_sends_big_tasks_to_big_workers(workdir):
+    groups = {
+        "small": {},
+        "big": {"queue": "big", "memory": "2GiB", "worker_resources": ["licence=1"]},
+    }
+    with cluster(groups=groups) as c:
+        assert c.groups == ["small", "big"]
+        with pytest.raises(ValueError, match="this pool has groups small, big; name one"):
+            c.scale(1)
+        c.scale(1, group="small")
+        c.scale(1, group="big")
+        c.wait_for_workers(2, timeout=120)
+        partition = "echo $SLURM_JOB_PARTITION"
+        assert c.submit(partition, memory="1GiB").result(timeout=120) == "big\n"
+        assert c.submit(partition, resources={"licence": 1}).result(timeout=120) == "big\n"
+        assert c.submit(partition, group="small").result(timeout=120) == "batch\n"
+        with pytest.raises(
+            drover.ClusterError, match="group gpu, but the pool's groups are small, big"
+        ):
+            c.submit("true", group="gpu")
+        with pytest.raises(ValueError, match="group"):
+            c.submit("true", group="no spaces")
+        status = c.status()
+        assert [g.group for g in status.groups] == ["small", "big"]

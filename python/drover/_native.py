@@ -165,12 +165,26 @@ class SlurmCluster:
     ...     cluster.scale(4)
     ...     cluster.wait_for_workers(4)
     ...     print(cluster.submit("hostname").result())
+
+    ``groups`` makes a pool of several kinds of workers under one scheduler:
+    a mapping of group names to job settings laid over the others, each
+    group sized with ``scale(n, group=...)`` or ``adapt(..., group=...)``;
+    tasks asking for memory, GPUs, ``resources`` or a ``group`` run only
+    where they fit.
+
+    >>> drover.SlurmCluster(cores=1, groups={"small": {}, "big": {"queue": "big", "memory": "64GB"}})
     """
 
-    def __init__(self, n_workers: int = 0, **settings: Any):
+    def __init__(
+        self,
+        n_workers: int = 0,
+        *,
+        groups: Mapping[str, Mapping[str, Any]] | None = None,
+        **settings: Any,
+    ):
         job, pool = split_settings(settings, type(self).__name__)
         job.setdefault("drover_bin", binary())
-        self._cluster = _drover.Cluster(job, pool)
+        self._cluster = _drover.Cluster(job, pool, groups=_groups(groups))
         self._spec = self._cluster.spec
         _live.add(self)
         # A pool continued from its journal keeps the size it had.
@@ -192,10 +206,15 @@ class SlurmCluster:
         jobs: int | None = None,
         cores: int | None = None,
         memory: str | int | None = None,
+        group: str | None = None,
     ) -> None:
         """Asks for ``n`` workers, or ``jobs`` jobs, or enough jobs for
         ``cores`` cores or ``memory``; the largest when several are given.
-        Stops adapting."""
+        Stops adapting. In a pool with groups, ``group`` names the group
+        (``n`` workers of it)."""
+        if self._grouped(group):
+            self._cluster.scale_group(group, _count("n", n or 0))
+            return
         wanted = [0]
         spec = self._spec
         if n is not None:
@@ -210,15 +229,41 @@ class SlurmCluster:
         self._cluster.scale_jobs(max(wanted))
 
     def adapt(
-        self, minimum: int = 0, maximum: int | None = None, *, idle_timeout: Any = None
+        self,
+        minimum: int = 0,
+        maximum: int | None = None,
+        *,
+        idle_timeout: Any = None,
+        group: str | None = None,
     ) -> None:
-        """Sizes the pool to its tasks, between ``minimum`` and ``maximum``
-        workers, retiring workers idle for ``idle_timeout``."""
+        """Sizes the pool (or its ``group``) to its tasks, between
+        ``minimum`` and ``maximum`` workers, retiring workers idle for
+        ``idle_timeout``."""
         low = _count("minimum", minimum)
         high = low if maximum is None else _count("maximum", maximum)
         if high < low:
             raise ValueError(f"maximum ({high}) is below minimum ({low})")
-        self._cluster.adapt(low, high, _seconds("idle_timeout", idle_timeout))
+        idle = _seconds("idle_timeout", idle_timeout)
+        if self._grouped(group):
+            self._cluster.adapt_group(group, low, high, idle)
+            return
+        self._cluster.adapt(low, high, idle)
+
+    @property
+    def groups(self) -> list[str]:
+        """The names of its groups, in order (empty without groups)."""
+        return self._cluster.groups
+
+    def _grouped(self, group: str | None) -> bool:
+        """Whether a size is for one group; a pool with groups needs one."""
+        names = self._cluster.groups
+        if group is not None and not isinstance(group, str):
+            raise TypeError(f"group: accepted: a group name (str), not {group!r}")
+        if names and group is None:
+            raise ValueError(f"group: this pool has groups {', '.join(names)}; name one")
+        if not names and group is not None:
+            raise ValueError(f"group: this pool has no groups, so no group {group!r}")
+        return group is not None
 
     def wait_for_workers(self, n: int, timeout: Any = None) -> None:
         """Waits until ``n`` workers have registered; ``WorkersTimeout``
@@ -368,6 +413,30 @@ def _count(name: str, value: Any) -> int:
     if value < 0:
         raise ValueError(f"invalid value `{value}` for {name}: accepted: a whole number, 0 or more")
     return value
+
+
+def _groups(groups: Mapping[str, Mapping[str, Any]] | None) -> list | None:
+    """``groups`` as ``(name, job settings)`` pairs, in order; each group's
+    settings must be job settings."""
+    if groups is None:
+        return None
+    if not isinstance(groups, Mapping) or not groups:
+        raise TypeError(
+            f"groups: accepted: a non-empty mapping of names to job settings, not {groups!r}"
+        )
+    pairs = []
+    for name, settings in groups.items():
+        if not isinstance(name, str) or not isinstance(settings, Mapping):
+            raise TypeError(
+                f"groups: accepted: names (str) mapped to job settings (dict), not {name!r}: {settings!r}"
+            )
+        job, pool = split_settings(dict(settings), f"groups[{name!r}]")
+        if pool:
+            raise TypeError(
+                f"groups[{name!r}]: {min(pool)!r} is a pool setting; groups take job settings only"
+            )
+        pairs.append((name, job))
+    return pairs
 
 
 def _text(name: str, value: Any) -> str:

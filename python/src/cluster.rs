@@ -51,17 +51,24 @@ impl Cluster {
     /// as keyword dicts; `dask` holds the Dask scheduler's `port`,
     /// `dashboard_address` and `extra` arguments. With `layered`, drover's
     /// config files lie under the settings given.
+    /// `groups`, a list of `(name, job settings)` pairs, makes a pool with
+    /// groups: each group's jobs are `job` with its own settings on top.
     #[new]
-    #[pyo3(signature = (job, pool, dask=None, layered=true))]
+    #[pyo3(signature = (job, pool, dask=None, layered=true, groups=None))]
     fn new(
         py: Python<'_>,
         job: &Bound<'_, PyDict>,
         pool: &Bound<'_, PyDict>,
         dask: Option<&Bound<'_, PyDict>>,
         layered: bool,
+        groups: Option<&Bound<'_, PyList>>,
     ) -> PyResult<Self> {
         let job = settings::job_options(job, layered)?;
         let pool = settings::pool_options(pool, layered)?;
+        let groups = match groups {
+            Some(list) => Some(settings::groups(&job, list)?),
+            None => None,
+        };
         let spec = job.build().map_err(|e| spec_error(&e))?;
         let bind = Bind::for_pool(&pool, spec.interface.as_deref());
         let mut options = ClusterOptions::new(bind)
@@ -72,10 +79,12 @@ impl Cluster {
         options.scheduler_file = spec.scheduler_file.clone();
         options.dask_scheduler = settings::dask_scheduler(dask)?;
         let slurm = SlurmCli::for_pool(&pool);
-        let started = wait(
-            py,
-            async move { SlurmCluster::new(spec, options, slurm).await },
-        )?;
+        let started = wait(py, async move {
+            match groups {
+                Some(groups) => SlurmCluster::with_groups(groups, options, slurm).await,
+                None => SlurmCluster::new(spec, options, slurm).await,
+            }
+        })?;
         let cluster = started.map_err(|e| cluster_error(py, e))?;
         Ok(Cluster {
             inner: Arc::new(cluster),
@@ -108,6 +117,35 @@ impl Cluster {
             None => self.inner.adapt(minimum, maximum),
         }
         Ok(())
+    }
+
+    /// Asks group `name` for `n` workers.
+    fn scale_group(&self, name: &str, n: usize) -> PyResult<()> {
+        self.inner
+            .scale_group(name, n)
+            .map_err(|e| PyValueError::new_err(error_chain(&e)))
+    }
+
+    /// Adapts group `name` between `minimum` and `maximum` workers.
+    #[pyo3(signature = (name, minimum, maximum, idle_timeout=None))]
+    fn adapt_group(
+        &self,
+        name: &str,
+        minimum: usize,
+        maximum: usize,
+        idle_timeout: Option<f64>,
+    ) -> PyResult<()> {
+        let done = match seconds("idle_timeout", idle_timeout)? {
+            Some(t) => self.inner.adapt_group_with(name, minimum, maximum, t),
+            None => self.inner.adapt_group(name, minimum, maximum),
+        };
+        done.map_err(|e| PyValueError::new_err(error_chain(&e)))
+    }
+
+    /// The names of its groups, in order (empty without groups).
+    #[getter]
+    fn groups(&self) -> Vec<String> {
+        self.inner.group_names()
     }
 
     /// Stops adapting; the pool keeps its size.

@@ -3,10 +3,11 @@
 //! gets the CLI's checks and its words. Native pools layer them over the
 //! config files and the `DROVER_*` environment, as the CLI layers flags.
 
-use pyo3::exceptions::PyTypeError;
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyDict, PyList};
 
+use drover::cluster::Group;
 use drover::config::{ConfigSources, JobOptions, PoolOptions};
 use drover::dask::DaskSchedulerOptions;
 
@@ -39,6 +40,24 @@ pub fn job_options(dict: &Bound<'_, PyDict>, layered: bool) -> PyResult<JobOptio
     ConfigSources::discover(None)
         .job_options(given)
         .map_err(|e| spec_error(&e))
+}
+
+/// The groups of a pool with groups: `(name, job settings)` pairs, each
+/// group's settings over `base`.
+pub fn groups(base: &JobOptions, list: &Bound<'_, PyList>) -> PyResult<Vec<Group>> {
+    let mut groups = Vec::new();
+    for item in list.iter() {
+        let (name, dict): (String, Bound<'_, PyDict>) = item.extract()?;
+        let own = drover::config::job_options_from(pairs(&dict)?)
+            .map_err(|e| PyValueError::new_err(format!("groups[{name:?}]: {e}")))?;
+        let spec = base
+            .clone()
+            .overlay(own)
+            .build()
+            .map_err(|e| PyValueError::new_err(format!("groups[{name:?}]: {e}")))?;
+        groups.push(Group { name, spec });
+    }
+    Ok(groups)
 }
 
 /// Pool settings from keyword arguments, over the config files' when
