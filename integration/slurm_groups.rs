@@ -287,3 +287,104 @@ workers = 1
 fn run_now<T>(f: impl std::future::Future<Output = Result<T, drover::client::ClientError>>) -> T {
     tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f)).unwrap()
 }
+
+/// A group of 2-node jobs: one allocation, an agent per node started with
+/// `srun`, each registering on its own; killing one node's agent requeues
+/// only the tasks it ran, and scaling down ends the whole job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_two_node_job_runs_an_agent_per_node_and_a_lost_node_requeues_only_its_tasks() {
+    let Some(slurm) = local_slurm("two_node_jobs") else {
+        return;
+    };
+    let _serial = exclusive().await;
+    let logs = log_dir();
+    let wide = test_job("drover-wide", 2, logs.path()).nodes(2u32);
+    let mut options = test_cluster_options();
+    options.scheduler.heartbeat_interval = Duration::from_millis(500);
+    let cluster = SlurmCluster::with_groups(vec![group("wide", wide)], options, slurm)
+        .await
+        .unwrap();
+    cluster.scale_group("wide", 2).unwrap();
+    cluster
+        .wait_for_workers(2, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let status = cluster.status();
+    assert_eq!(status.jobs.len(), 1, "two workers, one job: {status:#?}");
+    let workers = cluster.scheduler().workers();
+    let hosts: BTreeSet<&str> = workers.iter().map(|w| w.hostname.as_str()).collect();
+    assert_eq!(hosts, BTreeSet::from(["node1", "node2"]));
+    assert_eq!(workers[0].slurm.job_id, workers[1].slurm.job_id);
+    // Four 1-core tasks fill both workers' 2 cores.
+    let client = cluster.client();
+    let ids = client
+        .submit(
+            &(0..4)
+                .map(|_| task("sleep 2; hostname", None, 0))
+                .collect::<Vec<_>>(),
+        )
+        .await
+        .unwrap();
+    let running = |list: &[drover::tasks::TaskInfo]| {
+        list.iter()
+            .filter(|t| t.state == TaskState::Running)
+            .count()
+    };
+    loop {
+        let list = client.tasks(Some(&ids), false).await.unwrap().tasks;
+        if running(&list) == 4 {
+            break;
+        }
+        cluster.rounds(1).await;
+    }
+    let survivor = workers.iter().find(|w| w.hostname == "node1").unwrap().id;
+    let file = cluster.scheduler_file().display().to_string();
+    let victim = agent_on("node2", &file);
+    std::process::Command::new("kill")
+        .args(["-9", &victim.to_string()])
+        .status()
+        .unwrap();
+    let done = common::all_succeed(&client, &ids).await;
+    for t in &done {
+        match t.attempts {
+            1 => {}
+            2 => assert_eq!(
+                t.worker,
+                Some(survivor),
+                "requeued onto the live node: {t:?}"
+            ),
+            n => panic!("ran {n} times: {t:?}"),
+        }
+    }
+    let again = done.iter().filter(|t| t.attempts == 2).count();
+    assert_eq!(
+        again, 2,
+        "only the killed agent's two tasks ran again: {done:#?}"
+    );
+    let live = cluster.scheduler().live_workers();
+    assert_eq!(live, 1, "node1's agent goes on");
+    // Scaling down ends the job, both nodes at once.
+    let name = cluster.status().groups[0].job_name.clone();
+    cluster.scale_group("wide", 0).unwrap();
+    common::until("the job gone", Duration::from_secs(60), || {
+        common::jobs_named(&name).is_empty()
+    })
+    .await;
+    cluster.close().await.unwrap();
+}
+
+/// The pid of the agent on `node` (its network namespace) of the pool
+/// whose scheduler file is `file`.
+fn agent_on(node: &str, file: &str) -> u32 {
+    let pids = common::slurm_cmd("ip", &["netns", "pids", &format!("drover-{node}")]);
+    pids.lines()
+        .filter_map(|p| p.trim().parse::<u32>().ok())
+        .find(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let words: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            words.iter().any(|w| *w == b"worker")
+                && words.iter().any(|w| *w == file.as_bytes())
+                && !words.iter().any(|w| *w == b"srun")
+        })
+        .unwrap_or_else(|| panic!("no agent of {file} on {node}: {pids}"))
+}

@@ -218,14 +218,15 @@ class SlurmCluster:
         wanted = [0]
         spec = self._spec
         if n is not None:
-            wanted.append(-(-_count("n", n) // spec["processes"]))
+            per_job = spec["processes"] * spec.get("nodes", 1)
+            wanted.append(-(-_count("n", n) // per_job))
         if jobs is not None:
             wanted.append(_count("jobs", jobs))
         if cores is not None:
-            wanted.append(-(-_count("cores", cores) // spec["cores"]))
+            wanted.append(-(-_count("cores", cores) // (spec["cores"] * spec.get("nodes", 1))))
         if memory is not None:
             size = memory if isinstance(memory, int) else _drover.parse_memory(str(memory))
-            wanted.append(-(-size // spec["memory"]))
+            wanted.append(-(-size // (spec["memory"] * spec.get("nodes", 1))))
         self._cluster.scale_jobs(max(wanted))
 
     def adapt(

@@ -219,6 +219,7 @@ impl Cluster {
         let d = PyDict::new(py);
         d.set_item("cores", s.cores)?;
         d.set_item("processes", s.processes)?;
+        d.set_item("nodes", s.nodes)?;
         d.set_item("memory", s.memory.bytes())?;
         d.set_item("job_cpu", s.job_cpu)?;
         d.set_item("job_mem", s.job_mem.bytes())?;

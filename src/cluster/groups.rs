@@ -19,7 +19,7 @@ impl SlurmCluster {
     /// Asks group `name` for `n` workers; it stops adapting.
     pub fn scale_group(&self, name: &str, n: usize) -> Result<(), ClusterError> {
         let pool = self.group(name)?;
-        let jobs = n.div_ceil(pool.spec.processes.max(1) as usize);
+        let jobs = n.div_ceil(pool.spec.workers_per_job() as usize);
         tracing::info!(group = name, workers = n, jobs, "scaling");
         pool.set_mode(PoolMode::Fixed { jobs });
         Ok(())
@@ -41,7 +41,7 @@ impl SlurmCluster {
         idle_timeout: Duration,
     ) -> Result<(), ClusterError> {
         let pool = self.group(name)?;
-        let p = pool.spec.processes.max(1) as usize;
+        let p = pool.spec.workers_per_job() as usize;
         tracing::info!(group = name, min, max, "adapting");
         pool.set_mode(PoolMode::Adapt {
             min_jobs: min.div_ceil(p),

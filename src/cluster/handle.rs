@@ -109,7 +109,7 @@ impl SlurmCluster {
         for pool in &pools {
             let control = pool
                 .scheduler
-                .attach_control(pool.group.clone(), pool.spec.processes);
+                .attach_control(pool.group.clone(), pool.spec.workers_per_job());
             if let Some(mode) = pool.scheduler.pool_mode(pool.group.as_deref()) {
                 tracing::info!(
                     ?mode,
@@ -166,9 +166,10 @@ impl SlurmCluster {
         self
     }
 
-    /// Asks for `n` workers (`n / processes` jobs, rounded up); stops adapting.
+    /// Asks for `n` workers (`n / workers per job` jobs, rounded up); stops
+    /// adapting.
     pub fn scale(&self, n: usize) {
-        self.scale_jobs(n.div_ceil(self.pool().spec.processes as usize));
+        self.scale_jobs(n.div_ceil(self.pool().spec.workers_per_job() as usize));
     }
 
     /// Asks for `k` jobs; stops adapting.
@@ -179,12 +180,16 @@ impl SlurmCluster {
 
     /// Asks for enough jobs to hold `cores` cores.
     pub fn scale_cores(&self, cores: u32) {
-        self.scale_jobs(cores.div_ceil(self.pool().spec.cores) as usize);
+        let spec = &self.pool().spec;
+        let per_job = spec.cores.saturating_mul(spec.nodes.max(1));
+        self.scale_jobs(cores.div_ceil(per_job) as usize);
     }
 
     /// Asks for enough jobs to hold `memory`.
     pub fn scale_memory(&self, memory: Memory) {
-        let jobs = memory.bytes().div_ceil(self.pool().spec.memory.bytes());
+        let spec = &self.pool().spec;
+        let per_job = spec.memory.bytes().saturating_mul(spec.nodes.max(1).into());
+        let jobs = memory.bytes().div_ceil(per_job.max(1));
         self.scale_jobs(usize::try_from(jobs).unwrap_or(usize::MAX));
     }
 
@@ -199,7 +204,7 @@ impl SlurmCluster {
 
     /// Like `adapt`, retiring workers once idle for `idle_timeout`.
     pub fn adapt_with(&self, min: usize, max: usize, idle_timeout: Duration) {
-        let p = self.pool().spec.processes as usize;
+        let p = self.pool().spec.workers_per_job() as usize;
         tracing::info!(min, max, "adapting");
         self.pool().set_mode(PoolMode::Adapt {
             min_jobs: min.div_ceil(p),
@@ -227,7 +232,7 @@ impl SlurmCluster {
                     Some(a) => a.min_jobs,
                     None => pool.books().target_jobs,
                 };
-                jobs.saturating_mul(pool.spec.processes as usize)
+                jobs.saturating_mul(pool.spec.workers_per_job() as usize)
             })
             .fold(0, usize::saturating_add)
     }

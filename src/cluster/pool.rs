@@ -216,7 +216,7 @@ impl Pool {
             None => {
                 let ask = self.scheduler.task_demand(self.group.as_deref());
                 let workers = ask.workers(&self.shape);
-                let jobs = workers.div_ceil(u64::from(self.spec.processes.max(1)));
+                let jobs = workers.div_ceil(u64::from(self.spec.workers_per_job()));
                 let mut why = format!("{} cores", ask.cores);
                 if ask.memory > 0 {
                     why.push_str(&format!(
@@ -234,7 +234,7 @@ impl Pool {
             }
             Some(dask) => match dask.desired() {
                 Some(n) => Demand {
-                    jobs: Some(n.div_ceil(self.spec.processes as usize)),
+                    jobs: Some(n.div_ceil(self.spec.workers_per_job() as usize)),
                     why: format!("Dask wants {n} workers"),
                 },
                 None => Demand {
@@ -298,7 +298,7 @@ impl Pool {
         match event {
             Event::Tick | Event::Woken => {}
             Event::Control(ControlRequest::Scale(n)) => {
-                let jobs = n.div_ceil(self.spec.processes as usize);
+                let jobs = n.div_ceil(self.spec.workers_per_job() as usize);
                 tracing::info!(workers = n, jobs, "scale requested through the scheduler");
                 self.set_mode(PoolMode::Fixed { jobs });
             }

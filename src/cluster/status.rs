@@ -31,13 +31,13 @@ pub(crate) fn assemble(s: &Sources<'_>) -> ClusterStatus {
         .values()
         .map(|r| job_status(pool, r, by_job.remove(&r.job).unwrap_or_default()))
         .collect();
-    let processes = pool.spec.processes as usize;
+    let processes = pool.spec.workers_per_job() as usize;
     ClusterStatus {
         cluster_id: pool.scheduler.cluster_id().clone(),
         job_name: pool.spec.job_name.clone(),
         target_workers: books.target_jobs.saturating_mul(processes),
         target_jobs: books.target_jobs,
-        processes: pool.spec.processes,
+        processes: pool.spec.workers_per_job(),
         registered: match &pool.group {
             None => pool.scheduler.live_workers(),
             Some(g) => s

@@ -94,6 +94,11 @@ pub struct JobOptions {
     #[arg(long, value_name = "N", help_heading = "Worker job")]
     pub processes: Option<u32>,
 
+    /// Nodes per job (default 1): one agent per node, started with srun,
+    /// each with `cores` and `memory` of its own node.
+    #[arg(long, value_name = "N", help_heading = "Worker job")]
+    pub nodes: Option<u32>,
+
     /// Memory per worker job, e.g. 4GB, 4GiB, 512MB, 1.5G (default 1GiB).
     #[arg(long, value_name = "SIZE", help_heading = "Worker job")]
     pub memory: Option<Memory>,
@@ -286,7 +291,7 @@ impl JobOptions {
     pub fn overlay(self, higher: JobOptions) -> JobOptions {
         let low = self;
         overlay_fields!(low, higher;
-            cores, processes, memory, walltime, queue, account, interface, job_name,
+            cores, processes, nodes, memory, walltime, queue, account, interface, job_name,
             log_directory, local_directory, job_extra_directives, job_directives_skip,
             job_script_prologue, job_script_epilogue, job_cpu, job_mem, memory_directive,
             gres, gpus, worker_resources, shebang, worker_extra_args, death_timeout, walltime_margin,
@@ -306,6 +311,8 @@ impl JobOptions {
         cores: u32,
         /// Sets the worker processes per job.
         processes: u32,
+        /// Sets the nodes per job.
+        nodes: u32,
         /// Sets the memory per job.
         memory: Memory,
         /// Sets the time limit per job.

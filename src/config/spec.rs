@@ -28,8 +28,11 @@ const DEFAULT_MEMORY: Memory = Memory::from_mib(1024);
 pub struct JobSpec {
     /// CPU cores for the worker processes of one job.
     pub cores: u32,
-    /// Worker processes per job.
+    /// Worker processes per node of a job.
     pub processes: u32,
+    /// Nodes per job: one agent per node (started with `srun` when more
+    /// than one), each with `cores` and `memory` of its node.
+    pub nodes: u32,
     /// Memory for the worker processes of one job.
     pub memory: Memory,
     /// Time limit of one job.
@@ -216,6 +219,7 @@ fn resource(
 struct Size {
     cores: u32,
     processes: u32,
+    nodes: u32,
     memory: Memory,
     job_cpu: u32,
     job_mem: Memory,
@@ -234,9 +238,16 @@ impl Size {
             )));
         }
         let memory = o.memory.unwrap_or(DEFAULT_MEMORY);
+        let nodes = positive("nodes", o.nodes.unwrap_or(1))?;
+        if nodes > 1 && o.kind == Some(WorkerKind::Dask) {
+            return Err(SpecError::Conflict(format!(
+                "nodes = {nodes} with kind = \"dask\": Dask workers run one job per node; use nodes = 1"
+            )));
+        }
         Ok(Size {
             cores,
             processes,
+            nodes,
             memory,
             job_cpu: positive("job-cpu", o.job_cpu.unwrap_or(cores))?,
             job_mem: o.job_mem.unwrap_or(memory),
@@ -554,6 +565,11 @@ impl JobSpec {
         JobOptions::new()
     }
 
+    /// Workers one job runs: its processes on each of its nodes.
+    pub fn workers_per_job(&self) -> u32 {
+        self.processes.max(1).saturating_mul(self.nodes.max(1))
+    }
+
     pub(crate) fn from_options(mut o: JobOptions) -> Result<JobSpec, SpecError> {
         let size = Size::check(&mut o)?;
         let names = Names::check(&mut o)?;
@@ -563,6 +579,7 @@ impl JobSpec {
         Ok(JobSpec {
             cores: size.cores,
             processes: size.processes,
+            nodes: size.nodes,
             memory: size.memory,
             job_cpu: size.job_cpu,
             job_mem: size.job_mem,
@@ -637,8 +654,11 @@ impl JobSpec {
         if let Some(a) = &self.account {
             d.push(Directive::new("--account", a));
         }
-        d.push(Directive::new("--nodes", 1));
-        d.push(Directive::new("--ntasks", 1));
+        d.push(Directive::new("--nodes", self.nodes));
+        match self.nodes {
+            1 => d.push(Directive::new("--ntasks", 1)),
+            _ => d.push(Directive::new("--ntasks-per-node", 1)),
+        }
         d.push(Directive::new("--cpus-per-task", self.job_cpu));
         let slurm_memory = |m: Memory| match self.header_style {
             HeaderStyle::Drover => m.to_slurm(),

@@ -150,7 +150,7 @@ pub struct ClusterStatus {
     pub target_workers: usize,
     /// Jobs that makes.
     pub target_jobs: usize,
-    /// Worker processes per job.
+    /// Workers per job: its processes on each of its nodes.
     pub processes: u32,
     /// Live registered workers, each counted once.
     pub registered: usize,
