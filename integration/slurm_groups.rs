@@ -382,9 +382,9 @@ fn agent_on(node: &str, file: &str) -> u32 {
         .find(|pid| {
             let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
             let words: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-            words.iter().any(|w| *w == b"worker")
-                && words.iter().any(|w| *w == file.as_bytes())
-                && !words.iter().any(|w| *w == b"srun")
+            words.contains(&b"worker".as_slice())
+                && words.contains(&file.as_bytes())
+                && !words.contains(&b"srun".as_slice())
         })
         .unwrap_or_else(|| panic!("no agent of {file} on {node}: {pids}"))
 }
