@@ -184,3 +184,30 @@ def test_the_agent_restarts_a_dask_worker_that_dies(workdir):
             )
             assert len(squeue()) == 1
             assert client.submit(lambda x: x * 2, 21).result(timeout=60) == 42
+
+
+def test_a_dask_pool_with_groups_sends_gpu_tasks_to_the_gpu_group(workdir):
+    import os as worker_os
+
+    from dask.distributed import Client
+
+    from drover.dask import SLURMCluster
+
+    def where() -> tuple[str, str]:
+        env = worker_os.environ
+        return env.get("SLURM_JOB_PARTITION", ""), env.get("CUDA_VISIBLE_DEVICES", "")
+
+    groups = {"cpu": {"queue": "small"}, "gpu": {"queue": "big", "gres": "gpu:1"}}
+    with SLURMCluster(cores=1, memory="1GB", walltime="00:10:00", groups=groups) as cluster:
+        with pytest.raises(ValueError, match="one of this cluster's groups"):
+            cluster.scale(1)
+        cluster.scale(1, group="cpu")
+        cluster.scale(1, group="gpu")
+        with Client(cluster) as client:
+            client.wait_for_workers(2, timeout=120)
+            names = sorted(w["name"] for w in client.scheduler_info()["workers"].values())
+            assert len(set(names)) == 2 and any("-gpu-" in n for n in names), names
+            on_gpu = [client.submit(where, resources={"GPU": 1}, pure=False) for _ in range(4)]
+            assert {f.result(timeout=60) for f in on_gpu} == {("big", "0")}
+            anywhere = client.submit(where, pure=False).result(timeout=60)
+            assert anywhere[0] in ("small", "big")

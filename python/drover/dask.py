@@ -25,7 +25,7 @@ from distributed.exceptions import WorkerStartTimeoutError
 from distributed.security import Security
 from distributed.utils import Log, Logs
 
-from . import _drover, _jobqueue
+from . import _drover, _jobqueue, _native
 from ._binary import binary
 from ._errors import WorkersTimeout
 from ._records import Record
@@ -124,6 +124,7 @@ class SLURMCluster(Cluster):
         interface: str | None = None,
         protocol: str | None = None,
         config_name: str | None = None,
+        groups: Any = None,
         **job_kwargs: Any,
     ):
         if dashboard_address is not None or host is not None:
@@ -149,6 +150,9 @@ class SLURMCluster(Cluster):
         # Every value checked as the pool will, before anything starts.
         self._preview = _jobqueue.preview(resolved.job)
         self._resolved = resolved
+        # Groups of Dask workers: drover's job settings over the others for
+        # each; their GPUs and `worker_resources` become Dask resources.
+        self._groups = _native._groups(groups)
         self._drover: Any = None
         self._pending_jobs: int | None = None
         self.security = resolved.security or Security()
@@ -170,7 +174,8 @@ class SLURMCluster(Cluster):
         loop = asyncio.get_running_loop()
         try:
             self._drover = await loop.run_in_executor(
-                None, lambda: _drover.Cluster(r.job, r.pool, r.dask_scheduler, False)
+                None,
+                lambda: _drover.Cluster(r.job, r.pool, r.dask_scheduler, False, self._groups),
             )
         except BaseException:
             self.status = Status.failed
@@ -214,9 +219,28 @@ class SLURMCluster(Cluster):
 
     # -- size -----------------------------------------------------------------
 
-    def scale(self, n: int | None = None, jobs: int = 0, memory: Any = None, cores: Any = None):
+    def scale(
+        self,
+        n: int | None = None,
+        jobs: int = 0,
+        memory: Any = None,
+        cores: Any = None,
+        *,
+        group: str | None = None,
+    ):
         """Asks for ``n`` workers, or ``jobs`` jobs, or enough jobs for
-        ``memory`` or ``cores``: the most any of them needs. Stops adapting."""
+        ``memory`` or ``cores``: the most any of them needs. Stops adapting.
+        With ``groups``, ``group`` names the group (``n`` workers of it)."""
+        if self._groups is not None or group is not None:
+            names = [name for name, _ in self._groups or []]
+            if group not in names:
+                raise ValueError(
+                    f"group: accepted: one of this cluster's groups {names}, not {group!r}"
+                )
+            if self._drover is None:
+                raise RuntimeError("the cluster has not started: `await` it first")
+            self._drover.scale_group(group, _native._count("n", n or 0))
+            return
         wanted = _jobqueue.jobs_for(self._resolved, n, jobs, memory, cores)
         if self._drover is None:
             self._pending_jobs = wanted

@@ -53,6 +53,9 @@ pub enum ClusterError {
     /// No job or worker goes by that name.
     #[error("`{0}` is neither a worker nor a job of this cluster; see its status")]
     NoSuchJob(String),
+    /// What was asked is not something this pool can do, and why.
+    #[error("{0}")]
+    Unsupported(String),
     /// No group of the cluster goes by that name.
     #[error("group: `{asked}` is not one of this cluster's groups; accepted: {groups}")]
     NoSuchGroup {
@@ -89,7 +92,9 @@ impl ExitStatus for ClusterError {
             ClusterError::Scheduler(e) => e.exit_code(),
             ClusterError::Slurm(e) => e.exit_code(),
             ClusterError::Dask(e) => e.exit_code(),
-            ClusterError::NoSuchJob(_) | ClusterError::NoSuchGroup { .. } => crate::exit::USAGE,
+            ClusterError::NoSuchJob(_)
+            | ClusterError::NoSuchGroup { .. }
+            | ClusterError::Unsupported(_) => crate::exit::USAGE,
             ClusterError::StartupFailed(_)
             | ClusterError::Stopped(_)
             | ClusterError::WaitTimeout { .. }

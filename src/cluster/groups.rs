@@ -41,6 +41,11 @@ impl SlurmCluster {
         idle_timeout: Duration,
     ) -> Result<(), ClusterError> {
         let pool = self.group(name)?;
+        if pool.dask.is_some() {
+            return Err(ClusterError::Unsupported(format!(
+                "group {name}: a Dask pool's groups take fixed sizes (scale); Dask's adaptive target is for the whole pool"
+            )));
+        }
         let p = pool.spec.workers_per_job() as usize;
         tracing::info!(group = name, min, max, "adapting");
         pool.set_mode(PoolMode::Adapt {

@@ -51,7 +51,7 @@ pub(crate) struct Pool {
     /// Set while the pool sizes itself to the work.
     pub adapt: Mutex<Option<Adaptive>>,
     /// The Dask side of a `dask` pool.
-    pub dask: Option<DaskPool>,
+    pub dask: Option<Arc<DaskPool>>,
     /// Submissions paced to Slurm's scheduling passes.
     pub pacer: Mutex<Pacer>,
 }

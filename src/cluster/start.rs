@@ -98,8 +98,10 @@ pub(super) async fn start(
         rounds: Arc::new(watch::channel(0).0),
     };
     let mut pools = Vec::with_capacity(groups.len());
+    let mut dask = None;
     for (group, spec) in groups {
-        pools.push(pool(&shared, group, spec).await?);
+        let p = pool(&shared, group, spec, &mut dask).await?;
+        pools.push(p);
     }
     shared
         .scheduler
@@ -140,11 +142,11 @@ fn check_groups(groups: &[(Option<String>, JobSpec)]) -> Result<(), ClusterError
                 "a different name for each group",
             ));
         }
-        if spec.kind == WorkerKind::Dask {
+        if spec.kind != groups[0].1.kind {
             return Err(invalid(
                 name,
-                "groups of Dask workers are not supported yet",
-                "groups in native pools (kind = \"native\"), or one Dask pool without groups",
+                "its kind differs from the first group's: one pool runs either drover tasks or Dask workers",
+                "the same kind (native or dask) in every group",
             ));
         }
     }
@@ -152,11 +154,15 @@ fn check_groups(groups: &[(Option<String>, JobSpec)]) -> Result<(), ClusterError
 }
 
 /// One pool: its jobs named after the cluster (and its group), its script
-/// rendered, its books opened.
+/// rendered, its books opened. A Dask pool's groups share one Dask
+/// scheduler (`dask`, started with the first group's settings); each
+/// group's Dask workers carry its GPUs and named resources as Dask
+/// resources.
 async fn pool(
     shared: &Shared,
     group: Option<String>,
     mut spec: JobSpec,
+    dask: &mut Option<Arc<DaskPool>>,
 ) -> Result<Pool, ClusterError> {
     let id = shared.scheduler.cluster_id().clone();
     // Every job carries the cluster id (and its group), in its name and
@@ -178,10 +184,18 @@ async fn pool(
             what: format!("creating log directory {}", spec.log_directory.display()),
             cause,
         })?;
-    let dask = match spec.kind {
-        WorkerKind::Native => None,
-        WorkerKind::Dask => Some(DaskPool::start(&spec, &shared.options, &shared.scheduler).await?),
-    };
+    let shape = super::shape::worker_shape(&spec, group.as_deref());
+    if spec.kind == WorkerKind::Dask {
+        if dask.is_none() {
+            let started = DaskPool::start(&spec, &shared.options, &shared.scheduler).await?;
+            *dask = Some(Arc::new(started));
+        }
+        if let Some(resources) = dask_resources(&spec, &shape) {
+            spec.worker_extra_args
+                .extend(["--resources".to_string(), resources]);
+        }
+    }
+    let dask = dask.clone();
     let script = crate::script::render(&spec)?;
     let options = shared.options.clone();
     let mut books = Books::new(
@@ -191,7 +205,6 @@ async fn pool(
     );
     books.replace_lead = options.replace_lead;
     books.limits = options.limits;
-    let shape = super::shape::worker_shape(&spec, group.as_deref());
     Ok(Pool {
         books: parking_lot::Mutex::new(books),
         group,
@@ -210,4 +223,23 @@ async fn pool(
         dask,
         pacer: parking_lot::Mutex::new(super::pace::Pacer::new(shared.slurm_config)),
     })
+}
+
+/// A Dask worker's resources, as `dask worker --resources` takes them:
+/// `GPU=N` for its GPUs and its named resources; `None` when it has none,
+/// or when the job's own arguments already say (`--resources`).
+fn dask_resources(spec: &JobSpec, shape: &crate::protocol::WorkerShape) -> Option<String> {
+    if spec
+        .worker_extra_args
+        .iter()
+        .any(|a| a.starts_with("--resources"))
+    {
+        return None;
+    }
+    let mut items: Vec<String> = Vec::new();
+    if let Some(n) = shape.gpus.filter(|n| *n > 0) {
+        items.push(format!("GPU={n}"));
+    }
+    items.extend(shape.resources.iter().map(|(k, v)| format!("{k}={v}")));
+    (!items.is_empty()).then(|| items.join(" "))
 }

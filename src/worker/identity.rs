@@ -190,6 +190,11 @@ impl Identity {
         let name = match (template, self.job_index) {
             (Some(t), index) => {
                 let index = index.map_or_else(|| self.slurm.to_string(), |i| i.to_string());
+                // Each group numbers its own jobs: its name keeps them apart.
+                let t = match &self.offer.group {
+                    Some(g) => format!("{t}-{g}"),
+                    None => t.to_string(),
+                };
                 match self.process {
                     (p, n) if n > 1 => format!("{t}-{index}-{p}"),
                     _ => format!("{t}-{index}"),
