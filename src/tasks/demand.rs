@@ -6,6 +6,7 @@
 //! later group could hold it too.
 
 use super::engine::Engine;
+use super::ready::Class;
 use crate::protocol::{TaskSpec, WorkerId, WorkerShape};
 
 /// What a set of tasks asks for, summed.
@@ -21,6 +22,16 @@ impl Ask {
         self.cores = self.cores.saturating_add(spec.cores.into());
         self.memory = self.memory.saturating_add(spec.memory_bytes.unwrap_or(0));
         self.gpus = self.gpus.saturating_add(spec.gpus.into());
+    }
+
+    fn add_class(&mut self, c: &Class, n: u64) {
+        self.cores = self
+            .cores
+            .saturating_add(u64::from(c.cores).saturating_mul(n));
+        self.memory = self.memory.saturating_add(c.memory.saturating_mul(n));
+        self.gpus = self
+            .gpus
+            .saturating_add(u64::from(c.gpus).saturating_mul(n));
     }
 
     /// How many workers of `shape` hold it: enough for its cores, its
@@ -57,17 +68,16 @@ impl Engine {
                 }
             }
         }
-        for id in &self.ready {
-            let Some(t) = self.get(*id) else { continue };
-            let holds =
-                |s: &WorkerShape| super::fit::unfit(&t.spec, std::slice::from_ref(s)).is_none();
+        // Ready tasks by class: one decision per class, not per task.
+        for (class, ready) in self.ready.classes() {
+            let holds = |s: &WorkerShape| super::fit::holds(class, s);
             let first = shapes.iter().position(holds);
             let moving = shapes
                 .iter()
                 .enumerate()
                 .position(|(i, s)| !stalled(i) && holds(s));
             if let Some(i) = moving.or(first).or((shapes.is_empty()).then_some(0)) {
-                asks[i].add(&t.spec);
+                asks[i].add_class(class, ready.len() as u64);
             }
         }
         asks

@@ -2,11 +2,12 @@
 //! worker runs what with how many cores, results, retries, and failure
 //! spreading to dependents. Pure logic, no I/O.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 pub use super::error::SubmitError;
 use super::fit::{Free, Held, Room};
 use super::outputs::{self, Outputs};
+use super::ready::Ready;
 use crate::protocol::{
     Assignment, Completion, Dep, TaskCounts, TaskId, TaskInfo, TaskSpec, TaskState, WorkerId,
     TASK_PAGE, TASK_PAGE_BYTES,
@@ -28,14 +29,16 @@ pub(super) struct Task {
     pub(super) lost: u32,
     pub(super) worker: Option<WorkerId>,
     pub(super) reason: Option<String>,
+    /// Its class in the ready queue (what it asks for).
+    pub(super) class: u32,
 }
 
 /// Every task of one scheduler.
 #[derive(Default)]
 pub struct Engine {
     pub(super) tasks: Vec<Task>,
-    /// Ready tasks, in submission order.
-    pub(super) ready: BTreeSet<TaskId>,
+    /// Ready tasks, in submission order and by what they ask for.
+    pub(super) ready: Ready,
     /// What runs on each worker, and the cores and memory it holds.
     pub(super) busy: HashMap<WorkerId, Held>,
     /// Cores of the pool's largest worker, once the pool says.
@@ -69,7 +72,9 @@ impl Engine {
         // may name one that comes after it.
         let ids: Vec<TaskId> = (0..specs.len() as u64).map(|i| TaskId(first + i)).collect();
         for (spec, deps) in specs.into_iter().zip(resolved) {
+            let class = self.ready.class_of(&spec);
             self.tasks.push(Task {
+                class,
                 spec,
                 deps,
                 dependents: Vec::new(),
@@ -108,8 +113,10 @@ impl Engine {
                 let why = format!("dependency {} failed", self.describe(d));
                 self.fail(id, why);
             } else if waiting_on == 0 {
-                self.get_mut(id).expect("just pushed").state = TaskState::Ready;
-                self.ready.insert(id);
+                let t = self.get_mut(id).expect("just pushed");
+                t.state = TaskState::Ready;
+                let class = t.class;
+                self.ready.insert(id, class);
             }
         }
         Ok(ids)
@@ -183,26 +190,19 @@ impl Engine {
         now_ms: u64,
     ) -> Vec<Assignment> {
         let mut free = Free::new(room, self.busy.get(&worker));
-        let mut chosen: Vec<TaskId> = Vec::new();
         if free.cores == 0 {
             return Vec::new();
         }
-        for &id in &self.ready {
+        let outlasts = |id: TaskId| {
             let t = self.get(id).expect("ready tasks exist");
-            if !free.fits(&t.spec) {
-                continue;
-            }
-            if let (Some(limit), Some(end)) = (t.spec.time_limit_ms, allocation_end_s) {
-                if now_ms.saturating_add(limit) > end.saturating_mul(1000) {
-                    continue;
+            match (t.spec.time_limit_ms, allocation_end_s) {
+                (Some(limit), Some(end)) => {
+                    now_ms.saturating_add(limit) <= end.saturating_mul(1000)
                 }
+                _ => true,
             }
-            free.take(&t.spec);
-            chosen.push(id);
-            if free.cores == 0 {
-                break;
-            }
-        }
+        };
+        let chosen = self.ready.pick(&mut free, outlasts);
         chosen
             .into_iter()
             .map(|id| self.start(id, worker))
@@ -210,7 +210,8 @@ impl Engine {
     }
 
     fn start(&mut self, id: TaskId, worker: WorkerId) -> Assignment {
-        self.ready.remove(&id);
+        let class = self.get(id).expect("exists").class;
+        self.ready.remove(id, class);
         let mut env = BTreeMap::new();
         let mut values: Vec<(String, String)> = Vec::new();
         let deps = self.get(id).expect("exists").deps.clone();
@@ -320,14 +321,16 @@ impl Engine {
                     dep.waiting_on -= 1;
                     if dep.waiting_on == 0 {
                         dep.state = TaskState::Ready;
-                        self.ready.insert(d);
+                        let class = dep.class;
+                        self.ready.insert(d, class);
                     }
                 }
             }
         } else if t.attempts <= t.spec.retries.saturating_add(t.lost) {
             t.state = TaskState::Ready;
             t.reason = Some(format!("run {} failed ({why}); retrying", t.attempts));
-            self.ready.insert(done.task);
+            let class = t.class;
+            self.ready.insert(done.task, class);
         } else {
             self.fail(done.task, why);
         }
@@ -345,7 +348,8 @@ impl Engine {
             }
             t.state = TaskState::Failed;
             t.reason = Some(why);
-            self.ready.remove(&id);
+            let class = t.class;
+            self.ready.remove(id, class);
             let dependents = self.get(id).expect("exists").dependents.clone();
             for d in dependents {
                 if !self.get(d).expect("exists").state.is_final() {
@@ -406,7 +410,8 @@ impl Engine {
         if t.lost <= LOST_WORKER_RETRIES.saturating_add(t.spec.retries) {
             t.state = TaskState::Ready;
             t.reason = Some(format!("its worker {worker} was {why}; running it again"));
-            self.ready.insert(id);
+            let class = t.class;
+            self.ready.insert(id, class);
             true
         } else {
             let msg = format!("its worker was {why}, {} times", t.lost);

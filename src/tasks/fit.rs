@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::ready::Class;
 use crate::protocol::{TaskId, TaskSpec, WorkerShape};
 
 /// No named resources.
@@ -108,24 +109,23 @@ impl<'a> Free<'a> {
         }
     }
 
-    /// Whether `spec` fits in what is left.
-    pub(super) fn fits(&self, spec: &TaskSpec) -> bool {
-        spec.cores <= self.cores
-            && spec.memory_bytes.unwrap_or(0) <= self.memory
-            && spec.gpus <= self.gpus
-            && spec.group.as_deref().is_none_or(|g| Some(g) == self.group)
-            && spec
-                .resources
+    /// Whether a task of class `c` fits in what is left.
+    pub(super) fn fits(&self, c: &Class) -> bool {
+        c.cores <= self.cores
+            && c.memory <= self.memory
+            && c.gpus <= self.gpus
+            && c.group.as_deref().is_none_or(|g| Some(g) == self.group)
+            && c.resources
                 .iter()
                 .all(|(k, v)| self.resources.get(k.as_str()).is_some_and(|left| left >= v))
     }
 
-    /// Takes `spec`'s share (it fits).
-    pub(super) fn take(&mut self, spec: &TaskSpec) {
-        self.cores = self.cores.saturating_sub(spec.cores);
-        self.memory = self.memory.saturating_sub(spec.memory_bytes.unwrap_or(0));
-        self.gpus = self.gpus.saturating_sub(spec.gpus);
-        for (k, v) in &spec.resources {
+    /// Takes a class `c` task's share (it fits).
+    pub(super) fn take(&mut self, c: &Class) {
+        self.cores = self.cores.saturating_sub(c.cores);
+        self.memory = self.memory.saturating_sub(c.memory);
+        self.gpus = self.gpus.saturating_sub(c.gpus);
+        for (k, v) in &c.resources {
             if let Some(left) = self.resources.get_mut(k.as_str()) {
                 *left = left.saturating_sub(*v);
             }
@@ -152,19 +152,8 @@ pub(super) fn unfit(spec: &TaskSpec, shapes: &[WorkerShape]) -> Option<String> {
             });
         }
     }
-    let holds = |s: &WorkerShape| {
-        spec.group
-            .as_ref()
-            .is_none_or(|g| s.group.as_ref() == Some(g))
-            && spec.cores <= s.cores
-            && spec.memory_bytes.unwrap_or(0) <= s.memory_bytes
-            && s.gpus.is_none_or(|n| spec.gpus <= n)
-            && spec
-                .resources
-                .iter()
-                .all(|(k, v)| s.resources.get(k).is_some_and(|has| has >= v))
-    };
-    if shapes.iter().any(holds) {
+    let class = Class::of(spec);
+    if shapes.iter().any(|s| holds(&class, s)) {
         return None;
     }
     let offered: Vec<String> = shapes.iter().map(ToString::to_string).collect();
@@ -173,6 +162,18 @@ pub(super) fn unfit(spec: &TaskSpec, shapes: &[WorkerShape]) -> Option<String> {
         asked(spec),
         offered.join("; ")
     ))
+}
+
+/// Whether a worker of shape `s` could ever hold a task of class `c`.
+/// A shape that does not say how many GPUs it has is taken to have enough.
+pub(super) fn holds(c: &Class, s: &WorkerShape) -> bool {
+    c.group.as_ref().is_none_or(|g| s.group.as_ref() == Some(g))
+        && c.cores <= s.cores
+        && c.memory <= s.memory_bytes
+        && s.gpus.is_none_or(|n| c.gpus <= n)
+        && c.resources
+            .iter()
+            .all(|(k, v)| s.resources.get(k).is_some_and(|has| has >= v))
 }
 
 /// What a task asks for, in words: `2 cores, 1 GPU, licence=1`.
@@ -221,20 +222,32 @@ mod tests {
         let mut held = Held::default();
         held.hold(TaskId(1), &spec(1, 1, &[("licence", 1)], None));
         let mut free = Free::new(room, Some(&held));
-        assert!(free.fits(&spec(1, 1, &[], Some("gpu"))));
-        assert!(!free.fits(&spec(1, 2, &[], None)), "one GPU is held");
-        assert!(!free.fits(&spec(1, 0, &[], Some("cpu"))), "another group");
-        assert!(!free.fits(&spec(1, 0, &[("disk", 1)], None)), "not offered");
-        assert!(free.fits(&spec(1, 0, &[("licence", 1)], None)));
-        free.take(&spec(1, 1, &[("licence", 1)], None));
+        assert!(free.fits(&Class::of(&spec(1, 1, &[], Some("gpu")))));
         assert!(
-            !free.fits(&spec(1, 0, &[("licence", 1)], None)),
+            !free.fits(&Class::of(&spec(1, 2, &[], None))),
+            "one GPU is held"
+        );
+        assert!(
+            !free.fits(&Class::of(&spec(1, 0, &[], Some("cpu")))),
+            "another group"
+        );
+        assert!(
+            !free.fits(&Class::of(&spec(1, 0, &[("disk", 1)], None))),
+            "not offered"
+        );
+        assert!(free.fits(&Class::of(&spec(1, 0, &[("licence", 1)], None))));
+        free.take(&Class::of(&spec(1, 1, &[("licence", 1)], None)));
+        assert!(
+            !free.fits(&Class::of(&spec(1, 0, &[("licence", 1)], None))),
             "both taken"
         );
-        assert!(!free.fits(&spec(1, 1, &[], None)), "both GPUs taken");
+        assert!(
+            !free.fits(&Class::of(&spec(1, 1, &[], None))),
+            "both GPUs taken"
+        );
         held.release(TaskId(1), &spec(1, 1, &[("licence", 1)], None));
         assert!(held.resources.is_empty() && held.gpus == 0 && held.cores == 0);
-        assert!(!Free::new(Room::cores(4), None).fits(&spec(1, 1, &[], None)));
+        assert!(!Free::new(Room::cores(4), None).fits(&Class::of(&spec(1, 1, &[], None))));
     }
 
     #[test]

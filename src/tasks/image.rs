@@ -4,8 +4,6 @@
 //! as the one it was taken from (same ids, states, runs, cores held and
 //! outputs).
 
-use std::collections::BTreeSet;
-
 use serde::{Deserialize, Serialize};
 
 use super::engine::{Engine, Task};
@@ -114,7 +112,7 @@ impl Engine {
             }
         }
         self.tasks.clear();
-        self.ready = BTreeSet::new();
+        self.ready.clear();
         self.busy.clear();
         self.outputs.clear();
         self.max_cores = image.max_cores;
@@ -122,8 +120,9 @@ impl Engine {
         self.shapes = image.shapes;
         for (i, t) in image.tasks.into_iter().enumerate() {
             let id = TaskId(i as u64 + 1);
+            let class = self.ready.class_of(&t.spec);
             if t.state == TaskState::Ready {
-                self.ready.insert(id);
+                self.ready.insert(id, class);
             }
             if let (true, Some(w)) = (t.holds_cores, t.worker) {
                 self.busy.entry(w).or_default().hold(id, &t.spec);
@@ -132,6 +131,7 @@ impl Engine {
                 self.outputs.insert(id, output);
             }
             self.tasks.push(Task {
+                class,
                 spec: t.spec,
                 deps: t.deps,
                 dependents: Vec::new(),

@@ -140,7 +140,6 @@ impl Engine {
         let never: Vec<(TaskId, String)> = self
             .ready
             .iter()
-            .copied()
             .chain(
                 self.tasks
                     .iter()

@@ -12,6 +12,7 @@ pub mod graph;
 mod image;
 mod limits;
 pub mod outputs;
+mod ready;
 pub mod runner;
 
 pub use crate::protocol::{
