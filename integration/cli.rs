@@ -406,3 +406,58 @@ fn bad_input_exits_2_from_every_command_with_the_thing_at_fault_named() {
         );
     }
 }
+
+#[test]
+fn bad_groups_and_resources_are_usage_errors_before_anything_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = |config: &str, extra: &[&str]| {
+        std::fs::write(dir.path().join("groups.toml"), config).unwrap();
+        let mut args = vec!["--config", "groups.toml", "cluster", "up"];
+        args.extend_from_slice(extra);
+        drover(&args, dir.path())
+    };
+    let cases: [(&str, &[&str], &str); 5] = [
+        ("[group.big]\nmemroy = \"1GiB\"\n", &[], "memroy"),
+        (
+            "[group.big]\nworkers = 1\n",
+            &["--workers", "2"],
+            "size each with workers = N",
+        ),
+        ("[group.\"no spaces\"]\n", &[], "not a group name"),
+        (
+            "[group.big]\nworkers = 1\nadapt = \"0:2\"\n",
+            &[],
+            "both workers and adapt",
+        ),
+        (
+            "[group.a]\n[group.b]\nnodes = 2\nkind = \"dask\"\n",
+            &[],
+            "nodes = 2 with kind = \"dask\"",
+        ),
+    ];
+    for (config, extra, words) in cases {
+        let out = up(config, extra);
+        assert_eq!(out.status.code(), Some(2), "{config}: {}", stderr(&out));
+        assert!(stderr(&out).contains(words), "{config}: {}", stderr(&out));
+    }
+    let out = drover(
+        &["submit", "--resource", "licence", "--", "true"],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("NAME=AMOUNT"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_multi_node_job_runs_an_agent_per_node_with_srun() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = drover(&["job-script", "--nodes", "3", "--cores", "8"], dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let script = stdout(&out);
+    assert!(script.contains("#SBATCH --nodes=3"), "{script}");
+    assert!(script.contains("#SBATCH --ntasks-per-node=1"), "{script}");
+    assert!(
+        script.contains("srun --nodes=3 --ntasks-per-node=1 --kill-on-bad-exit=0 "),
+        "{script}"
+    );
+}

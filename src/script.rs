@@ -118,18 +118,7 @@ impl ScriptContext {
 
 /// The worker agent's command line, each word shell-quoted.
 pub fn worker_command(spec: &JobSpec) -> String {
-    let mut argv: Vec<String> = Vec::new();
-    if spec.nodes > 1 {
-        // One agent per node; a node whose agent dies leaves the others
-        // running (their tasks are theirs; the dead one's are requeued).
-        argv.extend([
-            "srun".into(),
-            format!("--nodes={}", spec.nodes),
-            "--ntasks-per-node=1".into(),
-            "--kill-on-bad-exit=0".into(),
-        ]);
-    }
-    argv.extend([spec.drover_bin.display().to_string(), "worker".into()]);
+    let mut argv: Vec<String> = vec![spec.drover_bin.display().to_string(), "worker".into()];
     if let Some(f) = &spec.scheduler_file {
         argv.extend(["--scheduler-file".into(), f.display().to_string()]);
     }
@@ -188,6 +177,15 @@ pub fn worker_command(spec: &JobSpec) -> String {
         words.push("--".into());
     }
     words.extend(spec.worker_extra_args.iter().map(|a| shell_quote(a)));
+    if spec.nodes > 1 {
+        // One agent per node; a node whose agent dies leaves the others
+        // running (their tasks are theirs; the dead one's are requeued).
+        let srun = format!(
+            "srun --nodes={} --ntasks-per-node=1 --kill-on-bad-exit=0",
+            spec.nodes
+        );
+        words.insert(0, srun);
+    }
     words.join(" ")
 }
 

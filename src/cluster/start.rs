@@ -243,3 +243,62 @@ fn dask_resources(spec: &JobSpec, shape: &crate::protocol::WorkerShape) -> Optio
     items.extend(shape.resources.iter().map(|(k, v)| format!("{k}={v}")));
     (!items.is_empty()).then(|| items.join(" "))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(kind: WorkerKind) -> JobSpec {
+        JobSpec::builder().kind(kind).build().unwrap()
+    }
+
+    #[test]
+    fn groups_need_distinct_names_and_one_kind() {
+        let named = |n: &str| (Some(n.to_string()), spec(WorkerKind::Native));
+        assert!(check_groups(&[named("cpu"), named("gpu")]).is_ok());
+        assert!(
+            check_groups(&[(None, spec(WorkerKind::Native))]).is_ok(),
+            "a pool without groups"
+        );
+        let e = check_groups(&[named("cpu"), named("cpu")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("two groups have this name"), "{e}");
+        let e = check_groups(&[named("cpu"), named("a b")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("not a group name") && e.contains("starting with a letter"),
+            "{e}"
+        );
+        let e = check_groups(&[named("cpu"), (Some("d".into()), spec(WorkerKind::Dask))])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("its kind differs"), "{e}");
+        let e = check_groups(&[named("cpu"), (None, spec(WorkerKind::Native))])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("a group has no name"), "{e}");
+        assert!(check_groups(&[]).is_err());
+    }
+
+    #[test]
+    fn dask_workers_get_their_gpus_and_resources_as_dask_resources() {
+        let mut s = JobSpec::builder()
+            .kind(WorkerKind::Dask)
+            .gres("gpu:2")
+            .worker_resources(vec!["licence=1".to_string()])
+            .build()
+            .unwrap();
+        let shape = super::super::shape::worker_shape(&s, Some("gpu"));
+        assert_eq!(
+            dask_resources(&s, &shape).as_deref(),
+            Some("GPU=2 licence=1")
+        );
+        s.worker_extra_args = vec!["--resources".into(), "MINE=1".into()];
+        assert_eq!(dask_resources(&s, &shape), None, "the user's own wins");
+        let plain = spec(WorkerKind::Dask);
+        let shape = super::super::shape::worker_shape(&plain, None);
+        assert_eq!(dask_resources(&plain, &shape), None);
+    }
+}
