@@ -11,7 +11,7 @@ use parking_lot::Mutex;
 use tokio::task::JoinHandle;
 
 use super::close;
-use super::pool::{self, Pool};
+use super::pool::Pool;
 use super::start::{self, Group};
 use super::{ClusterError, ClusterOptions};
 use crate::config::{JobSpec, Memory};
@@ -25,7 +25,7 @@ pub struct SlurmCluster {
     /// One pool per group (one for a cluster without groups), sharing one
     /// scheduler.
     pools: Vec<Arc<Pool>>,
-    /// Their reconcile loops.
+    /// Their reconcile loop (one for all groups).
     tasks: Vec<JoinHandle<()>>,
     signals: Option<JoinHandle<()>>,
     reapers: Mutex<Vec<std::process::Child>>,
@@ -105,7 +105,7 @@ impl SlurmCluster {
         first
             .scheduler
             .set_worker_shapes(pools.iter().map(|p| p.shape.clone()).collect());
-        let mut tasks = Vec::with_capacity(pools.len());
+        let mut controls = Vec::with_capacity(pools.len());
         for pool in &pools {
             let control = pool
                 .scheduler
@@ -118,8 +118,9 @@ impl SlurmCluster {
                 );
                 pool.set_mode(mode);
             }
-            tasks.push(tokio::spawn(pool::run(pool.clone(), control)));
+            controls.push(control);
         }
+        let tasks = vec![tokio::spawn(super::rounds::run(pools.clone(), controls))];
         let cluster = SlurmCluster {
             signals: None,
             tasks,

@@ -21,6 +21,7 @@ mod options;
 mod pace;
 mod pool;
 pub mod reaper;
+mod rounds;
 mod shape;
 mod start;
 mod status;

@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use parking_lot::{Mutex, MutexGuard};
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
 use super::adapt::{self, Adaptive, Demand, Round};
@@ -19,7 +19,7 @@ use crate::config::JobSpec;
 use crate::journal::PoolMode;
 use crate::protocol::{ClusterStatus, StartupFailure, WorkerShape};
 use crate::scheduler::{ControlRequest, Scheduler};
-use crate::slurm::{JobInfo, JobRef, Slurm};
+use crate::slurm::{JobInfo, JobRef, Slurm, SlurmError};
 
 /// The most jobs a pool asks for: a careless `scale(10**19)` must not
 /// become an endless stream of `sbatch`.
@@ -39,8 +39,9 @@ pub(crate) struct Pool {
     pub scheduler_file: PathBuf,
     pub options: ClusterOptions,
     pub books: Mutex<Books>,
-    /// Wakes the reconcile loop early (after `scale`).
-    pub wake: Notify,
+    /// Wakes the reconcile loop early (after `scale`); shared by the
+    /// groups of a cluster, which have one loop.
+    pub wake: Arc<Notify>,
     /// Bumped after every reconcile round.
     /// Shared by the groups of a cluster: a round of any of them counts.
     pub rounds: Arc<watch::Sender<u64>>,
@@ -54,16 +55,6 @@ pub(crate) struct Pool {
     pub dask: Option<Arc<DaskPool>>,
     /// Submissions paced to Slurm's scheduling passes.
     pub pacer: Mutex<Pacer>,
-}
-
-/// What wakes the reconcile loop.
-enum Event {
-    /// The poll interval passed.
-    Tick,
-    /// `scale` or `adapt` changed the target.
-    Woken,
-    /// A client asked through the scheduler's API.
-    Control(ControlRequest),
 }
 
 impl Pool {
@@ -84,17 +75,27 @@ impl Pool {
 
     /// One round: look at Slurm and the scheduler, decide, act, publish.
     pub async fn round(&self) {
-        // A pool that has submitted nothing has nothing to look at: its
-        // first jobs go to Slurm without waiting for a listing. One that
-        // continues from a journal looks first: its jobs may still run.
-        let fresh = {
-            let books = self.books();
-            books.jobs.is_empty() && books.target_jobs > 0 && !self.scheduler.restored()
+        let listing = match self.needs_look() {
+            true => match self.slurm.jobs(Some(&self.spec.job_name)).await {
+                Ok(ours) => self.take_listing(Ok(ours)),
+                Err(e) => self.take_listing(Err(&e)),
+            },
+            false => None,
         };
-        let listing = match fresh {
-            true => None,
-            false => self.look().await,
-        };
+        self.round_after(listing).await;
+    }
+
+    /// Whether this round looks at Slurm. A pool that has submitted
+    /// nothing has nothing to look at: its first jobs go to Slurm without
+    /// waiting for a listing. One that continues from a journal looks
+    /// first: its jobs may still run.
+    pub fn needs_look(&self) -> bool {
+        let books = self.books();
+        !(books.jobs.is_empty() && books.target_jobs > 0 && !self.scheduler.restored())
+    }
+
+    /// The rest of a round, after the look (`None`: no listing this round).
+    pub async fn round_after(&self, listing: Option<Vec<JobInfo>>) {
         if let Some(dask) = &self.dask {
             dask.refresh().await;
             if self.adapt.lock().is_some() {
@@ -119,15 +120,16 @@ impl Pool {
         self.rounds.send_modify(|n| *n += 1);
     }
 
-    /// This cluster's jobs as Slurm lists them; `None` when it does not.
-    async fn look(&self) -> Option<Vec<JobInfo>> {
-        match self.slurm.jobs(Some(&self.spec.job_name)).await {
+    /// Takes what Slurm answered about this pool's jobs into the books:
+    /// the listing, or `None` when Slurm did not answer (or failed).
+    pub fn take_listing(&self, listed: Result<Vec<JobInfo>, &SlurmError>) -> Option<Vec<JobInfo>> {
+        match listed {
             Ok(ours) => {
                 self.books().slurm_answered();
                 Some(ours)
             }
             Err(e) if e.is_unreachable() => {
-                self.books().slurm_unreachable(&e);
+                self.books().slurm_unreachable(e);
                 None
             }
             Err(e) => {
@@ -293,47 +295,30 @@ impl Pool {
         })
     }
 
+    /// How long the loop may wait before this pool's next round: soon
+    /// while a chunk waits for Slurm's pass.
+    pub fn next_round_in(&self) -> std::time::Duration {
+        match self.pacer.lock().pacing() {
+            true => self
+                .options
+                .pass_poll_interval
+                .min(self.options.poll_interval),
+            false => self.options.poll_interval,
+        }
+    }
+
     /// What a client asked for through the scheduler.
-    fn handle(&self, event: Event) {
-        match event {
-            Event::Tick | Event::Woken => {}
-            Event::Control(ControlRequest::Scale(n)) => {
+    pub fn control(&self, request: ControlRequest) {
+        match request {
+            ControlRequest::Scale(n) => {
                 let jobs = n.div_ceil(self.spec.workers_per_job() as usize);
                 tracing::info!(workers = n, jobs, "scale requested through the scheduler");
                 self.set_mode(PoolMode::Fixed { jobs });
             }
-            Event::Control(ControlRequest::Close) => {
+            ControlRequest::Close => {
                 tracing::info!("close requested through the scheduler");
                 self.close_requested.notify_waiters();
             }
         }
-    }
-}
-
-/// The reconcile loop: a round, then wait for the next reason to look.
-pub(crate) async fn run(pool: Arc<Pool>, mut control: mpsc::UnboundedReceiver<ControlRequest>) {
-    let mut control_open = true;
-    loop {
-        pool.round().await;
-        // While a chunk waits for Slurm's pass, look again soon.
-        let next = match pool.pacer.lock().pacing() {
-            true => pool
-                .options
-                .pass_poll_interval
-                .min(pool.options.poll_interval),
-            false => pool.options.poll_interval,
-        };
-        let event = tokio::select! {
-            _ = tokio::time::sleep(next) => Event::Tick,
-            _ = pool.wake.notified() => Event::Woken,
-            request = control.recv(), if control_open => match request {
-                Some(r) => Event::Control(r),
-                None => {
-                    control_open = false;
-                    Event::Tick
-                }
-            },
-        };
-        pool.handle(event);
     }
 }

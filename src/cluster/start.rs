@@ -36,6 +36,7 @@ struct Shared {
     slurm_config: SchedulerConfig,
     options: ClusterOptions,
     rounds: Arc<watch::Sender<u64>>,
+    wake: Arc<Notify>,
 }
 
 /// Starts the scheduler and one pool per entry of `groups` (`None`: the
@@ -96,6 +97,7 @@ pub(super) async fn start(
         slurm_config,
         options,
         rounds: Arc::new(watch::channel(0).0),
+        wake: Arc::new(Notify::new()),
     };
     let mut pools = Vec::with_capacity(groups.len());
     let mut dask = None;
@@ -215,7 +217,7 @@ async fn pool(
         scheduler: shared.scheduler.clone(),
         scheduler_file: shared.scheduler_file.clone(),
         options,
-        wake: Notify::new(),
+        wake: shared.wake.clone(),
         rounds: shared.rounds.clone(),
         close_requested: Notify::new(),
         arrays_refused: AtomicBool::new(false),

@@ -158,3 +158,22 @@ async fn a_stalled_groups_work_spills_to_the_next_group() {
     })
     .await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn one_listing_serves_every_group_in_a_round() {
+    use crate::slurm::Slurm;
+    let fake = FakeSlurm::new();
+    let (cluster, _dir) = start(&fake, options()).await;
+    cluster.scale_group("cpu", 1).unwrap();
+    cluster.scale_group("big", 1).unwrap();
+    until(&cluster, "2 jobs", || fake.active().len() == 2).await;
+    cluster.rounds(4).await;
+    let before = fake.calls();
+    // Ten group rounds are five rounds of the cluster: five squeue calls.
+    cluster.rounds(10).await;
+    let calls = fake.calls() - before;
+    assert!(
+        (5..=6).contains(&calls),
+        "{calls} Slurm calls for 5 rounds of 2 groups"
+    );
+}

@@ -280,8 +280,25 @@ impl Slurm for SlurmCli {
         let out = self.run_ok("squeue", &["--json"], None, &[]).await?;
         let mut jobs = super::squeue::parse_squeue_json(&out)?;
         if let Some(name) = name {
-            jobs.retain(|j| j.name == name);
+            let names: Vec<&str> = name.split(',').collect();
+            jobs.retain(|j| names.contains(&j.name.as_str()));
         }
+        Ok(jobs)
+    }
+
+    /// `squeue -n A,B,...` once; names holding a comma (which `-n` would
+    /// split) are listed one by one.
+    async fn jobs_named(&self, names: &[String]) -> Result<Vec<JobInfo>, SlurmError> {
+        if names.len() == 1 || names.iter().any(|n| n.contains(',') || n.is_empty()) {
+            let mut all = Vec::new();
+            for name in names {
+                all.extend(self.jobs(Some(name)).await?);
+            }
+            return Ok(all);
+        }
+        let mut jobs = self.jobs(Some(&names.join(","))).await?;
+        // The `--json` fallback cannot filter by a list: keep ours here.
+        jobs.retain(|j| names.contains(&j.name));
         Ok(jobs)
     }
 

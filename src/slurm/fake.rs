@@ -286,6 +286,16 @@ impl Slurm for FakeSlurm {
             .collect())
     }
 
+    async fn jobs_named(&self, names: &[String]) -> Result<Vec<JobInfo>, SlurmError> {
+        self.answer("squeue")?;
+        let w = self.world.lock();
+        Ok(w.jobs
+            .values()
+            .filter(|j| names.contains(&j.name))
+            .cloned()
+            .collect())
+    }
+
     async fn time_left(&self, _job: JobRef) -> Result<Option<Duration>, SlurmError> {
         self.answer("squeue -o %L")?;
         Ok(None)

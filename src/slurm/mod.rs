@@ -77,6 +77,16 @@ pub trait Slurm: Send + Sync {
     /// started come one entry per task.
     async fn jobs(&self, name: Option<&str>) -> Result<Vec<JobInfo>, SlurmError>;
 
+    /// Every job named one of `names`, as `jobs` lists them: one call for
+    /// a pool's groups where the backend can (by default one per name).
+    async fn jobs_named(&self, names: &[String]) -> Result<Vec<JobInfo>, SlurmError> {
+        let mut all = Vec::new();
+        for name in names {
+            all.extend(self.jobs(Some(name)).await?);
+        }
+        Ok(all)
+    }
+
     /// Time left before `job` reaches its time limit; `None` when it has
     /// none or Slurm does not say.
     async fn time_left(&self, job: JobRef) -> Result<Option<Duration>, SlurmError>;

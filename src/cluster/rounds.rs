@@ -1,0 +1,102 @@
+//! A cluster's reconcile loop: one round for all of its groups, then wait
+//! for the next reason to look. A round lists the jobs of every group that
+//! looks with one `squeue` (`Slurm::jobs_named`), then lets each group's
+//! books decide on its share of the listing. `select!` only yields events;
+//! the groups decide.
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use super::pool::Pool;
+use crate::scheduler::ControlRequest;
+
+/// What wakes the loop.
+enum Event {
+    /// The soonest group's interval passed.
+    Tick,
+    /// `scale` or `adapt` changed a target.
+    Woken,
+    /// A client asked group `.0` through the scheduler's API.
+    Control(usize, ControlRequest),
+}
+
+/// One round of every group: one listing for all that look.
+pub(crate) async fn round(pools: &[Arc<Pool>]) {
+    let looking: Vec<bool> = pools.iter().map(|p| p.needs_look()).collect();
+    let names: Vec<String> = pools
+        .iter()
+        .zip(&looking)
+        .filter(|(_, looks)| **looks)
+        .map(|(p, _)| p.spec.job_name.clone())
+        .collect();
+    let listed = match names.is_empty() {
+        true => None,
+        false => Some(pools[0].slurm.jobs_named(&names).await),
+    };
+    for (pool, looks) in pools.iter().zip(looking) {
+        let listing = match (&listed, looks) {
+            (Some(Ok(all)), true) => {
+                let name = &pool.spec.job_name;
+                let ours = all.iter().filter(|j| &j.name == name).cloned().collect();
+                pool.take_listing(Ok(ours))
+            }
+            (Some(Err(e)), true) => pool.take_listing(Err(e)),
+            _ => None,
+        };
+        pool.round_after(listing).await;
+    }
+}
+
+/// The loop: a round, then the soonest of the groups' intervals, a wake,
+/// or a control request, handed to its group.
+pub(crate) async fn run(
+    pools: Vec<Arc<Pool>>,
+    controls: Vec<mpsc::UnboundedReceiver<ControlRequest>>,
+) {
+    // Each group's control channel, merged into one; the forwarders end
+    // with this loop (dropping the set aborts them).
+    let (tx, mut requests) = mpsc::unbounded_channel();
+    let mut forwarders = JoinSet::new();
+    for (i, mut control) in controls.into_iter().enumerate() {
+        let tx = tx.clone();
+        forwarders.spawn(async move {
+            while let Some(r) = control.recv().await {
+                if tx.send((i, r)).is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    drop(tx);
+    let mut open = true;
+    let wake = pools[0].wake.clone();
+    loop {
+        round(&pools).await;
+        let next = pools
+            .iter()
+            .map(|p| p.next_round_in())
+            .min()
+            .unwrap_or_default();
+        let event = tokio::select! {
+            _ = tokio::time::sleep(next) => Event::Tick,
+            _ = wake.notified() => Event::Woken,
+            request = requests.recv(), if open => match request {
+                Some((i, r)) => Event::Control(i, r),
+                None => {
+                    open = false;
+                    Event::Tick
+                }
+            },
+        };
+        match event {
+            Event::Tick | Event::Woken => {}
+            Event::Control(i, request) => {
+                if let Some(pool) = pools.get(i) {
+                    pool.control(request);
+                }
+            }
+        }
+    }
+}
