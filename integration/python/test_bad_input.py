@@ -144,6 +144,8 @@ def test_native_task_arguments():
 def test_bad_groups_are_refused_naming_the_group():
     with pytest.raises(TypeError, match="groups"):
         drover.SlurmCluster(groups=["small"])
+    with pytest.raises(ValueError, match="two groups are named 'a'"):
+        drover.SlurmCluster(groups=[{"name": "a"}, {"name": "a", "cores": 2}])
     with pytest.raises(TypeError, match="'poll_interval' is a pool setting"):
         drover.SlurmCluster(groups={"small": {"poll_interval": 1}})
     with pytest.raises(ValueError, match=r"groups\[\"big\"\].*walltime"):

@@ -197,7 +197,8 @@ def test_a_dask_pool_with_groups_sends_gpu_tasks_to_the_gpu_group(workdir):
         env = worker_os.environ
         return env.get("SLURM_JOB_PARTITION", ""), env.get("CUDA_VISIBLE_DEVICES", "")
 
-    groups = {"cpu": {"queue": "small"}, "gpu": {"queue": "big", "gres": "gpu:1"}}
+    # A list of specs, each naming its group (a mapping works too).
+    groups = [{"name": "cpu", "queue": "small"}, {"name": "gpu", "queue": "big", "gres": "gpu:1"}]
     with SLURMCluster(cores=1, memory="1GB", walltime="00:10:00", groups=groups) as cluster:
         with pytest.raises(ValueError, match="one of this cluster's groups"):
             cluster.scale(1)

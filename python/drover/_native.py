@@ -417,10 +417,23 @@ def _count(name: str, value: Any) -> int:
 
 
 def _groups(groups: Mapping[str, Mapping[str, Any]] | None) -> list | None:
-    """``groups`` as ``(name, job settings)`` pairs, in order; each group's
-    settings must be job settings."""
+    """``groups`` (a mapping of names to job settings, or a list of job
+    settings each with its ``name``) as ``(name, job settings)`` pairs, in
+    order; each group's settings must be job settings."""
     if groups is None:
         return None
+    if isinstance(groups, (list, tuple)):
+        # A list of specs, each naming its group: [{"name": "gpu", "gres": "gpu:1"}, ...].
+        named = {}
+        for spec in groups:
+            if not isinstance(spec, Mapping) or not isinstance(spec.get("name"), str):
+                raise TypeError(
+                    f"groups: accepted: a list of job settings each with a 'name', not {spec!r}"
+                )
+            if spec["name"] in named:
+                raise ValueError(f"groups: two groups are named {spec['name']!r}")
+            named[spec["name"]] = {k: v for k, v in spec.items() if k != "name"}
+        groups = named
     if not isinstance(groups, Mapping) or not groups:
         raise TypeError(
             f"groups: accepted: a non-empty mapping of names to job settings, not {groups!r}"

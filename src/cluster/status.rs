@@ -96,8 +96,9 @@ fn job_status(pool: &Pool, r: &JobRecord, workers: Vec<WorkerInfo>) -> JobStatus
     JobStatus {
         job: r.job,
         job_id,
+        // A reason is why a job waits: none once its workers run.
+        reason: (state == JobState::Pending).then(|| r.reason.clone()).flatten(),
         state,
-        reason: r.reason.clone(),
         node,
         exit_code: r.exit_code,
         log: pool.log_paths(r.job).0,
