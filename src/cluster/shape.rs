@@ -20,9 +20,23 @@ pub fn worker_shape(spec: &JobSpec, group: Option<&str>) -> WorkerShape {
         group: group.map(String::from),
         cores: (spec.cores / processes).max(1),
         memory_bytes: spec.memory.bytes().div_ceil(u64::from(processes)).max(1),
-        gpus: gpus_per_job(spec.gres.as_deref(), spec.gpus.as_deref()).map(|n| n / processes),
+        gpus: match gpus_elsewhere(spec) {
+            true => None,
+            false => {
+                gpus_per_job(spec.gres.as_deref(), spec.gpus.as_deref()).map(|n| n / processes)
+            }
+        },
         resources,
     }
+}
+
+/// Whether the job asks for GPUs in its own directives (`--gpus-per-node`,
+/// `--gres` among the extra directives...): then how many is not known
+/// here, and GPU tasks are not refused up front.
+fn gpus_elsewhere(spec: &JobSpec) -> bool {
+    spec.job_extra_directives
+        .iter()
+        .any(|d| d.option.contains("gpu") || d.option == "--gres" || d.option == "-G")
 }
 
 /// GPUs one job gets from its `--gres` and `--gpus` values: `gpu:2`,
@@ -84,5 +98,14 @@ mod tests {
         assert_eq!((s.cores, s.memory_bytes, s.gpus), (4, 2 << 30, Some(1)));
         assert_eq!(s.resources, BTreeMap::from([("licence".to_string(), 2)]));
         assert_eq!(s.group.as_deref(), Some("gpu"));
+        let elsewhere = JobSpec::builder()
+            .job_extra_directives(vec!["--gpus-per-node=4".to_string()])
+            .build()
+            .unwrap();
+        assert_eq!(
+            worker_shape(&elsewhere, None).gpus,
+            None,
+            "not known: not refused"
+        );
     }
 }

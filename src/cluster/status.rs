@@ -97,7 +97,9 @@ fn job_status(pool: &Pool, r: &JobRecord, workers: Vec<WorkerInfo>) -> JobStatus
         job: r.job,
         job_id,
         // A reason is why a job waits: none once its workers run.
-        reason: (state == JobState::Pending).then(|| r.reason.clone()).flatten(),
+        reason: (state == JobState::Pending)
+            .then(|| r.reason.clone())
+            .flatten(),
         state,
         node,
         exit_code: r.exit_code,
