@@ -118,31 +118,20 @@ mod tests {
         assert_eq!(groups[2].job.gres.as_deref(), Some("gpu:2"));
     }
 
+    /// The error reading the groups of `text`.
+    fn group_error(text: &str) -> String {
+        parse(text).unwrap().groups().unwrap_err().to_string()
+    }
+
     #[test]
     fn a_bad_group_table_names_the_group_and_the_field() {
-        let e = parse("[group.big]\nmemroy = \"1GiB\"\n")
-            .unwrap()
-            .groups()
-            .unwrap_err()
-            .to_string();
+        let e = group_error("[group.big]\nmemroy = \"1GiB\"\n");
         assert!(e.contains("[group.big]") && e.contains("memroy"), "{e}");
-        let e = parse("[group.big]\nworkers = 1\nadapt = \"0:2\"\n")
-            .unwrap()
-            .groups()
-            .unwrap_err()
-            .to_string();
+        let e = group_error("[group.big]\nworkers = 1\nadapt = \"0:2\"\n");
         assert!(e.contains("both workers and adapt"), "{e}");
-        let e = parse("[group.big]\nadapt = \"9:2\"\n")
-            .unwrap()
-            .groups()
-            .unwrap_err()
-            .to_string();
+        let e = group_error("[group.big]\nadapt = \"9:2\"\n");
         assert!(e.contains("MIN is above MAX"), "{e}");
-        let e = parse("[group]\nbig = 3\n")
-            .unwrap()
-            .groups()
-            .unwrap_err()
-            .to_string();
+        let e = group_error("[group]\nbig = 3\n");
         assert!(e.contains("expected a table"), "{e}");
     }
 }

@@ -290,11 +290,7 @@ impl Slurm for SlurmCli {
     /// split) are listed one by one.
     async fn jobs_named(&self, names: &[String]) -> Result<Vec<JobInfo>, SlurmError> {
         if names.len() == 1 || names.iter().any(|n| n.contains(',') || n.is_empty()) {
-            let mut all = Vec::new();
-            for name in names {
-                all.extend(self.jobs(Some(name)).await?);
-            }
-            return Ok(all);
+            return super::jobs_one_name_at_a_time(self, names).await;
         }
         let mut jobs = self.jobs(Some(&names.join(","))).await?;
         // The `--json` fallback cannot filter by a list: keep ours here.

@@ -80,11 +80,7 @@ pub trait Slurm: Send + Sync {
     /// Every job named one of `names`, as `jobs` lists them: one call for
     /// a pool's groups where the backend can (by default one per name).
     async fn jobs_named(&self, names: &[String]) -> Result<Vec<JobInfo>, SlurmError> {
-        let mut all = Vec::new();
-        for name in names {
-            all.extend(self.jobs(Some(name)).await?);
-        }
-        Ok(all)
+        jobs_one_name_at_a_time(self, names).await
     }
 
     /// Time left before `job` reaches its time limit; `None` when it has
@@ -102,4 +98,17 @@ pub trait Slurm: Send + Sync {
 
     /// How many requests this backend has made of Slurm, for the status.
     fn calls(&self) -> u64;
+}
+
+/// `Slurm::jobs_named` as one `jobs` call per name: the default, and what
+/// a backend falls back to for names it cannot list together.
+pub async fn jobs_one_name_at_a_time<S: Slurm + ?Sized>(
+    slurm: &S,
+    names: &[String],
+) -> Result<Vec<JobInfo>, SlurmError> {
+    let mut all = Vec::new();
+    for name in names {
+        all.extend(slurm.jobs(Some(name)).await?);
+    }
+    Ok(all)
 }

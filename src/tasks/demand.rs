@@ -7,7 +7,7 @@
 
 use super::engine::Engine;
 use super::ready::Class;
-use crate::protocol::{TaskSpec, WorkerId, WorkerShape};
+use crate::protocol::{WorkerId, WorkerShape};
 
 /// What a set of tasks asks for, summed.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -18,12 +18,6 @@ pub struct Ask {
 }
 
 impl Ask {
-    fn add(&mut self, spec: &TaskSpec) {
-        self.cores = self.cores.saturating_add(spec.cores.into());
-        self.memory = self.memory.saturating_add(spec.memory_bytes.unwrap_or(0));
-        self.gpus = self.gpus.saturating_add(spec.gpus.into());
-    }
-
     fn add_class(&mut self, c: &Class, n: u64) {
         self.cores = self
             .cores
@@ -63,13 +57,13 @@ impl Engine {
             let group = group_of(*worker);
             let i = shapes.iter().position(|s| s.group == group).unwrap_or(0);
             for id in &held.tasks {
-                if let Some(t) = self.get(*id) {
-                    asks[i].add(&t.spec);
+                if let Some(c) = self.get(*id).and_then(|t| self.ready.class(t.class)) {
+                    asks[i].add_class(c, 1);
                 }
             }
         }
         // Ready tasks by class: one decision per class, not per task.
-        for (class, ready) in self.ready.classes() {
+        for (_, class, ready) in self.ready.classes() {
             let holds = |s: &WorkerShape| super::fit::holds(class, s);
             let first = shapes.iter().position(holds);
             let moving = shapes
@@ -89,6 +83,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+    use crate::protocol::TaskSpec;
     use crate::tasks::Room;
 
     fn shape(group: &str, cores: u32, memory_gib: u64, gpus: u32) -> WorkerShape {

@@ -41,6 +41,10 @@ pub(super) struct Ready {
     index: HashMap<Class, u32>,
     /// The ready tasks of each class.
     by_class: Vec<BTreeSet<TaskId>>,
+    /// The classes with ready tasks: a pick reads these only, however
+    /// many classes were ever seen (a pool whose tasks each ask for their
+    /// own amount of memory makes a class per task).
+    live: BTreeSet<u32>,
 }
 
 impl Ready {
@@ -61,14 +65,23 @@ impl Ready {
         self.all.insert(id);
         if let Some(set) = self.by_class.get_mut(class as usize) {
             set.insert(id);
+            self.live.insert(class);
         }
     }
 
     pub(super) fn remove(&mut self, id: TaskId, class: u32) -> bool {
         if let Some(set) = self.by_class.get_mut(class as usize) {
             set.remove(&id);
+            if set.is_empty() {
+                self.live.remove(&class);
+            }
         }
         self.all.remove(&id)
+    }
+
+    /// Class `i` (as `class_of` gave it).
+    pub(super) fn class(&self, i: u32) -> Option<&Class> {
+        self.classes.get(i as usize)
     }
 
     pub(super) fn is_empty(&self) -> bool {
@@ -80,20 +93,20 @@ impl Ready {
         self.all.iter().copied()
     }
 
-    /// Each class with its ready tasks (classes with none left out).
-    pub(super) fn classes(&self) -> impl Iterator<Item = (&Class, &BTreeSet<TaskId>)> {
-        self.classes
+    /// Each class with ready tasks, its index and its tasks.
+    pub(super) fn classes(&self) -> impl Iterator<Item = (u32, &Class, &BTreeSet<TaskId>)> {
+        self.live
             .iter()
-            .zip(&self.by_class)
-            .filter(|(_, set)| !set.is_empty())
+            .map(|&i| (i, &self.classes[i as usize], &self.by_class[i as usize]))
     }
 
     /// Empties the queue (the classes stay known).
     pub(super) fn clear(&mut self) {
         self.all.clear();
-        for set in &mut self.by_class {
-            set.clear();
+        for &i in &self.live {
+            self.by_class[i as usize].clear();
         }
+        self.live.clear();
     }
 
     /// Picks ready tasks for a worker with `free` room, in submission
@@ -104,8 +117,8 @@ impl Ready {
         // The next candidate of each class that fits.
         let mut heads: Vec<(u32, Option<TaskId>)> = self
             .classes()
-            .filter(|(class, _)| free.fits(class))
-            .map(|(class, set)| (self.index[class], set.first().copied()))
+            .filter(|(_, class, _)| free.fits(class))
+            .map(|(i, _, set)| (i, set.first().copied()))
             .collect();
         let mut chosen = Vec::new();
         while free.cores > 0 {
@@ -182,6 +195,9 @@ mod tests {
         );
         assert!(r.remove(TaskId(2), cpu) && !r.remove(TaskId(2), cpu));
         assert_eq!(r.iter().count(), 5);
+        assert!(r.remove(TaskId(5), cpu));
+        let live: Vec<u32> = r.classes().map(|(i, _, _)| i).collect();
+        assert_eq!(live, [gpu, wide], "a class with no ready task is not read");
         r.clear();
         assert!(r.is_empty() && r.classes().next().is_none());
     }
