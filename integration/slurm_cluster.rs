@@ -15,12 +15,13 @@ use common::{
 use drover::cluster::{ClusterError, SlurmCluster};
 use drover::config::JobOptions;
 use drover::protocol::JobAction;
-use drover::slurm::SlurmCli;
 
-async fn start(spec: JobOptions, slurm: SlurmCli) -> SlurmCluster {
-    SlurmCluster::new(spec.build().unwrap(), test_cluster_options(), slurm)
+async fn start(spec: JobOptions, slurm: common::TestSlurm) -> SlurmCluster {
+    let cluster = SlurmCluster::new(spec.build().unwrap(), test_cluster_options(), slurm)
         .await
-        .unwrap()
+        .unwrap();
+    common::assert_backend(&cluster.status());
+    cluster
 }
 
 /// Active jobs named `name`, as `squeue` lists them: (job, state).
@@ -411,6 +412,7 @@ async fn cli_status_scale_logs_and_close_reach_a_running_cluster() {
     .await;
     let table = String::from_utf8_lossy(&drover(&["status"]).stdout).into_owned();
     assert!(table.contains("2 of 2 workers registered"), "{table}");
+    common::assert_backend(&serde_json::from_value(status.clone()).unwrap());
     let job = status["jobs"][0]["job_id"].as_u64().unwrap().to_string();
     let log = drover(&["logs", &job, "--tail", "5"]);
     let text = String::from_utf8_lossy(&log.stdout);
@@ -471,6 +473,7 @@ async fn a_detached_cluster_with_its_own_scheduler_file_serves_and_closes() {
     let out = run_ok(&mut command(&["status", "--json"]));
     let status: drover::protocol::ClusterStatus = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(status.registered, 2, "{status:?}");
+    common::assert_backend(&status);
     for job in &status.jobs {
         assert!(
             matches!(job.job, drover::slurm::JobRef::Task { .. }),

@@ -16,7 +16,7 @@ use common::{
 };
 use drover::cluster::SlurmCluster;
 use drover::protocol::WorkerState;
-use drover::slurm::{JobRef, JobState, SlurmCli};
+use drover::slurm::{JobRef, JobState};
 use drover::tasks::{TaskSpec, TaskState};
 
 /// Starts the controller again, whatever happens in the test.
@@ -202,7 +202,9 @@ struct CrashOutcome {
 /// `BeginTime` instead, and the pool replaced them once their first agents
 /// were lost. The pool must hold either way, replacing exactly those jobs
 /// and submitting nothing else.
-async fn crash_as_jobs_start(slurm: SlurmCli) -> (SlurmCluster, tempfile::TempDir, CrashOutcome) {
+async fn crash_as_jobs_start(
+    slurm: common::TestSlurm,
+) -> (SlurmCluster, tempfile::TempDir, CrashOutcome) {
     let logs = log_dir();
     let starts = logs.path().join("starts");
     let spec = test_job("drover-rerun", 1, logs.path())

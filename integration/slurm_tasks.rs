@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use common::{exclusive, local_slurm, log_dir, slurm_cmd, test_job};
 use drover::cluster::SlurmCluster;
-use drover::slurm::SlurmCli;
 use drover::tasks::graph::Graph;
 use drover::tasks::{TaskSpec, TaskState};
 
@@ -16,7 +15,7 @@ async fn pool(
     workers: usize,
     cores: u32,
     logs: &std::path::Path,
-    slurm: SlurmCli,
+    slurm: common::TestSlurm,
 ) -> SlurmCluster {
     common::running_pool(test_job(prefix, cores, logs), slurm, workers).await
 }

@@ -292,6 +292,23 @@ pub fn http_client_builder(pin: Option<Fingerprint>) -> reqwest::ClientBuilder {
     builder.tls_backend_preconfigured(config)
 }
 
+/// An HTTP client for a server with a certificate from an authority
+/// (slurmrestd behind a site's TLS), checked against the system's trust
+/// store (`SSL_CERT_FILE` and `SSL_CERT_DIR` are honoured).
+pub fn ca_client_builder() -> Result<reqwest::ClientBuilder, String> {
+    let verifier = rustls_platform_verifier::Verifier::new(provider())
+        .map_err(|e| format!("cannot load the system's certificate authorities: {e}"))?;
+    let config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    Ok(reqwest::Client::builder()
+        .no_proxy()
+        .tls_backend_preconfigured(config))
+}
+
 /// Whether `error` (or what caused it) is a certificate that did not match
 /// the pin: the server is not the cluster's, and retrying cannot help.
 pub fn is_wrong_certificate(error: &(dyn std::error::Error + 'static)) -> bool {

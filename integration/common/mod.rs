@@ -15,7 +15,32 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use drover::scheduler::{Bind, Scheduler, SchedulerConfig};
-use drover::slurm::{JobId, SlurmCli};
+use drover::slurm::{JobId, Slurm, SlurmCli};
+
+/// The Slurm the tests drive: its commands, or slurmrestd when
+/// `DROVER_SLURM_API=rest` (with `SLURMRESTD_URL` and `SLURM_JWT`, as
+/// `slurm/local-cluster env` prints them). `drover` processes the tests
+/// start read the same variables.
+pub type TestSlurm = std::sync::Arc<dyn Slurm>;
+
+/// Whether this run drives slurmrestd.
+pub fn over_rest() -> bool {
+    std::env::var("DROVER_SLURM_API").is_ok_and(|a| a.eq_ignore_ascii_case("rest"))
+}
+
+/// Asserts that a pool's status says it reached Slurm the way this run
+/// drives it (so a REST run cannot pass on the commands unnoticed).
+pub fn assert_backend(status: &drover::protocol::ClusterStatus) {
+    let expected = match over_rest() {
+        true => "slurmrestd v0.0.38 at ",
+        false => "Slurm's commands",
+    };
+    assert!(
+        status.slurm_api.starts_with(expected),
+        "the pool reached Slurm as {:?}, not {expected:?}",
+        status.slurm_api
+    );
+}
 
 /// Where `slurm/local-cluster` writes its config.
 pub const LOCAL_SLURM_CONF: &str = "/var/lib/drover-slurm/slurm.conf";
@@ -29,8 +54,23 @@ pub fn slurm_conf() -> PathBuf {
 }
 
 /// The local Slurm, or `None` (with a note) when it is not running. Under
-/// `CI=true` a missing Slurm fails the test instead of skipping it.
-pub fn local_slurm(test: &str) -> Option<SlurmCli> {
+/// `CI=true` a missing Slurm fails the test instead of skipping it. Over
+/// slurmrestd when `DROVER_SLURM_API=rest`.
+pub fn local_slurm(test: &str) -> Option<TestSlurm> {
+    let cli = local_slurm_cli(test)?;
+    if !over_rest() {
+        return Some(std::sync::Arc::new(cli));
+    }
+    let pool = drover::config::pool_from_env().expect("the DROVER_* settings read");
+    match drover::slurm::SlurmRest::for_pool(&pool) {
+        Ok(rest) => Some(std::sync::Arc::new(rest)),
+        Err(e) => panic!("{test}: DROVER_SLURM_API=rest, but: {e} (`eval \"$(slurm/local-cluster env)\"` sets SLURMRESTD_URL and SLURM_JWT)"),
+    }
+}
+
+/// The local Slurm through its commands, whatever backend the run drives:
+/// for tests about the commands themselves.
+pub fn local_slurm_cli(test: &str) -> Option<SlurmCli> {
     let conf = slurm_conf();
     let reachable = Command::new("timeout")
         .args(["10", "sinfo", "-h"])
@@ -273,7 +313,7 @@ pub fn assert_nodes_healthy() {
 /// options, once they have all registered.
 pub async fn running_pool(
     spec: drover::config::JobOptions,
-    slurm: SlurmCli,
+    slurm: TestSlurm,
     workers: usize,
 ) -> drover::cluster::SlurmCluster {
     let cluster =
@@ -350,11 +390,10 @@ pub async fn controller_state_saved() {
 /// Builds `job` into a worker job, creates its log directory, renders its
 /// script and submits it with `options`: one worker job by hand.
 pub async fn submit_worker_job(
-    slurm: &SlurmCli,
+    slurm: &dyn Slurm,
     job: drover::config::JobOptions,
     options: &drover::slurm::SubmitOptions,
 ) -> JobId {
-    use drover::slurm::Slurm;
     let spec = job
         .drover_bin(env!("CARGO_BIN_EXE_drover"))
         .build()

@@ -14,7 +14,6 @@ use drover::cluster::{ClusterOptions, SlurmCluster};
 use drover::config::{Memory, Timeout};
 use drover::protocol::{TaskId, TaskInfo, TaskSpec};
 use drover::scheduler::Bind;
-use drover::slurm::SlurmCli;
 
 use crate::errors::{cluster_error, error_chain, raise, spec_error};
 use crate::runtime::wait;
@@ -78,8 +77,8 @@ impl Cluster {
         options.handle_signals = false;
         options.scheduler_file = spec.scheduler_file.clone();
         options.dask_scheduler = settings::dask_scheduler(dask)?;
-        let slurm = SlurmCli::for_pool(&pool);
         let started = wait(py, async move {
+            let slurm = drover::slurm::connect(&pool).await?;
             match groups {
                 Some(groups) => SlurmCluster::with_groups(groups, options, slurm).await,
                 None => SlurmCluster::new(spec, options, slurm).await,

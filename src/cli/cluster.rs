@@ -75,9 +75,9 @@ async fn scheduler_job(config: Option<PathBuf>, args: UpArgs) -> CliResult {
     ))
     .with(&pool.pool)?;
     let lead = super::scheduler_job::handover_lead(options.replace_lead);
-    let slurm = drover::slurm::SlurmCli::for_pool(&pool.pool);
+    let slurm = drover::slurm::connect(&pool.pool).await?;
     let wait = pool.wait_timeout() + Duration::from_secs(60);
-    super::scheduler_job::submit(&spec, &journal, (walltime, lead), &slurm, wait).await
+    super::scheduler_job::submit(&spec, &journal, (walltime, lead), slurm.as_ref(), wait).await
 }
 
 async fn up(config: Option<PathBuf>, args: UpArgs) -> CliResult {
@@ -107,14 +107,14 @@ async fn up(config: Option<PathBuf>, args: UpArgs) -> CliResult {
     println!("ready: drover status --scheduler-file {file}");
     let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
-    let slurm = drover::slurm::SlurmCli::for_pool(&pool.pool);
+    let slurm = drover::slurm::backend(&pool.pool)?;
     // A scheduler job hands over this long before its time limit.
     let lead = super::scheduler_job::handover_lead(cluster.replace_lead());
     let why = tokio::select! {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",
         _ = cluster.close_requested() => "drover close",
-        successor = super::scheduler_job::successor_running(&slurm, lead), if args.scheduler_job_inside => {
+        successor = super::scheduler_job::successor_running(slurm.as_ref(), lead), if args.scheduler_job_inside => {
             return Ok(super::scheduler_job::hand_over(&cluster, successor));
         }
     };

@@ -3,16 +3,18 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use drover::config::{ConfigSources, JobOptions, PoolOptions};
+use drover::config::{ConfigSources, JobOptions};
 use drover::slurm::Slurm;
 
 use super::error::{CliResult, Context};
-use drover::slurm::SlurmCli;
 
 #[derive(Debug, clap::Args)]
 pub struct JobScriptArgs {
     #[command(flatten)]
     job: JobOptions,
+
+    #[command(flatten)]
+    slurm: super::slurm_args::SlurmArgs,
 
     /// Ask Slurm (sbatch --test-only) whether it would accept the job, submitting nothing.
     #[arg(long)]
@@ -27,8 +29,9 @@ pub async fn run(config: Option<PathBuf>, args: JobScriptArgs) -> CliResult {
         print!("{script}");
         return Ok(ExitCode::SUCCESS);
     }
-    let pool = sources.pool_options(PoolOptions::default())?;
-    let verdict = SlurmCli::for_pool(&pool)
+    let pool = sources.pool_options(args.slurm.pool())?;
+    let verdict = drover::slurm::connect(&pool)
+        .await?
         .test_submit(&script)
         .await
         .context("asking Slurm to check the job script")?;

@@ -11,7 +11,6 @@ use drover::protocol::{ClusterId, SchedulerFile};
 use drover::slurm::Slurm;
 
 use super::error::{CliError, CliResult, Context};
-use drover::slurm::SlurmCli;
 
 /// How often `logs --follow` looks again.
 const LOOK_EVERY: Duration = Duration::from_millis(500);
@@ -90,6 +89,8 @@ pub struct CancelArgs {
     /// Take the cluster id from this scheduler file.
     #[arg(long, value_name = "FILE", env = "DROVER_SCHEDULER_FILE")]
     scheduler_file: Option<PathBuf>,
+    #[command(flatten)]
+    slurm: super::slurm_args::SlurmArgs,
 }
 
 pub async fn cancel(config: Option<PathBuf>, args: CancelArgs) -> CliResult {
@@ -102,8 +103,8 @@ pub async fn cancel(config: Option<PathBuf>, args: CancelArgs) -> CliResult {
             ))
         }
     };
-    let pool = ConfigSources::discover(config).pool_options(Default::default())?;
-    let slurm = SlurmCli::for_pool(&pool);
+    let pool = ConfigSources::discover(config).pool_options(args.slurm.pool())?;
+    let slurm = drover::slurm::connect(&pool).await?;
     let tag = format!("drover:{id}");
     let suffix = format!("-{id}");
     let jobs: Vec<_> = slurm
@@ -151,8 +152,8 @@ pub async fn reaper(args: ReaperArgs) -> CliResult {
         }
         _ => None,
     };
-    let slurm = SlurmCli::for_pool(&pool);
-    drover::cluster::reaper::watch(args.pid, &args.job_name, &slurm, reattach.as_ref())
+    let slurm = drover::slurm::backend(&pool)?;
+    drover::cluster::reaper::watch(args.pid, &args.job_name, slurm.as_ref(), reattach.as_ref())
         .await
         .context("cancelling the cluster's jobs")?;
     Ok(ExitCode::SUCCESS)

@@ -10,6 +10,7 @@ mod retire;
 mod run;
 mod scheduler;
 mod scheduler_job;
+mod slurm_args;
 mod status;
 mod status_watch;
 mod tasks;

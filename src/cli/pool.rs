@@ -12,7 +12,6 @@ use drover::cluster::{ClusterOptions, SlurmCluster};
 use drover::config::{AdaptRange, ConfigSources, JobOptions, PoolOptions, Timeout, WorkerKind};
 use drover::protocol::ClusterStatus;
 use drover::scheduler::Bind;
-use drover::slurm::SlurmCli;
 
 use super::error::{CliError, Context};
 
@@ -20,6 +19,9 @@ use super::error::{CliError, Context};
 pub struct PoolArgs {
     #[command(flatten)]
     pub job: JobOptions,
+
+    #[command(flatten)]
+    pub slurm: super::slurm_args::SlurmArgs,
 
     /// Workers to start (default 1, or `workers` in [pool]).
     #[arg(long, value_name = "N", help_heading = "Pool",
@@ -111,7 +113,7 @@ impl PoolArgs {
             dask_scheduler_file: self.dask_scheduler_file.clone(),
             journal: self.journal.clone(),
             reattach_grace: self.reattach_grace,
-            ..Default::default()
+            ..self.slurm.pool()
         }
     }
 
@@ -191,7 +193,7 @@ impl Pool {
         let mut options = ClusterOptions::new(bind).with(&self.pool)?;
         options.handle_signals = false;
         options.scheduler_file = spec.scheduler_file.clone();
-        let slurm = SlurmCli::for_pool(&self.pool);
+        let slurm = drover::slurm::connect(&self.pool).await?;
         if !self.groups.is_empty() {
             let groups = super::groups::specs(&self.job, &self.groups)?;
             return Ok(SlurmCluster::with_groups(groups, options, slurm).await);

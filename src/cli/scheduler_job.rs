@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use drover::cluster::SlurmCluster;
 use drover::config::{JobSpec, Walltime};
-use drover::slurm::{JobId, JobRef, JobState, Slurm, SlurmCli, SubmitOptions};
+use drover::slurm::{JobId, JobRef, JobState, Slurm, SubmitOptions};
 
 use super::error::{CliError, CliResult, Context};
 
@@ -44,7 +44,7 @@ pub async fn submit(
     spec: &JobSpec,
     journal: &Path,
     (walltime, lead): (Walltime, Duration),
-    slurm: &SlurmCli,
+    slurm: &dyn Slurm,
     wait: Duration,
 ) -> CliResult {
     if walltime.as_duration() < lead * 2 {
@@ -148,7 +148,7 @@ fn render(
 /// Waits until the scheduler job's log says its pool is ready; fails with
 /// the log when the job ends first or the wait runs out.
 async fn wait_ready(
-    slurm: &SlurmCli,
+    slurm: &dyn Slurm,
     name: &str,
     job: JobId,
     log: &Path,
@@ -184,7 +184,7 @@ async fn wait_ready(
 /// Inside the scheduler job: resolves once a successor runs, shortly
 /// before this job's time limit (`lead` before it). Never resolves outside
 /// a job, or when the job's end cannot be read.
-pub async fn successor_running(slurm: &SlurmCli, lead: Duration) -> JobId {
+pub async fn successor_running(slurm: &dyn Slurm, lead: Duration) -> JobId {
     let own = std::env::var("SLURM_JOB_ID")
         .ok()
         .and_then(|id| id.parse::<u64>().ok());
@@ -218,7 +218,7 @@ pub async fn successor_running(slurm: &SlurmCli, lead: Duration) -> JobId {
 }
 
 /// Submits the successor and waits until Slurm runs it.
-async fn submit_successor(slurm: &SlurmCli, script: &Path) -> Result<JobId, CliError> {
+async fn submit_successor(slurm: &dyn Slurm, script: &Path) -> Result<JobId, CliError> {
     let text =
         std::fs::read_to_string(script).with_context(|| format!("reading {}", script.display()))?;
     let job = slurm

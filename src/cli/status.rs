@@ -128,6 +128,12 @@ fn headline(c: &ClusterStatus) -> String {
             g.job_summary()
         ));
     }
+    if !c.slurm_api.is_empty() {
+        out.push_str(&format!(
+            "slurm: {} ({} calls)\n",
+            c.slurm_api, c.slurm_calls
+        ));
+    }
     if let Some(s) = &c.stopped {
         out.push_str(&format!("STOPPED: {s}\n"));
     }

@@ -148,6 +148,8 @@ pub(crate) fn spawn_reaper(pool: &Pool) -> Result<std::process::Child, ClusterEr
     if let Some(conf) = &pool.options.slurm_conf {
         cmd.env("SLURM_CONF", conf);
     }
+    // The same Slurm, the same way (slurmrestd and its token, say).
+    cmd.envs(pool.slurm.child_env());
     cmd.spawn().map_err(|cause| ClusterError::Io {
         what: format!(
             "starting the orphan watcher `{} reaper`",

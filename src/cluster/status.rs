@@ -58,6 +58,7 @@ pub(crate) fn assemble(s: &Sources<'_>) -> ClusterStatus {
         held_back: books.held_back.clone(),
         submitted: books.submitted,
         slurm_calls: pool.slurm.calls(),
+        slurm_api: pool.slurm.describe(),
         log_directory: pool.spec.log_directory.clone(),
         adapt: s.adapt.map(|a| {
             let decision = a

@@ -20,7 +20,8 @@ pub struct EnvVar {
     pub default: &'static str,
 }
 
-/// Every `DROVER_*` variable that tunes a pool.
+/// Every `DROVER_*` variable that tunes a pool (and `SLURMRESTD_URL`,
+/// the name slurmrestd's own clients use).
 pub const ENV_VARS: &[EnvVar] = &[
     EnvVar {
         name: "DROVER_POLL_INTERVAL",
@@ -91,6 +92,21 @@ pub const ENV_VARS: &[EnvVar] = &[
         name: "DROVER_SLURM_TIMEOUT",
         key: "slurm-timeout",
         default: "60s",
+    },
+    EnvVar {
+        name: "DROVER_SLURM_API",
+        key: "slurm-api",
+        default: "cli",
+    },
+    EnvVar {
+        name: "SLURMRESTD_URL",
+        key: "slurmrestd",
+        default: "none",
+    },
+    EnvVar {
+        name: "DROVER_SLURM_JWT_FILE",
+        key: "slurm-jwt-file",
+        default: "none: SLURM_JWT",
     },
     EnvVar {
         name: "DROVER_MAX_CONNECTIONS",

@@ -112,6 +112,13 @@ pub struct PoolOptions {
     pub max_held_polls: Option<usize>,
     /// The limit on one Slurm command.
     pub slurm_timeout: Option<Timeout>,
+    /// Which of Slurm's interfaces to use: its commands, or slurmrestd.
+    pub slurm_api: Option<super::SlurmApi>,
+    /// Where slurmrestd answers, with `slurm-api = "rest"`.
+    pub slurmrestd: Option<super::RestEndpoint>,
+    /// A file holding the JWT for slurmrestd (instead of `SLURM_JWT`);
+    /// re-read when it changes, so a refreshed token is picked up.
+    pub slurm_jwt_file: Option<PathBuf>,
     /// Connections the scheduler keeps open at once (default: from the
     /// open-file limit).
     pub max_connections: Option<usize>,
@@ -150,7 +157,7 @@ impl PoolOptions {
             idle_timeout, adapt_cooldown, spill_after, replace_lead, max_pending_jobs, max_submit_rate,
             poll_interval, pass_poll_interval, retry_backoff, close_timeout, max_startup_failures,
             dask_start_timeout, dask_scheduler_file, heartbeat_interval, missed_heartbeats,
-            max_held_polls, slurm_timeout, max_connections, max_connections_per_peer,
+            max_held_polls, slurm_timeout, slurm_api, slurmrestd, slurm_jwt_file, max_connections, max_connections_per_peer,
             handshake_timeout, connection_idle_timeout, max_output_memory, journal, reattach_grace,
             journal_compact_after,
         )

@@ -171,8 +171,11 @@ pub struct ClusterStatus {
     pub failures: Vec<StartupFailure>,
     /// Jobs submitted so far.
     pub submitted: u64,
-    /// Slurm commands run so far.
+    /// Slurm commands run (or slurmrestd requests made) so far.
     pub slurm_calls: u64,
+    /// How the pool reaches Slurm: its commands, or slurmrestd at an address.
+    #[serde(default)]
+    pub slurm_api: String,
     /// Where the job logs go.
     pub log_directory: PathBuf,
     /// The adaptive range and its latest decision, when the pool adapts.
@@ -281,6 +284,7 @@ mod tests {
             failures: Vec::new(),
             submitted: 4,
             slurm_calls: 0,
+            slurm_api: String::new(),
             log_directory: PathBuf::new(),
             adapt: None,
             held_back: None,

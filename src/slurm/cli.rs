@@ -332,6 +332,15 @@ impl Slurm for SlurmCli {
     fn calls(&self) -> u64 {
         self.calls.load(Ordering::Relaxed)
     }
+
+    fn child_env(&self) -> Vec<(String, String)> {
+        let conf = self
+            .conf
+            .clone()
+            .or_else(|| std::env::var_os("SLURM_CONF").map(Into::into));
+        conf.map(|c| vec![("SLURM_CONF".to_string(), c.display().to_string())])
+            .unwrap_or_default()
+    }
 }
 
 #[cfg(test)]

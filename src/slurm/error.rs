@@ -55,6 +55,20 @@ pub enum SlurmError {
         /// The operating system's reason, kept for the message.
         cause: std::io::Error,
     },
+    /// Slurm did not take our credentials (an expired or foreign token):
+    /// as with no answer, nothing about the jobs can be concluded.
+    #[error("Slurm does not accept our credentials: {message}")]
+    Unauthorized {
+        /// What was wrong, and how to mend it.
+        message: String,
+    },
+    /// How drover was told to reach Slurm cannot work (no slurmrestd
+    /// address, no token, no API version both sides speak).
+    #[error("{message}")]
+    Config {
+        /// What is wrong, naming the setting.
+        message: String,
+    },
     /// The command's output was not what it documents.
     #[error("`{command}` printed something unexpected: {output}")]
     Unexpected {
@@ -71,8 +85,10 @@ impl ExitStatus for SlurmError {
             SlurmError::Refused {
                 refusal: Refusal::Partition | Refusal::Account | Refusal::Resources,
                 ..
-            } => USAGE,
+            }
+            | SlurmError::Config { .. } => USAGE,
             SlurmError::Refused { .. }
+            | SlurmError::Unauthorized { .. }
             | SlurmError::Unreachable { .. }
             | SlurmError::Spawn { .. }
             | SlurmError::Unexpected { .. } => FAILURE,
@@ -97,9 +113,13 @@ impl SlurmError {
         }
     }
 
-    /// Whether Slurm did not answer (as opposed to answering no).
+    /// Whether Slurm did not answer (as opposed to answering no): it was
+    /// away, or would not hear us (credentials it does not take).
     pub fn is_unreachable(&self) -> bool {
-        matches!(self, SlurmError::Unreachable { .. })
+        matches!(
+            self,
+            SlurmError::Unreachable { .. } | SlurmError::Unauthorized { .. }
+        )
     }
 
     /// The kind of refusal, when Slurm refused.
@@ -121,7 +141,7 @@ impl SlurmError {
 /// at all, else the kind of refusal. Order matters: a message that says
 /// the controller is unreachable also quotes the request (`--array=0-3`),
 /// so unreachability is recognised first.
-fn classify(message: &str) -> Option<Refusal> {
+pub(crate) fn classify(message: &str) -> Option<Refusal> {
     const UNREACHABLE: &[&str] = &[
         "Unable to contact slurm controller",
         "Socket timed out",

@@ -1,22 +1,29 @@
 //! Talking to Slurm: one trait, `Slurm`, for everything drover asks of it,
 //! so the logic above it runs the same on the command-line tools
-//! (`SlurmCli`), on a REST backend, or on the fake that unit tests use.
-//! Slurm's failures are classified here (`SlurmError`), nowhere else.
+//! (`SlurmCli`), on slurmrestd (`SlurmRest`), or on the fake that unit
+//! tests use. `connect` picks one from the settings. Slurm's failures are
+//! classified here (`SlurmError`), nowhere else.
 
 mod cli;
 mod config;
+mod connect;
 mod error;
 #[cfg(test)]
 pub mod fake;
+pub mod hostlist;
 mod job;
+pub mod rest;
 mod squeue;
 mod squeue_fields;
 
 pub use cli::SlurmCli;
 pub use config::SchedulerConfig;
+pub use connect::{backend, connect};
 pub use error::{Refusal, SlurmError};
 pub use job::{expand_tasks, JobId, JobInfo, JobRef, JobState};
+pub use rest::SlurmRest;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How a job is submitted.
@@ -98,6 +105,17 @@ pub trait Slurm: Send + Sync {
 
     /// How many requests this backend has made of Slurm, for the status.
     fn calls(&self) -> u64;
+
+    /// The environment a drover process started from this one (the
+    /// orphan watcher) needs to reach Slurm the same way.
+    fn child_env(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
+
+    /// How this backend reaches Slurm, for messages and the status.
+    fn describe(&self) -> String {
+        "Slurm's commands".into()
+    }
 }
 
 /// `Slurm::jobs_named` as one `jobs` call per name: the default, and what
@@ -111,4 +129,49 @@ pub async fn jobs_one_name_at_a_time<S: Slurm + ?Sized>(
         all.extend(slurm.jobs(Some(name)).await?);
     }
     Ok(all)
+}
+
+/// A shared backend is a backend: `connect`'s answer can be handed to
+/// anything that takes `impl Slurm`.
+#[async_trait::async_trait]
+impl<S: Slurm + ?Sized> Slurm for Arc<S> {
+    async fn submit(&self, script: &str, options: &SubmitOptions) -> Result<JobId, SlurmError> {
+        (**self).submit(script, options).await
+    }
+    async fn test_submit(&self, script: &str) -> Result<TestVerdict, SlurmError> {
+        (**self).test_submit(script).await
+    }
+    async fn cancel(&self, jobs: &[JobRef]) -> Result<(), SlurmError> {
+        (**self).cancel(jobs).await
+    }
+    async fn cancel_named(&self, name: &str) -> Result<(), SlurmError> {
+        (**self).cancel_named(name).await
+    }
+    async fn jobs(&self, name: Option<&str>) -> Result<Vec<JobInfo>, SlurmError> {
+        (**self).jobs(name).await
+    }
+    async fn jobs_named(&self, names: &[String]) -> Result<Vec<JobInfo>, SlurmError> {
+        (**self).jobs_named(names).await
+    }
+    async fn time_left(&self, job: JobRef) -> Result<Option<Duration>, SlurmError> {
+        (**self).time_left(job).await
+    }
+    async fn node_addresses(
+        &self,
+        partition: Option<&str>,
+    ) -> Result<Vec<NodeAddress>, SlurmError> {
+        (**self).node_addresses(partition).await
+    }
+    async fn scheduler_config(&self) -> Result<SchedulerConfig, SlurmError> {
+        (**self).scheduler_config().await
+    }
+    fn calls(&self) -> u64 {
+        (**self).calls()
+    }
+    fn child_env(&self) -> Vec<(String, String)> {
+        (**self).child_env()
+    }
+    fn describe(&self) -> String {
+        (**self).describe()
+    }
 }

@@ -1,5 +1,6 @@
-//! Reading `squeue --json` (openapi v0.0.38): the parts drover needs, one
-//! entry per job or array task.
+//! Reading a job listing in openapi v0.0.36 to v0.0.38 form, as `squeue
+//! --json` prints it and slurmrestd's `GET .../jobs` answers it: the parts
+//! drover needs, one entry per job or array task.
 
 use serde::Deserialize;
 
@@ -52,8 +53,13 @@ struct SqueueJob {
 /// Parses `squeue --json` into one `JobInfo` per job or array task. A
 /// listing that carries errors is no listing: Slurm did not answer.
 pub(crate) fn parse_squeue_json(text: &str) -> Result<Vec<JobInfo>, SlurmError> {
-    let parsed: SqueueJson = serde_json::from_str(text).map_err(|e| SlurmError::Unexpected {
-        command: "squeue --json".into(),
+    parse_listing("squeue --json", text.as_bytes())
+}
+
+/// Parses a listing `command` answered (see `parse_squeue_json`).
+pub(crate) fn parse_listing(command: &str, text: &[u8]) -> Result<Vec<JobInfo>, SlurmError> {
+    let parsed: SqueueJson = serde_json::from_slice(text).map_err(|e| SlurmError::Unexpected {
+        command: command.into(),
         output: e.to_string(),
     })?;
     if !parsed.errors.is_empty() {
@@ -64,7 +70,7 @@ pub(crate) fn parse_squeue_json(text: &str) -> Result<Vec<JobInfo>, SlurmError> 
             .collect::<Vec<_>>()
             .join("; ");
         return Err(SlurmError::Unreachable {
-            command: "squeue --json".into(),
+            command: command.into(),
             message,
         });
     }
