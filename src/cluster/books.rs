@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::cap::SubmitCap;
 use super::Limits;
 use crate::protocol::{unix_ms, StartupFailure, WorkerId, WorkerInfo, WorkerState};
 use crate::slurm::{JobId, JobInfo, JobRef, JobState, SlurmError};
@@ -118,6 +119,8 @@ pub(crate) struct Books {
     pub recent_submits: VecDeque<Instant>,
     /// Why fewer jobs than needed were submitted in the last round.
     pub held_back: Option<String>,
+    /// Slurm's per-user cap, as the pool has met it.
+    pub cap: SubmitCap,
     /// The limit last logged, so a lasting hold is logged once.
     limits_logged: Option<String>,
     /// Nodes that lately lost every worker they ran, and since when:
@@ -163,6 +166,7 @@ impl Books {
             limits: Limits::default(),
             recent_submits: VecDeque::new(),
             held_back: None,
+            cap: SubmitCap::default(),
             limits_logged: None,
             suspect_nodes: BTreeMap::new(),
             outage: None,
@@ -180,6 +184,7 @@ impl Books {
     /// Records freshly submitted jobs.
     pub fn submitted(&mut self, jobs: impl IntoIterator<Item = JobRef>, now: Instant) {
         for job in jobs {
+            self.cap.accepted();
             self.submitted += 1;
             self.recent_submits.push_back(now);
             self.jobs.insert(job, JobRecord::new(job, now));
@@ -255,7 +260,12 @@ impl Books {
             && self.stopped.is_none()
             && now >= self.next_submit_at
         {
-            plan.submit = self.allowed_submissions(self.target_jobs - counting, now);
+            let allowed = self.allowed_submissions(self.target_jobs - counting, now);
+            let (n, why) = self.cap.allow(counting, allowed, now);
+            plan.submit = n;
+            if why.is_some() {
+                self.held_back = why;
+            }
         }
         plan
     }
@@ -506,8 +516,9 @@ impl Books {
     }
 
     /// A submission Slurm did not take. No answer is an outage; a limit
-    /// (per-user job caps and the like) keeps the target and retries later;
-    /// any other refusal counts as a start-up failure.
+    /// (per-user job caps and the like) keeps the target and holds the
+    /// pool at the jobs it has (see `cap`); any other refusal counts as a
+    /// start-up failure.
     pub fn submit_failed(&mut self, error: &SlurmError) {
         if error.is_unreachable() {
             self.slurm_unreachable(error);
@@ -515,13 +526,20 @@ impl Books {
         }
         self.last_error = Some(error.to_string());
         if error.is_transient() {
-            self.next_submit_at = Instant::now() + self.backoff.min(MAX_BACKOFF);
+            let counting = self.jobs.values().filter(|r| r.counts()).count();
+            let words = match error {
+                SlurmError::Refused { message, .. } => message.replace('\n', " "),
+                other => other.to_string(),
+            };
+            self.cap
+                .refused(counting, words.trim(), self.backoff, Instant::now());
             return;
         }
         self.consecutive_failures += 1;
         self.failures_seen += 1;
         self.record_failure(StartupFailure::Refused {
             message: error.to_string(),
+            must_change: crate::exit::ExitStatus::exit_code(error) == crate::exit::USAGE,
         });
         self.after_failure();
     }
@@ -796,19 +814,28 @@ mod tests {
     }
 
     #[test]
-    fn limits_keep_the_target_and_retry_later() {
+    fn limits_keep_the_target_and_hold_the_pool_at_the_cap() {
         let mut s = Books::new(3, Duration::from_secs(60), Duration::from_secs(5));
         s.target_jobs = 3;
         s.submit_failed(&refusal("sbatch: error: QOSMaxSubmitJobPerUserLimit"));
         assert_eq!(s.consecutive_failures, 0);
         assert!(s.stopped.is_none());
-        assert_eq!(
-            s.reconcile(Some(&[]), &[], Instant::now()).submit,
-            0,
-            "waits"
-        );
+        let plan = s.reconcile(Some(&[]), &[], Instant::now());
+        assert_eq!(plan.submit, 0, "waits");
+        assert!(s
+            .held_back
+            .as_deref()
+            .unwrap()
+            .contains("QOSMaxSubmitJobPerUserLimit"));
+        // After the wait, one job tries; once Slurm takes it, the rest go.
         let later = Instant::now() + Duration::from_secs(61);
-        assert_eq!(s.reconcile(Some(&[]), &[], later).submit, 3);
+        assert_eq!(s.reconcile(Some(&[]), &[], later).submit, 1);
+        s.submitted([job(1)], later);
+        assert_eq!(
+            s.reconcile(Some(&[info(1, JobState::Pending)]), &[], later)
+                .submit,
+            2
+        );
         s.submit_failed(&refusal("sbatch: error: invalid partition specified: x"));
         assert_eq!(s.consecutive_failures, 1);
     }

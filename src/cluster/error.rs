@@ -29,8 +29,8 @@ pub enum ClusterError {
     /// The Dask scheduler could not be started or reached.
     #[error(transparent)]
     Dask(#[from] DaskError),
-    /// A worker job ended before its worker registered, or sbatch refused it.
-    #[error("{0}; {details}", details = failure_details(.0))]
+    /// A worker job ended before its worker registered, or Slurm refused it.
+    #[error("{0}{details}", details = failure_details(.0))]
     StartupFailed(StartupFailure),
     /// Submitting stopped after repeated start-up failures.
     #[error("{0}")]
@@ -77,10 +77,17 @@ pub enum ClusterError {
     },
 }
 
+/// What the one line of a failure leaves out: the log's last lines, or the
+/// rest of Slurm's words.
 fn failure_details(f: &StartupFailure) -> String {
     match f {
-        StartupFailure::JobEnded { log_tail, .. } => format!("last lines of its log:\n{log_tail}"),
-        StartupFailure::Refused { message } => format!("Slurm said:\n{message}"),
+        StartupFailure::JobEnded { log_tail, .. } => {
+            format!("; last lines of its log:\n{log_tail}")
+        }
+        StartupFailure::Refused { message, .. } => match message.split_once('\n') {
+            Some((_, rest)) => format!("; Slurm said:\n{rest}"),
+            None => String::new(),
+        },
     }
 }
 
@@ -94,7 +101,10 @@ impl ExitStatus for ClusterError {
             ClusterError::Dask(e) => e.exit_code(),
             ClusterError::NoSuchJob(_)
             | ClusterError::NoSuchGroup { .. }
-            | ClusterError::Unsupported(_) => crate::exit::USAGE,
+            | ClusterError::Unsupported(_)
+            | ClusterError::StartupFailed(StartupFailure::Refused {
+                must_change: true, ..
+            }) => crate::exit::USAGE,
             ClusterError::StartupFailed(_)
             | ClusterError::Stopped(_)
             | ClusterError::WaitTimeout { .. }

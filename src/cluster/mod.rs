@@ -10,6 +10,7 @@
 
 mod adapt;
 mod books;
+mod cap;
 mod close;
 mod dask_pool;
 mod error;
@@ -30,6 +31,8 @@ mod submit;
 mod tests;
 #[cfg(test)]
 mod tests_groups;
+#[cfg(test)]
+mod tests_limits;
 
 pub use error::ClusterError;
 pub use handle::SlurmCluster;

@@ -27,6 +27,9 @@ pub struct Pacer {
     config: SchedulerConfig,
     /// The last chunk submitted, until it has been through a pass.
     waiting: Option<Chunk>,
+    /// The most tasks an array may have, once Slurm refused a larger one
+    /// (slurmrestd does not say `MaxArraySize`).
+    learned_array_size: Option<u32>,
     /// Whether the last decision held jobs back.
     held_back: bool,
 }
@@ -42,18 +45,37 @@ impl Pacer {
         Pacer {
             config,
             waiting: None,
+            learned_array_size: None,
             held_back: false,
         }
     }
 
-    /// The most jobs in one submission (one array).
+    /// The most jobs submitted in one round: one pass's depth, or all of
+    /// them with `defer`.
     pub fn chunk(&self) -> usize {
-        let limit = self.config.array_limit();
-        let size = match self.config.defer {
-            true => limit,
-            false => self.config.pass_size().min(limit),
-        };
-        size.max(1) as usize
+        match self.config.defer {
+            true => usize::MAX,
+            false => self.config.pass_size().max(1) as usize,
+        }
+    }
+
+    /// The most tasks in one array: the site's `MaxArraySize`, or fewer
+    /// once an array was refused for its size.
+    pub fn array_size(&self) -> usize {
+        let site = self.config.array_limit();
+        self.learned_array_size.map_or(site, |l| l.min(site)).max(1) as usize
+    }
+
+    /// Slurm refused an array of `tasks` for its size: arrays are at most
+    /// half that from now on.
+    pub fn array_refused(&mut self, tasks: usize) {
+        let half = u32::try_from(tasks / 2).unwrap_or(u32::MAX).max(1);
+        tracing::info!(
+            refused = tasks,
+            now = half,
+            "Slurm refused an array that large; smaller arrays from now on"
+        );
+        self.learned_array_size = Some(self.learned_array_size.map_or(half, |l| l.min(half)));
     }
 
     /// Longest wait for a chunk's pass before it is assumed.
@@ -193,7 +215,16 @@ mod tests {
             max_array_size: 5,
             ..Default::default()
         };
-        assert_eq!(Pacer::new(small_arrays).chunk(), 5);
+        // A pass takes several small arrays.
+        let mut p = Pacer::new(small_arrays);
+        assert_eq!((p.chunk(), p.array_size()), (100, 5));
+        p.array_refused(4);
+        assert_eq!(p.array_size(), 2, "learned below the site's");
+        let mut p = Pacer::new(SchedulerConfig::default());
+        assert_eq!(p.array_size(), 1001);
+        p.array_refused(12);
+        p.array_refused(1);
+        assert_eq!(p.array_size(), 1);
         let partition = SchedulerConfig {
             partition_depth: Some(40),
             ..Default::default()

@@ -56,6 +56,7 @@ pub(crate) fn assemble(s: &Sources<'_>) -> ClusterStatus {
         last_error: books.last_error.clone(),
         failures: books.failures.iter().cloned().collect(),
         held_back: books.held_back.clone(),
+        limit_refusals: books.cap.refusals,
         submitted: books.submitted,
         slurm_calls: pool.slurm.calls(),
         slurm_api: pool.slurm.describe(),
@@ -134,6 +135,7 @@ pub(crate) fn combine(mut parts: Vec<ClusterStatus>) -> ClusterStatus {
     all.target_jobs = parts.iter().map(|p| p.target_jobs).sum();
     all.registered = parts.iter().map(|p| p.registered).sum();
     all.submitted = parts.iter().map(|p| p.submitted).sum();
+    all.limit_refusals = parts.iter().map(|p| p.limit_refusals).sum();
     all.failures = parts.iter().flat_map(|p| p.failures.clone()).collect();
     let first_of = |f: fn(&ClusterStatus) -> Option<String>| parts.iter().find_map(f);
     all.stopped = first_of(|p| p.stopped.clone());

@@ -15,10 +15,30 @@ impl Pool {
     /// workers; should Slurm refuse that, once more without. Returns the
     /// jobs submitted.
     pub(crate) async fn submit(&self, n: usize) -> Vec<JobRef> {
+        let exclude = self.exclusions();
+        let excluding = !exclude.is_empty();
+        let mut jobs = Vec::new();
+        match self.submit_all(n, &exclude, &mut jobs).await {
+            Err(e) if excluding && e.refusal().is_some() => {
+                tracing::warn!(error = %e, "Slurm refused the jobs with --exclude; submitting them anywhere");
+                self.books().suspect_nodes.clear();
+                let left = n.saturating_sub(jobs.len());
+                if let Err(e) = self.submit_all(left, &[], &mut jobs).await {
+                    self.books().submit_failed(&e);
+                }
+            }
+            Err(e) => self.books().submit_failed(&e),
+            Ok(()) => {}
+        }
+        jobs
+    }
+
+    /// The nodes new jobs keep off now, with the user's own `--exclude`
+    /// (sbatch's replaces the script's).
+    fn exclusions(&self) -> Vec<String> {
         let mut exclude = self.books().excluded_nodes(Instant::now());
         if !exclude.is_empty() {
             tracing::info!(nodes = ?exclude, "keeping new jobs off nodes that lost their workers");
-            // sbatch's --exclude replaces the script's own: keep the user's too.
             exclude.extend(
                 self.spec
                     .directives()
@@ -27,20 +47,54 @@ impl Pool {
                     .filter_map(|d| d.value),
             );
         }
-        let excluding = !exclude.is_empty();
-        let mut jobs = Vec::new();
-        match self.submit_with(n, exclude, &mut jobs).await {
-            Err(e) if excluding && e.refusal().is_some() => {
-                tracing::warn!(error = %e, "Slurm refused the jobs with --exclude; submitting them anywhere");
-                self.books().suspect_nodes.clear();
-                if let Err(e) = self.submit_with(n, Vec::new(), &mut jobs).await {
-                    self.books().submit_failed(&e);
-                }
+        exclude
+    }
+
+    /// Submits `n` jobs as arrays of at most the site's size (one by one
+    /// where arrays are refused). An array refused for a limit, or for its
+    /// size, is tried again at half the size, down to one job: Slurm counts
+    /// an array's tasks against a user's cap, so a cap of 4 takes 4 of 8
+    /// rather than none. The refusal that ends it comes back unbooked.
+    async fn submit_all(
+        &self,
+        n: usize,
+        exclude: &[String],
+        jobs: &mut Vec<JobRef>,
+    ) -> Result<(), SlurmError> {
+        let start = jobs.len();
+        let mut size = n;
+        loop {
+            let left = n - (jobs.len() - start);
+            if left == 0 {
+                return Ok(());
             }
-            Err(e) => self.books().submit_failed(&e),
-            Ok(()) => {}
+            let arrays = self.arrays_allowed();
+            let k = match arrays {
+                true => size.min(left).min(self.pacer.lock().array_size()),
+                false => left,
+            };
+            let before = jobs.len();
+            match self.submit_with(k, exclude.to_vec(), jobs).await {
+                Ok(()) if jobs.len() - before == k => {}
+                // A later job of a one-by-one batch was refused (booked).
+                Ok(()) => return Ok(()),
+                Err(e) if arrays && k > 1 && halves(&e) => {
+                    match e.refusal() {
+                        Some(Refusal::Arrays) => self.pacer.lock().array_refused(k),
+                        _ => self.books().cap.halved(),
+                    }
+                    self.books().last_error = Some(e.to_string());
+                    tracing::info!(tasks = k, error = %e, "Slurm refused the array; trying half as many");
+                    size = k / 2;
+                }
+                Err(e) => return Err(e),
+            }
         }
-        jobs
+    }
+
+    /// Whether several jobs go as one array.
+    fn arrays_allowed(&self) -> bool {
+        self.options.arrays && !self.arrays_refused.load(Ordering::Relaxed)
     }
 
     /// Submits `n` jobs: one array when allowed, else one by one, adding
@@ -53,9 +107,7 @@ impl Pool {
         jobs: &mut Vec<JobRef>,
     ) -> Result<(), SlurmError> {
         let now = Instant::now();
-        let use_array =
-            self.options.arrays && n > 1 && !self.arrays_refused.load(Ordering::Relaxed);
-        if use_array {
+        if self.arrays_allowed() && n > 1 {
             let tasks = u32::try_from(n).unwrap_or(u32::MAX);
             match self.submit_array(tasks, exclude.clone()).await {
                 Ok(array) => {
@@ -67,7 +119,8 @@ impl Pool {
                     jobs.extend(refs);
                     return Ok(());
                 }
-                Err(e) if e.refusal() == Some(Refusal::Arrays) => {
+                // Small arrays refused too: the site takes none.
+                Err(e) if e.refusal() == Some(Refusal::Arrays) && n < 4 => {
                     tracing::warn!(error = %e, "job arrays refused; submitting one by one from now on");
                     self.arrays_refused.store(true, Ordering::Relaxed);
                 }
@@ -129,4 +182,10 @@ impl Pool {
         let base = self.books().take_indexes(n);
         vec![(JOB_INDEX_BASE.to_string(), base.to_string())]
     }
+}
+
+/// Whether a refused array is worth trying at half the size: a limit (the
+/// half may fit under a cap) or its size.
+fn halves(e: &SlurmError) -> bool {
+    matches!(e.refusal(), Some(Refusal::Limit | Refusal::Arrays))
 }

@@ -14,7 +14,7 @@ use crate::scheduler::Bind;
 use crate::slurm::fake::FakeSlurm;
 use crate::slurm::{JobRef, JobState, Refusal};
 
-fn options() -> ClusterOptions {
+pub(super) fn options() -> ClusterOptions {
     let mut o = ClusterOptions::new(Bind::Host(IpAddr::V4(Ipv4Addr::LOCALHOST)));
     // Workers here do not poll: no heartbeat loss unless a test wants one.
     o.scheduler.heartbeat_interval = Duration::from_secs(3600);
@@ -26,7 +26,10 @@ fn options() -> ClusterOptions {
     o
 }
 
-async fn start(fake: &FakeSlurm, options: ClusterOptions) -> (SlurmCluster, tempfile::TempDir) {
+pub(super) async fn start(
+    fake: &FakeSlurm,
+    options: ClusterOptions,
+) -> (SlurmCluster, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let spec = JobOptions::new()
         .job_name("t")
@@ -42,7 +45,7 @@ async fn start(fake: &FakeSlurm, options: ClusterOptions) -> (SlurmCluster, temp
 }
 
 /// Waits, round by round, until `ok` holds; fails after 60 rounds.
-async fn until(cluster: &SlurmCluster, what: &str, mut ok: impl FnMut() -> bool) {
+pub(super) async fn until(cluster: &SlurmCluster, what: &str, mut ok: impl FnMut() -> bool) {
     for _ in 0..60 {
         if ok() {
             return;

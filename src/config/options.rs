@@ -120,6 +120,10 @@ pub struct JobOptions {
     #[arg(long, value_name = "ACCOUNT", help_heading = "Worker job")]
     pub account: Option<String>,
 
+    /// Slurm quality of service for the jobs (--qos).
+    #[arg(long, value_name = "QOS", help_heading = "Worker job")]
+    pub qos: Option<String>,
+
     /// Network interface workers listen and register on, e.g. ib0.
     #[arg(long, value_name = "IFACE", help_heading = "Worker job")]
     pub interface: Option<String>,
@@ -291,7 +295,7 @@ impl JobOptions {
     pub fn overlay(self, higher: JobOptions) -> JobOptions {
         let low = self;
         overlay_fields!(low, higher;
-            cores, processes, nodes, memory, walltime, queue, account, interface, job_name,
+            cores, processes, nodes, memory, walltime, queue, account, qos, interface, job_name,
             log_directory, local_directory, job_extra_directives, job_directives_skip,
             job_script_prologue, job_script_epilogue, job_cpu, job_mem, memory_directive,
             gres, gpus, worker_resources, shebang, worker_extra_args, death_timeout, walltime_margin,
@@ -321,6 +325,8 @@ impl JobOptions {
         queue: String,
         /// Sets the account.
         account: String,
+        /// Sets the quality of service.
+        qos: String,
         /// Sets the workers' network interface.
         interface: String,
         /// Sets the job name.

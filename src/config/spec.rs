@@ -41,6 +41,8 @@ pub struct JobSpec {
     pub queue: Option<String>,
     /// Account, if any.
     pub account: Option<String>,
+    /// Quality of service, if any.
+    pub qos: Option<String>,
     /// Interface workers register on.
     pub interface: Option<String>,
     /// Slurm job name.
@@ -271,6 +273,7 @@ impl Size {
 struct Names {
     queue: Option<String>,
     account: Option<String>,
+    qos: Option<String>,
     interface: Option<String>,
     job_name: String,
 }
@@ -287,11 +290,17 @@ impl Names {
             o.account.take(),
             "an account name without whitespace or control characters",
         )?;
+        let qos = token(
+            "qos",
+            o.qos.take(),
+            "a QOS name without whitespace or control characters",
+        )?;
         let job_name = job_name(o.job_name.take().unwrap_or_else(|| DEFAULT_JOB_NAME.into()))?;
         let interface = o.interface.take().map(interface).transpose()?;
         Ok(Names {
             queue,
             account,
+            qos,
             interface,
             job_name,
         })
@@ -594,6 +603,7 @@ impl JobSpec {
             walltime_stagger: timing.stagger,
             queue: names.queue,
             account: names.account,
+            qos: names.qos,
             interface: names.interface,
             job_name: names.job_name,
             log_directory: paths.log_directory,
@@ -653,6 +663,9 @@ impl JobSpec {
         }
         if let Some(a) = &self.account {
             d.push(Directive::new("--account", a));
+        }
+        if let Some(q) = &self.qos {
+            d.push(Directive::new("--qos", q));
         }
         d.push(Directive::new("--nodes", self.nodes));
         match self.nodes {

@@ -75,10 +75,14 @@ pub enum StartupFailure {
         /// The last lines of its logs.
         log_tail: String,
     },
-    /// `sbatch` refused the job.
+    /// Slurm refused the job.
     Refused {
         /// Slurm's words.
         message: String,
+        /// Whether it refused what the job asks for (its partition,
+        /// account, QOS or size), which no retry changes.
+        #[serde(default)]
+        must_change: bool,
     },
 }
 
@@ -87,14 +91,14 @@ impl StartupFailure {
     pub fn details(&self) -> &str {
         match self {
             StartupFailure::JobEnded { log_tail, .. } => log_tail,
-            StartupFailure::Refused { message } => message,
+            StartupFailure::Refused { message, .. } => message,
         }
     }
 }
 
 impl fmt::Display for StartupFailure {
     /// In one line: "job 12 ended FAILED with exit code 3 before its
-    /// worker registered", or "sbatch refused the job: ...".
+    /// worker registered", or "Slurm refused the job: ...".
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StartupFailure::JobEnded {
@@ -109,9 +113,9 @@ impl fmt::Display for StartupFailure {
                 }
                 f.write_str(" before its worker registered")
             }
-            StartupFailure::Refused { message } => {
+            StartupFailure::Refused { message, .. } => {
                 let first = message.lines().next().unwrap_or_default();
-                write!(f, "sbatch refused the job: {first}")
+                write!(f, "Slurm refused the job: {first}")
             }
         }
     }
@@ -181,9 +185,14 @@ pub struct ClusterStatus {
     /// The adaptive range and its latest decision, when the pool adapts.
     #[serde(default)]
     pub adapt: Option<String>,
-    /// Why the last round submitted fewer jobs than needed (site limits).
+    /// Why the last round submitted fewer jobs than needed (site limits,
+    /// Slurm's per-user cap).
     #[serde(default)]
     pub held_back: Option<String>,
+    /// Submissions Slurm refused for a limit so far: a pool at a cap asks
+    /// ever less often, so this grows slowly.
+    #[serde(default)]
+    pub limit_refusals: u64,
     /// The group this status is of, in a pool with groups.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
@@ -288,6 +297,7 @@ mod tests {
             log_directory: PathBuf::new(),
             adapt: None,
             held_back: None,
+            limit_refusals: 0,
             group: None,
             groups: Vec::new(),
         };
@@ -310,10 +320,11 @@ mod tests {
         );
         let refused = StartupFailure::Refused {
             message: "sbatch: error: invalid partition specified: x\nmore".into(),
+            must_change: true,
         };
         assert_eq!(
             refused.to_string(),
-            "sbatch refused the job: sbatch: error: invalid partition specified: x"
+            "Slurm refused the job: sbatch: error: invalid partition specified: x"
         );
     }
 }

@@ -42,6 +42,14 @@ struct World {
     scheduler: SchedulerConfig,
     /// New jobs wait unconsidered (reason `None`) until `pass`.
     passes: bool,
+    /// A per-user cap on active jobs (`MaxSubmitJobsPerUser`).
+    submit_cap: Option<usize>,
+    /// The largest array taken, whatever `scheduler` says.
+    max_array: Option<u32>,
+    /// Submissions refused.
+    refused: u64,
+    /// What `test_submit` says of every script, when it refuses.
+    test_refusal: Option<String>,
 }
 
 /// A fake Slurm; clones share one world.
@@ -70,6 +78,30 @@ impl FakeSlurm {
     /// Refuses job arrays from now on, as a site with `MaxArraySize=0` does.
     pub fn refuse_arrays(&self) {
         self.world.lock().refuse_arrays = true;
+    }
+
+    /// Caps the active jobs (array tasks counted one by one) as a QOS's
+    /// `MaxSubmitJobsPerUser` does, refusing what would go over; `None`
+    /// lifts the cap.
+    pub fn set_submit_cap(&self, cap: Option<usize>) {
+        self.world.lock().submit_cap = cap;
+    }
+
+    /// Takes arrays of at most `tasks`, as a site's `MaxArraySize` does,
+    /// without saying so in its scheduler settings (as over slurmrestd).
+    pub fn set_max_array(&self, tasks: Option<u32>) {
+        self.world.lock().max_array = tasks;
+    }
+
+    /// Makes `test_submit` refuse every script with `message` (`None`:
+    /// accept again).
+    pub fn refuse_tests(&self, message: Option<&str>) {
+        self.world.lock().test_refusal = message.map(Into::into);
+    }
+
+    /// Submissions refused so far.
+    pub fn refused(&self) -> u64 {
+        self.world.lock().refused
     }
 
     /// Refuses the next submission with `refusal` and Slurm-like words.
@@ -187,6 +219,31 @@ impl FakeSlurm {
         Ok(())
     }
 
+    /// Why `options` would be refused now, if they would.
+    fn refusal(w: &mut World, options: &SubmitOptions) -> Option<SlurmError> {
+        const ARRAYS: &str =
+            "sbatch: error: Batch job submission failed: Invalid job array specification";
+        if let Some((refusal, message)) = w.refusals.pop_front() {
+            return Some(refused(refusal, message));
+        }
+        let too_large = |n: u32| w.max_array.is_some_and(|max| n > max);
+        match options.array {
+            Some(n) if w.refuse_arrays || too_large(n) => {
+                return Some(refused(Refusal::Arrays, ARRAYS.into()))
+            }
+            _ => {}
+        }
+        let active = w.jobs.values().filter(|j| j.state.is_active()).count();
+        let adding = options.array.unwrap_or(1) as usize;
+        match w.submit_cap {
+            Some(cap) if active + adding > cap => Some(refused(
+                Refusal::Limit,
+                "sbatch: error: QOSMaxSubmitJobPerUserLimit\nsbatch: error: Batch job submission failed: Job violates accounting/QOS policy (job submit limit, user's size and/or time limits)".into(),
+            )),
+            _ => None,
+        }
+    }
+
     fn new_job(w: &mut World, job: JobRef, job_id: Option<JobId>, name: &str) {
         let info = JobInfo {
             job,
@@ -216,13 +273,9 @@ impl Slurm for FakeSlurm {
     async fn submit(&self, script: &str, options: &SubmitOptions) -> Result<JobId, SlurmError> {
         self.answer("sbatch")?;
         let mut w = self.world.lock();
-        if let Some((refusal, message)) = w.refusals.pop_front() {
-            return Err(refused(refusal, message));
-        }
-        if options.array.is_some() && w.refuse_arrays {
-            let message =
-                "sbatch: error: Batch job submission failed: Invalid job array specification";
-            return Err(refused(Refusal::Arrays, message.into()));
+        if let Some(e) = Self::refusal(&mut w, options) {
+            w.refused += 1;
+            return Err(e);
         }
         w.next_id += 1;
         let id = JobId::new(w.next_id);
@@ -246,9 +299,15 @@ impl Slurm for FakeSlurm {
 
     async fn test_submit(&self, _script: &str) -> Result<TestVerdict, SlurmError> {
         self.answer("sbatch --test-only")?;
-        Ok(TestVerdict {
-            accepted: true,
-            message: "fake Slurm: would be accepted".into(),
+        Ok(match self.world.lock().test_refusal.clone() {
+            Some(message) => TestVerdict {
+                accepted: false,
+                message,
+            },
+            None => TestVerdict {
+                accepted: true,
+                message: "fake Slurm: would be accepted".into(),
+            },
         })
     }
 

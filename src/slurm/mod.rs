@@ -116,6 +116,12 @@ pub trait Slurm: Send + Sync {
     fn describe(&self) -> String {
         "Slurm's commands".into()
     }
+
+    /// Whether `test_submit` leaves no trace (`sbatch --test-only`), so a
+    /// pool may check its jobs with it before submitting any.
+    fn tests_without_submitting(&self) -> bool {
+        true
+    }
 }
 
 /// `Slurm::jobs_named` as one `jobs` call per name: the default, and what
@@ -173,5 +179,8 @@ impl<S: Slurm + ?Sized> Slurm for Arc<S> {
     }
     fn describe(&self) -> String {
         (**self).describe()
+    }
+    fn tests_without_submitting(&self) -> bool {
+        (**self).tests_without_submitting()
     }
 }

@@ -366,6 +366,11 @@ impl Slurm for SlurmRest {
         env
     }
 
+    /// Its test submits a job (and cancels it).
+    fn tests_without_submitting(&self) -> bool {
+        false
+    }
+
     fn describe(&self) -> String {
         match self.version.get() {
             Some(v) => format!("slurmrestd {v} at {}", self.endpoint),

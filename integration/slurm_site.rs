@@ -1,0 +1,272 @@
+//! A site as real clusters are, on the local Slurm with accounting
+//! (slurmdbd and MariaDB): accounts and QOS that Slurm checks, a QOS that
+//! caps the jobs a user may submit, and `MaxArraySize`. Run on both
+//! backends (`DROVER_SLURM_API=rest` for slurmrestd).
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{
+    drover, exclusive, local_cluster, local_slurm, log_dir, show_job, slurm_cmd, slurm_conf,
+    test_cluster_options, test_job, unique, until,
+};
+use drover::cluster::SlurmCluster;
+use drover::protocol::ClusterStatus;
+use drover::slurm::{JobId, JobRef};
+
+/// A QOS of the test's own, allowed for root in account `drover`, removed
+/// at the end.
+struct Qos(String);
+
+impl Qos {
+    fn new(prefix: &str, limits: &[&str]) -> Qos {
+        let name = unique(prefix);
+        let mut add = vec!["-i", "add", "qos", &name];
+        add.extend_from_slice(limits);
+        slurm_cmd("sacctmgr", &add);
+        let grant = format!("qos+={name}");
+        slurm_cmd(
+            "sacctmgr",
+            &[
+                "-i",
+                "modify",
+                "user",
+                "root",
+                "where",
+                "account=drover",
+                "set",
+                &grant,
+            ],
+        );
+        Qos(name)
+    }
+
+    fn set(&self, limit: &str) {
+        slurm_cmd("sacctmgr", &["-i", "modify", "qos", &self.0, "set", limit]);
+    }
+}
+
+impl Drop for Qos {
+    fn drop(&mut self) {
+        let _ = Command::new("sacctmgr")
+            .args(["-i", "delete", "qos", &self.0])
+            .env("SLURM_CONF", slurm_conf())
+            .output();
+    }
+}
+
+/// slurm.conf overrides for one test (`slurm/local-cluster set`), undone
+/// when it ends, however it ends.
+struct Overrides;
+
+impl Overrides {
+    fn set(settings: &[&str]) -> Overrides {
+        let mut args = vec!["set"];
+        args.extend_from_slice(settings);
+        local_cluster(&args);
+        Overrides
+    }
+}
+
+impl Drop for Overrides {
+    fn drop(&mut self) {
+        local_cluster(&["set", "--reset"]);
+    }
+}
+
+/// A job's final state as accounting keeps it, once it has one.
+async fn accounted_state(id: JobId) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = slurm_cmd(
+            "sacct",
+            &["-n", "-X", "-P", "-o", "State", "-j", &id.to_string()],
+        );
+        let state = out.lines().next().unwrap_or_default().trim().to_string();
+        if !state.is_empty() && !matches!(state.as_str(), "PENDING" | "RUNNING" | "COMPLETING") {
+            return state;
+        }
+        assert!(Instant::now() < deadline, "job {id}: sacct says {state:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_and_a_qos_reach_slurm_and_sacct_keeps_the_final_states() {
+    let Some(slurm) = local_slurm("an_account_and_a_qos_reach_slurm") else {
+        return;
+    };
+    let _serial = exclusive().await;
+    let qos = Qos::new("drover-qos", &[]);
+    let logs = log_dir();
+    let spec = test_job("drover-acct", 1, logs.path())
+        .account("drover")
+        .qos(qos.0.clone());
+    let cluster = SlurmCluster::new(spec.build().unwrap(), test_cluster_options(), slurm)
+        .await
+        .unwrap();
+    cluster.scale(2);
+    cluster
+        .wait_for_workers(2, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let ids: Vec<JobId> = cluster
+        .status()
+        .jobs
+        .iter()
+        .filter_map(|j| j.job_id)
+        .collect();
+    assert_eq!(ids.len(), 2);
+    for id in &ids {
+        let job = show_job(*id);
+        assert_eq!(job["Account"], "drover", "{job:?}");
+        assert_eq!(job["QOS"], qos.0, "{job:?}");
+    }
+    cluster.close().await.unwrap();
+    // Gone from the queue in time; accounting keeps how they ended.
+    for id in ids {
+        assert_eq!(accounted_state(id).await, "COMPLETED");
+    }
+}
+
+#[test]
+fn an_account_or_qos_slurm_refuses_fails_the_start_with_its_words_and_submits_nothing() {
+    if local_slurm("an_account_or_qos_slurm_refuses").is_none() {
+        return;
+    }
+    for (flag, value, words) in [
+        (
+            "--account",
+            "nosuch",
+            "Invalid account or account/partition combination specified",
+        ),
+        ("--qos", "nosuch", "Invalid qos specification"),
+    ] {
+        let name = unique("drover-refused");
+        let out = drover(&[
+            "run",
+            "--workers",
+            "2",
+            flag,
+            value,
+            "--job-name",
+            &name,
+            "--interface",
+            "ib0",
+            "--scheduler-interface",
+            &common::bridge(),
+            "--wait-timeout",
+            "30s",
+            "--",
+            "true",
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag}: {stderr}");
+        assert!(stderr.contains(words), "{flag}: {stderr}");
+        // Accounting lists every job submitted, however it ended.
+        let names = slurm_cmd(
+            "sacct",
+            &["-n", "-X", "-P", "-o", "JobName", "-S", "now-5minutes"],
+        );
+        assert!(
+            !names.lines().any(|n| n.starts_with(&name)),
+            "{flag}: a job was submitted: {names}"
+        );
+    }
+}
+
+/// The pool's active jobs in Slurm.
+fn active(status: &ClusterStatus) -> usize {
+    status.jobs.iter().filter(|j| j.state.is_active()).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_qos_capping_4_jobs_holds_a_pool_of_8_at_4_until_the_cap_is_lifted() {
+    let Some(slurm) = local_slurm("a_qos_capping_4_jobs") else {
+        return;
+    };
+    let _serial = exclusive().await;
+    let cap = Qos::new("drover-cap", &["MaxSubmitJobsPerUser=4"]);
+    let logs = log_dir();
+    let spec = test_job("drover-cap", 1, logs.path())
+        .account("drover")
+        .qos(cap.0.clone());
+    let cluster = SlurmCluster::new(spec.build().unwrap(), test_cluster_options(), slurm)
+        .await
+        .unwrap();
+    common::assert_backend(&cluster.status());
+    cluster.scale(8);
+    cluster
+        .wait_for_workers(4, Duration::from_secs(60))
+        .await
+        .unwrap();
+    until(
+        "status says why the rest wait",
+        Duration::from_secs(30),
+        || {
+            cluster
+                .status()
+                .held_back
+                .is_some_and(|h| h.contains("holds the pool at 4 jobs, 4 more wait"))
+        },
+    )
+    .await;
+    let status = cluster.status();
+    let held = status.held_back.clone().unwrap();
+    // Slurm's words: sbatch prints QOSMaxSubmitJobPerUserLimit, both say this.
+    assert!(held.contains("job submit limit"), "{held}");
+    assert!(
+        status.failures.is_empty() && status.stopped.is_none(),
+        "{status:?}"
+    );
+    // Ten seconds at the cap: 4 run, 4 wait, and the pool asks seldom.
+    let before = status.limit_refusals;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let status = cluster.status();
+    assert_eq!((status.registered, active(&status)), (4, 4), "{status:?}");
+    let asked = status.limit_refusals - before;
+    assert!(asked <= 6, "{asked} refused submissions in 10 s at the cap");
+    cap.set("MaxSubmitJobsPerUser=-1");
+    cluster
+        .wait_for_workers(8, Duration::from_secs(90))
+        .await
+        .unwrap();
+    assert!(cluster.status().held_back.is_none());
+    cluster.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_of_12_goes_as_arrays_of_at_most_max_array_size() {
+    let Some(slurm) = local_slurm("a_pool_of_12_goes_as_arrays") else {
+        return;
+    };
+    let _serial = exclusive().await;
+    let _small = Overrides::set(&["MaxArraySize=5"]);
+    let logs = log_dir();
+    let spec = test_job("drover-arrays", 1, logs.path());
+    let cluster = SlurmCluster::new(spec.build().unwrap(), test_cluster_options(), slurm)
+        .await
+        .unwrap();
+    cluster.scale(12);
+    cluster
+        .wait_for_workers(12, Duration::from_secs(90))
+        .await
+        .unwrap();
+    let status = cluster.status();
+    let mut arrays = std::collections::BTreeMap::<u64, u32>::new();
+    for j in &status.jobs {
+        match j.job {
+            JobRef::Task { array, .. } => *arrays.entry(array.get()).or_default() += 1,
+            JobRef::Job(_) => *arrays.entry(0).or_default() += 1,
+        }
+    }
+    assert!(arrays.values().all(|n| *n <= 5), "{arrays:?}");
+    assert!(arrays.len() >= 3, "{arrays:?}");
+    assert!(
+        status.failures.is_empty() && status.stopped.is_none(),
+        "{status:?}"
+    );
+    cluster.close().await.unwrap();
+}

@@ -1,0 +1,114 @@
+//! A pool against Slurm's limits, on the fake Slurm with time under test
+//! control: a per-user cap on submitted jobs, and arrays larger than the
+//! site takes. That Slurm itself refuses so is shown by
+//! `integration/slurm_site.rs`.
+
+use super::tests::{options, start, until};
+use crate::slurm::fake::FakeSlurm;
+use crate::slurm::SchedulerConfig;
+
+#[tokio::test(start_paused = true)]
+async fn a_cap_of_4_takes_4_of_8_waits_quietly_and_takes_the_rest_once_lifted() {
+    let fake = FakeSlurm::new();
+    fake.set_submit_cap(Some(4));
+    let (cluster, _dir) = start(&fake, options()).await;
+    cluster.scale(8);
+    until(&cluster, "4 jobs under the cap", || {
+        fake.active().len() == 4
+    })
+    .await;
+    let learned = fake.refused();
+    // An array of 8 was refused whole; halves found the room: 8, 4 (taken), 4, 2, 1.
+    assert!(learned <= 4, "{learned} refusals to find the cap");
+    let status = cluster.status();
+    let held = status.held_back.clone().unwrap_or_default();
+    assert!(
+        held.contains("holds the pool at 4 jobs, 4 more wait"),
+        "{held}"
+    );
+    assert!(held.contains("QOSMaxSubmitJobPerUserLimit"), "{held}");
+    assert!(
+        status.failures.is_empty() && status.stopped.is_none(),
+        "{status:?}"
+    );
+    // A minute at the cap: the tries come at 1, 2, 4, 8, 16 and 32 s.
+    cluster.rounds(60).await;
+    let waiting = fake.refused() - learned;
+    assert!(
+        (4..=7).contains(&waiting),
+        "{waiting} tries in a minute at the cap"
+    );
+    assert_eq!(cluster.status().limit_refusals, fake.refused());
+    fake.set_submit_cap(None);
+    until(&cluster, "all 8 once the cap is lifted", || {
+        fake.active().len() == 8
+    })
+    .await;
+    assert!(cluster.status().held_back.is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn arrays_larger_than_the_site_takes_are_split_and_the_size_learned() {
+    // As over slurmrestd: the settings do not say MaxArraySize.
+    let fake = FakeSlurm::new();
+    fake.set_max_array(Some(5));
+    let (cluster, _dir) = start(&fake, options()).await;
+    cluster.scale(12);
+    until(&cluster, "12 jobs", || fake.active().len() == 12).await;
+    let arrays: Vec<u32> = fake.submissions().iter().filter_map(|s| s.array).collect();
+    assert!(arrays.iter().all(|n| *n <= 5), "{arrays:?}");
+    assert_eq!(arrays.iter().sum::<u32>(), 12, "{arrays:?}");
+    // 12 and 6 refused; then arrays of 3 without another refusal.
+    assert_eq!(fake.refused(), 2);
+    assert!(cluster.status().failures.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn max_array_size_from_slurms_settings_splits_arrays_with_no_refusal() {
+    let fake = FakeSlurm::new();
+    fake.set_max_array(Some(5));
+    fake.set_scheduler(SchedulerConfig {
+        max_array_size: 5,
+        ..Default::default()
+    });
+    let (cluster, _dir) = start(&fake, options()).await;
+    cluster.scale(12);
+    until(&cluster, "12 jobs", || {
+        fake.pass();
+        fake.active().len() == 12
+    })
+    .await;
+    let arrays: Vec<u32> = fake.submissions().iter().filter_map(|s| s.array).collect();
+    assert_eq!(arrays, [5, 5, 2]);
+    assert_eq!(fake.refused(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_account_slurm_refuses_fails_the_start_before_anything_is_submitted() {
+    let fake = FakeSlurm::new();
+    fake.refuse_tests(Some(
+        "sbatch: error: Batch job submission failed: Invalid account or account/partition combination specified",
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let spec = crate::config::JobOptions::new()
+        .job_name("t")
+        .account("nosuch")
+        .log_directory(dir.path())
+        .drover_bin("/usr/bin/drover")
+        .build()
+        .unwrap();
+    let e = super::SlurmCluster::new(spec, options(), fake.clone())
+        .await
+        .err()
+        .expect("the start fails");
+    let words = e.to_string();
+    assert!(
+        words.contains("Invalid account or account/partition combination"),
+        "{words}"
+    );
+    assert_eq!(crate::exit::ExitStatus::exit_code(&e), crate::exit::USAGE);
+    assert!(fake.submissions().is_empty());
+    // A limit is no verdict on the job: the pool starts.
+    fake.refuse_tests(Some("sbatch: error: QOSMaxSubmitJobPerUserLimit"));
+    let (_cluster, _dir) = start(&fake, options()).await;
+}
