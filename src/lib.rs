@@ -5,6 +5,7 @@
 //! [`cluster`] (a pool of worker jobs, scaled up and down) ↔ [`scheduler`]
 //! ↔ [`worker`] (the control plane: the agent in each job registers with
 //! the scheduler over [`protocol`], using [`client`]) → [`tasks`] (the work).
+//! [`doctor`] checks a site before a pool relies on it.
 //! [`dask`] runs real Dask workers in a pool's jobs; [`net`] finds interface
 //! addresses; [`tls`] makes each cluster's certificate and pins it; [`exit`] says which exit status each error stands for.
 
@@ -14,6 +15,7 @@ pub mod client;
 pub mod cluster;
 pub mod config;
 pub mod dask;
+pub mod doctor;
 pub mod exit;
 pub mod journal;
 pub mod logfile;

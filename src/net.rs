@@ -52,6 +52,21 @@ pub fn interface_ipv4(name: &str) -> Result<Ipv4Addr, NetError> {
     }
 }
 
+/// Every interface's name and addresses, as the kernel lists them.
+pub fn interfaces() -> Vec<(String, IpAddr)> {
+    if_addrs::get_if_addrs()
+        .map(|all| all.into_iter().map(|i| (i.name.clone(), i.ip())).collect())
+        .unwrap_or_default()
+}
+
+/// The interface that holds `ip`, if one does.
+pub fn interface_of(ip: IpAddr) -> Option<String> {
+    interfaces()
+        .into_iter()
+        .find(|(_, a)| *a == ip)
+        .map(|(name, _)| name)
+}
+
 /// The local address this host would use to reach `peer` (a connected UDP
 /// socket sends nothing, but the kernel picks the route and its source).
 pub fn route_to(peer: IpAddr) -> Option<IpAddr> {

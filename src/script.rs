@@ -212,6 +212,13 @@ fn expanding_quote(word: &str) -> String {
 
 /// Renders the job script for `spec` with its template.
 pub fn render(spec: &JobSpec) -> Result<String, ScriptError> {
+    render_with_command(spec, worker_command(spec))
+}
+
+/// Renders `spec`'s script with `command` where the worker agent would
+/// start: the same directives, prologue and epilogue (`drover doctor`'s
+/// probe runs so).
+pub fn render_with_command(spec: &JobSpec, command: String) -> Result<String, ScriptError> {
     let (name, source) = match &spec.template {
         Some(path) => (
             path.display().to_string(),
@@ -225,7 +232,9 @@ pub fn render(spec: &JobSpec) -> Result<String, ScriptError> {
             DEFAULT_TEMPLATE.to_string(),
         ),
     };
-    render_template(&name, &source, &ScriptContext::new(spec))
+    let mut context = ScriptContext::new(spec);
+    context.worker_command = command;
+    render_template(&name, &source, &context)
 }
 
 /// Renders `source` (named `name` in errors) with `context`.

@@ -1,6 +1,7 @@
 //! Command-line interface: one module per subcommand.
 
 mod cluster;
+mod doctor;
 mod error;
 mod groups;
 mod job_script;
@@ -69,9 +70,14 @@ enum Command {
     /// Run or draw a graph file of tasks.
     #[command(subcommand)]
     Graph(tasks::GraphCommand),
+    /// Check a site before relying on it: Slurm, accounting, the partition's limits, the job script, and (with a probe job) that the nodes reach the scheduler.
+    Doctor(Box<doctor::DoctorArgs>),
     /// (internal) cancel a cluster's jobs once its driver process is gone.
     #[command(hide = true)]
     Reaper(jobs::ReaperArgs),
+    /// (internal) the probe job of `drover doctor`.
+    #[command(hide = true)]
+    Probe(doctor::ProbeArgs),
 }
 
 impl Cli {
@@ -106,6 +112,8 @@ pub async fn run(cli: Cli) -> CliResult {
         Command::Logs(args) => jobs::logs(args).await,
         Command::Cancel(args) => jobs::cancel(cli.config, args).await,
         Command::Reaper(args) => jobs::reaper(args).await,
+        Command::Doctor(args) => doctor::run(cli.config, *args).await,
+        Command::Probe(args) => doctor::probe(args).await,
         Command::Submit(args) => tasks::submit(*args).await,
         Command::Wait(args) => tasks::wait(args).await,
         Command::Task(c) => tasks::task(c).await,

@@ -17,7 +17,7 @@ mod error;
 mod groups;
 mod handle;
 mod listing;
-mod network;
+pub(crate) mod network;
 mod options;
 mod pace;
 mod pool;

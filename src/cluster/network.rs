@@ -32,30 +32,44 @@ fn route(node: &NodeAddress) -> Option<IpAddr> {
     crate::net::route_to(ip)
 }
 
-/// `bind`, with `Bind::Auto` resolved to an address.
-pub(crate) async fn resolve(bind: &Bind, slurm: &dyn Slurm, partition: Option<&str>) -> Bind {
-    if *bind != Bind::Auto {
-        return bind.clone();
-    }
+/// The local address that routes to most nodes of `partition`, with why;
+/// or why there is none.
+pub(crate) async fn routed(
+    slurm: &dyn Slurm,
+    partition: Option<&str>,
+) -> Result<(IpAddr, String), String> {
     let which = partition.unwrap_or("the default partition");
     match slurm.node_addresses(partition).await {
         Ok(nodes) if !nodes.is_empty() => {
             let routes: Vec<(String, Option<IpAddr>)> =
                 nodes.iter().map(|n| (n.name.clone(), route(n))).collect();
-            if let Some((ip, n)) = choose(&routes) {
-                tracing::info!(
-                    address = %ip,
-                    "scheduler address: the local address that routes to {n} of the {} nodes of {which}",
-                    nodes.len()
-                );
-                return Bind::Host(ip);
+            match choose(&routes) {
+                Some((ip, n)) => Ok((
+                    ip,
+                    format!(
+                        "the local address that routes to {n} of the {} nodes of {which}",
+                        nodes.len()
+                    ),
+                )),
+                None => Err(format!("no route to any node of {which}")),
             }
-            tracing::warn!("no route to any node of {which}; using the host name's address");
         }
-        Ok(_) => tracing::warn!("Slurm lists no nodes for {which}; using the host name's address"),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot ask Slurm for the nodes of {which}; using the host name's address")
+        Ok(_) => Err(format!("Slurm lists no nodes for {which}")),
+        Err(e) => Err(format!("cannot ask Slurm for the nodes of {which}: {e}")),
+    }
+}
+
+/// `bind`, with `Bind::Auto` resolved to an address.
+pub(crate) async fn resolve(bind: &Bind, slurm: &dyn Slurm, partition: Option<&str>) -> Bind {
+    if *bind != Bind::Auto {
+        return bind.clone();
+    }
+    match routed(slurm, partition).await {
+        Ok((ip, why)) => {
+            tracing::info!(address = %ip, "scheduler address: {why}");
+            return Bind::Host(ip);
         }
+        Err(why) => tracing::warn!("{why}; using the host name's address"),
     }
     match crate::net::host_address() {
         Some(ip) => {

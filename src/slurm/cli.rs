@@ -329,6 +329,66 @@ impl Slurm for SlurmCli {
         Ok(super::SchedulerConfig::parse(&out))
     }
 
+    async fn site(&self) -> Result<super::SiteInfo, SlurmError> {
+        let out = self
+            .run_ok("scontrol", &["show", "config"], None, &[])
+            .await?;
+        Ok(super::SiteInfo::parse(&out))
+    }
+
+    async fn partitions(&self) -> Result<Vec<super::PartitionInfo>, SlurmError> {
+        let out = self
+            .run_ok("scontrol", &["show", "partition", "-o"], None, &[])
+            .await?;
+        Ok(super::PartitionInfo::parse_all(&out))
+    }
+
+    /// Three `sacctmgr` calls: the user's associations, default account,
+    /// and every QOS's per-user limits.
+    async fn user_limits(&self) -> Result<Option<super::UserLimits>, SlurmError> {
+        let Some(user) = nix::unistd::User::from_uid(nix::unistd::getuid())
+            .ok()
+            .flatten()
+            .map(|u| u.name)
+        else {
+            return Ok(None);
+        };
+        let who = format!("user={user}");
+        let assoc = self
+            .run_ok(
+                "sacctmgr",
+                &[
+                    "-nP",
+                    "show",
+                    "assoc",
+                    &who,
+                    "format=Account,Partition,QOS,DefaultQOS,MaxSubmit,MaxJobs",
+                ],
+                None,
+                &[],
+            )
+            .await?;
+        let default = self
+            .run_ok(
+                "sacctmgr",
+                &["-nP", "show", "user", &user, "format=DefaultAccount"],
+                None,
+                &[],
+            )
+            .await?;
+        let qos = self
+            .run_ok(
+                "sacctmgr",
+                &["-nP", "show", "qos", "format=Name,MaxSubmitPU,MaxJobsPU"],
+                None,
+                &[],
+            )
+            .await?;
+        Ok(Some(super::UserLimits::parse(
+            &user, &assoc, &default, &qos,
+        )))
+    }
+
     fn calls(&self) -> u64 {
         self.calls.load(Ordering::Relaxed)
     }

@@ -13,6 +13,7 @@ pub mod fake;
 pub mod hostlist;
 mod job;
 pub mod rest;
+mod site;
 mod squeue;
 mod squeue_fields;
 
@@ -22,6 +23,7 @@ pub use connect::{backend, connect};
 pub use error::{Refusal, SlurmError};
 pub use job::{expand_tasks, JobId, JobInfo, JobRef, JobState};
 pub use rest::SlurmRest;
+pub use site::{Association, PartitionInfo, QosLimits, SiteInfo, UserLimits};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -103,6 +105,21 @@ pub trait Slurm: Send + Sync {
     /// how a pool sizes and paces its submissions.
     async fn scheduler_config(&self) -> Result<SchedulerConfig, SlurmError>;
 
+    /// Slurm's version and accounting, for `drover doctor`.
+    async fn site(&self) -> Result<SiteInfo, SlurmError> {
+        Ok(SiteInfo::default())
+    }
+
+    /// Every partition, with its limits.
+    async fn partitions(&self) -> Result<Vec<PartitionInfo>, SlurmError> {
+        Ok(Vec::new())
+    }
+
+    /// What accounting says this user may do (`None`: it does not say).
+    async fn user_limits(&self) -> Result<Option<UserLimits>, SlurmError> {
+        Ok(None)
+    }
+
     /// How many requests this backend has made of Slurm, for the status.
     fn calls(&self) -> u64;
 
@@ -170,6 +187,15 @@ impl<S: Slurm + ?Sized> Slurm for Arc<S> {
     }
     async fn scheduler_config(&self) -> Result<SchedulerConfig, SlurmError> {
         (**self).scheduler_config().await
+    }
+    async fn site(&self) -> Result<SiteInfo, SlurmError> {
+        (**self).site().await
+    }
+    async fn partitions(&self) -> Result<Vec<PartitionInfo>, SlurmError> {
+        (**self).partitions().await
+    }
+    async fn user_limits(&self) -> Result<Option<UserLimits>, SlurmError> {
+        (**self).user_limits().await
     }
     fn calls(&self) -> u64 {
         (**self).calls()

@@ -11,6 +11,7 @@
 
 mod answer;
 mod job_desc;
+mod site;
 mod token;
 mod transport;
 mod version;
@@ -26,8 +27,8 @@ use reqwest::Method;
 use tokio::sync::OnceCell;
 
 use super::{
-    JobId, JobInfo, JobRef, NodeAddress, SchedulerConfig, Slurm, SlurmError, SubmitOptions,
-    TestVerdict,
+    JobId, JobInfo, JobRef, NodeAddress, PartitionInfo, SchedulerConfig, SiteInfo, Slurm,
+    SlurmError, SubmitOptions, TestVerdict, UserLimits,
 };
 use crate::config::{PoolOptions, RestEndpoint};
 use transport::{Answer, Transport};
@@ -312,7 +313,9 @@ impl Slurm for SlurmRest {
                 j.array_job_id == array.get() && j.array_task_id == Some(task)
             }
         });
-        let now = crate::protocol::unix_ms() / 1000;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         Ok(found
             .filter(|j| j.time_limit.is_some_and(|t| t > 0))
             .and_then(|j| j.end_time)
@@ -345,6 +348,54 @@ impl Slurm for SlurmRest {
     async fn scheduler_config(&self) -> Result<SchedulerConfig, SlurmError> {
         self.version().await?;
         Ok(SchedulerConfig::default())
+    }
+
+    /// The release from `ping`; accounting on when slurmdbd's side of the
+    /// API answers.
+    async fn site(&self) -> Result<SiteInfo, SlurmError> {
+        let (command, ping) = self.ask(Method::GET, "/ping", None).await?;
+        let version = site::release(&command, &ping.body)?;
+        let db = format!("/slurmdb/{}/diag", self.version().await?.tag());
+        let accounting = match self.http.send(Method::GET, &db, None).await?.status {
+            200 => Some("accounting_storage/slurmdbd".to_string()),
+            _ => None,
+        };
+        Ok(SiteInfo {
+            version,
+            accounting,
+            ..Default::default()
+        })
+    }
+
+    async fn partitions(&self) -> Result<Vec<PartitionInfo>, SlurmError> {
+        let (command, a) = self.ask(Method::GET, "/partitions", None).await?;
+        match a.status {
+            200 => site::partitions(&command, &a.body),
+            s => Err(answer::failure(&command, s, &a.body)),
+        }
+    }
+
+    /// The user's associations and every QOS, from slurmdbd's side of the
+    /// API; `None` when it does not answer (no accounting).
+    async fn user_limits(&self) -> Result<Option<UserLimits>, SlurmError> {
+        let user = match self.http.token.current()? {
+            Some(t) => t.user,
+            None => return Ok(None),
+        };
+        let db = format!("/slurmdb/{}", self.version().await?.tag());
+        let assoc_path = format!("{db}/associations?user={user}");
+        let qos_path = format!("{db}/qos");
+        let assoc = self.http.send(Method::GET, &assoc_path, None).await?;
+        let qos = self.http.send(Method::GET, &qos_path, None).await?;
+        if assoc.status != 200 || qos.status != 200 {
+            return Ok(None);
+        }
+        site::user_limits(
+            &user,
+            (&format!("GET {assoc_path}"), &assoc.body),
+            (&format!("GET {qos_path}"), &qos.body),
+        )
+        .map(Some)
     }
 
     fn calls(&self) -> u64 {

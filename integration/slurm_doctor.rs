@@ -1,0 +1,204 @@
+//! `drover doctor` against the local Slurm: a healthy setup passes every
+//! check; a wrong interface, an address the nodes cannot reach, an
+//! unknown partition, a walltime above the partition's limit and a QOS
+//! cap each get the right verdict and fix. Run on both backends.
+
+mod common;
+
+use common::{bridge, drover, local_slurm, slurm_cmd, unique};
+
+/// `drover doctor ARGS`: its exit code and output.
+fn doctor(args: &[&str]) -> (Option<i32>, String) {
+    let mut all = vec!["doctor"];
+    all.extend_from_slice(args);
+    let out = drover(&all);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!text.is_empty(), "doctor printed nothing; stderr: {err}");
+    (out.status.code(), text)
+}
+
+/// The report's line for check `name` (`ok   name  detail`).
+fn line<'a>(report: &'a str, name: &str) -> &'a str {
+    report
+        .lines()
+        .find(|l| {
+            l.get(5..)
+                .is_some_and(|rest| rest.starts_with(&format!("{name} ")))
+        })
+        .unwrap_or_else(|| panic!("no {name} check in:\n{report}"))
+}
+
+/// The fix printed under check `name`.
+fn fix<'a>(report: &'a str, name: &str) -> &'a str {
+    let lines: Vec<&str> = report.lines().collect();
+    let at = lines.iter().position(|l| *l == line(report, name)).unwrap();
+    lines[at + 1..]
+        .iter()
+        .take_while(|l| l.starts_with("     "))
+        .find_map(|l| l.trim().strip_prefix("fix: "))
+        .unwrap_or_else(|| panic!("no fix for {name} in:\n{report}"))
+}
+
+#[test]
+fn a_healthy_setup_passes_every_check_and_is_suggested_as_it_is() {
+    if local_slurm("a_healthy_setup_passes_every_check").is_none() {
+        return;
+    }
+    let (code, report) = doctor(&[
+        "--interface",
+        "ib0",
+        "--scheduler-interface",
+        &bridge(),
+        "--account",
+        "drover",
+    ]);
+    assert_eq!(code, Some(0), "{report}");
+    assert!(report.contains("verdict: all 8 checks pass"), "{report}");
+    assert!(line(&report, "slurm").contains("Slurm 22.05"), "{report}");
+    let through = match common::over_rest() {
+        true => "reached through slurmrestd v0.0.38 at",
+        false => "reached through Slurm's commands",
+    };
+    assert!(line(&report, "slurm").contains(through), "{report}");
+    assert!(
+        line(&report, "accounting").contains("on (accounting_storage/slurmdbd"),
+        "{report}"
+    );
+    assert!(
+        line(&report, "network").contains("reached 10.77.0.1:"),
+        "{report}"
+    );
+    assert!(
+        line(&report, "interface").contains("has ib0 (10.77.0."),
+        "{report}"
+    );
+    assert!(report.contains("interface = \"ib0\""), "{report}");
+    assert!(
+        report.contains(&format!("scheduler-interface = \"{}\"", bridge())),
+        "{report}"
+    );
+}
+
+#[test]
+fn a_wrong_interface_fails_with_the_nodes_interfaces_and_the_right_one() {
+    if local_slurm("a_wrong_interface").is_none() {
+        return;
+    }
+    let (code, report) = doctor(&["--interface", "eth9", "--scheduler-interface", &bridge()]);
+    assert_eq!(code, Some(1), "{report}");
+    let l = line(&report, "interface");
+    assert!(
+        l.starts_with("FAIL")
+            && l.contains("no IPv4 address on `eth9`")
+            && l.contains("ib0 (10.77.0."),
+        "{report}"
+    );
+    assert_eq!(fix(&report, "interface"), "interface = \"ib0\"");
+    assert!(line(&report, "network").starts_with("ok"), "{report}");
+    assert!(
+        report.contains("interface = \"ib0\""),
+        "the suggestion mends it: {report}"
+    );
+}
+
+#[test]
+fn an_address_the_nodes_cannot_reach_fails_with_the_one_they_can() {
+    if local_slurm("an_address_the_nodes_cannot_reach").is_none() {
+        return;
+    }
+    let (code, report) = doctor(&["--interface", "ib0", "--scheduler-host", "127.0.0.1"]);
+    assert_eq!(code, Some(1), "{report}");
+    let l = line(&report, "network");
+    assert!(
+        l.starts_with("FAIL") && l.contains("could not reach 127.0.0.1:"),
+        "{report}"
+    );
+    assert!(
+        fix(&report, "network").starts_with(&format!("scheduler-interface = \"{}\"", bridge())),
+        "{report}"
+    );
+}
+
+#[test]
+fn an_unknown_partition_fails_with_slurms_words_and_no_probe_runs() {
+    if local_slurm("an_unknown_partition").is_none() {
+        return;
+    }
+    let (code, report) = doctor(&[
+        "--queue",
+        "nosuch",
+        "--interface",
+        "ib0",
+        "--scheduler-interface",
+        &bridge(),
+    ]);
+    assert_eq!(code, Some(1), "{report}");
+    let l = line(&report, "partition");
+    assert!(
+        l.starts_with("FAIL")
+            && l.contains("no partition nosuch; partitions: batch (default), small, big"),
+        "{report}"
+    );
+    assert_eq!(fix(&report, "partition"), "queue = \"batch\"");
+    let words = match common::over_rest() {
+        true => "Invalid partition name specified",
+        false => "invalid partition specified: nosuch",
+    };
+    assert!(
+        line(&report, "job script").starts_with("FAIL") && report.contains(words),
+        "{report}"
+    );
+    assert!(line(&report, "network").starts_with("skip"), "{report}");
+}
+
+#[test]
+fn limits_of_the_partition_and_a_qos_cap_are_told() {
+    if local_slurm("limits_of_the_partition_and_a_qos_cap").is_none() {
+        return;
+    }
+    let (code, report) = doctor(&["--queue", "small", "--walltime", "2h", "--no-probe"]);
+    assert_eq!(code, Some(1), "{report}");
+    assert!(
+        line(&report, "partition").contains("walltime 02:00:00 is above its time limit 01:00:00"),
+        "{report}"
+    );
+    assert_eq!(fix(&report, "partition"), "walltime = \"01:00:00\"");
+    assert!(report.contains("walltime = \"01:00:00\""), "{report}");
+    let qos = unique("drover-dq");
+    slurm_cmd(
+        "sacctmgr",
+        &["-i", "add", "qos", &qos, "MaxSubmitJobsPerUser=4"],
+    );
+    slurm_cmd(
+        "sacctmgr",
+        &[
+            "-i",
+            "modify",
+            "user",
+            "root",
+            "where",
+            "account=drover",
+            "set",
+            &format!("qos+={qos}"),
+        ],
+    );
+    let (code, report) = doctor(&[
+        "--account",
+        "drover",
+        "--qos",
+        &qos,
+        "--no-probe",
+        "--interface",
+        "ib0",
+        "--scheduler-interface",
+        &bridge(),
+    ]);
+    slurm_cmd("sacctmgr", &["-i", "delete", "qos", &qos]);
+    assert_eq!(code, Some(0), "{report}");
+    let l = line(&report, "limits");
+    assert!(
+        l.contains(&format!("QOS {qos}")) && l.contains("at most 4 jobs submitted at once"),
+        "{report}"
+    );
+}
