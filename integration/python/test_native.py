@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import textwrap
@@ -193,3 +194,23 @@ def test_a_pool_with_groups_sends_big_tasks_to_big_workers(workdir):
             c.submit("true", group="no spaces")
         status = c.status()
         assert [g.group for g in status.groups] == ["small", "big"]
+
+
+def test_a_pool_over_slurmrestd_runs_tasks_and_says_so(workdir):
+    url = os.environ.get("SLURMRESTD_URL")
+    token_file = os.environ.get("DROVER_TEST_JWT_FILE")
+    if not (url and token_file):
+        why = "no slurmrestd: SLURMRESTD_URL and DROVER_TEST_JWT_FILE unset (integration/run-all sets both)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(why)
+        pytest.skip(why)
+    settings = {"slurm_api": "rest", "slurmrestd": url, "slurm_jwt_file": token_file}
+    with cluster(n_workers=2, **settings) as c:
+        c.wait_for_workers(2, timeout=120)
+        outputs = c.gather(c.map("echo {}", range(10)), timeout=120)
+        assert [int(o) for o in outputs] == list(range(10))
+        status = c.status()
+        assert status.slurm_api.startswith("slurmrestd v0.0.38 at "), status.slurm_api
+        assert status.registered == 2
+    with pytest.raises(ValueError, match="slurmrestd"):
+        drover.SlurmCluster(slurm_api="rest", slurmrestd="http://10.0.0.5:6820")

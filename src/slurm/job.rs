@@ -250,6 +250,10 @@ pub struct JobInfo {
     pub exit_code: Option<i32>,
 }
 
+/// The most task indices one range expands to: Slurm's largest
+/// `MaxArraySize` (4,000,001). A longer one is no Slurm's, and stops there.
+const MAX_TASKS: usize = 4_000_001;
+
 /// Expands Slurm's array task ranges (`0-3,7,9-11%4`) into task indices.
 pub fn expand_tasks(spec: &str) -> Vec<u32> {
     let spec = spec.split('%').next().unwrap_or_default();
@@ -263,7 +267,8 @@ pub fn expand_tasks(spec: &str) -> Vec<u32> {
         match range.split_once('-') {
             Some((a, b)) => {
                 if let (Ok(a), Ok(b)) = (a.parse::<u32>(), b.parse::<u32>()) {
-                    out.extend((a..=b).step_by(step as usize));
+                    let room = MAX_TASKS.saturating_sub(out.len());
+                    out.extend((a..=b).step_by(step as usize).take(room));
                 }
             }
             None => {
@@ -335,5 +340,6 @@ mod tests {
         assert_eq!(expand_tasks("2-3"), vec![2, 3]);
         assert_eq!(expand_tasks("0-3,7,9-11%4"), vec![0, 1, 2, 3, 7, 9, 10, 11]);
         assert_eq!(expand_tasks("0-6:3"), vec![0, 3, 6]);
+        assert_eq!(expand_tasks("0-4294967295").len(), MAX_TASKS);
     }
 }
