@@ -461,3 +461,91 @@ fn a_multi_node_job_runs_an_agent_per_node_with_srun() {
         "{script}"
     );
 }
+
+#[test]
+fn bad_ways_to_reach_slurm_are_usage_errors_before_anything_is_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let loose = dir.path().join("loose-token");
+    std::fs::write(&loose, "a.b.c").unwrap();
+    std::fs::set_permissions(&loose, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let no_token: &[(&str, &str)] = &[("SLURM_JWT", "")];
+    let cases: &[Case] = &[
+        (
+            &["job-script", "--check", "--slurm-api", "soap"],
+            &[],
+            "`rest` (slurmrestd)",
+        ),
+        (
+            &[
+                "cancel",
+                "--cluster",
+                "ab12",
+                "--slurm-api",
+                "rest",
+                "--slurmrestd",
+                "http://10.0.0.5:6820",
+            ],
+            &[],
+            "unencrypted",
+        ),
+        (
+            &["job-script", "--check", "--slurm-api", "rest"],
+            &[("SLURMRESTD_URL", "")],
+            "SLURMRESTD_URL",
+        ),
+        (
+            &[
+                "job-script",
+                "--check",
+                "--slurm-api",
+                "rest",
+                "--slurmrestd",
+                "http://127.0.0.1:9",
+            ],
+            no_token,
+            "SLURM_JWT: it is empty",
+        ),
+        (
+            &[
+                "job-script",
+                "--check",
+                "--slurm-api",
+                "rest",
+                "--slurmrestd",
+                "http://127.0.0.1:9",
+                "--slurm-jwt-file",
+            ],
+            &[],
+            "--slurm-jwt-file",
+        ),
+        (
+            &[
+                "run",
+                "--slurm-api",
+                "rest",
+                "--slurmrestd",
+                "http://127.0.0.1:9",
+                "--slurm-jwt-file",
+                "loose-token",
+                "--",
+                "true",
+            ],
+            &[],
+            "may be read by other users",
+        ),
+        (
+            &["doctor", "--no-probe"],
+            &[("DROVER_SLURM_API", "grpc")],
+            "DROVER_SLURM_API",
+        ),
+    ];
+    for (args, env, expected) in cases {
+        let out = drover_env(args, dir.path(), env);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(expected),
+            "{args:?}: expected {expected:?} in: {err}"
+        );
+    }
+}

@@ -1,8 +1,10 @@
 //! Slurm's two backends side by side (`cargo bench --bench slurm_api`;
 //! issue 19), on the local Slurm, taking turns at going first:
 //!
-//! 1. scale(32): seconds from the scale request until 32 workers have
-//!    registered, over Slurm's commands and over slurmrestd;
+//! 1. the start of a pool (`SlurmCluster::new`: its scheduler, Slurm's
+//!    settings and, over the commands, the `sbatch --test-only` check of
+//!    its job), then scale(32): seconds from the scale request until 32
+//!    workers have registered, over Slurm's commands and over slurmrestd;
 //! 2. holding those 32 workers for a minute: the Slurm calls each backend
 //!    makes (commands run, or requests made) in that minute.
 //!
@@ -22,6 +24,7 @@ use drover::slurm::{Slurm, SlurmCli, SlurmRest};
 
 /// One backend's figures in one round.
 struct Round {
+    start_s: f64,
     scale_s: f64,
     calls_per_min: f64,
 }
@@ -58,8 +61,9 @@ fn main() {
             let r = rt.block_on(hold_pool(slurm, workers, hold, &conf, dir.path()));
             let name = if rest_first { "slurmrestd" } else { "commands" };
             println!(
-                "round {}: {name}: scale({workers}) {:.2} s; {:.1} Slurm calls per minute holding {workers} workers",
+                "round {}: {name}: start {:.3} s, scale({workers}) {:.2} s; {:.1} Slurm calls per minute holding {workers} workers",
                 round + 1,
+                r.start_s,
                 r.scale_s,
                 r.calls_per_min
             );
@@ -70,6 +74,8 @@ fn main() {
         }
     }
     let med = |v: &[Round], f: fn(&Round) -> f64| common::median(v.iter().map(f).collect());
+    let (cb, rb) = (med(&cli, |r| r.start_s), med(&over_rest, |r| r.start_s));
+    println!("start of a pool, median of {rounds}: slurmrestd {rb:.3} s, commands {cb:.3} s");
     let (cs, rs) = (med(&cli, |r| r.scale_s), med(&over_rest, |r| r.scale_s));
     let (cc, rc) = (
         med(&cli, |r| r.calls_per_min),
@@ -138,9 +144,11 @@ async fn hold_pool(
         .drover_bin(env!("CARGO_BIN_EXE_drover"))
         .build()
         .unwrap();
+    let started = Instant::now();
     let cluster = SlurmCluster::new(spec, common::cluster_options(conf), slurm)
         .await
         .unwrap();
+    let start_s = started.elapsed().as_secs_f64();
     let start = Instant::now();
     cluster.scale(workers);
     cluster
@@ -153,6 +161,7 @@ async fn hold_pool(
     let calls = cluster.status().slurm_calls - before;
     cluster.close().await.unwrap();
     Round {
+        start_s,
         scale_s,
         calls_per_min: calls as f64 * 60.0 / hold.as_secs_f64(),
     }

@@ -5,6 +5,7 @@
 
 mod gather;
 mod judge;
+mod network;
 pub mod probe;
 mod report;
 mod suggest;

@@ -265,7 +265,13 @@ pub fn submission(
             let (_, _, _, target) = OPTIONS[entry];
             match target {
                 Text(field) => {
-                    let value = value.unwrap_or_default();
+                    // What sbatch takes a bare optional-value option for
+                    // (checked: slurmrestd refuses an empty `exclusive`).
+                    let value = value.unwrap_or_else(|| match field {
+                        "exclusive" => "exclusive".into(),
+                        "nice" => "100".into(),
+                        _ => String::new(),
+                    });
                     let value = match (field, version.signals_batch_shell()) {
                         ("signal", false) => value.strip_prefix("B:").unwrap_or(&value).to_string(),
                         _ => value,
@@ -351,7 +357,7 @@ mod tests {
         // These versions' parser refuses B: (batch shell only).
         assert_eq!(job["signal"], "USR1@60");
         assert_eq!(job["comment"], "drover:abc");
-        assert_eq!(job["exclusive"], "");
+        assert_eq!(job["exclusive"], "exclusive");
         assert_eq!(job["qos"], "high prio");
         assert_eq!(job["array"], "0-3");
         assert_eq!(job["hold"], true);
