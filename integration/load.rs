@@ -35,6 +35,10 @@ async fn ten_thousand_simulated_workers_register_and_heartbeat() {
     let polls = Arc::new(AtomicUsize::new(0));
     // Everyone registers before anyone heartbeats, so all 10,000 are live at once.
     let registered = Arc::new(Barrier::new(WORKERS + 1));
+    // Each heartbeats until the observer has listed them all, so none has
+    // left by then (a worker done with its heartbeats before a slow
+    // listing was seen as Exited: a race in this test, not a loss).
+    let (listed, seen) = tokio::sync::watch::channel(false);
 
     let run = async {
         let mut tasks = tokio::task::JoinSet::new();
@@ -42,12 +46,15 @@ async fn ten_thousand_simulated_workers_register_and_heartbeat() {
             let client = client.clone();
             let polls = polls.clone();
             let registered = registered.clone();
+            let mut seen = seen.clone();
             tasks.spawn(async move {
                 let req = common::simulated::worker(i);
                 let reg = retry(|| client.register(&req)).await;
                 registered.wait().await;
                 let interval = Duration::from_millis(reg.heartbeat_interval_ms);
-                for _ in 0..HEARTBEATS {
+                let mut beats = 0;
+                while beats < HEARTBEATS || !*seen.borrow_and_update() {
+                    beats += 1;
                     match retry(|| client.poll(reg.worker_id, interval)).await {
                         Instruction::Continue { next_poll_ms } => {
                             tokio::time::sleep(Duration::from_millis(next_poll_ms)).await
@@ -66,6 +73,7 @@ async fn ten_thousand_simulated_workers_register_and_heartbeat() {
         let live = retry(|| client.workers()).await;
         assert_eq!(live.len(), WORKERS);
         assert!(live.iter().all(|w| w.state == WorkerState::Running));
+        listed.send(true).unwrap();
         while let Some(done) = tasks.join_next().await {
             done.expect("a simulated worker succeeds");
         }
@@ -74,7 +82,7 @@ async fn ten_thousand_simulated_workers_register_and_heartbeat() {
         .await
         .expect("the load test finishes within its time limit");
 
-    assert_eq!(polls.load(Ordering::Relaxed), WORKERS * HEARTBEATS);
+    assert!(polls.load(Ordering::Relaxed) >= WORKERS * HEARTBEATS);
     let workers = client.workers().await.unwrap();
     assert_eq!(
         workers.len(),
