@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use drover::protocol::{Instruction, WorkerState};
-use tokio::sync::Barrier;
 
 const WORKERS: usize = 10_000;
 const HEARTBEATS: usize = 3;
@@ -33,8 +32,12 @@ async fn ten_thousand_simulated_workers_register_and_heartbeat() {
     .await;
     let client = common::process::pooled_client(&file, WORKERS);
     let polls = Arc::new(AtomicUsize::new(0));
-    // Everyone registers before anyone heartbeats, so all 10,000 are live at once.
-    let registered = Arc::new(Barrier::new(WORKERS + 1));
+    // Each says when it has registered, and heartbeats from then on: the
+    // observer lists them once all 10,000 are live at once. (Waiting at a
+    // barrier instead, the first to register went silent while the last
+    // ones took their turn: in CI that took over the 60 s a worker may be
+    // silent, and the scheduler rightly declared them lost.)
+    let (registered, mut registrations) = tokio::sync::mpsc::unbounded_channel::<()>();
     // Each heartbeats until the observer has listed them all, so none has
     // left by then (a worker done with its heartbeats before a slow
     // listing was seen as Exited: a race in this test, not a loss).
@@ -50,7 +53,7 @@ async fn ten_thousand_simulated_workers_register_and_heartbeat() {
             tasks.spawn(async move {
                 let req = common::simulated::worker(i);
                 let reg = retry(|| client.register(&req)).await;
-                registered.wait().await;
+                let _ = registered.send(());
                 let interval = Duration::from_millis(reg.heartbeat_interval_ms);
                 let mut beats = 0;
                 while beats < HEARTBEATS || !*seen.borrow_and_update() {
@@ -66,7 +69,12 @@ async fn ten_thousand_simulated_workers_register_and_heartbeat() {
                 retry(|| client.deregister(reg.worker_id, "simulation over")).await;
             });
         }
-        registered.wait().await;
+        for _ in 0..WORKERS {
+            registrations
+                .recv()
+                .await
+                .expect("every simulated worker registers");
+        }
         // Asked as all 10,000 start polling at once: on 2 cores in a debug
         // build the 4 MB answer once took over the client's 10 s (CI),
         // so the observer retries like the workers do.

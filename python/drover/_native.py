@@ -405,6 +405,9 @@ class SlurmCluster:
         self.close()
 
     def __repr__(self) -> str:
+        # A cluster whose start failed has no pool to name.
+        if not hasattr(self, "_cluster"):
+            return "<drover.SlurmCluster (not started)>"
         return f"<drover.SlurmCluster {self._cluster.cluster_id} at {self.address}>"
 
 
