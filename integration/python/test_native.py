@@ -16,9 +16,9 @@ from conftest import PYTHON, REPO, squeue, until
 pytestmark = pytest.mark.usefixtures("no_jobs_left")
 
 
-def cluster(**settings):
+def cluster(n_workers=0, **settings):
     return drover.SlurmCluster(
-        **{"cores": 1, "memory": "256MB", "walltime": "00:10:00", **settings}
+        n_workers, **{"cores": 1, "memory": "256MB", "walltime": "00:10:00", **settings}
     )
 
 
@@ -81,11 +81,24 @@ def test_tasks_ask_for_memory_and_one_no_worker_can_hold_is_refused(workdir):
 
 
 def test_a_job_slurm_refuses_fails_the_start_with_slurms_words(workdir):
-    # More memory than any node has: `sbatch --test-only` refuses the job
-    # when the pool starts, so the constructor raises and nothing is queued
-    # (the no_jobs_left fixture checks squeue).
+    # More memory than any node has. Asked for workers at once, the pool
+    # asks `sbatch --test-only` as it starts, so the constructor raises and
+    # nothing is queued (the no_jobs_left fixture checks squeue).
     with pytest.raises(drover.ClusterError) as e:
-        cluster(memory="1000GB")
+        cluster(1, memory="1000GB")
+    message = str(e.value)
+    assert "sbatch" in message, message
+    assert "Requested node configuration is not available" in message, message
+
+
+def test_a_job_slurm_refuses_later_fails_the_wait_with_slurms_words(workdir):
+    # Made with no workers (to look at its job script, say), the cluster
+    # starts; its first scale is refused in Slurm's words, nothing queued.
+    with cluster(memory="1000GB") as c:
+        assert "#SBATCH" in c.job_script()
+        c.scale(1)
+        with pytest.raises(drover.ClusterError) as e:
+            c.wait_for_workers(1, timeout=60)
     message = str(e.value)
     assert "sbatch" in message, message
     assert "Requested node configuration is not available" in message, message

@@ -184,7 +184,9 @@ class SlurmCluster:
     ):
         job, pool = split_settings(settings, type(self).__name__)
         job.setdefault("drover_bin", binary())
-        self._cluster = _drover.Cluster(job, pool, groups=_groups(groups))
+        # Slurm is asked whether it takes the jobs at the start when some are
+        # wanted now, else at their first submission.
+        self._cluster = _drover.Cluster(job, pool, groups=_groups(groups), check=bool(n_workers))
         self._spec = self._cluster.spec
         _live.add(self)
         # A pool continued from its journal keeps the size it had.

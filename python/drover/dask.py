@@ -153,6 +153,10 @@ class SLURMCluster(Cluster):
         # Groups of Dask workers: drover's job settings over the others for
         # each; their GPUs and `worker_resources` become Dask resources.
         self._groups = _native._groups(groups)
+        # Slurm is asked at the start whether it takes the jobs only when
+        # some are wanted now: a cluster made to look at its job script
+        # starts whatever its queue (`job_script()`, `job_header`).
+        self._check_jobs = bool(n_workers)
         self._drover: Any = None
         self._pending_jobs: int | None = None
         self.security = resolved.security or Security()
@@ -175,7 +179,9 @@ class SLURMCluster(Cluster):
         try:
             self._drover = await loop.run_in_executor(
                 None,
-                lambda: _drover.Cluster(r.job, r.pool, r.dask_scheduler, False, self._groups),
+                lambda: _drover.Cluster(
+                    r.job, r.pool, r.dask_scheduler, False, self._groups, self._check_jobs
+                ),
             )
         except BaseException:
             self.status = Status.failed

@@ -52,8 +52,10 @@ impl Cluster {
     /// config files lie under the settings given.
     /// `groups`, a list of `(name, job settings)` pairs, makes a pool with
     /// groups: each group's jobs are `job` with its own settings on top.
+    /// With `check`, Slurm is asked at the start whether it would take the
+    /// jobs (else at their first submission).
     #[new]
-    #[pyo3(signature = (job, pool, dask=None, layered=true, groups=None))]
+    #[pyo3(signature = (job, pool, dask=None, layered=true, groups=None, check=true))]
     fn new(
         py: Python<'_>,
         job: &Bound<'_, PyDict>,
@@ -61,6 +63,7 @@ impl Cluster {
         dask: Option<&Bound<'_, PyDict>>,
         layered: bool,
         groups: Option<&Bound<'_, PyList>>,
+        check: bool,
     ) -> PyResult<Self> {
         let job = settings::job_options(job, layered)?;
         let pool = settings::pool_options(pool, layered)?;
@@ -77,6 +80,7 @@ impl Cluster {
         options.handle_signals = false;
         options.scheduler_file = spec.scheduler_file.clone();
         options.dask_scheduler = settings::dask_scheduler(dask)?;
+        options.check_jobs = check;
         let started = wait(py, async move {
             let slurm = drover::slurm::connect(&pool).await?;
             match groups {

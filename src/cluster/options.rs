@@ -73,6 +73,12 @@ pub struct ClusterOptions {
     /// jobs for a pool to come back on the journal, and the least time its
     /// workers wait for a scheduler.
     pub reattach_grace: Duration,
+    /// Ask Slurm at the start (`sbatch --test-only`) whether it would take
+    /// each group's job, failing the start with Slurm's words if not. Off,
+    /// the question waits for a group's first submission: a cluster made
+    /// only to look at its job script (as dask-jobqueue's users do) starts
+    /// whatever its partition.
+    pub check_jobs: bool,
 }
 
 impl ClusterOptions {
@@ -100,6 +106,7 @@ impl ClusterOptions {
             dask_scheduler: Default::default(),
             journal: None,
             reattach_grace: Duration::from_secs(60),
+            check_jobs: true,
         }
     }
 

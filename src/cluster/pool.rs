@@ -49,6 +49,9 @@ pub(crate) struct Pool {
     pub close_requested: Notify,
     /// Set once the site refused a job array.
     pub arrays_refused: AtomicBool,
+    /// Set once Slurm said it would take the pool's job (or could not
+    /// say): the `sbatch --test-only` before the first submission is done.
+    pub checked: AtomicBool,
     /// Set while the pool sizes itself to the work.
     pub adapt: Mutex<Option<Adaptive>>,
     /// The Dask side of a `dask` pool.

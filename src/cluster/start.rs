@@ -16,7 +16,7 @@ use super::{ClusterError, ClusterOptions};
 use crate::config::{Directive, JobSpec, SpecError, ValueError, WorkerKind};
 use crate::protocol::check_name;
 use crate::scheduler::Scheduler;
-use crate::slurm::{SchedulerConfig, Slurm, SlurmError};
+use crate::slurm::{SchedulerConfig, Slurm};
 
 /// One group of a pool with groups: its name and what its jobs are. Each
 /// group is sized on its own (`scale_group`, `adapt_group`).
@@ -105,8 +105,8 @@ pub(super) async fn start(
         let p = pool(&shared, group, spec, &mut dask).await?;
         pools.push(p);
     }
-    if shared.slurm.tests_without_submitting() && !shared.scheduler.restored() {
-        check_jobs(&pools, shared.slurm.as_ref()).await?;
+    if shared.options.check_jobs {
+        check_jobs(&pools).await?;
     }
     shared
         .scheduler
@@ -114,30 +114,12 @@ pub(super) async fn start(
     Ok(pools)
 }
 
-/// Asks Slurm (`sbatch --test-only`) whether it would take each group's
-/// job, so that an account, QOS or partition it refuses fails the start
-/// with Slurm's words before a single job is submitted. A limit (the user
-/// at a cap now) and Slurm not answering are no verdict on the job: the
-/// pool starts, and meets them as it submits.
-async fn check_jobs(pools: &[Pool], slurm: &dyn Slurm) -> Result<(), ClusterError> {
-    let verdicts =
-        futures_util::future::join_all(pools.iter().map(|p| slurm.test_submit(&p.script))).await;
-    for (pool, verdict) in pools.iter().zip(verdicts) {
-        let command = match &pool.group {
-            Some(g) => format!("sbatch --test-only (group {g})"),
-            None => "sbatch --test-only".to_string(),
-        };
-        let refused = match verdict {
-            Ok(v) if v.accepted => continue,
-            Ok(v) => SlurmError::failed(command, "refused".into(), v.message),
-            Err(e) => e,
-        };
-        if refused.is_transient() {
-            tracing::info!(error = %refused, "Slurm gave no verdict on the job; starting anyway");
-            continue;
-        }
-        return Err(refused.into());
-    }
+/// Asks Slurm whether it would take each group's job (see
+/// `Pool::check_job`), so that an account, QOS or partition it refuses
+/// fails the start with Slurm's words before a single job is submitted.
+async fn check_jobs(pools: &[Pool]) -> Result<(), ClusterError> {
+    let verdicts = futures_util::future::join_all(pools.iter().map(Pool::check_job)).await;
+    verdicts.into_iter().collect::<Result<Vec<()>, _>>()?;
     Ok(())
 }
 
@@ -251,6 +233,8 @@ async fn pool(
         rounds: shared.rounds.clone(),
         close_requested: Notify::new(),
         arrays_refused: AtomicBool::new(false),
+        // A pool back from its journal had its jobs taken already.
+        checked: AtomicBool::new(shared.scheduler.restored()),
         adapt: parking_lot::Mutex::new(None),
         dask,
         pacer: parking_lot::Mutex::new(super::pace::Pacer::new(shared.slurm_config)),

@@ -15,6 +15,10 @@ impl Pool {
     /// workers; should Slurm refuse that, once more without. Returns the
     /// jobs submitted.
     pub(crate) async fn submit(&self, n: usize) -> Vec<JobRef> {
+        if let Err(e) = self.check_job().await {
+            self.books().submit_failed(&e);
+            return Vec::new();
+        }
         let exclude = self.exclusions();
         let excluding = !exclude.is_empty();
         let mut jobs = Vec::new();
@@ -31,6 +35,39 @@ impl Pool {
             Ok(()) => {}
         }
         jobs
+    }
+
+    /// Asks Slurm (`sbatch --test-only`), once, whether it would take the
+    /// pool's job, so that an account, QOS or partition it refuses is an
+    /// error in Slurm's words with nothing submitted. A limit (the user at a
+    /// cap now) and Slurm not answering are no verdict on the job: the pool
+    /// goes on, and meets them as it submits. A backend that cannot ask
+    /// without submitting (slurmrestd) is not asked.
+    pub(crate) async fn check_job(&self) -> Result<(), SlurmError> {
+        if self.checked.load(Ordering::Relaxed) || !self.slurm.tests_without_submitting() {
+            return Ok(());
+        }
+        let command = match &self.group {
+            Some(g) => format!("sbatch --test-only (group {g})"),
+            None => "sbatch --test-only".to_string(),
+        };
+        let refused = match self.slurm.test_submit(&self.script).await {
+            Ok(v) if v.accepted => None,
+            Ok(v) => Some(SlurmError::failed(command, "refused".into(), v.message)),
+            Err(e) => Some(e),
+        };
+        match refused {
+            Some(e) if !e.is_transient() => Err(e),
+            Some(e) => {
+                tracing::info!(error = %e, "Slurm gave no verdict on the job; submitting anyway");
+                self.checked.store(true, Ordering::Relaxed);
+                Ok(())
+            }
+            None => {
+                self.checked.store(true, Ordering::Relaxed);
+                Ok(())
+            }
+        }
     }
 
     /// The nodes new jobs keep off now, with the user's own `--exclude`

@@ -112,3 +112,35 @@ async fn an_account_slurm_refuses_fails_the_start_before_anything_is_submitted()
     fake.refuse_tests(Some("sbatch: error: QOSMaxSubmitJobPerUserLimit"));
     let (_cluster, _dir) = start(&fake, options()).await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn unchecked_at_the_start_a_refused_job_is_asked_at_its_first_submission() {
+    // A cluster made to look at its job script starts whatever its queue;
+    // its first scale is then refused with Slurm's words, nothing submitted.
+    let fake = FakeSlurm::new();
+    fake.refuse_tests(Some("sbatch: error: invalid partition specified: regular"));
+    let mut o = options();
+    o.check_jobs = false;
+    let (cluster, _dir) = start(&fake, o).await;
+    cluster.scale(2);
+    let e = cluster
+        .wait_for_workers(2, std::time::Duration::from_secs(30))
+        .await
+        .expect_err("the wait fails");
+    let words = e.to_string();
+    assert!(
+        words.contains("invalid partition specified: regular"),
+        "{words}"
+    );
+    assert!(fake.submissions().is_empty());
+    // Once Slurm takes the job, the pool submits without asking again.
+    let fake2 = FakeSlurm::new();
+    let mut o = options();
+    o.check_jobs = false;
+    let (cluster, _dir) = start(&fake2, o).await;
+    cluster.scale(2);
+    until(&cluster, "2 jobs", || fake2.active().len() == 2).await;
+    fake2.refuse_tests(Some("sbatch: error: would be refused now"));
+    cluster.scale(3);
+    until(&cluster, "3 jobs", || fake2.active().len() == 3).await;
+}
