@@ -12,7 +12,20 @@ use std::process::Command;
 
 fn main() {
     println!("cargo:rerun-if-env-changed=PYO3_BUILD_EXTENSION_MODULE");
+    println!("cargo:rerun-if-env-changed=DROVER_WHEEL_BIN");
     if env::var_os("PYO3_BUILD_EXTENSION_MODULE").is_none() {
+        return;
+    }
+    let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets it"));
+    let bin = out.join("bin");
+    std::fs::create_dir_all(&bin).expect("OUT_DIR is writable");
+    // An executable built already (the test suite's, `slurm/python-env
+    // --dev`): carried as it is, with no second build of drover.
+    if let Some(built) = env::var_os("DROVER_WHEEL_BIN") {
+        let built = PathBuf::from(built);
+        println!("cargo:rerun-if-changed={}", built.display());
+        std::fs::copy(&built, bin.join("drover"))
+            .unwrap_or_else(|e| panic!("DROVER_WHEEL_BIN={}: {e}", built.display()));
         return;
     }
     let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets it"));
@@ -23,7 +36,6 @@ fn main() {
     for watched in ["src", "templates", "Cargo.toml", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
-    let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets it"));
     // A target directory of its own: the outer build holds the lock on
     // the workspace's, and the two would wait on each other.
     let target = root.join("target").join("wheel-bin");
@@ -45,8 +57,6 @@ fn main() {
         .status()
         .expect("cargo runs");
     assert!(status.success(), "building the drover executable failed");
-    let bin = out.join("bin");
-    std::fs::create_dir_all(&bin).expect("OUT_DIR is writable");
     std::fs::copy(target.join("release").join("drover"), bin.join("drover"))
         .expect("the drover executable was built");
 }

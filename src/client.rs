@@ -532,6 +532,14 @@ impl SchedulerClient {
             .map(drop)
     }
 
+    /// A one-time code that logs a browser in to the status page.
+    pub async fn dashboard_code(&self) -> Result<crate::protocol::DashboardCode, ClientError> {
+        let v = self
+            .post::<(), _>(paths::DASHBOARD_CODE, Body::None, None, REQUEST_SLACK)
+            .await?;
+        self.expect(v)
+    }
+
     /// Every worker the scheduler knows.
     pub async fn workers(&self) -> Result<Vec<WorkerInfo>, ClientError> {
         self.get(paths::WORKERS, &(), None, REQUEST_SLACK).await

@@ -1,6 +1,7 @@
 //! Command-line interface: one module per subcommand.
 
 mod cluster;
+mod dashboard;
 mod doctor;
 mod error;
 mod groups;
@@ -45,6 +46,8 @@ enum Command {
     Scheduler(scheduler::SchedulerArgs),
     /// Show the workers of a cluster.
     Status(status::StatusArgs),
+    /// Print a URL that logs a browser in to the pool's live status page (its last line).
+    Dashboard(dashboard::DashboardArgs),
     /// Ask workers to finish and leave (their jobs end COMPLETED).
     Retire(retire::RetireArgs),
     /// Run a pool of workers on Slurm.
@@ -104,6 +107,7 @@ pub async fn run(cli: Cli) -> CliResult {
         Command::Worker(args) => worker::run(*args).await,
         Command::Scheduler(args) => scheduler::run(cli.config, args).await,
         Command::Status(args) => status::run(args).await,
+        Command::Dashboard(args) => dashboard::run(args).await,
         Command::Retire(args) => retire::run(args).await,
         Command::Cluster(c) => cluster::run(cli.config, c).await,
         Command::Run(args) => run::run(cli.config, *args).await,

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use comfy_table::{presets::NOTHING, Table};
 use drover::client::SchedulerClient;
 use drover::config::Timeout;
-use drover::protocol::{unix_ms, ClusterStatus, SchedulerFile, WorkerInfo};
+use drover::protocol::{short_duration, unix_ms, ClusterStatus, SchedulerFile, WorkerInfo};
 
 use super::error::{CliResult, Context};
 
@@ -150,6 +150,11 @@ fn headline(c: &ClusterStatus) -> String {
     if let Some(h) = &c.held_back {
         out.push_str(&format!("held back: {h}\n"));
     }
+    // The newest start-up failures (the page shows their log tails).
+    let skip = c.failures.len().saturating_sub(3);
+    for f in c.failures.iter().skip(skip) {
+        out.push_str(&format!("failed: {f}\n"));
+    }
     if let Some(d) = &c.dask {
         let seen = d
             .workers
@@ -170,8 +175,10 @@ fn jobs_table(c: &ClusterStatus) -> Table {
     let mut t = Table::new();
     let grouped = !c.groups.is_empty();
     let mut header = vec![
-        "JOB", "STATE", "REASON", "NODE", "WORKER", "ADDRESS", "EXIT", "ACTION", "LOG",
+        "JOB", "STATE", "REASON", "NODE", "AGE", "LEFT", "WORKER", "ADDRESS", "EXIT", "ACTION",
+        "LOG",
     ];
+    let now = unix_ms();
     if grouped {
         header.insert(1, "GROUP");
     }
@@ -197,6 +204,8 @@ fn jobs_table(c: &ClusterStatus) -> Table {
             j.state.to_string(),
             j.reason.clone().unwrap_or_default(),
             j.node.clone().unwrap_or_default(),
+            j.age_s.map(short_duration).unwrap_or_default(),
+            j.time_left_s(now).map(short_duration).unwrap_or_default(),
             workers,
             addresses,
             j.exit_code.map(|c| c.to_string()).unwrap_or_default(),

@@ -114,6 +114,7 @@ fn job_status(pool: &Pool, r: &JobRecord, workers: Vec<WorkerInfo>) -> JobStatus
             None => None,
         },
         group: pool.group.clone(),
+        age_s: Some(r.submitted_at.elapsed().as_secs()),
     }
 }
 

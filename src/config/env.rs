@@ -143,6 +143,16 @@ pub const ENV_VARS: &[EnvVar] = &[
         key: "reattach-grace",
         default: "60s",
     },
+    EnvVar {
+        name: "DROVER_PAGE_REFRESH",
+        key: "page-refresh",
+        default: "2s",
+    },
+    EnvVar {
+        name: "DROVER_TIMELINE_INTERVAL",
+        key: "timeline-interval",
+        default: "10s",
+    },
 ];
 
 /// A variable's text as the TOML value a config file would hold: a whole

@@ -140,6 +140,10 @@ pub struct PoolOptions {
     /// With `journal`: rewrite it as a snapshot once it has grown by this
     /// much (and by at least the last snapshot's size).
     pub journal_compact_after: Option<crate::config::Memory>,
+    /// How often an open status page is brought up to date.
+    pub page_refresh: Option<Timeout>,
+    /// How often the status page's timeline takes a sample of the pool.
+    pub timeline_interval: Option<Timeout>,
 }
 
 macro_rules! overlay_pool {
@@ -159,7 +163,7 @@ impl PoolOptions {
             dask_start_timeout, dask_scheduler_file, heartbeat_interval, missed_heartbeats,
             max_held_polls, slurm_timeout, slurm_api, slurmrestd, slurm_jwt_file, max_connections, max_connections_per_peer,
             handshake_timeout, connection_idle_timeout, max_output_memory, journal, reattach_grace,
-            journal_compact_after,
+            journal_compact_after, page_refresh, timeline_interval,
         )
     }
 }

@@ -57,6 +57,20 @@ pub struct JobStatus {
     /// The pool group it belongs to, in a pool with groups.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
+    /// Seconds since it was submitted (or since the pool took it over).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub age_s: Option<u64>,
+}
+
+impl JobStatus {
+    /// Seconds until the first of its workers' allocations ends, while it
+    /// is active and a worker said when.
+    pub fn time_left_s(&self, now_ms: u64) -> Option<u64> {
+        let end = self.workers.iter().filter_map(|w| w.allocation_end).min()?;
+        self.state
+            .is_active()
+            .then(|| end.saturating_mul(1000).saturating_sub(now_ms) / 1000)
+    }
 }
 
 /// Why a pool has a job fewer than it asked for: a job that ended before
@@ -266,6 +280,7 @@ mod tests {
             log: PathBuf::new(),
             action: None,
             group: None,
+            age_s: None,
         }
     }
 

@@ -8,6 +8,7 @@
 mod cluster;
 mod file;
 mod ids;
+mod page;
 pub mod paths;
 mod resources;
 mod tasks;
@@ -18,6 +19,7 @@ pub use cluster::{
 };
 pub use file::{DaskEndpoint, DaskTls, SchedulerFile, SchedulerFileError};
 pub use ids::{ClusterId, IdError, TaskId, Token, WorkerId};
+pub use page::{short_duration, DashboardCode, LogChunk, PageUpdate, Sample};
 pub use resources::{
     check_name, check_resources, parse_gpus, parse_resource, Offer, ResourceError, WorkerShape,
     MAX_GPUS, NAME_FORM,

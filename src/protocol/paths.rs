@@ -29,6 +29,23 @@ pub const CLUSTER_SCALE: &str = "/v1/cluster/scale";
 /// `POST`: close the cluster: retire workers, cancel jobs, stop.
 pub const CLUSTER_CLOSE: &str = "/v1/cluster/close";
 
+/// `POST`: a one-time code that logs a browser in to the status page.
+pub const DASHBOARD_CODE: &str = "/v1/dashboard/code";
+/// The status page (session cookie or token).
+pub const UI: &str = "/ui";
+/// `GET /ui/login?code=C`: trade a one-time code for a session cookie.
+pub const UI_LOGIN: &str = "/ui/login";
+/// `GET`: the live part of the page, as an open page polls for it.
+pub const UI_UPDATE: &str = "/ui/update";
+/// `GET`: the page's script.
+pub const UI_SCRIPT: &str = "/ui/page.js";
+/// `GET`: the page's style sheet.
+pub const UI_STYLE: &str = "/ui/page.css";
+/// `GET`: a worker's (or a job's) own page, with its log.
+pub const UI_WORKER: &str = "/ui/workers/{name}";
+/// `GET ...?from=N`: the log of a worker's job from byte N on.
+pub const UI_WORKER_LOG: &str = "/ui/workers/{name}/log";
+
 /// A worker's path: `template` with `{id}` replaced.
 pub fn worker(template: &str, id: WorkerId) -> String {
     template.replace("{id}", &id.0.to_string())

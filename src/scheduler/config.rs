@@ -76,6 +76,10 @@ pub struct SchedulerConfig {
     /// Bytes the journal grows by before it is rewritten as a snapshot
     /// (and at least as many as the last snapshot has).
     pub journal_compact_after: u64,
+    /// How often an open status page is brought up to date.
+    pub page_refresh: Duration,
+    /// How often the status page's timeline samples the pool.
+    pub timeline_interval: Duration,
 }
 
 /// Default growth of the journal before it is compacted.
@@ -115,6 +119,8 @@ impl SchedulerConfig {
             max_output_memory: crate::tasks::outputs::DEFAULT_MAX_OUTPUT_MEMORY,
             journal: None,
             journal_compact_after: DEFAULT_JOURNAL_COMPACT_AFTER,
+            page_refresh: Duration::from_secs(2),
+            timeline_interval: Duration::from_secs(10),
         }
     }
 
@@ -166,6 +172,12 @@ impl SchedulerConfig {
         if let Some(t) = pool.connection_idle_timeout {
             self.connection_idle_timeout = Some(t.duration());
         }
+        if let Some(t) = pool.page_refresh {
+            self.page_refresh = t.duration();
+        }
+        if let Some(t) = pool.timeline_interval {
+            self.timeline_interval = t.duration();
+        }
         self.validated()
     }
 
@@ -180,6 +192,21 @@ impl SchedulerConfig {
                     "a duration of 10 ms or more, such as `5s`",
                 ),
             ));
+        }
+        for (field, value) in [
+            ("page-refresh", self.page_refresh),
+            ("timeline-interval", self.timeline_interval),
+        ] {
+            if value < Duration::from_millis(100) {
+                return Err(SpecError::invalid(
+                    field,
+                    ValueError::new(
+                        &format!("{value:?}"),
+                        "it is shorter than 100 ms",
+                        "a duration of 100 ms or more, such as `2s`",
+                    ),
+                ));
+            }
         }
         if self.missed_heartbeats < 2 {
             return Err(SpecError::invalid(
@@ -210,6 +237,15 @@ impl SchedulerConfig {
             ));
         }
         Ok(self)
+    }
+
+    /// Timeline samples kept: the last 6 hours' worth, at most 20,000.
+    pub fn timeline_samples(&self) -> usize {
+        let six_hours = Duration::from_secs(6 * 3600).as_millis();
+        let every = self.timeline_interval.as_millis().max(1);
+        usize::try_from(six_hours / every)
+            .unwrap_or(20_000)
+            .clamp(60, 20_000)
     }
 
     /// How long a worker may be silent before it is lost.

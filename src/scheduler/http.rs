@@ -40,11 +40,14 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route(paths::CLUSTER, get(cluster_status))
         .route(paths::CLUSTER_SCALE, post(cluster_scale))
         .route(paths::CLUSTER_CLOSE, post(cluster_close))
+        .route(paths::DASHBOARD_CODE, post(super::page::dashboard_code))
         // Above every extractor's own limit: a body this large is refused
         // before it is read whole. Reports are split to fit (`client`).
         .layer(DefaultBodyLimit::max(paths::MAX_BODY))
         .layer(middleware::from_fn_with_state(shared.clone(), durable))
         .layer(middleware::from_fn_with_state(shared.clone(), authenticate))
+        // The status page has its own way in (a session cookie).
+        .merge(super::page::router(shared.clone()))
         .layer(middleware::from_fn_with_state(
             shared.clone(),
             refuse_when_stopped,

@@ -9,6 +9,7 @@ mod control;
 mod http;
 mod journal;
 mod ops;
+mod page;
 mod registry;
 mod serve;
 mod snapshot;
@@ -138,6 +139,8 @@ pub(crate) struct Shared {
     pub(crate) stopped: AtomicBool,
     /// Notified by `stop`, so held polls end at once.
     pub(crate) stopping: Notify,
+    /// The status page's sessions, timeline and latest update.
+    pub(crate) page: page::Page,
 }
 
 impl Shared {
@@ -207,6 +210,7 @@ impl Scheduler {
             j.restore(&mut registry, &cluster_id, &token, cert.as_ref(), addr)
                 .await?;
         }
+        let page = page::Page::new(config.timeline_samples(), cert.is_some());
         let shared = Arc::new(Shared {
             cluster_id,
             token,
@@ -221,6 +225,7 @@ impl Scheduler {
             dask: Mutex::new(None),
             stopped: AtomicBool::new(false),
             stopping: Notify::new(),
+            page,
         });
         let tls_on = cert.is_some();
         let tls = cert
@@ -553,6 +558,8 @@ async fn watch_heartbeats(shared: Arc<Shared>) {
             None => std::future::pending().await,
         }
     };
+    let mut sample = tokio::time::interval(shared.config.timeline_interval);
+    sample.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = tick.tick() => {
@@ -560,6 +567,7 @@ async fn watch_heartbeats(shared: Arc<Shared>) {
                     shared.changed();
                 }
             }
+            _ = sample.tick() => page::sample(&shared),
             () = compaction() => {
                 shared.registry().compact_if_due();
             }

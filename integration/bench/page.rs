@@ -1,0 +1,329 @@
+//! The status page (`cargo bench --bench page`; issue 20), on the local
+//! Slurm, side by side in one run:
+//!
+//! 1. page weight (the page, its script and style sheet) and time to first
+//!    render in headless Chromium (the page parsed and its chart drawn, as
+//!    the page's script records it) for a pool of 1,000 held jobs, against
+//!    one of 10;
+//! 2. the CPU the process holding a 32-worker pool (and its scheduler)
+//!    uses with 5 pages open against none, taking turns at going first.
+//!    The 5 pages are 5 pollers in a child process asking for the page's
+//!    update every refresh (what an open page asks for), not 5 browsers,
+//!    so that their asking costs this process nothing.
+//!
+//! Under `cargo test` it is a smoke run (small sizes, short windows): its
+//! figures are no measurement.
+
+mod common;
+
+use std::io::Read;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use drover::cluster::SlurmCluster;
+use drover::slurm::{Slurm, SlurmCli};
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(at) = args.iter().position(|a| a == "--poll-pages") {
+        return poll_pages(&args[at + 1..]);
+    }
+    let measuring = args.iter().any(|a| a == "--bench");
+    let (big, workers, window, rounds) = match measuring {
+        true => (1000, 32, Duration::from_secs(60), 2),
+        false => (20, 2, Duration::from_secs(3), 1),
+    };
+    if !measuring {
+        println!("smoke run (cargo test): small sizes, the figures below are not measurements");
+    }
+    let Some(browser) = chromium() else {
+        return;
+    };
+    let conf = std::env::var("SLURM_CONF").unwrap_or_else(|_| common::CONF.into());
+    let rt = common::runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let slurm: Arc<dyn Slurm> = Arc::new(SlurmCli::new().with_conf(&conf));
+    common::drained(&conf);
+    let small = rt.block_on(page_of(slurm.clone(), 10, &conf, dir.path(), &browser));
+    common::drained(&conf);
+    let large = rt.block_on(page_of(slurm.clone(), big, &conf, dir.path(), &browser));
+    println!(
+        "page weight: {big} jobs {:.1} KiB, 10 jobs {:.1} KiB ({:.1}x); time to first render: {big} jobs {:.0} ms, 10 jobs {:.0} ms ({:.2}x)",
+        large.bytes as f64 / 1024.0,
+        small.bytes as f64 / 1024.0,
+        large.bytes as f64 / small.bytes as f64,
+        large.render_ms,
+        small.render_ms,
+        large.render_ms / small.render_ms.max(1.0),
+    );
+    common::drained(&conf);
+    let (none, five) = rt.block_on(cpu_with_pages(
+        slurm,
+        workers,
+        window,
+        rounds,
+        &conf,
+        dir.path(),
+    ));
+    println!(
+        "CPU of the pool's process holding {workers} workers: 5 pages open {:.2} s/min, none {:.2} s/min ({:.2}x)",
+        five,
+        none,
+        five / none.max(1e-9)
+    );
+}
+
+/// Debian's Chromium (`integration/browser/install`), or `None` with a
+/// note; under `CI=true` its absence fails the run.
+fn chromium() -> Option<std::path::PathBuf> {
+    let found = std::env::var_os("PATH")
+        .map(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join("chromium"))
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default()
+        .into_iter()
+        .find(|p| p.is_file());
+    if found.is_none() {
+        let why = "no chromium on PATH (integration/browser/install)";
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{why}; under CI=true benchmarks never skip"
+        );
+        println!("SKIPPED: {why}");
+    }
+    found
+}
+
+fn spec(name: &str, dir: &std::path::Path, held: bool) -> drover::config::JobSpec {
+    let directives = if held {
+        vec!["--hold".to_string()]
+    } else {
+        Vec::new()
+    };
+    drover::config::JobOptions::new()
+        .job_name(name)
+        .cores(1u32)
+        .memory("100MB".parse::<drover::config::Memory>().unwrap())
+        .interface("ib0")
+        .log_directory(dir)
+        .job_extra_directives(directives)
+        .drover_bin(env!("CARGO_BIN_EXE_drover"))
+        .build()
+        .unwrap()
+}
+
+struct PageFigures {
+    bytes: usize,
+    render_ms: f64,
+}
+
+/// A pool of `jobs` held jobs: its page's weight, and the time Chromium
+/// takes to render it (median of 3 loads).
+async fn page_of(
+    slurm: Arc<dyn Slurm>,
+    jobs: usize,
+    conf: &str,
+    dir: &std::path::Path,
+    browser: &std::path::Path,
+) -> PageFigures {
+    let mut options = common::cluster_options(conf);
+    options.arrays = true;
+    let cluster = SlurmCluster::new(spec("bench-page", dir, true), options, slurm)
+        .await
+        .unwrap();
+    cluster.scale(jobs);
+    let start = Instant::now();
+    while cluster.status().jobs.len() < jobs {
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "{jobs} jobs not listed"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let http = drover::tls::http_client_builder(cluster.scheduler().fingerprint())
+        .build()
+        .unwrap();
+    let base = cluster.scheduler().url();
+    let token = cluster.scheduler().token().expose().to_string();
+    let mut bytes = 0;
+    for path in ["/ui", "/ui/page.js", "/ui/page.css"] {
+        let body = http
+            .get(format!("{base}{path}"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert!(body.status().is_success(), "{path}: {}", body.status());
+        bytes += body.bytes().await.unwrap().len();
+    }
+    let mut times = Vec::new();
+    for _ in 0..3 {
+        let code: drover::protocol::DashboardCode = http
+            .post(format!("{base}/v1/dashboard/code"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let url = format!("{base}/ui/login?code={}", code.code);
+        let dom = dump_dom(browser, &url);
+        let shown = dom.matches("data-job=\"").count();
+        assert_eq!(shown, jobs, "the page lists {shown} of {jobs} jobs");
+        let ms = dom
+            .split("data-first-render-ms=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .and_then(|n| n.parse::<f64>().ok())
+            .expect("the page recorded its first render");
+        times.push(ms);
+    }
+    cluster.close().await.unwrap();
+    PageFigures {
+        bytes,
+        render_ms: common::median(times),
+    }
+}
+
+/// The DOM once the page has loaded, in headless Chromium (real time).
+fn dump_dom(browser: &std::path::Path, url: &str) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let out = common::run_ok(
+        std::process::Command::new("timeout")
+            .arg("120")
+            .arg(browser)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--ignore-certificate-errors",
+                "--dump-dom",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg(url),
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// CPU seconds per minute of this process (the pool and its scheduler)
+/// with no page open and with 5, `rounds` windows of each.
+async fn cpu_with_pages(
+    slurm: Arc<dyn Slurm>,
+    workers: usize,
+    window: Duration,
+    rounds: usize,
+    conf: &str,
+    dir: &std::path::Path,
+) -> (f64, f64) {
+    let cluster = SlurmCluster::new(
+        spec("bench-page-cpu", dir, false),
+        common::cluster_options(conf),
+        slurm,
+    )
+    .await
+    .unwrap();
+    cluster.scale(workers);
+    cluster
+        .wait_for_workers(workers, Duration::from_secs(300))
+        .await
+        .unwrap();
+    let (mut none, mut five) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        for open in [round % 2 == 1, round % 2 == 0] {
+            let readers = open.then(|| {
+                let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+                    .args([
+                        "--poll-pages",
+                        &cluster.scheduler().url(),
+                        cluster.scheduler().token().expose(),
+                        &cluster.scheduler().fingerprint().unwrap().to_string(),
+                        "5",
+                        &cluster
+                            .scheduler()
+                            .config()
+                            .page_refresh
+                            .as_millis()
+                            .to_string(),
+                    ])
+                    .stdout(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                // The child says once each of its 5 pollers had an update.
+                let mut ready = [0u8; 6];
+                child
+                    .stdout
+                    .as_mut()
+                    .unwrap()
+                    .read_exact(&mut ready)
+                    .unwrap();
+                common::KillOnDrop(child)
+            });
+            let cpu = cpu_seconds();
+            tokio::time::sleep(window).await;
+            let per_min = (cpu_seconds() - cpu) * 60.0 / window.as_secs_f64();
+            drop(readers);
+            println!(
+                "round {}: {} pages open: {per_min:.2} CPU s/min",
+                round + 1,
+                if open { 5 } else { 0 }
+            );
+            match open {
+                true => five.push(per_min),
+                false => none.push(per_min),
+            }
+        }
+    }
+    cluster.close().await.unwrap();
+    (common::median(none), common::median(five))
+}
+
+/// This process's user and system CPU time so far.
+fn cpu_seconds() -> f64 {
+    let u = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF).unwrap();
+    let t = |v: nix::sys::time::TimeVal| v.tv_sec() as f64 + v.tv_usec() as f64 / 1e6;
+    t(u.user_time()) + t(u.system_time())
+}
+
+/// The child: `N` pollers of the page's update at `URL` with `TOKEN` (its
+/// certificate pinned to `PIN`), each every `REFRESH_MS` as an open page
+/// asks, until killed; says "ready\n" once each had an update.
+fn poll_pages(args: &[String]) {
+    let (url, token) = (args[0].clone(), args[1].clone());
+    let pin: drover::tls::Fingerprint = args[2].parse().unwrap();
+    let n = args[3].parse::<usize>().unwrap();
+    let every = Duration::from_millis(args[4].parse().unwrap());
+    let rt = common::runtime();
+    rt.block_on(async {
+        let http = drover::tls::http_client_builder(Some(pin)).build().unwrap();
+        let get = |http: reqwest::Client, url: String, token: String| async move {
+            let r = http
+                .get(format!("{url}/ui/update"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap();
+            assert!(r.status().is_success());
+            r.bytes().await.unwrap();
+        };
+        for _ in 0..n {
+            get(http.clone(), url.clone(), token.clone()).await;
+        }
+        println!("ready");
+        let mut pollers = Vec::new();
+        for _ in 0..n {
+            let (http, url, token) = (http.clone(), url.clone(), token.clone());
+            pollers.push(tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    get(http.clone(), url.clone(), token.clone()).await;
+                }
+            }));
+        }
+        for p in pollers {
+            let _ = p.await;
+        }
+    });
+}

@@ -1,0 +1,307 @@
+//! The status page on the real local Slurm, looked at in headless Chromium
+//! (Debian's, from `integration/browser/install`): the jobs listed (a
+//! screenshot is kept), the pending reason of a job held with `scontrol
+//! hold`, a worker's page showing its log's latest line, the chart drawn,
+//! live updates arriving, no way in without a login, and a job cancelled
+//! from outside shown as Slurm has it.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::{exclusive, local_slurm, log_dir, run_ok, slurm_cmd, test_cluster_options, test_job};
+use drover::cluster::SlurmCluster;
+use drover::slurm::JobState;
+
+/// Debian's Chromium, or `None` (with a note) when it is not installed.
+/// Under `CI=true` a missing browser fails the test.
+fn chromium() -> Option<PathBuf> {
+    let found = std::env::var_os("PATH")
+        .map(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join("chromium"))
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default()
+        .into_iter()
+        .find(|p| p.is_file());
+    if found.is_none() {
+        let why = "no chromium on PATH (install it with integration/browser/install)";
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{why}; under CI=true integration tests never skip"
+        );
+        eprintln!("SKIPPED {why}");
+    }
+    found
+}
+
+/// Chromium, headless, on `url`, with `args` (`--dump-dom`, `--screenshot`):
+/// its stdout. The scheduler's certificate is its own, so it is not
+/// checked here (`drover dashboard` prints its fingerprint for people).
+fn browse(browser: &Path, url: &str, args: &[&str]) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let out = run_ok(
+        Command::new("timeout")
+            .arg("90")
+            .arg(browser)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--ignore-certificate-errors",
+                "--virtual-time-budget=5000",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .args(args)
+            .arg(url),
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A login URL from `drover dashboard` (its last line), sending the
+/// browser on to `next`.
+fn login_url(scheduler_file: &Path, next: &str) -> String {
+    let out = common::drover(&[
+        "dashboard",
+        "--scheduler-file",
+        scheduler_file.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let url = text.lines().last().expect("a URL").to_string();
+    assert!(
+        url.starts_with("https://") && url.contains("/ui/login?code="),
+        "{text}"
+    );
+    format!("{url}&next={next}")
+}
+
+/// The page's table row of `job`, as the DOM has it.
+fn row<'a>(dom: &'a str, job: &str) -> Option<&'a str> {
+    let at = dom.find(&format!("data-job=\"{job}\""))?;
+    let end = dom[at..].find("</tr>").map_or(dom.len(), |e| at + e);
+    Some(&dom[at..end])
+}
+
+/// Text as the DOM serializes it.
+fn escaped(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_page_in_a_real_browser() {
+    let Some(slurm) = local_slurm("status_page") else {
+        return;
+    };
+    let Some(browser) = chromium() else {
+        return;
+    };
+    let _serial = exclusive().await;
+    let logs = log_dir();
+    let mut options = test_cluster_options();
+    options.scheduler.page_refresh = Duration::from_millis(500);
+    options.scheduler.timeline_interval = Duration::from_millis(500);
+    // A whole node a job: two run, the third waits for Resources.
+    let spec = test_job("drover-page", 16, logs.path()).build().unwrap();
+    let cluster = SlurmCluster::new(spec, options, slurm).await.unwrap();
+    cluster.scale(3);
+    cluster
+        .wait_for_workers(2, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let file = cluster.scheduler_file().to_path_buf();
+
+    // No way in without a login.
+    let http = drover::tls::http_client_builder(cluster.scheduler().fingerprint())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let base = cluster.scheduler().url();
+    for path in [
+        "/ui",
+        "/ui/update",
+        "/ui/workers/w1",
+        "/ui/login?code=guess",
+    ] {
+        let r = http.get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(r.status(), 401, "{path}");
+    }
+    let used = login_url(&file, "/ui");
+    let first = http.get(&used).send().await.unwrap();
+    assert_eq!(first.status(), 303);
+    let cookie = first.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(
+        cookie.contains("HttpOnly")
+            && cookie.contains("SameSite=Strict")
+            && cookie.contains("Secure"),
+        "{cookie}"
+    );
+    let again = http.get(&used).send().await.unwrap();
+    assert_eq!(again.status(), 401, "a login code is good once");
+
+    // The waiting job, held from outside: its reason is Slurm's own.
+    let pending = cluster
+        .status()
+        .jobs
+        .into_iter()
+        .find(|j| j.state == JobState::Pending)
+        .expect("a pending job");
+    let held = pending.job.to_string();
+    slurm_cmd("scontrol", &["hold", &held]);
+    let reason = loop {
+        let r = slurm_cmd("squeue", &["-h", "-j", &held, "-o", "%r"]);
+        let shown = cluster
+            .status()
+            .jobs
+            .iter()
+            .find(|j| j.job.to_string() == held)
+            .and_then(|j| j.reason.clone());
+        if r.trim().starts_with("JobHeld") && shown.as_deref() == Some(r.trim()) {
+            break r.trim().to_string();
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+
+    // Tasks by state: 20 that succeed and one that fails.
+    let client = cluster.client();
+    let mut tasks: Vec<drover::tasks::TaskSpec> = (0..20)
+        .map(|_| drover::tasks::TaskSpec {
+            argv: vec!["true".into()],
+            ..Default::default()
+        })
+        .collect();
+    tasks.push(drover::tasks::TaskSpec {
+        argv: vec!["false".into()],
+        ..Default::default()
+    });
+    let ids = client.submit(&tasks).await.unwrap();
+    client
+        .wait_tasks(Some(&ids), Duration::from_millis(100))
+        .await
+        .unwrap();
+
+    let dom = browse(&browser, &login_url(&file, "/ui"), &["--dump-dom"]);
+    assert!(
+        dom.contains("20 succeeded") && dom.contains("1 failed"),
+        "{dom}"
+    );
+    let status = cluster.status();
+    for j in &status.jobs {
+        let r = row(&dom, &j.job.to_string())
+            .unwrap_or_else(|| panic!("job {} not listed: {dom}", j.job));
+        assert!(
+            r.contains(&format!("<td class=\"state\">{}</td>", j.state)),
+            "{r}"
+        );
+    }
+    assert!(row(&dom, &held).unwrap().contains(&reason), "{dom}");
+    let drawn = dom
+        .split("data-drawn=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .and_then(|n| n.parse::<usize>().ok())
+        .unwrap_or_else(|| panic!("the chart was not drawn: {dom}"));
+    assert!(drawn >= 2, "{drawn} samples drawn");
+    assert!(
+        dom.contains("data-updates=\""),
+        "no live update reached the page: {dom}"
+    );
+
+    // The screenshot, kept as the test's artifact.
+    let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let shot = artifacts.join("status-page.png");
+    let _ = std::fs::remove_file(&shot);
+    browse(
+        &browser,
+        &login_url(&file, "/ui"),
+        &[
+            &format!("--screenshot={}", shot.display()),
+            "--window-size=1280,1000",
+        ],
+    );
+    let size = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);
+    assert!(
+        size > 10_000,
+        "screenshot {} is {size} bytes",
+        shot.display()
+    );
+    eprintln!("status page screenshot: {}", shot.display());
+
+    // A worker's page shows its log's latest line.
+    let running = status
+        .jobs
+        .iter()
+        .find(|j| j.state == JobState::Running && !j.workers.is_empty())
+        .unwrap();
+    let worker = running.workers[0].name.clone();
+    let latest = std::fs::read_to_string(&running.log).unwrap();
+    let latest = latest
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap()
+        .to_string();
+    let page = browse(
+        &browser,
+        &login_url(&file, &format!("/ui/workers/{worker}")),
+        &["--dump-dom"],
+    );
+    assert!(
+        page.contains(&escaped(&latest)),
+        "{latest:?} not on {worker}'s page: {page}"
+    );
+
+    // A job cancelled from outside: the page has it as Slurm has it.
+    // By its array form (`14_0`): Slurm 22.05 refuses `scancel` of an
+    // array task's own job id while the array has a task pending.
+    let victim = running
+        .job_id
+        .expect("a running job has its id")
+        .to_string();
+    slurm_cmd("scancel", &[&running.job.to_string()]);
+    let gone = |s: &drover::protocol::ClusterStatus| {
+        s.jobs
+            .iter()
+            .filter(|j| j.job_id.map(|i| i.to_string()) == Some(victim.clone()))
+            .all(|j| !j.state.is_active())
+    };
+    let start = std::time::Instant::now();
+    while !gone(&cluster.status()) {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "job {victim} still active after scancel: {:#?}",
+            cluster.status().jobs
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let dom = browse(&browser, &login_url(&file, "/ui"), &["--dump-dom"]);
+    let status = cluster.status();
+    for j in &status.jobs {
+        let r = row(&dom, &j.job.to_string())
+            .unwrap_or_else(|| panic!("job {} not listed: {dom}", j.job));
+        if !j.state.is_active() || j.job.to_string() == held {
+            assert!(
+                r.contains(&format!("<td class=\"state\">{}</td>", j.state)),
+                "{r}"
+            );
+        }
+    }
+    if let Some(v) = status
+        .jobs
+        .iter()
+        .find(|j| j.job_id.map(|i| i.to_string()) == Some(victim.clone()))
+    {
+        assert!(!v.state.is_active(), "{v:?}");
+    }
+    cluster.close().await.unwrap();
+}

@@ -1,0 +1,64 @@
+//! What the status page and `drover dashboard` exchange with the
+//! scheduler: a one-time login code, the timeline's samples, and the live
+//! updates the page receives.
+
+use serde::{Deserialize, Serialize};
+
+/// A one-time code that logs a browser in to the status page
+/// (`POST /v1/dashboard/code`, with the cluster's token).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DashboardCode {
+    /// The code, for `/ui/login?code=...`.
+    pub code: String,
+    /// How long it stays good, in seconds. It is good once.
+    pub expires_in_s: u64,
+}
+
+/// The pool at one instant, as the timeline chart draws it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sample {
+    /// When (Unix milliseconds).
+    pub at_ms: u64,
+    /// Jobs pending in Slurm.
+    pub pending: u32,
+    /// Jobs running.
+    pub running: u32,
+    /// Workers registered and live.
+    pub workers: u32,
+    /// Tasks running.
+    pub tasks_running: u32,
+    /// Tasks ended so far (succeeded, failed or cancelled).
+    pub tasks_ended: u64,
+}
+
+/// One live update of the status page (`GET /ui/update`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PageUpdate {
+    /// The live part of the page, rendered (escaped) HTML.
+    pub html: String,
+    /// The newest sample of the timeline, for the chart.
+    pub sample: Option<Sample>,
+}
+
+/// A stretch of a worker's log, for a page that follows it
+/// (`GET /ui/workers/{name}/log?from=N`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogChunk {
+    /// The byte offset it starts at (later than asked when the log grew
+    /// by more than a chunk: the bytes between were skipped).
+    pub from: u64,
+    /// The offset to ask from next.
+    pub to: u64,
+    /// The bytes, as text (invalid UTF-8 replaced).
+    pub text: String,
+}
+
+/// A span of seconds as the page and `drover status` show it: `42s`,
+/// `3m05s`, `1h02m`.
+pub fn short_duration(s: u64) -> String {
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, s / 60 % 60),
+    }
+}

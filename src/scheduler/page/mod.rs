@@ -1,0 +1,56 @@
+//! The status page the scheduler serves (`/ui`): the pool live, its jobs
+//! with their pending reasons, its tasks, recent errors, a timeline chart,
+//! and a page per worker following its log. A browser gets in with a
+//! one-time code (`drover dashboard`); the page only reads.
+
+mod login;
+mod logs;
+mod render;
+mod routes;
+mod timeline;
+mod view;
+
+pub(crate) use routes::{dashboard_code, router};
+
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use super::Shared;
+
+/// What the page keeps between requests.
+pub(crate) struct Page {
+    logins: Mutex<login::Logins>,
+    timeline: Mutex<timeline::Timeline>,
+    /// The latest live update, shared by every open page while fresh.
+    update: Mutex<Option<(tokio::time::Instant, Arc<str>)>>,
+    /// Whether the scheduler serves TLS (the cookie is then `Secure`).
+    tls: bool,
+}
+
+impl Page {
+    pub(crate) fn new(samples: usize, tls: bool) -> Self {
+        Page {
+            logins: Mutex::new(login::Logins::default()),
+            timeline: Mutex::new(timeline::Timeline::new(samples)),
+            update: Mutex::new(None),
+            tls,
+        }
+    }
+}
+
+/// Adds a sample of the pool as it is now to the timeline.
+pub(crate) fn sample(shared: &Shared) {
+    let cluster = shared.cluster_status.lock().clone().and_then(|f| f());
+    let (workers, tasks) = {
+        let registry = shared.registry();
+        (registry.live(), registry.tasks.counts())
+    };
+    let s = timeline::sample(
+        crate::protocol::unix_ms(),
+        cluster.as_ref(),
+        workers,
+        &tasks,
+    );
+    shared.page.timeline.lock().push(s);
+}

@@ -1,0 +1,277 @@
+//! The page's HTTP face: the login, the page and the update it polls for,
+//! a worker's page and its log, each behind a session (or the token).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use subtle::ConstantTimeEq;
+
+use super::{login, logs, render, timeline, view, Shared};
+use crate::protocol::{paths, DashboardCode, PageUpdate};
+
+/// The longest worker or job name looked up.
+const MAX_NAME: usize = 256;
+
+/// The page's routes (the scheduler's router gives them their state).
+pub(crate) fn router(shared: Arc<Shared>) -> Router<Arc<Shared>> {
+    let behind_login = Router::new()
+        .route(paths::UI, get(index))
+        .route(paths::UI_UPDATE, get(live_update))
+        .route(paths::UI_SCRIPT, get(script))
+        .route(paths::UI_STYLE, get(style))
+        .route(paths::UI_WORKER, get(worker_page))
+        .route(paths::UI_WORKER_LOG, get(worker_log))
+        .layer(middleware::from_fn_with_state(shared.clone(), logged_in));
+    Router::new()
+        .route(paths::UI_LOGIN, get(login))
+        .merge(behind_login)
+        .layer(middleware::map_response(guarded))
+}
+
+/// `POST /v1/dashboard/code` (with the token): a one-time login code.
+pub(crate) async fn dashboard_code(State(shared): State<Arc<Shared>>) -> Json<DashboardCode> {
+    let code = shared
+        .page
+        .logins
+        .lock()
+        .new_code(std::time::Instant::now());
+    Json(DashboardCode {
+        code: code.expose().to_string(),
+        expires_in_s: login::CODE_LIFETIME.as_secs(),
+    })
+}
+
+/// Headers that keep the page to itself: its own scripts and styles
+/// only, never framed, never cached, no referrer (a login URL carries a
+/// code).
+async fn guarded(mut response: Response) -> Response {
+    let h = response.headers_mut();
+    let csp = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
+               img-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(csp),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// Lets through a request with a live session cookie, or the token.
+async fn logged_in(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let headers = request.headers();
+    let cookie = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(login::session_cookie);
+    let session = cookie.is_some_and(|s| {
+        shared
+            .page
+            .logins
+            .lock()
+            .is_session(s, std::time::Instant::now())
+    });
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|t| bool::from(t.as_bytes().ct_eq(shared.token.expose().as_bytes())));
+    if session || token {
+        return next.run(request).await;
+    }
+    refused(&shared, peer, request.uri().path(), "no session")
+}
+
+fn refused(shared: &Shared, peer: SocketAddr, path: &str, why: &'static str) -> Response {
+    shared.refusals.note(
+        |suppressed| tracing::warn!(%peer, path, why, suppressed, "refused a status page request"),
+    );
+    let text =
+        "Not logged in: run `drover dashboard --scheduler-file FILE` and open the URL it prints.\n";
+    (StatusCode::UNAUTHORIZED, text).into_response()
+}
+
+#[derive(Deserialize)]
+struct LoginQuery {
+    code: String,
+    /// The page to show once logged in (one of the status page's own).
+    next: Option<String>,
+}
+
+/// Trades a one-time code for a session cookie, then shows the page.
+async fn login(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Query(q): Query<LoginQuery>,
+) -> Response {
+    let session = (q.code.len() <= 128)
+        .then(|| {
+            shared
+                .page
+                .logins
+                .lock()
+                .redeem(&q.code, std::time::Instant::now())
+        })
+        .flatten();
+    let Some(session) = session else {
+        return refused(
+            &shared,
+            peer,
+            paths::UI_LOGIN,
+            "unknown, used or expired code",
+        );
+    };
+    let cookie = login::set_cookie(&session, shared.page.tls);
+    let next = q.next.filter(|n| login::is_page_path(n));
+    (
+        StatusCode::SEE_OTHER,
+        [
+            (
+                header::LOCATION,
+                next.unwrap_or_else(|| paths::UI.to_string()),
+            ),
+            (header::SET_COOKIE, cookie),
+        ],
+    )
+        .into_response()
+}
+
+/// The page's facts now, and the pool's sample for this instant.
+fn look(shared: &Shared) -> (view::View, crate::protocol::Sample) {
+    let cluster = shared.cluster_status.lock().clone().and_then(|f| f());
+    let (workers, tasks, live) = {
+        let registry = shared.registry();
+        let workers = match cluster {
+            Some(_) => Vec::new(),
+            None => registry.list(),
+        };
+        (workers, registry.tasks.counts(), registry.live())
+    };
+    let now = crate::protocol::unix_ms();
+    let current = timeline::sample(now, cluster.as_ref(), live, &tasks);
+    let rate = shared
+        .page
+        .timeline
+        .lock()
+        .rate_per_minute(&current, 60_000);
+    let view = view::view(cluster.as_ref(), &workers, tasks, rate, now);
+    (view, current)
+}
+
+async fn index(State(shared): State<Arc<Shared>>) -> Html<String> {
+    let (view, current) = look(&shared);
+    let mut samples = shared.page.timeline.lock().all();
+    samples.push(current);
+    Html(render::index(&view, &samples, shared.config.page_refresh))
+}
+
+/// The live update every open page polls for, made once per refresh
+/// however many pages are open.
+fn update(shared: &Shared) -> Arc<str> {
+    let fresh = shared.config.page_refresh / 2;
+    if let Some((at, u)) = shared.page.update.lock().as_ref() {
+        if at.elapsed() < fresh {
+            return u.clone();
+        }
+    }
+    let (view, current) = look(shared);
+    let update = PageUpdate {
+        html: render::live(&view),
+        sample: Some(current),
+    };
+    let json: Arc<str> = serde_json::to_string(&update).unwrap_or_default().into();
+    *shared.page.update.lock() = Some((tokio::time::Instant::now(), json.clone()));
+    json
+}
+
+/// `GET /ui/update`: what an open page polls for, every `page-refresh`.
+async fn live_update(State(shared): State<Arc<Shared>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        update(&shared).to_string(),
+    )
+        .into_response()
+}
+
+async fn script() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        render::SCRIPT,
+    )
+}
+
+async fn style() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        render::STYLE,
+    )
+}
+
+const NOT_FOUND: (StatusCode, &str) = (StatusCode::NOT_FOUND, "no such worker or job\n");
+
+/// The job behind a worker's (or job's) name, as its page shows it, and
+/// its log; `None` when the pool knows no such name.
+fn job_of(shared: &Shared, name: &str) -> Option<(view::JobView, std::path::PathBuf)> {
+    if name.len() > MAX_NAME {
+        return None;
+    }
+    let cluster = shared.cluster_status.lock().clone().and_then(|f| f())?;
+    let job = cluster.job_for(name)?;
+    Some((
+        view::job_view(job, crate::protocol::unix_ms()),
+        job.log.clone(),
+    ))
+}
+
+async fn worker_page(
+    State(shared): State<Arc<Shared>>,
+    Path(name): Path<String>,
+) -> Result<Html<String>, (StatusCode, &'static str)> {
+    let (job, path) = job_of(&shared, &name).ok_or(NOT_FOUND)?;
+    let log = {
+        let path = path.clone();
+        tokio::task::spawn_blocking(move || logs::tail(&path))
+            .await
+            .map_err(|_| NOT_FOUND)?
+    };
+    let shown = path.display().to_string();
+    Ok(Html(render::worker(&name, Some(&job), &shown, &log)))
+}
+
+#[derive(Deserialize)]
+struct LogQuery {
+    #[serde(default)]
+    from: u64,
+}
+
+async fn worker_log(
+    State(shared): State<Arc<Shared>>,
+    Path(name): Path<String>,
+    Query(q): Query<LogQuery>,
+) -> Result<Json<crate::protocol::LogChunk>, (StatusCode, &'static str)> {
+    let (_, path) = job_of(&shared, &name).ok_or(NOT_FOUND)?;
+    tokio::task::spawn_blocking(move || logs::read_from(&path, q.from))
+        .await
+        .map(Json)
+        .map_err(|_| NOT_FOUND)
+}

@@ -1,0 +1,106 @@
+// drover's status page: draws the timeline chart, then keeps the page
+// live by asking the scheduler for its update every refresh (a worker's
+// page follows its log). No library: a few tables and one canvas.
+"use strict";
+
+// Drawn in this order: jobs running over workers, as they are often equal.
+const colours = { workers: "#2b5fb4", pending: "#c98a00", running: "#1f7a3a", tasks_running: "#8a3fb0" };
+
+function draw(canvas, samples) {
+  const ctx = canvas.getContext("2d");
+  const w = canvas.width, h = canvas.height, pad = 28;
+  ctx.clearRect(0, 0, w, h);
+  ctx.font = "11px sans-serif";
+  ctx.fillStyle = "#6b6b70";
+  if (samples.length === 0) {
+    ctx.fillText("no samples yet", pad, h / 2);
+    canvas.dataset.drawn = "0";
+    return;
+  }
+  const t0 = samples[0].at_ms, t1 = Math.max(samples[samples.length - 1].at_ms, t0 + 1);
+  let top = 1;
+  for (const s of samples) top = Math.max(top, s.pending, s.running, s.workers, s.tasks_running);
+  const x = (t) => pad + (w - 2 * pad) * (t - t0) / (t1 - t0);
+  const y = (v) => h - pad - (h - 2 * pad) * v / top;
+  ctx.strokeStyle = "#e3e3e8";
+  ctx.beginPath(); ctx.moveTo(pad, y(0)); ctx.lineTo(w - pad, y(0)); ctx.moveTo(pad, y(top)); ctx.lineTo(w - pad, y(top)); ctx.stroke();
+  ctx.fillText(String(top), 4, y(top) + 4);
+  ctx.fillText("0", 4, y(0) + 4);
+  const span = Math.round((t1 - t0) / 1000);
+  ctx.fillText(span >= 120 ? Math.round(span / 60) + " min ago" : span + " s ago", pad, h - 8);
+  ctx.fillText("now", w - pad - 20, h - 8);
+  for (const key of Object.keys(colours)) {
+    ctx.strokeStyle = colours[key];
+    ctx.lineWidth = key === "workers" ? 4 : 2;
+    ctx.beginPath();
+    samples.forEach((s, i) => (i === 0 ? ctx.moveTo(x(s.at_ms), y(s[key])) : ctx.lineTo(x(s.at_ms), y(s[key]))));
+    ctx.stroke();
+  }
+  canvas.dataset.drawn = String(samples.length);
+}
+
+function pool() {
+  const canvas = document.getElementById("chart");
+  const samples = JSON.parse(document.getElementById("timeline").textContent);
+  draw(canvas, samples);
+  document.body.dataset.firstRenderMs = String(Math.round(performance.now()));
+  const live = document.getElementById("live");
+  const connection = document.getElementById("connection");
+  const every = Number(document.body.dataset.refreshMs || 2000);
+  const poll = async () => {
+    try {
+      const r = await fetch("/ui/update", { credentials: "same-origin", cache: "no-store" });
+      if (!r.ok) throw new Error(r.status === 401 ? "logged out: run drover dashboard" : String(r.status));
+      const update = await r.json();
+      live.innerHTML = update.html;
+      const s = update.sample;
+      if (s && (samples.length === 0 || s.at_ms > samples[samples.length - 1].at_ms)) {
+        samples.push(s);
+        if (samples.length > 5000) samples.shift();
+        draw(canvas, samples);
+      }
+      connection.textContent = "live";
+      connection.className = "meta";
+      document.body.dataset.updates = String(Number(document.body.dataset.updates || 0) + 1);
+    } catch (e) {
+      connection.textContent = "not updating (" + e.message + ")";
+      connection.className = "meta lost";
+    }
+    setTimeout(poll, every);
+  };
+  setTimeout(poll, every);
+}
+
+function worker() {
+  const log = document.getElementById("log");
+  const connection = document.getElementById("connection");
+  const url = document.body.dataset.log;
+  let offset = Number(log.dataset.offset || 0);
+  const follow = async () => {
+    try {
+      const r = await fetch(url + "?from=" + offset, { credentials: "same-origin" });
+      if (!r.ok) throw new Error(String(r.status));
+      const chunk = await r.json();
+      if (chunk.from > offset) log.textContent += "\n[… " + (chunk.from - offset) + " bytes skipped …]\n";
+      if (chunk.text) {
+        const atEnd = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
+        log.textContent += chunk.text;
+        if (atEnd) log.scrollTop = log.scrollHeight;
+      }
+      offset = chunk.to;
+      log.dataset.offset = String(offset);
+      connection.textContent = "following";
+      connection.className = "meta";
+    } catch (e) {
+      connection.textContent = "log unavailable (" + e.message + ")";
+      connection.className = "meta lost";
+    }
+    setTimeout(follow, 1000);
+  };
+  setTimeout(follow, 1000);
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  if (document.body.dataset.page === "worker") worker();
+  else pool();
+});
