@@ -431,3 +431,79 @@ async fn status_watch_redraws_with_the_tasks_and_ends_when_the_scheduler_is_gone
     assert_eq!(status.0.code(), Some(1), "{}", status.1);
     assert!(status.1.contains("no longer answers"), "{}", status.1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_page_lets_in_only_a_fresh_code_or_its_session() {
+    let s = scheduler().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = publish(&s, dir.path());
+    let http = drover::tls::http_client_builder(s.fingerprint())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let base = s.url();
+    let get = |path: String, cookie: Option<String>| {
+        let mut r = http.get(format!("{base}{path}"));
+        if let Some(c) = cookie {
+            r = r.header("cookie", c);
+        }
+        r.send()
+    };
+    // No session, a made-up session, a made-up or oversized code: 401.
+    let forged = format!("drover_session={}", Token::generate().expose());
+    for (path, cookie) in [
+        ("/ui".to_string(), None),
+        ("/ui/update".to_string(), Some(forged.clone())),
+        ("/ui/login?code=nope".to_string(), None),
+        (format!("/ui/login?code={}", "a".repeat(5_000)), None),
+    ] {
+        let r = get(path.clone(), cookie).await.unwrap();
+        assert!(
+            r.status() == 401 || r.status() == 431,
+            "{path}: {}",
+            r.status()
+        );
+    }
+    // `drover dashboard` prints the URL last; it sends the browser on only
+    // to the page's own paths, never to another site.
+    let out = Command::new(env!("CARGO_BIN_EXE_drover"))
+        .args(["dashboard", "--scheduler-file"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let url = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .unwrap()
+        .to_string();
+    let path = url.strip_prefix(&base).expect("the URL is the scheduler's");
+    let r = get(format!("{path}&next=//evil.example/ui"), None)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/ui");
+    let cookie = r.headers()["set-cookie"].to_str().unwrap();
+    let session = cookie.split(';').next().unwrap().to_string();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
+    // The session opens the page and its update; the code is spent.
+    let page = get("/ui".into(), Some(session.clone())).await.unwrap();
+    assert_eq!(page.status(), 200);
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    assert!(page.text().await.unwrap().contains("id=\"chart\""));
+    let update = get("/ui/update".into(), Some(session)).await.unwrap();
+    let update: drover::protocol::PageUpdate = update.json().await.unwrap();
+    assert!(update.html.contains("id=\"tasks\""));
+    assert_eq!(get(path.to_string(), None).await.unwrap().status(), 401);
+}

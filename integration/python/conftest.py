@@ -4,10 +4,13 @@ leaves no job behind."""
 
 from __future__ import annotations
 
+import http.cookiejar
 import os
+import ssl
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -90,3 +93,22 @@ def no_jobs_left(slurm):
     assert squeue() == [], f"jobs in the queue before the test: {squeue()}"
     yield
     until("every job of the test gone from the queue", lambda: squeue() == [], timeout=30)
+
+
+def unchecked_tls() -> ssl.SSLContext:
+    """TLS without checking the certificate: the pool's own, self-signed."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def open_page(url: str) -> str:
+    """The page a login URL leads to, as a browser gets it (the session
+    cookie kept across the redirect; the cluster's own certificate taken)."""
+    opener = urllib.request.build_opener(
+        urllib.request.HTTPSHandler(context=unchecked_tls()),
+        urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()),
+    )
+    with opener.open(url, timeout=30) as r:
+        return r.read().decode()

@@ -6,17 +6,19 @@ logs, and drover's agent as the nanny."""
 
 from __future__ import annotations
 
+import html
 import os
 import re
 import signal
 import subprocess
 import textwrap
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 
-from conftest import PYTHON, REPO, job_states, squeue, until
+from conftest import PYTHON, REPO, job_states, open_page, squeue, unchecked_tls, until
 
 pytestmark = pytest.mark.usefixtures("no_jobs_left")
 
@@ -158,6 +160,13 @@ def test_scale_by_cores_and_memory_and_read_logs(workdir):
             slurm_logs = [k for k in logs if k.startswith("slurm-")]
             assert slurm_logs and "registered" in str(logs[slurm_logs[0]])
             assert re.search(r"#SBATCH -J dask-worker-\w+", cluster.job_header)
+            # drover's status page links to Dask's own dashboard, which
+            # serves (bokeh is installed).
+            page = open_page(cluster.drover_dashboard_url())
+            assert 'data-job="' in page, page
+            link = html.unescape(re.search(r'id="dask-dashboard" href="([^"]+)"', page)[1])
+            with urllib.request.urlopen(link, timeout=30, context=unchecked_tls()) as r:
+                assert r.status == 200, link
 
 
 def test_the_agent_restarts_a_dask_worker_that_dies(workdir):

@@ -11,7 +11,7 @@ import textwrap
 import pytest
 
 import drover
-from conftest import PYTHON, REPO, squeue, until
+from conftest import PYTHON, REPO, open_page, squeue, until
 
 pytestmark = pytest.mark.usefixtures("no_jobs_left")
 
@@ -38,6 +38,10 @@ def test_a_thousand_command_tasks_through_map(workdir):
         assert all(j.node and j.workers for j in status.jobs)
         log = c.logs(status.jobs[0].workers[0].name)
         assert "registered" in log
+        # The status page, through the one-time URL, lists the jobs.
+        page = open_page(c.dashboard_url())
+        assert all(f'data-job="{j.job}"' in page for j in status.jobs), page
+        assert "1000 succeeded" in page, page
 
 
 def test_the_seed_graph_sums_to_50(workdir):

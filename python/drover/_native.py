@@ -377,6 +377,11 @@ class SlurmCluster:
         """The script each worker job is submitted with."""
         return self._cluster.job_script
 
+    def dashboard_url(self) -> str:
+        """A URL that logs one browser in to the pool's live status page, once,
+        within 5 minutes (``drover dashboard`` prints the same)."""
+        return self._cluster.dashboard_url()
+
     @property
     def address(self) -> str:
         """The scheduler's address."""

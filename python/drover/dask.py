@@ -339,6 +339,14 @@ class SLURMCluster(Cluster):
         """The script each worker job is submitted with."""
         return self._drover.job_script if self._drover is not None else self._preview
 
+    def drover_dashboard_url(self) -> str:
+        """A URL that logs one browser in to drover's status page of the pool
+        (its Slurm jobs, pending reasons, job logs), once, within 5 minutes.
+        Dask's own dashboard is ``dashboard_link``."""
+        if self._drover is None:
+            raise RuntimeError("the cluster has not started")
+        return self._drover.dashboard_url()
+
     @property
     def job_header(self) -> str:
         return _header(self.job_script())

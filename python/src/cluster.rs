@@ -199,6 +199,12 @@ impl Cluster {
         self.inner.scheduler_file().display().to_string()
     }
 
+    /// A URL that logs one browser in to the pool's status page, once,
+    /// within 5 minutes (as `drover dashboard` prints it).
+    fn dashboard_url(&self) -> String {
+        self.inner.scheduler().dashboard_url()
+    }
+
     /// The cluster's id, in the name and comment of each of its jobs.
     #[getter]
     fn cluster_id(&self) -> String {

@@ -315,6 +315,17 @@ impl Scheduler {
         }
     }
 
+    /// A URL that logs one browser in to its status page, once, within 5
+    /// minutes: what `drover dashboard` prints.
+    pub fn dashboard_url(&self) -> String {
+        format!(
+            "{}{}?code={}",
+            self.url(),
+            crate::protocol::paths::UI_LOGIN,
+            page::new_code(&self.shared).expose()
+        )
+    }
+
     /// Writes its scheduler file to `path` (atomically, mode 0600).
     pub fn write_scheduler_file(&self, path: &Path) -> Result<(), SchedulerError> {
         Ok(self.scheduler_file().write(path)?)

@@ -54,3 +54,12 @@ pub(crate) fn sample(shared: &Shared) {
     );
     shared.page.timeline.lock().push(s);
 }
+
+/// A fresh one-time login code.
+pub(crate) fn new_code(shared: &Shared) -> crate::protocol::Token {
+    shared
+        .page
+        .logins
+        .lock()
+        .new_code(std::time::Instant::now())
+}
