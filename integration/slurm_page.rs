@@ -7,58 +7,18 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::Duration;
 
-use common::{exclusive, local_slurm, log_dir, run_ok, slurm_cmd, test_cluster_options, test_job};
+use common::{exclusive, local_slurm, log_dir, slurm_cmd, test_cluster_options, test_job};
 use drover::cluster::SlurmCluster;
 use drover::slurm::JobState;
 
-/// Debian's Chromium, or `None` (with a note) when it is not installed.
-/// Under `CI=true` a missing browser fails the test.
-fn chromium() -> Option<PathBuf> {
-    let found = std::env::var_os("PATH")
-        .map(|p| {
-            std::env::split_paths(&p)
-                .map(|d| d.join("chromium"))
-                .collect::<Vec<_>>()
-        })
-        .unwrap_or_default()
-        .into_iter()
-        .find(|p| p.is_file());
-    if found.is_none() {
-        let why = "no chromium on PATH (install it with integration/browser/install)";
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{why}; under CI=true integration tests never skip"
-        );
-        eprintln!("SKIPPED {why}");
-    }
-    found
-}
-
-/// Chromium, headless, on `url`, with `args` (`--dump-dom`, `--screenshot`):
-/// its stdout. The scheduler's certificate is its own, so it is not
-/// checked here (`drover dashboard` prints its fingerprint for people).
+/// Chromium on `url` with `args`, its page's timers run (virtual time).
 fn browse(browser: &Path, url: &str, args: &[&str]) -> String {
-    let profile = tempfile::tempdir().unwrap();
-    let out = run_ok(
-        Command::new("timeout")
-            .arg("90")
-            .arg(browser)
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--ignore-certificate-errors",
-                "--virtual-time-budget=5000",
-            ])
-            .arg(format!("--user-data-dir={}", profile.path().display()))
-            .args(args)
-            .arg(url),
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let mut all = vec!["--virtual-time-budget=5000"];
+    all.extend_from_slice(args);
+    common::browser::headless(browser, url, &all)
 }
 
 /// A login URL from `drover dashboard` (its last line), sending the
@@ -102,7 +62,7 @@ async fn the_status_page_in_a_real_browser() {
     let Some(slurm) = local_slurm("status_page") else {
         return;
     };
-    let Some(browser) = chromium() else {
+    let Some(browser) = common::browser::chromium() else {
         return;
     };
     let _serial = exclusive().await;

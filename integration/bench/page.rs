@@ -36,7 +36,7 @@ fn main() {
     if !measuring {
         println!("smoke run (cargo test): small sizes, the figures below are not measurements");
     }
-    let Some(browser) = chromium() else {
+    let Some(browser) = common::browser::chromium() else {
         return;
     };
     let conf = std::env::var("SLURM_CONF").unwrap_or_else(|_| common::CONF.into());
@@ -71,29 +71,6 @@ fn main() {
         none,
         five / none.max(1e-9)
     );
-}
-
-/// Debian's Chromium (`integration/browser/install`), or `None` with a
-/// note; under `CI=true` its absence fails the run.
-fn chromium() -> Option<std::path::PathBuf> {
-    let found = std::env::var_os("PATH")
-        .map(|p| {
-            std::env::split_paths(&p)
-                .map(|d| d.join("chromium"))
-                .collect::<Vec<_>>()
-        })
-        .unwrap_or_default()
-        .into_iter()
-        .find(|p| p.is_file());
-    if found.is_none() {
-        let why = "no chromium on PATH (integration/browser/install)";
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{why}; under CI=true benchmarks never skip"
-        );
-        println!("SKIPPED: {why}");
-    }
-    found
 }
 
 fn spec(name: &str, dir: &std::path::Path, held: bool) -> drover::config::JobSpec {
@@ -170,7 +147,8 @@ async fn page_of(
             .await
             .unwrap();
         let url = format!("{base}/ui/login?code={}", code.code);
-        let dom = dump_dom(browser, &url);
+        // In real time: the first render is what is measured.
+        let dom = common::browser::headless(browser, &url, &["--dump-dom"]);
         let shown = dom.matches("data-job=\"").count();
         assert_eq!(shown, jobs, "the page lists {shown} of {jobs} jobs");
         let ms = dom
@@ -186,26 +164,6 @@ async fn page_of(
         bytes,
         render_ms: common::median(times),
     }
-}
-
-/// The DOM once the page has loaded, in headless Chromium (real time).
-fn dump_dom(browser: &std::path::Path, url: &str) -> String {
-    let profile = tempfile::tempdir().unwrap();
-    let out = common::run_ok(
-        std::process::Command::new("timeout")
-            .arg("120")
-            .arg(browser)
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--ignore-certificate-errors",
-                "--dump-dom",
-            ])
-            .arg(format!("--user-data-dir={}", profile.path().display()))
-            .arg(url),
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// CPU seconds per minute of this process (the pool and its scheduler)

@@ -148,6 +148,12 @@ impl Shared {
         self.registry.lock()
     }
 
+    /// Whether `presented` is the cluster's token (compared in constant time).
+    pub(crate) fn is_token(&self, presented: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        bool::from(presented.as_bytes().ct_eq(self.token.expose().as_bytes()))
+    }
+
     pub(crate) fn changed(&self) {
         self.version.send_modify(|v| *v += 1);
     }

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+#[path = "../../common/browser.rs"]
+pub mod browser;
 #[path = "../../common/process.rs"]
 pub mod process;
 #[path = "../../common/simulated.rs"]

@@ -39,19 +39,34 @@ impl Page {
     }
 }
 
+/// The pool as it is this instant, as the page and its timeline see it.
+struct Now {
+    at_ms: u64,
+    cluster: Option<crate::protocol::ClusterStatus>,
+    tasks: crate::protocol::TaskCounts,
+    live: usize,
+}
+
+impl Now {
+    fn of(shared: &Shared) -> Now {
+        let cluster = shared.cluster_status.lock().clone().and_then(|f| f());
+        let registry = shared.registry();
+        Now {
+            at_ms: crate::protocol::unix_ms(),
+            cluster,
+            tasks: registry.tasks.counts(),
+            live: registry.live(),
+        }
+    }
+
+    fn sample(&self) -> crate::protocol::Sample {
+        timeline::sample(self.at_ms, self.cluster.as_ref(), self.live, &self.tasks)
+    }
+}
+
 /// Adds a sample of the pool as it is now to the timeline.
 pub(crate) fn sample(shared: &Shared) {
-    let cluster = shared.cluster_status.lock().clone().and_then(|f| f());
-    let (workers, tasks) = {
-        let registry = shared.registry();
-        (registry.live(), registry.tasks.counts())
-    };
-    let s = timeline::sample(
-        crate::protocol::unix_ms(),
-        cluster.as_ref(),
-        workers,
-        &tasks,
-    );
+    let s = Now::of(shared).sample();
     shared.page.timeline.lock().push(s);
 }
 

@@ -11,9 +11,8 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
-use subtle::ConstantTimeEq;
 
-use super::{login, logs, render, timeline, view, Shared};
+use super::{login, logs, render, view, Shared};
 use crate::protocol::{paths, DashboardCode, PageUpdate};
 
 /// The longest worker or job name looked up.
@@ -91,11 +90,7 @@ async fn logged_in(
             .lock()
             .is_session(s, std::time::Instant::now())
     });
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|t| bool::from(t.as_bytes().ct_eq(shared.token.expose().as_bytes())));
+    let token = super::super::http::bearer(headers).is_some_and(|t| shared.is_token(t));
     if session || token {
         return next.run(request).await;
     }
@@ -158,23 +153,25 @@ async fn login(
 
 /// The page's facts now, and the pool's sample for this instant.
 fn look(shared: &Shared) -> (view::View, crate::protocol::Sample) {
-    let cluster = shared.cluster_status.lock().clone().and_then(|f| f());
-    let (workers, tasks, live) = {
-        let registry = shared.registry();
-        let workers = match cluster {
-            Some(_) => Vec::new(),
-            None => registry.list(),
-        };
-        (workers, registry.tasks.counts(), registry.live())
+    let now = super::Now::of(shared);
+    // A pool's workers are in its jobs; a bare scheduler lists its own.
+    let workers = match now.cluster {
+        Some(_) => Vec::new(),
+        None => shared.registry().list(),
     };
-    let now = crate::protocol::unix_ms();
-    let current = timeline::sample(now, cluster.as_ref(), live, &tasks);
+    let current = now.sample();
     let rate = shared
         .page
         .timeline
         .lock()
         .rate_per_minute(&current, 60_000);
-    let view = view::view(cluster.as_ref(), &workers, tasks, rate, now);
+    let view = view::view(
+        now.cluster.as_ref(),
+        &workers,
+        now.tasks,
+        rate,
+        current.at_ms,
+    );
     (view, current)
 }
 

@@ -1,0 +1,53 @@
+//! Debian's headless Chromium (`integration/browser/install`), for the
+//! status page's test and benchmark.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::process::run_ok;
+
+/// Chromium on `PATH`, or `None` (with a note) when it is not installed.
+/// Under `CI=true` a missing browser fails the run instead of skipping.
+pub fn chromium() -> Option<PathBuf> {
+    let found = std::env::var_os("PATH")
+        .map(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join("chromium"))
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default()
+        .into_iter()
+        .find(|p| p.is_file());
+    if found.is_none() {
+        let why = "no chromium on PATH (install it with integration/browser/install)";
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{why}; under CI=true nothing is skipped"
+        );
+        eprintln!("SKIPPED {why}");
+    }
+    found
+}
+
+/// Chromium, headless with a profile of its own, on `url` with `args`
+/// (`--dump-dom`, `--screenshot`, `--virtual-time-budget`), within 90 s:
+/// its stdout. The scheduler's certificate is its own, so it is not
+/// checked here (`drover dashboard` prints its fingerprint for people).
+pub fn headless(browser: &Path, url: &str, args: &[&str]) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let out = run_ok(
+        Command::new("timeout")
+            .arg("90")
+            .arg(browser)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--ignore-certificate-errors",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .args(args)
+            .arg(url),
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
