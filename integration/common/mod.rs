@@ -65,7 +65,7 @@ pub fn local_slurm(test: &str) -> Option<TestSlurm> {
     let pool = drover::config::pool_from_env().expect("the DROVER_* settings read");
     match drover::slurm::SlurmRest::for_pool(&pool) {
         Ok(rest) => Some(std::sync::Arc::new(rest)),
-        Err(e) => panic!("{test}: DROVER_SLURM_API=rest, but: {e} (`eval \"$(slurm/local-cluster env)\"` sets SLURMRESTD_URL and SLURM_JWT)"),
+        Err(e) => panic!("{test}: DROVER_SLURM_API=rest, but: {e} (`eval \"$(slurm/local-cluster env --rest)\"` sets SLURMRESTD_URL and SLURM_JWT)"),
     }
 }
 

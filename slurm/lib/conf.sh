@@ -1,0 +1,148 @@
+# Slurm's configuration files for the local cluster. Sourced, never run.
+#
+# Modes: slurm.conf and gres.conf are read by daemons of other users
+# (slurmrestd runs as drover-rest), so 0644; slurmdbd.conf holds the
+# database password and slurmdbd insists on 0600; the JWT key is 0600.
+
+write_conf() {
+  local last=$NODES
+  {
+    cat <<EOF
+# Written by drover's slurm/local-cluster; regenerated on every \`up\`.
+ClusterName=drover-local
+SlurmctldHost=$CTL_NAME($CTL_ADDR)
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+CryptoType=crypto/munge
+MpiDefault=none
+MailProg=/bin/true
+SwitchType=switch/none
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+$(accounting_conf)
+AuthAltTypes=auth/jwt
+AuthAltParameters=jwt_key=$JWT_KEY
+JobCompType=jobcomp/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core_Memory
+SchedulerType=sched/backfill
+ReturnToService=2
+SlurmdParameters=config_overrides
+StateSaveLocation=$STATE/ctld
+SlurmdSpoolDir=$STATE/spool/slurmd-%n
+SlurmctldPidFile=$STATE/run/slurmctld.pid
+SlurmdPidFile=$STATE/run/slurmd-%n.pid
+SlurmctldLogFile=$STATE/log/slurmctld.log
+SlurmdLogFile=$STATE/log/slurmd-%n.log
+SlurmctldPort=6817
+SlurmdPort=6818
+SlurmctldTimeout=30
+SlurmdTimeout=20
+InactiveLimit=0
+KillWait=5
+MinJobAge=300
+MaxJobCount=100000
+GresTypes=gpu
+EOF
+    overridden MaxArraySize 100001
+    [ -z "$SCHED_PARAMS" ] || echo "SchedulerParameters=$SCHED_PARAMS"
+    # `set` overrides of keys not written above.
+    if [ -s "$STATE/overrides" ]; then grep -v '^MaxArraySize=' "$STATE/overrides" || true; fi
+    local i gres
+    for i in $(seq 1 "$last"); do
+      gres=""
+      [ "$i" != "$last" ] || [ "$last" = 1 ] || gres=" Gres=gpu:$GPUS"
+      echo "NodeName=node$i NodeAddr=$(node_addr "$i") NodeHostname=node$i CPUs=$CPUS RealMemory=$MEMORY$gres State=UNKNOWN"
+    done
+    echo "PartitionName=batch Nodes=node[1-$last] Default=YES MaxTime=INFINITE State=UP"
+    echo "PartitionName=small Nodes=node1 MaxTime=01:00:00 MaxNodes=1 State=UP"
+    # The last node (with the stand-in GPUs) also as a partition of its own,
+    # for pools whose groups go to different partitions.
+    echo "PartitionName=big Nodes=node$last MaxTime=INFINITE State=UP"
+  } | put 0644 "$CONF"
+  write_gres "$last"
+  echo "$NODES" | put 0644 "$STATE/nodes"
+  shape | put 0644 "$STATE/shape"
+}
+
+# The last node (of two or more) declares $GPUS GPUs. They are stand-ins:
+# Slurm only needs a file per device to hand out indexes and set
+# CUDA_VISIBLE_DEVICES, so each is a copy of /dev/null's device node (no
+# cgroup device constraint runs here, and nothing can use it as a GPU).
+write_gres() {
+  if [ "$1" -le 1 ]; then
+    put 0644 "$STATE/gres.conf" </dev/null
+    return 0
+  fi
+  install -d -m 0755 "$STATE/dev"
+  local g
+  for g in $(seq 0 $((GPUS - 1))); do
+    [ -c "$STATE/dev/gpu$g" ] || { rm -f "$STATE/dev/gpu$g"; mknod "$STATE/dev/gpu$g" c 1 3; }
+    chmod 0666 "$STATE/dev/gpu$g"
+  done
+  echo "NodeName=node$1 Name=gpu File=$STATE/dev/gpu[0-$((GPUS - 1))]" | put 0644 "$STATE/gres.conf"
+}
+
+# What a running cluster was made with: `up` with other values starts afresh.
+shape() {
+  echo "nodes=$NODES cpus=$CPUS memory=$MEMORY gpus=$GPUS partitions=batch,small,big scheduler-parameters=$SCHED_PARAMS accounting=$ACCOUNTING rest=$REST_ADDR"
+}
+
+# The settings a running cluster was made with, read back from its shape.
+load_shape() {
+  local shape kv
+  shape=$(cat "$STATE/shape" 2>/dev/null) || die "no cluster here; run: slurm/local-cluster up"
+  for kv in $shape; do
+    case "$kv" in
+      nodes=*) NODES=${kv#*=} ;;
+      cpus=*) CPUS=${kv#*=} ;;
+      memory=*) MEMORY=${kv#*=} ;;
+      scheduler-parameters=*) SCHED_PARAMS=${kv#*=} ;;
+      accounting=*) ACCOUNTING=${kv#*=} ;;
+    esac
+  done
+}
+
+# `KEY=DEFAULT`, or `KEY=VALUE` as `set` gave it.
+overridden() {
+  local v
+  v=$(grep -m1 "^$1=" "$STATE/overrides" 2>/dev/null | cut -d= -f2- || true)
+  echo "$1=${v:-$2}"
+}
+
+accounting_conf() {
+  if [ "$ACCOUNTING" = 1 ]; then
+    printf '%s\n' "AccountingStorageType=accounting_storage/slurmdbd" \
+      "AccountingStorageHost=127.0.0.1" "AccountingStoragePort=6819" \
+      "AccountingStorageEnforce=associations,limits,qos"
+  else
+    echo "AccountingStorageType=accounting_storage/none"
+  fi
+}
+
+# The key slurmctld signs and checks JWTs with (and slurmdbd, for
+# slurmrestd's accounting queries): made once, readable by root alone.
+make_jwt_key() { secret "$JWT_KEY" 32; }
+
+# slurmdbd.conf beside slurm.conf, with the database password: 0600.
+write_slurmdbd_conf() {
+  put 0600 "$STATE/slurmdbd.conf" <<EOF
+# Written by drover's slurm/local-cluster.
+AuthType=auth/munge
+AuthAltTypes=auth/jwt
+AuthAltParameters=jwt_key=$JWT_KEY
+DbdHost=localhost
+DbdAddr=127.0.0.1
+DbdPort=6819
+SlurmUser=root
+LogFile=$STATE/log/slurmdbd.log
+PidFile=$STATE/run/slurmdbd.pid
+StorageType=accounting_storage/mysql
+StorageHost=localhost
+StorageUser=slurm
+StoragePass=$1
+StorageLoc=slurm_acct_db
+EOF
+}
