@@ -10,9 +10,8 @@ use std::path::{Path, PathBuf};
 /// only modules before it.
 const LAYERS: &[&str] = &[
     "exit",
-    "logfile",
     "net",
-    "private_file",
+    "private_fs",
     "tls",
     "config",
     "script",

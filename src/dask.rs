@@ -247,7 +247,7 @@ impl DaskScheduler {
         let not_started = |why: String| DaskError::NotStarted {
             python: python.to_path_buf(),
             why,
-            tail: crate::logfile::tail(&log, 20).unwrap_or_default(),
+            tail: crate::private_fs::read::tail_lines(&log, 20).unwrap_or_default(),
             log: log.clone(),
         };
         let start = tokio::time::Instant::now();

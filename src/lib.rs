@@ -7,7 +7,7 @@
 //! the scheduler over [`protocol`], using [`client`]) → [`tasks`] (the work).
 //! [`doctor`] checks a site before a pool relies on it.
 //! [`dask`] runs real Dask workers in a pool's jobs; [`net`] finds interface
-//! addresses; [`tls`] makes each cluster's certificate and pins it; [`exit`] says which exit status each error stands for.
+//! addresses; [`private_fs`] keeps what drover writes and reads from other users; [`tls`] makes each cluster's certificate and pins it; [`exit`] says which exit status each error stands for.
 
 #![warn(clippy::too_many_lines)]
 
@@ -18,9 +18,8 @@ pub mod dask;
 pub mod doctor;
 pub mod exit;
 pub mod journal;
-pub mod logfile;
 pub mod net;
-pub mod private_file;
+pub mod private_fs;
 pub mod protocol;
 pub mod scheduler;
 pub mod script;

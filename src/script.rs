@@ -147,6 +147,9 @@ pub fn worker_command(spec: &JobSpec) -> String {
     if let Some(g) = &spec.group {
         argv.extend(["--group".into(), g.clone()]);
     }
+    if spec.file_access != crate::private_fs::Access::Private {
+        argv.extend(["--file-access".into(), spec.file_access.to_string()]);
+    }
     if spec.kind == crate::config::WorkerKind::Dask {
         argv.extend([
             "--kind".into(),

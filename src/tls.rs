@@ -186,7 +186,7 @@ impl ClusterCert {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
                 _ => {}
             }
-            let mut f = crate::private_file::create(&path)?;
+            let mut f = crate::private_fs::create_secret(&path)?;
             f.write_all(text.as_bytes())?;
             Ok(path)
         };

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use drover::client::SchedulerClient;
 use drover::config::ConfigSources;
+use drover::private_fs::read;
 use drover::protocol::{ClusterId, SchedulerFile};
 use drover::slurm::Slurm;
 
@@ -46,24 +47,26 @@ pub async fn logs(args: LogsArgs) -> CliResult {
     let err = out.with_extension("err");
     let mut offsets = Vec::new();
     for path in [&out, &err] {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
         println!("==> {} <==", path.display());
-        let lines: Vec<&str> = text.lines().collect();
-        let from = args
-            .tail
-            .map(|n| lines.len().saturating_sub(n))
-            .unwrap_or(0);
-        for l in &lines[from..] {
-            println!("{l}");
-        }
-        offsets.push(text.len());
+        let end = match args.tail {
+            Some(n) => {
+                let chunk = read::tail(path);
+                let lines: Vec<&str> = chunk.text.lines().collect();
+                for l in &lines[lines.len().saturating_sub(n)..] {
+                    println!("{l}");
+                }
+                chunk.to
+            }
+            None => print_new(path, 0),
+        };
+        offsets.push(end);
     }
     if !args.follow {
         return Ok(ExitCode::SUCCESS);
     }
     loop {
         for (path, offset) in [&out, &err].into_iter().zip(offsets.iter_mut()) {
-            print_new(path, offset);
+            *offset = print_new(path, *offset);
         }
         tokio::select! {
             _ = tokio::time::sleep(LOOK_EVERY) => {}
@@ -72,12 +75,16 @@ pub async fn logs(args: LogsArgs) -> CliResult {
     }
 }
 
-fn print_new(path: &Path, offset: &mut usize) {
-    if let Ok(text) = std::fs::read_to_string(path) {
-        if let Some(new) = text.get(*offset..).filter(|t| !t.is_empty()) {
-            print!("{new}");
-            *offset = text.len();
+/// Prints the log from `offset` to its end, a bounded chunk at a time
+/// (the log is never read through a link); returns where it ended.
+fn print_new(path: &Path, mut offset: u64) -> u64 {
+    loop {
+        let chunk = read::read_forward(path, offset, read::MAX_CHUNK);
+        if chunk.text.is_empty() {
+            return chunk.to;
         }
+        print!("{}", chunk.text);
+        offset = chunk.to;
     }
 }
 

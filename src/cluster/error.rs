@@ -67,6 +67,10 @@ pub enum ClusterError {
     /// The cluster is closed.
     #[error("the cluster is closed")]
     Closed,
+    /// A directory or file drover would write is not safe to use
+    /// (another user's, open to others, a planted link).
+    #[error("log directory: {0}")]
+    Files(#[from] crate::private_fs::FsError),
     /// A file could not be read or written.
     #[error("{what}: {cause}")]
     Io {
@@ -99,6 +103,7 @@ impl ExitStatus for ClusterError {
             ClusterError::Scheduler(e) => e.exit_code(),
             ClusterError::Slurm(e) => e.exit_code(),
             ClusterError::Dask(e) => e.exit_code(),
+            ClusterError::Files(e) => e.exit_code(),
             ClusterError::NoSuchJob(_)
             | ClusterError::NoSuchGroup { .. }
             | ClusterError::Unsupported(_)

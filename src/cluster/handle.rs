@@ -356,7 +356,7 @@ impl SlurmCluster {
                 format!(
                     "==> {} <==\n{}",
                     p.display(),
-                    std::fs::read_to_string(p).unwrap_or_default()
+                    crate::private_fs::read::tail(p).text
                 )
             })
             .collect::<Vec<_>>()

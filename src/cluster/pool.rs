@@ -185,7 +185,8 @@ impl Pool {
             log_tail: [out, err]
                 .iter()
                 .filter_map(|p| {
-                    crate::logfile::tail(p, 20).map(|t| format!("==> {} <==\n{t}", p.display()))
+                    crate::private_fs::read::tail_lines(p, 20)
+                        .map(|t| format!("==> {} <==\n{t}", p.display()))
                 })
                 .collect::<Vec<_>>()
                 .join("\n"),

@@ -193,11 +193,7 @@ async fn pool(
         .push(Directive::new("--comment", comment));
     spec.group = group.clone();
     spec.scheduler_file = Some(shared.scheduler_file.clone());
-    spec.ensure_log_directory()
-        .map_err(|cause| ClusterError::Io {
-            what: format!("creating log directory {}", spec.log_directory.display()),
-            cause,
-        })?;
+    spec.ensure_log_directory()?;
     let shape = super::shape::worker_shape(&spec, group.as_deref());
     if spec.kind == WorkerKind::Dask {
         if dask.is_none() {

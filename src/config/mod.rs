@@ -4,6 +4,7 @@
 //! `DROVER_*` environment (pool settings only), flags; and the validated
 //! `JobSpec` a job's options build.
 
+mod checks;
 mod directive;
 mod env;
 mod file;
@@ -17,6 +18,7 @@ mod spec;
 mod timeout;
 mod walltime;
 
+pub use checks::{DEFAULT_DASK_WORKER_MODULE, MAX_JOB_CORES};
 pub use directive::Directive;
 pub use env::{
     job_options_from, keys, pool_from, pool_from_env, pool_options_from, EnvVar, ENV_VARS,
@@ -27,7 +29,7 @@ pub use memory::{Memory, MEMORY_FORMS};
 pub use options::{HeaderStyle, JobOptions, MemoryDirective, NannyMode, WorkerKind};
 pub use pool::{AdaptRange, PoolOptions, ADAPT_FORMS};
 pub use slurm_api::{RestEndpoint, SlurmApi, REST_ENDPOINT_FORMS, SLURM_API_FORMS};
-pub use spec::{JobSpec, DEFAULT_DASK_WORKER_MODULE};
+pub use spec::JobSpec;
 pub use timeout::{Timeout, TIMEOUT_FORMS};
 pub use walltime::{Walltime, WALLTIME_FORMS};
 

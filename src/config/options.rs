@@ -140,6 +140,12 @@ pub struct JobOptions {
     #[arg(long, value_name = "DIR", help_heading = "Worker job")]
     pub local_directory: Option<PathBuf>,
 
+    /// Who may read the logs and task outputs drover writes: private
+    /// (files 0600, directories 0700; the default) or group (0640, 0750),
+    /// for project directories.
+    #[arg(long, value_name = "ACCESS", help_heading = "Worker job")]
+    pub file_access: Option<crate::private_fs::Access>,
+
     /// Extra sbatch option, one per flag, e.g. --job-extra-directives=--qos=debug.
     #[arg(
         long,
@@ -296,7 +302,7 @@ impl JobOptions {
         let low = self;
         overlay_fields!(low, higher;
             cores, processes, nodes, memory, walltime, queue, account, qos, interface, job_name,
-            log_directory, local_directory, job_extra_directives, job_directives_skip,
+            log_directory, local_directory, file_access, job_extra_directives, job_directives_skip,
             job_script_prologue, job_script_epilogue, job_cpu, job_mem, memory_directive,
             gres, gpus, worker_resources, shebang, worker_extra_args, death_timeout, walltime_margin,
             walltime_stagger, kind, python, dask_worker_name, dask_worker_module, dask_nanny,
@@ -335,6 +341,8 @@ impl JobOptions {
         log_directory: PathBuf,
         /// Sets the workers' local scratch directory.
         local_directory: PathBuf,
+        /// Sets who may read the files drover writes.
+        file_access: crate::private_fs::Access,
         /// Sets the extra sbatch options.
         job_extra_directives: Vec<String>,
         /// Sets the sbatch options to leave out.

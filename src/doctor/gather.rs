@@ -232,9 +232,7 @@ async fn watch(
                 let log = spec
                     .log_directory
                     .join(format!("{}-{job}.out", spec.job_name));
-                let findings = std::fs::read_to_string(&log)
-                    .ok()
-                    .and_then(|t| Findings::from_log(&t));
+                let findings = Findings::from_log(&crate::private_fs::read::tail(&log).text);
                 return ProbeOutcome::Ended {
                     job,
                     state: info.state.clone(),

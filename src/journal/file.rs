@@ -264,7 +264,7 @@ pub(super) fn record(op: &Op) -> Vec<u8> {
 /// Creates a new journal: private, with its header, synced with its
 /// directory entry.
 fn create(path: &Path) -> Result<File, JournalError> {
-    let mut file = crate::private_file::create(path).map_err(io(path))?;
+    let mut file = crate::private_fs::create_secret(path).map_err(io(path))?;
     lock(&file, path)?;
     file.write_all(frame::HEADER)
         .and_then(|()| file.sync_all())
@@ -437,7 +437,7 @@ pub(crate) mod tests {
         let e = Journal::open(&path).err().unwrap();
         assert!(matches!(e, JournalError::NotOurs { .. }), "{e}");
         std::fs::remove_file(&path).unwrap();
-        let mut f = crate::private_file::create(&path).unwrap();
+        let mut f = crate::private_fs::create_secret(&path).unwrap();
         let id = Op::Identity(super::super::op::Identity {
             drover: "0.0.1-old".into(),
             cluster_id: "abcd1234".into(),

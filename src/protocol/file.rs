@@ -230,7 +230,7 @@ impl SchedulerFile {
         ));
         let json = serde_json::to_vec_pretty(self).map_err(|e| err(e.into()))?;
         let written = (|| {
-            let mut f = crate::private_file::create(&tmp)?;
+            let mut f = crate::private_fs::create_secret(&tmp)?;
             f.write_all(&json)?;
             f.sync_all()?;
             std::fs::rename(&tmp, path)

@@ -53,6 +53,16 @@ pub struct LogChunk {
     pub text: String,
 }
 
+impl From<crate::private_fs::read::Chunk> for LogChunk {
+    fn from(c: crate::private_fs::read::Chunk) -> Self {
+        LogChunk {
+            from: c.from,
+            to: c.to,
+            text: c.text,
+        }
+    }
+}
+
 /// A span of seconds as the page and `drover status` show it: `42s`,
 /// `3m05s`, `1h02m`.
 pub fn short_duration(s: u64) -> String {

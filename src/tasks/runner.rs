@@ -6,13 +6,14 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use super::{Assignment, TaskOutput};
+use crate::private_fs::PrivateDir;
 
 /// The start of standard output kept as the result, in bytes.
 pub const STDOUT_HEAD: usize = 256 << 10;
@@ -33,6 +34,21 @@ struct Kept {
     file: Option<PathBuf>,
 }
 
+/// Where a stream's log file goes: a name in a checked directory.
+type LogFile<'a> = Option<(&'a PrivateDir, String)>;
+
+/// Creates a task's log file; one that cannot be (a link or another
+/// user's file planted under its name) is not written, and said so.
+fn create_log(dir: &PrivateDir, name: &str) -> Option<(tokio::fs::File, PathBuf)> {
+    match dir.create_file(name) {
+        Ok(f) => Some((tokio::fs::File::from_std(f), dir.path().join(name))),
+        Err(e) => {
+            tracing::warn!(error = %e, "task output kept in memory only");
+            None
+        }
+    }
+}
+
 /// Reads `r` to its end, keeping `head` bytes from its start and `tail`
 /// from its end, and writing all of it to `file` (created once the stream
 /// outgrows `head`, or at once with `always`).
@@ -40,7 +56,7 @@ async fn stream(
     mut r: impl AsyncRead + Unpin,
     head: usize,
     tail: usize,
-    file: Option<PathBuf>,
+    file: LogFile<'_>,
     always: bool,
 ) -> Kept {
     let mut kept = Kept::default();
@@ -56,13 +72,13 @@ async fn stream(
         let room = head.saturating_sub(kept.head.len());
         kept.head.extend_from_slice(&chunk[..room.min(n)]);
         let spill = always || kept.total > head as u64;
-        if let (true, None, Some(path)) = (spill, &out, &file) {
-            if let Ok(mut f) = tokio::fs::File::create(path).await {
+        if let (true, None, Some((dir, name))) = (spill, &out, &file) {
+            if let Some((mut f, path)) = create_log(dir, name) {
                 // What was kept so far goes first, then the rest as it comes.
                 let already = &kept.head[..kept.head.len().min(kept.total as usize - n)];
                 let _ = f.write_all(already).await;
                 out = Some(f);
-                kept.file = Some(path.clone());
+                kept.file = Some(path);
             }
         }
         if let Some(f) = out.as_mut() {
@@ -135,7 +151,7 @@ fn millis(since: Instant) -> u64 {
 /// `.err`). `cancelled` resolving kills it.
 pub async fn run(
     a: &Assignment,
-    log_dir: Option<&Path>,
+    log_dir: Option<&PrivateDir>,
     cancelled: impl Future<Output = ()>,
 ) -> TaskOutput {
     let start = Instant::now();
@@ -144,8 +160,7 @@ pub async fn run(
         Err(e) => return failed(format!("cannot start `{}`: {e}", a.argv[0]), start),
     };
     let group = Group(child.id().and_then(|p| i32::try_from(p).ok()));
-    let base = log_dir.map(|d| d.join(format!("task-{}-{}", a.task.0, a.attempt)));
-    let file = |ext: &str| base.as_ref().map(|b| b.with_extension(ext));
+    let file = |ext: &str| log_dir.map(|d| (d, format!("task-{}-{}.{ext}", a.task.0, a.attempt)));
     let out = child.stdout.take().expect("piped");
     let err = child.stderr.take().expect("piped");
     let io = async {
@@ -209,8 +224,9 @@ mod tests {
     async fn a_long_stream_keeps_its_head_and_tail_and_goes_whole_to_its_file() {
         let dir = tempfile::tempdir().unwrap();
         let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
+        let logs = PrivateDir::ensure(dir.path(), crate::private_fs::Access::Private).unwrap();
         let path = dir.path().join("x.out");
-        let kept = stream(&data[..], 1000, 500, Some(path.clone()), false).await;
+        let kept = stream(&data[..], 1000, 500, Some((&logs, "x.out".into())), false).await;
         assert_eq!(kept.total, 1_000_000);
         assert_eq!(kept.head, data[..1000]);
         assert_eq!(Vec::from(kept.tail), data[data.len() - 500..]);
@@ -220,10 +236,18 @@ mod tests {
             &b"hello"[..],
             1000,
             500,
-            Some(dir.path().join("y.out")),
+            Some((&logs, "y.out".into())),
             false,
         )
         .await;
         assert_eq!((short.head.as_slice(), short.file), (&b"hello"[..], None));
+        // A link planted under a log's name is never written through: the
+        // output is kept, the file it points to untouched.
+        let victim = dir.path().join("important.txt");
+        std::fs::write(&victim, "keep").unwrap();
+        std::os::unix::fs::symlink(&victim, dir.path().join("z.err")).unwrap();
+        let kept = stream(&data[..], 10, 10, Some((&logs, "z.err".into())), true).await;
+        assert_eq!((kept.total, kept.file), (1_000_000, None));
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
     }
 }

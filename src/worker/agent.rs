@@ -3,7 +3,6 @@
 //! allocation's clock, the Dask worker it supervises. `next_event` only
 //! waits for the next event; `handle` decides what it means.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,7 +27,7 @@ pub(super) struct Agent {
     /// How long before the time limit it leaves.
     pub margin: Duration,
     /// Where task logs go.
-    pub task_logs: Option<PathBuf>,
+    pub task_logs: Option<Arc<crate::private_fs::PrivateDir>>,
     /// What it runs.
     pub kind: WorkerKind,
     /// The job's Dask worker process, for `dask` jobs.

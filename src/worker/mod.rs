@@ -63,6 +63,10 @@ pub struct WorkerArgs {
     /// Scratch directory.
     #[arg(long, value_name = "DIR")]
     pub local_directory: Option<PathBuf>,
+    /// Who may read the task logs it writes: private (0600, the default)
+    /// or group (0640).
+    #[arg(long, value_name = "ACCESS", default_value = "private")]
+    pub file_access: crate::private_fs::Access,
     /// GPUs this job's workers hand to tasks, as device ids (`0,1`; default:
     /// `CUDA_VISIBLE_DEVICES`, which Slurm sets to the job's GPUs).
     #[arg(long, value_name = "LIST")]
@@ -128,6 +132,9 @@ pub enum AgentError {
     /// `--gpus`, `--resource` or `--group` is malformed.
     #[error(transparent)]
     Offer(#[from] crate::protocol::ResourceError),
+    /// The task log directory is not safe to write into.
+    #[error("task log directory: {0}")]
+    TaskLogs(#[from] crate::private_fs::FsError),
 }
 
 impl ExitStatus for AgentError {
@@ -140,6 +147,7 @@ impl ExitStatus for AgentError {
             | AgentError::Offer(_) => USAGE,
             AgentError::SchedulerFile(e) => e.exit_code(),
             AgentError::Interface(e) => e.exit_code(),
+            AgentError::TaskLogs(e) => e.exit_code(),
             AgentError::Rejected(_) | AgentError::Signals(_) => FAILURE,
         }
     }
@@ -252,11 +260,12 @@ pub async fn run(args: WorkerArgs) -> Result<Vec<AgentExit>, AgentError> {
         .local_directory
         .clone()
         .or_else(|| path.parent().map(|p| p.join("drover-tasks")));
-    if let Some(dir) = &task_logs {
-        if let Err(e) = std::fs::create_dir_all(dir) {
-            tracing::warn!(dir = %dir.display(), error = %e, "cannot create the task log directory");
-        }
-    }
+    // Created private, or checked to be ours and closed to others: task
+    // output is never written where another user could read it or plant a
+    // link (a directory that fails the check ends the worker, naming why).
+    let task_logs = task_logs
+        .map(|dir| crate::private_fs::PrivateDir::ensure(&dir, args.file_access).map(Arc::new))
+        .transpose()?;
     let mut processes: Vec<Arc<dask::DaskProcess>> = shared.iter().cloned().collect();
     let mut agents = tokio::task::JoinSet::new();
     for i in 0..args.processes {

@@ -4,7 +4,6 @@
 //! away.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -170,7 +169,12 @@ impl Work {
     }
 
     /// Starts the tasks the scheduler sent.
-    pub fn start(&mut self, worker: WorkerId, tasks: Vec<Assignment>, logs: Option<PathBuf>) {
+    pub fn start(
+        &mut self,
+        worker: WorkerId,
+        tasks: Vec<Assignment>,
+        logs: Option<Arc<crate::private_fs::PrivateDir>>,
+    ) {
         for mut a in tasks {
             let lease = self.devices.take(a.gpus);
             if let Some(visible) = lease.as_ref().and_then(|l| self.devices.visible(l)) {

@@ -4,7 +4,6 @@
 //! one-time code (`drover dashboard`); the page only reads.
 
 mod login;
-mod logs;
 mod render;
 mod routes;
 mod timeline;

@@ -12,7 +12,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 
-use super::{login, logs, render, view, Shared};
+use super::{login, render, view, Shared};
+use crate::private_fs::read;
 use crate::protocol::{paths, DashboardCode, PageUpdate};
 
 /// The longest worker or job name looked up.
@@ -247,7 +248,7 @@ async fn worker_page(
     let (job, path) = job_of(&shared, &name).ok_or(NOT_FOUND)?;
     let log = {
         let path = path.clone();
-        tokio::task::spawn_blocking(move || logs::tail(&path))
+        tokio::task::spawn_blocking(move || crate::protocol::LogChunk::from(read::tail(&path)))
             .await
             .map_err(|_| NOT_FOUND)?
     };
@@ -267,7 +268,7 @@ async fn worker_log(
     Query(q): Query<LogQuery>,
 ) -> Result<Json<crate::protocol::LogChunk>, (StatusCode, &'static str)> {
     let (_, path) = job_of(&shared, &name).ok_or(NOT_FOUND)?;
-    tokio::task::spawn_blocking(move || logs::read_from(&path, q.from))
+    tokio::task::spawn_blocking(move || read::read_from(&path, q.from, read::MAX_CHUNK).into())
         .await
         .map(Json)
         .map_err(|_| NOT_FOUND)
