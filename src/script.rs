@@ -25,6 +25,10 @@ pub enum ScriptError {
         /// The operating system's reason, kept for the message.
         cause: std::io::Error,
     },
+    /// The template file is another user's, or others may change it: it
+    /// would become our job script.
+    #[error(transparent)]
+    Untrusted(crate::private_fs::FsError),
     /// The template has a syntax error or uses something the context lacks.
     #[error("template {name}{}: {message}", .line.map(|l| format!(", line {l}")).unwrap_or_default())]
     Render {
@@ -41,6 +45,7 @@ impl ExitStatus for ScriptError {
     fn exit_code(&self) -> u8 {
         match self {
             ScriptError::Read { .. } | ScriptError::Render { .. } => USAGE,
+            ScriptError::Untrusted(e) => e.exit_code(),
         }
     }
 }
@@ -85,8 +90,14 @@ pub struct ScriptContext {
 }
 
 impl ScriptContext {
-    /// The context for `spec`.
+    /// The context for `spec`. Every string a template may place anywhere
+    /// (`job_name`, `queue`, paths...) is shell-quoted when it needs to be,
+    /// so a user template that puts one in a command still runs nothing
+    /// of it; `directives` are whole `#SBATCH` lines (a comment to the
+    /// shell, and no value holds a newline).
     pub fn new(spec: &JobSpec) -> Self {
+        let quoted = |s: &str| shell_quote(s);
+        let quoted_opt = |s: &Option<String>| s.as_deref().map(shell_quote);
         ScriptContext {
             shebang: spec.shebang.clone(),
             directives: spec
@@ -94,21 +105,23 @@ impl ScriptContext {
                 .iter()
                 .map(|d| d.render_styled(spec.header_style))
                 .collect(),
-            job_name: spec.job_name.clone(),
+            job_name: quoted(&spec.job_name),
             cores: spec.cores,
             processes: spec.processes,
             memory: spec.memory.to_slurm(),
             job_cpu: spec.job_cpu,
             job_mem: spec.job_mem.to_slurm(),
             walltime: spec.walltime.to_string(),
-            queue: spec.queue.clone(),
-            account: spec.account.clone(),
-            interface: spec.interface.clone(),
-            log_directory: spec.log_directory.display().to_string(),
-            local_directory: spec
-                .local_directory
-                .as_ref()
-                .map(|p| p.display().to_string()),
+            queue: quoted_opt(&spec.queue),
+            account: quoted_opt(&spec.account),
+            interface: quoted_opt(&spec.interface),
+            log_directory: quoted(&spec.log_directory.display().to_string()),
+            local_directory: quoted_opt(
+                &spec
+                    .local_directory
+                    .as_ref()
+                    .map(|p| p.display().to_string()),
+            ),
             prologue: spec.job_script_prologue.clone(),
             epilogue: spec.job_script_epilogue.clone(),
             worker_command: worker_command(spec),
@@ -163,19 +176,18 @@ pub fn worker_command(spec: &JobSpec) -> String {
             argv.extend(["--dask-module".into(), spec.dask_worker_module.clone()]);
         }
     }
-    let mut words: Vec<String> = argv.iter().map(|a| shell_quote(a)).collect();
+    // `$TMPDIR` in the scratch directory and `$SLURM_JOB_ID` in a Dask
+    // name (as in dask-jobqueue's scripts) are the node's: they reach the
+    // agent single-quoted, and it expands `$NAME` and `${NAME}` from its
+    // environment itself. The script never evaluates a value: a `$(...)`
+    // or backquote in one stays text.
     if let Some(d) = &spec.local_directory {
-        // Double quotes: `$TMPDIR` and the like are the node's, expanded there.
-        words.extend([
-            "--local-directory".into(),
-            expanding_quote(&d.display().to_string()),
-        ]);
+        argv.extend(["--local-directory".into(), d.display().to_string()]);
     }
     if let (crate::config::WorkerKind::Dask, Some(name)) = (spec.kind, &spec.dask_worker_name) {
-        // Double quotes: the job's shell expands variables in the name,
-        // as it does in dask-jobqueue's scripts (`--name run-$ID-0`).
-        words.extend(["--dask-name".into(), expanding_quote(name)]);
+        argv.extend(["--dask-name".into(), name.clone()]);
     }
+    let mut words: Vec<String> = argv.iter().map(|a| shell_quote(a)).collect();
     if !spec.worker_extra_args.is_empty() {
         words.push("--".into());
     }
@@ -199,20 +211,6 @@ fn shell_quote(word: &str) -> String {
         .unwrap_or_else(|_| word.to_string())
 }
 
-/// `word` in double quotes: one word in which the shell expands `$NAME`
-/// and `${NAME}`, but nothing else can end the quotes.
-fn expanding_quote(word: &str) -> String {
-    let mut out = String::from("\"");
-    for c in word.chars() {
-        if matches!(c, '"' | '\\' | '`') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out.push('"');
-    out
-}
-
 /// Renders the job script for `spec` with its template.
 pub fn render(spec: &JobSpec) -> Result<String, ScriptError> {
     render_with_command(spec, worker_command(spec))
@@ -225,10 +223,14 @@ pub fn render_with_command(spec: &JobSpec, command: String) -> Result<String, Sc
     let (name, source) = match &spec.template {
         Some(path) => (
             path.display().to_string(),
-            std::fs::read_to_string(path).map_err(|cause| ScriptError::Read {
-                path: path.clone(),
-                cause,
-            })?,
+            crate::private_fs::read_trusted(path, "template", crate::private_fs::MAX_TRUSTED_BYTES)
+                .map_err(|e| match e {
+                    crate::private_fs::FsError::Io { cause, .. } => ScriptError::Read {
+                        path: path.clone(),
+                        cause,
+                    },
+                    e => ScriptError::Untrusted(e),
+                })?,
         ),
         None => (
             DEFAULT_TEMPLATE_NAME.to_string(),
@@ -373,10 +375,7 @@ mod tests {
         let text = render(&spec).unwrap();
         // The node's $TMPDIR, expanded there; the module named only when
         // it is not Dask's own; an interface label as Linux names it.
-        assert!(
-            text.contains(r#"--local-directory "$TMPDIR/dask""#),
-            "{text}"
-        );
+        assert!(text.contains("--local-directory '$TMPDIR/dask'"), "{text}");
         assert!(
             text.contains("--dask-module dask_cuda.cli.dask_cuda_worker"),
             "{text}"
@@ -418,8 +417,78 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
         }
-        assert!(text.contains(" --dask-name \"test-$MY_VAR\" &"), "{text}");
-        assert_eq!(expanding_quote("a\"b`c\\$X"), "\"a\\\"b\\`c\\\\$X\"");
+        assert!(text.contains(" --dask-name 'test-$MY_VAR' &"), "{text}");
+    }
+
+    /// Issue 29 C: every value that reaches a job script, with a payload
+    /// that would run a command if the script evaluated it, is refused or
+    /// stays text: the rendered script (default template, and a template
+    /// that puts every variable in a command) is run and runs nothing.
+    #[test]
+    fn no_value_in_a_job_script_is_ever_evaluated() {
+        let dir = tempfile::tempdir().unwrap();
+        let mark = dir.path().join("owned");
+        // Without whitespace too (most fields refuse whitespace): the
+        // scripts run in `dir`, so `owned` is the mark.
+        let payloads = [
+            "w-$(touch owned)".to_string(),
+            "w-$(touch${IFS}owned)".into(),
+            "w-`touch${IFS}owned`".into(),
+            "w\ntouch owned".into(),
+            "w';touch${IFS}owned;'".into(),
+            "w\";touch${IFS}owned;\"".into(),
+            "w$(touch${IFS}owned)$X${Y}".into(),
+        ];
+        type Set = fn(JobOptions, String) -> JobOptions;
+        let fields: [(&str, Set); 11] = [
+            ("job-name", |o, v| o.job_name(v)),
+            ("queue", |o, v| o.queue(v)),
+            ("account", |o, v| o.account(v)),
+            ("qos", |o, v| o.qos(v)),
+            ("interface", |o, v| o.interface(v)),
+            ("log-directory", |o, v| o.log_directory(PathBuf::from(v))),
+            ("local-directory", |o, v| {
+                o.local_directory(PathBuf::from(v))
+            }),
+            ("dask-worker-name", |o, v| o.dask_worker_name(v)),
+            ("worker-extra-args", |o, v| o.worker_extra_args(vec![v])),
+            ("gres", |o, v| o.gres(v)),
+            ("python", |o, v| o.python(PathBuf::from(v))),
+        ];
+        let everything = "{{ shebang }}\n{% for d in directives %}#SBATCH {{ d }}\n{% endfor %}\
+            echo {{ job_name }} {{ queue }} {{ account }} {{ interface }} {{ log_directory }} \
+            {{ local_directory }} {{ memory }} {{ walltime }} >/dev/null\n{{ worker_command }} &\nwait\n";
+        let mut ran = 0;
+        for (name, set) in fields {
+            for payload in &payloads {
+                let base = JobOptions::new()
+                    .kind(crate::config::WorkerKind::Dask)
+                    .drover_bin("/bin/true")
+                    .log_directory(dir.path().join("logs"));
+                let Ok(spec) = set(base, payload.clone()).build() else {
+                    continue; // refused at the edge, naming the field
+                };
+                let mut scripts = vec![render(&spec).unwrap()];
+                scripts.push(render_template("t", everything, &ScriptContext::new(&spec)).unwrap());
+                for script in scripts {
+                    let status = std::process::Command::new("bash")
+                        .arg("-c")
+                        .arg(&script)
+                        .current_dir(dir.path())
+                        .status()
+                        .unwrap();
+                    ran += 1;
+                    assert!(
+                        !mark.exists(),
+                        "{name} = {payload:?} ran (exit {status}):\n{script}"
+                    );
+                }
+            }
+        }
+        assert!(
+            ran >= 20,
+            "the payloads reached rendered scripts ({ran} runs)"
+        );
     }
 
     #[test]

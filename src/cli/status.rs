@@ -60,6 +60,11 @@ pub async fn run(args: StatusArgs) -> CliResult {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Text from the wire as one terminal line (no escape sequences).
+fn shown(text: &str) -> String {
+    drover::protocol::text::one_line(text, 200)
+}
+
 fn seconds(ms: u64) -> String {
     format!("{:.1}s", ms as f64 / 1000.0)
 }
@@ -83,18 +88,18 @@ pub(super) fn table(workers: &[WorkerInfo]) -> String {
     for w in workers {
         t.add_row([
             w.id.to_string(),
-            w.name.clone(),
+            shown(&w.name),
             w.slurm.to_string(),
             w.state.to_string(),
-            w.hostname.clone(),
-            w.address.clone(),
+            shown(&w.hostname),
+            shown(&w.address),
             w.cores.to_string(),
             drover::config::Memory::from_bytes(w.memory_bytes).human(),
             format!("{} ago", seconds(now.saturating_sub(w.last_heartbeat_ms))),
             w.allocation_end
                 .map(|end| seconds((end * 1000).saturating_sub(now)))
                 .unwrap_or_else(|| "-".into()),
-            w.exit_reason.clone().unwrap_or_default(),
+            shown(w.exit_reason.as_deref().unwrap_or_default()),
         ]);
     }
     format!("{t}\n{} workers\n", workers.len())
@@ -202,8 +207,8 @@ fn jobs_table(c: &ClusterStatus) -> Table {
         let mut row = vec![
             j.job.to_string(),
             j.state.to_string(),
-            j.reason.clone().unwrap_or_default(),
-            j.node.clone().unwrap_or_default(),
+            shown(j.reason.as_deref().unwrap_or_default()),
+            shown(j.node.as_deref().unwrap_or_default()),
             j.age_s.map(short_duration).unwrap_or_default(),
             j.time_left_s(now).map(short_duration).unwrap_or_default(),
             workers,

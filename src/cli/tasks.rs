@@ -129,12 +129,15 @@ fn expand(base: &TaskSpec, i: u32, line: Option<String>) -> TaskSpec {
         s.replace("{{index}}", "${DROVER_TASK_INDEX}")
             .replace("{{line}}", "${DROVER_TASK_LINE}")
     };
-    let script = drover::tasks::shell_script_index(&t.argv);
+    let roles = drover::tasks::placeholders::roles(&t.argv);
     t.argv = t
         .argv
         .iter()
-        .enumerate()
-        .map(|(n, a)| if Some(n) == script { refer(a) } else { fill(a) })
+        .zip(roles)
+        .map(|(a, role)| match role {
+            drover::tasks::placeholders::Role::ShellScript => refer(a),
+            _ => fill(a),
+        })
         .collect();
     t.env.insert("DROVER_TASK_INDEX".into(), i.to_string());
     if let Some(l) = line {
@@ -253,11 +256,17 @@ fn summary(tasks: &[TaskInfo]) -> String {
 
 fn first_line(s: &str, max: usize) -> String {
     let line = s.trim().lines().next().unwrap_or_default();
-    if line.chars().count() > max {
+    let line = if line.chars().count() > max {
         format!("{}…", line.chars().take(max).collect::<String>())
     } else {
         line.to_string()
-    }
+    };
+    shown(&line)
+}
+
+/// Text from the wire as one terminal line (no escape sequences).
+fn shown(text: &str) -> String {
+    drover::protocol::text::one_line(text, 200)
 }
 
 /// One row per task: id, name, state, runs, worker, exit code, output.
@@ -270,7 +279,7 @@ fn results(tasks: &[TaskInfo]) -> String {
         let out = task.output.as_ref();
         t.add_row([
             task.id.to_string(),
-            task.name.clone().unwrap_or_default(),
+            shown(task.name.as_deref().unwrap_or_default()),
             task.state.to_string(),
             task.attempts.to_string(),
             task.worker.map(|w| w.to_string()).unwrap_or_default(),
@@ -278,7 +287,7 @@ fn results(tasks: &[TaskInfo]) -> String {
                 .map(|c| c.to_string())
                 .unwrap_or_default(),
             out.map(|o| first_line(&o.stdout, 40)).unwrap_or_default(),
-            task.reason.clone().unwrap_or_default(),
+            shown(task.reason.as_deref().unwrap_or_default()),
         ]);
     }
     format!("{t}\n{}", summary(tasks))

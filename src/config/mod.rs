@@ -73,6 +73,11 @@ pub enum SpecError {
     /// Fields that are fine alone but contradict each other.
     #[error("{0}")]
     Conflict(String),
+    /// A config file another user made or may change: its prologue would
+    /// become a line of our job scripts.
+    /// (The check's own words: which file, whose, and the fix.)
+    #[error("{0}")]
+    Untrusted(String),
     /// A config file that cannot be read or parsed.
     #[error("config file {}: {message}", .path.display())]
     File {
@@ -100,6 +105,7 @@ impl ExitStatus for SpecError {
             SpecError::Invalid { .. }
             | SpecError::Conflict(_)
             | SpecError::File { .. }
+            | SpecError::Untrusted(_)
             | SpecError::Setting { .. } => USAGE,
         }
     }

@@ -12,6 +12,7 @@ mod page;
 pub mod paths;
 mod resources;
 mod tasks;
+pub mod text;
 mod worker;
 
 pub use cluster::{

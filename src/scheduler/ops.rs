@@ -26,7 +26,9 @@ impl Shared {
     }
 
     pub(crate) fn deregister(&self, id: WorkerId, reason: &str) -> bool {
-        let known = self.registry().deregister(id, reason.to_string());
+        // Bounded and on one line before it is kept or logged.
+        let reason = crate::protocol::text::reason(reason);
+        let known = self.registry().deregister(id, reason.clone());
         if known {
             self.changed();
             tracing::info!(worker = %id, %reason, "worker deregistered");
@@ -35,6 +37,7 @@ impl Shared {
     }
 
     pub(crate) fn retire(&self, id: WorkerId, reason: &str) -> bool {
+        let reason = &crate::protocol::text::reason(reason);
         let done = self.registry().retire(id, reason);
         if done {
             self.changed();
@@ -43,6 +46,7 @@ impl Shared {
     }
 
     pub(crate) fn retire_all(&self, reason: &str) -> usize {
+        let reason = &crate::protocol::text::reason(reason);
         let n = self.registry().retire_all(reason);
         if n > 0 {
             self.changed();

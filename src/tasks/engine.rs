@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 pub use super::error::SubmitError;
 use super::fit::{Free, Held, Room};
 use super::outputs::{self, Outputs};
+use super::placeholders;
 use super::ready::Ready;
 use crate::protocol::{
     Assignment, Completion, Dep, TaskCounts, TaskId, TaskInfo, TaskSpec, TaskState, WorkerId,
@@ -68,6 +69,13 @@ impl Engine {
         let first = self.tasks.len() as u64 + 1;
         let resolved = self.resolve(first, &specs)?;
         check_acyclic(first, &resolved)?;
+        for (i, (s, deps)) in specs.iter().zip(&resolved).enumerate() {
+            let names: Vec<&str> = deps
+                .iter()
+                .filter_map(|d| self.name_of(*d, first, &specs))
+                .collect();
+            check_placeholders(s, i, &names)?;
+        }
         // Every task of the batch exists before any is wired, since a task
         // may name one that comes after it.
         let ids: Vec<TaskId> = (0..specs.len() as u64).map(|i| TaskId(first + i)).collect();
@@ -172,6 +180,14 @@ impl Engine {
         Ok(resolved)
     }
 
+    /// The name of task `id`, of the book or of the batch starting at `first`.
+    fn name_of<'a>(&'a self, id: TaskId, first: u64, batch: &'a [TaskSpec]) -> Option<&'a str> {
+        match id.0.checked_sub(first) {
+            Some(k) => batch.get(k as usize)?.name.as_deref(),
+            None => self.get(id)?.spec.name.as_deref(),
+        }
+    }
+
     fn describe(&self, id: TaskId) -> String {
         match self.get(id).and_then(|t| t.spec.name.clone()) {
             Some(n) => format!("{n} ({id})"),
@@ -227,28 +243,27 @@ impl Engine {
         t.state = TaskState::Running;
         t.attempts = t.attempts.saturating_add(1);
         t.worker = Some(worker);
-        let fill = |s: &str| {
-            values.iter().fold(s.to_string(), |acc, (k, v)| {
-                acc.replace(&format!("{{{{{k}}}}}"), v)
-            })
-        };
+        // In one pass each, so a value holding `{{other}}` stays as it is.
+        let value = |n: &str| values.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+        let fill = |s: &str| placeholders::substitute(s, value);
         // A shell script gets references to the variables, never the values
         // as text: upstream output is data, and must not become code.
+        // (Submission refused placeholders anywhere else they could run.)
         let refer = |s: &str| {
-            values.iter().fold(s.to_string(), |acc, (k, _)| {
-                acc.replace(
-                    &format!("{{{{{k}}}}}"),
-                    &format!("${{DROVER_DEP_{}}}", env_name(k)),
-                )
+            placeholders::substitute(s, |n| {
+                value(n).map(|_| format!("${{DROVER_DEP_{}}}", env_name(n)))
             })
         };
-        let script = shell_script_index(&t.spec.argv);
+        let roles = placeholders::roles(&t.spec.argv);
         let argv = t
             .spec
             .argv
             .iter()
-            .enumerate()
-            .map(|(i, a)| if Some(i) == script { refer(a) } else { fill(a) })
+            .zip(&roles)
+            .map(|(a, role)| match role {
+                placeholders::Role::ShellScript => refer(a),
+                _ => fill(a),
+            })
             .collect();
         for (k, v) in &t.spec.env {
             env.insert(k.clone(), fill(v));
@@ -533,14 +548,40 @@ impl Engine {
     }
 }
 
-/// Programs that run their `-c` argument as shell code.
-const SHELLS: &[&str] = &["sh", "bash", "dash", "zsh", "ksh", "ash", "mksh", "busybox"];
-
-/// Where a shell's script sits in `argv` (`sh -c SCRIPT ...`), if it is
-/// one: placeholders in it become variable references, never values.
-pub fn shell_script_index(argv: &[String]) -> Option<usize> {
-    let program = argv.first()?.rsplit('/').next()?;
-    (SHELLS.contains(&program) && argv.get(1).is_some_and(|a| a == "-c")).then_some(2)
+/// Refuses a task whose dependencies' results could run as code where its
+/// placeholders stand, or would share one variable.
+fn check_placeholders(s: &TaskSpec, i: usize, deps: &[&str]) -> Result<(), SubmitError> {
+    for (k, a) in deps.iter().enumerate() {
+        if let Some(b) = deps[k + 1..].iter().find(|b| env_name(b) == env_name(a)) {
+            return Err(SubmitError::DepNamesCollide {
+                task: label(s, i),
+                a: a.to_string(),
+                b: b.to_string(),
+                var: env_name(a),
+            });
+        }
+    }
+    let roles = placeholders::roles(&s.argv);
+    for (index, (arg, role)) in s.argv.iter().zip(roles).enumerate() {
+        let role = match role {
+            placeholders::Role::Data | placeholders::Role::ShellScript => continue,
+            placeholders::Role::OtherCode => "code another interpreter runs",
+            placeholders::Role::Unclear => "handed to a program that may run it as code",
+        };
+        if let Some(name) = placeholders::names_in(arg)
+            .into_iter()
+            .find(|n| deps.contains(n))
+        {
+            return Err(SubmitError::PlaceholderInCode {
+                task: label(s, i),
+                name: name.to_string(),
+                index,
+                role,
+                var: env_name(name),
+            });
+        }
+    }
+    Ok(())
 }
 
 pub(super) fn label(s: &TaskSpec, i: usize) -> String {
@@ -854,6 +895,66 @@ pub(crate) mod tests {
         );
         assert_eq!(next[0].env["DROVER_DEP_UP"], value);
         assert_eq!(next[1].argv, ["echo", value]);
+    }
+
+    /// Issue 29 B: every way of running a shell script gets references,
+    /// code of other interpreters and opaque programs are refused, and two
+    /// dependency names that share a variable are refused.
+    #[test]
+    fn placeholders_are_safe_in_every_form_or_refused() {
+        for argv in [
+            &["bash", "-lc", "echo {{up}}"][..],
+            &["sh", "-e", "-c", "echo {{up}}"],
+            &["env", "sh", "-c", "echo {{up}}"],
+            &[
+                "/usr/bin/env",
+                "-i",
+                "A=1",
+                "nice",
+                "-n",
+                "3",
+                "dash",
+                "-c",
+                "echo {{up}}",
+            ],
+        ] {
+            let mut e = Engine::default();
+            e.submit(vec![spec("up", &["x"], &[]), spec("t", argv, &["up"])])
+                .unwrap();
+            let a = e.assign(W, Room::cores(1), None, 0);
+            e.complete(W, done(&a[0], 0, "x; echo INJECTED-$((6*7))\n"));
+            let next = e.assign(W, Room::cores(1), None, 0);
+            assert_eq!(
+                next[0].argv.last().unwrap(),
+                "echo ${DROVER_DEP_UP}",
+                "{argv:?}"
+            );
+        }
+        for argv in [
+            &["python3", "-c", "print('{{up}}')"][..],
+            &["ssh", "node1", "echo {{up}}"],
+            &["srun", "bash", "-c", "echo {{up}}"],
+            &["env", "-S", "sh -c 'echo {{up}}'"],
+        ] {
+            let mut e = Engine::default();
+            let err = e
+                .submit(vec![spec("up", &["x"], &[]), spec("t", argv, &["up"])])
+                .unwrap_err();
+            assert!(
+                matches!(err, SubmitError::PlaceholderInCode { .. }),
+                "{argv:?}: {err}"
+            );
+            assert!(err.to_string().contains("$DROVER_DEP_UP"), "{err}");
+        }
+        let mut e = Engine::default();
+        let err = e
+            .submit(vec![
+                spec("a.b", &["x"], &[]),
+                spec("a-b", &["x"], &[]),
+                spec("t", &["echo", "{{a.b}} {{a-b}}"], &["a.b", "a-b"]),
+            ])
+            .unwrap_err();
+        assert!(err.to_string().contains("DROVER_DEP_A_B"), "{err}");
     }
 
     #[test]

@@ -32,6 +32,32 @@ pub enum SubmitError {
         /// The id it gave.
         id: TaskId,
     },
+    /// A placeholder where its value could be run as code.
+    #[error("task {task}: `{{{{{name}}}}}` is in argument {index} ({role}); drover will not put a result there, where it could run as code: write the command as `sh -c '... {{{{{name}}}}} ...'` (the shell then reads it from $DROVER_DEP_{var}), or read $DROVER_DEP_{var} in the program")]
+    PlaceholderInCode {
+        /// The task.
+        task: String,
+        /// The placeholder's name.
+        name: String,
+        /// Which argument of its command.
+        index: usize,
+        /// What that argument is.
+        role: &'static str,
+        /// Its environment variable's suffix.
+        var: String,
+    },
+    /// Two dependencies whose results would share one variable.
+    #[error("task {task}: its dependencies `{a}` and `{b}` would both be $DROVER_DEP_{var}; rename one (names differing only in `.`, `-` and `_` or in case map to one variable)")]
+    DepNamesCollide {
+        /// The task.
+        task: String,
+        /// One name.
+        a: String,
+        /// The other.
+        b: String,
+        /// The variable's suffix.
+        var: String,
+    },
     /// A task depends on itself.
     #[error("task {0} depends on itself")]
     SelfDependency(String),
@@ -98,6 +124,8 @@ impl ExitStatus for SubmitError {
             | SubmitError::UnknownName { .. }
             | SubmitError::UnknownId { .. }
             | SubmitError::SelfDependency(_)
+            | SubmitError::PlaceholderInCode { .. }
+            | SubmitError::DepNamesCollide { .. }
             | SubmitError::Cycle
             | SubmitError::OutOfRange { .. }
             | SubmitError::TooManyCores { .. }

@@ -131,12 +131,24 @@ fn valid_name(n: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
 }
 
+/// The largest graph file read.
+const MAX_GRAPH_BYTES: u64 = 256 << 20;
+
 impl Graph {
     /// Reads a graph from a `.toml` or `.json` file.
     pub fn load(path: &Path) -> Result<Graph, GraphError> {
         let err = |message: String| GraphError::new(message).in_file(path);
+        // Its tasks run as you: another user's graph, or one others may
+        // change, is refused.
         let text =
-            std::fs::read_to_string(path).map_err(|e| err(format!("cannot read it: {e}")))?;
+            crate::private_fs::read_trusted(path, "graph file", MAX_GRAPH_BYTES).map_err(|e| {
+                match e {
+                    crate::private_fs::FsError::Io { cause, .. } => {
+                        err(format!("cannot read it: {cause}"))
+                    }
+                    e => err(e.to_string()),
+                }
+            })?;
         let graph: Graph = if path.extension().is_some_and(|e| e == "json") {
             serde_json::from_str(&text).map_err(|e| err(e.to_string()))?
         } else {

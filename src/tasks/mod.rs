@@ -12,6 +12,7 @@ pub mod graph;
 mod image;
 mod limits;
 pub mod outputs;
+pub mod placeholders;
 mod ready;
 pub mod runner;
 
@@ -20,7 +21,7 @@ pub use crate::protocol::{
     TaskState,
 };
 pub use demand::Ask;
-pub use engine::{env_name, shell_script_index, Engine, SubmitError, LOST_WORKER_RETRIES};
+pub use engine::{env_name, Engine, SubmitError, LOST_WORKER_RETRIES};
 pub use fit::Room;
 pub use image::{EngineImage, ImageError, TaskImage};
 pub use limits::{MAX_RETRIES, MAX_TASK_CORES, MAX_TASK_MEMORY, MAX_TIME_LIMIT_MS};

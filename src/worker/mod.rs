@@ -97,6 +97,29 @@ pub struct WorkerArgs {
     pub extra: Vec<String>,
 }
 
+impl WorkerArgs {
+    /// Expands `$NAME` and `${NAME}` in the scratch directory and the Dask
+    /// name from `lookup` (the job's environment): the job script passes
+    /// them single-quoted, so the node's `$TMPDIR` and `$SLURM_JOB_ID`
+    /// are filled in here, and nothing else (`$(...)`, backquotes) is ever
+    /// evaluated. A variable that is not set expands to nothing, as in the
+    /// shell.
+    pub fn expand_variables(&mut self, lookup: impl Fn(&str) -> Option<String>) {
+        let expand = |text: &str| {
+            shellexpand::env_with_context_no_errors(text, |name| {
+                Some(lookup(name).unwrap_or_default())
+            })
+            .into_owned()
+        };
+        if let Some(d) = &self.local_directory {
+            self.local_directory = Some(PathBuf::from(expand(&d.to_string_lossy())));
+        }
+        if let Some(n) = &self.dask_name {
+            self.dask_name = Some(expand(n));
+        }
+    }
+}
+
 /// Why an agent could not run at all.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -231,7 +254,8 @@ const FIRST_RETRY: Duration = Duration::from_millis(50);
 const MAX_RETRY: Duration = Duration::from_secs(2);
 
 /// Runs the agent(s) of one job to the end; the first error wins.
-pub async fn run(args: WorkerArgs) -> Result<Vec<AgentExit>, AgentError> {
+pub async fn run(mut args: WorkerArgs) -> Result<Vec<AgentExit>, AgentError> {
+    args.expand_variables(|name| std::env::var(name).ok());
     if args.processes == 0 {
         return Err(AgentError::NoProcesses);
     }
@@ -364,6 +388,28 @@ mod tests {
     struct Cli {
         #[command(flatten)]
         args: WorkerArgs,
+    }
+
+    #[test]
+    fn variables_in_the_scratch_directory_and_dask_name_expand_and_nothing_else_does() {
+        let mut args = Cli::parse_from([
+            "worker",
+            "--local-directory",
+            "$TMPDIR/dask-${SLURM_JOB_ID}",
+            "--dask-name",
+            "run-$SLURM_JOB_ID-$(id)-`id`-$UNSET",
+        ])
+        .args;
+        args.expand_variables(|name| match name {
+            "TMPDIR" => Some("/tmp/job7".into()),
+            "SLURM_JOB_ID" => Some("7".into()),
+            _ => None,
+        });
+        assert_eq!(
+            args.local_directory.unwrap(),
+            PathBuf::from("/tmp/job7/dask-7")
+        );
+        assert_eq!(args.dask_name.unwrap(), "run-7-$(id)-`id`-");
     }
 
     #[test]
