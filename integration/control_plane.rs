@@ -450,7 +450,13 @@ async fn the_status_page_lets_in_only_a_fresh_code_or_its_session() {
         r.send()
     };
     // No session, a made-up session, a made-up or oversized code: 401.
-    let forged = format!("drover_session={}", Token::generate().expose());
+    // (Under this cluster's cookie name, so the forged session itself is
+    // what is refused.)
+    let forged = format!(
+        "drover_session_{}={}",
+        s.cluster_id(),
+        Token::generate().expose()
+    );
     for (path, cookie) in [
         ("/ui".to_string(), None),
         ("/ui/update".to_string(), Some(forged.clone())),

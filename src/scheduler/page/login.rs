@@ -81,25 +81,29 @@ fn find(list: &mut VecDeque<Secret>, presented: &str, now: Instant) -> Option<us
     found
 }
 
-/// The session id in a `Cookie` header, if it carries one.
-pub(crate) fn session_cookie(header: &str) -> Option<&str> {
+/// The session id in a `Cookie` header, if it carries the cookie `name`.
+pub(crate) fn session_cookie<'a>(header: &'a str, name: &str) -> Option<&'a str> {
     header
         .split(';')
         .filter_map(|c| c.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
+        .find(|(n, _)| *n == name)
         .map(|(_, value)| value)
 }
 
-/// The cookie's name.
-pub(crate) const COOKIE: &str = "drover_session";
+/// The cookie's name for the page of cluster `cluster`: a browser keeps
+/// cookies by host, not by port, so two pools' pages on one host (a login
+/// node) each need their own name, or each login would end the other's.
+pub(crate) fn cookie_name(cluster: &crate::protocol::ClusterId) -> String {
+    format!("drover_session_{cluster}")
+}
 
 /// The `Set-Cookie` value for a new session: only for the page's paths,
 /// out of scripts' reach, never sent from another site's page, and only
 /// over TLS when the scheduler has it.
-pub(crate) fn set_cookie(session: &Token, tls: bool) -> String {
+pub(crate) fn set_cookie(name: &str, session: &Token, tls: bool) -> String {
     let secure = if tls { "; Secure" } else { "" };
     format!(
-        "{COOKIE}={}; Path=/ui; Max-Age={}; HttpOnly; SameSite=Strict{secure}",
+        "{name}={}; Path=/ui; Max-Age={}; HttpOnly; SameSite=Strict{secure}",
         session.expose(),
         SESSION_LIFETIME.as_secs()
     )
@@ -182,11 +186,16 @@ mod tests {
 
     #[test]
     fn the_cookie_is_found_among_others_and_set_strictly() {
-        assert_eq!(session_cookie("a=1; drover_session=xyz; b=2"), Some("xyz"));
-        assert_eq!(session_cookie("drover_sessionx=1"), None);
+        let id: crate::protocol::ClusterId = "ab12cd34".parse().unwrap();
+        let name = cookie_name(&id);
+        let other = cookie_name(&"ffff0000".parse().unwrap());
+        let header = format!("a=1; {other}=theirs; {name}=xyz; b=2");
+        assert_eq!(session_cookie(&header, &name), Some("xyz"));
+        assert_eq!(session_cookie(&format!("{name}x=1"), &name), None);
         let t = Token::generate();
-        let c = set_cookie(&t, true);
+        let c = set_cookie(&name, &t, true);
+        assert!(c.starts_with(&format!("{name}=")));
         assert!(c.contains("HttpOnly") && c.contains("SameSite=Strict") && c.ends_with("Secure"));
-        assert!(!set_cookie(&t, false).contains("Secure"));
+        assert!(!set_cookie(&name, &t, false).contains("Secure"));
     }
 }

@@ -79,11 +79,12 @@ async fn logged_in(
     next: Next,
 ) -> Response {
     let headers = request.headers();
+    let name = login::cookie_name(&shared.cluster_id);
     let cookie = headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .find_map(login::session_cookie);
+        .find_map(|h| login::session_cookie(h, &name));
     let session = cookie.is_some_and(|s| {
         shared
             .page
@@ -137,7 +138,11 @@ async fn login(
             "unknown, used or expired code",
         );
     };
-    let cookie = login::set_cookie(&session, shared.page.tls);
+    let cookie = login::set_cookie(
+        &login::cookie_name(&shared.cluster_id),
+        &session,
+        shared.page.tls,
+    );
     let next = q.next.filter(|n| login::is_page_path(n));
     (
         StatusCode::SEE_OTHER,
