@@ -30,14 +30,22 @@ impl PrivateDir {
     /// with `access`'s mode when it is not there; when it is, it must be
     /// ours, or root's, and writable by no one else unless sticky (`/tmp`).
     pub fn ensure(path: &Path, access: Access) -> Result<PrivateDir, FsError> {
-        if std::fs::symlink_metadata(path).is_err() {
+        let created = std::fs::symlink_metadata(path).is_err();
+        if created {
             std::fs::DirBuilder::new()
                 .recursive(true)
                 .mode(access.dir_mode())
                 .create(path)
                 .map_err(FsError::io(path))?;
         }
-        Self::open(path, access)
+        let dir = Self::open(path, access)?;
+        if created {
+            // The umask may have taken bits the access asks for (group
+            // reads under umask 077).
+            fchmod(&dir.fd, Mode::from_bits_truncate(access.dir_mode()))
+                .map_err(|e| FsError::io(path)(e.into()))?;
+        }
+        Ok(dir)
     }
 
     /// An existing directory, checked as `ensure` checks it.
