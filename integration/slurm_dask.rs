@@ -321,7 +321,7 @@ async fn a_pool_attaches_to_a_dask_scheduler_started_elsewhere() {
         &drover::dask::DaskBind::Interface(bridge()),
         &Default::default(),
         None,
-        logs.path(),
+        &drover::private_fs::PrivateDir::ensure(logs.path(), Default::default()).unwrap(),
         Duration::from_secs(60),
     )
     .await

@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::exit::{ExitStatus, FAILURE, USAGE};
+use crate::private_fs::{FsError, PrivateDir};
 use crate::protocol::{DaskEndpoint, DaskTls};
 
 /// HTTP route modules the Dask scheduler must serve for drover (Dask's
@@ -60,6 +61,9 @@ pub enum DaskError {
         /// What is wrong.
         message: String,
     },
+    /// Its directory or a file in it is not safe to use.
+    #[error("Dask scheduler directory: {0}")]
+    Files(#[from] FsError),
     /// The HTTP API failed.
     #[error("Dask scheduler HTTP API {url}: {message}")]
     Http {
@@ -75,6 +79,7 @@ impl ExitStatus for DaskError {
         match self {
             DaskError::Spawn { .. } | DaskError::SchedulerFile { .. } => USAGE,
             DaskError::NotStarted { .. } | DaskError::Http { .. } => FAILURE,
+            DaskError::Files(e) => e.exit_code(),
         }
     }
 }
@@ -144,15 +149,11 @@ fn not_bound(python: &Path, e: crate::net::NetError) -> DaskError {
     }
 }
 
-/// Writes drover's route module into `dir` and returns the `PYTHONPATH`
-/// that finds it (ahead of the caller's own).
-fn routes_on_path(python: &Path, dir: &Path) -> Result<std::ffi::OsString, DaskError> {
-    std::fs::write(dir.join("drover_dask_routes.py"), ROUTES_MODULE).map_err(|cause| {
-        DaskError::Spawn {
-            python: python.to_path_buf(),
-            cause,
-        }
-    })?;
+/// Writes drover's route module into `dir` (private: Python imports from
+/// it) and returns the `PYTHONPATH` that finds it (ahead of the caller's own).
+fn routes_on_path(dir: &PrivateDir) -> Result<std::ffi::OsString, DaskError> {
+    dir.write_file("drover_dask_routes.py", ROUTES_MODULE.as_bytes())?;
+    let dir = dir.path();
     Ok(match std::env::var_os("PYTHONPATH") {
         Some(p) if !p.is_empty() => {
             let mut v = dir.as_os_str().to_os_string();
@@ -188,17 +189,14 @@ impl DaskScheduler {
         bind: &DaskBind,
         options: &DaskSchedulerOptions,
         tls: Option<&DaskTls>,
-        dir: &Path,
+        dir: &PrivateDir,
         timeout: Duration,
     ) -> Result<DaskScheduler, DaskError> {
-        let file = dir.join("dask-scheduler.json");
-        let log = dir.join("dask-scheduler.log");
-        let python_path = routes_on_path(python, dir)?;
+        let file = dir.path().join("dask-scheduler.json");
+        let log = dir.path().join("dask-scheduler.log");
+        let python_path = routes_on_path(dir)?;
         let _ = std::fs::remove_file(&file);
-        let log_file = std::fs::File::create(&log).map_err(|cause| DaskError::Spawn {
-            python: python.to_path_buf(),
-            cause,
-        })?;
+        let log_file = dir.create_file("dask-scheduler.log")?;
         let mut cmd = tokio::process::Command::new(python);
         cmd.args(["-m", "distributed.cli.dask_scheduler", "--scheduler-file"])
             .arg(&file)

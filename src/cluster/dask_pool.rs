@@ -65,12 +65,13 @@ impl DaskPool {
                     Bind::Host(ip) => DaskBind::Host(*ip),
                     Bind::Auto => DaskBind::Host(scheduler.local_addr().ip()),
                 };
-                let dir = spec.log_directory.join(format!("{}.dask", spec.job_name));
-                std::fs::create_dir_all(&dir).map_err(|cause| ClusterError::Io {
-                    what: format!("creating {}", dir.display()),
-                    cause,
-                })?;
-                let tls = dask_tls(options, scheduler, &dir)?;
+                // Private: Python imports drover's routes module from here,
+                // so no other user may write in it.
+                let dir = crate::private_fs::PrivateDir::ensure(
+                    &spec.log_directory.join(format!("{}.dask", spec.job_name)),
+                    crate::private_fs::Access::Private,
+                )?;
+                let tls = dask_tls(options, scheduler, dir.path())?;
                 let process = DaskScheduler::start(
                     &spec.python,
                     &bind,
