@@ -34,11 +34,10 @@ fn open(path: &Path) -> std::io::Result<File> {
     Ok(file)
 }
 
-/// The log from byte `from` on, at most `max` bytes of it: when more than
-/// that came, the newest `max` (and `from` says where they start). A log
-/// that shrank (rewritten) is read from its start. A log that is not there
-/// (yet), or is not a regular file, is empty.
-pub fn read_from(path: &Path, from: u64, max: u64) -> Chunk {
+/// Reads the bytes `span(len, from)` picks, as `start..end`, of the log
+/// at `path`; a log that shrank below `from` (rewritten) is read from its
+/// start, and one not there (yet), or not a regular file, is empty.
+fn read_span(path: &Path, from: u64, span: impl FnOnce(u64, u64) -> (u64, u64)) -> Chunk {
     let Ok(mut file) = open(path) else {
         return Chunk {
             from,
@@ -48,11 +47,11 @@ pub fn read_from(path: &Path, from: u64, max: u64) -> Chunk {
     };
     let len = file.metadata().map(|m| m.len()).unwrap_or(0);
     let from = if from > len { 0 } else { from };
-    let start = from.max(len.saturating_sub(max));
+    let (start, end) = span(len, from);
     let mut bytes = Vec::new();
     let read = file
         .seek(SeekFrom::Start(start))
-        .and_then(|_| file.take(len - start).read_to_end(&mut bytes));
+        .and_then(|_| file.take(end - start).read_to_end(&mut bytes));
     if read.is_err() {
         bytes.clear();
     }
@@ -63,31 +62,18 @@ pub fn read_from(path: &Path, from: u64, max: u64) -> Chunk {
     }
 }
 
+/// The log from byte `from` on, at most `max` bytes of it: when more than
+/// that came, the newest `max` (and `from` says where they start).
+pub fn read_from(path: &Path, from: u64, max: u64) -> Chunk {
+    read_span(path, from, |len, from| {
+        (from.max(len.saturating_sub(max)), len)
+    })
+}
+
 /// At most `max` bytes of the log from byte `from` on, the oldest first:
-/// for printing a whole log a chunk at a time. A log that shrank is read
-/// from its start.
+/// for printing a whole log a chunk at a time.
 pub fn read_forward(path: &Path, from: u64, max: u64) -> Chunk {
-    let Ok(mut file) = open(path) else {
-        return Chunk {
-            from,
-            to: from,
-            text: String::new(),
-        };
-    };
-    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let from = if from > len { 0 } else { from };
-    let mut bytes = Vec::new();
-    let read = file
-        .seek(SeekFrom::Start(from))
-        .and_then(|_| file.take(max.min(len - from)).read_to_end(&mut bytes));
-    if read.is_err() {
-        bytes.clear();
-    }
-    Chunk {
-        from,
-        to: from + bytes.len() as u64,
-        text: String::from_utf8_lossy(&bytes).into_owned(),
-    }
+    read_span(path, from, |len, from| (from, from + max.min(len - from)))
 }
 
 /// The end of the log: its last `MAX_CHUNK` bytes.
