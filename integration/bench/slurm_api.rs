@@ -9,7 +9,7 @@
 //!    makes (commands run, or requests made) in that minute.
 //!
 //! slurmrestd's address and token come from `SLURMRESTD_URL` and
-//! `SLURM_JWT`, else from `slurm/local-cluster env`. Under `cargo test` it
+//! `SLURM_JWT`, else from `slurm/local-cluster env --rest`. Under `cargo test` it
 //! is a smoke run (4 workers, a 5 s hold): its figures are no measurement.
 
 mod common;
@@ -98,7 +98,7 @@ fn rest_settings() -> Option<(RestEndpoint, String)> {
         _ => match local_env() {
             Some(pair) => pair,
             None => {
-                let why = "no slurmrestd: SLURMRESTD_URL and SLURM_JWT unset, and `slurm/local-cluster env` printed none";
+                let why = "no slurmrestd: SLURMRESTD_URL and SLURM_JWT unset, and `slurm/local-cluster env --rest` printed none";
                 assert!(
                     std::env::var("CI").as_deref() != Ok("true"),
                     "{why}; under CI=true benchmarks never skip"
@@ -111,11 +111,11 @@ fn rest_settings() -> Option<(RestEndpoint, String)> {
     Some((url.parse().expect("a slurmrestd URL"), token))
 }
 
-/// `SLURMRESTD_URL` and `SLURM_JWT` as `slurm/local-cluster env` prints them.
+/// `SLURMRESTD_URL` and `SLURM_JWT` as `slurm/local-cluster env --rest` prints them.
 fn local_env() -> Option<(String, String)> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/slurm/local-cluster");
     let out = std::process::Command::new(script)
-        .arg("env")
+        .args(["env", "--rest"])
         .output()
         .ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
