@@ -36,6 +36,7 @@ fn main() {
         case!(a_server_with_another_certificate_is_refused),
         case!(wrong_missing_or_foreign_tokens_are_refused),
         case!(a_flood_of_idle_and_refused_connections_starves_no_worker),
+        case!(a_flood_from_our_own_address_locks_out_no_client),
         case!(control_and_binary_output_is_reported),
         case!(one_gib_of_output_keeps_the_worker_small),
         case!(many_large_results_keep_the_scheduler_small),
@@ -457,6 +458,97 @@ async fn a_flood_of_idle_and_refused_connections_starves_no_worker(dir: PathBuf)
     Ok(format!(
         "{opened} silent connections (64 admitted from one host, all closed by the handshake timeout), 10000 bad requests refused in {flood_secs:.1} s; 50 workers: none lost, slowest heartbeat {:.2} s, {retried} retried; {lines} log lines",
         worst.as_secs_f64()
+    ))
+}
+
+/// Issue 29 D: another user on our own address (a shared login node)
+/// holds 300 idle connections open and opens a new one for each that is
+/// closed, four times the 64 anonymous places one address has. Our CLI and
+/// new clients, from that same address, are still served: each new
+/// connection takes the place of the oldest idle anonymous one, and once
+/// it has shown the token nothing can close it.
+async fn a_flood_from_our_own_address_locks_out_no_client(dir: PathBuf) -> Outcome {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let file = dir.join("scheduler.json");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_drover"));
+    cmd.args(["scheduler", "--host", "127.0.0.1", "--scheduler-file"])
+        .arg(&file)
+        .env("DROVER_MAX_CONNECTIONS_PER_PEER", "64")
+        .env("DROVER_HANDSHAKE_TIMEOUT", "30s")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let _scheduler = KillOnDrop(cmd.spawn().unwrap());
+    common::until("the scheduler file", Duration::from_secs(10), || {
+        file.exists()
+    })
+    .await;
+    let sf = SchedulerFile::read(&file).map_err(|e| e.to_string())?;
+    let addr: SocketAddr = sf.address.trim_start_matches("https://").parse().unwrap();
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let opened = std::sync::Arc::new(AtomicUsize::new(0));
+    let flood = {
+        let (stop, opened) = (stop.clone(), opened.clone());
+        std::thread::spawn(move || {
+            let open = || TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok();
+            let mut held: Vec<TcpStream> = (0..300).filter_map(|_| open()).collect();
+            opened.store(held.len() + 1, Ordering::SeqCst);
+            let mut renewed = 0usize;
+            while !stop.load(Ordering::SeqCst) {
+                for s in held.iter_mut() {
+                    if closed_by_peer(s) {
+                        if let Some(new) = open() {
+                            *s = new;
+                            renewed += 1;
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            renewed
+        })
+    };
+    common::until("the flood's connections", Duration::from_secs(30), || {
+        opened.load(Ordering::SeqCst) > 0
+    })
+    .await;
+    let flooding = opened.load(Ordering::SeqCst) - 1;
+    check(
+        flooding >= 200,
+        format!("only {flooding} flood connections opened"),
+    )?;
+    // Twenty fresh clients from the flooded address, one after another,
+    // each on a new connection; then the CLI, as a user runs it.
+    let mut served = 0;
+    let mut failures = Vec::new();
+    for _ in 0..20 {
+        let ours = client_from(&sf, [127, 0, 0, 1], sf.token.clone());
+        match ours.workers().await {
+            Ok(_) => served += 1,
+            Err(e) => failures.push(e.to_string()),
+        }
+    }
+    let file_arg = file.display().to_string();
+    let status = tokio::task::spawn_blocking(move || {
+        common::drover(&["status", "--scheduler-file", &file_arg])
+    })
+    .await
+    .unwrap();
+    stop.store(true, Ordering::SeqCst);
+    let renewed = flood.join().unwrap();
+    check(
+        served == 20,
+        format!("{served} of 20 clients served: {failures:?}"),
+    )?;
+    check(
+        status.status.success(),
+        format!(
+            "drover status failed: {}",
+            String::from_utf8_lossy(&status.stderr)
+        ),
+    )?;
+    Ok(format!(
+        "{flooding} idle connections from 127.0.0.1 (64 places), {renewed} of them renewed after being closed to make room; 20 of 20 fresh clients and `drover status` from 127.0.0.1 served"
     ))
 }
 

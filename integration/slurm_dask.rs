@@ -316,31 +316,22 @@ async fn a_pool_attaches_to_a_dask_scheduler_started_elsewhere() {
     };
     let _serial = exclusive().await;
     let logs = log_dir();
-    let mut theirs = drover::dask::DaskScheduler::start(
-        &python,
-        &drover::dask::DaskBind::Interface(bridge()),
-        &Default::default(),
-        None,
-        &drover::private_fs::PrivateDir::ensure(logs.path(), Default::default()).unwrap(),
-        Duration::from_secs(60),
-    )
-    .await
-    .unwrap();
+    let mut theirs = their_dask_scheduler(&python, logs.path()).await;
     let spec = test_job("drover-dask-attach", 1, logs.path())
         .kind(WorkerKind::Dask)
         .python(python.clone())
         .build()
         .unwrap();
     let mut options = test_cluster_options();
-    options.dask_scheduler_file = Some(theirs.endpoint().scheduler_file.clone());
+    options.dask_scheduler_file = Some(theirs.1.scheduler_file.clone());
     let cluster = SlurmCluster::new(spec, options, slurm).await.unwrap();
-    assert_eq!(cluster.dask().unwrap().address, theirs.endpoint().address);
+    assert_eq!(cluster.dask().unwrap().address, theirs.1.address);
     cluster.scale(2);
     cluster
         .wait_for_workers(2, Duration::from_secs(90))
         .await
         .unwrap();
-    let api = drover::dask::DaskApi::new(&theirs.endpoint().http);
+    let api = drover::dask::DaskApi::new(&theirs.1);
     let names: BTreeSet<String> = api
         .workers()
         .await
@@ -360,7 +351,115 @@ async fn a_pool_attaches_to_a_dask_scheduler_started_elsewhere() {
         api.workers().await.unwrap().is_empty(),
         "closing retired the workers from the attached scheduler"
     );
-    theirs.stop().await;
+    let _ = theirs.0.kill().await;
+}
+
+/// A Dask scheduler as a user starts one by hand (not through drover), on
+/// the bridge, serving Dask's `/api/v1` as the README asks of one a pool
+/// attaches to; returned once that API answers.
+async fn their_dask_scheduler(
+    python: &std::path::Path,
+    dir: &std::path::Path,
+) -> (tokio::process::Child, drover::protocol::DaskEndpoint) {
+    let file = dir.join("their-dask-scheduler.json");
+    let log = std::fs::File::create(dir.join("their-dask-scheduler.log")).unwrap();
+    let child = tokio::process::Command::new(python)
+        .args(["-m", "distributed.cli.dask_scheduler", "--scheduler-file"])
+        .arg(&file)
+        .args(["--interface", &bridge(), "--dashboard-address", ":0"])
+        .env(
+            "DASK_DISTRIBUTED__SCHEDULER__HTTP__ROUTES",
+            "[\"distributed.http.scheduler.api\", \"distributed.http.scheduler.json\", \"distributed.http.health\"]",
+        )
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(endpoint) = drover::dask::read_scheduler_file(&file) {
+            if drover::dask::DaskApi::new(&endpoint)
+                .workers()
+                .await
+                .is_ok()
+            {
+                return (child, endpoint);
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "their Dask scheduler did not answer within 60 s"
+        );
+        // Polling a process we do not control: there is no event to wait on.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Issue 29 C: the Dask scheduler drover starts serves its HTTP side on
+/// the scheduler's own address only, without Dask's unauthenticated
+/// `/api/v1` or proxy, and drover's routes want the pool's token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dask_schedulers_http_side_is_closed_to_others() {
+    if local_slurm("the_dask_schedulers_http_side_is_closed").is_none() {
+        return;
+    }
+    let Some(python) = dask_python("the_dask_schedulers_http_side_is_closed") else {
+        return;
+    };
+    let logs = log_dir();
+    let dir = drover::private_fs::PrivateDir::ensure(logs.path(), Default::default()).unwrap();
+    let mut ours = drover::dask::DaskScheduler::start(
+        &python,
+        &drover::dask::DaskBind::Interface(bridge()),
+        &Default::default(),
+        None,
+        &dir,
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
+    let endpoint = ours.endpoint().clone();
+    let url: reqwest::Url = endpoint.http.parse().unwrap();
+    let port = url.port().unwrap();
+    assert_ne!(url.host_str(), Some("127.0.0.1"), "{url}");
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "the dashboard answers on 127.0.0.1:{port}, so on every interface"
+    );
+    let http = reqwest::Client::new();
+    let status = |r: reqwest::Response| r.status().as_u16();
+    let get = |path: &str| http.get(format!("{}{path}", endpoint.http)).send();
+    assert_eq!(status(get("/api/v1/get_workers").await.unwrap()), 404);
+    assert_eq!(
+        status(get("/proxy/8786/127.0.0.1/status").await.unwrap()),
+        404
+    );
+    assert_eq!(status(get("/drover/v1/workers").await.unwrap()), 403);
+    let wrong = http
+        .get(format!("{}/drover/v1/workers", endpoint.http))
+        .bearer_auth(drover::protocol::Token::generate().expose())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status(wrong), 403);
+    let retire = http
+        .post(format!("{}/drover/v1/retire", endpoint.http))
+        .body(r#"{"workers": []}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status(retire), 403);
+    // With the pool's token, drover reads it.
+    let api = drover::dask::DaskApi::new(&endpoint);
+    assert!(api.workers().await.unwrap().is_empty());
+    assert_eq!(api.desired_workers().await.unwrap(), 0);
+    assert!(api
+        .retire(&[], Duration::from_secs(10))
+        .await
+        .unwrap()
+        .is_empty());
+    ours.stop().await;
 }
 
 #[test]

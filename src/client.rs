@@ -43,7 +43,7 @@ pub enum ClientError {
         url: String,
     },
     /// A request is larger than the scheduler takes.
-    #[error("{what} is larger than the scheduler takes in one request ({limit} bytes); submit it in smaller parts")]
+    #[error("{what} is larger than the scheduler takes in one request ({limit} bytes, {} tasks); submit it in smaller parts", crate::protocol::MAX_TASKS_PER_REQUEST)]
     TooLarge {
         /// What was too large.
         what: String,
@@ -94,12 +94,17 @@ impl ExitStatus for ClientError {
 /// `items` in runs whose JSON fits in `limit` bytes (an item too large
 /// alone goes alone: the server's refusal then names it).
 fn fitting<T: Serialize + Clone>(items: &[T], limit: usize) -> Vec<Vec<T>> {
+    fitting_counted(items, limit, usize::MAX)
+}
+
+/// As `fitting`, with at most `most` items a part.
+fn fitting_counted<T: Serialize + Clone>(items: &[T], limit: usize, most: usize) -> Vec<Vec<T>> {
     let mut parts: Vec<Vec<T>> = Vec::new();
     let mut current: Vec<T> = Vec::new();
     let mut bytes = 2; // the brackets
     for item in items {
         let n = serde_json::to_vec(item).map(|v| v.len()).unwrap_or(0) + 1;
-        if !current.is_empty() && bytes + n > limit {
+        if !current.is_empty() && (bytes + n > limit || current.len() == most) {
             parts.push(std::mem::take(&mut current));
             bytes = 2;
         }
@@ -377,10 +382,15 @@ impl SchedulerClient {
     }
 
     /// Submits tasks; dependencies may name tasks of the same batch. A
-    /// batch over the body limit goes in parts when no task names another
-    /// (names resolve within one request); else it is refused whole.
+    /// batch over the body limit or the task bound goes in parts when no
+    /// task names another (names resolve within one request); else it is
+    /// refused whole.
     pub async fn submit(&self, tasks: &[TaskSpec]) -> Result<Vec<TaskId>, ClientError> {
-        let parts = fitting(tasks, paths::MAX_BODY - 64);
+        let parts = fitting_counted(
+            tasks,
+            paths::MAX_BODY - 64,
+            crate::protocol::MAX_TASKS_PER_REQUEST,
+        );
         let named = tasks.iter().any(|t| {
             t.deps
                 .iter()
@@ -588,5 +598,12 @@ mod tests {
         let big = vec!["x".repeat(2000), "y".into()];
         assert_eq!(fitting(&big, 1000).len(), 2);
         assert_eq!(fitting::<String>(&[], 1000), vec![Vec::<String>::new()]);
+        // A count bound cuts too.
+        let counted = fitting_counted(&items, usize::MAX, 30);
+        assert_eq!(
+            counted.iter().map(Vec::len).collect::<Vec<_>>(),
+            [30, 30, 30, 10]
+        );
+        assert_eq!(counted.concat(), items);
     }
 }

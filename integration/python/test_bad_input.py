@@ -109,6 +109,14 @@ def test_unknown_arguments_and_misplaced_ones():
 
 
 @pytest.mark.usefixtures("nothing_starts")
+def test_file_access_takes_private_or_group():
+    with pytest.raises(ValueError) as e:
+        drover.SlurmCluster(file_access="world")
+    message = str(e.value)
+    assert "file_access" in message and "private" in message and "group" in message, message
+
+
+@pytest.mark.usefixtures("nothing_starts")
 def test_python_says_what_the_cli_says():
     """The same bad values, given to `drover job-script`, fail with the
     same words (each names the setting as its caller spells it)."""

@@ -44,6 +44,23 @@ def test_a_thousand_command_tasks_through_map(workdir):
         assert "1000 succeeded" in page, page
 
 
+def test_file_access_group_lets_the_group_read_logs_and_outputs(workdir):
+    """`file_access="group"`: the log directory, the task output directory
+    and a long output's file are the group's to read (0750, 0640), and no
+    one else's."""
+    logs = workdir / "group-logs"
+    with cluster(n_workers=1, log_directory=str(logs), file_access="group") as c:
+        c.wait_for_workers(1, timeout=120)
+        task = c.submit("head -c 300000 /dev/zero | tr '\\0' x")
+        info = task.wait(timeout=120)
+        assert info.state == "succeeded", info
+        long_output = info.output.stdout_file
+        assert long_output, info.output
+        assert os.stat(logs).st_mode & 0o777 == 0o750
+        assert os.stat(long_output).st_mode & 0o777 == 0o640
+        assert os.stat(os.path.dirname(long_output)).st_mode & 0o777 == 0o750
+
+
 def test_the_seed_graph_sums_to_50(workdir):
     graph = {"tasks": {}}
     parts = []

@@ -129,12 +129,12 @@ async fn up(config: Option<PathBuf>, args: UpArgs) -> CliResult {
 async fn detach(config: Option<PathBuf>, args: UpArgs) -> CliResult {
     use std::os::unix::process::CommandExt;
     let spec = args.pool.layered(config)?.job.build()?;
-    spec.ensure_log_directory()
+    let dir = spec
+        .ensure_log_directory()
         .with_context(|| format!("creating {}", spec.log_directory.display()))?;
     let stamp = drover::protocol::unix_ms();
-    let log = spec
-        .log_directory
-        .join(format!("drover-cluster-{stamp}.log"));
+    let log_name = format!("drover-cluster-{stamp}.log");
+    let log = spec.log_directory.join(&log_name);
     let mut argv: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| a != "--detach")
@@ -151,7 +151,9 @@ async fn detach(config: Option<PathBuf>, args: UpArgs) -> CliResult {
             f
         }
     };
-    let out = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+    let out = dir
+        .create_file(&log_name)
+        .with_context(|| format!("creating {}", log.display()))?;
     let err = out
         .try_clone()
         .with_context(|| format!("opening {}", log.display()))?;
@@ -166,14 +168,15 @@ async fn detach(config: Option<PathBuf>, args: UpArgs) -> CliResult {
         .context("starting the detached cluster")?;
     loop {
         if let Some(status) = child.try_wait().context("watching the detached cluster")? {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let text = drover::private_fs::read::tail_lines(&log, 40).unwrap_or_default();
             return Err(CliError::failure(format!(
                 "the detached cluster exited ({status}); its log {}:\n{text}",
                 log.display()
             )));
         }
-        if std::fs::read_to_string(&log)
-            .unwrap_or_default()
+        // "ready: " comes early, after start-up lines only.
+        if drover::private_fs::read::read_forward(&log, 0, 1 << 20)
+            .text
             .contains("ready: ")
         {
             break;

@@ -61,9 +61,11 @@ pub async fn submit(
     let name = format!("{}-scheduler", spec.job_name);
     let script_path = spec.log_directory.join(format!("{name}.sbatch"));
     let script = render(spec, &name, walltime, &file, &script_path)?;
+    // Through the checked directory: never through a link another user
+    // planted under that predictable name.
     spec.ensure_log_directory()
-        .with_context(|| format!("creating {}", spec.log_directory.display()))?;
-    std::fs::write(&script_path, &script)
+        .with_context(|| format!("creating {}", spec.log_directory.display()))?
+        .write_file(&format!("{name}.sbatch"), script.as_bytes())
         .with_context(|| format!("writing {}", script_path.display()))?;
     let job = slurm
         .submit(&script, &SubmitOptions::default())

@@ -86,7 +86,7 @@ impl DaskPool {
         };
         scheduler.set_dask(endpoint.clone());
         Ok(DaskPool {
-            api: DaskApi::new(&endpoint.http),
+            api: DaskApi::new(&endpoint),
             endpoint,
             process: tokio::sync::Mutex::new(process),
             seen: Mutex::new(None),

@@ -179,8 +179,12 @@ impl JobSpec {
     /// directory is missing fails without a word) with the job's file
     /// access, or checks that an existing one is ours and closed to
     /// others, so no other user reads the logs or plants links in it.
-    pub fn ensure_log_directory(&self) -> Result<(), crate::private_fs::FsError> {
-        crate::private_fs::PrivateDir::ensure(&self.log_directory, self.file_access).map(drop)
+    /// drover's own files there (a scheduler job's script, a detached
+    /// pool's log) are written through the returned directory.
+    pub fn ensure_log_directory(
+        &self,
+    ) -> Result<crate::private_fs::PrivateDir, crate::private_fs::FsError> {
+        crate::private_fs::PrivateDir::ensure(&self.log_directory, self.file_access)
     }
 
     /// The log file pattern for stdout (`%x` job name, `%j` job id).

@@ -116,10 +116,17 @@ pub async fn run(target: SocketAddr, interface: Option<String>, token: String) -
     findings
 }
 
-/// The doctor's side: where probes call back.
+/// The most callers read at once: more are dropped at accept, so a flood
+/// of idle connections costs a bounded few of these.
+const MAX_READING: usize = 256;
+
+/// The doctor's side: where probes call back. Callers are read side by
+/// side, so idle connections (another user's, or a probe's stuck peer)
+/// never hold up the probes behind them.
 pub struct Listener {
     listener: TcpListener,
     token: String,
+    reading: tokio::sync::Mutex<tokio::task::JoinSet<Option<Findings>>>,
 }
 
 impl Listener {
@@ -128,6 +135,7 @@ impl Listener {
         Ok(Listener {
             listener: TcpListener::bind((ip, 0)).await?,
             token,
+            reading: Default::default(),
         })
     }
 
@@ -139,17 +147,33 @@ impl Listener {
     /// The next probe that calls back with the token; connections without
     /// it (or too slow, or too large) are dropped.
     pub async fn next(&self) -> Findings {
+        let mut reading = self.reading.lock().await;
         loop {
-            let Ok((stream, _)) = self.listener.accept().await else {
-                continue;
-            };
-            if let Ok(Some(f)) = tokio::time::timeout(CONNECT_TIMEOUT, read(stream)).await {
-                use subtle::ConstantTimeEq;
-                if bool::from(f.token.as_bytes().ct_eq(self.token.as_bytes())) {
-                    return f;
+            tokio::select! {
+                accepted = self.listener.accept() => {
+                    let Ok((stream, _)) = accepted else { continue };
+                    if reading.len() < MAX_READING {
+                        reading.spawn(async move {
+                            tokio::time::timeout(CONNECT_TIMEOUT, read(stream)).await.ok().flatten()
+                        });
+                    }
+                }
+                // Matched in the body: a pattern that failed here would
+                // leave this branch off until another connection came.
+                Some(done) = reading.join_next(), if !reading.is_empty() => {
+                    if let Ok(Some(f)) = done {
+                        if self.is_token(&f.token) {
+                            return f;
+                        }
+                    }
                 }
             }
         }
+    }
+
+    fn is_token(&self, presented: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        bool::from(presented.as_bytes().ct_eq(self.token.as_bytes()))
     }
 }
 
@@ -194,6 +218,27 @@ mod tests {
         assert!(!line.contains("secret"));
         let back = Findings::from_log(&format!("noise\n{line}\n")).unwrap();
         assert_eq!(back.hostname, sent.hostname);
+    }
+
+    #[tokio::test]
+    async fn idle_connections_do_not_hold_up_a_probe() {
+        let listener = Listener::bind("127.0.0.1".parse().unwrap(), "secret".into())
+            .await
+            .unwrap();
+        let addr = listener.addr().unwrap();
+        // Connections that send nothing: each would hold a one-at-a-time
+        // reader for the whole timeout.
+        let mut idle = Vec::new();
+        for _ in 0..8 {
+            idle.push(TcpStream::connect(addr).await.unwrap());
+        }
+        let probe = tokio::spawn(run(addr, Some("lo".into()), "secret".into()));
+        let heard = tokio::time::timeout(CONNECT_TIMEOUT, listener.next())
+            .await
+            .expect("the probe was heard while idle connections were open");
+        assert_eq!(heard.token, "secret");
+        probe.await.unwrap();
+        drop(idle);
     }
 
     #[tokio::test]

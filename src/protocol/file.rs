@@ -45,6 +45,11 @@ pub struct DaskEndpoint {
     /// made them (the certificate is also the authority).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<DaskTls>,
+    /// The secret drover's routes on a Dask scheduler that drover started
+    /// want (`/drover/v1/...`); `None` for a scheduler the user started,
+    /// which drover reads through Dask's own `/api/v1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<Token>,
 }
 
 /// PEM files of a cluster's certificate and key, readable by their owner
@@ -267,6 +272,7 @@ mod tests {
                 http: "http://127.0.0.1:3".into(),
                 scheduler_file: "/tmp/dask.json".into(),
                 tls: None,
+                token: Some(Token::generate()),
             }),
         };
         file.write(&path).unwrap();

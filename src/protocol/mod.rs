@@ -27,7 +27,8 @@ pub use resources::{
 };
 pub use tasks::{
     Assignment, Completion, Dep, SubmitRequest, SubmitResponse, TaskCounts, TaskInfo, TaskList,
-    TaskListQuery, TaskOutput, TaskSpec, TaskState, TASK_PAGE, TASK_PAGE_BYTES,
+    TaskListQuery, TaskOutput, TaskSpec, TaskState, MAX_TASKS_PER_REQUEST, TASK_PAGE,
+    TASK_PAGE_BYTES,
 };
 pub use worker::{
     parse_runs, runs_text, DeregisterRequest, Instruction, PollQuery, RegisterRequest,

@@ -265,11 +265,47 @@ pub struct TaskList {
     pub more: bool,
 }
 
+/// The most tasks one submission holds. The body limit alone let 559,220
+/// tiny tasks into one request, which took the scheduler to 0.93 GB; the
+/// client sends larger batches in parts.
+pub const MAX_TASKS_PER_REQUEST: usize = 65_536;
+
 /// A batch of tasks to run; dependencies may name tasks of the same batch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SubmitRequest {
-    /// The tasks, in submission order.
+    /// The tasks, in submission order; at most `MAX_TASKS_PER_REQUEST`,
+    /// refused while being read beyond that.
+    #[serde(deserialize_with = "at_most_max_tasks")]
     pub tasks: Vec<TaskSpec>,
+}
+
+/// Reads a list of tasks, stopping with an error at the first one past
+/// `MAX_TASKS_PER_REQUEST` (before it is built).
+fn at_most_max_tasks<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<TaskSpec>, D::Error> {
+    struct Bounded;
+    impl<'de> serde::de::Visitor<'de> for Bounded {
+        type Value = Vec<TaskSpec>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            write!(f, "a list of at most {MAX_TASKS_PER_REQUEST} tasks")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let hint = seq.size_hint().unwrap_or(0).min(1024);
+            let mut tasks = Vec::with_capacity(hint);
+            while let Some(task) = seq.next_element()? {
+                if tasks.len() == MAX_TASKS_PER_REQUEST {
+                    return Err(serde::de::Error::custom(format!(
+                        "tasks: at most {MAX_TASKS_PER_REQUEST} tasks per request; send the rest in another"
+                    )));
+                }
+                tasks.push(task);
+            }
+            Ok(tasks)
+        }
+    }
+    d.deserialize_seq(Bounded)
 }
 
 /// The ids given to a submitted batch, in its order.
@@ -321,6 +357,21 @@ mod id_list {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_submission_past_the_task_bound_is_refused_while_read() {
+        use super::{SubmitRequest, MAX_TASKS_PER_REQUEST};
+        let body = |n: usize| {
+            let one = r#"{"argv":["true"]}"#;
+            format!("{{\"tasks\":[{}]}}", vec![one; n].join(","))
+        };
+        let ok: SubmitRequest = serde_json::from_str(&body(MAX_TASKS_PER_REQUEST)).unwrap();
+        assert_eq!(ok.tasks.len(), MAX_TASKS_PER_REQUEST);
+        let err = serde_json::from_str::<SubmitRequest>(&body(MAX_TASKS_PER_REQUEST + 1))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("at most 65536 tasks per request"), "{err}");
+    }
+
     use super::*;
 
     #[test]

@@ -4,6 +4,7 @@
 //! token. `ops` holds its operations, which the HTTP face (`http`) and the
 //! in-process `Scheduler` handle share.
 
+mod admission;
 mod config;
 mod control;
 mod http;

@@ -212,7 +212,7 @@ impl DaskProcess {
         Ok(DaskProcess {
             shared,
             exited,
-            api: DaskApi::new(&endpoint.http),
+            api: DaskApi::new(endpoint),
             supervisor: Mutex::new(Some(task)),
         })
     }

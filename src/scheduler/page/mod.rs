@@ -9,7 +9,7 @@ mod routes;
 mod timeline;
 mod view;
 
-pub(crate) use routes::{dashboard_code, router};
+pub(crate) use routes::{dashboard_code, has_session, router};
 
 use std::sync::Arc;
 

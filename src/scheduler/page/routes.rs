@@ -78,25 +78,28 @@ async fn logged_in(
     request: Request,
     next: Next,
 ) -> Response {
-    let headers = request.headers();
+    let token = super::super::http::bearer(request.headers()).is_some_and(|t| shared.is_token(t));
+    if token || has_session(&shared, request.headers()) {
+        return next.run(request).await;
+    }
+    refused(&shared, peer, request.uri().path(), "no session")
+}
+
+/// Whether `headers` carry this cluster's cookie with a live session.
+pub(crate) fn has_session(shared: &Shared, headers: &axum::http::HeaderMap) -> bool {
     let name = login::cookie_name(&shared.cluster_id);
     let cookie = headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .find_map(|h| login::session_cookie(h, &name));
-    let session = cookie.is_some_and(|s| {
+    cookie.is_some_and(|s| {
         shared
             .page
             .logins
             .lock()
             .is_session(s, std::time::Instant::now())
-    });
-    let token = super::super::http::bearer(headers).is_some_and(|t| shared.is_token(t));
-    if session || token {
-        return next.run(request).await;
-    }
-    refused(&shared, peer, request.uri().path(), "no session")
+    })
 }
 
 fn refused(shared: &Shared, peer: SocketAddr, path: &str, why: &'static str) -> Response {
