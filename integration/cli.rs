@@ -212,6 +212,53 @@ fn a_bad_task_array_range_is_a_usage_error() {
     }
 }
 
+/// Issue 29 B: a line of an `--each-line` file is data. Into a shell
+/// script it goes as a variable; into another language's code (or where
+/// drover cannot tell) it is refused before anything is sent.
+#[test]
+fn an_each_line_line_never_becomes_code() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("lines"), "x'); import os; os.system('id\n").unwrap();
+    let submit = |argv: &[&str]| {
+        let mut args = vec![
+            "submit",
+            "--scheduler-file",
+            "none.json",
+            "--each-line",
+            "lines",
+            "--",
+        ];
+        args.extend_from_slice(argv);
+        drover(&args, dir.path())
+    };
+    for code in [
+        &["python3", "-c", "print('{{line}}')"][..],
+        &["perl", "-e", "print '{{line}}'"][..],
+        &["env", "-S", "sh -c 'echo {{line}}'"][..],
+    ] {
+        let out = submit(code);
+        assert_eq!(out.status.code(), Some(2), "{code:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("DROVER_TASK_LINE"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    // As data, and as a shell variable: past the check (to the missing
+    // scheduler file).
+    for fine in [
+        &["echo", "{{line}}"][..],
+        &["sh", "-c", "echo {{line}}"][..],
+    ] {
+        let out = submit(fine);
+        assert!(
+            stderr(&out).contains("none.json"),
+            "{fine:?}: {}",
+            stderr(&out)
+        );
+    }
+}
+
 #[test]
 fn a_bad_adaptive_range_is_a_usage_error() {
     let dir = tempfile::tempdir().unwrap();

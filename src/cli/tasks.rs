@@ -147,6 +147,47 @@ fn expand(base: &TaskSpec, i: u32, line: Option<String>) -> TaskSpec {
     t
 }
 
+/// The most bytes of an `--each-line` file (a million lines of 64 bytes).
+const MAX_EACH_LINE_BYTES: u64 = 64 << 20;
+
+/// The `--each-line` file, refused past `MAX_EACH_LINE_BYTES`.
+fn read_lines(file: &std::path::Path) -> Result<String, CliError> {
+    use std::io::Read;
+    let bad = |why: String| {
+        CliError::usage(format!(
+            "cannot read --each-line file {}: {why}",
+            file.display()
+        ))
+    };
+    let mut text = String::new();
+    std::fs::File::open(file)
+        .and_then(|f| f.take(MAX_EACH_LINE_BYTES + 1).read_to_string(&mut text))
+        .map_err(|e| bad(e.to_string()))?;
+    if text.len() as u64 > MAX_EACH_LINE_BYTES {
+        return Err(bad(format!(
+            "it is over {MAX_EACH_LINE_BYTES} bytes; split it"
+        )));
+    }
+    Ok(text)
+}
+
+/// A line is data: `{{line}}` may fill an argument or become a variable in
+/// a shell script, but never text in another language's code (`python -c`)
+/// or where drover cannot tell, since a line could then run as code.
+fn line_into_code(argv: &[String]) -> Result<(), CliError> {
+    use drover::tasks::placeholders::{roles, Role};
+    let code = argv.iter().zip(roles(argv)).find(|(a, role)| {
+        a.contains("{{line}}") && matches!(role, Role::OtherCode | Role::Unclear)
+    });
+    match code {
+        Some((arg, _)) => Err(CliError::usage(format!(
+            "--each-line: `{{{{line}}}}` in `{}` would put a line of the file into code, where it could run; read it from the environment instead (DROVER_TASK_LINE, e.g. os.environ[\"DROVER_TASK_LINE\"] in Python)",
+            drover::protocol::text::one_line(arg, 80)
+        ))),
+        None => Ok(()),
+    }
+}
+
 pub async fn submit(args: SubmitArgs) -> CliResult {
     let base = TaskSpec {
         name: args.name.clone(),
@@ -174,17 +215,14 @@ pub async fn submit(args: SubmitArgs) -> CliResult {
             }
             indices.into_iter().map(|i| (i, None)).collect()
         }
-        (None, Some(file)) => std::fs::read_to_string(file)
-            .map_err(|e| {
-                CliError::usage(format!(
-                    "cannot read --each-line file {}: {e}",
-                    file.display()
-                ))
-            })?
-            .lines()
-            .enumerate()
-            .map(|(i, l)| (i as u32, Some(l.to_string())))
-            .collect(),
+        (None, Some(file)) => {
+            line_into_code(&base.argv)?;
+            read_lines(file)?
+                .lines()
+                .enumerate()
+                .map(|(i, l)| (i as u32, Some(l.to_string())))
+                .collect()
+        }
         (None, None) => Vec::new(),
     };
     let specs: Vec<TaskSpec> =
