@@ -1,9 +1,10 @@
 //! The code's shape, checked: no file in `src/` (nor in `python/`) holds
 //! more than 600 lines of code outside its tests, and the modules depend on each other in one
 //! direction only, the data flow's (config → script → slurm → protocol →
-//! tasks → journal → client → scheduler ↔ worker → cluster → doctor), so there is no cycle.
+//! tasks → journal → client → scheduler ↔ worker → cluster → doctor), so there is no cycle;
+//! nor is there one between the files of a directory.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// The library's top-level modules, lower layers first. A module may use
@@ -140,4 +141,136 @@ fn the_checks_see_what_they_check() {
         Some("cluster")
     );
     assert_eq!(module_of(&src().join("exit.rs")).as_deref(), Some("exit"));
+}
+
+/// Whether `text` (a file's code) uses its sibling file `sibling`: through
+/// `super::sibling`, `super::{.., sibling, ..}` or `crate::DIR::sibling`
+/// (`dir` is the directory's path in the crate, `cluster` or `scheduler::page`).
+fn uses_sibling(text: &str, dir: &str, sibling: &str) -> bool {
+    let word_at = |rest: &str| {
+        rest.strip_prefix(sibling)
+            .is_some_and(|after| !after.starts_with(|c: char| c.is_alphanumeric() || c == '_'))
+    };
+    let through_super = text.match_indices("super::").any(|(i, _)| {
+        // `super::super::x` is the parent's, not a sibling.
+        if text[..i].ends_with("super::") {
+            return false;
+        }
+        let rest = &text[i + "super::".len()..];
+        if let Some(group) = rest.strip_prefix('{') {
+            let group = &group[..group.find('}').unwrap_or(group.len())];
+            return group
+                .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .any(|w| w == sibling);
+        }
+        word_at(rest)
+    });
+    let path = format!("crate::{dir}::");
+    through_super
+        || text
+            .match_indices(&path)
+            .any(|(i, _)| word_at(&text[i + path.len()..]))
+}
+
+/// The groups of files that use each other, directly or around a loop.
+fn cycles(uses: &BTreeMap<String, BTreeSet<String>>) -> Vec<BTreeSet<String>> {
+    let reach = |from: &String| {
+        let mut seen = BTreeSet::new();
+        let mut todo = vec![from.clone()];
+        while let Some(f) = todo.pop() {
+            for next in uses.get(&f).into_iter().flatten() {
+                if seen.insert(next.clone()) {
+                    todo.push(next.clone());
+                }
+            }
+        }
+        seen
+    };
+    let reached: BTreeMap<&String, BTreeSet<String>> = uses.keys().map(|f| (f, reach(f))).collect();
+    let mut groups: Vec<BTreeSet<String>> = Vec::new();
+    for (f, seen) in &reached {
+        if !seen.contains(*f) || groups.iter().any(|g| g.contains(*f)) {
+            continue;
+        }
+        let group = seen
+            .iter()
+            .filter(|g| reached.get(g).is_some_and(|back| back.contains(*f)))
+            .cloned()
+            .collect();
+        groups.push(group);
+    }
+    groups
+}
+
+/// Code outside a file's test module.
+fn without_tests(text: &str) -> &str {
+    &text[..text.find("#[cfg(test)]\nmod tests").unwrap_or(text.len())]
+}
+
+#[test]
+fn no_two_files_of_a_directory_use_each_other() {
+    let mut files = Vec::new();
+    rust_files(&src(), &mut files);
+    let mut by_dir: BTreeMap<PathBuf, Vec<PathBuf>> = BTreeMap::new();
+    for f in files {
+        let name = f.file_stem().unwrap().to_str().unwrap();
+        // mod.rs declares its children, which use its items: not a cycle.
+        if !["mod", "lib", "main"].contains(&name) {
+            by_dir
+                .entry(f.parent().unwrap().to_path_buf())
+                .or_default()
+                .push(f);
+        }
+    }
+    let mut found = Vec::new();
+    for (dir, files) in by_dir {
+        let in_crate = dir
+            .strip_prefix(src())
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .replace('/', "::");
+        let stem = |f: &PathBuf| f.file_stem().unwrap().to_str().unwrap().to_string();
+        let names: Vec<String> = files.iter().map(stem).collect();
+        let mut uses = BTreeMap::new();
+        for f in &files {
+            let text = std::fs::read_to_string(f).unwrap();
+            let code = without_tests(&text);
+            let used: BTreeSet<String> = names
+                .iter()
+                .filter(|s| **s != stem(f) && uses_sibling(code, &in_crate, s))
+                .cloned()
+                .collect();
+            uses.insert(stem(f), used);
+        }
+        for group in cycles(&uses) {
+            found.push(format!("{}: {group:?}", dir.display()));
+        }
+    }
+    assert!(found.is_empty(), "files that use each other: {found:#?}");
+}
+
+#[test]
+fn the_cycle_check_sees_cycles() {
+    assert!(uses_sibling("use super::ready::Class;", "tasks", "ready"));
+    assert!(uses_sibling("use super::{fit, ready};", "tasks", "ready"));
+    assert!(uses_sibling(
+        "crate::cluster::pool::Pool",
+        "cluster",
+        "pool"
+    ));
+    assert!(!uses_sibling("super::super::ready()", "tasks", "ready"));
+    assert!(!uses_sibling("use super::ready_queue;", "tasks", "ready"));
+    let graph = |edges: &[(&str, &str)]| {
+        let mut g: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (a, b) in edges {
+            g.entry(a.to_string()).or_default().insert(b.to_string());
+            g.entry(b.to_string()).or_default();
+        }
+        g
+    };
+    let loop3 = cycles(&graph(&[("a", "b"), ("b", "c"), ("c", "a"), ("d", "a")]));
+    assert_eq!(loop3.len(), 1);
+    assert_eq!(loop3[0].iter().collect::<Vec<_>>(), ["a", "b", "c"]);
+    assert!(cycles(&graph(&[("a", "b"), ("b", "c"), ("d", "a")])).is_empty());
 }

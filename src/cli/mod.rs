@@ -106,6 +106,9 @@ pub async fn run(cli: Cli) -> CliResult {
         Command::JobScript(args) => job_script::run(cli.config, *args).await,
         Command::Worker(args) => worker::run(*args).await,
         Command::Scheduler(args) => scheduler::run(cli.config, args).await,
+        Command::Status(args) if args.watch => {
+            status_watch::watch(&args.scheduler_file, args.interval.duration()).await
+        }
         Command::Status(args) => status::run(args).await,
         Command::Dashboard(args) => dashboard::run(args).await,
         Command::Retire(args) => retire::run(args).await,

@@ -118,7 +118,7 @@ impl PoolArgs {
     }
 
     /// The layered settings of the pool and of its jobs.
-    pub fn layered(&self, config: Option<PathBuf>) -> Result<Pool, CliError> {
+    pub fn layered(&self, config: Option<PathBuf>) -> Result<PoolSettings, CliError> {
         let sources = ConfigSources::discover(config);
         let mut pool = sources.pool_options(self.flags())?;
         // A size from a flag replaces any size from a file.
@@ -133,7 +133,7 @@ impl PoolArgs {
                 "--workers and --adapt size a pool without groups; this pool has [group.NAME] tables: size each with workers = N or adapt = \"MIN:MAX\" there",
             ));
         }
-        Ok(Pool {
+        Ok(PoolSettings {
             job: sources.job_options(self.job.clone())?,
             pool,
             groups,
@@ -141,8 +141,9 @@ impl PoolArgs {
     }
 }
 
-/// A pool's settings, every layer applied.
-pub struct Pool {
+/// A pool's settings, every layer applied (the running pool is
+/// `drover::cluster`'s `Pool`).
+pub struct PoolSettings {
     /// What each job is (in a pool with groups: what each group's jobs
     /// start from).
     pub job: JobOptions,
@@ -152,7 +153,7 @@ pub struct Pool {
     pub groups: Vec<drover::config::GroupOptions>,
 }
 
-impl Pool {
+impl PoolSettings {
     /// Starts the cluster (not yet scaled).
     pub async fn start(&self) -> Result<SlurmCluster, CliError> {
         self.try_start().await?.context("starting the cluster")

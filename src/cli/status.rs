@@ -14,23 +14,22 @@ use super::error::{CliResult, Context};
 pub struct StatusArgs {
     /// The cluster's scheduler file.
     #[arg(long, value_name = "FILE", env = "DROVER_SCHEDULER_FILE")]
-    scheduler_file: PathBuf,
+    pub(super) scheduler_file: PathBuf,
     /// Print JSON, for scripts.
     #[arg(long, conflicts_with = "watch")]
     json: bool,
     /// Redraw the status (with the tasks by state and how fast they end)
     /// every --interval, until Ctrl-C or until no scheduler answers.
     #[arg(long)]
-    watch: bool,
+    pub(super) watch: bool,
     /// How often --watch redraws.
     #[arg(long, value_name = "TIME", default_value = "2s", requires = "watch")]
-    interval: Timeout,
+    pub(super) interval: Timeout,
 }
 
+/// The status once (`--watch` goes to `status_watch`, which draws with
+/// this module's tables).
 pub async fn run(args: StatusArgs) -> CliResult {
-    if args.watch {
-        return super::status_watch::watch(&args.scheduler_file, args.interval.duration()).await;
-    }
     let file = SchedulerFile::read(&args.scheduler_file)?;
     let client = SchedulerClient::from_file(&file);
     // A scheduler that serves a cluster knows its jobs too.

@@ -90,7 +90,7 @@ impl SlurmCluster {
         first.scheduler.set_cluster_status_source(Arc::new(move || {
             let parts: Option<Vec<ClusterStatus>> = weak
                 .iter()
-                .map(|w| w.upgrade().map(|p| p.status()))
+                .map(|w| w.upgrade().map(|p| super::status::of(&p)))
                 .collect();
             parts.map(super::status::combine)
         }));
@@ -329,7 +329,7 @@ impl SlurmCluster {
     /// reason, node, workers and log, and what went wrong.
     /// A cluster with groups sums its groups up, and lists each in `groups`.
     pub fn status(&self) -> ClusterStatus {
-        super::status::combine(self.pools.iter().map(|p| p.status()).collect())
+        super::status::combine(self.pools.iter().map(|p| super::status::of(p)).collect())
     }
 
     /// Every job of the cluster, with its workers (see `status`).

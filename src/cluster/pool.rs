@@ -17,7 +17,7 @@ use super::pace::Pacer;
 use super::ClusterOptions;
 use crate::config::JobSpec;
 use crate::journal::PoolMode;
-use crate::protocol::{ClusterStatus, StartupFailure, WorkerShape};
+use crate::protocol::{StartupFailure, WorkerShape};
 use crate::scheduler::{ControlRequest, Scheduler};
 use crate::slurm::{JobInfo, JobRef, Slurm, SlurmError};
 
@@ -283,20 +283,6 @@ impl Pool {
         }
         self.books().set_target(jobs.min(MAX_JOBS), Instant::now());
         self.wake.notify_one();
-    }
-
-    /// The status now: job states as of the last look at Slurm, workers as
-    /// the scheduler has them this instant.
-    pub fn status(&self) -> ClusterStatus {
-        let workers = self.scheduler.workers();
-        let adapt = self.adapt.lock().clone();
-        let books = self.books();
-        super::status::assemble(&super::status::Sources {
-            pool: self,
-            books: &books,
-            workers,
-            adapt: adapt.as_ref(),
-        })
     }
 
     /// How long the loop may wait before this pool's next round: soon

@@ -17,6 +17,20 @@ pub(crate) struct Sources<'a> {
     pub adapt: Option<&'a Adaptive>,
 }
 
+/// The status of `pool` now: job states as of the last look at Slurm,
+/// workers as the scheduler has them this instant.
+pub(crate) fn of(pool: &Pool) -> ClusterStatus {
+    let workers = pool.scheduler.workers();
+    let adapt = pool.adapt.lock().clone();
+    let books = pool.books();
+    assemble(&Sources {
+        pool,
+        books: &books,
+        workers,
+        adapt: adapt.as_ref(),
+    })
+}
+
 /// The status of the pool.
 pub(crate) fn assemble(s: &Sources<'_>) -> ClusterStatus {
     let (pool, books) = (s.pool, s.books);

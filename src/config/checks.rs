@@ -7,14 +7,23 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::directive::normalize_option;
-use super::spec::{
-    DEFAULT_DEATH_TIMEOUT, DEFAULT_JOB_NAME, DEFAULT_LOG_DIRECTORY, DEFAULT_MEMORY,
-    DEFAULT_SHEBANG, DEFAULT_WALLTIME, MAX_DEFAULT_MARGIN, MAX_DEFAULT_STAGGER,
-};
 use super::{
     check_line, check_token, Directive, JobOptions, Memory, SpecError, Timeout, ValueError,
     Walltime, WorkerKind,
 };
+
+// What a job gets when its options leave a part out.
+pub(super) const DEFAULT_JOB_NAME: &str = "drover-worker";
+pub(super) const DEFAULT_LOG_DIRECTORY: &str = "drover-logs";
+pub(super) const DEFAULT_SHEBANG: &str = "#!/usr/bin/env bash";
+pub(super) const DEFAULT_DEATH_TIMEOUT: Duration = Duration::from_secs(60);
+/// The default walltime margin is a quarter of the walltime, at most this.
+pub(super) const MAX_DEFAULT_MARGIN: Duration = Duration::from_secs(60);
+/// The default stagger is a tenth of the walltime, at most this.
+pub(super) const MAX_DEFAULT_STAGGER: Duration = Duration::from_secs(300);
+/// Half an hour, as dask-jobqueue.
+pub(super) const DEFAULT_WALLTIME: Walltime = Walltime::from_mins(30);
+pub(super) const DEFAULT_MEMORY: Memory = Memory::from_mib(1024);
 
 pub(super) fn field<T>(name: &'static str, r: Result<T, ValueError>) -> Result<T, SpecError> {
     r.map_err(|e| SpecError::invalid(name, e))

@@ -1,7 +1,6 @@
 //! `JobSpec`: a validated worker job, and the `#SBATCH` directives it stands for.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use serde::Serialize;
 
@@ -12,18 +11,6 @@ use super::{
     check_token, Directive, HeaderStyle, JobOptions, Memory, MemoryDirective, NannyMode, SpecError,
     Timeout, Walltime, WorkerKind,
 };
-
-pub(super) const DEFAULT_JOB_NAME: &str = "drover-worker";
-pub(super) const DEFAULT_LOG_DIRECTORY: &str = "drover-logs";
-pub(super) const DEFAULT_SHEBANG: &str = "#!/usr/bin/env bash";
-pub(super) const DEFAULT_DEATH_TIMEOUT: Duration = Duration::from_secs(60);
-/// The default walltime margin is a quarter of the walltime, at most this.
-pub(super) const MAX_DEFAULT_MARGIN: Duration = Duration::from_secs(60);
-/// The default stagger is a tenth of the walltime, at most this.
-pub(super) const MAX_DEFAULT_STAGGER: Duration = Duration::from_secs(300);
-/// Half an hour, as dask-jobqueue.
-pub(super) const DEFAULT_WALLTIME: Walltime = Walltime::from_mins(30);
-pub(super) const DEFAULT_MEMORY: Memory = Memory::from_mib(1024);
 
 /// A validated worker job: everything needed to render its script.
 #[derive(Debug, Clone, PartialEq, Serialize)]

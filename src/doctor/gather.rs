@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::judge::{Address, Facts, ProbeOutcome};
+use super::facts::{Address, Facts, ProbeOutcome};
 use super::probe::{Findings, Listener, TOKEN_ENV};
 use crate::config::{JobOptions, JobSpec, Memory, PoolOptions, Walltime};
 use crate::scheduler::Bind;

@@ -2,80 +2,11 @@
 //! (pure): one check each, with its verdict and, when it is not a pass,
 //! what to change.
 
-use std::net::IpAddr;
-use std::time::Duration;
-
-use super::probe::Findings;
+use super::facts::Facts;
+use super::report::check;
 use super::{Check, Verdict};
 use crate::config::{JobSpec, Memory, Walltime};
-use crate::slurm::{
-    Association, JobRef, JobState, PartitionInfo, SiteInfo, TestVerdict, UserLimits,
-};
-
-/// Where the scheduler would listen, and why there.
-#[derive(Debug, Clone)]
-pub struct Address {
-    pub ip: IpAddr,
-    /// The local interface that holds it, if one does.
-    pub interface: Option<String>,
-    pub why: String,
-}
-
-/// How the probe job went.
-#[derive(Debug, Clone)]
-pub enum ProbeOutcome {
-    /// It called back.
-    Heard {
-        job: JobRef,
-        findings: Findings,
-        after: Duration,
-    },
-    /// It ended without calling back; its log's findings, if readable.
-    Ended {
-        job: JobRef,
-        state: JobState,
-        exit_code: Option<i32>,
-        findings: Option<Findings>,
-        log: String,
-    },
-    /// It waited in the queue until the doctor gave up.
-    Pending {
-        job: JobRef,
-        reason: Option<String>,
-        waited: Duration,
-    },
-    /// It was not run, and why.
-    NotRun(String),
-}
-
-/// Everything the doctor found out.
-#[derive(Debug, Clone)]
-pub struct Facts {
-    /// How Slurm was reached.
-    pub backend: String,
-    pub site: Result<SiteInfo, String>,
-    pub partitions: Result<Vec<PartitionInfo>, String>,
-    pub limits: Result<Option<UserLimits>, String>,
-    pub verdict: Result<TestVerdict, String>,
-    pub address: Result<Address, String>,
-    /// The address that routes to the partition's nodes, for fixes.
-    pub routed: Option<Address>,
-    pub probe: ProbeOutcome,
-}
-
-pub(super) fn check(
-    name: &'static str,
-    verdict: Verdict,
-    detail: String,
-    fix: Option<String>,
-) -> Check {
-    Check {
-        name,
-        verdict,
-        detail,
-        fix,
-    }
-}
+use crate::slurm::{Association, PartitionInfo, SiteInfo, TestVerdict, UserLimits};
 
 /// Every check, in the order a user reads them.
 pub fn judge(spec: &JobSpec, facts: &Facts) -> Vec<Check> {
@@ -439,7 +370,12 @@ fn job_script(verdict: &Result<TestVerdict, String>) -> Check {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use super::super::facts::{Address, ProbeOutcome};
+    use super::super::probe::Findings;
     use super::*;
+    use crate::slurm::{JobRef, JobState};
 
     fn spec(job: crate::config::JobOptions) -> JobSpec {
         job.build().unwrap()

@@ -3,6 +3,7 @@
 //! network by a probe job, `probe`); what they mean is decided here, pure
 //! (`judge`), and so is the `drover.toml` suggested (`suggest`).
 
+mod facts;
 mod gather;
 mod judge;
 mod network;
@@ -10,7 +11,8 @@ pub mod probe;
 mod report;
 mod suggest;
 
+pub use facts::{Address, Facts, ProbeOutcome};
 pub use gather::{examine, Options};
-pub use judge::{judge, Address, Facts, ProbeOutcome};
+pub use judge::judge;
 pub use report::{Check, Report, Verdict};
 pub use suggest::suggest;

@@ -2,8 +2,9 @@
 //! scheduler would listen on, and what the probe job found from a
 //! compute node: whether it reached that address, and the interface named.
 
-use super::judge::{check, Address, Facts, ProbeOutcome};
+use super::facts::{Address, Facts, ProbeOutcome};
 use super::probe::Findings;
+use super::report::check;
 use super::{Check, Verdict};
 use crate::config::JobSpec;
 use crate::slurm::{JobRef, JobState};

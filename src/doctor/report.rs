@@ -84,3 +84,18 @@ impl fmt::Display for Report {
         }
     }
 }
+
+/// A check with its verdict, what was seen and, unless it passed, the fix.
+pub(super) fn check(
+    name: &'static str,
+    verdict: Verdict,
+    detail: String,
+    fix: Option<String>,
+) -> Check {
+    Check {
+        name,
+        verdict,
+        detail,
+        fix,
+    }
+}

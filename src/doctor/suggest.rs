@@ -2,7 +2,7 @@
 //! where a check failed, so a pool started from it gets past what the
 //! doctor saw (pure).
 
-use super::judge::{Facts, ProbeOutcome};
+use super::facts::{Facts, ProbeOutcome};
 use crate::config::{JobSpec, PoolOptions, SlurmApi, Walltime};
 
 fn quoted(s: &str) -> String {

@@ -120,7 +120,7 @@ impl Journal {
             .spawn(move || write_loop(file, at, rx, durable_tx, written))
             .map_err(io(path))?;
         let identity = ops.iter().rev().find_map(|op| match op {
-            Op::Identity(_) => Some(record(op)),
+            Op::Identity(_) => Some(op.record()),
             _ => None,
         });
         let journal = Journal {
@@ -155,7 +155,7 @@ impl Journal {
     /// Queues a record; returns its sequence number, for `durable`.
     pub fn append(&mut self, op: &Op) -> u64 {
         self.next += 1;
-        let framed = record(op);
+        let framed = op.record();
         if matches!(op, Op::Identity(_)) {
             self.identity = Some(framed.clone());
         }
@@ -254,11 +254,6 @@ impl Waiter {
             _ => "the journal writer stopped".into(),
         }
     }
-}
-
-/// One op as a framed record.
-pub(super) fn record(op: &Op) -> Vec<u8> {
-    frame::frame(&serde_json::to_vec(op).expect("ops serialize"))
 }
 
 /// Creates a new journal: private, with its header, synced with its

@@ -148,6 +148,13 @@ pub enum PoolMode {
     },
 }
 
+impl Op {
+    /// The op as one framed record of the journal file.
+    pub(super) fn record(&self) -> Vec<u8> {
+        super::frame::frame(&serde_json::to_vec(self).expect("ops serialize"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,7 +17,6 @@ use std::sync::{mpsc, Arc};
 
 use tokio::sync::watch;
 
-use super::file::record;
 use super::frame;
 use super::op::Op;
 
@@ -83,7 +82,7 @@ pub(super) fn write_loop(
                 let mut bytes = frame::HEADER.to_vec();
                 bytes.extend_from_slice(&identity);
                 for op in &snapshot {
-                    bytes.extend_from_slice(&record(op));
+                    bytes.extend_from_slice(&op.record());
                 }
                 drop(snapshot);
                 // Even if it fails: the next try waits for as much growth.

@@ -5,8 +5,8 @@
 //! it, passing over groups whose jobs are stalled in Slurm's queue when a
 //! later group could hold it too.
 
+use super::ask::Class;
 use super::engine::Engine;
-use super::ready::Class;
 use crate::protocol::{WorkerId, WorkerShape};
 
 /// What a set of tasks asks for, summed.

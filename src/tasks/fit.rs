@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::ready::Class;
+use super::ask::Class;
 use crate::protocol::{TaskId, TaskSpec, WorkerShape};
 
 /// No named resources.

@@ -4,6 +4,7 @@
 //! worker, `graph` reads graph files and draws them. The task messages
 //! themselves are part of the wire protocol (`protocol`), re-exported here.
 
+mod ask;
 mod demand;
 mod engine;
 mod error;

@@ -5,32 +5,11 @@
 //! read the whole queue at every poll; with it, each pick costs one look
 //! per class that fits.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
+use super::ask::Class;
 use super::fit::Free;
 use crate::protocol::{TaskId, TaskSpec};
-
-/// What a task asks for; tasks with equal asks share a class.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(super) struct Class {
-    pub(super) cores: u32,
-    pub(super) memory: u64,
-    pub(super) gpus: u32,
-    pub(super) resources: BTreeMap<String, u64>,
-    pub(super) group: Option<String>,
-}
-
-impl Class {
-    pub(super) fn of(spec: &TaskSpec) -> Class {
-        Class {
-            cores: spec.cores,
-            memory: spec.memory_bytes.unwrap_or(0),
-            gpus: spec.gpus,
-            resources: spec.resources.clone(),
-            group: spec.group.clone(),
-        }
-    }
-}
 
 /// Ready tasks, in submission order, and by class.
 #[derive(Debug, Default)]
