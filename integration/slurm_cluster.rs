@@ -14,7 +14,7 @@ use common::{
 };
 use drover::cluster::{ClusterError, SlurmCluster};
 use drover::config::JobOptions;
-use drover::protocol::JobAction;
+use drover::protocol::{JobAction, PoolPhase, StopCause};
 
 async fn start(spec: JobOptions, slurm: common::TestSlurm) -> SlurmCluster {
     let cluster = SlurmCluster::new(spec.build().unwrap(), test_cluster_options(), slurm)
@@ -167,15 +167,20 @@ async fn a_failing_prologue_is_reported_with_its_log_and_not_resubmitted_forever
     until(
         "the cluster stops submitting",
         Duration::from_secs(60),
-        || cluster.status().stopped.is_some(),
+        || matches!(cluster.status().phase, PoolPhase::Stopped { .. }),
     )
     .await;
     let stopped = cluster.status();
-    assert!(stopped
-        .stopped
-        .as_deref()
-        .unwrap()
-        .contains("consecutive start-up failures"));
+    assert!(
+        matches!(
+            stopped.phase,
+            PoolPhase::Stopped {
+                cause: StopCause::StartupFailures { in_a_row, .. }
+            } if in_a_row >= 3
+        ),
+        "{:?}",
+        stopped.phase
+    );
     let submitted = stopped.submitted;
     cluster.rounds(5).await;
     assert_eq!(

@@ -15,7 +15,7 @@ use common::{
     until,
 };
 use drover::cluster::SlurmCluster;
-use drover::protocol::WorkerState;
+use drover::protocol::{PoolPhase, WorkerState};
 use drover::slurm::{JobRef, JobState};
 use drover::tasks::{TaskSpec, TaskState};
 
@@ -75,7 +75,7 @@ async fn a_controller_crash_under_a_busy_pool_loses_nothing_and_submits_nothing_
     let _restart = StartController;
     local_cluster(&["kill-controller"]);
     until("the outage seen", Duration::from_secs(60), || {
-        cluster.status().slurm_outage.is_some()
+        matches!(cluster.status().phase, PoolPhase::SlurmUnreachable { .. })
     })
     .await;
     let down_since = Instant::now();
@@ -88,7 +88,7 @@ async fn a_controller_crash_under_a_busy_pool_loses_nothing_and_submits_nothing_
     }
     local_cluster(&["start-controller"]);
     until("Slurm answers again", Duration::from_secs(60), || {
-        cluster.status().slurm_outage.is_none()
+        !matches!(cluster.status().phase, PoolPhase::SlurmUnreachable { .. })
     })
     .await;
 
@@ -233,7 +233,7 @@ async fn crash_as_jobs_start(
     .await
     .unwrap();
     until("the outage seen", Duration::from_secs(60), || {
-        cluster.status().slurm_outage.is_some()
+        matches!(cluster.status().phase, PoolPhase::SlurmUnreachable { .. })
     })
     .await;
     local_cluster(&["start-controller"]);

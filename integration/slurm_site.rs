@@ -13,7 +13,7 @@ use common::{
     test_cluster_options, test_job, unique, until,
 };
 use drover::cluster::SlurmCluster;
-use drover::protocol::ClusterStatus;
+use drover::protocol::{ClusterStatus, HoldReason, PoolPhase};
 use drover::slurm::{JobId, JobRef};
 
 /// A QOS of the test's own, allowed for root in account `drover`, removed
@@ -206,19 +206,28 @@ async fn a_qos_capping_4_jobs_holds_a_pool_of_8_at_4_until_the_cap_is_lifted() {
         "status says why the rest wait",
         Duration::from_secs(30),
         || {
-            cluster
-                .status()
-                .held_back
-                .is_some_and(|h| h.contains("holds the pool at 4 jobs, 4 more wait"))
+            cluster.status().held_back.is_some_and(|h| {
+                matches!(
+                    h.reasons[..],
+                    [HoldReason::SlurmCap {
+                        at: 4,
+                        waiting: 4,
+                        ..
+                    }]
+                )
+            })
         },
     )
     .await;
     let status = cluster.status();
     let held = status.held_back.clone().unwrap();
     // Slurm's words: sbatch prints QOSMaxSubmitJobPerUserLimit, both say this.
-    assert!(held.contains("job submit limit"), "{held}");
     assert!(
-        status.failures.is_empty() && status.stopped.is_none(),
+        matches!(&held.reasons[..], [HoldReason::SlurmCap { slurm, .. }] if slurm.contains("job submit limit")),
+        "{held}"
+    );
+    assert!(
+        status.failures.is_empty() && status.phase == PoolPhase::Running,
         "{status:?}"
     );
     // Ten seconds at the cap: 4 run, 4 wait, and the pool asks seldom.
@@ -265,7 +274,7 @@ async fn a_pool_of_12_goes_as_arrays_of_at_most_max_array_size() {
     assert!(arrays.values().all(|n| *n <= 5), "{arrays:?}");
     assert!(arrays.len() >= 3, "{arrays:?}");
     assert!(
-        status.failures.is_empty() && status.stopped.is_none(),
+        status.failures.is_empty() && status.phase == PoolPhase::Running,
         "{status:?}"
     );
     cluster.close().await.unwrap();

@@ -6,7 +6,6 @@ is reported before anything is submitted."""
 
 from __future__ import annotations
 
-import math
 import os
 import socket
 import sys
@@ -384,11 +383,21 @@ def preview(job: dict) -> str:
 def jobs_for(resolved: Resolved, n: int | None, jobs: int, memory: Any, cores: Any) -> int:
     """The jobs that ``scale(n, jobs, memory, cores)`` asks for, as
     dask-jobqueue counts them: the most that any argument needs."""
-    if n is not None:
-        jobs = math.ceil(_whole("n", n) / resolved.processes)
-    wanted = _whole("jobs", jobs) or 0
-    if memory is not None:
-        wanted = max(wanted, math.ceil(_memory(memory) / resolved.memory))
-    if cores is not None:
-        wanted = max(wanted, math.ceil(_whole("cores", cores) / resolved.cores))
-    return wanted
+    per_job = (resolved.processes, resolved.cores, resolved.memory)
+    return _drover.jobs_for(
+        per_job,
+        # As dask-jobqueue does, `n` replaces `jobs`.
+        n=_size("n", n),
+        jobs=(_size("jobs", jobs) or 0) if n is None else None,
+        cores=_size("cores", cores),
+        memory=None if memory is None else _size("memory", _memory(memory)),
+    )
+
+
+def _size(name: str, value: Any) -> int | None:
+    """A whole number of 0 or more (a pool holds at most 100,000 jobs, so
+    larger sizes are cut there rather than overflowing)."""
+    value = _whole(name, value)
+    if value is not None and value < 0:
+        raise ValueError(f"invalid value `{value}` for {name}: accepted: a whole number, 0 or more")
+    return value if value is None else min(value, 2**63)

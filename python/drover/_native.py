@@ -217,19 +217,17 @@ class SlurmCluster:
         if self._grouped(group):
             self._cluster.scale_group(group, _count("n", n or 0))
             return
-        wanted = [0]
-        spec = self._spec
-        if n is not None:
-            per_job = spec["processes"] * spec.get("nodes", 1)
-            wanted.append(-(-_count("n", n) // per_job))
-        if jobs is not None:
-            wanted.append(_count("jobs", jobs))
-        if cores is not None:
-            wanted.append(-(-_count("cores", cores) // (spec["cores"] * spec.get("nodes", 1))))
-        if memory is not None:
-            size = memory if isinstance(memory, int) else _drover.parse_memory(str(memory))
-            wanted.append(-(-size // (spec["memory"] * spec.get("nodes", 1))))
-        self._cluster.scale_jobs(max(wanted))
+        if memory is not None and not isinstance(memory, int):
+            memory = _drover.parse_memory(str(memory))
+        self._cluster.scale_jobs(
+            _drover.jobs_for(
+                self._cluster.per_job,
+                n=None if n is None else _count("n", n),
+                jobs=None if jobs is None else _count("jobs", jobs),
+                cores=None if cores is None else _count("cores", cores),
+                memory=None if memory is None else _count("memory", memory),
+            )
+        )
 
     def adapt(
         self,
@@ -423,7 +421,9 @@ def _count(name: str, value: Any) -> int:
         raise TypeError(f"{name}: accepted: a whole number, not {value!r}")
     if value < 0:
         raise ValueError(f"invalid value `{value}` for {name}: accepted: a whole number, 0 or more")
-    return value
+    # Rust takes sizes as 64-bit numbers; a pool holds at most 100,000 jobs
+    # anyway, so a larger size is cut there rather than overflowing.
+    return min(value, 2**63)
 
 
 def _groups(groups: Mapping[str, Mapping[str, Any]] | None) -> list | None:

@@ -11,7 +11,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
 use drover::cluster::{ClusterOptions, SlurmCluster};
-use drover::config::{Memory, Timeout};
+use drover::config::{Ask, Memory, PerJob, Timeout};
 use drover::protocol::{TaskId, TaskInfo, TaskSpec};
 use drover::scheduler::Bind;
 
@@ -182,6 +182,13 @@ impl Cluster {
     }
 
     /// The job script every worker job is submitted with.
+    /// What one job holds: (workers, cores, memory in bytes), for `jobs_for`.
+    #[getter]
+    fn per_job(&self) -> (u32, u64, u64) {
+        let p = self.inner.per_job();
+        (p.workers, p.cores, p.memory)
+    }
+
     #[getter]
     fn job_script(&self) -> String {
         self.inner.job_script().to_string()
@@ -314,6 +321,35 @@ pub fn parse_memory(text: &str) -> PyResult<u64> {
     text.parse::<Memory>()
         .map(|m| m.bytes())
         .map_err(|e| PyValueError::new_err(format!("invalid value `{text}` for memory: {e}")))
+}
+
+/// The jobs the largest of the asks needs, for jobs holding `per_job`
+/// (workers, cores, memory in bytes): drover's one rounding of sizes into
+/// jobs (`config/sizing.rs`).
+#[pyfunction]
+#[pyo3(signature = (per_job, n=None, jobs=None, cores=None, memory=None))]
+pub fn jobs_for(
+    per_job: (u32, u64, u64),
+    n: Option<u64>,
+    jobs: Option<u64>,
+    cores: Option<u64>,
+    memory: Option<u64>,
+) -> usize {
+    let per = PerJob {
+        workers: per_job.0,
+        cores: per_job.1,
+        memory: per_job.2,
+    };
+    let asks: Vec<Ask> = [
+        n.map(Ask::Workers),
+        jobs.map(Ask::Jobs),
+        cores.map(Ask::Cores),
+        memory.map(|m| Ask::Memory(Memory::from_bytes(m))),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    per.jobs_for_all(&asks)
 }
 
 /// Parses a duration as drover does (`60`, `0.5`, `90s`, `5m`, `1h30m`)

@@ -34,6 +34,7 @@ fn _drover(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<cluster::Cluster>()?;
     m.add_function(wrap_pyfunction!(cluster::parse_memory, m)?)?;
     m.add_function(wrap_pyfunction!(cluster::parse_timeout, m)?)?;
+    m.add_function(wrap_pyfunction!(cluster::jobs_for, m)?)?;
     m.add_function(wrap_pyfunction!(cluster::job_script, m)?)?;
     m.add_function(wrap_pyfunction!(settings::setting_keys, m)?)?;
     m.add_function(wrap_pyfunction!(tasks::graph_tasks, m)?)?;

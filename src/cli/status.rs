@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use comfy_table::{presets::NOTHING, Table};
 use drover::client::SchedulerClient;
 use drover::config::Timeout;
-use drover::protocol::{short_duration, unix_ms, ClusterStatus, SchedulerFile, WorkerInfo};
+use drover::protocol::{
+    short_duration, unix_ms, ClusterStatus, PoolPhase, SchedulerFile, WorkerInfo,
+};
 
 use super::error::{CliResult, Context};
 
@@ -138,18 +140,18 @@ fn headline(c: &ClusterStatus) -> String {
             c.slurm_api, c.slurm_calls
         ));
     }
-    if let Some(s) = &c.stopped {
-        out.push_str(&format!("STOPPED: {s}\n"));
-    }
-    if let Some(o) = &c.slurm_outage {
-        let secs = unix_ms().saturating_sub(o.since_ms) / 1000;
-        out.push_str(&format!(
-            "SLURM NOT ANSWERING for {secs} s: submitting and cancelling nothing, keeping the workers ({})\n",
-            o.error
-        ));
+    match &c.phase {
+        PoolPhase::Stopped { cause } => out.push_str(&format!("STOPPED: {cause}\n")),
+        PoolPhase::SlurmUnreachable { since_ms, error } => {
+            let secs = unix_ms().saturating_sub(*since_ms) / 1000;
+            out.push_str(&format!(
+                "SLURM NOT ANSWERING for {secs} s: submitting and cancelling nothing, keeping the workers ({error})\n"
+            ));
+        }
+        PoolPhase::Running | PoolPhase::Closing => {}
     }
     if let Some(e) = &c.last_error {
-        out.push_str(&format!("last error: {e}\n"));
+        out.push_str(&format!("last error: {}\n", e.error));
     }
     if let Some(h) = &c.held_back {
         out.push_str(&format!("held back: {h}\n"));

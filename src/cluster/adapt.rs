@@ -9,10 +9,11 @@
 //! Jobs already pending count toward the target, so a slow queue is never
 //! oversubmitted.
 
-use std::fmt;
 use std::time::Duration;
 
 use tokio::time::Instant;
+
+use crate::protocol::{AdaptDecision as Decision, AdaptHold as Hold, Demand as Source};
 
 /// An adaptive pool's range, in jobs, and the memory of its last moves.
 #[derive(Debug, Clone)]
@@ -32,74 +33,8 @@ pub(crate) struct Adaptive {
 pub(crate) struct Demand {
     /// Jobs the work needs; `None` when it cannot be told (Dask silent).
     pub jobs: Option<usize>,
-    /// Where the figure comes from, in words.
-    pub why: String,
-}
-
-/// What the pool does about its size this round.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Decision {
-    /// Grow to `to` jobs.
-    Up {
-        from: usize,
-        to: usize,
-        demand: String,
-    },
-    /// Shrink to `to` jobs.
-    Down {
-        from: usize,
-        to: usize,
-        demand: String,
-        idle: Duration,
-    },
-    /// Stay, and why.
-    Hold { at: usize, why: Hold },
-}
-
-/// Why the pool stays at its size.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Hold {
-    /// The demand is met.
-    Met { demand: String },
-    /// Up would be wanted, but the pool went down within the cooldown.
-    CoolingAfterDown { wanted: usize },
-    /// Down would be wanted, but the pool went up within the cooldown.
-    CoolingAfterUp,
-    /// Down would be wanted, but no worker has been idle long enough.
-    NotIdleYet { wanted: usize, idle: Duration },
-}
-
-impl fmt::Display for Decision {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Decision::Up { from, to, demand } => {
-                write!(f, "up {from} -> {to} jobs: demand {demand}")
-            }
-            Decision::Down {
-                from,
-                to,
-                demand,
-                idle,
-            } => write!(
-                f,
-                "down {from} -> {to} jobs: demand {demand}; idle longer than {idle:?} or pending"
-            ),
-            Decision::Hold { at, why } => match why {
-                Hold::Met { demand } => write!(f, "holding {at} jobs: demand {demand}"),
-                Hold::CoolingAfterDown { wanted } => write!(
-                    f,
-                    "holding {at} jobs: demand wants {wanted}, cooling down after a scale-down"
-                ),
-                Hold::CoolingAfterUp => {
-                    write!(f, "holding {at} jobs: cooling down after a scale-up")
-                }
-                Hold::NotIdleYet { wanted, idle } => write!(
-                    f,
-                    "holding {at} jobs: demand wants {wanted}, workers not idle for {idle:?} yet"
-                ),
-            },
-        }
-    }
+    /// Where the figure comes from.
+    pub source: Source,
 }
 
 /// What the policy needs to know this round.
@@ -116,16 +51,6 @@ pub(crate) struct Round {
     pub idle_timeout: Duration,
 }
 
-impl Decision {
-    /// The target it leads to.
-    pub fn target(&self) -> usize {
-        match self {
-            Decision::Up { to, .. } | Decision::Down { to, .. } => *to,
-            Decision::Hold { at, .. } => *at,
-        }
-    }
-}
-
 /// Decides this round's move for the pool `a`.
 pub(crate) fn decide(a: &Adaptive, round: &Round) -> Decision {
     let current = round.current;
@@ -136,7 +61,7 @@ pub(crate) fn decide(a: &Adaptive, round: &Round) -> Decision {
         .jobs
         .unwrap_or(current)
         .clamp(a.min_jobs, a.max_jobs);
-    let demand = round.demand.why.clone();
+    let demand = round.demand.source.clone();
     if wanted > current {
         return if cooled(a.last_down) {
             Decision::Up {
@@ -161,7 +86,7 @@ pub(crate) fn decide(a: &Adaptive, round: &Round) -> Decision {
     let why = if to == current {
         Hold::NotIdleYet {
             wanted,
-            idle: round.idle_timeout,
+            idle_ms: millis(round.idle_timeout),
         }
     } else if !cooled(a.last_up) {
         Hold::CoolingAfterUp
@@ -170,10 +95,14 @@ pub(crate) fn decide(a: &Adaptive, round: &Round) -> Decision {
             from: current,
             to,
             demand,
-            idle: round.idle_timeout,
+            idle_ms: millis(round.idle_timeout),
         };
     };
     Decision::Hold { at: current, why }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl Adaptive {
@@ -216,7 +145,9 @@ mod tests {
             current,
             demand: Demand {
                 jobs,
-                why: "test".into(),
+                source: Source::Dask {
+                    workers: jobs.unwrap_or(0),
+                },
             },
             removable,
             now,
@@ -265,7 +196,7 @@ mod tests {
                 at: 6,
                 why: Hold::NotIdleYet {
                     wanted: 1,
-                    idle: Duration::from_secs(60)
+                    idle_ms: 60_000
                 }
             }
         );
@@ -302,6 +233,9 @@ mod tests {
             }
         );
         let up = decide(&a, &round(0, Some(2), 0, later + Duration::from_secs(15)));
-        assert_eq!(up.to_string(), "up 0 -> 2 jobs: demand test");
+        assert_eq!(
+            up.to_string(),
+            "up 0 -> 2 jobs: demand Dask wants 2 workers"
+        );
     }
 }

@@ -7,10 +7,15 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::budget::{budget, Gates};
 use super::cap::SubmitCap;
+use super::pace::Pacer;
 use super::Limits;
-use crate::protocol::{unix_ms, StartupFailure, WorkerId, WorkerInfo, WorkerState};
-use crate::slurm::{JobId, JobInfo, JobRef, JobState, SlurmError};
+use crate::protocol::{
+    unix_ms, Holdback, PoolError, PoolPhase, StartupFailure, StopCause, WorkerId, WorkerInfo,
+    WorkerState,
+};
+use crate::slurm::{JobId, JobInfo, JobRef, JobState, SchedulerConfig, SlurmError};
 
 /// What drover is doing with a job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,9 +89,21 @@ pub(crate) struct Plan {
 
 /// Slurm not answering, since when, and its latest words.
 #[derive(Debug, Clone)]
-pub(crate) struct Outage {
-    pub since_ms: u64,
-    pub error: String,
+struct Outage {
+    since_ms: u64,
+    error: String,
+}
+
+/// Where the pool is headed, apart from Slurm's answering (an outage can
+/// come in any of these).
+#[derive(Debug, Clone, PartialEq)]
+enum Course {
+    /// Toward the target.
+    Running,
+    /// Submitting nothing more until a new size is asked for.
+    Stopped(StopCause),
+    /// Toward no jobs at all.
+    Closing,
 }
 
 /// The whole cluster's books.
@@ -96,15 +113,14 @@ pub(crate) struct Books {
     pub jobs: BTreeMap<JobRef, JobRecord>,
     pub consecutive_failures: u32,
     pub max_failures: u32,
-    pub stopped: Option<String>,
-    pub last_error: Option<String>,
+    course: Course,
+    last_error: Option<PoolError>,
     pub failures: VecDeque<StartupFailure>,
     /// Start-up failures ever seen; waiters compare it with their start.
     pub failures_seen: u64,
     pub next_submit_at: Instant,
     pub backoff: Duration,
     pub submitted: u64,
-    pub closing: bool,
     /// How long a job may be missing from Slurm's listing before it is
     /// taken as gone (Slurm lists a new job at once; this is slack).
     pub vanish_grace: Duration,
@@ -118,17 +134,19 @@ pub(crate) struct Books {
     /// When recent jobs were submitted (for the rate limit).
     pub recent_submits: VecDeque<Instant>,
     /// Why fewer jobs than needed were submitted in the last round.
-    pub held_back: Option<String>,
+    held_back: Option<Holdback>,
     /// Slurm's per-user cap, as the pool has met it.
     pub cap: SubmitCap,
-    /// The limit last logged, so a lasting hold is logged once.
-    limits_logged: Option<String>,
+    /// Submissions paced to Slurm's scheduling passes.
+    pacer: Pacer,
+    /// The limits last logged, so a lasting hold is logged once.
+    limits_logged: Vec<crate::protocol::HoldReason>,
     /// Nodes that lately lost every worker they ran, and since when:
     /// replacements keep off them for a while.
     pub suspect_nodes: BTreeMap<String, Instant>,
     /// Set while Slurm does not answer: nothing is submitted or cancelled,
     /// and nothing is concluded about jobs it cannot show.
-    pub outage: Option<Outage>,
+    outage: Option<Outage>,
     /// The index the next submitted job gets: every job of the pool has its
     /// own, never reused (Dask worker names are `NAME-INDEX`).
     next_index: u64,
@@ -152,14 +170,13 @@ impl Books {
             jobs: BTreeMap::new(),
             consecutive_failures: 0,
             max_failures: max_failures.max(1),
-            stopped: None,
+            course: Course::Running,
             last_error: None,
             failures: VecDeque::new(),
             failures_seen: 0,
             next_submit_at: Instant::now(),
             backoff,
             submitted: 0,
-            closing: false,
             vanish_grace,
             replace_lead: Duration::from_secs(30),
             startup: None,
@@ -167,7 +184,8 @@ impl Books {
             recent_submits: VecDeque::new(),
             held_back: None,
             cap: SubmitCap::default(),
-            limits_logged: None,
+            pacer: Pacer::new(SchedulerConfig::default()),
+            limits_logged: Vec::new(),
             suspect_nodes: BTreeMap::new(),
             outage: None,
             next_index: 0,
@@ -194,10 +212,86 @@ impl Books {
     /// Sets the target; asking again is how a user retries after a crash loop.
     pub fn set_target(&mut self, jobs: usize, now: Instant) {
         self.target_jobs = jobs;
-        if self.stopped.take().is_some() {
+        if matches!(self.course, Course::Stopped(_)) {
+            self.course = Course::Running;
             self.consecutive_failures = 0;
             self.next_submit_at = now;
         }
+    }
+
+    /// Paces submissions to the passes of a Slurm configured so.
+    pub fn pace_to(&mut self, config: SchedulerConfig) {
+        self.pacer = Pacer::new(config);
+    }
+
+    /// The pool's phase, as its status reports it.
+    pub fn phase(&self) -> PoolPhase {
+        match (&self.course, &self.outage) {
+            (Course::Closing, _) => PoolPhase::Closing,
+            (_, Some(o)) => PoolPhase::SlurmUnreachable {
+                since_ms: o.since_ms,
+                error: o.error.clone(),
+            },
+            (Course::Stopped(cause), None) => PoolPhase::Stopped {
+                cause: cause.clone(),
+            },
+            (Course::Running, None) => PoolPhase::Running,
+        }
+    }
+
+    /// Why it stopped submitting, if it did.
+    pub fn stopped(&self) -> Option<&StopCause> {
+        match &self.course {
+            Course::Stopped(cause) => Some(cause),
+            _ => None,
+        }
+    }
+
+    /// Why the last round submitted fewer jobs than needed.
+    pub fn held_back(&self) -> Option<&Holdback> {
+        self.held_back.as_ref()
+    }
+
+    /// The last error.
+    pub fn last_error(&self) -> Option<&PoolError> {
+        self.last_error.as_ref()
+    }
+
+    /// Notes an error that is no outage and no refusal (a failed listing
+    /// or cancellation).
+    pub fn note_error(&mut self, error: &SlurmError) {
+        self.last_error = Some(PoolError::now(error));
+    }
+
+    /// From now on the pool heads for no jobs, and submits none.
+    pub fn begin_closing(&mut self) {
+        self.course = Course::Closing;
+        self.target_jobs = 0;
+    }
+
+    /// Slurm refused an array of `tasks` as too large (`arrays`), or for
+    /// a limit: half as many are tried next.
+    pub fn array_refused(&mut self, tasks: usize, arrays: bool, error: &SlurmError) {
+        match arrays {
+            true => self.pacer.array_refused(tasks),
+            false => self.cap.halved(),
+        }
+        self.note_error(error);
+    }
+
+    /// The most tasks in one array.
+    pub fn array_size(&self) -> usize {
+        self.pacer.array_size()
+    }
+
+    /// Records what one round submitted, for the pacer.
+    pub fn chunk_submitted(&mut self, jobs: Vec<JobRef>, now: Instant) {
+        self.pacer.submitted(jobs, now);
+    }
+
+    /// Whether jobs wait for a pass of Slurm's: the pool looks again soon.
+    pub fn pacing(&self) -> bool {
+        self.pacer.pacing()
     }
 
     /// Notes that Slurm did not answer.
@@ -209,9 +303,9 @@ impl Books {
         let since_ms = self.outage.as_ref().map_or_else(unix_ms, |o| o.since_ms);
         self.outage = Some(Outage {
             since_ms,
-            error: message.clone(),
+            error: message,
         });
-        self.last_error = Some(message);
+        self.last_error = Some(PoolError::now(error));
     }
 
     /// Notes that Slurm answered.
@@ -238,36 +332,44 @@ impl Books {
         self.match_workers(workers, now);
         self.account_ends(&mut plan);
         self.prune();
-        self.held_back = None;
-        if self.closing {
-            return plan;
-        }
-        if let Some(outage) = &self.outage {
+        let wanted = self.steer(&mut plan, now);
+        let recent = self.recent_submissions(now);
+        let gates = Gates {
+            limits: &self.limits,
+            pending: self
+                .jobs
+                .values()
+                .filter(|r| r.state == JobState::Pending)
+                .count(),
+            recent,
+            counting: self.jobs.values().filter(|r| r.counts()).count(),
+        };
+        let budget = budget(wanted, gates, &self.cap, &mut self.pacer, listing, now);
+        self.log_limits(budget.held_back.as_ref());
+        plan.submit = budget.count;
+        self.held_back = budget.held_back;
+        plan
+    }
+
+    /// Cancels and retires toward the target; returns the jobs wanted.
+    /// Closing, without Slurm, stopped or backing off, that is none.
+    fn steer(&mut self, plan: &mut Plan, now: Instant) -> usize {
+        if self.course == Course::Closing || self.outage.is_some() {
             // Without Slurm nothing can be submitted or cancelled, and a
             // job it does not show is not known to be gone.
-            self.held_back = Some(format!(
-                "Slurm is not answering ({}); submitting and cancelling nothing until it does",
-                outage.error
-            ));
-            return plan;
+            return 0;
         }
-        self.cancel_broken(&mut plan, now);
-        self.cancel_again(&mut plan, now);
+        self.cancel_broken(plan, now);
+        self.cancel_again(plan, now);
         let counting = self.jobs.values().filter(|r| r.counts()).count();
         if counting > self.target_jobs {
-            self.shrink(counting - self.target_jobs, now, &mut plan);
-        } else if counting < self.target_jobs
-            && self.stopped.is_none()
-            && now >= self.next_submit_at
-        {
-            let allowed = self.allowed_submissions(self.target_jobs - counting, now);
-            let (n, why) = self.cap.allow(counting, allowed, now);
-            plan.submit = n;
-            if why.is_some() {
-                self.held_back = why;
-            }
+            self.shrink(counting - self.target_jobs, now, plan);
+            return 0;
         }
-        plan
+        match self.course == Course::Running && now >= self.next_submit_at {
+            true => self.target_jobs - counting,
+            false => 0,
+        }
     }
 
     /// Jobs whose workers the scheduler lost are broken: cancel them (they
@@ -306,6 +408,11 @@ impl Books {
         }
     }
 
+    /// Slurm would not take jobs kept off nodes: they go anywhere.
+    pub fn forget_suspects(&mut self) {
+        self.suspect_nodes.clear();
+    }
+
     /// Nodes new jobs should keep off now: those that lost their workers
     /// lately and have not run a live worker since.
     pub fn excluded_nodes(&mut self, now: Instant) -> Vec<String> {
@@ -314,48 +421,33 @@ impl Books {
         self.suspect_nodes.keys().cloned().collect()
     }
 
-    /// How many of `wanted` new jobs the site limits allow now.
-    fn allowed_submissions(&mut self, wanted: usize, now: Instant) -> usize {
-        let mut allowed = wanted;
-        let mut why = Vec::new();
-        if let Some(max) = self.limits.max_pending_jobs {
-            let pending = self
-                .jobs
-                .values()
-                .filter(|r| r.state == JobState::Pending)
-                .count();
-            if pending.saturating_add(allowed) > max {
-                allowed = max.saturating_sub(pending);
-                why.push(format!("{pending} pending of at most {max}"));
+    /// Jobs submitted in the last minute (for `max_submit_per_minute`).
+    fn recent_submissions(&mut self, now: Instant) -> usize {
+        while self
+            .recent_submits
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(60))
+        {
+            self.recent_submits.pop_front();
+        }
+        self.recent_submits.len()
+    }
+
+    /// Logs the site limits that hold submissions back, once while they hold.
+    fn log_limits(&mut self, held: Option<&Holdback>) {
+        use crate::protocol::HoldReason::{PendingLimit, SubmitRate};
+        let limits: Vec<_> = held
+            .iter()
+            .flat_map(|h| &h.reasons)
+            .filter(|r| matches!(r, PendingLimit { .. } | SubmitRate { .. }))
+            .cloned()
+            .collect();
+        if !limits.is_empty() && limits != self.limits_logged {
+            if let Some(h) = held {
+                tracing::info!("site limits hold submissions back: {h}");
             }
         }
-        if let Some(max) = self.limits.max_submit_per_minute {
-            while self
-                .recent_submits
-                .front()
-                .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(60))
-            {
-                self.recent_submits.pop_front();
-            }
-            let recent = self.recent_submits.len();
-            if recent.saturating_add(allowed) > max {
-                allowed = max.saturating_sub(recent);
-                why.push(format!(
-                    "{recent} submitted in the last minute of at most {max}"
-                ));
-            }
-        }
-        if allowed < wanted {
-            let why = why.join(", ");
-            if self.limits_logged.as_deref() != Some(why.as_str()) {
-                tracing::info!(allowed, wanted, "site limits hold submissions back: {why}");
-                self.limits_logged = Some(why.clone());
-            }
-            self.held_back = Some(format!("submitting {allowed} of {wanted} jobs now: {why}"));
-        } else {
-            self.limits_logged = None;
-        }
-        allowed
+        self.limits_logged = limits;
     }
 
     /// Forgets the oldest ended jobs beyond `KEEP_ENDED`.
@@ -486,21 +578,22 @@ impl Books {
         let exp = self.consecutive_failures.saturating_sub(1).min(16);
         let wait = self.backoff.saturating_mul(2u32.pow(exp)).min(MAX_BACKOFF);
         self.next_submit_at = self.next_submit_at.max(Instant::now() + wait);
-        if self.consecutive_failures >= self.max_failures && self.stopped.is_none() {
-            self.stopped = Some(format!(
-                "stopped submitting after {} consecutive start-up failures; scale again to retry.",
-                self.consecutive_failures
-            ));
+        if self.consecutive_failures >= self.max_failures && self.course == Course::Running {
+            self.course = Course::Stopped(StopCause::StartupFailures {
+                in_a_row: self.consecutive_failures,
+                last: None,
+            });
             self.note_last_failure();
         }
     }
 
-    /// Names the latest failure in the reason for stopping.
+    /// Names the latest failure in the reason for stopping, once.
     fn note_last_failure(&mut self) {
-        if let (Some(stopped), Some(f)) = (&mut self.stopped, self.failures.back()) {
-            if !stopped.contains("The last:") {
-                stopped.push_str(&format!(" The last: {f}"));
-            }
+        if let Course::Stopped(StopCause::StartupFailures {
+            last: last @ None, ..
+        }) = &mut self.course
+        {
+            *last = self.failures.back().cloned();
         }
     }
 
@@ -524,7 +617,7 @@ impl Books {
             self.slurm_unreachable(error);
             return;
         }
-        self.last_error = Some(error.to_string());
+        self.note_error(error);
         if error.is_transient() {
             let counting = self.jobs.values().filter(|r| r.counts()).count();
             let words = match error {
@@ -645,7 +738,7 @@ pub(crate) fn job_of(w: &WorkerInfo) -> Option<JobRef> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::SlurmPlacement;
+    use crate::protocol::{HoldReason, SlurmPlacement};
 
     fn refusal(stderr: &str) -> SlurmError {
         SlurmError::failed("sbatch".into(), "exit status: 1".into(), stderr.into())
@@ -762,7 +855,7 @@ mod tests {
         let plan = s.reconcile(Some(&[failed.clone()]), &[], now);
         assert_eq!(plan.failed, vec![job(1)]);
         assert_eq!(s.consecutive_failures, 1);
-        assert!(s.stopped.is_none());
+        assert!(s.stopped().is_none());
         s.submitted([job(2)], now);
         let mut failed2 = info(2, JobState::Failed);
         failed2.exit_code = Some(1);
@@ -772,11 +865,12 @@ mod tests {
             Instant::now() + Duration::from_secs(1),
         );
         assert_eq!(plan.failed, vec![job(2)]);
-        assert!(s
-            .stopped
-            .as_deref()
-            .unwrap()
-            .contains("2 consecutive start-up failures"));
+        assert!(matches!(
+            s.phase(),
+            PoolPhase::Stopped {
+                cause: StopCause::StartupFailures { in_a_row: 2, .. }
+            }
+        ));
         assert_eq!(plan.submit, 0, "a crash loop stops submitting");
     }
 
@@ -819,14 +913,13 @@ mod tests {
         s.target_jobs = 3;
         s.submit_failed(&refusal("sbatch: error: QOSMaxSubmitJobPerUserLimit"));
         assert_eq!(s.consecutive_failures, 0);
-        assert!(s.stopped.is_none());
+        assert!(s.stopped().is_none());
         let plan = s.reconcile(Some(&[]), &[], Instant::now());
         assert_eq!(plan.submit, 0, "waits");
-        assert!(s
-            .held_back
-            .as_deref()
-            .unwrap()
-            .contains("QOSMaxSubmitJobPerUserLimit"));
+        assert!(matches!(
+            &s.held_back().unwrap().reasons[..],
+            [HoldReason::SlurmCap { slurm, .. }] if slurm.contains("QOSMaxSubmitJobPerUserLimit")
+        ));
         // After the wait, one job tries; once Slurm takes it, the rest go.
         let later = Instant::now() + Duration::from_secs(61);
         assert_eq!(s.reconcile(Some(&[]), &[], later).submit, 1);
@@ -888,11 +981,10 @@ mod tests {
         s.submitted((1..=3).map(job), t0);
         let mut listing: Vec<JobInfo> = (1..=3).map(|n| info(n, JobState::Pending)).collect();
         assert_eq!(s.reconcile(Some(&listing), &[], t0).submit, 0);
-        assert!(s
-            .held_back
-            .as_deref()
-            .unwrap()
-            .contains("3 pending of at most 3"));
+        assert_eq!(
+            s.held_back().unwrap().reasons,
+            [HoldReason::PendingLimit { pending: 3, max: 3 }]
+        );
         listing[0].state = JobState::Running;
         assert_eq!(s.reconcile(Some(&listing), &[], t0).submit, 1);
 
@@ -958,11 +1050,7 @@ mod tests {
         s.target_jobs = 4;
         let lost = [worker(1, 1, WorkerState::Lost)];
         assert_eq!(s.reconcile(None, &lost, later), Plan::default());
-        assert!(s
-            .held_back
-            .as_deref()
-            .unwrap()
-            .contains("Slurm is not answering"));
+        assert!(matches!(s.phase(), PoolPhase::SlurmUnreachable { .. }));
         // Slurm is back with job 1 but without job 2, whose worker heartbeats.
         s.slurm_answered();
         let workers2 = [

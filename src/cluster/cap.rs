@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::protocol::HoldReason;
+
 /// The longest wait between two tries at a held cap.
 const MAX_WAIT: Duration = Duration::from_secs(60);
 
@@ -69,7 +71,12 @@ impl SubmitCap {
 
     /// How many of `wanted` more jobs to submit with `counting` in Slurm,
     /// and, when fewer, why.
-    pub fn allow(&self, counting: usize, wanted: usize, now: Instant) -> (usize, Option<String>) {
+    pub fn allow(
+        &self,
+        counting: usize,
+        wanted: usize,
+        now: Instant,
+    ) -> (usize, Option<HoldReason>) {
         let Some(c) = &self.cap else {
             return (wanted, None);
         };
@@ -77,17 +84,24 @@ impl SubmitCap {
             // A job of ours ended: its place is free under the cap.
             return (wanted.min(c.at - counting), None);
         }
-        let why = |next: &str| {
-            format!(
-                "Slurm's limit holds the pool at {} jobs, {wanted} more wait; {next} (Slurm: {})",
-                c.at, c.message
-            )
-        };
-        if now >= c.next_try {
-            return (1.min(wanted), Some(why("trying one now")));
+        if wanted == 0 {
+            return (0, None);
         }
-        let secs = c.next_try.saturating_duration_since(now).as_secs_f64();
-        (0, Some(why(&format!("trying again in {secs:.0}s"))))
+        let next_try_s = c
+            .next_try
+            .saturating_duration_since(now)
+            .as_secs_f64()
+            .round() as u64;
+        let why = HoldReason::SlurmCap {
+            at: c.at,
+            waiting: wanted,
+            next_try_s,
+            slurm: c.message.clone(),
+        };
+        match now >= c.next_try {
+            true => (1, Some(why)),
+            false => (0, Some(why)),
+        }
     }
 }
 
@@ -105,10 +119,14 @@ mod tests {
         c.refused(4, WORDS, Duration::from_secs(2), t0);
         let (n, why) = c.allow(4, 4, t0);
         assert_eq!(n, 0);
-        let why = why.unwrap();
-        assert!(
-            why.contains("at 4 jobs, 4 more wait") && why.contains(WORDS),
-            "{why}"
+        assert_eq!(
+            why,
+            Some(HoldReason::SlurmCap {
+                at: 4,
+                waiting: 4,
+                next_try_s: 2,
+                slurm: WORDS.into()
+            })
         );
         // One of ours ended: its place is taken at once.
         assert_eq!(c.allow(3, 4, t0).0, 1);

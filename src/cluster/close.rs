@@ -23,9 +23,7 @@ const CANCEL_GRACE: Duration = Duration::from_secs(10);
 /// pool's jobs as active; returns how many still are.
 pub(crate) async fn close_jobs(pool: &Pool) -> usize {
     {
-        let mut books = pool.books();
-        books.closing = true;
-        books.target_jobs = 0;
+        pool.books().begin_closing();
     }
     let retiring = pool.scheduler.retire_all("the cluster is closing");
     tracing::info!(

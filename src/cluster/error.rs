@@ -34,7 +34,7 @@ pub enum ClusterError {
     StartupFailed(StartupFailure),
     /// Submitting stopped after repeated start-up failures.
     #[error("{0}")]
-    Stopped(String),
+    Stopped(crate::protocol::StopCause),
     /// Not enough workers registered in time.
     #[error("{registered} of {wanted} workers registered within {waited:?}; {jobs}")]
     WaitTimeout {

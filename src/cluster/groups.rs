@@ -19,7 +19,7 @@ impl SlurmCluster {
     /// Asks group `name` for `n` workers; it stops adapting.
     pub fn scale_group(&self, name: &str, n: usize) -> Result<(), ClusterError> {
         let pool = self.group(name)?;
-        let jobs = n.div_ceil(pool.spec.workers_per_job() as usize);
+        let jobs = pool.per_job().jobs_for_workers(n);
         tracing::info!(group = name, workers = n, jobs, "scaling");
         pool.set_mode(PoolMode::Fixed { jobs });
         Ok(())
@@ -46,11 +46,11 @@ impl SlurmCluster {
                 "group {name}: a Dask pool's groups take fixed sizes (scale); Dask's adaptive target is for the whole pool"
             )));
         }
-        let p = pool.spec.workers_per_job() as usize;
+        let (min_jobs, max_jobs) = pool.per_job().job_range(min, max);
         tracing::info!(group = name, min, max, "adapting");
         pool.set_mode(PoolMode::Adapt {
-            min_jobs: min.div_ceil(p),
-            max_jobs: max.max(min).div_ceil(p),
+            min_jobs,
+            max_jobs,
             idle_ms: u64::try_from(idle_timeout.as_millis()).unwrap_or(u64::MAX),
         });
         Ok(())

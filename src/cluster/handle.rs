@@ -14,7 +14,7 @@ use super::close;
 use super::pool::Pool;
 use super::start::{self, Group};
 use super::{ClusterError, ClusterOptions};
-use crate::config::{JobSpec, Memory};
+use crate::config::{Ask, JobSpec, Memory};
 use crate::journal::PoolMode;
 use crate::protocol::{ClusterStatus, DaskEndpoint, JobStatus, WorkerShape};
 use crate::scheduler::Scheduler;
@@ -109,7 +109,7 @@ impl SlurmCluster {
         for pool in &pools {
             let control = pool
                 .scheduler
-                .attach_control(pool.group.clone(), pool.spec.workers_per_job());
+                .attach_control(pool.group.clone(), pool.per_job());
             if let Some(mode) = pool.scheduler.pool_mode(pool.group.as_deref()) {
                 tracing::info!(
                     ?mode,
@@ -170,7 +170,13 @@ impl SlurmCluster {
     /// Asks for `n` workers (`n / workers per job` jobs, rounded up); stops
     /// adapting.
     pub fn scale(&self, n: usize) {
-        self.scale_jobs(n.div_ceil(self.pool().spec.workers_per_job() as usize));
+        self.scale_jobs(self.pool().per_job().jobs_for_workers(n));
+    }
+
+    /// What one job of the pool (of its first group) holds: sizes in
+    /// workers, cores or memory become jobs by it.
+    pub fn per_job(&self) -> crate::config::PerJob {
+        self.pool().per_job()
     }
 
     /// Asks for `k` jobs; stops adapting.
@@ -181,17 +187,13 @@ impl SlurmCluster {
 
     /// Asks for enough jobs to hold `cores` cores.
     pub fn scale_cores(&self, cores: u32) {
-        let spec = &self.pool().spec;
-        let per_job = spec.cores.saturating_mul(spec.nodes.max(1));
-        self.scale_jobs(cores.div_ceil(per_job) as usize);
+        let jobs = self.pool().per_job().jobs_for(Ask::Cores(cores.into()));
+        self.scale_jobs(jobs);
     }
 
     /// Asks for enough jobs to hold `memory`.
     pub fn scale_memory(&self, memory: Memory) {
-        let spec = &self.pool().spec;
-        let per_job = spec.memory.bytes().saturating_mul(spec.nodes.max(1).into());
-        let jobs = memory.bytes().div_ceil(per_job.max(1));
-        self.scale_jobs(usize::try_from(jobs).unwrap_or(usize::MAX));
+        self.scale_jobs(self.pool().per_job().jobs_for(Ask::Memory(memory)));
     }
 
     /// Sizes the pool to its work from now on: between `min` and `max`
@@ -205,11 +207,11 @@ impl SlurmCluster {
 
     /// Like `adapt`, retiring workers once idle for `idle_timeout`.
     pub fn adapt_with(&self, min: usize, max: usize, idle_timeout: Duration) {
-        let p = self.pool().spec.workers_per_job() as usize;
+        let (min_jobs, max_jobs) = self.pool().per_job().job_range(min, max);
         tracing::info!(min, max, "adapting");
         self.pool().set_mode(PoolMode::Adapt {
-            min_jobs: min.div_ceil(p),
-            max_jobs: max.max(min).div_ceil(p),
+            min_jobs,
+            max_jobs,
             idle_ms: u64::try_from(idle_timeout.as_millis()).unwrap_or(u64::MAX),
         });
     }
@@ -302,8 +304,8 @@ impl SlurmCluster {
     fn failed_since(&self, failures_before: &[u64]) -> Result<(), ClusterError> {
         for (pool, before) in self.pools.iter().zip(failures_before) {
             let books = pool.books();
-            if let Some(stopped) = &books.stopped {
-                return Err(ClusterError::Stopped(stopped.clone()));
+            if let Some(cause) = books.stopped() {
+                return Err(ClusterError::Stopped(cause.clone()));
             }
             if books.failures_seen > *before {
                 if let Some(f) = books.failures.back() {

@@ -10,6 +10,7 @@
 
 mod adapt;
 mod books;
+mod budget;
 mod cap;
 mod close;
 mod dask_pool;

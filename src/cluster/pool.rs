@@ -13,11 +13,10 @@ use tokio::time::Instant;
 use super::adapt::{self, Adaptive, Demand, Round};
 use super::books::{Books, Plan};
 use super::dask_pool::DaskPool;
-use super::pace::Pacer;
 use super::ClusterOptions;
-use crate::config::JobSpec;
+use crate::config::{Ask, JobSpec, PerJob};
 use crate::journal::PoolMode;
-use crate::protocol::{StartupFailure, WorkerShape};
+use crate::protocol::{Demand as Source, StartupFailure, WorkerShape};
 use crate::scheduler::{ControlRequest, Scheduler};
 use crate::slurm::{JobInfo, JobRef, Slurm, SlurmError};
 
@@ -56,13 +55,16 @@ pub(crate) struct Pool {
     pub adapt: Mutex<Option<Adaptive>>,
     /// The Dask side of a `dask` pool.
     pub dask: Option<Arc<DaskPool>>,
-    /// Submissions paced to Slurm's scheduling passes.
-    pub pacer: Mutex<Pacer>,
 }
 
 impl Pool {
     pub fn books(&self) -> MutexGuard<'_, Books> {
         self.books.lock()
+    }
+
+    /// What one of its jobs holds, to turn sizes into jobs.
+    pub fn per_job(&self) -> PerJob {
+        PerJob::of(&self.spec)
     }
 
     /// The stdout and stderr logs of `job`, named as Slurm names them:
@@ -119,7 +121,7 @@ impl Pool {
         let plan = self
             .books()
             .reconcile(listing.as_deref(), &workers, Instant::now());
-        self.act(plan, listing.as_deref()).await;
+        self.act(plan).await;
         self.rounds.send_modify(|n| *n += 1);
     }
 
@@ -137,13 +139,13 @@ impl Pool {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot list the cluster's jobs");
-                self.books().last_error = Some(e.to_string());
+                self.books().note_error(e);
                 None
             }
         }
     }
 
-    async fn act(&self, plan: Plan, listing: Option<&[JobInfo]>) {
+    async fn act(&self, plan: Plan) {
         for job in &plan.failed {
             let failure = self.failure_of(*job);
             tracing::warn!("{failure}");
@@ -156,18 +158,17 @@ impl Pool {
                 let mut books = self.books();
                 match e.is_unreachable() {
                     true => books.slurm_unreachable(&e),
-                    false => books.last_error = Some(e.to_string()),
+                    false => books.note_error(&e),
                 }
             }
         }
         for id in &plan.retire {
             self.scheduler.retire(*id, "the pool is scaling down");
         }
-        let now = Instant::now();
-        let n = self.pacer.lock().allow(plan.submit, listing, now);
-        if n > 0 {
-            let jobs = self.submit(n).await;
-            self.pacer.lock().submitted(jobs, now);
+        if plan.submit > 0 {
+            let now = Instant::now();
+            let jobs = self.submit(plan.submit).await;
+            self.books().chunk_submitted(jobs, now);
         }
     }
 
@@ -222,30 +223,23 @@ impl Pool {
             None => {
                 let ask = self.scheduler.task_demand(self.group.as_deref());
                 let workers = ask.workers(&self.shape);
-                let jobs = workers.div_ceil(u64::from(self.spec.workers_per_job()));
-                let mut why = format!("{} cores", ask.cores);
-                if ask.memory > 0 {
-                    why.push_str(&format!(
-                        ", {}",
-                        crate::config::Memory::from_bytes(ask.memory).human()
-                    ));
-                }
-                if ask.gpus > 0 {
-                    why.push_str(&format!(", {} GPUs", ask.gpus));
-                }
                 Demand {
-                    jobs: usize::try_from(jobs).ok(),
-                    why: format!("{why} in ready and running tasks"),
+                    jobs: Some(self.per_job().jobs_for(Ask::Workers(workers))),
+                    source: Source::Tasks {
+                        cores: ask.cores,
+                        memory: ask.memory,
+                        gpus: ask.gpus,
+                    },
                 }
             }
             Some(dask) => match dask.desired() {
                 Some(n) => Demand {
-                    jobs: Some(n.div_ceil(self.spec.workers_per_job() as usize)),
-                    why: format!("Dask wants {n} workers"),
+                    jobs: Some(self.per_job().jobs_for_workers(n)),
+                    source: Source::Dask { workers: n },
                 },
                 None => Demand {
                     jobs: None,
-                    why: "Dask's target unknown".into(),
+                    source: Source::DaskUnknown,
                 },
             },
         }
@@ -288,7 +282,7 @@ impl Pool {
     /// How long the loop may wait before this pool's next round: soon
     /// while a chunk waits for Slurm's pass.
     pub fn next_round_in(&self) -> std::time::Duration {
-        match self.pacer.lock().pacing() {
+        match self.books().pacing() {
             true => self
                 .options
                 .pass_poll_interval
@@ -301,7 +295,7 @@ impl Pool {
     pub fn control(&self, request: ControlRequest) {
         match request {
             ControlRequest::Scale(n) => {
-                let jobs = n.div_ceil(self.spec.workers_per_job() as usize);
+                let jobs = self.per_job().jobs_for_workers(n);
                 tracing::info!(workers = n, jobs, "scale requested through the scheduler");
                 self.set_mode(PoolMode::Fixed { jobs });
             }

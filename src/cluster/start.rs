@@ -215,6 +215,7 @@ async fn pool(
     );
     books.replace_lead = options.replace_lead;
     books.limits = options.limits;
+    books.pace_to(shared.slurm_config);
     Ok(Pool {
         books: parking_lot::Mutex::new(books),
         group,
@@ -233,7 +234,6 @@ async fn pool(
         checked: AtomicBool::new(shared.scheduler.restored()),
         adapt: parking_lot::Mutex::new(None),
         dask,
-        pacer: parking_lot::Mutex::new(super::pace::Pacer::new(shared.slurm_config)),
     })
 }
 

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use super::adapt::Adaptive;
 use super::books::{job_of, Action, Books, JobRecord};
 use super::pool::Pool;
-use crate::protocol::{ClusterStatus, JobAction, JobStatus, SlurmOutage, WorkerInfo};
+use crate::protocol::{AdaptStatus, ClusterStatus, JobAction, JobStatus, PoolPhase, WorkerInfo};
 use crate::slurm::{JobRef, JobState};
 
 /// What a status is made of.
@@ -62,30 +62,19 @@ pub(crate) fn assemble(s: &Sources<'_>) -> ClusterStatus {
         },
         dask: pool.dask.as_ref().map(|d| d.status()),
         jobs,
-        stopped: books.stopped.clone(),
-        slurm_outage: books.outage.as_ref().map(|o| SlurmOutage {
-            since_ms: o.since_ms,
-            error: o.error.clone(),
-        }),
-        last_error: books.last_error.clone(),
+        phase: books.phase(),
+        last_error: books.last_error().cloned(),
         failures: books.failures.iter().cloned().collect(),
-        held_back: books.held_back.clone(),
+        held_back: books.held_back().cloned(),
         limit_refusals: books.cap.refusals,
         submitted: books.submitted,
         slurm_calls: pool.slurm.calls(),
         slurm_api: pool.slurm.describe(),
         log_directory: pool.spec.log_directory.clone(),
-        adapt: s.adapt.map(|a| {
-            let decision = a
-                .decision
-                .as_ref()
-                .map(ToString::to_string)
-                .unwrap_or_default();
-            format!(
-                "{}..{} workers; {decision}",
-                a.min_jobs.saturating_mul(processes),
-                a.max_jobs.saturating_mul(processes),
-            )
+        adapt: s.adapt.map(|a| AdaptStatus {
+            min_workers: a.min_jobs.saturating_mul(processes),
+            max_workers: a.max_jobs.saturating_mul(processes),
+            decision: a.decision.clone(),
         }),
         group: pool.group.clone(),
         groups: Vec::new(),
@@ -152,10 +141,13 @@ pub(crate) fn combine(mut parts: Vec<ClusterStatus>) -> ClusterStatus {
     all.submitted = parts.iter().map(|p| p.submitted).sum();
     all.limit_refusals = parts.iter().map(|p| p.limit_refusals).sum();
     all.failures = parts.iter().flat_map(|p| p.failures.clone()).collect();
-    let first_of = |f: fn(&ClusterStatus) -> Option<String>| parts.iter().find_map(f);
-    all.stopped = first_of(|p| p.stopped.clone());
-    all.last_error = first_of(|p| p.last_error.clone());
-    all.held_back = first_of(|p| p.held_back.clone());
+    all.phase = parts
+        .iter()
+        .map(|p| p.phase.clone())
+        .find(|p| *p != PoolPhase::Running)
+        .unwrap_or_default();
+    all.last_error = parts.iter().find_map(|p| p.last_error.clone());
+    all.held_back = parts.iter().find_map(|p| p.held_back.clone());
     all.adapt = None;
     all.groups = parts;
     all

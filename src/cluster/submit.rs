@@ -25,7 +25,7 @@ impl Pool {
         match self.submit_all(n, &exclude, &mut jobs).await {
             Err(e) if excluding && e.refusal().is_some() => {
                 tracing::warn!(error = %e, "Slurm refused the jobs with --exclude; submitting them anywhere");
-                self.books().suspect_nodes.clear();
+                self.books().forget_suspects();
                 let left = n.saturating_sub(jobs.len());
                 if let Err(e) = self.submit_all(left, &[], &mut jobs).await {
                     self.books().submit_failed(&e);
@@ -107,7 +107,7 @@ impl Pool {
             }
             let arrays = self.arrays_allowed();
             let k = match arrays {
-                true => size.min(left).min(self.pacer.lock().array_size()),
+                true => size.min(left).min(self.books().array_size()),
                 false => left,
             };
             let before = jobs.len();
@@ -116,11 +116,8 @@ impl Pool {
                 // A later job of a one-by-one batch was refused (booked).
                 Ok(()) => return Ok(()),
                 Err(e) if arrays && k > 1 && halves(&e) => {
-                    match e.refusal() {
-                        Some(Refusal::Arrays) => self.pacer.lock().array_refused(k),
-                        _ => self.books().cap.halved(),
-                    }
-                    self.books().last_error = Some(e.to_string());
+                    let arrays = e.refusal() == Some(Refusal::Arrays);
+                    self.books().array_refused(k, arrays, &e);
                     tracing::info!(tasks = k, error = %e, "Slurm refused the array; trying half as many");
                     size = k / 2;
                 }

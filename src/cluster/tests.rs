@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::{ClusterError, ClusterOptions, SlurmCluster};
 use crate::config::JobOptions;
-use crate::protocol::{RegisterRequest, SlurmPlacement, WorkerId, WorkerState};
+use crate::protocol::{PoolPhase, RegisterRequest, SlurmPlacement, WorkerId, WorkerState};
 use crate::scheduler::Bind;
 use crate::slurm::fake::FakeSlurm;
 use crate::slurm::{JobRef, JobState, Refusal};
@@ -209,7 +209,10 @@ async fn a_crash_loop_stops_submitting_and_scaling_again_retries() {
         })
         .await;
     }
-    until(&cluster, "stopped", || cluster.status().stopped.is_some()).await;
+    until(&cluster, "stopped", || {
+        matches!(cluster.status().phase, PoolPhase::Stopped { .. })
+    })
+    .await;
     cluster.rounds(5).await;
     assert!(fake.active().is_empty(), "no submission after the stop");
     assert_eq!(fake.submissions().len(), 2);
@@ -229,7 +232,7 @@ async fn a_slurm_outage_holds_the_pool_and_reads_nothing_as_lost() {
     }
     fake.set_down(true);
     until(&cluster, "the outage seen", || {
-        cluster.status().slurm_outage.is_some()
+        matches!(cluster.status().phase, PoolPhase::SlurmUnreachable { .. })
     })
     .await;
     // Asked for more while Slurm is away: nothing is submitted or cancelled.
@@ -239,7 +242,15 @@ async fn a_slurm_outage_holds_the_pool_and_reads_nothing_as_lost() {
     assert!(fake.cancelled().is_empty());
     let status = cluster.status();
     assert_eq!(status.registered, 2, "the workers are kept");
-    assert!(status.held_back.unwrap().contains("Slurm is not answering"));
+    assert!(
+        matches!(status.phase, PoolPhase::SlurmUnreachable { .. }),
+        "{:?}",
+        status.phase
+    );
+    assert_eq!(
+        status.held_back, None,
+        "nothing is wanted while Slurm is away"
+    );
     // Slurm is back, having lost one job whose worker still heartbeats.
     fake.forget(jobs[1]);
     fake.set_down(false);
@@ -251,7 +262,7 @@ async fn a_slurm_outage_holds_the_pool_and_reads_nothing_as_lost() {
         Some(2),
         "arrays still used, only the 2 the target needs"
     );
-    assert!(cluster.status().slurm_outage.is_none());
+    assert_eq!(cluster.status().phase, PoolPhase::Running);
 }
 
 #[tokio::test(start_paused = true)]
@@ -357,6 +368,7 @@ async fn per_user_limits_keep_the_target_and_retry() {
     assert!(status
         .last_error
         .unwrap()
+        .error
         .contains("QOSMaxSubmitJobPerUserLimit"));
 }
 
@@ -471,7 +483,14 @@ async fn a_scale_through_the_scheduler_is_in_the_journal_before_it_is_answered()
     config.journal = Some(journal.clone());
     let scheduler = Scheduler::start(config).await.unwrap();
     // A pool of 2 workers per job that has not yet taken the request.
-    let _unread = scheduler.attach_control(None, 2);
+    let _unread = scheduler.attach_control(
+        None,
+        crate::config::PerJob {
+            workers: 2,
+            cores: 2,
+            memory: 1,
+        },
+    );
     scheduler.client().scale(5, None).await.unwrap();
     // Answered: a scheduler killed right now comes back at 3 jobs.
     let last = Journal::read(&journal)

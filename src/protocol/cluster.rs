@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::{ClusterId, WorkerInfo};
+use super::{AdaptStatus, ClusterId, Holdback, PoolError, PoolPhase, StartupFailure, WorkerInfo};
 use crate::slurm::{JobId, JobRef, JobState};
 
 /// What drover is doing with a job.
@@ -73,77 +73,6 @@ impl JobStatus {
     }
 }
 
-/// Why a pool has a job fewer than it asked for: a job that ended before
-/// any of its workers registered, or a submission Slurm refused.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum StartupFailure {
-    /// The job ended before registering.
-    JobEnded {
-        /// The job.
-        job: JobRef,
-        /// Its final Slurm state.
-        state: JobState,
-        /// Its exit code.
-        exit_code: Option<i32>,
-        /// The last lines of its logs.
-        log_tail: String,
-    },
-    /// Slurm refused the job.
-    Refused {
-        /// Slurm's words.
-        message: String,
-        /// Whether it refused what the job asks for (its partition,
-        /// account, QOS or size), which no retry changes.
-        #[serde(default)]
-        must_change: bool,
-    },
-}
-
-impl StartupFailure {
-    /// The end of the job's logs, or Slurm's refusal.
-    pub fn details(&self) -> &str {
-        match self {
-            StartupFailure::JobEnded { log_tail, .. } => log_tail,
-            StartupFailure::Refused { message, .. } => message,
-        }
-    }
-}
-
-impl fmt::Display for StartupFailure {
-    /// In one line: "job 12 ended FAILED with exit code 3 before its
-    /// worker registered", or "Slurm refused the job: ...".
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            StartupFailure::JobEnded {
-                job,
-                state,
-                exit_code,
-                ..
-            } => {
-                write!(f, "job {job} ended {state}")?;
-                if let Some(c) = exit_code {
-                    write!(f, " with exit code {c}")?;
-                }
-                f.write_str(" before its worker registered")
-            }
-            StartupFailure::Refused { message, .. } => {
-                let first = message.lines().next().unwrap_or_default();
-                write!(f, "Slurm refused the job: {first}")
-            }
-        }
-    }
-}
-
-/// Slurm not answering, as a pool's status reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SlurmOutage {
-    /// Since when (Unix milliseconds).
-    pub since_ms: u64,
-    /// The latest error, in Slurm's words.
-    pub error: String,
-}
-
 /// A `dask` pool's Dask scheduler in a status report.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DaskStatus {
@@ -177,14 +106,12 @@ pub struct ClusterStatus {
     pub dask: Option<DaskStatus>,
     /// Its jobs that Slurm still shows, or that ended recently.
     pub jobs: Vec<JobStatus>,
-    /// Set when the cluster stopped submitting after repeated start-up failures.
-    pub stopped: Option<String>,
-    /// Set while Slurm does not answer: the pool then submits and cancels
-    /// nothing and keeps its workers.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub slurm_outage: Option<SlurmOutage>,
+    /// What its loop does: running, Slurm unreachable (nothing submitted
+    /// or cancelled), stopped (and why), closing.
+    #[serde(default)]
+    pub phase: PoolPhase,
     /// The last error (a refused submission, a failed Slurm call).
-    pub last_error: Option<String>,
+    pub last_error: Option<PoolError>,
     /// Recent start-up failures, newest last.
     pub failures: Vec<StartupFailure>,
     /// Jobs submitted so far.
@@ -198,11 +125,11 @@ pub struct ClusterStatus {
     pub log_directory: PathBuf,
     /// The adaptive range and its latest decision, when the pool adapts.
     #[serde(default)]
-    pub adapt: Option<String>,
+    pub adapt: Option<AdaptStatus>,
     /// Why the last round submitted fewer jobs than needed (site limits,
-    /// Slurm's per-user cap).
+    /// Slurm's per-user cap, Slurm's scheduling passes).
     #[serde(default)]
-    pub held_back: Option<String>,
+    pub held_back: Option<Holdback>,
     /// Submissions Slurm refused for a limit so far: a pool at a cap asks
     /// ever less often, so this grows slowly.
     #[serde(default)]
@@ -302,8 +229,7 @@ mod tests {
                 job("2_1", JobState::Pending, Some("Resources")),
                 done,
             ],
-            stopped: None,
-            slurm_outage: None,
+            phase: PoolPhase::Running,
             last_error: None,
             failures: Vec::new(),
             submitted: 4,
@@ -319,27 +245,5 @@ mod tests {
         assert_eq!(status.job_summary(), "2 PENDING (Resources), 1 RUNNING");
         assert_eq!(status.job_for("2_1").unwrap().job.to_string(), "2_1");
         assert!(status.job_for("w9").is_none());
-    }
-
-    #[test]
-    fn failures_read_as_one_line() {
-        let ended = StartupFailure::JobEnded {
-            job: "12".parse().unwrap(),
-            state: JobState::Failed,
-            exit_code: Some(3),
-            log_tail: "boom".into(),
-        };
-        assert_eq!(
-            ended.to_string(),
-            "job 12 ended FAILED with exit code 3 before its worker registered"
-        );
-        let refused = StartupFailure::Refused {
-            message: "sbatch: error: invalid partition specified: x\nmore".into(),
-            must_change: true,
-        };
-        assert_eq!(
-            refused.to_string(),
-            "Slurm refused the job: sbatch: error: invalid partition specified: x"
-        );
     }
 }

@@ -10,17 +10,20 @@ mod file;
 mod ids;
 mod page;
 pub mod paths;
+mod pool_state;
 mod resources;
 mod tasks;
 pub mod text;
 mod worker;
 
-pub use cluster::{
-    ClusterStatus, DaskStatus, JobAction, JobStatus, ScaleRequest, SlurmOutage, StartupFailure,
-};
+pub use cluster::{ClusterStatus, DaskStatus, JobAction, JobStatus, ScaleRequest};
 pub use file::{DaskEndpoint, DaskTls, SchedulerFile, SchedulerFileError};
 pub use ids::{ClusterId, IdError, TaskId, Token, WorkerId};
 pub use page::{short_duration, DashboardCode, LogChunk, PageUpdate, Sample};
+pub use pool_state::{
+    AdaptDecision, AdaptHold, AdaptStatus, Demand, HoldReason, Holdback, PoolError, PoolPhase,
+    StartupFailure, StopCause,
+};
 pub use resources::{
     check_name, check_resources, parse_gpus, parse_resource, Offer, ResourceError, WorkerShape,
     MAX_GPUS, NAME_FORM,

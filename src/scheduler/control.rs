@@ -5,6 +5,7 @@
 use tokio::sync::mpsc;
 
 use super::ControlRequest;
+use crate::config::PerJob;
 
 /// One pool (or group) listening for control requests.
 #[derive(Debug)]
@@ -12,8 +13,8 @@ pub(crate) struct Control {
     /// Its group, in a pool with groups.
     pub group: Option<String>,
     pub tx: mpsc::UnboundedSender<ControlRequest>,
-    /// Worker processes per job, to turn workers into jobs.
-    pub per_job: u32,
+    /// What one job holds, to turn workers into jobs.
+    pub per_job: PerJob,
 }
 
 /// Every listener, in the order the groups were declared.
@@ -88,7 +89,11 @@ mod tests {
         Control {
             group: group.map(String::from),
             tx: mpsc::unbounded_channel().0,
-            per_job: 1,
+            per_job: PerJob {
+                workers: 1,
+                cores: 1,
+                memory: 1,
+            },
         }
     }
 

@@ -272,7 +272,7 @@ async fn cluster_scale(
     })?;
     // The new size is recorded here, so that the answer (which waits for
     // the journal) leaves only once a restart would hold it.
-    let jobs = body.workers.div_ceil(control.per_job as usize);
+    let jobs = control.per_job.jobs_for_workers(body.workers);
     shared
         .registry()
         .set_pool_mode(control.group.as_deref(), PoolMode::Fixed { jobs });

@@ -458,14 +458,13 @@ impl Scheduler {
     pub fn attach_control(
         &self,
         group: Option<String>,
-        workers_per_job: u32,
+        per_job: crate::config::PerJob,
     ) -> mpsc::UnboundedReceiver<ControlRequest> {
         let (tx, rx) = mpsc::unbounded_channel();
-        self.shared.control.lock().attach(control::Control {
-            group,
-            tx,
-            per_job: workers_per_job.max(1),
-        });
+        self.shared
+            .control
+            .lock()
+            .attach(control::Control { group, tx, per_job });
         rx
     }
 

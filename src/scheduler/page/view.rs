@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use crate::protocol::{ClusterStatus, JobStatus, TaskCounts, WorkerInfo};
+use crate::protocol::{ClusterStatus, JobStatus, PoolPhase, TaskCounts, WorkerInfo};
 use crate::slurm::JobState;
 
 /// Everything the page's live part shows.
@@ -135,18 +135,17 @@ pub(crate) fn view(
 
 fn pool_view(c: &ClusterStatus, name: &str) -> PoolView {
     let mut notes = Vec::new();
-    if let Some(o) = &c.slurm_outage {
-        notes.push(format!("Slurm does not answer: {}", o.error));
+    if !matches!(c.phase, PoolPhase::Running | PoolPhase::Closing) {
+        notes.push(c.phase.to_string());
     }
-    notes.extend(c.stopped.iter().map(|s| format!("stopped submitting: {s}")));
-    notes.extend(c.held_back.clone());
+    notes.extend(c.held_back.iter().map(ToString::to_string));
     PoolView {
         name: name.to_string(),
         target_workers: c.target_workers,
         target_jobs: c.target_jobs,
         registered: c.registered,
         summary: c.job_summary(),
-        adapt: c.adapt.clone(),
+        adapt: c.adapt.as_ref().map(ToString::to_string),
         notes,
     }
 }

@@ -22,9 +22,10 @@ fn job(job: &str, state: &str, reason: Option<&str>, workers: Vec<WorkerInfo>) -
 fn status(jobs: Vec<JobStatus>) -> ClusterStatus {
     serde_json::from_value(serde_json::json!({
         "cluster_id": "abcd1234", "job_name": "w", "target_workers": 3, "target_jobs": 3,
-        "processes": 1, "registered": 1, "jobs": jobs, "stopped": null, "last_error": null,
+        "processes": 1, "registered": 1, "jobs": jobs, "last_error": null,
         "failures": [], "submitted": 3, "slurm_calls": 9, "log_directory": "/logs",
-        "held_back": "QOSMaxSubmitJobPerUserLimit holds the pool at 2 jobs, 1 more waits",
+        "held_back": {"submitting": 0, "wanted": 1, "reasons": [{"kind": "slurm_cap", "at": 2,
+            "waiting": 1, "next_try_s": 4, "slurm": "QOSMaxSubmitJobPerUserLimit"}]},
     }))
     .unwrap()
 }
@@ -59,7 +60,13 @@ fn jobs_show_state_reason_age_and_time_left() {
     );
     let pool = v.pool.as_ref().unwrap();
     assert_eq!(pool.summary, "1 PENDING (JobHeldUser), 1 RUNNING");
-    assert!(pool.notes[0].contains("QOSMaxSubmitJobPerUserLimit"));
+    assert_eq!(
+        pool.notes,
+        [
+            "submitting 0 of 1 jobs now: Slurm's limit holds the pool at 2 jobs, 1 more wait; \
+          trying again in 4s (Slurm: QOSMaxSubmitJobPerUserLimit)"
+        ]
+    );
     assert_eq!(v.rate.as_deref(), Some("12.0 tasks/min"));
 }
 
