@@ -18,6 +18,9 @@ from ._binary import binary
 from ._errors import TaskFailed
 from ._records import Record
 
+# The states a task ends in, as the binding names them.
+_FINAL_STATES = frozenset(_drover.final_task_states())
+
 Command = Union[str, Sequence[str]]
 
 _JOB_KEYS, _POOL_KEYS = (frozenset(keys) for keys in _drover.setting_keys())
@@ -112,7 +115,7 @@ class Task:
 
     def done(self) -> bool:
         """Whether it has ended."""
-        return self.state in ("succeeded", "failed", "cancelled")
+        return self.state in _FINAL_STATES
 
     def wait(self, timeout: float | None = None) -> Record:
         """Waits until it ends (``TimeoutError`` after ``timeout`` seconds)."""
@@ -506,34 +509,26 @@ def _task_spec(
     resources=None,
     group=None,
 ):
-    spec: dict[str, Any] = {
-        "argv": _argv(command),
-        "cores": _count("cores", cores),
-        "retries": _count("retries", retries),
-    }
-    if name is not None:
-        spec["name"] = str(name)
-    if env:
-        spec["env"] = {str(k): str(v) for k, v in env.items()}
-    if cwd is not None:
-        spec["cwd"] = os.fspath(cwd)
+    """Checks each argument (errors name it) and has the binding build the
+    spec, so its wire form is Rust's own."""
     limit = _seconds("time_limit", time_limit)
-    if limit is not None:
-        spec["time_limit_ms"] = int(limit * 1000)
-    if memory is not None:
-        size = memory if isinstance(memory, int) else _drover.parse_memory(str(memory))
-        spec["memory_bytes"] = _count("memory", size)
-    if _count("gpus", gpus):
-        spec["gpus"] = gpus
-    if resources is not None:
-        if not isinstance(resources, Mapping):
-            raise TypeError(f"resources: accepted: a mapping of names to counts, not {resources!r}")
-        spec["resources"] = {
-            _text("resources", k): _count(f"resources[{k!r}]", v) for k, v in resources.items()
-        }
-    if group is not None:
-        spec["group"] = _text("group", group)
-    deps = [a.id if isinstance(a, Task) else _count("after", a) for a in after]
-    if deps:
-        spec["deps"] = deps
-    return spec
+    if memory is not None and not isinstance(memory, int):
+        memory = _drover.parse_memory(str(memory))
+    if resources is not None and not isinstance(resources, Mapping):
+        raise TypeError(f"resources: accepted: a mapping of names to counts, not {resources!r}")
+    return _drover.task_spec(
+        _argv(command),
+        name=None if name is None else str(name),
+        env={str(k): str(v) for k, v in env.items()} if env else None,
+        cwd=None if cwd is None else os.fspath(cwd),
+        cores=_count("cores", cores),
+        time_limit_ms=None if limit is None else int(limit * 1000),
+        retries=_count("retries", retries),
+        deps=[a.id if isinstance(a, Task) else _count("after", a) for a in after],
+        memory_bytes=None if memory is None else _count("memory", memory),
+        gpus=_count("gpus", gpus),
+        resources=None
+        if resources is None
+        else {_text("resources", k): _count(f"resources[{k!r}]", v) for k, v in resources.items()},
+        group=None if group is None else _text("group", group),
+    )

@@ -39,5 +39,7 @@ fn _drover(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(settings::setting_keys, m)?)?;
     m.add_function(wrap_pyfunction!(tasks::graph_tasks, m)?)?;
     m.add_function(wrap_pyfunction!(tasks::graph_dot, m)?)?;
+    m.add_function(wrap_pyfunction!(tasks::task_spec, m)?)?;
+    m.add_function(wrap_pyfunction!(tasks::final_task_states, m)?)?;
     Ok(())
 }

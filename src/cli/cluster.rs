@@ -105,6 +105,7 @@ async fn up(config: Option<PathBuf>, args: UpArgs) -> CliResult {
     }
     pool.bring_up(&cluster).await?;
     println!("ready: drover status --scheduler-file {file}");
+    super::ready::tell_parent();
     let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
     let slurm = drover::slurm::backend(&pool.pool)?;
@@ -158,30 +159,22 @@ async fn detach(config: Option<PathBuf>, args: UpArgs) -> CliResult {
         .try_clone()
         .with_context(|| format!("opening {}", log.display()))?;
     let exe = std::env::current_exe().context("finding the drover executable")?;
-    let mut child = std::process::Command::new(exe)
+    let mut command = std::process::Command::new(exe);
+    command
         .args(&argv)
         .stdin(std::process::Stdio::null())
         .stdout(out)
         .stderr(err)
-        .process_group(0)
-        .spawn()
-        .context("starting the detached cluster")?;
-    loop {
-        if let Some(status) = child.try_wait().context("watching the detached cluster")? {
-            let text = drover::private_fs::read::tail_lines(&log, 40).unwrap_or_default();
-            return Err(CliError::failure(format!(
-                "the detached cluster exited ({status}); its log {}:\n{text}",
-                log.display()
-            )));
-        }
-        // "ready: " comes early, after start-up lines only.
-        if drover::private_fs::read::read_forward(&log, 0, 1 << 20)
-            .text
-            .contains("ready: ")
-        {
-            break;
-        }
-        tokio::time::sleep(LOOK_EVERY).await;
+        .process_group(0);
+    let (ready, writer) = super::ready::attach(&mut command)?;
+    let mut child = command.spawn().context("starting the detached cluster")?;
+    drop(writer);
+    if let super::ready::Outcome::Exited(status) = ready.wait(&mut child).await? {
+        let text = drover::private_fs::read::tail_lines(&log, 40).unwrap_or_default();
+        return Err(CliError::failure(format!(
+            "the detached cluster exited ({status}); its log {}:\n{text}",
+            log.display()
+        )));
     }
     println!(
         "cluster running in the background (pid {}), log {}",

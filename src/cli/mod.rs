@@ -8,6 +8,7 @@ mod groups;
 mod job_script;
 mod jobs;
 mod pool;
+mod ready;
 mod retire;
 mod run;
 mod scheduler;

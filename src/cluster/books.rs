@@ -9,73 +9,14 @@ use tokio::time::Instant;
 
 use super::budget::{budget, Gates};
 use super::cap::SubmitCap;
+pub(crate) use super::job_record::{job_of, Action, JobRecord};
 use super::pace::Pacer;
 use super::Limits;
 use crate::protocol::{
     unix_ms, Holdback, PoolError, PoolPhase, StartupFailure, StopCause, WorkerId, WorkerInfo,
     WorkerState,
 };
-use crate::slurm::{JobId, JobInfo, JobRef, JobState, SchedulerConfig, SlurmError};
-
-/// What drover is doing with a job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Action {
-    /// Its workers were asked to retire.
-    Retiring,
-    /// It was cancelled.
-    Cancelling,
-}
-
-/// One job of the cluster.
-#[derive(Debug, Clone)]
-pub(crate) struct JobRecord {
-    pub job: JobRef,
-    pub job_id: Option<JobId>,
-    pub state: JobState,
-    pub reason: Option<String>,
-    pub node: Option<String>,
-    pub exit_code: Option<i32>,
-    pub action: Option<Action>,
-    pub action_at: Option<Instant>,
-    /// Whether any of its workers ever registered.
-    pub registered: bool,
-    /// Its workers, as of the last look.
-    pub workers: Vec<WorkerInfo>,
-    pub submitted_at: Instant,
-    /// Whether its end has been accounted for.
-    pub ended: bool,
-    /// Its workers leave soon for the time limit: it no longer counts, so
-    /// its replacement starts before they go.
-    pub expiring: bool,
-}
-
-impl JobRecord {
-    fn new(job: JobRef, now: Instant) -> Self {
-        JobRecord {
-            job,
-            job_id: match job {
-                JobRef::Job(id) => Some(id),
-                JobRef::Task { .. } => None,
-            },
-            state: JobState::Pending,
-            reason: None,
-            node: None,
-            exit_code: None,
-            action: None,
-            action_at: None,
-            registered: false,
-            workers: Vec::new(),
-            submitted_at: now,
-            ended: false,
-            expiring: false,
-        }
-    }
-
-    /// Still counted toward the pool: active in Slurm and not being removed.
-    pub fn counts(&self) -> bool {
-        self.state.is_active() && self.action.is_none() && !self.expiring
-    }
-}
+use crate::slurm::{JobInfo, JobRef, JobState, SchedulerConfig, SlurmError};
 
 /// What one reconcile round decided.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -102,8 +43,9 @@ enum Course {
     Running,
     /// Submitting nothing more until a new size is asked for.
     Stopped(StopCause),
-    /// Toward no jobs at all.
-    Closing,
+    /// Toward no jobs at all: workers retire; jobs without a live worker
+    /// are cancelled at once, the rest at `deadline`.
+    Closing { began: Instant, deadline: Instant },
 }
 
 /// The whole cluster's books.
@@ -160,6 +102,9 @@ const KEEP_ENDED: usize = 200;
 const KEEP_FAILURES: usize = 20;
 /// Retry a cancellation Slurm has not acted on after this long.
 const RECANCEL_AFTER: Duration = Duration::from_secs(30);
+/// The loop's pauses while closing, first and longest.
+const CLOSE_POLL_FIRST: Duration = Duration::from_millis(40);
+const CLOSE_POLL_MAX: Duration = Duration::from_millis(500);
 /// The longest wait between submissions after failures.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
@@ -227,7 +172,7 @@ impl Books {
     /// The pool's phase, as its status reports it.
     pub fn phase(&self) -> PoolPhase {
         match (&self.course, &self.outage) {
-            (Course::Closing, _) => PoolPhase::Closing,
+            (Course::Closing { .. }, _) => PoolPhase::Closing,
             (_, Some(o)) => PoolPhase::SlurmUnreachable {
                 since_ms: o.since_ms,
                 error: o.error.clone(),
@@ -263,10 +208,28 @@ impl Books {
         self.last_error = Some(PoolError::now(error));
     }
 
-    /// From now on the pool heads for no jobs, and submits none.
-    pub fn begin_closing(&mut self) {
-        self.course = Course::Closing;
+    /// From now on the pool heads for no jobs and submits none; jobs
+    /// still active at `deadline` are cancelled.
+    pub fn begin_closing(&mut self, now: Instant, deadline: Instant) {
+        if !matches!(self.course, Course::Closing { .. }) {
+            self.course = Course::Closing {
+                began: now,
+                deadline,
+            };
+        }
         self.target_jobs = 0;
+    }
+
+    /// While closing, the pause before the loop's next round: short at
+    /// first (retired workers' jobs end within a few hundred milliseconds,
+    /// and a driver waits for `close`), then longer, up to half a second.
+    pub fn closing_pause(&self, now: Instant) -> Option<Duration> {
+        match self.course {
+            Course::Closing { began, .. } => Some(
+                (now.saturating_duration_since(began) / 4).clamp(CLOSE_POLL_FIRST, CLOSE_POLL_MAX),
+            ),
+            _ => None,
+        }
     }
 
     /// Slurm refused an array of `tasks` as too large (`arrays`), or for
@@ -354,7 +317,11 @@ impl Books {
     /// Cancels and retires toward the target; returns the jobs wanted.
     /// Closing, without Slurm, stopped or backing off, that is none.
     fn steer(&mut self, plan: &mut Plan, now: Instant) -> usize {
-        if self.course == Course::Closing || self.outage.is_some() {
+        if let Course::Closing { deadline, .. } = self.course {
+            self.cancel_closing(plan, now, now >= deadline);
+            return 0;
+        }
+        if self.outage.is_some() {
             // Without Slurm nothing can be submitted or cancelled, and a
             // job it does not show is not known to be gone.
             return 0;
@@ -391,6 +358,25 @@ impl Books {
                 }
             }
         }
+    }
+
+    /// Closing: cancels the jobs without a live worker (pending, starting,
+    /// lost), and `all` the rest (the deadline passed: their workers did
+    /// not leave in time); those cancelled before are sent again later.
+    fn cancel_closing(&mut self, plan: &mut Plan, now: Instant, all: bool) {
+        for r in self.jobs.values_mut() {
+            let unregistered = r.workers.iter().all(|w| w.state == WorkerState::Lost);
+            let cancelled = r.action == Some(Action::Cancelling);
+            if r.state.is_active() && !cancelled && (all || unregistered) {
+                if all && !unregistered {
+                    tracing::warn!(job = %r.job, "its workers did not leave in time: cancelling it");
+                }
+                r.action = Some(Action::Cancelling);
+                r.action_at = Some(now);
+                plan.cancel.push(r.job);
+            }
+        }
+        self.cancel_again(plan, now);
     }
 
     /// Cancellations Slurm has not acted on are sent again.
@@ -709,36 +695,13 @@ impl Books {
             .map(|r| r.job)
             .collect()
     }
-
-    /// Active jobs none of whose workers is registered or on its way out
-    /// (retiring, draining, exited): pending, starting, or lost.
-    pub fn unregistered_jobs(&self) -> Vec<JobRef> {
-        self.jobs
-            .values()
-            .filter(|r| {
-                r.state.is_active() && r.workers.iter().all(|w| w.state == WorkerState::Lost)
-            })
-            .map(|r| r.job)
-            .collect()
-    }
-}
-
-/// The job (or array task) a worker runs in.
-pub(crate) fn job_of(w: &WorkerInfo) -> Option<JobRef> {
-    match (w.slurm.array_job_id, w.slurm.array_task_id, w.slurm.job_id) {
-        (Some(a), Some(t), _) => Some(JobRef::Task {
-            array: JobId::new(a),
-            task: u32::try_from(t).ok()?,
-        }),
-        (_, _, Some(j)) => Some(JobRef::Job(JobId::new(j))),
-        _ => None,
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::protocol::{HoldReason, SlurmPlacement};
+    use crate::slurm::JobId;
 
     fn refusal(stderr: &str) -> SlurmError {
         SlurmError::failed("sbatch".into(), "exit status: 1".into(), stderr.into())

@@ -10,77 +10,56 @@ use super::pool::Pool;
 use super::ClusterError;
 use crate::slurm::Slurm;
 
-/// How soon `close` looks again while jobs are leaving: soon at first
-/// (retired workers' jobs end within a few hundred milliseconds, and a
-/// driver waits for `close`), then less often, up to `CLOSE_POLL_MAX`.
-const CLOSE_POLL_FIRST: Duration = Duration::from_millis(40);
-const CLOSE_POLL_MAX: Duration = Duration::from_millis(500);
 /// How long `close` waits for Slurm to drop cancelled jobs.
 const CANCEL_GRACE: Duration = Duration::from_secs(10);
+/// How long `close` waits for a round of the loop before it runs one
+/// itself (a loop that is gone must not leave jobs behind; two rounds at
+/// once are harmless while closing, as nothing is submitted).
+const ROUND_WAIT: Duration = Duration::from_secs(2);
 
-/// Retires every worker, cancels unregistered jobs at once and the rest
-/// after the close timeout, and waits until Slurm lists none of the
-/// pool's jobs as active; returns how many still are.
-pub(crate) async fn close_jobs(pool: &Pool) -> usize {
-    {
-        pool.books().begin_closing();
+/// Closing as a phase of the one loop (`rounds.rs`): every group's books
+/// turn to closing (their rounds retire, cancel and submit nothing), the
+/// workers are told to retire, and this waits until Slurm lists none of
+/// the pool's jobs as active; returns how many still are.
+pub(crate) async fn close_jobs_all(pools: &[Arc<Pool>]) -> usize {
+    let now = tokio::time::Instant::now();
+    let deadline = now + pools[0].options.close_timeout;
+    for pool in pools {
+        pool.books().begin_closing(now, deadline);
     }
-    let retiring = pool.scheduler.retire_all("the cluster is closing");
+    let retiring = pools[0].scheduler.retire_all("the cluster is closing");
     tracing::info!(
         workers = retiring,
         "closing: retiring workers, cancelling the rest"
     );
-    let deadline = tokio::time::Instant::now() + pool.options.close_timeout;
-    let mut cancelled_unregistered = false;
-    let mut cancelled_all = false;
-    let mut pause = CLOSE_POLL_FIRST;
+    let mut rounds = pools[0].rounds.subscribe();
+    pools[0].wake.notify_one();
     loop {
-        pool.round().await;
-        let (active, unregistered) = {
-            let books = pool.books();
-            (books.active_jobs(), books.unregistered_jobs())
-        };
-        if active.is_empty() {
+        let active: usize = pools.iter().map(|p| p.books().active_jobs().len()).sum();
+        if active == 0 {
             return 0;
         }
-        if !cancelled_unregistered && !unregistered.is_empty() {
-            cancelled_unregistered = pool.slurm.cancel(&unregistered).await.is_ok();
+        if tokio::time::Instant::now() >= deadline + CANCEL_GRACE {
+            return active;
         }
-        let now = tokio::time::Instant::now();
-        if now >= deadline && !cancelled_all {
-            tracing::warn!(
-                jobs = active.len(),
-                "workers did not leave in time: cancelling their jobs"
-            );
-            cancelled_all = pool.slurm.cancel(&active).await.is_ok();
+        if tokio::time::timeout(ROUND_WAIT, rounds.changed())
+            .await
+            .is_err()
+        {
+            super::rounds::round(pools).await;
         }
-        if now >= deadline + CANCEL_GRACE {
-            return active.len();
-        }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 3 / 2).min(CLOSE_POLL_MAX);
     }
-}
-
-/// `close_jobs` for every group of a cluster at once; returns how many
-/// jobs are still active.
-pub(crate) async fn close_jobs_all(pools: &[Arc<Pool>]) -> usize {
-    let mut closing = tokio::task::JoinSet::new();
-    for pool in pools {
-        let pool = pool.clone();
-        closing.spawn(async move { close_jobs(&pool).await });
-    }
-    let mut left = 0;
-    while let Some(n) = closing.join_next().await {
-        left += n.unwrap_or(0);
-    }
-    left
 }
 
 /// Closes a cluster for good: the jobs of every group, its Dask
 /// scheduler, its scheduler.
-pub(crate) async fn close(pools: &[Arc<Pool>]) -> Result<(), ClusterError> {
+/// `stop_loop` ends the reconcile loop once the jobs are gone.
+pub(crate) async fn close(
+    pools: &[Arc<Pool>],
+    stop_loop: impl FnOnce(),
+) -> Result<(), ClusterError> {
     let left = close_jobs_all(pools).await;
+    stop_loop();
     let pool = &pools[0];
     if let Some(dask) = &pool.dask {
         dask.stop().await;

@@ -34,11 +34,11 @@ fn dask_tls(
     scheduler: &Scheduler,
     dir: &std::path::Path,
 ) -> Result<Option<crate::protocol::DaskTls>, ClusterError> {
-    let own = options
-        .dask_scheduler
-        .extra
-        .iter()
-        .any(|a| a.starts_with("--tls"));
+    // Dask's scheduler takes its TLS files as these options.
+    let own = crate::config::args::gives_any(
+        &options.dask_scheduler.extra,
+        &["--tls-ca-file", "--tls-cert", "--tls-key"],
+    );
     let Some(cert) = scheduler.certificate().filter(|_| !own) else {
         return Ok(None);
     };

@@ -423,8 +423,10 @@ impl SlurmCluster {
         if self.closed.swap(true, Ordering::SeqCst) {
             return Ok(());
         }
-        self.stop_loops();
-        let result = close::close(&self.pools).await;
+        if let Some(s) = &self.signals {
+            s.abort();
+        }
+        let result = close::close(&self.pools, || self.stop_loops()).await;
         self.stop_reaper();
         result
     }

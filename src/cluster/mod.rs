@@ -17,6 +17,7 @@ mod dask_pool;
 mod error;
 mod groups;
 mod handle;
+mod job_record;
 mod listing;
 pub(crate) mod network;
 mod options;

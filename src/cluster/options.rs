@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::{PoolOptions, SpecError, ValueError};
+use crate::config::{duration_at_least, PoolOptions, SpecError, ValueError};
 use crate::scheduler::{Bind, SchedulerConfig};
 
 /// Site limits on how a cluster submits.
@@ -156,21 +156,8 @@ impl ClusterOptions {
         if pool.dask_scheduler_file.is_some() {
             self.dask_scheduler_file = pool.dask_scheduler_file.clone();
         }
-        for (field, value) in [
-            ("poll-interval", self.poll_interval),
-            ("pass-poll-interval", self.pass_poll_interval),
-        ] {
-            if value < Duration::from_millis(10) {
-                return Err(SpecError::invalid(
-                    field,
-                    ValueError::new(
-                        &format!("{value:?}"),
-                        "it is shorter than 10 ms",
-                        "a duration of 10 ms or more, such as `2s`",
-                    ),
-                ));
-            }
-        }
+        duration_at_least("poll-interval", self.poll_interval, 10)?;
+        duration_at_least("pass-poll-interval", self.pass_poll_interval, 10)?;
         self.scheduler = self.scheduler.with(pool)?;
         Ok(self)
     }

@@ -78,18 +78,6 @@ impl Pool {
         )
     }
 
-    /// One round: look at Slurm and the scheduler, decide, act, publish.
-    pub async fn round(&self) {
-        let listing = match self.needs_look() {
-            true => match self.slurm.jobs(Some(&self.spec.job_name)).await {
-                Ok(ours) => self.take_listing(Ok(ours)),
-                Err(e) => self.take_listing(Err(&e)),
-            },
-            false => None,
-        };
-        self.round_after(listing).await;
-    }
-
     /// Whether this round looks at Slurm. A pool that has submitted
     /// nothing has nothing to look at: its first jobs go to Slurm without
     /// waiting for a listing. One that continues from a journal looks
@@ -282,7 +270,11 @@ impl Pool {
     /// How long the loop may wait before this pool's next round: soon
     /// while a chunk waits for Slurm's pass.
     pub fn next_round_in(&self) -> std::time::Duration {
-        match self.books().pacing() {
+        let books = self.books();
+        if let Some(pause) = books.closing_pause(Instant::now()) {
+            return pause;
+        }
+        match books.pacing() {
             true => self
                 .options
                 .pass_poll_interval

@@ -36,7 +36,7 @@ pub fn worker_shape(spec: &JobSpec, group: Option<&str>) -> WorkerShape {
 fn gpus_elsewhere(spec: &JobSpec) -> bool {
     spec.job_extra_directives
         .iter()
-        .any(|d| d.option.contains("gpu") || d.option == "--gres" || d.option == "-G")
+        .any(crate::config::Directive::asks_gpus)
 }
 
 /// GPUs one job gets from its `--gres` and `--gpus` values: `gpu:2`,

@@ -241,11 +241,7 @@ async fn pool(
 /// `GPU=N` for its GPUs and its named resources; `None` when it has none,
 /// or when the job's own arguments already say (`--resources`).
 fn dask_resources(spec: &JobSpec, shape: &crate::protocol::WorkerShape) -> Option<String> {
-    if spec
-        .worker_extra_args
-        .iter()
-        .any(|a| a.starts_with("--resources"))
-    {
+    if crate::config::args::gives_any(&spec.worker_extra_args, &["--resources"]) {
         return None;
     }
     let mut items: Vec<String> = Vec::new();

@@ -15,7 +15,34 @@ pub struct Directive {
     pub value: Option<String>,
 }
 
+/// sbatch's options that ask for GPUs, or only make sense with them
+/// (sbatch's manual, Slurm 22.05 to 26.05).
+const GPU_OPTIONS: &[&str] = &[
+    "--gpus",
+    "-G",
+    "--gpus-per-node",
+    "--gpus-per-task",
+    "--gpus-per-socket",
+    "--gres",
+    "--cpus-per-gpu",
+    "--mem-per-gpu",
+    "--ntasks-per-gpu",
+    "--gpu-bind",
+    "--gpu-freq",
+];
+
 impl Directive {
+    /// Whether it asks for GPUs (or only makes sense with them):
+    /// `--gpus-per-node=2`, `--gres=gpu:1`, `--tres-per-task=gres/gpu:1`...
+    pub fn asks_gpus(&self) -> bool {
+        GPU_OPTIONS.contains(&self.option.as_str())
+            || (self.option == "--tres-per-task"
+                && self.value.as_deref().is_some_and(|v| {
+                    v.split(',')
+                        .any(|t| t.starts_with("gres/gpu") || t.starts_with("gpu"))
+                }))
+    }
+
     pub(crate) fn new(option: &str, value: impl ToString) -> Self {
         Directive {
             option: option.to_string(),
@@ -123,4 +150,24 @@ pub(crate) fn normalize_option(name: &str) -> Option<String> {
             .map(|(_, long)| long.to_string())
             .unwrap_or_else(|| name.to_string()),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gpu_options_are_named_not_guessed_from_text() {
+        let asks = |raw: &str| Directive::parse(raw).unwrap().asks_gpus();
+        assert!(asks("--gpus-per-node=2"));
+        assert!(asks("--gres=gpu:1"));
+        assert!(asks("-G 1"));
+        assert!(asks("--tres-per-task=gres/gpu:1"));
+        assert!(!asks("--tres-per-task=cpu:2"));
+        assert!(
+            !asks("--constraint=gpu"),
+            "a feature named gpu asks for none"
+        );
+        assert!(!asks("--qos=gpu"));
+    }
 }

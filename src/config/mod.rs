@@ -4,6 +4,7 @@
 //! `DROVER_*` environment (pool settings only), flags; and the validated
 //! `JobSpec` a job's options build.
 
+pub mod args;
 mod checks;
 mod directive;
 mod env;
@@ -154,3 +155,23 @@ pub(crate) fn check_line(value: &str, accepted: &str) -> Result<(), ValueError> 
 
 #[cfg(test)]
 mod tests;
+
+/// An error naming `field` unless `value` is at least `min_ms`
+/// milliseconds: intervals shorter than that cannot work.
+pub(crate) fn duration_at_least(
+    field: &'static str,
+    value: std::time::Duration,
+    min_ms: u64,
+) -> Result<(), SpecError> {
+    if value >= std::time::Duration::from_millis(min_ms) {
+        return Ok(());
+    }
+    Err(SpecError::invalid(
+        field,
+        ValueError::new(
+            &format!("{value:?}"),
+            &format!("it is shorter than {min_ms} ms"),
+            &format!("a duration of {min_ms} ms or more, such as `2s`"),
+        ),
+    ))
+}

@@ -111,6 +111,16 @@ pub enum TaskState {
 }
 
 impl TaskState {
+    /// Every state, in a task's order.
+    pub const ALL: [TaskState; 6] = [
+        TaskState::Waiting,
+        TaskState::Ready,
+        TaskState::Running,
+        TaskState::Succeeded,
+        TaskState::Failed,
+        TaskState::Cancelled,
+    ];
+
     /// Whether it will not change any more.
     pub fn is_final(self) -> bool {
         matches!(

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use super::serve::ConnectionLimits;
-use crate::config::{PoolOptions, SpecError, ValueError};
+use crate::config::{duration_at_least, PoolOptions, SpecError, ValueError};
 
 /// Where the scheduler listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -183,31 +183,9 @@ impl SchedulerConfig {
 
     /// This config, or the setting that cannot work.
     pub fn validated(self) -> Result<Self, SpecError> {
-        if self.heartbeat_interval < Duration::from_millis(10) {
-            return Err(SpecError::invalid(
-                "heartbeat-interval",
-                ValueError::new(
-                    &format!("{:?}", self.heartbeat_interval),
-                    "it is shorter than 10 ms",
-                    "a duration of 10 ms or more, such as `5s`",
-                ),
-            ));
-        }
-        for (field, value) in [
-            ("page-refresh", self.page_refresh),
-            ("timeline-interval", self.timeline_interval),
-        ] {
-            if value < Duration::from_millis(100) {
-                return Err(SpecError::invalid(
-                    field,
-                    ValueError::new(
-                        &format!("{value:?}"),
-                        "it is shorter than 100 ms",
-                        "a duration of 100 ms or more, such as `2s`",
-                    ),
-                ));
-            }
-        }
+        duration_at_least("heartbeat-interval", self.heartbeat_interval, 10)?;
+        duration_at_least("page-refresh", self.page_refresh, 100)?;
+        duration_at_least("timeline-interval", self.timeline_interval, 100)?;
         if self.missed_heartbeats < 2 {
             return Err(SpecError::invalid(
                 "missed-heartbeats",

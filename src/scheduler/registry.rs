@@ -497,7 +497,7 @@ impl Registry {
                     .is_some_and(|s| self.stalled.contains(&s.group))
             },
         );
-        asks.get(index).copied().unwrap_or_default()
+        asks.get(index).cloned().unwrap_or_default()
     }
 
     /// Marks `group`'s jobs as stalled in Slurm's queue, or not.

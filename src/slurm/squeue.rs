@@ -1,6 +1,8 @@
-//! Reading a job listing in openapi v0.0.36 to v0.0.38 form, as `squeue
-//! --json` prints it and slurmrestd's `GET .../jobs` answers it: the parts
-//! drover needs, one entry per job or array task.
+//! The one reader of Slurm's job record in JSON, in openapi v0.0.36 to
+//! v0.0.38 form, as `squeue --json` prints it and slurmrestd's
+//! `GET .../jobs` answers it: the parts drover needs, one `JobInfo` per
+//! job or array task, and a job's time left. (`squeue -O`'s text form is
+//! read by `squeue_fields.rs` into the same `JobInfo`.)
 
 use serde::Deserialize;
 
@@ -48,16 +50,28 @@ struct SqueueJob {
     /// A wait status: the exit code is in the high byte.
     #[serde(default)]
     exit_code: Option<i64>,
+    /// When it ends at the latest (Unix seconds), once it runs.
+    #[serde(default)]
+    end_time: Option<u64>,
+    /// Its time limit in minutes; 0 or less: none.
+    #[serde(default)]
+    time_limit: Option<i64>,
 }
 
-/// Parses `squeue --json` into one `JobInfo` per job or array task. A
-/// listing that carries errors is no listing: Slurm did not answer.
-pub(crate) fn parse_squeue_json(text: &str) -> Result<Vec<JobInfo>, SlurmError> {
-    parse_listing("squeue --json", text.as_bytes())
+impl SqueueJob {
+    fn is(&self, job: JobRef) -> bool {
+        match job {
+            JobRef::Job(id) => self.job_id == id.get(),
+            JobRef::Task { array, task } => {
+                self.array_job_id == array.get() && self.array_task_id == Some(task)
+            }
+        }
+    }
 }
 
-/// Parses a listing `command` answered (see `parse_squeue_json`).
-pub(crate) fn parse_listing(command: &str, text: &[u8]) -> Result<Vec<JobInfo>, SlurmError> {
+/// Reads the listing `command` answered; one with errors is Slurm not
+/// answering, not an empty queue.
+fn read(command: &str, text: &[u8]) -> Result<Vec<SqueueJob>, SlurmError> {
     let parsed: SqueueJson = serde_json::from_slice(text).map_err(|e| SlurmError::Unexpected {
         command: command.into(),
         output: e.to_string(),
@@ -74,8 +88,38 @@ pub(crate) fn parse_listing(command: &str, text: &[u8]) -> Result<Vec<JobInfo>, 
             message,
         });
     }
-    let mut out = Vec::with_capacity(parsed.jobs.len());
-    for j in parsed.jobs {
+    Ok(parsed.jobs)
+}
+
+/// The time `job` has left by the listing `command` answered, at Unix
+/// second `now`: `None` when it is not listed, has no limit or has not
+/// started.
+pub(crate) fn time_left(
+    command: &str,
+    text: &[u8],
+    job: JobRef,
+    now: u64,
+) -> Result<Option<std::time::Duration>, SlurmError> {
+    Ok(read(command, text)?
+        .into_iter()
+        .find(|j| j.is(job))
+        .filter(|j| j.time_limit.is_some_and(|t| t > 0))
+        .and_then(|j| j.end_time)
+        .filter(|end| *end > 0)
+        .map(|end| std::time::Duration::from_secs(end.saturating_sub(now))))
+}
+
+/// Parses `squeue --json` into one `JobInfo` per job or array task. A
+/// listing that carries errors is no listing: Slurm did not answer.
+pub(crate) fn parse_squeue_json(text: &str) -> Result<Vec<JobInfo>, SlurmError> {
+    parse_listing("squeue --json", text.as_bytes())
+}
+
+/// Parses a listing `command` answered (see `parse_squeue_json`).
+pub(crate) fn parse_listing(command: &str, text: &[u8]) -> Result<Vec<JobInfo>, SlurmError> {
+    let jobs = read(command, text)?;
+    let mut out = Vec::with_capacity(jobs.len());
+    for j in jobs {
         let state = JobState::from(j.job_state.as_str());
         let reason = j.state_reason.filter(|r| !r.is_empty() && r != "None");
         let nodes = j.nodes.filter(|n| !n.is_empty());
@@ -139,6 +183,24 @@ mod tests {
         assert_eq!(jobs[3].job.to_string(), "9");
         assert_eq!(jobs[3].reason, None);
         assert_eq!(jobs[3].exit_code, None);
+    }
+
+    #[test]
+    fn time_left_reads_the_same_record() {
+        let text = br#"{"jobs":[
+          {"job_id":31,"array_job_id":30,"array_task_id":1,"name":"w","job_state":"RUNNING","end_time":1000,"time_limit":10},
+          {"job_id":32,"array_job_id":0,"name":"w","job_state":"RUNNING","end_time":2000,"time_limit":0}
+        ]}"#;
+        let task = JobRef::Task {
+            array: JobId::new(30),
+            task: 1,
+        };
+        let left = time_left("GET /jobs", text, task, 400).unwrap();
+        assert_eq!(left, Some(std::time::Duration::from_secs(600)));
+        let unlimited = JobRef::Job(JobId::new(32));
+        assert_eq!(time_left("GET /jobs", text, unlimited, 400).unwrap(), None);
+        let absent = JobRef::Job(JobId::new(7));
+        assert_eq!(time_left("GET /jobs", text, absent, 400).unwrap(), None);
     }
 
     #[test]

@@ -5,41 +5,9 @@
 //! it, passing over groups whose jobs are stalled in Slurm's queue when a
 //! later group could hold it too.
 
-use super::ask::Class;
+use super::ask::Ask;
 use super::engine::Engine;
 use crate::protocol::{WorkerId, WorkerShape};
-
-/// What a set of tasks asks for, summed.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Ask {
-    pub cores: u64,
-    pub memory: u64,
-    pub gpus: u64,
-}
-
-impl Ask {
-    fn add_class(&mut self, c: &Class, n: u64) {
-        self.cores = self
-            .cores
-            .saturating_add(u64::from(c.cores).saturating_mul(n));
-        self.memory = self.memory.saturating_add(c.memory.saturating_mul(n));
-        self.gpus = self
-            .gpus
-            .saturating_add(u64::from(c.gpus).saturating_mul(n));
-    }
-
-    /// How many workers of `shape` hold it: enough for its cores, its
-    /// memory and its GPUs.
-    pub fn workers(&self, shape: &WorkerShape) -> u64 {
-        let need = |asked: u64, each: u64| match (asked, each) {
-            (0, _) | (_, 0) => 0,
-            (a, e) => a.div_ceil(e),
-        };
-        need(self.cores, shape.cores.into())
-            .max(need(self.memory, shape.memory_bytes))
-            .max(need(self.gpus, shape.gpus.unwrap_or(0).into()))
-    }
-}
 
 impl Engine {
     /// What the ready and running tasks ask of each of the pool's shapes
@@ -58,7 +26,7 @@ impl Engine {
             let i = shapes.iter().position(|s| s.group == group).unwrap_or(0);
             for id in &held.tasks {
                 if let Some(c) = self.get(*id).and_then(|t| self.ready.class(t.class)) {
-                    asks[i].add_class(c, 1);
+                    asks[i].add(c, 1);
                 }
             }
         }
@@ -71,7 +39,7 @@ impl Engine {
                 .enumerate()
                 .position(|(i, s)| !stalled(i) && holds(s));
             if let Some(i) = moving.or(first).or((shapes.is_empty()).then_some(0)) {
-                asks[i].add_class(class, ready.len() as u64);
+                asks[i].add(class, ready.len() as u64);
             }
         }
         asks
@@ -124,7 +92,8 @@ mod tests {
             Ask {
                 cores: 10,
                 memory: 10 << 30,
-                gpus: 0
+                gpus: 0,
+                resources: Default::default(),
             }
         );
         assert_eq!(asks[1].memory, 120 << 30);
@@ -165,7 +134,8 @@ mod tests {
             [Ask {
                 cores: 5,
                 memory: 0,
-                gpus: 0
+                gpus: 0,
+                resources: Default::default(),
             }]
         );
     }

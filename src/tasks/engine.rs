@@ -206,7 +206,7 @@ impl Engine {
         now_ms: u64,
     ) -> Vec<Assignment> {
         let mut free = Free::new(room, self.busy.get(&worker));
-        if free.cores == 0 {
+        if free.full() {
             return Vec::new();
         }
         let outlasts = |id: TaskId| {

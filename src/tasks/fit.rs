@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::ask::Class;
+use super::ask::{Ask, Class};
 use crate::protocol::{TaskId, TaskSpec, WorkerShape};
 
 /// No named resources.
@@ -38,98 +38,70 @@ impl Room<'static> {
 /// What a worker's running tasks hold.
 #[derive(Debug, Default)]
 pub(super) struct Held {
-    pub(super) cores: u32,
-    pub(super) memory: u64,
-    pub(super) gpus: u32,
-    pub(super) resources: BTreeMap<String, u64>,
+    pub(super) ask: Ask,
     pub(super) tasks: BTreeSet<TaskId>,
 }
 
 impl Held {
     /// `spec`'s run now holds its share.
     pub(super) fn hold(&mut self, id: TaskId, spec: &TaskSpec) {
-        if !self.tasks.insert(id) {
-            return;
-        }
-        self.cores = self.cores.saturating_add(spec.cores);
-        self.memory = self.memory.saturating_add(spec.memory_bytes.unwrap_or(0));
-        self.gpus = self.gpus.saturating_add(spec.gpus);
-        for (name, amount) in &spec.resources {
-            let held = self.resources.entry(name.clone()).or_default();
-            *held = held.saturating_add(*amount);
+        if self.tasks.insert(id) {
+            self.ask.add(&Class::of(spec), 1);
         }
     }
 
     /// `spec`'s run gave its share back.
     pub(super) fn release(&mut self, id: TaskId, spec: &TaskSpec) {
-        if !self.tasks.remove(&id) {
-            return;
-        }
-        self.cores = self.cores.saturating_sub(spec.cores);
-        self.memory = self.memory.saturating_sub(spec.memory_bytes.unwrap_or(0));
-        self.gpus = self.gpus.saturating_sub(spec.gpus);
-        for (name, amount) in &spec.resources {
-            if let Some(held) = self.resources.get_mut(name) {
-                *held = held.saturating_sub(*amount);
-                if *held == 0 {
-                    self.resources.remove(name);
-                }
-            }
+        if self.tasks.remove(&id) {
+            self.ask.take(&Class::of(spec));
         }
     }
 }
 
 /// What is left of a worker for the tasks handed out next.
 pub(super) struct Free<'a> {
-    pub(super) cores: u32,
-    memory: u64,
-    gpus: u32,
-    /// Named resources left; only those the worker has.
-    resources: BTreeMap<&'a str, u64>,
+    /// Named resources left: only those the worker has.
+    left: Ask,
     group: Option<&'a str>,
 }
 
 impl<'a> Free<'a> {
     pub(super) fn new(room: Room<'a>, held: Option<&Held>) -> Free<'a> {
-        let held_of = |name: &str| {
-            held.and_then(|h| h.resources.get(name))
-                .copied()
-                .unwrap_or(0)
+        let mut left = Ask {
+            cores: room.cores.into(),
+            memory: room.memory,
+            gpus: room.gpus.into(),
+            resources: room.resources.clone(),
         };
+        if let Some(h) = held {
+            left.take_sum(&h.ask);
+        }
         Free {
-            cores: room.cores.saturating_sub(held.map_or(0, |h| h.cores)),
-            memory: room.memory.saturating_sub(held.map_or(0, |h| h.memory)),
-            gpus: room.gpus.saturating_sub(held.map_or(0, |h| h.gpus)),
-            resources: room
-                .resources
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.saturating_sub(held_of(k))))
-                .collect(),
+            left,
             group: room.group,
         }
     }
 
+    /// Whether no core is left.
+    pub(super) fn full(&self) -> bool {
+        self.left.cores == 0
+    }
+
     /// Whether a task of class `c` fits in what is left.
     pub(super) fn fits(&self, c: &Class) -> bool {
-        c.cores <= self.cores
-            && c.memory <= self.memory
-            && c.gpus <= self.gpus
+        let left = &self.left;
+        u64::from(c.cores) <= left.cores
+            && c.memory <= left.memory
+            && u64::from(c.gpus) <= left.gpus
             && c.group.as_deref().is_none_or(|g| Some(g) == self.group)
             && c.resources
                 .iter()
-                .all(|(k, v)| self.resources.get(k.as_str()).is_some_and(|left| left >= v))
+                .all(|(k, v)| left.resources.get(k).is_some_and(|l| l >= v))
     }
 
     /// Takes a class `c` task's share (it fits).
     pub(super) fn take(&mut self, c: &Class) {
-        self.cores = self.cores.saturating_sub(c.cores);
-        self.memory = self.memory.saturating_sub(c.memory);
-        self.gpus = self.gpus.saturating_sub(c.gpus);
-        for (k, v) in &c.resources {
-            if let Some(left) = self.resources.get_mut(k.as_str()) {
-                *left = left.saturating_sub(*v);
-            }
-        }
+        self.left.take(c);
     }
 }
 
@@ -246,7 +218,8 @@ mod tests {
             "both GPUs taken"
         );
         held.release(TaskId(1), &spec(1, 1, &[("licence", 1)], None));
-        assert!(held.resources.is_empty() && held.gpus == 0 && held.cores == 0);
+        let back = &held.ask;
+        assert!(back.resources.values().all(|n| *n == 0) && back.gpus == 0 && back.cores == 0);
         assert!(!Free::new(Room::cores(4), None).fits(&Class::of(&spec(1, 1, &[], None))));
     }
 

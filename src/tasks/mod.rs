@@ -21,7 +21,7 @@ pub use crate::protocol::{
     Assignment, Completion, Dep, TaskCounts, TaskId, TaskInfo, TaskList, TaskOutput, TaskSpec,
     TaskState,
 };
-pub use demand::Ask;
+pub use ask::Ask;
 pub use engine::{env_name, Engine, SubmitError, LOST_WORKER_RETRIES};
 pub use fit::Room;
 pub use image::{EngineImage, ImageError, TaskImage};

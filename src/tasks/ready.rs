@@ -100,7 +100,7 @@ impl Ready {
             .map(|(i, _, set)| (i, set.first().copied()))
             .collect();
         let mut chosen = Vec::new();
-        while free.cores > 0 {
+        while !free.full() {
             let Some(slot) = heads
                 .iter()
                 .enumerate()

@@ -282,45 +282,14 @@ impl Slurm for SlurmRest {
     }
 
     async fn time_left(&self, job: JobRef) -> Result<Option<Duration>, SlurmError> {
-        #[derive(serde::Deserialize)]
-        struct Times {
-            #[serde(default)]
-            jobs: Vec<Job>,
-        }
-        #[derive(serde::Deserialize)]
-        struct Job {
-            job_id: u64,
-            #[serde(default)]
-            array_job_id: u64,
-            #[serde(default)]
-            array_task_id: Option<u32>,
-            #[serde(default)]
-            end_time: Option<u64>,
-            #[serde(default)]
-            time_limit: Option<i64>,
-        }
         let (command, a) = self.ask(Method::GET, "/jobs", None).await?;
         if a.status != 200 {
             return Err(answer::failure(&command, a.status, &a.body));
         }
-        let times: Times = serde_json::from_slice(&a.body).map_err(|e| SlurmError::Unexpected {
-            command,
-            output: e.to_string(),
-        })?;
-        let found = times.jobs.into_iter().find(|j| match job {
-            JobRef::Job(id) => j.job_id == id.get(),
-            JobRef::Task { array, task } => {
-                j.array_job_id == array.get() && j.array_task_id == Some(task)
-            }
-        });
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        Ok(found
-            .filter(|j| j.time_limit.is_some_and(|t| t > 0))
-            .and_then(|j| j.end_time)
-            .filter(|end| *end > 0)
-            .map(|end| Duration::from_secs(end.saturating_sub(now))))
+        super::squeue::time_left(&command, &a.body, job, now)
     }
 
     async fn node_addresses(

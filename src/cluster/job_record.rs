@@ -1,0 +1,79 @@
+//! One job of a pool as its books keep it: what Slurm and the scheduler
+//! last said of it, and what drover is doing with it.
+
+use tokio::time::Instant;
+
+use crate::protocol::WorkerInfo;
+use crate::slurm::{JobId, JobRef, JobState};
+
+/// What drover is doing with a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Action {
+    /// Its workers were asked to retire.
+    Retiring,
+    /// It was cancelled.
+    Cancelling,
+}
+
+/// One job of the cluster.
+#[derive(Debug, Clone)]
+pub(crate) struct JobRecord {
+    pub job: JobRef,
+    pub job_id: Option<JobId>,
+    pub state: JobState,
+    pub reason: Option<String>,
+    pub node: Option<String>,
+    pub exit_code: Option<i32>,
+    pub action: Option<Action>,
+    pub action_at: Option<Instant>,
+    /// Whether any of its workers ever registered.
+    pub registered: bool,
+    /// Its workers, as of the last look.
+    pub workers: Vec<WorkerInfo>,
+    pub submitted_at: Instant,
+    /// Whether its end has been accounted for.
+    pub ended: bool,
+    /// Its workers leave soon for the time limit: it no longer counts, so
+    /// its replacement starts before they go.
+    pub expiring: bool,
+}
+
+impl JobRecord {
+    pub(super) fn new(job: JobRef, now: Instant) -> Self {
+        JobRecord {
+            job,
+            job_id: match job {
+                JobRef::Job(id) => Some(id),
+                JobRef::Task { .. } => None,
+            },
+            state: JobState::Pending,
+            reason: None,
+            node: None,
+            exit_code: None,
+            action: None,
+            action_at: None,
+            registered: false,
+            workers: Vec::new(),
+            submitted_at: now,
+            ended: false,
+            expiring: false,
+        }
+    }
+
+    /// Still counted toward the pool: active in Slurm and not being removed.
+    pub fn counts(&self) -> bool {
+        self.state.is_active() && self.action.is_none() && !self.expiring
+    }
+}
+
+/// The job (or array task) a worker runs in.
+pub(crate) fn job_of(w: &WorkerInfo) -> Option<JobRef> {
+    match (w.slurm.array_job_id, w.slurm.array_task_id, w.slurm.job_id) {
+        (Some(a), Some(t), _) => Some(JobRef::Task {
+            array: JobId::new(a),
+            task: u32::try_from(t).ok()?,
+        }),
+        (_, _, Some(j)) => Some(JobRef::Job(JobId::new(j))),
+        _ => None,
+    }
+}
