@@ -3,7 +3,7 @@
 //! each group's size.
 
 use drover::cluster::{Group, SlurmCluster};
-use drover::config::{GroupOptions, JobOptions};
+use drover::config::{AdaptRange, GroupOptions, JobOptions};
 
 use super::error::CliError;
 
@@ -31,17 +31,26 @@ pub fn specs(base: &JobOptions, groups: &[GroupOptions]) -> Result<Vec<Group>, C
 pub fn size(cluster: &SlurmCluster, groups: &[GroupOptions]) -> Result<usize, CliError> {
     let mut wanted = 0usize;
     for g in groups {
-        match (g.adapt, g.workers) {
-            (Some(r), _) => {
-                cluster.adapt_group(&g.name, r.min, r.max)?;
-                wanted = wanted.saturating_add(r.min);
-            }
-            (None, workers) => {
-                let n = workers.unwrap_or(1);
-                cluster.scale_group(&g.name, n)?;
-                wanted = wanted.saturating_add(n);
-            }
-        }
+        let n = apply_size(cluster, Some(&g.name), g.adapt, g.workers)?;
+        wanted = wanted.saturating_add(n);
     }
     Ok(wanted)
+}
+
+/// Sizes the pool, or its group `group`, as the settings say: adapting
+/// within `adapt`, else `workers` (1 when not given). Returns the workers
+/// to wait for: the fixed size, or the adaptive minimum.
+pub fn apply_size(
+    cluster: &SlurmCluster,
+    group: Option<&str>,
+    adapt: Option<AdaptRange>,
+    workers: Option<usize>,
+) -> Result<usize, CliError> {
+    match (adapt, group) {
+        (Some(r), Some(g)) => cluster.adapt_group(g, r.min, r.max)?,
+        (Some(r), None) => cluster.adapt(r.min, r.max),
+        (None, Some(g)) => cluster.scale_group(g, workers.unwrap_or(1))?,
+        (None, None) => cluster.scale(workers.unwrap_or(1)),
+    }
+    Ok(adapt.map_or(workers.unwrap_or(1), |r| r.min))
 }

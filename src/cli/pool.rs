@@ -224,17 +224,7 @@ impl PoolSettings {
             let wanted = super::groups::size(cluster, &self.groups)?;
             return wait_with_progress(cluster, wanted, self.wait_timeout()).await;
         }
-        let wanted = match (self.pool.adapt, self.pool.workers) {
-            (Some(r), _) => {
-                cluster.adapt(r.min, r.max);
-                r.min
-            }
-            (None, workers) => {
-                let n = workers.unwrap_or(1);
-                cluster.scale(n);
-                n
-            }
-        };
+        let wanted = super::groups::apply_size(cluster, None, self.pool.adapt, self.pool.workers)?;
         wait_with_progress(cluster, wanted, self.wait_timeout()).await
     }
 }

@@ -51,41 +51,41 @@ enum Course {
 /// The whole cluster's books.
 #[derive(Debug)]
 pub(crate) struct Books {
-    pub target_jobs: usize,
-    pub jobs: BTreeMap<JobRef, JobRecord>,
-    pub consecutive_failures: u32,
-    pub max_failures: u32,
+    target_jobs: usize,
+    jobs: BTreeMap<JobRef, JobRecord>,
+    consecutive_failures: u32,
+    max_failures: u32,
     course: Course,
     last_error: Option<PoolError>,
-    pub failures: VecDeque<StartupFailure>,
+    failures: VecDeque<StartupFailure>,
     /// Start-up failures ever seen; waiters compare it with their start.
-    pub failures_seen: u64,
-    pub next_submit_at: Instant,
-    pub backoff: Duration,
-    pub submitted: u64,
+    failures_seen: u64,
+    next_submit_at: Instant,
+    backoff: Duration,
+    submitted: u64,
     /// How long a job may be missing from Slurm's listing before it is
     /// taken as gone (Slurm lists a new job at once; this is slack).
-    pub vanish_grace: Duration,
+    vanish_grace: Duration,
     /// How long before a worker leaves for its time limit its replacement
     /// is submitted, on top of the last observed start-up time.
-    pub replace_lead: Duration,
+    replace_lead: Duration,
     /// The time from submission to registration of the latest job.
-    pub startup: Option<Duration>,
+    startup: Option<Duration>,
     /// Site limits on submitting.
-    pub limits: Limits,
+    limits: Limits,
     /// When recent jobs were submitted (for the rate limit).
-    pub recent_submits: VecDeque<Instant>,
+    recent_submits: VecDeque<Instant>,
     /// Why fewer jobs than needed were submitted in the last round.
     held_back: Option<Holdback>,
     /// Slurm's per-user cap, as the pool has met it.
-    pub cap: SubmitCap,
+    cap: SubmitCap,
     /// Submissions paced to Slurm's scheduling passes.
     pacer: Pacer,
     /// The limits last logged, so a lasting hold is logged once.
     limits_logged: Vec<crate::protocol::HoldReason>,
     /// Nodes that lately lost every worker they ran, and since when:
     /// replacements keep off them for a while.
-    pub suspect_nodes: BTreeMap<String, Instant>,
+    suspect_nodes: BTreeMap<String, Instant>,
     /// Set while Slurm does not answer: nothing is submitted or cancelled,
     /// and nothing is concluded about jobs it cannot show.
     outage: Option<Outage>,
@@ -164,9 +164,54 @@ impl Books {
         }
     }
 
-    /// Paces submissions to the passes of a Slurm configured so.
-    pub fn pace_to(&mut self, config: SchedulerConfig) {
-        self.pacer = Pacer::new(config);
+    /// The site's ways: its limits, how early replacements go, and the
+    /// scheduling passes submissions are paced to.
+    pub fn for_site(
+        mut self,
+        limits: Limits,
+        replace_lead: Duration,
+        passes: SchedulerConfig,
+    ) -> Self {
+        self.limits = limits;
+        self.replace_lead = replace_lead;
+        self.pacer = Pacer::new(passes);
+        self
+    }
+
+    /// The target, in jobs.
+    pub fn target(&self) -> usize {
+        self.target_jobs
+    }
+
+    /// Sets the target an adaptive pool decided on (a stop stays a stop,
+    /// unlike `set_target`).
+    pub fn adapt_target(&mut self, jobs: usize) {
+        self.target_jobs = jobs;
+    }
+
+    /// Every job the books keep.
+    pub fn jobs(&self) -> &BTreeMap<JobRef, JobRecord> {
+        &self.jobs
+    }
+
+    /// Recent start-up failures, newest last.
+    pub fn failures(&self) -> &VecDeque<StartupFailure> {
+        &self.failures
+    }
+
+    /// Start-up failures ever seen; waiters compare it with their start.
+    pub fn failures_seen(&self) -> u64 {
+        self.failures_seen
+    }
+
+    /// Jobs submitted so far.
+    pub fn submitted_count(&self) -> u64 {
+        self.submitted
+    }
+
+    /// Submissions Slurm refused for a limit so far.
+    pub fn limit_refusals(&self) -> u64 {
+        self.cap.refusals
     }
 
     /// The pool's phase, as its status reports it.

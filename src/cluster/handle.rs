@@ -220,7 +220,7 @@ impl SlurmCluster {
     pub fn stop_adapt(&self) {
         if self.pool().adapt.lock().is_some() {
             tracing::info!("adapting stopped");
-            let jobs = self.pool().books().target_jobs;
+            let jobs = self.pool().books().target();
             self.pool().set_mode(PoolMode::Fixed { jobs });
         }
     }
@@ -233,7 +233,7 @@ impl SlurmCluster {
             .map(|pool| {
                 let jobs = match pool.adapt.lock().as_ref() {
                     Some(a) => a.min_jobs,
-                    None => pool.books().target_jobs,
+                    None => pool.books().target(),
                 };
                 jobs.saturating_mul(pool.spec.workers_per_job() as usize)
             })
@@ -252,8 +252,11 @@ impl SlurmCluster {
     /// says where the jobs are (PENDING with their reasons...).
     pub async fn wait_for_workers(&self, n: usize, timeout: Duration) -> Result<(), ClusterError> {
         let start = tokio::time::Instant::now();
-        let failures_before: Vec<u64> =
-            self.pools.iter().map(|p| p.books().failures_seen).collect();
+        let failures_before: Vec<u64> = self
+            .pools
+            .iter()
+            .map(|p| p.books().failures_seen())
+            .collect();
         let mut rounds = self.pool().rounds.subscribe();
         loop {
             if self.closed.load(Ordering::Relaxed) {
@@ -307,8 +310,8 @@ impl SlurmCluster {
             if let Some(cause) = books.stopped() {
                 return Err(ClusterError::Stopped(cause.clone()));
             }
-            if books.failures_seen > *before {
-                if let Some(f) = books.failures.back() {
+            if books.failures_seen() > *before {
+                if let Some(f) = books.failures().back() {
                     return Err(ClusterError::StartupFailed(f.clone()));
                 }
             }

@@ -84,7 +84,7 @@ impl Pool {
     /// first: its jobs may still run.
     pub fn needs_look(&self) -> bool {
         let books = self.books();
-        !(books.jobs.is_empty() && books.target_jobs > 0 && !self.scheduler.restored())
+        !(books.jobs().is_empty() && books.target() > 0 && !self.scheduler.restored())
     }
 
     /// The rest of a round, after the look (`None`: no listing this round).
@@ -163,7 +163,7 @@ impl Pool {
     fn failure_of(&self, job: JobRef) -> StartupFailure {
         let (state, exit_code) = {
             let books = self.books();
-            let r = &books.jobs[&job];
+            let r = &books.jobs()[&job];
             (r.state.clone(), r.exit_code)
         };
         let (out, err) = self.log_paths(job);
@@ -191,7 +191,7 @@ impl Pool {
             .saturating_sub(u64::try_from(a.idle_timeout.as_millis()).unwrap_or(u64::MAX));
         let mut books = self.books();
         let round = Round {
-            current: books.target_jobs,
+            current: books.target(),
             demand,
             removable: books.removable_jobs(idle_before),
             now: Instant::now(),
@@ -199,7 +199,8 @@ impl Pool {
             idle_timeout: a.idle_timeout,
         };
         let decision = adapt::decide(a, &round);
-        books.target_jobs = a.apply(decision, round.now);
+        let target = a.apply(decision, round.now);
+        books.adapt_target(target);
     }
 
     /// What the work asks for: native pools follow what their tasks ask

@@ -208,14 +208,12 @@ async fn pool(
     let dask = dask.clone();
     let script = crate::script::render(&spec)?;
     let options = shared.options.clone();
-    let mut books = Books::new(
+    let books = Books::new(
         options.max_startup_failures,
         options.retry_backoff,
         options.poll_interval * 2 + Duration::from_secs(5),
-    );
-    books.replace_lead = options.replace_lead;
-    books.limits = options.limits;
-    books.pace_to(shared.slurm_config);
+    )
+    .for_site(options.limits, options.replace_lead, shared.slurm_config);
     Ok(Pool {
         books: parking_lot::Mutex::new(books),
         group,

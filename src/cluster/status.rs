@@ -41,7 +41,7 @@ pub(crate) fn assemble(s: &Sources<'_>) -> ClusterStatus {
         }
     }
     let jobs = books
-        .jobs
+        .jobs()
         .values()
         .map(|r| job_status(pool, r, by_job.remove(&r.job).unwrap_or_default()))
         .collect();
@@ -49,8 +49,8 @@ pub(crate) fn assemble(s: &Sources<'_>) -> ClusterStatus {
     ClusterStatus {
         cluster_id: pool.scheduler.cluster_id().clone(),
         job_name: pool.spec.job_name.clone(),
-        target_workers: books.target_jobs.saturating_mul(processes),
-        target_jobs: books.target_jobs,
+        target_workers: books.target().saturating_mul(processes),
+        target_jobs: books.target(),
         processes: pool.spec.workers_per_job(),
         registered: match &pool.group {
             None => pool.scheduler.live_workers(),
@@ -64,10 +64,10 @@ pub(crate) fn assemble(s: &Sources<'_>) -> ClusterStatus {
         jobs,
         phase: books.phase(),
         last_error: books.last_error().cloned(),
-        failures: books.failures.iter().cloned().collect(),
+        failures: books.failures().iter().cloned().collect(),
         held_back: books.held_back().cloned(),
-        limit_refusals: books.cap.refusals,
-        submitted: books.submitted,
+        limit_refusals: books.limit_refusals(),
+        submitted: books.submitted_count(),
         slurm_calls: pool.slurm.calls(),
         slurm_api: pool.slurm.describe(),
         log_directory: pool.spec.log_directory.clone(),
