@@ -104,11 +104,12 @@ async fn up(config: Option<PathBuf>, args: UpArgs) -> CliResult {
         }
     }
     pool.bring_up(&cluster).await?;
-    println!("ready: drover status --scheduler-file {file}");
-    super::ready::tell_parent();
     let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
     let slurm = drover::slurm::backend(&pool.pool)?;
+    println!("ready: drover status --scheduler-file {file}");
+    // Told once it listens for every way to be closed.
+    super::ready::tell_parent();
     // A scheduler job hands over this long before its time limit.
     let lead = super::scheduler_job::handover_lead(cluster.replace_lead());
     let why = tokio::select! {

@@ -294,7 +294,9 @@ impl Pool {
             }
             ControlRequest::Close => {
                 tracing::info!("close requested through the scheduler");
-                self.close_requested.notify_waiters();
+                // A permit, not a wake-up of current waiters: a request
+                // that comes before anyone waits is still seen.
+                self.close_requested.notify_one();
             }
         }
     }
