@@ -76,7 +76,7 @@ pub async fn submit(
         script_path.display()
     );
     let log = spec.log_directory.join(format!("{name}-{job}.out"));
-    wait_ready(slurm, &name, job, &log, wait).await?;
+    wait_ready(slurm, (&name, job), &file, &log, wait).await?;
     println!("export DROVER_SCHEDULER_FILE={}", file.display());
     println!("ready: drover status --scheduler-file {}", file.display());
     Ok(ExitCode::SUCCESS)
@@ -147,19 +147,19 @@ fn render(
     Ok(lines.join("\n") + "\n")
 }
 
-/// Waits until the scheduler job's log says its pool is ready; fails with
-/// the log when the job ends first or the wait runs out.
+/// Waits until the scheduler job's pool is up, as its own API says: a
+/// size asked for and that many workers registered. Fails with the job's
+/// log when the job ends first or the wait runs out.
 async fn wait_ready(
     slurm: &dyn Slurm,
-    name: &str,
-    job: JobId,
+    (name, job): (&str, JobId),
+    file: &Path,
     log: &Path,
     wait: Duration,
 ) -> Result<(), CliError> {
     let deadline = tokio::time::Instant::now() + wait;
     loop {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        if text.lines().any(|l| l.starts_with("ready: ")) {
+        if pool_up(file).await {
             return Ok(());
         }
         let state = slurm
@@ -174,12 +174,33 @@ async fn wait_ready(
                 Some(s) if ended => format!("ended {s}"),
                 _ => format!("is not ready after {}", humantime::format_duration(wait)),
             };
+            let text = drover::private_fs::read::tail_lines(log, 40).unwrap_or_default();
             return Err(CliError::failure(format!(
                 "the scheduler job {job} {why}; its log {}:\n{text}",
                 log.display()
             )));
         }
         tokio::time::sleep(LOOK_EVERY).await;
+    }
+}
+
+/// Whether the pool behind scheduler file `file` is up: it answers, a size
+/// was asked for, and that many workers registered (with Dask too, for a
+/// Dask pool), as `cluster up` itself waits for. Not yet, when the file
+/// is not there or not ours (`from_path` checks it) or no one answers.
+async fn pool_up(file: &Path) -> bool {
+    let Ok(client) = drover::client::SchedulerClient::from_path(file) else {
+        return false;
+    };
+    match client.cluster().await {
+        Ok(s) => {
+            let dask_up = s
+                .dask
+                .as_ref()
+                .is_none_or(|d| d.workers.unwrap_or(0) >= s.target_workers);
+            s.sized && s.registered >= s.target_workers && dask_up
+        }
+        Err(_) => false,
     }
 }
 

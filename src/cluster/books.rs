@@ -52,6 +52,8 @@ enum Course {
 #[derive(Debug)]
 pub(crate) struct Books {
     target_jobs: usize,
+    /// Whether a size was asked for since the pool started.
+    sized: bool,
     jobs: BTreeMap<JobRef, JobRecord>,
     consecutive_failures: u32,
     max_failures: u32,
@@ -112,6 +114,7 @@ impl Books {
     pub fn new(max_failures: u32, backoff: Duration, vanish_grace: Duration) -> Self {
         Books {
             target_jobs: 0,
+            sized: false,
             jobs: BTreeMap::new(),
             consecutive_failures: 0,
             max_failures: max_failures.max(1),
@@ -157,6 +160,7 @@ impl Books {
     /// Sets the target; asking again is how a user retries after a crash loop.
     pub fn set_target(&mut self, jobs: usize, now: Instant) {
         self.target_jobs = jobs;
+        self.sized = true;
         if matches!(self.course, Course::Stopped(_)) {
             self.course = Course::Running;
             self.consecutive_failures = 0;
@@ -176,6 +180,11 @@ impl Books {
         self.replace_lead = replace_lead;
         self.pacer = Pacer::new(passes);
         self
+    }
+
+    /// Whether a size was asked for since the pool started.
+    pub fn sized(&self) -> bool {
+        self.sized
     }
 
     /// The target, in jobs.

@@ -51,6 +51,7 @@ pub(crate) fn assemble(s: &Sources<'_>) -> ClusterStatus {
         job_name: pool.spec.job_name.clone(),
         target_workers: books.target().saturating_mul(processes),
         target_jobs: books.target(),
+        sized: books.sized(),
         processes: pool.spec.workers_per_job(),
         registered: match &pool.group {
             None => pool.scheduler.live_workers(),
@@ -138,6 +139,7 @@ pub(crate) fn combine(mut parts: Vec<ClusterStatus>) -> ClusterStatus {
     all.target_workers = parts.iter().map(|p| p.target_workers).sum();
     all.target_jobs = parts.iter().map(|p| p.target_jobs).sum();
     all.registered = parts.iter().map(|p| p.registered).sum();
+    all.sized = parts.iter().all(|p| p.sized);
     all.submitted = parts.iter().map(|p| p.submitted).sum();
     all.limit_refusals = parts.iter().map(|p| p.limit_refusals).sum();
     all.failures = parts.iter().flat_map(|p| p.failures.clone()).collect();

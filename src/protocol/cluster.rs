@@ -97,6 +97,10 @@ pub struct ClusterStatus {
     pub target_workers: usize,
     /// Jobs that makes.
     pub target_jobs: usize,
+    /// Whether a size (scale or adapt) was asked for since the pool
+    /// started: until then a target of 0 means nothing yet.
+    #[serde(default)]
+    pub sized: bool,
     /// Workers per job: its processes on each of its nodes.
     pub processes: u32,
     /// Live registered workers, each counted once.
@@ -220,6 +224,7 @@ mod tests {
             job_name: "w".into(),
             target_workers: 3,
             target_jobs: 3,
+            sized: true,
             processes: 1,
             registered: 1,
             dask: None,
