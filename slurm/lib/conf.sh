@@ -14,10 +14,9 @@ SlurmctldHost=$CTL_NAME($CTL_ADDR)
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
-CryptoType=crypto/munge
+$(release_conf)
 MpiDefault=none
 MailProg=/bin/true
-SwitchType=switch/none
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 JobAcctGatherType=jobacct_gather/none
@@ -110,6 +109,17 @@ overridden() {
   local v
   v=$(grep -m1 "^$1=" "$STATE/overrides" 2>/dev/null | cut -d= -f2- || true)
   echo "$1=${v:-$2}"
+}
+
+# Keys only some releases know. 22.05 names its munge credential and
+# switch plugins; 23.11 and later have no crypto/ or switch/none plugins
+# (their credentials are cred/munge by default, and no switch is the default).
+release_conf() {
+  if inside_root; then
+    echo "# Slurm $(cat "$ROOT_MARK")"
+  else
+    printf '%s\n' "CryptoType=crypto/munge" "SwitchType=switch/none"
+  fi
 }
 
 accounting_conf() {

@@ -49,7 +49,7 @@ start_slurmrestd() {
   # setpriv execs (runuser would stay as its parent), so $! is slurmrestd
   # itself and its pid file names the daemon.
   setpriv --reuid="$REST_USER" --regid="$REST_USER" --init-groups \
-    setsid env SLURM_CONF="$CONF" SLURM_JWT=daemon slurmrestd -a rest_auth/jwt "$REST_ADDR" \
+    setsid env SLURM_CONF="$CONF" SLURM_JWT=daemon slurmrestd $(rest_plugins) -a rest_auth/jwt "$REST_ADDR" \
     </dev/null >>"$STATE/log/slurmrestd.log" 2>&1 9>&- &
   echo $! | put 0644 "$STATE/run/slurmrestd.pid"
   local _
@@ -63,6 +63,13 @@ start_slurmrestd() {
   done
   tail -5 "$STATE/log/slurmrestd.log" >&2
   die "slurmrestd did not come up on $REST_ADDR (log: $STATE/log/slurmrestd.log; is the port taken? set DROVER_SLURMRESTD_ADDR)"
+}
+
+# slurmrestd's API plugins, where its default will not do: from 23.02 on,
+# without accounting the default (every plugin, slurmdbd's too) is fatal
+# ("Failure loading plugin path bindings"), so only slurmctld's is asked.
+rest_plugins() {
+  if inside_root && [ "$ACCOUNTING" = 0 ]; then echo "-s openapi/slurmctld"; fi
 }
 
 # `stop_pid FILE`: the process FILE names, TERM then KILL after 5 s.

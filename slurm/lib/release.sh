@@ -1,0 +1,141 @@
+# Slurm releases other than this machine's own, each from a Debian root of
+# its own. Sourced, never run.
+#
+# Debian 12's Slurm is 22.05; Debian's registry also has 24.11 (Debian 13,
+# "trixie") and 26.05 (Debian unstable, "sid"). Those need their release's
+# libc, so they cannot be installed beside 22.05: `debootstrap` builds a
+# root for each under $ROOTS/<release>, with Slurm's daemons and commands,
+# munge and MariaDB in it. The whole of slurm/local-cluster then runs inside
+# that root (chroot), so every daemon and command is the release's own.
+# Bind-mounted into the root at the same paths: /proc, /sys, /dev, the
+# state directory, /tmp, /root (cargo, rustup, Python), this repository,
+# and /run/netns (shared, so the node namespaces made inside are the
+# host's). The nodes stay network namespaces as on the host.
+#
+# Only one local cluster runs at a time: the release of the running one is
+# in $ROOTS/current, and every command goes to it.
+
+ROOTS=${DROVER_SLURM_ROOTS:-/var/lib/drover-slurm-roots}
+CURRENT="$ROOTS/current"
+# Inside a root, this file names its release.
+ROOT_MARK=/etc/drover-slurm-release
+# Packages every root holds.
+ROOT_PACKAGES=slurm-wlm,slurm-wlm-jwt-plugin,ca-certificates,slurmdbd,slurmrestd,munge,mariadb-server,curl,iproute2,util-linux,procps
+# This repository, mounted at the same path inside each root.
+REPO=$(cd "$LIB/../.." && pwd)
+
+# The Debian suite a release comes from.
+suite_of() {
+  case "$1" in
+    24.11) echo trixie ;;
+    26.05) echo sid ;;
+    *) die "unknown Slurm release '$1': accepted: 22.05 (this machine's), 24.11, 26.05" ;;
+  esac
+}
+
+# Whether this shell runs inside a release's root.
+inside_root() { [ -f "$ROOT_MARK" ]; }
+
+# The release a command without --slurm goes to: the running cluster's.
+current_release() { cat "$CURRENT" 2>/dev/null || echo 22.05; }
+
+# Which Slurm runs the cluster, in words: its release, version and where.
+release_words() {
+  if inside_root; then
+    echo "Slurm $(cat "$ROOT_MARK") ($(cat /etc/drover-slurm-version 2>/dev/null), from a Debian root at $ROOTS/$(cat "$ROOT_MARK"); run commands there with: slurm/local-cluster exec -- CMD)"
+  else
+    echo "Slurm 22.05 (this machine's: $(sinfo -V 2>/dev/null || echo unknown))"
+  fi
+}
+
+# `ensure_root RELEASE`: its root, built when missing (or left half-built).
+ensure_root() {
+  local release=$1 root="$ROOTS/$1" suite
+  suite=$(suite_of "$release")
+  [ -f "$root$ROOT_MARK" ] && return 0
+  command -v debootstrap >/dev/null 2>&1 || {
+    log "installing debootstrap"
+    apt-get -o DPkg::Lock::Timeout=600 update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq debootstrap >/dev/null \
+      || die "apt-get install debootstrap failed: see apt's words above"
+  }
+  unmount_root "$root"
+  # Never remove a root with anything still mounted in it: a bind mount of
+  # /root or the repository would be removed with it.
+  if findmnt -rn -o TARGET | grep -q "^$root/"; then
+    die "cannot rebuild $root: something is still mounted in it ($(findmnt -rn -o TARGET | grep "^$root/" | head -1))"
+  fi
+  rm -rf "$root"
+  install -d -m 0755 "$ROOTS"
+  log "building a Debian $suite root for Slurm $release in $root (a few minutes, once)"
+  debootstrap --variant=minbase --include="$ROOT_PACKAGES" "$suite" "$root" \
+    "${DROVER_DEBIAN_MIRROR:-http://deb.debian.org/debian}" >"$ROOTS/build-$release.log" 2>&1 \
+    || { tail -5 "$ROOTS/build-$release.log" >&2; die "debootstrap $suite failed (log: $ROOTS/build-$release.log)"; }
+  # The packages' own services are not wanted: the cluster starts its own.
+  chroot "$root" dpkg-query -W -f='${Version}\n' slurm-wlm | put 0644 "$root/etc/drover-slurm-version"
+  echo "$release" | put 0644 "$root$ROOT_MARK"
+  log "Slurm $(cat "$root/etc/drover-slurm-version") ready in $root"
+}
+
+# `mount_root ROOT`: the bind mounts the cluster needs inside it. Each is a
+# slave of the host's (nothing unmounted inside reaches the host) but
+# /run/netns, a peer: namespaces made inside are the host's.
+mount_root() {
+  local root=$1 dir
+  # mkdir -p, never install -d: that would reset the mode of /tmp or /root.
+  mkdir -p /run/netns
+  findmnt -rn /run/netns >/dev/null || mount --bind /run/netns /run/netns
+  mount --make-shared /run/netns
+  for dir in /proc /sys /dev /tmp /root "$STATE" "$REPO"; do
+    mkdir -p "$root$dir"
+    if ! findmnt -rn "$root$dir" >/dev/null; then
+      mount --rbind "$dir" "$root$dir"
+      mount --make-rslave "$root$dir"
+    fi
+  done
+  # debootstrap writes no /etc/hosts: MariaDB and munge look up this
+  # host's name and localhost, so the root gets this machine's lines.
+  if ! grep -qw localhost "$root/etc/hosts" 2>/dev/null; then
+    grep -v "$HOSTS_MARK" /etc/hosts | put 0644 "$root/etc/hosts"
+  fi
+  root_resolver "$root"
+  mkdir -p "$root/run/netns"
+  findmnt -rn "$root/run/netns" >/dev/null || mount --bind /run/netns "$root/run/netns"
+}
+
+# `unmount_root ROOT`: every mount under it, deepest first; /run/netns is
+# made private first, so its namespaces stay mounted on the host.
+unmount_root() {
+  local root=$1 m
+  [ -d "$root" ] || return 0
+  if findmnt -rn "$root/run/netns" >/dev/null; then
+    mount --make-rprivate "$root/run/netns" 2>/dev/null || true
+  fi
+  for m in $(findmnt -rn -o TARGET | grep "^$root/" | sort -r); do
+    umount -l "$m" 2>/dev/null || true
+  done
+}
+
+# `root_resolver ROOT`: no DNS server inside. The nodes' namespaces reach
+# none, and from 23.11 on slurmd looks names up (DNS SRV records for the
+# controller, among others): each lookup waited 20 s for a server it could
+# not reach, slurmd took 10 s to start and batch launches timed out, so
+# jobs were requeued. Names come from the root's /etc/hosts; a lookup of
+# anything else fails at once. The registry's resolver is kept beside it
+# for apt, should packages be added to the root by hand.
+root_resolver() {
+  local root=$1
+  grep -qx 'nameserver 127.0.0.1' "$root/etc/resolv.conf" 2>/dev/null && return 0
+  [ -e "$root/etc/resolv.conf.registry" ] || cp -L "$root/etc/resolv.conf" "$root/etc/resolv.conf.registry" 2>/dev/null || true
+  printf '%s\n' "# slurm/local-cluster: no DNS inside (names are in /etc/hosts)" "nameserver 127.0.0.1" \
+    | put 0644 "$root/etc/resolv.conf"
+}
+
+# `in_root RELEASE CMD...`: CMD inside the release's root, in this
+# directory, with this environment.
+in_root() {
+  local root="$ROOTS/$1"
+  shift
+  mount_root "$root"
+  chroot "$root" /bin/sh -c 'cd "$1" 2>/dev/null || cd /; shift; exec "$@"' sh "$PWD" "$@"
+}
