@@ -279,8 +279,9 @@ impl Engine {
             gpus: t.spec.gpus,
             time_limit_ms: t.spec.time_limit_ms,
         };
-        let spec = &self.tasks[(id.0 - 1) as usize].spec;
-        self.busy.entry(worker).or_default().hold(id, spec);
+        let t = &self.tasks[(id.0 - 1) as usize];
+        let class = self.ready.class_or(t.class, &t.spec);
+        self.busy.entry(worker).or_default().hold(id, &class);
         a
     }
 
@@ -289,7 +290,7 @@ impl Engine {
             return;
         };
         if let Some(b) = self.busy.get_mut(&worker) {
-            b.release(id, &t.spec);
+            b.release(id, &self.ready.class_or(t.class, &t.spec));
             if b.tasks.is_empty() {
                 self.busy.remove(&worker);
             }

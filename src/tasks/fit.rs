@@ -43,17 +43,17 @@ pub(super) struct Held {
 }
 
 impl Held {
-    /// `spec`'s run now holds its share.
-    pub(super) fn hold(&mut self, id: TaskId, spec: &TaskSpec) {
+    /// Task `id`, of class `c`, now holds its share.
+    pub(super) fn hold(&mut self, id: TaskId, c: &Class) {
         if self.tasks.insert(id) {
-            self.ask.add(&Class::of(spec), 1);
+            self.ask.add(c, 1);
         }
     }
 
-    /// `spec`'s run gave its share back.
-    pub(super) fn release(&mut self, id: TaskId, spec: &TaskSpec) {
+    /// Task `id`, of class `c`, gave its share back.
+    pub(super) fn release(&mut self, id: TaskId, c: &Class) {
         if self.tasks.remove(&id) {
-            self.ask.take(&Class::of(spec));
+            self.ask.take(c);
         }
     }
 }
@@ -192,7 +192,7 @@ mod tests {
             group: Some("gpu"),
         };
         let mut held = Held::default();
-        held.hold(TaskId(1), &spec(1, 1, &[("licence", 1)], None));
+        held.hold(TaskId(1), &Class::of(&spec(1, 1, &[("licence", 1)], None)));
         let mut free = Free::new(room, Some(&held));
         assert!(free.fits(&Class::of(&spec(1, 1, &[], Some("gpu")))));
         assert!(
@@ -217,7 +217,7 @@ mod tests {
             !free.fits(&Class::of(&spec(1, 1, &[], None))),
             "both GPUs taken"
         );
-        held.release(TaskId(1), &spec(1, 1, &[("licence", 1)], None));
+        held.release(TaskId(1), &Class::of(&spec(1, 1, &[("licence", 1)], None)));
         let back = &held.ask;
         assert!(back.resources.values().all(|n| *n == 0) && back.gpus == 0 && back.cores == 0);
         assert!(!Free::new(Room::cores(4), None).fits(&Class::of(&spec(1, 1, &[], None))));

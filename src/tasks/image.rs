@@ -125,7 +125,8 @@ impl Engine {
                 self.ready.insert(id, class);
             }
             if let (true, Some(w)) = (t.holds_cores, t.worker) {
-                self.busy.entry(w).or_default().hold(id, &t.spec);
+                let c = self.ready.class_or(class, &t.spec);
+                self.busy.entry(w).or_default().hold(id, &c);
             }
             if let Some(output) = t.output {
                 self.outputs.insert(id, output);

@@ -5,6 +5,7 @@
 //! read the whole queue at every poll; with it, each pick costs one look
 //! per class that fits.
 
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
 
 use super::ask::Class;
@@ -61,6 +62,15 @@ impl Ready {
     /// Class `i` (as `class_of` gave it).
     pub(super) fn class(&self, i: u32) -> Option<&Class> {
         self.classes.get(i as usize)
+    }
+
+    /// Class `i`, or, should it not be there, the class `spec` asks for:
+    /// what a running task holds is counted either way.
+    pub(super) fn class_or<'a>(&'a self, i: u32, spec: &TaskSpec) -> Cow<'a, Class> {
+        match self.class(i) {
+            Some(c) => Cow::Borrowed(c),
+            None => Cow::Owned(Class::of(spec)),
+        }
     }
 
     pub(super) fn is_empty(&self) -> bool {
