@@ -504,9 +504,9 @@ async fn a_flood_from_our_own_address_locks_out_no_client(dir: PathBuf) -> Outco
                     }
                 }
                 // The audit's flood renewed every 30 s; this one every
-                // second. (One that renews thousands a second can still
-                // close a connection of ours before it shows the token:
-                // see the closing note of issue 29.)
+                // second, in bursts of up to 300 that close connections
+                // of ours in their TLS handshake, before they show the
+                // token: the client then sends again on a new one.
                 std::thread::sleep(Duration::from_secs(1));
             }
             renewed

@@ -117,6 +117,31 @@ fn fitting_counted<T: Serialize + Clone>(items: &[T], limit: usize, most: usize)
     parts
 }
 
+/// Attempts at a request whose connection closed before it went out.
+const RECONNECT_ATTEMPTS: u32 = 4;
+/// The pause before the second attempt; each next one waits three times
+/// longer (0.05 + 0.15 + 0.45 s in all).
+const RECONNECT_FIRST_PAUSE: Duration = Duration::from_millis(50);
+
+/// Whether `e` is a connection that closed (or was reset) while it was
+/// being made, before the request went out: not a refusal (nothing
+/// listens), not a timeout and not the wrong certificate.
+fn closed_while_connecting(e: &reqwest::Error) -> bool {
+    if !e.is_connect() || e.is_timeout() || crate::tls::is_wrong_certificate(e) {
+        return false;
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::ConnectionRefused {
+                return false;
+            }
+        }
+        source = s.source();
+    }
+    true
+}
+
 /// A client of one scheduler. Its clones share where the scheduler is, so
 /// that all of them follow it when it moves (`follow`).
 #[derive(Debug, Clone)]
@@ -270,6 +295,45 @@ impl SchedulerClient {
         }
     }
 
+    /// Sends the request `request` builds, on a new connection again when
+    /// the last one closed before the request went out, and once more at
+    /// the scheduler's new address when its file says it moved.
+    ///
+    /// Why again: the scheduler closes the oldest anonymous connection
+    /// from an address to make room for a new one, so a flood from our own
+    /// address (another user on the login node) can close ours during its
+    /// TLS handshake, before it shows the token. Nothing was sent then, so
+    /// sending again is safe for every request; a fresh connection gets
+    /// through between the flood's bursts. A refused connection (nothing
+    /// listening) is not tried again: the scheduler is gone.
+    async fn send_anew<T: DeserializeOwned>(
+        &self,
+        request: impl Fn() -> reqwest::RequestBuilder,
+        worker: Option<WorkerId>,
+    ) -> Result<Option<T>, ClientError> {
+        let mut pause = RECONNECT_FIRST_PAUSE;
+        let mut attempt = 1;
+        let answer = loop {
+            match self.send(request(), worker).await {
+                Err(ClientError::Unreachable { source, .. })
+                    if attempt < RECONNECT_ATTEMPTS && closed_while_connecting(&source) =>
+                {
+                    tracing::debug!(error = %source, attempt, "the connection closed before the request went out: again on a new one");
+                    tokio::time::sleep(pause).await;
+                    pause *= 3;
+                    attempt += 1;
+                }
+                other => break other,
+            }
+        };
+        match answer {
+            Err(ClientError::Unreachable { .. }) if self.moved() => {
+                self.send(request(), worker).await
+            }
+            other => other,
+        }
+    }
+
     /// POSTs `body` to `path` and reads the answer, which must have a body.
     async fn post<B: Serialize, T: DeserializeOwned>(
         &self,
@@ -288,12 +352,7 @@ impl SchedulerClient {
                 Body::None => r,
             }
         };
-        match self.send(request(), worker).await {
-            Err(ClientError::Unreachable { .. }) if self.moved() => {
-                self.send(request(), worker).await
-            }
-            other => other,
-        }
+        self.send_anew(request, worker).await
     }
 
     /// GETs `path` with `query` and reads the answer's body.
@@ -310,12 +369,7 @@ impl SchedulerClient {
                 .query(query)
                 .timeout(timeout)
         };
-        let v = match self.send(request(), worker).await {
-            Err(ClientError::Unreachable { .. }) if self.moved() => {
-                self.send(request(), worker).await
-            }
-            other => other,
-        }?;
+        let v = self.send_anew(request, worker).await?;
         self.expect(v)
     }
 
@@ -583,6 +637,32 @@ mod tests {
         assert_eq!(clone.url(), "http://10.0.0.1:7000");
         assert!(client.follow(&file("http://10.0.0.2:7001", &token)));
         assert_eq!(clone.url(), "http://10.0.0.2:7001", "every clone follows");
+    }
+
+    #[tokio::test]
+    async fn a_connection_closed_in_its_handshake_is_tried_again_a_refused_one_is_not() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let open = listener.local_addr().unwrap();
+        // Closes every connection as soon as it is made, as the scheduler
+        // does to the oldest anonymous one under a flood.
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                drop(stream);
+            }
+        });
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let http = reqwest::Client::new();
+        let error = |url: String| {
+            let http = http.clone();
+            async move { http.get(url).send().await.unwrap_err() }
+        };
+        let dropped = error(format!("https://{open}/")).await;
+        assert!(closed_while_connecting(&dropped), "{dropped:?}");
+        let refused = error(format!("https://{closed}/")).await;
+        assert!(!closed_while_connecting(&refused), "{refused:?}");
     }
 
     #[test]
