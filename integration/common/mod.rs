@@ -33,11 +33,11 @@ pub fn over_rest() -> bool {
 /// drives it (so a REST run cannot pass on the commands unnoticed).
 pub fn assert_backend(status: &drover::protocol::ClusterStatus) {
     let expected = match over_rest() {
-        true => "slurmrestd v0.0.38 at ",
-        false => "Slurm's commands",
+        true => format!("slurmrestd {} at ", rest_version()),
+        false => "Slurm's commands".to_string(),
     };
     assert!(
-        status.slurm_api.starts_with(expected),
+        status.slurm_api.starts_with(&expected),
         "the pool reached Slurm as {:?}, not {expected:?}",
         status.slurm_api
     );
@@ -183,6 +183,39 @@ pub async fn wait_for_state(id: JobId, state: &str, limit: Duration) -> HashMap<
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// The release of the local Slurm the suites run on (`22.05`, `24.11`,
+/// `26.05`), as `slurm/local-cluster env` exports it.
+pub fn slurm_release() -> String {
+    std::env::var("DROVER_SLURM_RELEASE").unwrap_or_else(|_| "22.05".into())
+}
+
+/// The version of slurmrestd's API drover speaks with the local Slurm's
+/// release: the newest both know.
+pub fn rest_version() -> &'static str {
+    match slurm_release().as_str() {
+        "22.05" => "v0.0.38",
+        _ => "v0.0.42",
+    }
+}
+
+/// The local Slurm's partitions as `drover doctor` lists them: the
+/// default named as such, but over the REST API's data_parser versions,
+/// which do not say which it is.
+pub fn partition_list() -> &'static str {
+    match over_rest() && rest_version() != "v0.0.38" {
+        true => "batch, small, big",
+        false => "batch (default), small, big",
+    }
+}
+
+/// Whether the local Slurm keeps accounts (`slurm/local-cluster up` has
+/// it on, but for `--no-accounting` and the releases whose slurmdbd cannot
+/// run here): read from Slurm's own configuration, as drover reads it.
+pub fn accounting_on() -> bool {
+    let config = slurm_cmd("scontrol", &["show", "config"]);
+    drover::slurm::SiteInfo::parse(&config).accounting_on() == Some(true)
 }
 
 /// The driver-side interface of the local cluster's bridge.

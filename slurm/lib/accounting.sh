@@ -39,7 +39,10 @@ start_slurmdbd() {
   pw=$(cat "$STATE/db.pw")
   mariadb --socket="$DB_SOCKET" -e "CREATE USER IF NOT EXISTS 'slurm'@'localhost' IDENTIFIED BY '$pw'; ALTER USER 'slurm'@'localhost' IDENTIFIED BY '$pw'; GRANT ALL ON slurm_acct_db.* TO 'slurm'@'localhost';"
   write_slurmdbd_conf "$pw"
-  pid_alive "$STATE/run/slurmdbd.pid" || SLURM_CONF=$CONF slurmdbd 9>&-
+  # Inside a release's root, with the host's client library (see DBD_LIBS).
+  local libs=
+  inside_root && libs=$DBD_LIBS
+  pid_alive "$STATE/run/slurmdbd.pid" || SLURM_CONF=$CONF LD_LIBRARY_PATH=$libs slurmdbd 9>&-
   for _ in $(seq 100); do
     SLURM_CONF=$CONF timeout 5 sacctmgr -n show cluster >/dev/null 2>&1 && return 0
     sleep 0.1

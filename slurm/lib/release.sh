@@ -20,7 +20,11 @@ CURRENT="$ROOTS/current"
 # Inside a root, this file names its release.
 ROOT_MARK=/etc/drover-slurm-release
 # Packages every root holds.
-ROOT_PACKAGES=slurm-wlm,slurm-wlm-jwt-plugin,ca-certificates,slurmdbd,slurmrestd,munge,mariadb-server,curl,iproute2,util-linux,procps
+# The libraries after procps are those the tests' Python (pyenv's, under
+# the bind-mounted /root) links to and a minimal root lacks.
+ROOT_PACKAGES=slurm-wlm,slurm-wlm-jwt-plugin,ca-certificates,slurmdbd,slurmrestd,munge,mariadb-server,curl,iproute2,util-linux,procps,libffi8,libnsl2,libsqlite3-0
+# Inside a root, the packages it was built or last topped up with.
+ROOT_PACKAGES_MARK=/etc/drover-root-packages
 # This repository, mounted at the same path inside each root.
 REPO=$(cd "$LIB/../.." && pwd)
 
@@ -52,7 +56,10 @@ release_words() {
 ensure_root() {
   local release=$1 root="$ROOTS/$1" suite
   suite=$(suite_of "$release")
-  [ -f "$root$ROOT_MARK" ] && return 0
+  if [ -f "$root$ROOT_MARK" ]; then
+    top_up_root "$root"
+    return 0
+  fi
   command -v debootstrap >/dev/null 2>&1 || {
     log "installing debootstrap"
     apt-get -o DPkg::Lock::Timeout=600 update -qq
@@ -73,8 +80,39 @@ ensure_root() {
     || { tail -5 "$ROOTS/build-$release.log" >&2; die "debootstrap $suite failed (log: $ROOTS/build-$release.log)"; }
   # The packages' own services are not wanted: the cluster starts its own.
   chroot "$root" dpkg-query -W -f='${Version}\n' slurm-wlm | put 0644 "$root/etc/drover-slurm-version"
+  echo "$ROOT_PACKAGES" | put 0644 "$root$ROOT_PACKAGES_MARK"
   echo "$release" | put 0644 "$root$ROOT_MARK"
   log "Slurm $(cat "$root/etc/drover-slurm-version") ready in $root"
+}
+
+# `top_up_root ROOT`: a root built with fewer packages than ROOT_PACKAGES
+# now names gets the others, from its own suite.
+top_up_root() {
+  local root=$1
+  [ "$(cat "$root$ROOT_PACKAGES_MARK" 2>/dev/null)" = "$ROOT_PACKAGES" ] && return 0
+  local p missing=()
+  for p in ${ROOT_PACKAGES//,/ }; do
+    chroot "$root" dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -eq 0 ]; then
+    echo "$ROOT_PACKAGES" | put 0644 "$root$ROOT_PACKAGES_MARK"
+    return 0
+  fi
+  log "adding packages to $root: ${missing[*]}"
+  mount_root "$root"
+  # apt needs the registry's resolver, which the cluster goes without. The
+  # registry may serve release files past their Valid-Until (debootstrap
+  # does not check it; apt does).
+  cp -L /etc/resolv.conf "$root/etc/resolv.conf.apt"
+  {
+    mount --bind "$root/etc/resolv.conf.apt" "$root/etc/resolv.conf" \
+      && chroot "$root" apt-get -o DPkg::Lock::Timeout=600 -o Acquire::Check-Valid-Until=false update -qq \
+      && chroot "$root" env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 \
+        install -y -qq --no-install-recommends "${missing[@]}"
+  } >"$ROOTS/top-up.log" 2>&1 || { umount "$root/etc/resolv.conf" 2>/dev/null; tail -5 "$ROOTS/top-up.log" >&2; die "apt-get in $root failed (log: $ROOTS/top-up.log)"; }
+  umount "$root/etc/resolv.conf"
+  rm -f "$root/etc/resolv.conf.apt"
+  echo "$ROOT_PACKAGES" | put 0644 "$root$ROOT_PACKAGES_MARK"
 }
 
 # `mount_root ROOT`: the bind mounts the cluster needs inside it. Each is a
@@ -129,6 +167,30 @@ root_resolver() {
   [ -e "$root/etc/resolv.conf.registry" ] || cp -L "$root/etc/resolv.conf" "$root/etc/resolv.conf.registry" 2>/dev/null || true
   printf '%s\n' "# slurm/local-cluster: no DNS inside (names are in /etc/hosts)" "nameserver 127.0.0.1" \
     | put 0644 "$root/etc/resolv.conf"
+}
+
+# Where a root holds the host's MariaDB client library, for slurmdbd.
+# Debian's slurmdbd of 24.11 and of 26.05 dies at its first query with the
+# client library their roots get (MariaDB 11.8.9's: "mysql_query failed:
+# 5027 Number of columns in result (=1) set exceeds maximum allowed number
+# of columns (=0)" in _check_mysql_concat_is_sane), while the root's own
+# `mariadb` runs that query fine; with Debian 12's libmariadb 3.3 it
+# starts and keeps accounts against the root's MariaDB 11.8 server.
+DBD_LIBS=/opt/drover-libmariadb
+
+# `give_mariadb_client ROOT`: the host's libmariadb.so.3 into ROOT$DBD_LIBS.
+give_mariadb_client() {
+  local root=$1 lib=/usr/lib/x86_64-linux-gnu/libmariadb.so.3
+  if [ ! -e "$lib" ]; then
+    log "installing libmariadb3 (the MariaDB client slurmdbd uses in the release's root)"
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq libmariadb3 >/dev/null \
+      || die "apt-get install libmariadb3 failed: see apt's words above"
+  fi
+  mkdir -p "$root$DBD_LIBS"
+  chmod 0755 "$root$DBD_LIBS"
+  cp -L "$lib" "$root$DBD_LIBS/libmariadb.so.3.tmp"
+  chmod 0644 "$root$DBD_LIBS/libmariadb.so.3.tmp"
+  mv -f "$root$DBD_LIBS/libmariadb.so.3.tmp" "$root$DBD_LIBS/libmariadb.so.3"
 }
 
 # `in_root RELEASE CMD...`: CMD inside the release's root, in this

@@ -100,6 +100,18 @@ fn partition(spec: &JobSpec, parts: &Result<Vec<PartitionInfo>, String>) -> Chec
             )
         }
     };
+    if spec.queue.is_none() && !parts.iter().any(|p| p.default) {
+        // slurmrestd's data_parser versions list no default flag.
+        return check(
+            "partition",
+            Verdict::Skip,
+            format!(
+                "this API does not say which partition is the default, where Slurm puts the job; partitions: {}",
+                partition_names(parts)
+            ),
+            None,
+        );
+    }
     let Some(p) = chosen(spec, parts) else {
         let asked = spec.queue.as_deref().unwrap_or("(the default)");
         let fix = parts
@@ -302,6 +314,14 @@ fn limits(
         .map_or(String::new(), |n| {
             format!("; arrays of at most {n} tasks (MaxArraySize)")
         });
+    if site.as_ref().ok().and_then(SiteInfo::accounting_on) == Some(false) {
+        return check(
+            "limits",
+            Verdict::Pass,
+            format!("none: accounting is off, so no association or QOS limit holds{arrays}"),
+            None,
+        );
+    }
     let limits = match limits {
         Err(e) => {
             return check(
@@ -505,6 +525,16 @@ mod tests {
         )
         .clone();
         assert!(c.detail.contains("QOS gold is not allowed"), "{c:?}");
+        // Without accounting, sacctmgr fails; that is no limit, not a warning.
+        f.site = Ok(SiteInfo::parse("AccountingStorageType = (null)\n"));
+        f.limits = Err("sacctmgr: not a supported accounting_storage plugin".into());
+        let c = get(
+            &judge(&spec(crate::config::JobOptions::new()), &f),
+            "limits",
+        )
+        .clone();
+        assert_eq!(c.verdict, Verdict::Pass, "{c:?}");
+        assert!(c.detail.contains("accounting is off"), "{c:?}");
     }
 
     #[test]

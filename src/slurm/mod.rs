@@ -12,6 +12,9 @@ mod error;
 pub mod fake;
 pub mod hostlist;
 mod job;
+pub(crate) mod json_shapes;
+#[cfg(test)]
+mod releases;
 pub mod rest;
 mod site;
 mod squeue;

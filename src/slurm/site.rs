@@ -22,10 +22,12 @@ pub struct SiteInfo {
 
 impl SiteInfo {
     /// Whether jobs are accounted (so `sacct` answers and limits may hold).
+    /// Without accounting, 22.05 says `accounting_storage/none` and 24.11
+    /// on say `(null)`.
     pub fn accounting_on(&self) -> Option<bool> {
         self.accounting
             .as_deref()
-            .map(|a| !a.ends_with("/none") && !a.is_empty())
+            .map(|a| !a.ends_with("/none") && !a.is_empty() && a != "(null)")
     }
 
     /// Reads `scontrol show config`.
@@ -236,6 +238,9 @@ mod tests {
         assert_eq!(site.accounting_on(), Some(true));
         assert_eq!(site.max_array_size, Some(5));
         let off = SiteInfo::parse("AccountingStorageType = accounting_storage/none\n");
+        assert_eq!(off.accounting_on(), Some(false));
+        // Slurm 24.11 and 26.05 without accounting.
+        let off = SiteInfo::parse("AccountingStorageType   = (null)\n");
         assert_eq!(off.accounting_on(), Some(false));
         assert_eq!(SiteInfo::default().accounting_on(), None);
     }

@@ -1,11 +1,12 @@
-//! The one reader of Slurm's job record in JSON, in openapi v0.0.36 to
-//! v0.0.38 form, as `squeue --json` prints it and slurmrestd's
+//! The one reader of Slurm's job record in JSON, in the openapi v0.0.36 to
+//! v0.0.38 form and the data_parser form of v0.0.39 on (`json_shapes`), as `squeue --json` prints it and slurmrestd's
 //! `GET .../jobs` answers it: the parts drover needs, one `JobInfo` per
 //! job or array task, and a job's time left. (`squeue -O`'s text form is
 //! read by `squeue_fields.rs` into the same `JobInfo`.)
 
 use serde::Deserialize;
 
+use super::json_shapes::{Exit, Number, States};
 use super::{expand_tasks, JobId, JobInfo, JobRef, JobState, SlurmError};
 
 /// The parts of `squeue --json` (openapi v0.0.38) drover reads.
@@ -32,40 +33,57 @@ struct SqueueError {
 #[derive(Deserialize)]
 struct SqueueJob {
     job_id: u64,
+    /// 0 (or unset) for a job that is not part of an array.
     #[serde(default)]
-    array_job_id: u64,
+    array_job_id: Option<Number>,
     #[serde(default)]
-    array_task_id: Option<u32>,
+    array_task_id: Option<Number>,
     #[serde(default)]
     array_task_string: Option<String>,
     #[serde(default)]
     name: String,
     #[serde(default)]
     comment: Option<String>,
-    job_state: String,
+    job_state: States,
     #[serde(default)]
     state_reason: Option<String>,
     #[serde(default)]
     nodes: Option<String>,
-    /// A wait status: the exit code is in the high byte.
     #[serde(default)]
-    exit_code: Option<i64>,
+    exit_code: Option<Exit>,
     /// When it ends at the latest (Unix seconds), once it runs.
     #[serde(default)]
-    end_time: Option<u64>,
-    /// Its time limit in minutes; 0 or less: none.
+    end_time: Option<Number>,
+    /// Its time limit in minutes; 0 or less, unset or infinite: none.
     #[serde(default)]
-    time_limit: Option<i64>,
+    time_limit: Option<Number>,
 }
 
 impl SqueueJob {
+    fn array(&self) -> u64 {
+        self.array_job_id.and_then(Number::unsigned).unwrap_or(0)
+    }
+
+    fn task(&self) -> Option<u32> {
+        self.array_task_id
+            .and_then(Number::unsigned)
+            .and_then(|t| u32::try_from(t).ok())
+    }
+
     fn is(&self, job: JobRef) -> bool {
         match job {
             JobRef::Job(id) => self.job_id == id.get(),
             JobRef::Task { array, task } => {
-                self.array_job_id == array.get() && self.array_task_id == Some(task)
+                self.array() == array.get() && self.task() == Some(task)
             }
         }
+    }
+
+    /// Its time limit, when it has one.
+    fn limited(&self) -> bool {
+        self.time_limit
+            .and_then(Number::value)
+            .is_some_and(|t| t > 0)
     }
 }
 
@@ -103,8 +121,8 @@ pub(crate) fn time_left(
     Ok(read(command, text)?
         .into_iter()
         .find(|j| j.is(job))
-        .filter(|j| j.time_limit.is_some_and(|t| t > 0))
-        .and_then(|j| j.end_time)
+        .filter(SqueueJob::limited)
+        .and_then(|j| j.end_time.and_then(Number::unsigned))
         .filter(|end| *end > 0)
         .map(|end| std::time::Duration::from_secs(end.saturating_sub(now))))
 }
@@ -120,13 +138,14 @@ pub(crate) fn parse_listing(command: &str, text: &[u8]) -> Result<Vec<JobInfo>, 
     let jobs = read(command, text)?;
     let mut out = Vec::with_capacity(jobs.len());
     for j in jobs {
-        let state = JobState::from(j.job_state.as_str());
+        let (array_id, task) = (j.array(), j.task());
+        let state = JobState::from(j.job_state.base());
         let reason = j.state_reason.filter(|r| !r.is_empty() && r != "None");
         let nodes = j.nodes.filter(|n| !n.is_empty());
         let exit_code = if state.is_active() {
             None
         } else {
-            j.exit_code.map(|status| ((status >> 8) & 0xff) as i32)
+            j.exit_code.and_then(Exit::code)
         };
         let info = |job: JobRef, job_id: Option<JobId>| JobInfo {
             job,
@@ -138,8 +157,8 @@ pub(crate) fn parse_listing(command: &str, text: &[u8]) -> Result<Vec<JobInfo>, 
             nodes: nodes.clone(),
             exit_code,
         };
-        let array = JobId::new(j.array_job_id);
-        match (j.array_job_id, j.array_task_id) {
+        let array = JobId::new(array_id);
+        match (array_id, task) {
             (0, _) => out.push(info(
                 JobRef::Job(JobId::new(j.job_id)),
                 Some(JobId::new(j.job_id)),

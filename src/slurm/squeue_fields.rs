@@ -60,6 +60,17 @@ fn id(field: &str, line: &str) -> Result<u64, Unreadable> {
     field.trim().parse().map_err(|_| malformed(line))
 }
 
+/// The exit code in `exit_code:` as Slurm 22.05 prints it (a wait status:
+/// the code is in the high byte, `768`) or as 24.11 and later do
+/// (`CODE:SIGNAL`, `3:0`).
+fn exit_code(field: &str) -> Option<i32> {
+    let field = field.trim();
+    match field.split_once(':') {
+        Some((code, _signal)) => code.parse::<u8>().ok().map(i32::from),
+        None => field.parse::<i64>().ok().map(|s| ((s >> 8) & 0xff) as i32),
+    }
+}
+
 /// One line of `squeue -O` as one `JobInfo` per job or array task.
 fn parse_line(line: &str, out: &mut Vec<JobInfo>) -> Result<(), Unreadable> {
     let fields: Vec<&str> = line.splitn(FIXED + 1, '|').collect();
@@ -76,12 +87,7 @@ fn parse_line(line: &str, out: &mut Vec<JobInfo>) -> Result<(), Unreadable> {
     };
     let exit_code = match state.is_active() {
         true => None,
-        // A wait status: the exit code is in the high byte.
-        false => exit
-            .trim()
-            .parse::<i64>()
-            .ok()
-            .map(|s| ((s >> 8) & 0xff) as i32),
+        false => exit_code(exit),
     };
     let info = |job: JobRef, job_id: Option<JobId>| JobInfo {
         job,

@@ -134,9 +134,35 @@ pub struct Node {
 pub struct Partition {
     pub name: String,
     #[serde(default)]
-    pub nodes: String,
+    pub nodes: PartitionNodes,
     #[serde(default)]
     pub flags: Vec<String>,
+}
+
+/// A partition's nodes: a hostlist up to v0.0.38, `{configured, ...}` in
+/// the data_parser's versions.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum PartitionNodes {
+    Hostlist(String),
+    Listed {
+        #[serde(default)]
+        configured: String,
+    },
+}
+
+impl Default for PartitionNodes {
+    fn default() -> Self {
+        PartitionNodes::Hostlist(String::new())
+    }
+}
+
+impl PartitionNodes {
+    fn hostlist(&self) -> &str {
+        match self {
+            PartitionNodes::Hostlist(h) | PartitionNodes::Listed { configured: h } => h,
+        }
+    }
 }
 
 /// `GET .../nodes`.
@@ -178,23 +204,35 @@ pub fn node_addresses(
         None => p.flags.iter().any(|f| f.eq_ignore_ascii_case("default")),
     });
     let Some(chosen) = chosen else {
+        // The data_parser's listing says no partition is the default:
+        // then any node may be the one.
+        if partition.is_none() && partitions.iter().all(|p| p.flags.is_empty()) {
+            return nodes.iter().map(NodeAddress::of).collect();
+        }
         return Vec::new();
     };
-    let members = crate::slurm::hostlist::expand(&chosen.nodes);
+    let members = crate::slurm::hostlist::expand(chosen.nodes.hostlist());
     nodes
         .iter()
         .filter(|n| match &n.partitions {
             Some(parts) => parts.contains(&chosen.name),
             None => members.contains(&n.name),
         })
-        .map(|n| NodeAddress {
+        .map(NodeAddress::of)
+        .collect()
+}
+
+impl NodeAddress {
+    /// A node's address as listed; its name when it has none.
+    fn of(n: &Node) -> NodeAddress {
+        NodeAddress {
             name: n.name.clone(),
             address: match n.address.is_empty() {
                 true => n.name.clone(),
                 false => n.address.clone(),
             },
-        })
-        .collect()
+        }
+    }
 }
 
 #[cfg(test)]

@@ -298,7 +298,19 @@ pub fn submission(
                 .collect(),
         ),
     );
-    Ok(serde_json::json!({ "script": script, "job": job }))
+    if !version.data_parser() {
+        return Ok(serde_json::json!({ "script": script, "job": job }));
+    }
+    let mut job = super::job_typed::typed(job, version)?;
+    if !options.exclude.is_empty() {
+        job.insert(
+            "excluded_nodes".into(),
+            Value::from(options.exclude.clone()),
+        );
+    }
+    // The data_parser reads the script from inside the description.
+    job.insert("script".into(), Value::String(script.to_string()));
+    Ok(serde_json::json!({ "job": job }))
 }
 
 /// The submission's own options, over the script's.

@@ -4,13 +4,15 @@
 //! speak, sbatch's directives read into the job description.
 //!
 //! What this API cannot do, and what stands in: no batched cancel (one
-//! `DELETE` per job, a few at a time); no `--exclude` (dropped, logged);
+//! `DELETE` per job, a few at a time); no `--exclude` before v0.0.42
+//! (dropped, logged);
 //! no test-only submission (`test_submit` submits the job to begin in a
 //! year, and cancels it); no `scontrol show config` (Slurm's defaults are
 //! assumed, and a too-large array is learned from its refusal).
 
 mod answer;
 mod job_desc;
+mod job_typed;
 mod site;
 mod token;
 mod transport;
@@ -34,7 +36,29 @@ use crate::config::{PoolOptions, RestEndpoint};
 use transport::{Answer, Transport};
 
 /// When a job submitted only to be checked may begin: never, in practice.
-const PROBE_BEGIN: &str = "now+365days";
+const PROBE_BEGIN: Begin = Begin::InDays(365);
+
+/// When a job may begin.
+#[derive(Clone, Copy)]
+enum Begin {
+    /// This many days from now.
+    InDays(u64),
+}
+
+impl Begin {
+    /// The job description's `begin_time` in `version`'s form: sbatch's
+    /// text (`now+365days`), or a Unix time.
+    fn field(self, version: ApiVersion) -> serde_json::Value {
+        let Begin::InDays(days) = self;
+        if !version.data_parser() {
+            return serde_json::Value::String(format!("now+{days}days"));
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        serde_json::json!({"set": true, "infinite": false, "number": now + days * 86_400})
+    }
+}
 
 /// How many cancellations are in flight at once.
 const CANCEL_CONCURRENCY: usize = 16;
@@ -179,10 +203,11 @@ impl SlurmRest {
         &self,
         script: &str,
         options: &SubmitOptions,
-        begin: Option<&str>,
+        begin: Option<Begin>,
     ) -> Result<JobId, SlurmError> {
         let version = self.version().await?;
-        if !options.exclude.is_empty() && !self.exclude_noted.swap(true, Ordering::Relaxed) {
+        let dropped = !options.exclude.is_empty() && !version.data_parser();
+        if dropped && !self.exclude_noted.swap(true, Ordering::Relaxed) {
             tracing::info!(%version, nodes = ?options.exclude, "slurmrestd's job description has no --exclude: submitting without it");
         }
         let cwd = std::env::current_dir()
@@ -191,7 +216,7 @@ impl SlurmRest {
         let mut body =
             job_desc::submission(script, options, &Self::job_environment(), &cwd, version)?;
         if let Some(begin) = begin {
-            body["job"]["begin_time"] = serde_json::Value::String(begin.into());
+            body["job"]["begin_time"] = begin.field(version);
         }
         let (command, a) = self.ask(Method::POST, "/job/submit", Some(&body)).await?;
         answer::submitted(&command, a.status, &a.body)

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::slurm::json_shapes::Number;
 use crate::slurm::{Association, PartitionInfo, QosLimits, SlurmError, UserLimits};
 
 /// A figure that may be absent, `null` or negative (no limit).
@@ -28,7 +29,8 @@ pub fn release(command: &str, body: &[u8]) -> Result<Option<String>, SlurmError>
     }
     #[derive(Deserialize)]
     struct Meta {
-        #[serde(rename = "Slurm")]
+        /// `Slurm` up to v0.0.38, `slurm` in the data_parser's.
+        #[serde(rename = "Slurm", alias = "slurm")]
         slurm: Option<Release>,
     }
     #[derive(Deserialize)]
@@ -73,18 +75,114 @@ fn names(list: Option<String>) -> Vec<String> {
     }
 }
 
+/// A partition as the data_parser (v0.0.42) lists it: limits nested, as
+/// `{set, infinite, number}`, and no flag for the default partition.
+#[derive(Deserialize)]
+struct Partition42 {
+    name: String,
+    partition: Partition42State,
+    maximums: Partition42Maximums,
+    #[serde(default)]
+    nodes: Option<Partition42Nodes>,
+    #[serde(default)]
+    cpus: Option<Partition42Cpus>,
+    #[serde(default)]
+    accounts: Option<Allowed>,
+    #[serde(default)]
+    qos: Option<Allowed>,
+}
+
+#[derive(Deserialize)]
+struct Partition42State {
+    #[serde(default)]
+    state: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct Partition42Maximums {
+    time: Option<Number>,
+    nodes: Option<Number>,
+    cpus_per_node: Option<Number>,
+    partition_memory_per_node: Option<Number>,
+    partition_memory_per_cpu: Option<Number>,
+}
+
+#[derive(Deserialize)]
+struct Partition42Nodes {
+    #[serde(default)]
+    total: i64,
+}
+
+#[derive(Deserialize)]
+struct Partition42Cpus {
+    #[serde(default)]
+    total: i64,
+}
+
+#[derive(Deserialize)]
+struct Allowed {
+    #[serde(default)]
+    allowed: Option<String>,
+}
+
+/// A partition in either form.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum AnyPartition {
+    DataParser(Box<Partition42>),
+    Openapi(Box<RestPartition>),
+}
+
+impl Partition42 {
+    fn info(self) -> PartitionInfo {
+        let m = &self.maximums;
+        // Memory limits of 0 are no limit.
+        let memory = |n: Option<Number>| limit::<u64>(n.and_then(Number::value)).filter(|m| *m > 0);
+        PartitionInfo {
+            default: false,
+            state: self
+                .partition
+                .state
+                .first()
+                .cloned()
+                .unwrap_or_else(|| "UP".into()),
+            max_time: limit::<u64>(m.time.and_then(Number::value))
+                .map(|m| Duration::from_secs(m * 60)),
+            max_nodes: limit(m.nodes.and_then(Number::value)),
+            max_cpus_per_node: limit(m.cpus_per_node.and_then(Number::value)),
+            max_mem_per_node_mib: memory(m.partition_memory_per_node),
+            max_mem_per_cpu_mib: memory(m.partition_memory_per_cpu),
+            total_nodes: limit(self.nodes.map(|n| n.total)).unwrap_or(0),
+            total_cpus: limit(self.cpus.map(|c| c.total)).unwrap_or(0),
+            allowed_accounts: names(self.accounts.and_then(|a| a.allowed)),
+            allowed_qos: names(self.qos.and_then(|q| q.allowed)),
+            name: self.name,
+        }
+    }
+}
+
 /// `GET .../partitions`, with limits.
 pub fn partitions(command: &str, body: &[u8]) -> Result<Vec<PartitionInfo>, SlurmError> {
     #[derive(Deserialize)]
     struct Partitions {
         #[serde(default)]
-        partitions: Vec<RestPartition>,
+        partitions: Vec<AnyPartition>,
     }
     let listed: Partitions = parse(command, body)?;
     Ok(listed
         .partitions
         .into_iter()
-        .map(|p| PartitionInfo {
+        .map(|p| match p {
+            AnyPartition::DataParser(p) => p.info(),
+            AnyPartition::Openapi(p) => p.info(),
+        })
+        .collect())
+}
+
+impl RestPartition {
+    fn info(self) -> PartitionInfo {
+        let p = self;
+        PartitionInfo {
             default: p.flags.iter().any(|f| f.eq_ignore_ascii_case("default")),
             // v0.0.36 says no state; what it lists is up.
             state: p.state.unwrap_or_else(|| "UP".into()).to_ascii_uppercase(),
@@ -98,8 +196,8 @@ pub fn partitions(command: &str, body: &[u8]) -> Result<Vec<PartitionInfo>, Slur
             allowed_accounts: names(p.allowed_accounts),
             allowed_qos: names(p.allowed_qos),
             name: p.name,
-        })
-        .collect())
+        }
+    }
 }
 
 /// `max.jobs` of an association: `total` is `MaxSubmitJobs`, `active` is
@@ -107,9 +205,9 @@ pub fn partitions(command: &str, body: &[u8]) -> Result<Vec<PartitionInfo>, Slur
 #[derive(Deserialize, Default)]
 struct AssocJobs {
     #[serde(default)]
-    total: Option<i64>,
+    total: Option<Number>,
     #[serde(default)]
-    active: Option<i64>,
+    active: Option<Number>,
 }
 
 #[derive(Deserialize, Default)]
@@ -129,8 +227,9 @@ struct RestAssociation {
     default: Option<AssocDefault>,
     #[serde(default)]
     max: AssocMax,
+    /// 1 up to v0.0.38, `true` in the data_parser's versions.
     #[serde(default)]
-    is_default: Option<i64>,
+    is_default: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -158,7 +257,7 @@ struct QosActive {
 #[derive(Deserialize, Default)]
 struct PerUser {
     #[serde(default)]
-    user: Option<i64>,
+    user: Option<Number>,
 }
 
 #[derive(Deserialize)]
@@ -201,7 +300,7 @@ pub fn user_limits(
     let default_account = assoc
         .associations
         .iter()
-        .find(|a| a.is_default == Some(1))
+        .find(|a| matches!(&a.is_default, Some(d) if d == 1 || d == true))
         .map(|a| a.account.clone());
     Ok(UserLimits {
         user: user.to_string(),
@@ -214,8 +313,8 @@ pub fn user_limits(
                 partition: a.partition.filter(|p| !p.is_empty()),
                 qos: a.qos,
                 default_qos: a.default.and_then(|d| d.qos).filter(|q| !q.is_empty()),
-                max_submit_jobs: limit(a.max.jobs.total),
-                max_jobs: limit(a.max.jobs.active),
+                max_submit_jobs: limit(a.max.jobs.total.and_then(Number::value)),
+                max_jobs: limit(a.max.jobs.active.and_then(Number::value)),
             })
             .collect(),
         qos: qos
@@ -225,8 +324,8 @@ pub fn user_limits(
                 let jobs = q.limits.unwrap_or_default().max.jobs;
                 QosLimits {
                     name: q.name,
-                    max_submit_jobs_per_user: limit(jobs.per.user),
-                    max_jobs_per_user: limit(jobs.active_jobs.per.user),
+                    max_submit_jobs_per_user: limit(jobs.per.user.and_then(Number::value)),
+                    max_jobs_per_user: limit(jobs.active_jobs.per.user.and_then(Number::value)),
                 }
             })
             .collect(),

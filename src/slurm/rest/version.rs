@@ -1,8 +1,10 @@
 //! Which version of slurmrestd's API to speak. A slurmrestd serves
 //! several (Slurm 22.05: v0.0.36 to v0.0.38; 23.02: v0.0.37 to v0.0.39;
-//! 23.11: v0.0.38 to v0.0.40); drover speaks the openapi/v0.0.36 to
-//! v0.0.38 plugins, whose job submissions take sbatch's option strings,
-//! and picks the newest of those the server offers.
+//! 23.11: v0.0.38 to v0.0.40; 24.11: v0.0.40 to v0.0.42; 26.05: v0.0.42 to
+//! v0.0.45, as served here). drover speaks the openapi/v0.0.36 to v0.0.38
+//! plugins, whose job submissions take sbatch's option strings, and the
+//! data_parser's v0.0.42, which takes typed values (`job_typed`), and
+//! picks the newest of those the server offers.
 
 use std::fmt;
 
@@ -15,12 +17,18 @@ pub enum ApiVersion {
     V0037,
     /// openapi/v0.0.38 (Slurm 22.05 to 23.11).
     V0038,
+    /// data_parser/v0.0.42 (Slurm 24.11 to 26.05).
+    V0042,
 }
 
 impl ApiVersion {
     /// Every version drover speaks, newest first: the order of preference.
-    pub const PREFERRED: [ApiVersion; 3] =
-        [ApiVersion::V0038, ApiVersion::V0037, ApiVersion::V0036];
+    pub const PREFERRED: [ApiVersion; 4] = [
+        ApiVersion::V0042,
+        ApiVersion::V0038,
+        ApiVersion::V0037,
+        ApiVersion::V0036,
+    ];
 
     /// The version as slurmrestd writes it in paths, `v0.0.38`.
     pub fn tag(self) -> &'static str {
@@ -28,6 +36,7 @@ impl ApiVersion {
             ApiVersion::V0036 => "v0.0.36",
             ApiVersion::V0037 => "v0.0.37",
             ApiVersion::V0038 => "v0.0.38",
+            ApiVersion::V0042 => "v0.0.42",
         }
     }
 
@@ -42,10 +51,17 @@ impl ApiVersion {
     }
 
     /// Whether `--signal` may say `B:` (signal the batch shell alone). The
-    /// option parser of these versions refuses it ("Invalid SIGNAL
-    /// specification", checked against Slurm 22.05's v0.0.38).
+    /// option parser of the openapi versions refuses it ("Invalid SIGNAL
+    /// specification", checked against Slurm 22.05's v0.0.38); the
+    /// data_parser takes it as a flag.
     pub fn signals_batch_shell(self) -> bool {
-        false
+        self.data_parser()
+    }
+
+    /// Whether it is a data_parser version: typed job descriptions, and
+    /// numbers and states in their newer JSON shapes.
+    pub fn data_parser(self) -> bool {
+        self >= ApiVersion::V0042
     }
 }
 
@@ -89,7 +105,7 @@ pub fn none_in_common(url: &str, offered: &[String]) -> String {
         false => offered.join(", "),
     };
     format!(
-        "slurmrestd at {url} offers {theirs}; drover speaks {} (Slurm 20.11 to 23.11): use slurm-api = \"cli\" on this cluster",
+        "slurmrestd at {url} offers {theirs}; drover speaks {} (Slurm 20.11 to 23.11, and 24.11 to 26.05): use slurm-api = \"cli\" on this cluster",
         ours.join(", ")
     )
 }
@@ -100,7 +116,8 @@ mod tests {
 
     #[test]
     fn versions_are_preferred_newest_first() {
-        assert_eq!(ApiVersion::PREFERRED[0], ApiVersion::V0038);
+        assert_eq!(ApiVersion::PREFERRED[0], ApiVersion::V0042);
+        assert!(ApiVersion::V0042.data_parser() && !ApiVersion::V0038.data_parser());
         assert_eq!(ApiVersion::V0037.slurm(), "/slurm/v0.0.37");
         assert_eq!(ApiVersion::from_tag("v0.0.36"), Some(ApiVersion::V0036));
         assert_eq!(ApiVersion::from_tag("v0.0.41"), None);
@@ -116,7 +133,8 @@ mod tests {
         assert_eq!(got, ["v0.0.40", "v0.0.41"]);
         let m = none_in_common("https://rest", &got);
         assert!(
-            m.contains("offers v0.0.40, v0.0.41") && m.contains("v0.0.36, v0.0.37, v0.0.38"),
+            m.contains("offers v0.0.40, v0.0.41")
+                && m.contains("v0.0.36, v0.0.37, v0.0.38, v0.0.42"),
             "{m}"
         );
     }
