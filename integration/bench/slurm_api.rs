@@ -6,7 +6,11 @@
 //!    its job), then scale(32): seconds from the scale request until 32
 //!    workers have registered, over Slurm's commands and over slurmrestd;
 //! 2. holding those 32 workers for a minute: the Slurm calls each backend
-//!    makes (commands run, or requests made) in that minute.
+//!    makes (commands run, or requests made) in that minute;
+//! 3. the floor of each round: the same Slurm starting 32 trivial jobs
+//!    (`common::floor`), which scale(32) is compared with. On a newer
+//!    release, run it inside its root (`slurm/local-cluster exec`) with
+//!    `DROVER_SLURM_RELEASE` set, and the output names the release.
 //!
 //! slurmrestd's address and token come from `SLURMRESTD_URL` and
 //! `SLURM_JWT`, else from `slurm/local-cluster env --rest`. Under `cargo test` it
@@ -44,8 +48,17 @@ fn main() {
     };
     let rt = common::runtime();
     let dir = tempfile::tempdir().unwrap();
-    let (mut cli, mut over_rest) = (Vec::new(), Vec::new());
+    let (mut cli, mut over_rest, mut floors) = (Vec::new(), Vec::new(), Vec::new());
+    let release = std::env::var("DROVER_SLURM_RELEASE").unwrap_or_else(|_| "22.05".into());
+    println!("Slurm {release}");
     for round in 0..rounds {
+        common::drained(&conf);
+        let f = rt.block_on(common::floor::floor(&conf, workers, dir.path()));
+        println!(
+            "round {}: floor ({workers} trivial jobs started) {f:.2} s",
+            round + 1
+        );
+        floors.push(f);
         // Take turns at going first: Slurm's scheduling cycle favours no one.
         for rest_first in [round % 2 == 1, round % 2 == 0] {
             common::drained(&conf);
@@ -81,9 +94,13 @@ fn main() {
         med(&cli, |r| r.calls_per_min),
         med(&over_rest, |r| r.calls_per_min),
     );
+    let f = common::median(floors);
     println!(
-        "scale({workers}), median of {rounds}: slurmrestd {rs:.2} s, commands {cs:.2} s ({:.2}x)",
-        rs / cs
+        "scale({workers}), median of {rounds}: slurmrestd {rs:.2} s, commands {cs:.2} s ({:.2}x); \
+         floor {f:.2} s: commands {:.2}x the floor, slurmrestd {:.2}x",
+        rs / cs,
+        cs / f,
+        rs / f
     );
     println!(
         "Slurm calls per minute holding {workers} workers: slurmrestd {rc:.1}, commands {cc:.1} ({:.2}x)",

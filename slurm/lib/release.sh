@@ -21,8 +21,9 @@ CURRENT="$ROOTS/current"
 ROOT_MARK=/etc/drover-slurm-release
 # Packages every root holds.
 # The libraries after procps are those the tests' Python (pyenv's, under
-# the bind-mounted /root) links to and a minimal root lacks.
-ROOT_PACKAGES=slurm-wlm,slurm-wlm-jwt-plugin,ca-certificates,slurmdbd,slurmrestd,munge,mariadb-server,curl,iproute2,util-linux,procps,libffi8,libnsl2,libsqlite3-0
+# the bind-mounted /root) links to and a minimal root lacks; graphviz draws
+# the graphs of the demo's Dask programs, as slurm/python-env has it here.
+ROOT_PACKAGES=slurm-wlm,slurm-wlm-jwt-plugin,ca-certificates,slurmdbd,slurmrestd,munge,mariadb-server,curl,iproute2,util-linux,procps,libffi8,libnsl2,libsqlite3-0,graphviz
 # Inside a root, the packages it was built or last topped up with.
 ROOT_PACKAGES_MARK=/etc/drover-root-packages
 # This repository, mounted at the same path inside each root.

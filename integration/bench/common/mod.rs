@@ -4,6 +4,7 @@
 
 #[path = "../../common/browser.rs"]
 pub mod browser;
+pub mod floor;
 #[path = "../../common/process.rs"]
 pub mod process;
 #[path = "../../common/simulated.rs"]

@@ -314,5 +314,16 @@ mod tests {
             .map(|n| n.address)
             .collect();
         assert_eq!(got, ["node2"]);
+        // The data_parser's v0.0.42: nodes as an object, no default flag.
+        let body = include_bytes!("../fixtures/26.05/rest-partitions-v0.0.42.json");
+        let parts = partitions("GET", body).unwrap();
+        assert_eq!(parts[2].nodes.hostlist(), "node2");
+        let got: Vec<String> = node_addresses(&old, &parts, Some("big"))
+            .into_iter()
+            .map(|n| n.address)
+            .collect();
+        assert_eq!(got, ["node2"]);
+        let any = node_addresses(&old, &parts, None);
+        assert_eq!(any.len(), 2, "no default said: any node");
     }
 }

@@ -349,6 +349,55 @@ mod tests {
     }
 
     #[test]
+    fn partitions_in_the_data_parsers_form_say_their_limits() {
+        // What Slurm 26.05's slurmrestd answered (v0.0.42), `meta` cut.
+        let body = include_bytes!("../fixtures/26.05/rest-partitions-v0.0.42.json");
+        let p = partitions("GET", body).unwrap();
+        let names: Vec<&str> = p.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["batch", "small", "big"]);
+        assert!(p.iter().all(|p| !p.default), "v0.0.42 says no default");
+        assert_eq!(
+            (p[0].state.as_str(), p[0].total_nodes, p[0].total_cpus),
+            ("UP", 2, 32)
+        );
+        assert!(p[0].max_time.is_none() && p[0].max_nodes.is_none());
+        assert_eq!(p[0].max_mem_per_node_mib, None, "0 is no limit");
+        assert_eq!(p[1].max_time, Some(Duration::from_secs(3600)));
+        assert_eq!(p[1].max_nodes, Some(1));
+    }
+
+    #[test]
+    fn the_release_is_read_from_either_pings_meta() {
+        let old = br#"{"meta":{"Slurm":{"release":"22.05.8"}},"pings":[]}"#;
+        assert_eq!(release("GET", old).unwrap().as_deref(), Some("22.05.8"));
+        let new = br#"{"meta":{"slurm":{"version":{"major":"26","minor":"05","micro":"5"},"release":"26.05.5"}},"pings":[]}"#;
+        assert_eq!(release("GET", new).unwrap().as_deref(), Some("26.05.5"));
+    }
+
+    #[test]
+    fn limits_in_the_data_parsers_form_are_read() {
+        // Shortened from Slurm 24.11's v0.0.42.
+        let unset = r#"{"set":false,"infinite":true,"number":0}"#;
+        let assoc = format!(
+            r#"{{"associations":[{{"account":"drover","partition":"","qos":["dq","normal"],"default":{{"qos":""}},"max":{{"jobs":{{"active":{unset},"total":{{"set":true,"infinite":false,"number":7}}}}}},"is_default":true}}]}}"#
+        );
+        let qos = format!(
+            r#"{{"qos":[{{"name":"dq","limits":{{"max":{{"jobs":{{"active_jobs":{{"per":{{"user":{unset}}}}},"per":{{"user":{{"set":true,"infinite":false,"number":4}}}}}}}}}}}}]}}"#
+        );
+        let l = user_limits(
+            "root",
+            ("GET a", assoc.as_bytes()),
+            ("GET q", qos.as_bytes()),
+        )
+        .unwrap();
+        assert_eq!(l.default_account.as_deref(), Some("drover"));
+        assert_eq!(l.associations[0].max_submit_jobs, Some(7));
+        assert_eq!(l.associations[0].max_jobs, None);
+        assert_eq!(l.qos[0].max_submit_jobs_per_user, Some(4));
+        assert_eq!(l.qos[0].max_jobs_per_user, None);
+    }
+
+    #[test]
     fn association_and_qos_limits_are_read_where_22_05_puts_them() {
         let assoc = br#"{"associations":[{"account":"drover","partition":null,"qos":["dq","normal"],"default":{"qos":null},"max":{"jobs":{"per":{"count":null},"active":null,"accruing":null,"total":7}},"is_default":0},
             {"account":"root","qos":["normal"],"max":{"jobs":{"total":null}},"is_default":1}]}"#;
