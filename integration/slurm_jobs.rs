@@ -9,7 +9,7 @@ use common::{
     wait_for_state, CancelOnDrop,
 };
 use drover::config::{JobOptions, Memory};
-use drover::slurm::SubmitOptions;
+use drover::slurm::{Slurm, SubmitOptions};
 
 /// A rendered script submitted held shows exactly the request in
 /// `scontrol show job`; released, its worker registers from the node, and
@@ -162,4 +162,83 @@ fn check_asks_slurm_and_reports_its_verdict_verbatim() {
         Vec::<String>::new(),
         "--check submitted a job"
     );
+}
+
+/// How ended jobs ended, from accounting (`Slurm::fates`, one call for
+/// all): a job that exited 3, one that completed and one cancelled by us,
+/// as this release's sacct records them. Without accounting, or over
+/// slurmrestd (whose accounting drover does not read yet), it says so
+/// (`None`) rather than guess.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accounting_tells_how_each_ended_job_ended() {
+    let Some(slurm) = local_slurm("accounting_tells_how_each_ended_job_ended") else {
+        return;
+    };
+    let submit = |name: &str, wrap: &str| -> drover::slurm::JobId {
+        let out = slurm_cmd(
+            "sbatch",
+            &[
+                "--parsable",
+                "-J",
+                &unique(name),
+                "-o",
+                "/dev/null",
+                "--wrap",
+                wrap,
+            ],
+        );
+        out.trim().split(';').next().unwrap().parse().unwrap()
+    };
+    let failed = submit("drover-fate-failed", "exit 3");
+    let done = submit("drover-fate-done", "true");
+    let cancelled = submit("drover-fate-cancelled", "sleep 300");
+    let _guard = CancelOnDrop(cancelled);
+    wait_for_state(cancelled, "RUNNING", Duration::from_secs(30)).await;
+    slurm_cmd("scancel", &[&cancelled.to_string()]);
+    wait_for_state(failed, "FAILED", Duration::from_secs(30)).await;
+    wait_for_state(done, "COMPLETED", Duration::from_secs(30)).await;
+    wait_for_state(cancelled, "CANCELLED", Duration::from_secs(30)).await;
+
+    use drover::slurm::{JobRef, JobState};
+    let jobs = [failed, done, cancelled].map(JobRef::Job);
+    if common::over_rest() || !common::accounting_on() {
+        assert_eq!(slurm.fates(&jobs).await.unwrap(), None);
+        return;
+    }
+    // slurmdbd records an end a moment after squeue shows it.
+    let start = std::time::Instant::now();
+    let fates = loop {
+        let fates = slurm
+            .fates(&jobs)
+            .await
+            .unwrap()
+            .expect("the local Slurm keeps accounting");
+        if fates.len() == 3 && fates.iter().all(|f| !f.state.is_active()) {
+            break fates;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "accounting did not record the three ends: {fates:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let fate =
+        |job: drover::slurm::JobId| fates.iter().find(|f| f.job == JobRef::Job(job)).unwrap();
+    assert_eq!(fate(failed).state, JobState::Failed);
+    assert_eq!(
+        (fate(failed).exit_code, fate(failed).signal),
+        (Some(3), None)
+    );
+    assert_eq!(fate(done).state, JobState::Completed);
+    assert_eq!(fate(done).exit_code, Some(0));
+    assert_eq!(fate(cancelled).state, JobState::Cancelled);
+    assert_eq!(fate(cancelled).cancelled_by, Some(0), "cancelled by root");
+    assert_eq!(
+        fate(cancelled).signal,
+        Some(15),
+        "its batch step ended by SIGTERM"
+    );
+    for f in &fates {
+        assert!(f.nodes.is_some() && f.elapsed.is_some(), "{f:?}");
+    }
 }

@@ -11,6 +11,10 @@ use common::{local_slurm, slurm_cmd, slurm_conf, wait_for_state, CancelOnDrop};
 use drover::slurm::JobId;
 
 fn submit(example: &str, dir: &Path, env: &[(&str, &str)]) -> JobId {
+    // Over REST the driver inside the job uses slurmrestd too, at the
+    // address a node reaches it by (the job inherits the rest: sbatch
+    // exports this environment).
+    let rest_url = common::over_rest().then(common::rest_url_for_jobs);
     let script = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("slurm/examples")
         .join(example);
@@ -23,7 +27,8 @@ fn submit(example: &str, dir: &Path, env: &[(&str, &str)]) -> JobId {
             .env("DROVER", env!("CARGO_BIN_EXE_drover"))
             .env("DROVER_RUN_DIR", dir)
             .env("DROVER_POLL_INTERVAL", "0.3")
-            .envs(env.iter().copied()),
+            .envs(env.iter().copied())
+            .envs(rest_url.iter().map(|u| ("SLURMRESTD_URL", u))),
     );
     String::from_utf8_lossy(&out.stdout).parse().unwrap()
 }
@@ -39,10 +44,18 @@ async fn driver_job_with_workers_as_separate_jobs() {
         .unwrap();
     let id = submit("workers-as-jobs.sbatch", dir.path(), &[("WORKERS", "2")]);
     let _cancel = CancelOnDrop(id);
+    let log_file = dir.path().join(format!("drover-driver-{id}.out"));
+    let read_log = || std::fs::read_to_string(&log_file).unwrap_or_default();
     let job = wait_for_state(id, "COMPLETED", Duration::from_secs(120)).await;
-    assert_eq!(job["ExitCode"], "0:0");
-    let log = std::fs::read_to_string(dir.path().join(format!("drover-driver-{id}.out"))).unwrap();
+    let log = read_log();
+    assert_eq!(job["ExitCode"], "0:0", "{log}");
     assert!(log.contains("2 of 2 workers registered"), "{log}");
+    // The driver reached Slurm the way this run drives it.
+    let backend = match common::over_rest() {
+        true => "slurm: slurmrestd ",
+        false => "slurm: Slurm's commands",
+    };
+    assert!(log.contains(backend), "{backend:?} in: {log}");
     let cluster = log
         .split("cluster ")
         .nth(1)

@@ -29,6 +29,17 @@ pub fn over_rest() -> bool {
     std::env::var("DROVER_SLURM_API").is_ok_and(|a| a.eq_ignore_ascii_case("rest"))
 }
 
+/// `SLURMRESTD_URL` as a job on a node reaches it: the local socket
+/// slurmrestd also listens on (`slurm/lib/daemons.sh`), since the host's
+/// loopback is not the node's.
+pub fn rest_url_for_jobs() -> String {
+    let state = slurm_conf()
+        .parent()
+        .expect("slurm.conf is in the state directory")
+        .to_path_buf();
+    format!("unix:{}", state.join("rest/slurmrestd.sock").display())
+}
+
 /// Asserts that a pool's status says it reached Slurm the way this run
 /// drives it (so a REST run cannot pass on the commands unnoticed).
 pub fn assert_backend(status: &drover::protocol::ClusterStatus) {
@@ -169,14 +180,29 @@ pub async fn final_states(
     }
 }
 
-/// Waits until job `id` reaches `state`, panicking after `limit`.
+/// Waits until job `id` reaches `state`, panicking after `limit`, or at
+/// once when the job ended in another state (it cannot change again).
 pub async fn wait_for_state(id: JobId, state: &str, limit: Duration) -> HashMap<String, String> {
+    const ENDED: [&str; 7] = [
+        "COMPLETED",
+        "FAILED",
+        "CANCELLED",
+        "TIMEOUT",
+        "NODE_FAIL",
+        "OUT_OF_MEMORY",
+        "BOOT_FAIL",
+    ];
     let start = Instant::now();
     loop {
         let job = show_job(id);
-        if job.get("JobState").map(String::as_str) == Some(state) {
+        let now = job.get("JobState").map(String::as_str);
+        if now == Some(state) {
             return job;
         }
+        assert!(
+            !now.is_some_and(|s| ENDED.contains(&s)),
+            "job {id} ended {now:?}, not {state}: {job:?}"
+        );
         assert!(
             start.elapsed() < limit,
             "job {id} did not reach {state} within {limit:?}: {job:?}"

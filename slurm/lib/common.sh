@@ -32,6 +32,8 @@ ACCOUNTING=${DROVER_SLURM_ACCOUNTING:-1}
 # and SlurmUser's group). The user's comment marks it as ours for `purge`.
 REST_ADDR=${DROVER_SLURMRESTD_ADDR:-127.0.0.1:6820}
 REST_USER=drover-rest
+# Also a local socket, for jobs: the nodes share this filesystem.
+REST_SOCKET="$STATE/rest/slurmrestd.sock"
 REST_USER_COMMENT="drover local Slurm (slurmrestd)"
 JWT_KEY="$STATE/jwt_hs256.key"
 # MariaDB's default socket: where slurmdbd's client library connects for

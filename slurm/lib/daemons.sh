@@ -46,10 +46,15 @@ start_slurmrestd() {
   runuser -u "$REST_USER" -- test -r "$CONF" \
     || die "$REST_USER cannot read $CONF (mode $(stat -c %a "$CONF"), directory $(stat -c %a "$STATE")); run up again to rewrite it"
   : | put 0644 "$STATE/log/slurmrestd.log"
+  # Its socket's directory is its own; the socket is where a job reaches it
+  # (the host's loopback is not a node's, and drover sends a token over
+  # plain http to loopback only).
+  install -d -o "$REST_USER" -g "$REST_USER" -m 0755 "$(dirname "$REST_SOCKET")"
+  rm -f "$REST_SOCKET"
   # setpriv execs (runuser would stay as its parent), so $! is slurmrestd
   # itself and its pid file names the daemon.
   setpriv --reuid="$REST_USER" --regid="$REST_USER" --init-groups \
-    setsid env SLURM_CONF="$CONF" SLURM_JWT=daemon slurmrestd $(rest_plugins) -a rest_auth/jwt "$REST_ADDR" \
+    setsid env SLURM_CONF="$CONF" SLURM_JWT=daemon slurmrestd $(rest_plugins) -a rest_auth/jwt "$REST_ADDR" "unix:$REST_SOCKET" \
     </dev/null >>"$STATE/log/slurmrestd.log" 2>&1 9>&- &
   echo $! | put 0644 "$STATE/run/slurmrestd.pid"
   local _
@@ -65,11 +70,13 @@ start_slurmrestd() {
   die "slurmrestd did not come up on $REST_ADDR (log: $STATE/log/slurmrestd.log; is the port taken? set DROVER_SLURMRESTD_ADDR)"
 }
 
-# slurmrestd's API plugins, where its default will not do: from 23.02 on,
-# without accounting the default (every plugin, slurmdbd's too) is fatal
-# ("Failure loading plugin path bindings"), so only slurmctld's is asked.
+# slurmrestd's API plugins, where its default will not do: without
+# accounting, its default (every plugin, slurmdbd's too) is fatal, so only
+# slurmctld's are asked: 22.05's "slurm not configured with slurmdbd" from
+# its dbv0.0.38 plugin, 23.02 on "Failure loading plugin path bindings".
 rest_plugins() {
-  if inside_root && [ "$ACCOUNTING" = 0 ]; then echo "-s openapi/slurmctld"; fi
+  [ "$ACCOUNTING" = 0 ] || return 0
+  if inside_root; then echo "-s openapi/slurmctld"; else echo "-s openapi/v0.0.36,openapi/v0.0.37,openapi/v0.0.38"; fi
 }
 
 # `stop_pid FILE`: the process FILE names, TERM then KILL after 5 s.

@@ -48,6 +48,9 @@ pub enum ProbeOutcome {
 pub struct Facts {
     /// How Slurm was reached.
     pub backend: String,
+    /// What drover does differently on this release through this backend
+    /// (`slurm::dialect`); empty when the release is not known.
+    pub differences: Vec<&'static str>,
     pub site: Result<SiteInfo, String>,
     pub partitions: Result<Vec<PartitionInfo>, String>,
     pub limits: Result<Option<UserLimits>, String>,

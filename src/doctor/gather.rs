@@ -59,8 +59,18 @@ pub async fn examine(
     };
     let bind = Bind::for_pool(pool, spec.interface.as_deref());
     let address = address(&bind, routed.as_ref(), &no_route);
+    let differences = match &site {
+        Ok(site) => site
+            .version
+            .as_deref()
+            .and_then(crate::slurm::dialect::Release::parse)
+            .map(|release| slurm.differences(release))
+            .unwrap_or_default(),
+        Err(_) => Vec::new(),
+    };
     let mut facts = Facts {
         backend: slurm.describe(),
+        differences,
         site: site.map_err(|e| e.to_string()),
         partitions: partitions.map_err(|e| e.to_string()),
         limits: limits.map_err(|e| e.to_string()),
@@ -84,6 +94,7 @@ pub async fn examine(
 fn unreached(why: String) -> Facts {
     Facts {
         backend: "the settings given".into(),
+        differences: Vec::new(),
         site: Err(why.clone()),
         partitions: Err(why.clone()),
         limits: Err(why.clone()),

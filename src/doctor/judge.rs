@@ -10,7 +10,7 @@ use crate::slurm::{Association, PartitionInfo, SiteInfo, TestVerdict, UserLimits
 
 /// Every check, in the order a user reads them.
 pub fn judge(spec: &JobSpec, facts: &Facts) -> Vec<Check> {
-    let mut checks = vec![slurm(facts), accounting(&facts.site)];
+    let mut checks = vec![slurm(facts), release(facts), accounting(&facts.site)];
     checks.push(partition(spec, &facts.partitions));
     checks.push(limits(spec, &facts.site, &facts.limits));
     checks.push(job_script(&facts.verdict));
@@ -33,6 +33,32 @@ fn slurm(facts: &Facts) -> Check {
             Verdict::Fail,
             format!("not reached through {}: {e}", facts.backend),
             Some("`sinfo` must answer here (SLURM_CONF, munge), or give slurm-api = \"rest\" with slurmrestd's address and a token".into()),
+        ),
+    }
+}
+
+/// What drover does differently on this Slurm release, so a user who
+/// compares two sites sees why (the readers differ, not the pool).
+fn release(facts: &Facts) -> Check {
+    let version = facts.site.as_ref().ok().and_then(|s| s.version.as_deref());
+    match (version, facts.differences.is_empty()) {
+        (Some(version), false) => check(
+            "release",
+            Verdict::Pass,
+            format!("Slurm {version}: {}", facts.differences.join("; ")),
+            None,
+        ),
+        (Some(version), true) => check(
+            "release",
+            Verdict::Skip,
+            format!("Slurm {version}: a version drover cannot read as a release"),
+            None,
+        ),
+        (None, _) => check(
+            "release",
+            Verdict::Skip,
+            "Slurm's version not known".into(),
+            None,
         ),
     }
 }
@@ -421,6 +447,9 @@ mod tests {
         };
         Facts {
             backend: "Slurm's commands".into(),
+            differences: crate::slurm::dialect::commands(
+                crate::slurm::dialect::Release::parse("22.05.8").unwrap(),
+            ),
             site: Ok(SiteInfo {
                 version: Some("22.05.8".into()),
                 accounting: Some("accounting_storage/slurmdbd".into()),
@@ -603,5 +632,21 @@ mod tests {
                 .contains("not reached through Slurm's commands: Unable to contact"),
             "{s:?}"
         );
+    }
+
+    #[test]
+    fn the_release_check_says_what_drover_reads_differently_there() {
+        let f = facts();
+        let r = get(&judge(&spec(Default::default()), &f), "release").clone();
+        assert_eq!(r.verdict, Verdict::Pass);
+        assert!(r.detail.starts_with("Slurm 22.05.8: "), "{r:?}");
+        assert!(r.detail.contains("wait status"), "{r:?}");
+
+        let mut unknown = facts();
+        unknown.site = Ok(SiteInfo::default());
+        unknown.differences.clear();
+        let r = get(&judge(&spec(Default::default()), &unknown), "release").clone();
+        assert_eq!(r.verdict, Verdict::Skip);
+        assert!(r.detail.contains("not known"), "{r:?}");
     }
 }

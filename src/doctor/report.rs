@@ -77,8 +77,14 @@ impl fmt::Display for Report {
             }
         }
         let (failed, warned) = (self.count(Verdict::Fail), self.count(Verdict::Warn));
+        let skipped = self.count(Verdict::Skip);
         match (failed, warned) {
-            (0, 0) => writeln!(f, "verdict: all {} checks pass", self.checks.len()),
+            (0, 0) if skipped == 0 => writeln!(f, "verdict: all {} checks pass", self.checks.len()),
+            (0, 0) => writeln!(
+                f,
+                "verdict: {} checks pass, {skipped} skipped",
+                self.checks.len() - skipped
+            ),
             (0, w) => writeln!(f, "verdict: no check failed, {w} to look at"),
             (n, w) => writeln!(f, "verdict: {n} failed, {w} to look at"),
         }

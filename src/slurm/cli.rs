@@ -263,6 +263,22 @@ impl Slurm for SlurmCli {
             .map(drop)
     }
 
+    /// `sacct` for every job at once (in chunks that keep its command line
+    /// short); a Slurm without accounting says so, and that is `None`.
+    async fn fates(&self, jobs: &[JobRef]) -> Result<Option<Vec<super::JobFate>>, SlurmError> {
+        let mut fates = Vec::new();
+        for chunk in jobs.chunks(super::sacct::MAX_JOBS_PER_CALL) {
+            let args = super::sacct::args(chunk);
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            match self.run_ok("sacct", &args, None, &[]).await {
+                Ok(out) => fates.extend(super::sacct::parse(&out)?),
+                Err(e) if super::sacct::says_accounting_is_off(&e) => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Some(fates))
+    }
+
     async fn jobs(&self, name: Option<&str>) -> Result<Vec<JobInfo>, SlurmError> {
         use super::squeue_fields::{self, Unreadable};
         let args = squeue_fields::args(name);

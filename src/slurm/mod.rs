@@ -7,6 +7,7 @@
 mod cli;
 mod config;
 mod connect;
+pub mod dialect;
 mod error;
 #[cfg(test)]
 pub mod fake;
@@ -16,6 +17,7 @@ pub(crate) mod json_shapes;
 #[cfg(test)]
 mod releases;
 pub mod rest;
+mod sacct;
 mod site;
 mod squeue;
 mod squeue_fields;
@@ -26,6 +28,7 @@ pub use connect::{backend, connect};
 pub use error::{Refusal, SlurmError};
 pub use job::{expand_tasks, JobId, JobInfo, JobRef, JobState};
 pub use rest::SlurmRest;
+pub use sacct::JobFate;
 pub use site::{Association, PartitionInfo, QosLimits, SiteInfo, UserLimits};
 
 use std::sync::Arc;
@@ -123,6 +126,13 @@ pub trait Slurm: Send + Sync {
         Ok(None)
     }
 
+    /// How `jobs` ended, from accounting, in as few calls as it takes;
+    /// `None` when this Slurm keeps no accounting or this backend cannot
+    /// read it (then a job gone from the listing ended, state unknown).
+    async fn fates(&self, _jobs: &[JobRef]) -> Result<Option<Vec<JobFate>>, SlurmError> {
+        Ok(None)
+    }
+
     /// How many requests this backend has made of Slurm, for the status.
     fn calls(&self) -> u64;
 
@@ -141,6 +151,13 @@ pub trait Slurm: Send + Sync {
     /// pool may check its jobs with it before submitting any.
     fn tests_without_submitting(&self) -> bool {
         true
+    }
+
+    /// What drover does differently on `release` through this backend, in
+    /// words (`dialect`); call after a first request, so a REST backend
+    /// has negotiated its version.
+    fn differences(&self, release: dialect::Release) -> Vec<&'static str> {
+        dialect::commands(release)
     }
 }
 
@@ -200,6 +217,9 @@ impl<S: Slurm + ?Sized> Slurm for Arc<S> {
     async fn user_limits(&self) -> Result<Option<UserLimits>, SlurmError> {
         (**self).user_limits().await
     }
+    async fn fates(&self, jobs: &[JobRef]) -> Result<Option<Vec<JobFate>>, SlurmError> {
+        (**self).fates(jobs).await
+    }
     fn calls(&self) -> u64 {
         (**self).calls()
     }
@@ -211,5 +231,8 @@ impl<S: Slurm + ?Sized> Slurm for Arc<S> {
     }
     fn tests_without_submitting(&self) -> bool {
         (**self).tests_without_submitting()
+    }
+    fn differences(&self, release: dialect::Release) -> Vec<&'static str> {
+        (**self).differences(release)
     }
 }

@@ -8,7 +8,7 @@
 //! readers the backends use. (22.05 writes JSON in the openapi v0.0.38
 //! form; 24.11 and 26.05 in the data_parser form: see `json_shapes`.)
 
-use super::{JobInfo, JobState, PartitionInfo, SchedulerConfig, SiteInfo};
+use super::{JobInfo, JobRef, JobState, PartitionInfo, SchedulerConfig, SiteInfo};
 
 /// A release's recorded output, by file name.
 struct Recorded {
@@ -17,6 +17,7 @@ struct Recorded {
     squeue_json: &'static str,
     config: &'static str,
     partitions: &'static str,
+    sacct: &'static str,
 }
 
 macro_rules! recorded {
@@ -31,6 +32,7 @@ macro_rules! recorded {
                 $release,
                 "/scontrol-show-partition.txt"
             )),
+            sacct: include_str!(concat!("fixtures/", $release, "/sacct.txt")),
         }
     };
 }
@@ -121,5 +123,56 @@ fn every_release_says_its_version_accounting_and_limits() {
             r.release
         );
         assert_eq!(parts[0].total_cpus, 32, "Slurm {}", r.release);
+    }
+}
+
+/// sacct, after the recording cancelled the running array: the failed
+/// job, the completed one and both cancelled tasks (the held array, still
+/// pending as one record `N_[0-1]`, is no single job and is left out).
+#[test]
+fn every_release_tells_how_the_same_jobs_ended_in_sacct() {
+    for r in &RELEASES {
+        let at = format!("Slurm {}", r.release);
+        let fates = super::sacct::parse(r.sacct).unwrap_or_else(|e| panic!("{at}: {e}"));
+        assert_eq!(fates.len(), 4, "{at}: {fates:?}");
+        let failed: Vec<_> = fates
+            .iter()
+            .filter(|f| f.state == JobState::Failed)
+            .collect();
+        assert_eq!(failed.len(), 1, "{at}: {fates:?}");
+        assert_eq!(
+            (failed[0].exit_code, failed[0].signal),
+            (Some(3), None),
+            "{at}"
+        );
+        let done: Vec<_> = fates
+            .iter()
+            .filter(|f| f.state == JobState::Completed)
+            .collect();
+        assert_eq!(done.len(), 1, "{at}: {fates:?}");
+        assert_eq!(done[0].exit_code, Some(0), "{at}");
+        let cancelled: Vec<_> = fates
+            .iter()
+            .filter(|f| f.state == JobState::Cancelled)
+            .collect();
+        assert_eq!(cancelled.len(), 2, "{at}: {fates:?}");
+        for (i, fate) in cancelled.iter().enumerate() {
+            assert!(
+                matches!(fate.job, JobRef::Task { task, .. } if task as usize == i),
+                "{at}: {fate:?}"
+            );
+            assert_eq!(fate.cancelled_by, Some(0), "{at}: cancelled by root");
+            // The batch step's SIGTERM (0:15) where it was recorded: the
+            // tasks were cancelled within a second of starting, and 26.05's
+            // record of those steps says 0:0 (as the job's own line does).
+            assert!(
+                matches!(fate.signal, Some(15) | None),
+                "{at}: its batch step's signal: {fate:?}"
+            );
+            assert!(fate.nodes.is_some(), "{at}: it ran: {fate:?}");
+        }
+        for fate in &fates {
+            assert!(fate.elapsed.is_some(), "{at}: {fate:?}");
+        }
     }
 }

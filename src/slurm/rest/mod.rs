@@ -416,6 +416,13 @@ impl Slurm for SlurmRest {
         false
     }
 
+    fn differences(&self, _release: super::dialect::Release) -> Vec<&'static str> {
+        self.version
+            .get()
+            .map(|v| super::dialect::rest(*v))
+            .unwrap_or_default()
+    }
+
     fn describe(&self) -> String {
         match self.version.get() {
             Some(v) => format!("slurmrestd {v} at {}", self.endpoint),
