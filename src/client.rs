@@ -654,6 +654,9 @@ mod tests {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap()
         };
+        // reqwest finds no TLS provider unless one was installed: this test
+        // must not depend on another having run first in this process.
+        crate::tls::provider();
         let http = reqwest::Client::new();
         let error = |url: String| {
             let http = http.clone();

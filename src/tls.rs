@@ -20,7 +20,7 @@ use subtle::ConstantTimeEq;
 
 /// The process's one crypto provider (ring), installed on first use so
 /// that every rustls and reqwest configuration finds it.
-fn provider() -> Arc<CryptoProvider> {
+pub(crate) fn provider() -> Arc<CryptoProvider> {
     static PROVIDER: std::sync::OnceLock<Arc<CryptoProvider>> = std::sync::OnceLock::new();
     PROVIDER
         .get_or_init(|| {
