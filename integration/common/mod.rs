@@ -183,15 +183,6 @@ pub async fn final_states(
 /// Waits until job `id` reaches `state`, panicking after `limit`, or at
 /// once when the job ended in another state (it cannot change again).
 pub async fn wait_for_state(id: JobId, state: &str, limit: Duration) -> HashMap<String, String> {
-    const ENDED: [&str; 7] = [
-        "COMPLETED",
-        "FAILED",
-        "CANCELLED",
-        "TIMEOUT",
-        "NODE_FAIL",
-        "OUT_OF_MEMORY",
-        "BOOT_FAIL",
-    ];
     let start = Instant::now();
     loop {
         let job = show_job(id);
@@ -200,7 +191,7 @@ pub async fn wait_for_state(id: JobId, state: &str, limit: Duration) -> HashMap<
             return job;
         }
         assert!(
-            !now.is_some_and(|s| ENDED.contains(&s)),
+            now.is_none_or(|s| drover::slurm::JobState::from(s).is_active()),
             "job {id} ended {now:?}, not {state}: {job:?}"
         );
         assert!(
