@@ -342,7 +342,8 @@ fn drover_run_false_exits_1_and_leaves_no_job() {
         "test -s \"$DROVER_SCHEDULER_FILE\" && echo \"$DROVER_SCHEDULER_ADDRESS\"; exit 7",
     ]);
     assert_eq!(out.status.code(), Some(7));
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with("https://10.77.0.1:"));
+    assert!(String::from_utf8_lossy(&out.stdout)
+        .starts_with(&format!("https://{}:", common::bridge_address())));
     assert_eq!(mine(&prefix), 0);
 }
 

@@ -84,11 +84,11 @@ fn a_healthy_setup_passes_every_check_and_is_suggested_as_it_is() {
         "{report}"
     );
     assert!(
-        line(&report, "network").contains("reached 10.77.0.1:"),
+        line(&report, "network").contains(&format!("reached {}:", common::bridge_address())),
         "{report}"
     );
     assert!(
-        line(&report, "interface").contains("has ib0 (10.77.0."),
+        line(&report, "interface").contains(&format!("has ib0 ({}", common::subnet_prefix())),
         "{report}"
     );
     assert!(report.contains("interface = \"ib0\""), "{report}");
@@ -109,7 +109,7 @@ fn a_wrong_interface_fails_with_the_nodes_interfaces_and_the_right_one() {
     assert!(
         l.starts_with("FAIL")
             && l.contains("no IPv4 address on `eth9`")
-            && l.contains("ib0 (10.77.0."),
+            && l.contains(&format!("ib0 ({}", common::subnet_prefix())),
         "{report}"
     );
     assert_eq!(fix(&report, "interface"), "interface = \"ib0\"");

@@ -68,7 +68,7 @@ async fn held_job_carries_the_request_and_logs_where_asked() {
         worker.hostname, "node1",
         "the small partition holds node1 only"
     );
-    assert_eq!(worker.address, "10.77.0.11");
+    assert_eq!(worker.address, common::node_address(1));
     assert_eq!(worker.cores, 4);
     assert!(
         worker.allocation_end.is_some(),
@@ -81,7 +81,10 @@ async fn held_job_carries_the_request_and_logs_where_asked() {
     assert_eq!(done["ExitCode"], "0:0");
     let log = std::fs::read_to_string(logs.path().join(format!("{name}-{id}.out"))).unwrap();
     assert!(
-        log.contains(&format!("(Slurm job {id}) on node1 (ib0 10.77.0.11)")),
+        log.contains(&format!(
+            "(Slurm job {id}) on node1 (ib0 {})",
+            common::node_address(1)
+        )),
         "log: {log}"
     );
     assert!(
@@ -191,9 +194,24 @@ async fn accounting_tells_how_each_ended_job_ended() {
     };
     let failed = submit("drover-fate-failed", "exit 3");
     let done = submit("drover-fate-done", "true");
-    let cancelled = submit("drover-fate-cancelled", "sleep 300");
+    // Cancelled once its script runs: squeue says RUNNING while slurmd is
+    // still launching it, and a step signalled then ends otherwise (SIGKILL
+    // on a loaded 24.11), which is not what this case reads.
+    let marker_dir = tempfile::tempdir().unwrap();
+    let marker = marker_dir.path().join("started");
+    let cancelled = submit(
+        "drover-fate-cancelled",
+        &format!("touch {}; sleep 300", marker.display()),
+    );
     let _guard = CancelOnDrop(cancelled);
-    wait_for_state(cancelled, "RUNNING", Duration::from_secs(30)).await;
+    let start = std::time::Instant::now();
+    while !marker.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "job {cancelled}'s script did not start within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     slurm_cmd("scancel", &[&cancelled.to_string()]);
     wait_for_state(failed, "FAILED", Duration::from_secs(30)).await;
     wait_for_state(done, "COMPLETED", Duration::from_secs(30)).await;

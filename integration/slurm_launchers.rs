@@ -85,7 +85,7 @@ async fn one_allocation_with_scheduler_and_worker_steps() {
     let log = std::fs::read_to_string(dir.path().join(format!("drover-alloc-{id}.out"))).unwrap();
     assert!(log.contains("node1") && log.contains("node2"), "{log}");
     assert!(
-        log.contains("10.77.0.11") && log.contains("10.77.0.12"),
+        log.contains(&common::node_address(1)) && log.contains(&common::node_address(2)),
         "{log}"
     );
     assert!(log.contains("2 workers"), "{log}");

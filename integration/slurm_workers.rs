@@ -43,11 +43,7 @@ async fn jobs_register_from_both_nodes_with_ib0_addresses_and_job_ids() {
             .find(|w| w.slurm.job_id == Some(id.get()))
             .unwrap_or_else(|| panic!("job {id} did not register: {workers:?}"));
         assert_eq!(&w.hostname, node);
-        let expected = if *node == "node1" {
-            "10.77.0.11"
-        } else {
-            "10.77.0.12"
-        };
+        let expected = common::node_address(if *node == "node1" { 1 } else { 2 });
         assert_eq!(w.address, expected);
         assert_eq!(w.name, id.to_string());
         assert_eq!(w.state, WorkerState::Running);

@@ -240,6 +240,27 @@ pub fn bridge() -> String {
     std::env::var("DROVER_TEST_INTERFACE").unwrap_or_else(|_| "drvbr0".into())
 }
 
+/// The address of this side of the cluster's bridge (where a scheduler on
+/// it listens): `10.77.0.1` for 22.05's cluster, each release's in its own
+/// subnet.
+pub fn bridge_address() -> std::net::Ipv4Addr {
+    drover::net::interface_ipv4(&bridge())
+        .unwrap_or_else(|e| panic!("the cluster's bridge {} has no address: {e}", bridge()))
+}
+
+/// Node `i`'s address on its ib0: slurm/local-cluster gives node i host
+/// 10 + i in the bridge's subnet.
+pub fn node_address(i: u8) -> String {
+    let [a, b, c, _] = bridge_address().octets();
+    format!("{a}.{b}.{c}.{}", 10 + u16::from(i))
+}
+
+/// The cluster's subnet as the start of an address, e.g. `10.77.0.`.
+pub fn subnet_prefix() -> String {
+    let [a, b, c, _] = bridge_address().octets();
+    format!("{a}.{b}.{c}.")
+}
+
 /// A scheduler on the bridge that jobs on every node can reach, and its
 /// scheduler file in `dir`.
 pub async fn bridge_scheduler(dir: &std::path::Path) -> (Scheduler, PathBuf) {

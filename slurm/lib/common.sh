@@ -7,13 +7,30 @@
 # umask therefore changes nothing: 077 and 027 (common on HPC login nodes)
 # and 000 all give the same modes as 022.
 
+# The release whose cluster this copy runs: inside a release's root (see
+# release.sh) its mark names it; on the host it is the machine's own 22.05.
+HERE_RELEASE=$(cat /etc/drover-slurm-release 2>/dev/null || echo 22.05)
+# Each release's cluster has a slot of its own, so they can run side by
+# side: its bridge and subnet, node namespaces and links, daemon ports and
+# state directory (the host's $STATE-<release>, mounted at $STATE in its
+# root, so every path inside is the same as on the host).
+case $HERE_RELEASE in
+  24.11) SLOT=1 ;;
+  26.05) SLOT=2 ;;
+  *) SLOT=0 ;;
+esac
 STATE=${DROVER_SLURM_DIR:-/var/lib/drover-slurm}
 CONF="$STATE/slurm.conf"
 # A file in the state directory saying it is ours: `purge` removes only a
 # directory that carries it.
 STATE_MARK="$STATE/.drover-local-slurm"
-BRIDGE=${DROVER_SLURM_BRIDGE:-drvbr0}
-NET_PREFIX=${DROVER_SLURM_NET:-10.77.0}
+BRIDGE=${DROVER_SLURM_BRIDGE:-drvbr$SLOT}
+NET_PREFIX=${DROVER_SLURM_NET:-10.77.$SLOT}
+# The node namespaces and the host ends of their links: drover-node1 and
+# drv-n1 for 22.05 (as always), drover1-node1 and drv1-n1 for slot 1.
+if [ "$SLOT" = 0 ]; then NODE_NS=drover-node NODE_LINK=drv-n; else NODE_NS=drover$SLOT-node NODE_LINK=drv$SLOT-n; fi
+CTLD_PORT=$((6817 + 10 * SLOT))
+DBD_PORT=$((6819 + 10 * SLOT))
 CTL_ADDR="$NET_PREFIX.1"
 # slurmctld only runs on the host SlurmctldHost names: this machine's short hostname.
 CTL_NAME=$(hostname -s)
@@ -30,7 +47,7 @@ SCHED_PARAMS=${DROVER_SLURM_SCHEDULER_PARAMETERS:-}
 ACCOUNTING=${DROVER_SLURM_ACCOUNTING:-1}
 # slurmrestd: where it listens, and the user it runs as (it refuses root
 # and SlurmUser's group). The user's comment marks it as ours for `purge`.
-REST_ADDR=${DROVER_SLURMRESTD_ADDR:-127.0.0.1:6820}
+REST_ADDR=${DROVER_SLURMRESTD_ADDR:-127.0.0.1:$((6820 + 10 * SLOT))}
 REST_USER=drover-rest
 # Also a local socket, for jobs: the nodes share this filesystem.
 REST_SOCKET="$STATE/rest/slurmrestd.sock"

@@ -35,7 +35,7 @@ SlurmctldPidFile=$STATE/run/slurmctld.pid
 SlurmdPidFile=$STATE/run/slurmd-%n.pid
 SlurmctldLogFile=$STATE/log/slurmctld.log
 SlurmdLogFile=$STATE/log/slurmd-%n.log
-SlurmctldPort=6817
+SlurmctldPort=$CTLD_PORT
 SlurmdPort=6818
 SlurmctldTimeout=30
 SlurmdTimeout=20
@@ -125,7 +125,7 @@ release_conf() {
 accounting_conf() {
   if [ "$ACCOUNTING" = 1 ]; then
     printf '%s\n' "AccountingStorageType=accounting_storage/slurmdbd" \
-      "AccountingStorageHost=127.0.0.1" "AccountingStoragePort=6819" \
+      "AccountingStorageHost=127.0.0.1" "AccountingStoragePort=$DBD_PORT" \
       "AccountingStorageEnforce=associations,limits,qos"
   else
     echo "AccountingStorageType=accounting_storage/none"
@@ -145,7 +145,7 @@ AuthAltTypes=auth/jwt
 AuthAltParameters=jwt_key=$JWT_KEY
 DbdHost=localhost
 DbdAddr=127.0.0.1
-DbdPort=6819
+DbdPort=$DBD_PORT
 SlurmUser=root
 LogFile=$STATE/log/slurmdbd.log
 PidFile=$STATE/run/slurmdbd.pid

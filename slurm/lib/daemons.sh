@@ -31,7 +31,7 @@ start_munge() {
 
 start_slurmd() {
   install -d -m 0755 "$STATE/spool/slurmd-node$1"
-  nsenter --net="/var/run/netns/drover-node$1" unshare --uts \
+  nsenter --net="/var/run/netns/$NODE_NS$1" unshare --uts \
     sh -c "hostname node$1 && exec env SLURM_CONF='$CONF' slurmd -f '$CONF' -N node$1" 9>&-
 }
 

@@ -26,7 +26,7 @@ make_network() {
   ip link set "$BRIDGE" up
   local i
   for i in $(seq 1 "$NODES"); do
-    add_host_ns "drover-node$i" "drv-n$i" "$(node_addr "$i")" ib0
+    add_host_ns "$NODE_NS$i" "$NODE_LINK$i" "$(node_addr "$i")" ib0
   done
 }
 
@@ -47,13 +47,14 @@ add_host_ns() {
   nsenter --net="/var/run/netns/$ns" ip route add default via "$CTL_ADDR" 2>/dev/null || true
 }
 
-# Every namespace and link the cluster made, by their names' prefixes.
+# Every namespace and link this cluster made, by their names' prefixes
+# (another release's cluster, in a slot of its own, is left alone).
 remove_network() {
   local ns link
-  for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep '^drover-' || true); do
+  for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep -E "^$NODE_NS[0-9]+\$" || true); do
     ip netns delete "$ns" 2>/dev/null || true
   done
-  for link in $(ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1 | grep '^drv-' || true); do
+  for link in $(ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1 | grep -E "^$NODE_LINK[0-9]+(-x)?\$" || true); do
     ip link delete "$link" 2>/dev/null || true
   done
   if ip link show "$BRIDGE" >/dev/null 2>&1; then ip link delete "$BRIDGE" 2>/dev/null || true; fi
@@ -63,7 +64,7 @@ remove_network() {
 # slurmd left behind), so nothing outlives the cluster.
 kill_namespace_processes() {
   local ns p
-  for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep '^drover-' || true); do
+  for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep -E "^$NODE_NS[0-9]+\$" || true); do
     for p in $(ip netns pids "$ns" 2>/dev/null || true); do kill -9 "$p" 2>/dev/null || true; done
   done
 }

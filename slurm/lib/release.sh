@@ -7,13 +7,16 @@
 # root for each under $ROOTS/<release>, with Slurm's daemons and commands,
 # munge and MariaDB in it. The whole of slurm/local-cluster then runs inside
 # that root (chroot), so every daemon and command is the release's own.
-# Bind-mounted into the root at the same paths: /proc, /sys, /dev, the
-# state directory, /tmp, /root (cargo, rustup, Python), this repository,
-# and /run/netns (shared, so the node namespaces made inside are the
-# host's). The nodes stay network namespaces as on the host.
+# Bind-mounted into the root at the same paths: /proc, /sys, /dev, /tmp,
+# /root (cargo, rustup, Python), this repository, and /run/netns (shared,
+# so the node namespaces made inside are the host's); and at $STATE, the
+# release's own state directory, $STATE-<release> on the host. The nodes
+# stay network namespaces as on the host.
 #
-# Only one local cluster runs at a time: the release of the running one is
-# in $ROOTS/current, and every command goes to it.
+# Each release's cluster has its own slot (common.sh: bridge, subnet,
+# namespaces, ports, state), so clusters of several releases run side by
+# side. A command goes to the release --slurm names, else
+# DROVER_SLURM_RELEASE's, else the one last brought up ($ROOTS/current).
 
 ROOTS=${DROVER_SLURM_ROOTS:-/var/lib/drover-slurm-roots}
 CURRENT="$ROOTS/current"
@@ -41,8 +44,15 @@ suite_of() {
 # Whether this shell runs inside a release's root.
 inside_root() { [ -f "$ROOT_MARK" ]; }
 
-# The release a command without --slurm goes to: the running cluster's.
+# The release a command without --slurm or DROVER_SLURM_RELEASE goes to:
+# the one last brought up.
 current_release() { cat "$CURRENT" 2>/dev/null || echo 22.05; }
+
+# The host's state directory of a release's cluster.
+state_of() { if [ "$1" = 22.05 ]; then echo "$STATE"; else echo "$STATE-$1"; fi; }
+
+# The releases that run from roots.
+ROOT_RELEASES="24.11 26.05"
 
 # Which Slurm runs the cluster, in words: its release, version and where.
 release_words() {
@@ -125,13 +135,26 @@ mount_root() {
   mkdir -p /run/netns
   findmnt -rn /run/netns >/dev/null || mount --bind /run/netns /run/netns
   mount --make-shared /run/netns
-  for dir in /proc /sys /dev /tmp /root "$STATE" "$REPO"; do
+  for dir in /proc /sys /dev /tmp /root "$REPO"; do
     mkdir -p "$root$dir"
     if ! findmnt -rn "$root$dir" >/dev/null; then
       mount --rbind "$dir" "$root$dir"
       mount --make-rslave "$root$dir"
     fi
   done
+  # The release's own state directory at $STATE: one mounted from
+  # elsewhere (another release's, or the host's own) is replaced.
+  local state
+  state=$(state_of "$(basename "$root")")
+  [ -d "$state" ] || install -d -m 0755 -o root -g root "$state"
+  mkdir -p "$root$STATE"
+  if findmnt -rn "$root$STATE" >/dev/null && [ "$(findmnt -rn -o FSROOT "$root$STATE" | tail -1)" != "$state" ]; then
+    umount -l "$root$STATE"
+  fi
+  if ! findmnt -rn "$root$STATE" >/dev/null; then
+    mount --bind "$state" "$root$STATE"
+    mount --make-slave "$root$STATE"
+  fi
   # debootstrap writes no /etc/hosts: MariaDB and munge look up this
   # host's name and localhost, so the root gets this machine's lines.
   if ! grep -qw localhost "$root/etc/hosts" 2>/dev/null; then
