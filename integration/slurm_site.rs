@@ -13,8 +13,8 @@ use common::{
     test_cluster_options, test_job, unique, until,
 };
 use drover::cluster::SlurmCluster;
-use drover::protocol::{ClusterStatus, HoldReason, PoolPhase};
-use drover::slurm::{JobId, JobRef};
+use drover::protocol::{ClusterStatus, HoldReason, JobEnd, PoolPhase, StartupFailure};
+use drover::slurm::{JobId, JobRef, JobState};
 
 /// A QOS of the test's own, allowed for root in account `drover`, removed
 /// at the end.
@@ -277,5 +277,94 @@ async fn a_pool_of_12_goes_as_arrays_of_at_most_max_array_size() {
         status.failures.is_empty() && status.phase == PoolPhase::Running,
         "{status:?}"
     );
+    cluster.close().await.unwrap();
+}
+
+/// A site that forgets ended jobs fast (`MinJobAge=2`): a worker job that
+/// failed and left `squeue` between two of the pool's looks is read back
+/// from accounting (`sacct`), state and exit code, and counted as the
+/// failure it was. Over slurmrestd, whose accounting drover does not read
+/// yet, and without accounting, it shows as ended, state unknown, and is
+/// asked about once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_gone_from_squeue_is_read_back_from_accounting() {
+    let Some(slurm) = local_slurm("a_job_gone_from_squeue") else {
+        return;
+    };
+    let _serial = exclusive().await;
+    let _forgetful = Overrides::set(&["MinJobAge=2"]);
+    let logs = log_dir();
+    // It fails a while after it starts, when the pool has stopped looking
+    // often (it looks every 300 ms only while Slurm has yet to consider a
+    // submission), so the pool misses its end in the listing.
+    let spec = test_job("drover-forgotten", 1, logs.path())
+        .job_script_prologue(vec!["sleep 4".to_string(), "exit 3".to_string()]);
+    let mut options = test_cluster_options();
+    options.poll_interval = Duration::from_secs(120);
+    let cluster = SlurmCluster::new(spec.build().unwrap(), options, slurm)
+        .await
+        .unwrap();
+    cluster.scale(1);
+    until("the job listed", Duration::from_secs(30), || {
+        cluster.status().jobs.iter().any(|j| j.job_id.is_some())
+    })
+    .await;
+    let job = cluster.status().jobs[0].job;
+    let start = Instant::now();
+    loop {
+        // Every state: squeue alone leaves out ended jobs it still keeps.
+        let listed = slurm_cmd(
+            "squeue",
+            &["-h", "-t", "all", "-n", cluster.job_name(), "-o", "%i %T"],
+        );
+        if listed
+            .lines()
+            .all(|l| l.split(' ').next() != Some(&job.to_string()))
+        {
+            break;
+        }
+        // slurmctld purges ended jobs older than MinJobAge once a minute.
+        assert!(
+            start.elapsed() < Duration::from_secs(150),
+            "job {job} still in squeue after 150 s: {listed}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // A scale wakes the pool: its next round finds the job gone.
+    cluster.scale(1);
+    let start = Instant::now();
+    while !cluster
+        .status()
+        .jobs
+        .iter()
+        .any(|j| j.job == job && j.end.is_some())
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "job {job}'s end not known within 30 s: {:#?}",
+            cluster.status().jobs
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let status = cluster.status();
+    let shown = status.jobs.iter().find(|j| j.job == job).unwrap();
+    if common::over_rest() || !common::accounting_on() {
+        assert_eq!(shown.end, Some(JobEnd::Unknown), "{shown:?}");
+        assert_eq!(shown.state_words(), "ended, state unknown (no accounting)");
+    } else {
+        assert!(matches!(shown.end, Some(JobEnd::Sacct { .. })), "{shown:?}");
+        assert_eq!(
+            (shown.state.clone(), shown.exit_code),
+            (JobState::Failed, Some(3))
+        );
+        // ...and counted as the failure it was, once the pool next looks.
+        cluster.scale(1);
+        until("the failure recorded", Duration::from_secs(30), || {
+            cluster.status().failures.iter().any(|f| {
+                matches!(f, StartupFailure::JobEnded { job: j, state: JobState::Failed, .. } if *j == job)
+            })
+        })
+        .await;
+    }
     cluster.close().await.unwrap();
 }

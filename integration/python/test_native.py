@@ -36,6 +36,10 @@ def test_a_thousand_command_tasks_through_map(workdir):
         assert status.registered == 2
         assert {j.state for j in status.jobs} == {"RUNNING"}
         assert all(j.node and j.workers for j in status.jobs)
+        # cluster.jobs() is the same list; a job the listing shows has no `end`.
+        jobs = c.jobs()
+        assert [j.job for j in jobs] == [j.job for j in status.jobs]
+        assert all(j.end is None for j in jobs)
         log = c.logs(status.jobs[0].workers[0].name)
         assert "registered" in log
         # The status page, through the one-time URL, lists the jobs.

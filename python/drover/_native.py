@@ -366,8 +366,19 @@ class SlurmCluster:
 
     def status(self) -> Record:
         """Target, every job (``job``, ``job_id``, ``state``, ``reason`` while
-        pending, ``node``, ``exit_code``, ``workers``, ``log``), failures."""
+        pending, ``node``, ``exit_code``, ``workers``, ``log``, ``end``),
+        failures."""
         return Record(self._cluster.status())
+
+    def jobs(self) -> list:
+        """Every job of the pool, as ``status().jobs``: Slurm's state name
+        (``"FAILED"``, ``"PREEMPTED"``...), exit code, node, workers and
+        log; ``end`` says how the end of a job that left ``squeue`` before
+        the pool saw it end is known: ``{"from": "sacct", "signal",
+        "cancelled_by", "elapsed_s", "max_rss_bytes"}`` read from Slurm's
+        accounting, ``{"from": "unknown"}`` without accounting, or
+        ``{"from": "unrecorded"}``; ``None`` for the rest."""
+        return list(self.status().jobs)
 
     def logs(self, worker: str) -> str:
         """The stdout and stderr logs of the job that runs ``worker`` (a

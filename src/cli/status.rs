@@ -207,7 +207,7 @@ fn jobs_table(c: &ClusterStatus) -> Table {
             .join(", ");
         let mut row = vec![
             j.job.to_string(),
-            j.state.to_string(),
+            j.state_words(),
             shown(j.reason.as_deref().unwrap_or_default()),
             shown(j.node.as_deref().unwrap_or_default()),
             j.age_s.map(short_duration).unwrap_or_default(),

@@ -9,7 +9,8 @@ use tokio::time::Instant;
 
 use super::budget::{budget, Gates};
 use super::cap::SubmitCap;
-pub(crate) use super::job_record::{job_of, Action, JobRecord};
+use super::fates;
+pub(crate) use super::job_record::{job_of, Action, EndLookup, JobRecord};
 use super::pace::Pacer;
 use super::Limits;
 use crate::protocol::{
@@ -65,8 +66,9 @@ pub(crate) struct Books {
     next_submit_at: Instant,
     backoff: Duration,
     submitted: u64,
-    /// How long a job may be missing from Slurm's listing before it is
-    /// taken as gone (Slurm lists a new job at once; this is slack).
+    /// How long a job never listed may be missing from Slurm's listing
+    /// before it is taken as gone (Slurm lists a new job at once; this is
+    /// slack). A job listed once and then missing is gone at once.
     vanish_grace: Duration,
     /// How long before a worker leaves for its time limit its replacement
     /// is submitted, on top of the last observed start-up time.
@@ -523,6 +525,8 @@ impl Books {
                 .entry(info.job)
                 .or_insert_with(|| JobRecord::new(info.job, now));
             r.state = info.state.clone();
+            r.end = EndLookup::Listed;
+            r.listed = true;
             r.reason = info.reason.clone();
             if info.job_id.is_some() {
                 r.job_id = info.job_id;
@@ -541,9 +545,30 @@ impl Books {
             if !seen.contains(&r.job)
                 && r.state.is_active()
                 && !heartbeating.contains(&r.job)
-                && now.duration_since(r.submitted_at) > self.vanish_grace
+                && (r.listed || now.duration_since(r.submitted_at) > self.vanish_grace)
             {
+                // Ended and forgotten, or lost: accounting is asked how.
                 r.state = JobState::Vanished;
+                r.end = EndLookup::Asking { since: now };
+            }
+        }
+    }
+
+    /// The jobs whose end accounting should tell this round.
+    pub fn ends_wanted(&self) -> Vec<JobRef> {
+        self.jobs
+            .values()
+            .filter(|r| fates::wanted(r))
+            .map(|r| r.job)
+            .collect()
+    }
+
+    /// Takes accounting's answer for the jobs `ends_wanted` named; their
+    /// ends are accounted for (a failure counted, say) in the next round.
+    pub fn take_fates(&mut self, answer: fates::Answer<'_>, now: Instant) {
+        for r in self.jobs.values_mut() {
+            if let Some(line) = fates::take(r, answer, now) {
+                tracing::info!("{line}");
             }
         }
     }
@@ -595,7 +620,8 @@ impl Books {
     fn account_ends(&mut self, plan: &mut Plan) {
         let before = plan.failed.len();
         for r in self.jobs.values_mut() {
-            if r.ended || r.state.is_active() {
+            // A job whose end accounting is asked about waits for its answer.
+            if r.ended || r.state.is_active() || fates::wanted(r) {
                 continue;
             }
             r.ended = true;

@@ -3,7 +3,7 @@
 
 use tokio::time::Instant;
 
-use crate::protocol::WorkerInfo;
+use crate::protocol::{JobEnd, WorkerInfo};
 use crate::slurm::{JobId, JobRef, JobState};
 
 /// What drover is doing with a job.
@@ -13,6 +13,18 @@ pub(crate) enum Action {
     Retiring,
     /// It was cancelled.
     Cancelling,
+}
+
+/// How a job's end is learnt.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum EndLookup {
+    /// Slurm's listing shows it, or showed how it ended: nothing to ask.
+    Listed,
+    /// It left the listing while active, at `since`: accounting is asked
+    /// once a round (every such job of every group in one call).
+    Asking { since: Instant },
+    /// Known from accounting, or known to be unknowable.
+    Known(JobEnd),
 }
 
 /// One job of the cluster.
@@ -36,6 +48,11 @@ pub(crate) struct JobRecord {
     /// Its workers leave soon for the time limit: it no longer counts, so
     /// its replacement starts before they go.
     pub expiring: bool,
+    /// How its end is known, once it left the listing.
+    pub end: EndLookup,
+    /// Whether Slurm's listing ever showed it: one that did and no longer
+    /// does has left it (no grace for a listing that lags a submission).
+    pub listed: bool,
 }
 
 impl JobRecord {
@@ -57,6 +74,8 @@ impl JobRecord {
             submitted_at: now,
             ended: false,
             expiring: false,
+            end: EndLookup::Listed,
+            listed: false,
         }
     }
 

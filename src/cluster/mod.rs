@@ -15,6 +15,7 @@ mod cap;
 mod close;
 mod dask_pool;
 mod error;
+mod fates;
 mod groups;
 mod handle;
 mod job_record;
@@ -31,6 +32,8 @@ mod status;
 mod submit;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_fates;
 #[cfg(test)]
 mod tests_groups;
 #[cfg(test)]

@@ -1,14 +1,16 @@
 //! A cluster's reconcile loop: one round for all of its groups, then wait
 //! for the next reason to look. A round lists the jobs of every group that
 //! looks with one `squeue` (`Slurm::jobs_named`), then lets each group's
-//! books decide on its share of the listing. `select!` only yields events;
-//! the groups decide.
+//! books decide on its share of the listing; then one `sacct`
+//! (`Slurm::fates`) for the jobs of all groups that left the listing.
+//! `select!` only yields events; the groups decide.
 
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
+use super::fates::Answer;
 use super::pool::Pool;
 use crate::scheduler::ControlRequest;
 
@@ -46,6 +48,31 @@ pub(crate) async fn round(pools: &[Arc<Pool>]) {
             _ => None,
         };
         pool.round_after(listing).await;
+    }
+    ask_fates(pools).await;
+}
+
+/// How the jobs that left the listing ended: one accounting call for every
+/// group's (none when no job waits), each group taking its own.
+async fn ask_fates(pools: &[Arc<Pool>]) {
+    let wanted: Vec<_> = pools.iter().flat_map(|p| p.books().ends_wanted()).collect();
+    if wanted.is_empty() {
+        return;
+    }
+    let answer = pools[0].slurm.fates(&wanted).await;
+    let answer = match &answer {
+        Ok(Some(fates)) => Answer::Fates(fates),
+        Ok(None) => Answer::NoAccounting,
+        // Without Slurm nothing is concluded (as of the listing).
+        Err(e) if e.is_unreachable() => return,
+        Err(e) => {
+            tracing::warn!(error = %e, jobs = wanted.len(), "cannot read how jobs ended from accounting");
+            Answer::Failed
+        }
+    };
+    let now = tokio::time::Instant::now();
+    for pool in pools {
+        pool.books().take_fates(answer, now);
     }
 }
 

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use super::adapt::Adaptive;
-use super::books::{job_of, Action, Books, JobRecord};
+use super::books::{job_of, Action, Books, EndLookup, JobRecord};
 use super::pool::Pool;
 use crate::protocol::{AdaptStatus, ClusterStatus, JobAction, JobStatus, PoolPhase, WorkerInfo};
 use crate::slurm::{JobRef, JobState};
@@ -119,6 +119,10 @@ fn job_status(pool: &Pool, r: &JobRecord, workers: Vec<WorkerInfo>) -> JobStatus
         },
         group: pool.group.clone(),
         age_s: Some(r.submitted_at.elapsed().as_secs()),
+        end: match &r.end {
+            EndLookup::Known(end) => Some(end.clone()),
+            EndLookup::Listed | EndLookup::Asking { .. } => None,
+        },
     }
 }
 

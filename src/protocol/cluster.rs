@@ -33,6 +33,30 @@ impl fmt::Display for JobAction {
     }
 }
 
+/// How a job's end is known when it left Slurm's listing before the pool
+/// saw it end: from Slurm's accounting (`sacct`), or not at all (a site
+/// without accounting). A job whose end the listing showed has none.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "from")]
+pub enum JobEnd {
+    /// Read from `sacct`: the state and exit code are in the job's own
+    /// fields, these are what only accounting keeps.
+    Sacct {
+        /// The signal that ended it (`0:9` is 9).
+        signal: Option<i32>,
+        /// The uid that cancelled it, when it was cancelled.
+        cancelled_by: Option<u32>,
+        /// How long it ran.
+        elapsed_s: Option<u64>,
+        /// The most memory a step of it held (where Slurm gathers it).
+        max_rss_bytes: Option<u64>,
+    },
+    /// Ended, but Slurm keeps no accounting here: how is unknown.
+    Unknown,
+    /// Ended, but accounting has no record of it (asked for a while).
+    Unrecorded,
+}
+
 /// One worker job of a cluster, as Slurm and the scheduler see it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobStatus {
@@ -60,9 +84,30 @@ pub struct JobStatus {
     /// Seconds since it was submitted (or since the pool took it over).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub age_s: Option<u64>,
+    /// How its end is known, when it left the listing before the pool saw
+    /// it end (always written, `null` otherwise, so readers such as
+    /// Python's records find the field on every job).
+    #[serde(default)]
+    pub end: Option<JobEnd>,
 }
 
 impl JobStatus {
+    /// Its state for people: Slurm's name, or what is known of an end
+    /// Slurm kept no record of.
+    pub fn state_words(&self) -> String {
+        match (&self.end, &self.state) {
+            (Some(JobEnd::Unknown), _) => "ended, state unknown (no accounting)".into(),
+            (Some(JobEnd::Unrecorded), _) => "ended, state unknown (not in accounting)".into(),
+            (
+                Some(JobEnd::Sacct {
+                    signal: Some(sig), ..
+                }),
+                s,
+            ) => format!("{s} (signal {sig})"),
+            (_, s) => s.to_string(),
+        }
+    }
+
     /// Seconds until the first of its workers' allocations ends, while it
     /// is active and a worker said when.
     pub fn time_left_s(&self, now_ms: u64) -> Option<u64> {
@@ -212,7 +257,34 @@ mod tests {
             action: None,
             group: None,
             age_s: None,
+            end: None,
         }
+    }
+
+    #[test]
+    fn an_end_says_where_it_was_read_and_an_unknown_one_says_so() {
+        let mut j = job("7", JobState::Vanished, None);
+        assert_eq!(j.state_words(), "VANISHED");
+        j.end = Some(JobEnd::Unknown);
+        assert_eq!(j.state_words(), "ended, state unknown (no accounting)");
+        assert_eq!(
+            serde_json::to_value(&j).unwrap()["end"],
+            serde_json::json!({"from": "unknown"})
+        );
+        j.state = JobState::Cancelled;
+        j.end = Some(JobEnd::Sacct {
+            signal: Some(15),
+            cancelled_by: Some(0),
+            elapsed_s: Some(12),
+            max_rss_bytes: None,
+        });
+        assert_eq!(j.state_words(), "CANCELLED (signal 15)");
+        let back: JobStatus = serde_json::from_value(serde_json::to_value(&j).unwrap()).unwrap();
+        assert_eq!(back, j);
+        // A status from before `end` existed still reads.
+        let mut old = serde_json::to_value(&j).unwrap();
+        old.as_object_mut().unwrap().remove("end");
+        assert_eq!(serde_json::from_value::<JobStatus>(old).unwrap().end, None);
     }
 
     #[test]

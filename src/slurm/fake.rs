@@ -11,8 +11,8 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use super::{
-    JobId, JobInfo, JobRef, JobState, NodeAddress, Refusal, SchedulerConfig, Slurm, SlurmError,
-    SubmitOptions, TestVerdict,
+    JobFate, JobId, JobInfo, JobRef, JobState, NodeAddress, Refusal, SchedulerConfig, Slurm,
+    SlurmError, SubmitOptions, TestVerdict,
 };
 
 /// One `submit` call as the fake saw it.
@@ -50,6 +50,12 @@ struct World {
     refused: u64,
     /// What `test_submit` says of every script, when it refuses.
     test_refusal: Option<String>,
+    /// Whether it keeps accounting (`fates` answers `None` without).
+    accounting: bool,
+    /// Accounting's record of the jobs it forgot.
+    accounted: BTreeMap<JobRef, JobFate>,
+    /// `fates` calls so far, and the jobs each asked for.
+    fate_calls: Vec<Vec<JobRef>>,
 }
 
 /// A fake Slurm; clones share one world.
@@ -162,9 +168,43 @@ impl FakeSlurm {
     }
 
     /// Forgets a job, as Slurm does some time after it ends or when a
-    /// controller restart loses it.
+    /// controller restart loses it; with accounting on, accounting keeps
+    /// what the listing last said of it.
     pub fn forget(&self, job: JobRef) {
-        self.world.lock().jobs.remove(&job);
+        let mut w = self.world.lock();
+        let Some(info) = w.jobs.remove(&job) else {
+            return;
+        };
+        if w.accounting && !w.accounted.contains_key(&job) {
+            let fate = JobFate {
+                job,
+                state: info.state,
+                cancelled_by: None,
+                exit_code: info.exit_code,
+                signal: None,
+                reason: info.reason,
+                elapsed: None,
+                max_rss: None,
+                nodes: info.nodes,
+            };
+            w.accounted.insert(job, fate);
+        }
+    }
+
+    /// Keeps accounting from now on, as a site with slurmdbd does.
+    pub fn keep_accounting(&self) {
+        self.world.lock().accounting = true;
+    }
+
+    /// Accounting's record of a job, as `sacct` would give it (a job it
+    /// has no record of is left out of its answers).
+    pub fn set_fate(&self, fate: JobFate) {
+        self.world.lock().accounted.insert(fate.job, fate);
+    }
+
+    /// Every `fates` call so far, with the jobs it asked about.
+    pub fn fate_calls(&self) -> Vec<Vec<JobRef>> {
+        self.world.lock().fate_calls.clone()
     }
 
     /// Every job and array task Slurm would still run.
@@ -375,6 +415,20 @@ impl Slurm for FakeSlurm {
     async fn scheduler_config(&self) -> Result<SchedulerConfig, SlurmError> {
         self.answer("scontrol show config")?;
         Ok(self.world.lock().scheduler)
+    }
+
+    async fn fates(&self, jobs: &[JobRef]) -> Result<Option<Vec<JobFate>>, SlurmError> {
+        self.answer("sacct")?;
+        let mut w = self.world.lock();
+        w.fate_calls.push(jobs.to_vec());
+        if !w.accounting {
+            return Ok(None);
+        }
+        Ok(Some(
+            jobs.iter()
+                .filter_map(|j| w.accounted.get(j).cloned())
+                .collect(),
+        ))
     }
 
     fn calls(&self) -> u64 {

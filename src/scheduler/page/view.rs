@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use crate::protocol::{ClusterStatus, JobStatus, PoolPhase, TaskCounts, WorkerInfo};
+use crate::protocol::{ClusterStatus, JobEnd, JobStatus, PoolPhase, TaskCounts, WorkerInfo};
 use crate::slurm::JobState;
 
 /// Everything the page's live part shows.
@@ -166,8 +166,12 @@ pub(crate) fn job_view(j: &JobStatus, now_ms: u64) -> JobView {
         job: j.job.to_string(),
         job_id: j.job_id.map(|i| i.to_string()).unwrap_or_default(),
         group: j.group.clone().unwrap_or_default(),
-        state: j.state.to_string(),
-        class: class(&j.state),
+        state: j.state_words(),
+        // An end no one recorded is no failure anyone saw.
+        class: match j.end {
+            Some(JobEnd::Unknown | JobEnd::Unrecorded) => "ended",
+            _ => class(&j.state),
+        },
         reason: j.reason.clone().unwrap_or_default(),
         node: j.node.clone().unwrap_or_default(),
         workers: j.workers.iter().map(|w| w.name.clone()).collect(),

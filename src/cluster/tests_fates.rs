@@ -1,0 +1,134 @@
+//! Jobs that leave Slurm's listing before the pool sees them end, against
+//! the fake Slurm: their ends come from accounting in one call a round,
+//! count as what they were (a failure is a failure), and without
+//! accounting they are shown unknown and asked about once. What `sacct`
+//! itself prints is tested on the real Slurm (`integration/slurm_jobs.rs`).
+
+use super::tests::{options, start, until};
+use crate::protocol::{JobEnd, StartupFailure};
+use crate::slurm::fake::FakeSlurm;
+use crate::slurm::{JobRef, JobState};
+
+fn end_of(cluster: &super::SlurmCluster, job: JobRef) -> Option<JobEnd> {
+    let status = cluster.status();
+    status.jobs.iter().find(|j| j.job == job)?.end.clone()
+}
+
+#[tokio::test(start_paused = true)]
+async fn ends_missed_in_the_listing_come_from_accounting_in_one_call() {
+    let fake = FakeSlurm::new();
+    fake.keep_accounting();
+    let (cluster, _dir) = start(&fake, options()).await;
+    cluster.scale(2);
+    until(&cluster, "2 jobs", || fake.active().len() == 2).await;
+    let jobs = fake.active();
+    // Both end and leave the listing between two looks.
+    fake.start(jobs[0], "node1");
+    fake.start(jobs[1], "node2");
+    fake.end(jobs[0], JobState::Failed, Some(3));
+    fake.end(jobs[1], JobState::Preempted, Some(0));
+    fake.forget(jobs[0]);
+    fake.forget(jobs[1]);
+    until(&cluster, "both ends read", || {
+        end_of(&cluster, jobs[0]).is_some() && end_of(&cluster, jobs[1]).is_some()
+    })
+    .await;
+    let calls = fake.fate_calls();
+    assert_eq!(calls.len(), 1, "one accounting call for both: {calls:?}");
+    assert_eq!(calls[0], jobs);
+    let status = cluster.status();
+    let failed = status.jobs.iter().find(|j| j.job == jobs[0]).unwrap();
+    assert_eq!(
+        (failed.state.clone(), failed.exit_code),
+        (JobState::Failed, Some(3))
+    );
+    assert!(matches!(failed.end, Some(JobEnd::Sacct { .. })));
+    assert_eq!(failed.node.as_deref(), Some("node1"));
+    let preempted = status.jobs.iter().find(|j| j.job == jobs[1]).unwrap();
+    assert_eq!(preempted.state, JobState::Preempted);
+    // The failure counts as one, the preemption does not.
+    until(&cluster, "the failure recorded", || {
+        !cluster.status().failures.is_empty()
+    })
+    .await;
+    let failures = cluster.status().failures;
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert!(
+        matches!(&failures[0], StartupFailure::JobEnded { job, state, .. } if *job == jobs[0] && *state == JobState::Failed),
+        "{failures:?}"
+    );
+    // Known ends are not asked about again; the pool replaced both.
+    cluster.rounds(5).await;
+    assert_eq!(fake.fate_calls().len(), 1);
+    assert_eq!(fake.active().len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_accounting_a_job_gone_from_the_listing_is_unknown_and_asked_about_once() {
+    let fake = FakeSlurm::new();
+    let (cluster, _dir) = start(&fake, options()).await;
+    cluster.scale(1);
+    until(&cluster, "a job", || fake.active().len() == 1).await;
+    let job = fake.active()[0];
+    fake.start(job, "node1");
+    fake.forget(job);
+    until(&cluster, "its end marked unknown", || {
+        end_of(&cluster, job) == Some(JobEnd::Unknown)
+    })
+    .await;
+    let shown = cluster
+        .status()
+        .jobs
+        .into_iter()
+        .find(|j| j.job == job)
+        .unwrap();
+    assert_eq!(shown.state_words(), "ended, state unknown (no accounting)");
+    cluster.rounds(5).await;
+    assert_eq!(
+        fake.fate_calls(),
+        vec![vec![job]],
+        "asked once, nothing loops"
+    );
+    assert!(
+        cluster.status().failures.is_empty(),
+        "an unknown end is no failure"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_job_accounting_has_no_record_of_is_given_up_on_after_a_while() {
+    let fake = FakeSlurm::new();
+    fake.keep_accounting();
+    let (cluster, _dir) = start(&fake, options()).await;
+    cluster.scale(1);
+    until(&cluster, "a job", || fake.active().len() == 1).await;
+    let job = fake.active()[0];
+    // Lost by Slurm while pending: accounting keeps no end for it.
+    fake.start(job, "node1");
+    fake.forget(job);
+    fake.set_fate(crate::slurm::JobFate {
+        job,
+        state: JobState::Running,
+        cancelled_by: None,
+        exit_code: None,
+        signal: None,
+        reason: None,
+        elapsed: None,
+        max_rss: None,
+        nodes: None,
+    });
+    let start = tokio::time::Instant::now();
+    // Rounds of 1 s: longer than `until` waits.
+    for _ in 0..200 {
+        if end_of(&cluster, job) == Some(JobEnd::Unrecorded) {
+            break;
+        }
+        cluster.rounds(1).await;
+    }
+    assert_eq!(end_of(&cluster, job), Some(JobEnd::Unrecorded));
+    assert!(start.elapsed() >= super::fates::PATIENCE);
+    assert!(fake.fate_calls().len() > 1, "asked again while it waited");
+    let asked = fake.fate_calls().len();
+    cluster.rounds(5).await;
+    assert_eq!(fake.fate_calls().len(), asked, "no more asking");
+}
