@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 
 use common::{
     drover, exclusive, local_cluster, local_slurm, log_dir, show_job, slurm_cmd, slurm_conf,
-    test_cluster_options, test_job, unique, until,
+    test_cluster_options, test_job, unique, until, FailingProlog,
 };
 use drover::cluster::SlurmCluster;
+use drover::config::HeldJobs;
 use drover::protocol::{ClusterStatus, HoldReason, JobEnd, PoolPhase, StartupFailure};
 use drover::slurm::{JobId, JobRef, JobState};
 
@@ -136,6 +137,8 @@ fn an_account_or_qos_slurm_refuses_fails_the_start_with_its_words_and_submits_no
     if local_slurm("an_account_or_qos_slurm_refuses").is_none() {
         return;
     }
+    // Not while another test restarts the controller with its settings.
+    let _serial = common::exclusive_blocking();
     for (flag, value, words) in [
         (
             "--account",
@@ -366,5 +369,43 @@ async fn a_job_gone_from_squeue_is_read_back_from_accounting() {
         })
         .await;
     }
+    cluster.close().await.unwrap();
+}
+
+/// A job whose node's prolog fails is requeued held by Slurm
+/// (`launch_failed_requeued_held`) with its node drained. With
+/// `held-jobs = "replace"` the pool cancels it and its replacement's worker
+/// comes up on the other node at once, on either backend; the wait ends
+/// with the worker, not at its timeout, and no start-up failure is counted.
+/// (Releasing it, the default, is `slurm_ends`'s: Slurm lets a requeued
+/// job start only two minutes later.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_held_after_its_prolog_failed_is_replaced_and_a_worker_comes() {
+    let Some(slurm) = local_slurm("a_job_held_after_its_prolog_failed") else {
+        return;
+    };
+    let _serial = exclusive().await;
+    let _prolog = FailingProlog::install();
+    let logs = log_dir();
+    let spec = test_job("drover-held", 1, logs.path());
+    let mut options = test_cluster_options();
+    options.held_jobs = HeldJobs::Replace;
+    let cluster = SlurmCluster::new(spec.build().unwrap(), options, slurm)
+        .await
+        .unwrap();
+    cluster.scale(1);
+    cluster
+        .wait_for_workers(1, Duration::from_secs(90))
+        .await
+        .unwrap_or_else(|e| panic!("{e}: {:#?}", cluster.status().jobs));
+    let status = cluster.status();
+    assert_eq!(status.submitted, 2, "replaced: {:#?}", status.jobs);
+    let JobRef::Job(first) = status.jobs[0].job else {
+        panic!("one worker is one job: {:?}", status.jobs[0])
+    };
+    let held = show_job(first);
+    assert_eq!(held["Restarts"], "1", "Slurm requeued it: {held:?}");
+    assert_eq!(held["JobState"], "CANCELLED", "{held:?}");
+    assert!(status.failures.is_empty(), "{:?}", status.failures);
     cluster.close().await.unwrap();
 }

@@ -235,9 +235,13 @@ pub fn accounting_on() -> bool {
     drover::slurm::SiteInfo::parse(&config).accounting_on() == Some(true)
 }
 
-/// The driver-side interface of the local cluster's bridge.
+/// The driver-side interface of the local cluster's bridge:
+/// `DROVER_TEST_INTERFACE`, else the cluster's own (`slurm/local-cluster
+/// env` prints `DROVER_LOCAL_BRIDGE`), else 22.05's.
 pub fn bridge() -> String {
-    std::env::var("DROVER_TEST_INTERFACE").unwrap_or_else(|_| "drvbr0".into())
+    std::env::var("DROVER_TEST_INTERFACE")
+        .or_else(|_| std::env::var("DROVER_LOCAL_BRIDGE"))
+        .unwrap_or_else(|_| "drvbr0".into())
 }
 
 /// The address of this side of the cluster's bridge (where a scheduler on
@@ -527,4 +531,51 @@ pub fn assert_each_task_ran_once(
 pub fn compacted(path: &std::path::Path) -> bool {
     use drover::journal::{Journal, Op};
     Journal::read(path).is_ok_and(|ops| matches!(ops.get(1), Some(Op::Snapshot(_))))
+}
+
+/// A node prolog that fails for the first job it sees, for one test: set in
+/// slurm.conf and read by every slurmd (`scontrol reconfigure`); undone,
+/// and the node it drained resumed, however the test ends.
+pub struct FailingProlog {
+    _dir: tempfile::TempDir,
+}
+
+impl FailingProlog {
+    pub fn install() -> FailingProlog {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("fail-once");
+        let script = dir.path().join("prolog.sh");
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\n# Fails once: the first job to start is held by Slurm.\n\
+                 if rm {} 2>/dev/null; then exit 1; fi\nexit 0\n",
+                marker.display()
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(&marker, "").unwrap();
+        local_cluster(&["set", &format!("Prolog={}", script.display())]);
+        slurm_cmd("scontrol", &["reconfigure"]);
+        FailingProlog { _dir: dir }
+    }
+}
+
+impl Drop for FailingProlog {
+    fn drop(&mut self) {
+        // The drained node first: `set` waits for every node to be back.
+        for node in ["node1", "node2"] {
+            let _ = Command::new("scontrol")
+                .args(["update", &format!("nodename={node}"), "state=resume"])
+                .env("SLURM_CONF", slurm_conf())
+                .output();
+        }
+        local_cluster(&["set", "--reset"]);
+        let _ = Command::new("scontrol")
+            .arg("reconfigure")
+            .env("SLURM_CONF", slurm_conf())
+            .output();
+    }
 }

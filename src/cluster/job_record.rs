@@ -53,6 +53,8 @@ pub(crate) struct JobRecord {
     /// Whether Slurm's listing ever showed it: one that did and no longer
     /// does has left it (no grace for a listing that lags a submission).
     pub listed: bool,
+    /// Whether it was released once after Slurm held it (`held.rs`).
+    pub released: bool,
 }
 
 impl JobRecord {
@@ -76,6 +78,7 @@ impl JobRecord {
             expiring: false,
             end: EndLookup::Listed,
             listed: false,
+            released: false,
         }
     }
 

@@ -18,6 +18,7 @@ mod error;
 mod fates;
 mod groups;
 mod handle;
+mod held;
 mod job_record;
 mod listing;
 pub(crate) mod network;

@@ -33,6 +33,8 @@ pub struct ClusterOptions {
     pub pass_poll_interval: Duration,
     /// Consecutive start-up failures after which submitting stops.
     pub max_startup_failures: u32,
+    /// What to do with a job Slurm holds after a failed launch.
+    pub held_jobs: crate::config::HeldJobs,
     /// First wait after a failure; doubles with each further one.
     pub retry_backoff: Duration,
     /// How long `close` waits for retired workers before cancelling.
@@ -90,6 +92,7 @@ impl ClusterOptions {
             poll_interval: Duration::from_secs(2),
             pass_poll_interval: Duration::from_millis(200),
             max_startup_failures: 3,
+            held_jobs: crate::config::HeldJobs::Release,
             retry_backoff: Duration::from_secs(2),
             close_timeout: Duration::from_secs(10),
             arrays: true,
@@ -137,6 +140,9 @@ impl ClusterOptions {
         }
         if let Some(n) = pool.max_startup_failures {
             self.max_startup_failures = at_least_one("max-startup-failures", n as usize)? as u32;
+        }
+        if let Some(held) = pool.held_jobs {
+            self.held_jobs = held;
         }
         if let Some(arrays) = pool.arrays {
             self.arrays = arrays;

@@ -133,11 +133,30 @@ impl Pool {
         }
     }
 
-    async fn act(&self, plan: Plan) {
+    async fn act(&self, mut plan: Plan) {
         for job in &plan.failed {
             let failure = self.failure_of(*job);
             tracing::warn!("{failure}");
             self.books().record_failure(failure);
+        }
+        if !plan.release.is_empty() {
+            match self.slurm.release(&plan.release).await {
+                Ok(true) => {}
+                // This backend cannot release: replaced instead (next round).
+                Ok(false) => {
+                    tracing::info!("Slurm's backend here cannot release held jobs: cancelling them for replacements");
+                    self.books().release_refused(&plan.release, Instant::now());
+                    plan.cancel.append(&mut plan.release);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "release failed");
+                    let mut books = self.books();
+                    match e.is_unreachable() {
+                        true => books.slurm_unreachable(&e),
+                        false => books.note_error(&e),
+                    }
+                }
+            }
         }
         if !plan.cancel.is_empty() {
             tracing::info!(jobs = ?plan.cancel.iter().map(ToString::to_string).collect::<Vec<_>>(), "cancelling");

@@ -213,7 +213,8 @@ async fn pool(
         options.retry_backoff,
         options.poll_interval * 2 + Duration::from_secs(5),
     )
-    .for_site(options.limits, options.replace_lead, shared.slurm_config);
+    .for_site(options.limits, options.replace_lead, shared.slurm_config)
+    .with_held_jobs(options.held_jobs);
     Ok(Pool {
         books: parking_lot::Mutex::new(books),
         group,

@@ -1,8 +1,10 @@
-//! Jobs that leave Slurm's listing before the pool sees them end, against
-//! the fake Slurm: their ends come from accounting in one call a round,
-//! count as what they were (a failure is a failure), and without
-//! accounting they are shown unknown and asked about once. What `sacct`
-//! itself prints is tested on the real Slurm (`integration/slurm_jobs.rs`).
+//! Jobs that end or stall for a reason, against the fake Slurm. Jobs that
+//! leave Slurm's listing before the pool sees them end: their ends come
+//! from accounting in one call a round, count as what they were (a failure
+//! is a failure), and without accounting they are shown unknown and asked
+//! about once. Jobs Slurm holds after a failed launch: released once, then
+//! replaced. What Slurm itself does is tested on the real Slurm
+//! (`integration/slurm_jobs.rs`, `integration/slurm_site.rs`).
 
 use super::tests::{options, start, until};
 use crate::protocol::{JobEnd, StartupFailure};
@@ -131,4 +133,42 @@ async fn a_job_accounting_has_no_record_of_is_given_up_on_after_a_while() {
     let asked = fake.fate_calls().len();
     cluster.rounds(5).await;
     assert_eq!(fake.fate_calls().len(), asked, "no more asking");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_job_held_after_a_failed_launch_is_released_once_then_replaced() {
+    let fake = FakeSlurm::new();
+    let (cluster, _dir) = start(&fake, options()).await;
+    cluster.scale(1);
+    until(&cluster, "a job", || fake.active().len() == 1).await;
+    let job = fake.active()[0];
+    fake.start(job, "node1");
+    fake.hold_after_failed_launch(job);
+    until(&cluster, "the job released", || !fake.released().is_empty()).await;
+    assert_eq!(fake.released(), vec![vec![job]]);
+    cluster.rounds(3).await;
+    assert_eq!(fake.submissions().len(), 1, "a released job still counts");
+    assert!(fake.cancelled().is_empty());
+    // Held again: cancelled, and a replacement goes.
+    fake.hold_after_failed_launch(job);
+    until(&cluster, "a replacement", || fake.submissions().len() == 2).await;
+    assert_eq!(fake.cancelled(), vec![vec![job]]);
+    assert_eq!(fake.released().len(), 1, "released once only");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_held_job_is_replaced_where_the_backend_cannot_release() {
+    let fake = FakeSlurm::new();
+    fake.cannot_release();
+    let (cluster, _dir) = start(&fake, options()).await;
+    cluster.scale(1);
+    until(&cluster, "a job", || fake.active().len() == 1).await;
+    let job = fake.active()[0];
+    fake.hold_after_failed_launch(job);
+    until(&cluster, "a replacement", || fake.submissions().len() == 2).await;
+    assert_eq!(fake.cancelled(), vec![vec![job]]);
+    assert!(
+        cluster.status().failures.is_empty(),
+        "a hold is no start-up failure"
+    );
 }

@@ -69,6 +69,11 @@ pub const ENV_VARS: &[EnvVar] = &[
         default: "3",
     },
     EnvVar {
+        name: "DROVER_HELD_JOBS",
+        key: "held-jobs",
+        default: "release",
+    },
+    EnvVar {
         name: "DROVER_DASK_START_TIMEOUT",
         key: "dask-start-timeout",
         default: "60s",

@@ -29,7 +29,7 @@ pub use file::{ConfigFile, ConfigSources};
 pub use group::GroupOptions;
 pub use memory::{Memory, MEMORY_FORMS};
 pub use options::{HeaderStyle, JobOptions, MemoryDirective, NannyMode, WorkerKind};
-pub use pool::{AdaptRange, PoolOptions, ADAPT_FORMS};
+pub use pool::{AdaptRange, HeldJobs, PoolOptions, ADAPT_FORMS};
 pub use sizing::{Ask, PerJob};
 pub use slurm_api::{RestEndpoint, SlurmApi, REST_ENDPOINT_FORMS, SLURM_API_FORMS};
 pub use spec::JobSpec;

@@ -60,6 +60,20 @@ impl From<AdaptRange> for String {
     }
 }
 
+/// What a pool does with a job Slurm holds after its launch failed
+/// (`launch failed requeued held`: a node's prolog failed, say), which
+/// would otherwise pend forever.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HeldJobs {
+    /// Release it once (`scontrol release`): Slurm has drained the node
+    /// that failed, so it starts elsewhere; held again, it is replaced.
+    #[default]
+    Release,
+    /// Cancel it and submit a replacement at once.
+    Replace,
+}
+
 /// How a pool runs. Keys in kebab-case, as in `[pool]`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -100,6 +114,8 @@ pub struct PoolOptions {
     pub close_timeout: Option<Timeout>,
     /// Start-up failures in a row after which submitting stops.
     pub max_startup_failures: Option<u32>,
+    /// What to do with a job Slurm holds after a failed launch.
+    pub held_jobs: Option<HeldJobs>,
     /// How long a pool's Dask scheduler may take to start.
     pub dask_start_timeout: Option<Timeout>,
     /// With `kind = "dask"`: attach to this Dask scheduler file instead.
@@ -160,7 +176,7 @@ impl PoolOptions {
             workers, adapt, wait_timeout, arrays, scheduler_interface, scheduler_host,
             idle_timeout, adapt_cooldown, spill_after, replace_lead, max_pending_jobs, max_submit_rate,
             poll_interval, pass_poll_interval, retry_backoff, close_timeout, max_startup_failures,
-            dask_start_timeout, dask_scheduler_file, heartbeat_interval, missed_heartbeats,
+            held_jobs, dask_start_timeout, dask_scheduler_file, heartbeat_interval, missed_heartbeats,
             max_held_polls, slurm_timeout, slurm_api, slurmrestd, slurm_jwt_file, max_connections, max_connections_per_peer,
             handshake_timeout, connection_idle_timeout, max_output_memory, journal, reattach_grace,
             journal_compact_after, page_refresh, timeline_interval,

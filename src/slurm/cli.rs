@@ -257,6 +257,20 @@ impl Slurm for SlurmCli {
         self.run_ok("scancel", &args, None, &[]).await.map(drop)
     }
 
+    async fn release(&self, jobs: &[JobRef]) -> Result<bool, SlurmError> {
+        if jobs.is_empty() {
+            return Ok(true);
+        }
+        let ids = jobs
+            .iter()
+            .map(JobRef::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        self.run_ok("scontrol", &["release", &ids], None, &[])
+            .await
+            .map(|_| true)
+    }
+
     async fn cancel_named(&self, name: &str) -> Result<(), SlurmError> {
         self.run_ok("scancel", &["--name", name], None, &[])
             .await

@@ -56,6 +56,9 @@ struct World {
     accounted: BTreeMap<JobRef, JobFate>,
     /// `fates` calls so far, and the jobs each asked for.
     fate_calls: Vec<Vec<JobRef>>,
+    /// `release` calls so far, and whether it can release at all.
+    released: Vec<Vec<JobRef>>,
+    cannot_release: bool,
 }
 
 /// A fake Slurm; clones share one world.
@@ -189,6 +192,26 @@ impl FakeSlurm {
             };
             w.accounted.insert(job, fate);
         }
+    }
+
+    /// Holds a job as Slurm does after its launch failed: pending again,
+    /// `launch_failed_requeued_held`.
+    pub fn hold_after_failed_launch(&self, job: JobRef) {
+        if let Some(j) = self.world.lock().jobs.get_mut(&job) {
+            j.state = JobState::Pending;
+            j.reason = Some("launch_failed_requeued_held".into());
+            j.nodes = None;
+        }
+    }
+
+    /// Answers `release` with "cannot" from now on, as a backend without it.
+    pub fn cannot_release(&self) {
+        self.world.lock().cannot_release = true;
+    }
+
+    /// Every `release` call so far, with its jobs.
+    pub fn released(&self) -> Vec<Vec<JobRef>> {
+        self.world.lock().released.clone()
     }
 
     /// Keeps accounting from now on, as a site with slurmdbd does.
@@ -415,6 +438,21 @@ impl Slurm for FakeSlurm {
     async fn scheduler_config(&self) -> Result<SchedulerConfig, SlurmError> {
         self.answer("scontrol show config")?;
         Ok(self.world.lock().scheduler)
+    }
+
+    async fn release(&self, jobs: &[JobRef]) -> Result<bool, SlurmError> {
+        self.answer("scontrol release")?;
+        let mut w = self.world.lock();
+        if w.cannot_release {
+            return Ok(false);
+        }
+        w.released.push(jobs.to_vec());
+        for job in jobs {
+            if let Some(j) = w.jobs.get_mut(job) {
+                j.reason = Some("Priority".into());
+            }
+        }
+        Ok(true)
     }
 
     async fn fates(&self, jobs: &[JobRef]) -> Result<Option<Vec<JobFate>>, SlurmError> {

@@ -140,6 +140,17 @@ pub enum JobState {
     Other(String),
 }
 
+/// Whether a pending job's reason says Slurm holds it because its launch
+/// failed (a node's prolog failed, or the user's environment could not be
+/// read): `launch_failed_requeued_held` in squeue, with spaces in some
+/// releases' words. Such a job never starts by itself. Holds a person
+/// asked for (`JobHeldUser`, `JobHeldAdmin`) are not this.
+pub fn is_launch_failure_hold(reason: Option<&str>) -> bool {
+    reason.is_some_and(|r| {
+        r.trim().to_ascii_lowercase().replace(['_', ' '], "") == "launchfailedrequeuedheld"
+    })
+}
+
 impl JobState {
     /// Whether the job may still run (or is running).
     pub fn is_active(&self) -> bool {
@@ -284,6 +295,26 @@ pub fn expand_tasks(spec: &str) -> Vec<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_launch_failure_hold_is_told_from_holds_people_asked_for() {
+        for held in [
+            "launch_failed_requeued_held",
+            "launch failed requeued held",
+            "Launch_Failed_Requeued_Held ",
+        ] {
+            assert!(is_launch_failure_hold(Some(held)), "{held}");
+        }
+        for other in [
+            None,
+            Some("JobHeldUser"),
+            Some("JobHeldAdmin"),
+            Some("Resources"),
+            Some(""),
+        ] {
+            assert!(!is_launch_failure_hold(other), "{other:?}");
+        }
+    }
 
     #[test]
     fn job_ids_parse_from_parsable_output() {

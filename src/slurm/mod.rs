@@ -26,7 +26,7 @@ pub use cli::SlurmCli;
 pub use config::SchedulerConfig;
 pub use connect::{backend, connect};
 pub use error::{Refusal, SlurmError};
-pub use job::{expand_tasks, JobId, JobInfo, JobRef, JobState};
+pub use job::{expand_tasks, is_launch_failure_hold, JobId, JobInfo, JobRef, JobState};
 pub use rest::SlurmRest;
 pub use sacct::JobFate;
 pub use site::{Association, PartitionInfo, QosLimits, SiteInfo, UserLimits};
@@ -133,6 +133,12 @@ pub trait Slurm: Send + Sync {
         Ok(None)
     }
 
+    /// Releases held `jobs` with one call (`scontrol release`); `false`
+    /// when this backend cannot, so the caller does something else.
+    async fn release(&self, _jobs: &[JobRef]) -> Result<bool, SlurmError> {
+        Ok(false)
+    }
+
     /// How many requests this backend has made of Slurm, for the status.
     fn calls(&self) -> u64;
 
@@ -219,6 +225,9 @@ impl<S: Slurm + ?Sized> Slurm for Arc<S> {
     }
     async fn fates(&self, jobs: &[JobRef]) -> Result<Option<Vec<JobFate>>, SlurmError> {
         (**self).fates(jobs).await
+    }
+    async fn release(&self, jobs: &[JobRef]) -> Result<bool, SlurmError> {
+        (**self).release(jobs).await
     }
     fn calls(&self) -> u64 {
         (**self).calls()

@@ -47,6 +47,11 @@ struct SqueueJob {
     job_state: States,
     #[serde(default)]
     state_reason: Option<String>,
+    /// Slurm's own words for the reason, when it has some (a job held
+    /// after a failed launch: `JobHeldUser` with "launch failed requeued
+    /// held"); squeue's `%r` shows these in place of the reason.
+    #[serde(default)]
+    state_description: Option<String>,
     #[serde(default)]
     nodes: Option<String>,
     #[serde(default)]
@@ -140,7 +145,11 @@ pub(crate) fn parse_listing(command: &str, text: &[u8]) -> Result<Vec<JobInfo>, 
     for j in jobs {
         let (array_id, task) = (j.array(), j.task());
         let state = JobState::from(j.job_state.base());
-        let reason = j.state_reason.filter(|r| !r.is_empty() && r != "None");
+        let reason = j
+            .state_description
+            .filter(|d| !d.is_empty())
+            .or(j.state_reason)
+            .filter(|r| !r.is_empty() && r != "None");
         let nodes = j.nodes.filter(|n| !n.is_empty());
         let exit_code = if state.is_active() {
             None
@@ -202,6 +211,20 @@ mod tests {
         assert_eq!(jobs[3].job.to_string(), "9");
         assert_eq!(jobs[3].reason, None);
         assert_eq!(jobs[3].exit_code, None);
+    }
+
+    #[test]
+    fn a_job_held_after_a_failed_launch_reads_as_squeue_says_it() {
+        // As 22.05's squeue --json printed it for such a job.
+        let text = r#"{"jobs":[
+          {"job_id":4,"array_job_id":0,"name":"w","job_state":"PENDING","state_reason":"JobHeldUser","state_description":"launch failed requeued held"},
+          {"job_id":5,"array_job_id":0,"name":"w","job_state":"PENDING","state_reason":"Priority","state_description":""}
+        ]}"#;
+        let jobs = parse_squeue_json(text).unwrap();
+        assert!(crate::slurm::is_launch_failure_hold(
+            jobs[0].reason.as_deref()
+        ));
+        assert_eq!(jobs[1].reason.as_deref(), Some("Priority"));
     }
 
     #[test]
