@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use drover::protocol::{Instruction, WorkerState};
+use drover::protocol::{Departure, DeregisterRequest, Instruction, WorkerState};
 
 const WORKERS: usize = 10_000;
 const HEARTBEATS: usize = 3;
@@ -76,7 +76,11 @@ async fn ten_thousand_simulated_workers_register_and_heartbeat() {
                     }
                     polls.fetch_add(1, Ordering::Relaxed);
                 }
-                retry(|| client.deregister(reg.worker_id, "simulation over")).await;
+                let farewell = DeregisterRequest {
+                    reason: "simulation over".into(),
+                    departure: Departure::Orderly,
+                };
+                retry(|| client.deregister(reg.worker_id, &farewell)).await;
             });
         }
         for _ in 0..WORKERS {

@@ -1,18 +1,24 @@
 //! Jobs that end, or stall, for a reason of Slurm's (issue 32), on the
 //! local Slurm: a job Slurm holds after its launch failed is released by
-//! the pool and starts. Slow (Slurm lets a requeued job start only once
-//! its credential has expired, two minutes on), so it runs on this
-//! machine's 22.05 over its commands only; the fast form, a replacement,
-//! is `slurm_site`'s on every release and both backends.
+//! the pool and starts; a pool on the preemptible `scavenger` partition is
+//! preempted by a job of `urgent` and recovers. Slow (Slurm lets a
+//! requeued job start only once its credential has expired, two minutes
+//! on), so they run one at a time on this machine's 22.05 over its
+//! commands only; the fast form of the first, a replacement, is
+//! `slurm_site`'s on every release and both backends.
 
 mod common;
 
 use std::time::Duration;
 
-use common::{local_slurm, log_dir, show_job, test_cluster_options, test_job, FailingProlog};
+use common::{
+    accounting_on, appended, exclusive, local_slurm, log_dir, running_pool, show_job, slurm_cmd,
+    test_cluster_options, test_job, wait_for_state, FailingProlog,
+};
 use drover::cluster::SlurmCluster;
 use drover::config::HeldJobs;
-use drover::slurm::JobRef;
+use drover::slurm::{JobId, JobRef};
+use drover::tasks::{TaskSpec, TaskState};
 
 /// A job whose node's prolog fails is requeued held
 /// (`launch_failed_requeued_held`) and its node drained. The pool (with
@@ -28,6 +34,8 @@ async fn a_job_held_after_its_prolog_failed_is_released_and_its_worker_comes() {
         !common::over_rest(),
         "drover releases jobs over Slurm's commands only: run this suite without DROVER_SLURM_API=rest"
     );
+    // The prolog fails the first job to start, whoever's.
+    let _whole = exclusive().await;
     let _prolog = FailingProlog::install();
     let logs = log_dir();
     let spec = test_job("drover-release", 1, logs.path());
@@ -61,6 +69,139 @@ async fn a_job_held_after_its_prolog_failed_is_released_and_its_worker_comes() {
     assert_eq!(running["JobState"], "RUNNING", "{running:?}");
     assert_eq!(running["Restarts"], "1", "{running:?}");
     assert!(status.failures.is_empty(), "{:?}", status.failures);
+    cluster.close().await.unwrap();
+}
+
+/// A pool of two workers on `scavenger`, each running a task, is preempted
+/// by a job of `urgent` that takes every node: Slurm sends its workers
+/// SIGTERM and requeues their jobs. The tasks go back to the queue at once
+/// as stopped (no retry used: they have none), the jobs keep their places
+/// (nothing is submitted for them), the pool counts the preemptions, and
+/// once Slurm lets the jobs start again their workers come back and run
+/// each task to its end exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_preempted_pool_requeues_its_tasks_without_using_retries_and_recovers() {
+    let Some(slurm) = local_slurm("a_preempted_pool_requeues_its_tasks") else {
+        return;
+    };
+    let _whole = exclusive().await;
+    let logs = log_dir();
+    let spec = test_job("drover-preempt", 1, logs.path()).queue("scavenger");
+    let cluster = running_pool(spec, slurm, 2).await;
+    let client = cluster.client();
+    let (go, ran) = (logs.path().join("go"), logs.path().join("ran"));
+    // Each task waits for the test's word (so both are running when the
+    // urgent job comes), then records that it ran to its end.
+    let tasks: Vec<TaskSpec> = (0..2)
+        .map(|i| TaskSpec {
+            name: Some(format!("long-{i}")),
+            argv: vec!["sh".into(), "-c".into(), format!(
+                "n=0; while [ ! -e {go} ] && [ $n -lt 6000 ]; do sleep 0.1; n=$((n+1)); done; [ -e {go} ] || exit 3; echo \"$DROVER_TASK_ID\" >> {ran}",
+                go = go.display(), ran = ran.display()
+            )],
+            ..Default::default()
+        })
+        .collect();
+    let ids = client.submit(&tasks).await.unwrap();
+    let states = || async { client.tasks(Some(&ids), false).await.unwrap().tasks };
+    let start = std::time::Instant::now();
+    while !states().await.iter().all(|t| t.state == TaskState::Running) {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "tasks did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let before: Vec<JobRef> = cluster.status().jobs.iter().map(|j| j.job).collect();
+    let nodes = slurm_cmd("sinfo", &["-h", "-p", "urgent", "-o", "%D"]);
+    let urgent = slurm_cmd(
+        "sbatch",
+        &[
+            "--parsable",
+            "-p",
+            "urgent",
+            "-N",
+            nodes.trim(),
+            "--exclusive",
+            "-J",
+            "drover-urgent",
+            "-o",
+            "/dev/null",
+            "--wrap",
+            "sleep 5",
+        ],
+    );
+    let urgent = JobId::new(urgent.trim().parse().unwrap());
+    common::until(
+        "the pool saw both jobs requeued",
+        Duration::from_secs(120),
+        || {
+            let s = cluster.status();
+            s.preemptions == 2 && s.jobs.iter().all(|j| j.requeues == 1)
+        },
+    )
+    .await;
+    let stopped = states().await;
+    assert!(
+        stopped
+            .iter()
+            .all(|t| t.state == TaskState::Ready && t.stopped == 1 && t.lost == 0),
+        "stopped by Slurm and queued again, not failed: {stopped:#?}"
+    );
+    wait_for_state(urgent, "COMPLETED", Duration::from_secs(120)).await;
+    std::fs::write(&go, "").unwrap();
+    // Slurm lets a requeued job start once its credential expired (121 s).
+    let done = tokio::time::timeout(
+        Duration::from_secs(300),
+        client.wait_tasks(Some(&ids), Duration::from_millis(200)),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("tasks not done: {:#?}", cluster.status().jobs))
+    .unwrap();
+    for t in &done {
+        assert_eq!(
+            (t.state, t.attempts, t.stopped, t.lost),
+            (TaskState::Succeeded, 2, 1, 0),
+            "{t:#?}"
+        );
+    }
+    let mut ran = appended(&ran);
+    ran.sort_unstable();
+    assert_eq!(
+        ran,
+        ids.iter().map(|i| i.0).collect::<Vec<_>>(),
+        "each ran to its end once"
+    );
+    let status = cluster.status();
+    assert_eq!(
+        status.submitted, 2,
+        "requeued jobs keep their places: {:#?}",
+        status.jobs
+    );
+    let after: Vec<JobRef> = status.jobs.iter().map(|j| j.job).collect();
+    assert_eq!(after, before);
+    assert_eq!(status.registered, 2, "the pool recovered");
+    if accounting_on() {
+        for job in &after {
+            let runs = slurm_cmd(
+                "sacct",
+                &[
+                    "-n",
+                    "-D",
+                    "-X",
+                    "-P",
+                    "-o",
+                    "State",
+                    "-j",
+                    &job.to_string(),
+                ],
+            );
+            assert!(
+                runs.lines().any(|l| l.trim() == "PREEMPTED"),
+                "sacct of {job}: {runs}"
+            );
+        }
+    }
     cluster.close().await.unwrap();
 }
 

@@ -413,13 +413,14 @@ impl SchedulerClient {
             .await
     }
 
-    /// Tells the scheduler this worker leaves, and why.
-    pub async fn deregister(&self, id: WorkerId, reason: &str) -> Result<(), ClientError> {
-        let body = DeregisterRequest {
-            reason: reason.to_string(),
-        };
+    /// Tells the scheduler this worker leaves, why and how.
+    pub async fn deregister(
+        &self,
+        id: WorkerId,
+        body: &DeregisterRequest,
+    ) -> Result<(), ClientError> {
         let path = paths::worker(paths::DEREGISTER, id);
-        self.post::<_, ()>(&path, Body::Json(&body), Some(id), Duration::from_secs(5))
+        self.post::<_, ()>(&path, Body::Json(body), Some(id), Duration::from_secs(5))
             .await
             .map(drop)
     }

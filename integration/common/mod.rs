@@ -222,8 +222,8 @@ pub fn rest_version() -> &'static str {
 /// which do not say which it is.
 pub fn partition_list() -> &'static str {
     match over_rest() && rest_version() != "v0.0.38" {
-        true => "batch, small, big",
-        false => "batch (default), small, big",
+        true => "batch, small, big, scavenger, urgent",
+        false => "batch (default), small, big, scavenger, urgent",
     }
 }
 

@@ -27,6 +27,8 @@ JobCompType=jobcomp/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 SchedulerType=sched/backfill
+PreemptType=preempt/partition_prio
+PreemptMode=REQUEUE
 ReturnToService=2
 SlurmdParameters=config_overrides
 StateSaveLocation=$STATE/ctld
@@ -48,18 +50,24 @@ EOF
     overridden MaxArraySize 100001
     [ -z "$SCHED_PARAMS" ] || echo "SchedulerParameters=$SCHED_PARAMS"
     # `set` overrides of keys not written above.
-    if [ -s "$STATE/overrides" ]; then grep -v '^MaxArraySize=' "$STATE/overrides" || true; fi
+    if [ -s "$STATE/overrides" ]; then grep -Ev '^(MaxArraySize|PreemptMode)=' "$STATE/overrides" || true; fi
     local i gres
     for i in $(seq 1 "$last"); do
       gres=""
       [ "$i" != "$last" ] || [ "$last" = 1 ] || gres=" Gres=gpu:$GPUS"
       echo "NodeName=node$i NodeAddr=$(node_addr "$i") NodeHostname=node$i CPUs=$CPUS RealMemory=$MEMORY$gres State=UNKNOWN"
     done
-    echo "PartitionName=batch Nodes=node[1-$last] Default=YES MaxTime=INFINITE State=UP"
-    echo "PartitionName=small Nodes=node1 MaxTime=01:00:00 MaxNodes=1 State=UP"
+    # Jobs of batch, small and big are never preempted (PreemptMode=OFF).
+    echo "PartitionName=batch Nodes=node[1-$last] Default=YES MaxTime=INFINITE PreemptMode=OFF State=UP"
+    echo "PartitionName=small Nodes=node1 MaxTime=01:00:00 MaxNodes=1 PreemptMode=OFF State=UP"
     # The last node (with the stand-in GPUs) also as a partition of its own,
     # for pools whose groups go to different partitions.
-    echo "PartitionName=big Nodes=node$last MaxTime=INFINITE State=UP"
+    echo "PartitionName=big Nodes=node$last MaxTime=INFINITE PreemptMode=OFF State=UP"
+    # As sites have them: a scavenger partition on every node whose jobs
+    # a job of the higher-tier urgent partition preempts (SIGTERM, then
+    # GraceTime seconds, then requeued; `set PreemptMode=CANCEL` cancels instead).
+    echo "PartitionName=scavenger Nodes=node[1-$last] MaxTime=INFINITE PriorityTier=1 $(overridden PreemptMode REQUEUE) GraceTime=10 State=UP"
+    echo "PartitionName=urgent Nodes=node[1-$last] MaxTime=INFINITE PriorityTier=10 PreemptMode=OFF State=UP"
   } | put 0644 "$CONF"
   write_gres "$last"
   echo "$NODES" | put 0644 "$STATE/nodes"
@@ -86,7 +94,7 @@ write_gres() {
 
 # What a running cluster was made with: `up` with other values starts afresh.
 shape() {
-  echo "nodes=$NODES cpus=$CPUS memory=$MEMORY gpus=$GPUS partitions=batch,small,big scheduler-parameters=$SCHED_PARAMS accounting=$ACCOUNTING rest=$REST_ADDR"
+  echo "nodes=$NODES cpus=$CPUS memory=$MEMORY gpus=$GPUS partitions=batch,small,big,scavenger,urgent scheduler-parameters=$SCHED_PARAMS accounting=$ACCOUNTING rest=$REST_ADDR"
 }
 
 # The settings a running cluster was made with, read back from its shape.

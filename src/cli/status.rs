@@ -156,6 +156,12 @@ fn headline(c: &ClusterStatus) -> String {
     if let Some(h) = &c.held_back {
         out.push_str(&format!("held back: {h}\n"));
     }
+    if c.preemptions > 0 {
+        out.push_str(&format!(
+            "preempted: {} times, {} in the last hour\n",
+            c.preemptions, c.recent_preemptions
+        ));
+    }
     // The newest start-up failures (the page shows their log tails).
     let skip = c.failures.len().saturating_sub(3);
     for f in c.failures.iter().skip(skip) {

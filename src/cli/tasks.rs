@@ -307,6 +307,23 @@ fn shown(text: &str) -> String {
     drover::protocol::text::one_line(text, 200)
 }
 
+/// How often a task ran, and how many of those runs were not its own
+/// doing (Slurm stopped its worker's job, or its worker was lost): "3
+/// (1 stopped, 1 lost)".
+fn runs(task: &TaskInfo) -> String {
+    let mut not_its_own = Vec::new();
+    if task.stopped > 0 {
+        not_its_own.push(format!("{} stopped", task.stopped));
+    }
+    if task.lost > 0 {
+        not_its_own.push(format!("{} lost", task.lost));
+    }
+    match not_its_own.is_empty() {
+        true => task.attempts.to_string(),
+        false => format!("{} ({})", task.attempts, not_its_own.join(", ")),
+    }
+}
+
 /// One row per task: id, name, state, runs, worker, exit code, output.
 fn results(tasks: &[TaskInfo]) -> String {
     let mut t = Table::new();
@@ -319,7 +336,7 @@ fn results(tasks: &[TaskInfo]) -> String {
             task.id.to_string(),
             shown(task.name.as_deref().unwrap_or_default()),
             task.state.to_string(),
-            task.attempts.to_string(),
+            runs(task),
             task.worker.map(|w| w.to_string()).unwrap_or_default(),
             out.and_then(|o| o.exit_code)
                 .map(|c| c.to_string())
@@ -473,4 +490,24 @@ pub async fn graph(command: GraphCommand) -> CliResult {
 /// `value` as pretty JSON, for `--json`.
 fn to_json(value: &impl serde::Serialize) -> Result<String, CliError> {
     serde_json::to_string_pretty(value).context("printing JSON")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_say_how_many_were_not_the_tasks_own_doing() {
+        let task = |stopped: u32, lost: u32| -> TaskInfo {
+            serde_json::from_value(serde_json::json!({
+                "id": 1, "name": null, "argv": ["x"], "cores": 1, "state": "succeeded",
+                "attempts": 1 + stopped + lost, "stopped": stopped, "lost": lost,
+                "worker": null, "deps": [], "output": null, "reason": null,
+            }))
+            .unwrap()
+        };
+        assert_eq!(runs(&task(0, 0)), "1");
+        assert_eq!(runs(&task(1, 0)), "2 (1 stopped)");
+        assert_eq!(runs(&task(2, 1)), "4 (2 stopped, 1 lost)");
+    }
 }

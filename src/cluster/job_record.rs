@@ -55,6 +55,9 @@ pub(crate) struct JobRecord {
     pub listed: bool,
     /// Whether it was released once after Slurm held it (`held.rs`).
     pub released: bool,
+    /// How often Slurm put it back in the queue after it ran (preempted,
+    /// or its node failed).
+    pub requeues: u32,
 }
 
 impl JobRecord {
@@ -79,6 +82,7 @@ impl JobRecord {
             end: EndLookup::Listed,
             listed: false,
             released: false,
+            requeues: 0,
         }
     }
 

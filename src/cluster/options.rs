@@ -35,6 +35,9 @@ pub struct ClusterOptions {
     pub max_startup_failures: u32,
     /// What to do with a job Slurm holds after a failed launch.
     pub held_jobs: crate::config::HeldJobs,
+    /// In a pool with groups: a group whose jobs were preempted more often
+    /// than this within the last hour is passed over as a stalled one is.
+    pub preemptions_tolerated: u32,
     /// First wait after a failure; doubles with each further one.
     pub retry_backoff: Duration,
     /// How long `close` waits for retired workers before cancelling.
@@ -93,6 +96,7 @@ impl ClusterOptions {
             pass_poll_interval: Duration::from_millis(200),
             max_startup_failures: 3,
             held_jobs: crate::config::HeldJobs::Release,
+            preemptions_tolerated: 2,
             retry_backoff: Duration::from_secs(2),
             close_timeout: Duration::from_secs(10),
             arrays: true,
@@ -143,6 +147,9 @@ impl ClusterOptions {
         }
         if let Some(held) = pool.held_jobs {
             self.held_jobs = held;
+        }
+        if let Some(n) = pool.preemptions_tolerated {
+            self.preemptions_tolerated = n;
         }
         if let Some(arrays) = pool.arrays {
             self.arrays = arrays;

@@ -98,10 +98,7 @@ impl Pool {
         let workers = self.scheduler.workers();
         if listing.is_some() {
             if self.group.is_some() {
-                let stalled = self
-                    .books()
-                    .pending_since()
-                    .is_some_and(|since| since.elapsed() >= self.options.spill_after);
+                let stalled = self.stalled();
                 self.scheduler.set_stalled(self.group.as_deref(), stalled);
             }
             self.adapt_target();
@@ -111,6 +108,26 @@ impl Pool {
             .reconcile(listing.as_deref(), &workers, Instant::now());
         self.act(plan).await;
         self.rounds.send_modify(|n| *n += 1);
+    }
+
+    /// Whether this group is passed over for now: its oldest pending job
+    /// has waited `spill-after`, or its jobs were preempted more than
+    /// `preemptions-tolerated` times within the hour.
+    fn stalled(&self) -> bool {
+        let books = self.books();
+        let pending_long = books
+            .pending_since()
+            .is_some_and(|since| since.elapsed() >= self.options.spill_after);
+        let recent = books.recent_preemptions(Instant::now());
+        let preempted = recent > self.options.preemptions_tolerated as usize;
+        if preempted && !pending_long {
+            tracing::debug!(
+                group = self.group.as_deref().unwrap_or_default(),
+                recent,
+                "jobs preempted too often: the group's work counts for the next group"
+            );
+        }
+        pending_long || preempted
     }
 
     /// Takes what Slurm answered about this pool's jobs into the books:

@@ -68,6 +68,8 @@ pub(crate) fn assemble(s: &Sources<'_>) -> ClusterStatus {
         failures: books.failures().iter().cloned().collect(),
         held_back: books.held_back().cloned(),
         limit_refusals: books.limit_refusals(),
+        preemptions: books.preemptions(),
+        recent_preemptions: books.recent_preemptions(tokio::time::Instant::now()),
         submitted: books.submitted_count(),
         slurm_calls: pool.slurm.calls(),
         slurm_api: pool.slurm.describe(),
@@ -123,6 +125,7 @@ fn job_status(pool: &Pool, r: &JobRecord, workers: Vec<WorkerInfo>) -> JobStatus
             EndLookup::Known(end) => Some(end.clone()),
             EndLookup::Listed | EndLookup::Asking { .. } => None,
         },
+        requeues: r.requeues,
     }
 }
 
@@ -146,6 +149,8 @@ pub(crate) fn combine(mut parts: Vec<ClusterStatus>) -> ClusterStatus {
     all.sized = parts.iter().all(|p| p.sized);
     all.submitted = parts.iter().map(|p| p.submitted).sum();
     all.limit_refusals = parts.iter().map(|p| p.limit_refusals).sum();
+    all.preemptions = parts.iter().map(|p| p.preemptions).sum();
+    all.recent_preemptions = parts.iter().map(|p| p.recent_preemptions).sum();
     all.failures = parts.iter().flat_map(|p| p.failures.clone()).collect();
     all.phase = parts
         .iter()

@@ -99,7 +99,9 @@ async fn agents_obey(cluster: &SlurmCluster, fake: &FakeSlurm) {
     loop {
         let workers = cluster.scheduler().workers();
         for w in workers.iter().filter(|w| w.state == WorkerState::Retiring) {
-            cluster.scheduler().deregister(w.id, "retired");
+            cluster
+                .scheduler()
+                .deregister(w.id, "retired", crate::protocol::Departure::Orderly);
             let job: JobRef = w.name.parse().unwrap();
             fake.end(job, JobState::Completed, Some(0));
         }

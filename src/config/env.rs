@@ -74,6 +74,11 @@ pub const ENV_VARS: &[EnvVar] = &[
         default: "release",
     },
     EnvVar {
+        name: "DROVER_PREEMPTIONS_TOLERATED",
+        key: "preemptions-tolerated",
+        default: "2",
+    },
+    EnvVar {
         name: "DROVER_DASK_START_TIMEOUT",
         key: "dask-start-timeout",
         default: "60s",

@@ -11,7 +11,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::protocol::{
-    Completion, Instruction, RegisterRequest, TaskId, TaskRun, TaskSpec, WorkerId, WorkerInfo,
+    Completion, Departure, Instruction, RegisterRequest, TaskId, TaskRun, TaskSpec, WorkerId,
+    WorkerInfo,
 };
 use crate::tasks::TaskImage;
 
@@ -60,6 +61,9 @@ pub enum Op {
         worker: WorkerId,
         reason: String,
         at_ms: u64,
+        /// How it left (older journals: orderly).
+        #[serde(default)]
+        departure: Departure,
     },
     /// A worker was declared lost (silent, or superseded).
     Lost {

@@ -89,12 +89,25 @@ pub struct JobStatus {
     /// Python's records find the field on every job).
     #[serde(default)]
     pub end: Option<JobEnd>,
+    /// How often Slurm put it back in the queue after it ran (preempted,
+    /// or its node failed): it kept its place in the pool each time.
+    #[serde(default)]
+    pub requeues: u32,
 }
 
 impl JobStatus {
     /// Its state for people: Slurm's name, or what is known of an end
     /// Slurm kept no record of.
     pub fn state_words(&self) -> String {
+        let state = self.end_words();
+        match self.requeues {
+            0 => state,
+            1 => format!("{state}, requeued once"),
+            n => format!("{state}, requeued {n} times"),
+        }
+    }
+
+    fn end_words(&self) -> String {
         match (&self.end, &self.state) {
             (Some(JobEnd::Unknown), _) => "ended, state unknown (no accounting)".into(),
             (Some(JobEnd::Unrecorded), _) => "ended, state unknown (not in accounting)".into(),
@@ -183,6 +196,13 @@ pub struct ClusterStatus {
     /// ever less often, so this grows slowly.
     #[serde(default)]
     pub limit_refusals: u64,
+    /// Preemptions of its jobs so far: requeued after they ran, or ended
+    /// PREEMPTED.
+    #[serde(default)]
+    pub preemptions: u64,
+    /// Preemptions within the last hour, against `preemptions-tolerated`.
+    #[serde(default)]
+    pub recent_preemptions: usize,
     /// The group this status is of, in a pool with groups.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
@@ -258,6 +278,7 @@ mod tests {
             group: None,
             age_s: None,
             end: None,
+            requeues: 0,
         }
     }
 
@@ -279,6 +300,8 @@ mod tests {
             max_rss_bytes: None,
         });
         assert_eq!(j.state_words(), "CANCELLED (signal 15)");
+        j.requeues = 2;
+        assert_eq!(j.state_words(), "CANCELLED (signal 15), requeued 2 times");
         let back: JobStatus = serde_json::from_value(serde_json::to_value(&j).unwrap()).unwrap();
         assert_eq!(back, j);
         // A status from before `end` existed still reads.
@@ -316,6 +339,8 @@ mod tests {
             adapt: None,
             held_back: None,
             limit_refusals: 0,
+            preemptions: 0,
+            recent_preemptions: 0,
             group: None,
             groups: Vec::new(),
         };

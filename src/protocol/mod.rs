@@ -34,7 +34,7 @@ pub use tasks::{
     TASK_PAGE_BYTES,
 };
 pub use worker::{
-    parse_runs, runs_text, DeregisterRequest, Instruction, PollQuery, RegisterRequest,
+    parse_runs, runs_text, Departure, DeregisterRequest, Instruction, PollQuery, RegisterRequest,
     RegisterResponse, RetireAllResponse, RetireRequest, SlurmPlacement, TaskRun, WorkerInfo,
     WorkerState, MAX_HELD_RUNS,
 };

@@ -187,6 +187,13 @@ pub struct TaskInfo {
     pub state: TaskState,
     /// Runs so far.
     pub attempts: u32,
+    /// Of those, runs lost with their worker (none of its retries used).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub lost: u32,
+    /// Of those, runs Slurm stopped by preempting or cancelling their
+    /// worker's job (none of its retries used).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub stopped: u32,
     /// The worker running it, or that ran it last.
     pub worker: Option<WorkerId>,
     /// Its dependencies.

@@ -190,6 +190,24 @@ pub struct TaskRun {
 pub struct DeregisterRequest {
     /// Why it leaves.
     pub reason: String,
+    /// How it leaves (absent from older agents: `orderly`).
+    #[serde(default)]
+    pub departure: Departure,
+}
+
+/// How a worker leaves, which decides what the runs it held cost them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Departure {
+    /// By its own decision or the scheduler's (retired, drained, its
+    /// clock, its Dask process): a run it still held was lost with it.
+    #[default]
+    Orderly,
+    /// Stopped from outside by a signal (Slurm's SIGTERM when the job is
+    /// preempted or cancelled, a person's SIGINT): the runs it was killed
+    /// in were stopped, not failed, and are requeued without using the
+    /// tasks' retries.
+    Stopped,
 }
 
 /// A request that workers retire, with the reason for their logs.

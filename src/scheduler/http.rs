@@ -206,7 +206,7 @@ async fn deregister(
     Path(id): Path<u64>,
     Json(req): Json<DeregisterRequest>,
 ) -> StatusCode {
-    match shared.deregister(WorkerId(id), &req.reason) {
+    match shared.deregister(WorkerId(id), &req.reason, req.departure) {
         true => StatusCode::NO_CONTENT,
         false => StatusCode::NOT_FOUND,
     }

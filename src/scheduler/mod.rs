@@ -37,8 +37,8 @@ use crate::config::SpecError;
 use crate::exit::{ExitStatus, FAILURE, USAGE};
 use crate::net::NetError;
 use crate::protocol::{
-    ClusterId, ClusterStatus, DaskEndpoint, RegisterRequest, RegisterResponse, SchedulerFile,
-    SchedulerFileError, Token, WorkerId, WorkerInfo,
+    ClusterId, ClusterStatus, DaskEndpoint, Departure, RegisterRequest, RegisterResponse,
+    SchedulerFile, SchedulerFileError, Token, WorkerId, WorkerInfo,
 };
 use registry::Registry;
 
@@ -345,8 +345,8 @@ impl Scheduler {
 
     /// Takes a worker's farewell, as its deregistration request does;
     /// `false` for a worker it does not know.
-    pub fn deregister(&self, id: WorkerId, reason: &str) -> bool {
-        self.shared.deregister(id, reason)
+    pub fn deregister(&self, id: WorkerId, reason: &str, departure: Departure) -> bool {
+        self.shared.deregister(id, reason, departure)
     }
 
     /// Records how busy the pool's Dask workers are, as Dask reports it

@@ -3,7 +3,9 @@
 //! waiters.
 
 use super::Shared;
-use crate::protocol::{Completion, RegisterRequest, RegisterResponse, TaskId, TaskSpec, WorkerId};
+use crate::protocol::{
+    Completion, Departure, RegisterRequest, RegisterResponse, TaskId, TaskSpec, WorkerId,
+};
 use crate::tasks::SubmitError;
 
 impl Shared {
@@ -25,13 +27,13 @@ impl Shared {
         }
     }
 
-    pub(crate) fn deregister(&self, id: WorkerId, reason: &str) -> bool {
+    pub(crate) fn deregister(&self, id: WorkerId, reason: &str, departure: Departure) -> bool {
         // Bounded and on one line before it is kept or logged.
         let reason = crate::protocol::text::reason(reason);
-        let known = self.registry().deregister(id, reason.clone());
+        let known = self.registry().deregister(id, reason.clone(), departure);
         if known {
             self.changed();
-            tracing::info!(worker = %id, %reason, "worker deregistered");
+            tracing::info!(worker = %id, %reason, ?departure, "worker deregistered");
         }
         known
     }

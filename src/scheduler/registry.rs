@@ -11,8 +11,8 @@ use tokio::time::Instant;
 use crate::config::WorkerKind;
 use crate::journal::{Journal, Op, PoolMode, Waiter};
 use crate::protocol::{
-    unix_ms, Completion, Instruction, RegisterRequest, TaskId, TaskRun, TaskSpec, WorkerId,
-    WorkerInfo, WorkerState,
+    unix_ms, Completion, Departure, Instruction, RegisterRequest, TaskId, TaskRun, TaskSpec,
+    WorkerId, WorkerInfo, WorkerState,
 };
 use crate::tasks::{Engine, Room, SubmitError};
 
@@ -353,11 +353,11 @@ impl Registry {
     }
 
     /// Marks `id` as gone by its own word.
-    pub(crate) fn deregister(&mut self, id: WorkerId, reason: String) -> bool {
-        self.deregister_at(id, reason, unix_ms())
+    pub(crate) fn deregister(&mut self, id: WorkerId, reason: String, how: Departure) -> bool {
+        self.deregister_at(id, reason, how, unix_ms())
     }
 
-    fn deregister_at(&mut self, id: WorkerId, reason: String, now: u64) -> bool {
+    fn deregister_at(&mut self, id: WorkerId, reason: String, how: Departure, now: u64) -> bool {
         if !self.workers.contains_key(&id) {
             return false;
         }
@@ -366,6 +366,7 @@ impl Registry {
                 worker: id,
                 reason: reason.clone(),
                 at_ms: now,
+                departure: how,
             });
         }
         let Some(entry) = self.workers.get_mut(&id) else {
@@ -375,7 +376,11 @@ impl Registry {
         entry.info.exit_reason = Some(reason);
         entry.info.exited_at_ms = Some(now);
         entry.instruction = None;
-        if self.tasks.worker_gone(id, "gone") > 0 {
+        let requeued = match how {
+            Departure::Orderly => self.tasks.worker_gone(id, "gone"),
+            Departure::Stopped => self.tasks.worker_stopped(id),
+        };
+        if requeued > 0 {
             self.wake_idle();
         }
         true
@@ -596,8 +601,9 @@ impl Registry {
                 worker,
                 reason,
                 at_ms,
+                departure,
             } => {
-                self.deregister_at(worker, reason, at_ms);
+                self.deregister_at(worker, reason, departure, at_ms);
             }
             Op::Lost {
                 worker,
@@ -792,7 +798,7 @@ pub(crate) mod tests {
         };
         assert!(r.complete(a, done(&tasks[0])));
         r.cancel_task(tasks[1].task);
-        r.deregister(b, "bye".into());
+        r.deregister(b, "bye".into(), Departure::Orderly);
         r.retire(a, "closing");
         r.set_pool_mode(None, PoolMode::Fixed { jobs: 8 });
         let adapt = PoolMode::Adapt {

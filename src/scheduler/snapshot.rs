@@ -247,7 +247,7 @@ mod tests {
             assert!(r.complete(a, done(t)));
         }
         assert!(matches!(r.next_for(b), Some(Instruction::Run { .. })));
-        r.deregister(b, "bye".into());
+        r.deregister(b, "bye".into(), crate::protocol::Departure::Orderly);
         r.retire(a, "closing");
         r.set_pool_mode(None, PoolMode::Fixed { jobs: 3 });
         r.set_pool_mode(Some("gpu"), PoolMode::Fixed { jobs: 1 });

@@ -17,6 +17,11 @@ use crate::protocol::{
 /// How many times a task goes back to the queue because its worker was
 /// lost, on top of its own retry budget.
 pub const LOST_WORKER_RETRIES: u32 = 3;
+/// How many runs of a task Slurm may stop (its worker's job preempted or
+/// cancelled) before further stops count as lost runs: a preemption is
+/// not the task's fault and uses none of its retries, but a task whose
+/// every run is stopped must still end some day.
+pub const STOPPED_RUNS_FREE: u32 = 10;
 
 pub(super) struct Task {
     pub(super) spec: TaskSpec,
@@ -28,6 +33,8 @@ pub(super) struct Task {
     pub(super) attempts: u32,
     /// Runs lost with their worker.
     pub(super) lost: u32,
+    /// Runs stopped by Slurm with their worker (up to `STOPPED_RUNS_FREE`).
+    pub(super) stopped: u32,
     pub(super) worker: Option<WorkerId>,
     pub(super) reason: Option<String>,
     /// Its class in the ready queue (what it asks for).
@@ -90,6 +97,7 @@ impl Engine {
                 state: TaskState::Waiting,
                 attempts: 0,
                 lost: 0,
+                stopped: 0,
                 worker: None,
                 reason: None,
             });
@@ -342,7 +350,12 @@ impl Engine {
                     }
                 }
             }
-        } else if t.attempts <= t.spec.retries.saturating_add(t.lost) {
+        } else if t.attempts
+            <= t.spec
+                .retries
+                .saturating_add(t.lost)
+                .saturating_add(t.stopped)
+        {
             t.state = TaskState::Ready;
             t.reason = Some(format!("run {} failed ({why}); retrying", t.attempts));
             let class = t.class;
@@ -385,6 +398,37 @@ impl Engine {
             .into_iter()
             .filter(|id| self.run_lost(*id, worker, why))
             .count()
+    }
+
+    /// A worker was stopped from outside (its job preempted or cancelled by
+    /// Slurm): its running tasks go back to the queue at once, using none
+    /// of their retries, up to `STOPPED_RUNS_FREE` stops a task; past
+    /// that a stop counts as a lost run. Returns how many were requeued.
+    pub fn worker_stopped(&mut self, worker: WorkerId) -> usize {
+        let Some(held) = self.busy.remove(&worker) else {
+            return 0;
+        };
+        let mut requeued = 0;
+        for id in held.tasks {
+            let t = self.get_mut(id).expect("exists");
+            if t.state != TaskState::Running {
+                continue;
+            }
+            if t.stopped >= STOPPED_RUNS_FREE {
+                requeued += usize::from(self.run_lost(id, worker, "stopped by Slurm"));
+                continue;
+            }
+            t.stopped += 1;
+            t.state = TaskState::Ready;
+            t.reason = Some(format!(
+                "its worker {worker} was stopped by Slurm (preempted or cancelled), {} times; running it again",
+                t.stopped
+            ));
+            let class = t.class;
+            self.ready.insert(id, class);
+            requeued += 1;
+        }
+        requeued
     }
 
     /// Takes back the runs `worker` was handed but does not hold (`held`:
@@ -479,6 +523,8 @@ impl Engine {
             cores: t.spec.cores,
             state: t.state,
             attempts: t.attempts,
+            lost: t.lost,
+            stopped: t.stopped,
             worker: t.worker,
             deps: t.deps.clone(),
             output: self.outputs.get(id),
@@ -782,6 +828,42 @@ pub(crate) mod tests {
         e.submit(vec![t]).unwrap();
         assert!(e.assign(W, Room::cores(1), Some(30), 0).is_empty());
         assert_eq!(e.assign(W, Room::cores(1), Some(120), 0).len(), 1);
+    }
+
+    #[test]
+    fn runs_slurm_stopped_use_no_retry_until_they_pass_the_free_count() {
+        let mut e = Engine::default();
+        let mut t = spec("long", &["x"], &[]);
+        t.retries = 0;
+        let id = e.submit(vec![t]).unwrap()[0];
+        for n in 1..=STOPPED_RUNS_FREE {
+            assert_eq!(e.assign(W, Room::cores(1), None, 0).len(), 1);
+            assert_eq!(e.worker_stopped(W), 1, "stop {n} requeues it");
+            let info = e.info(id).unwrap();
+            assert_eq!(
+                (info.state, info.stopped, info.lost),
+                (TaskState::Ready, n, 0)
+            );
+        }
+        // Past the free stops, a stop is a lost run, with the lost runs' budget.
+        for n in 1..=LOST_WORKER_RETRIES {
+            e.assign(W, Room::cores(1), None, 0);
+            assert_eq!(e.worker_stopped(W), 1);
+            assert_eq!(e.info(id).unwrap().lost, n);
+        }
+        e.assign(W, Room::cores(1), None, 0);
+        assert_eq!(e.worker_stopped(W), 0);
+        assert_eq!(e.info(id).unwrap().state, TaskState::Failed);
+
+        // A task stopped once still has its one failure to fail by.
+        let id = e.submit(vec![spec("once", &["x"], &[])]).unwrap()[0];
+        e.assign(W, Room::cores(1), None, 0);
+        e.worker_stopped(W);
+        let a = e.assign(W, Room::cores(1), None, 0);
+        assert_eq!(a[0].attempt, 2);
+        e.complete(W, done(&a[0], 3, ""));
+        let info = e.info(id).unwrap();
+        assert_eq!((info.state, info.attempts), (TaskState::Failed, 2));
     }
 
     #[test]

@@ -24,6 +24,9 @@ pub struct TaskImage {
     pub attempts: u32,
     #[serde(default, skip_serializing_if = "is_zero")]
     pub lost: u32,
+    /// Runs stopped by Slurm (preempted, cancelled).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub stopped: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worker: Option<WorkerId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -82,6 +85,7 @@ impl Engine {
                     state: t.state,
                     attempts: t.attempts,
                     lost: t.lost,
+                    stopped: t.stopped,
                     worker: t.worker,
                     reason: t.reason.clone(),
                     holds_cores,
@@ -140,6 +144,7 @@ impl Engine {
                 state: t.state,
                 attempts: t.attempts,
                 lost: t.lost,
+                stopped: t.stopped,
                 worker: t.worker,
                 reason: t.reason,
             });

@@ -14,7 +14,7 @@ use super::work::Work;
 use super::{describe_exit, AgentError, AgentExit, Identity, Signal, FIRST_RETRY, MAX_RETRY};
 use crate::client::{ClientError, SchedulerClient};
 use crate::config::WorkerKind;
-use crate::protocol::{Instruction, RegisterResponse, WorkerId};
+use crate::protocol::{DeregisterRequest, Instruction, RegisterResponse, WorkerId};
 
 /// One worker agent.
 pub(super) struct Agent {
@@ -388,8 +388,11 @@ impl Agent {
             process.retire(name, self.death).await;
         }
         if let Some((id, _)) = link.id {
-            let reason = describe_exit(&exit);
-            if let Err(e) = self.client.deregister(id, &reason).await {
+            let farewell = DeregisterRequest {
+                reason: describe_exit(&exit),
+                departure: exit.departure(),
+            };
+            if let Err(e) = self.client.deregister(id, &farewell).await {
                 tracing::warn!(error = %e, "could not deregister");
             }
         }

@@ -22,7 +22,7 @@ use crate::client::{ClientError, SchedulerClient};
 use crate::config::{Memory, NannyMode, Timeout, WorkerKind};
 use crate::exit::{ExitStatus, FAILURE, USAGE};
 use crate::net::NetError;
-use crate::protocol::{SchedulerFile, SchedulerFileError};
+use crate::protocol::{Departure, SchedulerFile, SchedulerFileError};
 use agent::Agent;
 
 /// What a worker job tells its agent.
@@ -219,6 +219,15 @@ impl AgentExit {
         match self {
             AgentExit::SchedulerGone(_) | AgentExit::DaskExited(_) => FAILURE,
             AgentExit::Retired(_) | AgentExit::Signalled(_) | AgentExit::Walltime => 0,
+        }
+    }
+
+    /// How the scheduler should take its leaving: a signal from outside
+    /// (Slurm preempting or cancelling the job) stopped its runs.
+    pub fn departure(&self) -> Departure {
+        match self {
+            AgentExit::Signalled(Signal::Term | Signal::Int) => Departure::Stopped,
+            _ => Departure::Orderly,
         }
     }
 

@@ -98,6 +98,10 @@ pub(crate) struct Books {
     next_index: u64,
     /// What to do with jobs Slurm holds after a failed launch.
     held_jobs: crate::config::HeldJobs,
+    /// Preemptions of the pool's jobs so far (`preempt.rs`).
+    preemptions_seen: u64,
+    /// When the latest preemptions were seen.
+    preempted_at: VecDeque<Instant>,
 }
 
 /// How long replacements keep off a node that lost its workers.
@@ -116,6 +120,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 mod failures;
 mod observe;
+mod preempt;
 mod removal;
 
 impl Books {
@@ -146,6 +151,8 @@ impl Books {
             outage: None,
             next_index: 0,
             held_jobs: crate::config::HeldJobs::Release,
+            preemptions_seen: 0,
+            preempted_at: VecDeque::new(),
         }
     }
 
@@ -334,7 +341,7 @@ impl Books {
             self.observe(listing, workers, now);
         }
         self.match_workers(workers, now);
-        self.account_ends(&mut plan);
+        self.account_ends(&mut plan, now);
         if self.outage.is_none() && !matches!(self.course, Course::Closing { .. }) {
             let held = super::held::decide(self.jobs.values_mut(), self.held_jobs, now);
             plan.release = held.release;

@@ -5,6 +5,7 @@ use std::collections::HashSet;
 
 use tokio::time::Instant;
 
+use super::preempt::requeued;
 use super::{job_of, Books, EndLookup, JobRecord, Plan, KEEP_ENDED};
 use crate::cluster::{fates, listing};
 use crate::protocol::{unix_ms, WorkerInfo, WorkerState};
@@ -22,12 +23,20 @@ impl Books {
             .map(|r| r.job);
         let listing = listing::as_submitted(listing, expected);
         let mut seen = HashSet::new();
+        let mut requeues = 0;
         for info in listing.iter() {
             seen.insert(info.job);
             let r = self
                 .jobs
                 .entry(info.job)
                 .or_insert_with(|| JobRecord::new(info.job, now));
+            if requeued(&r.state, &info.state, r.registered) {
+                // Preempted (or its node failed) and back in the queue: it
+                // keeps its place, and its tasks were requeued already.
+                r.requeues = r.requeues.saturating_add(1);
+                requeues += 1;
+                tracing::info!(job = %r.job, times = r.requeues, "Slurm requeued the job (preempted, or its node failed); it keeps its place in the pool");
+            }
             r.state = info.state.clone();
             r.end = EndLookup::Listed;
             r.listed = true;
@@ -39,6 +48,9 @@ impl Books {
                 r.node = info.nodes.clone();
             }
             r.exit_code = info.exit_code;
+        }
+        for _ in 0..requeues {
+            self.note_preemption(now);
         }
         let heartbeating: HashSet<JobRef> = workers
             .iter()
@@ -121,14 +133,18 @@ impl Books {
         }
     }
 
-    pub(super) fn account_ends(&mut self, plan: &mut Plan) {
+    pub(super) fn account_ends(&mut self, plan: &mut Plan, now: Instant) {
         let before = plan.failed.len();
+        let mut preempted = 0;
         for r in self.jobs.values_mut() {
             // A job whose end accounting is asked about waits for its answer.
             if r.ended || r.state.is_active() || fates::wanted(r) {
                 continue;
             }
             r.ended = true;
+            if r.state == JobState::Preempted {
+                preempted += 1;
+            }
             if r.action.is_some() || r.registered {
                 continue; // removed by us, or a worker that served: replaced if needed
             }
@@ -137,6 +153,9 @@ impl Books {
                 self.failures_seen += 1;
                 plan.failed.push(r.job);
             }
+        }
+        for _ in 0..preempted {
+            self.note_preemption(now);
         }
         if plan.failed.len() > before {
             self.after_failure();

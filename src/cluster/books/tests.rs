@@ -348,3 +348,38 @@ fn an_unreachable_controller_during_submission_is_an_outage_not_a_failure() {
     assert!(s.outage.is_some());
     assert_eq!(s.reconcile(Some(&[]), &[], Instant::now()).submit, 0);
 }
+
+#[test]
+fn a_requeued_job_keeps_its_place_and_counts_as_preempted() {
+    let mut s = books();
+    s.target_jobs = 2;
+    let now = Instant::now();
+    s.submitted((1..=2).map(job), now);
+    let running: Vec<JobInfo> = (1..=2).map(|n| info(n, JobState::Running)).collect();
+    let workers = [
+        worker(1, 1, WorkerState::Running),
+        worker(2, 2, WorkerState::Running),
+    ];
+    assert_eq!(s.reconcile(Some(&running), &workers, now).submit, 0);
+    // Job 1 preempted: its worker left (stopped), Slurm lists it pending again.
+    let requeued = [info(1, JobState::Pending), info(2, JobState::Running)];
+    let workers = [
+        worker(1, 1, WorkerState::Exited),
+        worker(2, 2, WorkerState::Running),
+    ];
+    let plan = s.reconcile(Some(&requeued), &workers, now);
+    assert_eq!(plan.submit, 0, "it keeps its place: no replacement");
+    assert!(plan.cancel.is_empty() && plan.failed.is_empty(), "{plan:?}");
+    assert_eq!(s.jobs()[&job(1)].requeues, 1);
+    assert_eq!((s.preemptions(), s.recent_preemptions(now)), (1, 1));
+    // Still pending at the next look: counted once.
+    s.reconcile(Some(&requeued), &workers, now);
+    assert_eq!(s.preemptions(), 1);
+    // Forgotten after the hour.
+    assert_eq!(s.recent_preemptions(now + preempt::PREEMPTION_MEMORY), 0);
+    // A job that ends PREEMPTED (PreemptMode=CANCEL) counts too, and is replaced.
+    let ended = [info(1, JobState::Pending), info(2, JobState::Preempted)];
+    let plan = s.reconcile(Some(&ended), &workers, now);
+    assert_eq!(s.preemptions(), 2);
+    assert_eq!(plan.submit, 1, "{plan:?}");
+}
