@@ -388,3 +388,82 @@ fn agent_on(node: &str, file: &str) -> u32 {
         })
         .unwrap_or_else(|| panic!("no agent of {file} on {node}: {pids}"))
 }
+
+/// Memory as Slurm enforces it (task/cgroup): a task that asked for 300
+/// MiB but needs 900 runs first on the only worker there is, a 512 MiB
+/// job, and the kernel kills it for memory. The worker reports it so;
+/// the task asks for twice as much (600 MiB, which only the big group's
+/// 2 GiB workers can hold), using none of its retries, and runs there to
+/// its end. The small worker's job, once it ends, is OUT_OF_MEMORY, as
+/// Slurm says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_killed_for_memory_runs_again_asking_for_more_on_a_bigger_worker() {
+    let Some(slurm) = local_slurm("task_killed_for_memory") else {
+        return;
+    };
+    let _serial = exclusive().await;
+    let logs = log_dir();
+    let small =
+        test_job("drover-oom-small", 1, logs.path()).memory("512MiB".parse::<Memory>().unwrap());
+    let big = test_job("drover-oom-big", 1, logs.path())
+        .queue("big")
+        .memory("2GiB".parse::<Memory>().unwrap());
+    let groups = vec![group("small", small), group("big", big)];
+    let cluster = SlurmCluster::with_groups(groups, test_cluster_options(), slurm)
+        .await
+        .unwrap();
+    cluster.scale_group("small", 1).unwrap();
+    cluster
+        .wait_for_workers(1, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let hungry = "python3 -c 'import time; a = b\"x\" * (900 << 20); time.sleep(0.5)' && echo fits";
+    let client = cluster.client();
+    let ids = client
+        .submit(&[task(hungry, Some("300MiB"), 0)])
+        .await
+        .unwrap();
+    let info = || async { client.tasks(Some(&ids), false).await.unwrap().tasks[0].clone() };
+    let start = std::time::Instant::now();
+    while info().await.grown == 0 {
+        let t = info().await;
+        assert!(
+            t.state != TaskState::Failed,
+            "failed instead of growing: {t:#?}"
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "never killed: {t:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let killed = info().await;
+    assert_eq!(killed.state, TaskState::Ready, "{killed:#?}");
+    let reason = killed.reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains("killed for memory") && reason.contains("600MiB"),
+        "{reason}"
+    );
+    let small_job = cluster.status().jobs[0]
+        .job_id
+        .expect("the small worker's job id");
+    cluster.scale_group("big", 1).unwrap();
+    let done = tokio::time::timeout(
+        Duration::from_secs(120),
+        client.wait_tasks(Some(&ids), Duration::from_millis(200)),
+    )
+    .await
+    .expect("the task ran on a big worker")
+    .unwrap();
+    let t = &done[0];
+    assert_eq!(
+        (t.state, t.attempts, t.grown),
+        (TaskState::Succeeded, 2, 1),
+        "{t:#?}"
+    );
+    assert_eq!(t.output.as_ref().unwrap().stdout.trim(), "fits");
+    assert_eq!(groups_of(&cluster)[&t.worker.unwrap()], "big");
+    cluster.close().await.unwrap();
+    let states = common::final_states([small_job.get()], Duration::from_secs(60)).await;
+    assert_eq!(states[0].1, "OUT_OF_MEMORY", "{states:?}");
+}

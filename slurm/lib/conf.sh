@@ -18,8 +18,9 @@ $(release_conf)
 MpiDefault=none
 MailProg=/bin/true
 ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-JobAcctGatherType=jobacct_gather/none
+TaskPlugin=$(task_plugin)
+JobAcctGatherType=jobacct_gather/linux
+JobAcctGatherFrequency=task=2
 $(accounting_conf)
 AuthAltTypes=auth/jwt
 AuthAltParameters=jwt_key=$JWT_KEY
@@ -70,8 +71,35 @@ EOF
     echo "PartitionName=urgent Nodes=node[1-$last] MaxTime=INFINITE PriorityTier=10 PreemptMode=OFF State=UP"
   } | put 0644 "$CONF"
   write_gres "$last"
+  write_cgroup_conf
   echo "$NODES" | put 0644 "$STATE/nodes"
   shape | put 0644 "$STATE/shape"
+}
+
+# Memory enforced as sites do (task/cgroup): a job's processes may use
+# what it asked for (--mem), and one that goes over is killed by the
+# kernel and ends OUT_OF_MEMORY. This machine mounts cgroup v1's memory
+# controller (the unified hierarchy holds no controllers), which every
+# release here can drive. Cores and devices are not confined: the nodes
+# share this machine's CPUs, and the GPUs are stand-ins.
+task_plugin() {
+  if memory_cgroup; then echo task/cgroup; else echo task/none; fi
+}
+
+# Whether cgroup v1's memory controller is mounted where Slurm looks.
+memory_cgroup() { [ -e /sys/fs/cgroup/memory/memory.limit_in_bytes ]; }
+
+write_cgroup_conf() {
+  memory_cgroup || log "no cgroup v1 memory controller at /sys/fs/cgroup/memory: memory is not enforced (TaskPlugin=task/none)"
+  put 0644 "$STATE/cgroup.conf" <<EOF
+# Written by drover's slurm/local-cluster.
+CgroupPlugin=cgroup/v1
+ConstrainRAMSpace=yes
+ConstrainSwapSpace=yes
+AllowedSwapSpace=0
+ConstrainCores=no
+ConstrainDevices=no
+EOF
 }
 
 # The last node (of two or more) declares $GPUS GPUs. They are stand-ins:
@@ -94,7 +122,7 @@ write_gres() {
 
 # What a running cluster was made with: `up` with other values starts afresh.
 shape() {
-  echo "nodes=$NODES cpus=$CPUS memory=$MEMORY gpus=$GPUS partitions=batch,small,big,scavenger,urgent scheduler-parameters=$SCHED_PARAMS accounting=$ACCOUNTING rest=$REST_ADDR"
+  echo "nodes=$NODES cpus=$CPUS memory=$MEMORY gpus=$GPUS partitions=batch,small,big,scavenger,urgent tasks=$(task_plugin) scheduler-parameters=$SCHED_PARAMS accounting=$ACCOUNTING rest=$REST_ADDR"
 }
 
 # The settings a running cluster was made with, read back from its shape.

@@ -318,6 +318,9 @@ fn runs(task: &TaskInfo) -> String {
     if task.lost > 0 {
         not_its_own.push(format!("{} lost", task.lost));
     }
+    if task.grown > 0 {
+        not_its_own.push(format!("{} out of memory", task.grown));
+    }
     match not_its_own.is_empty() {
         true => task.attempts.to_string(),
         false => format!("{} ({})", task.attempts, not_its_own.join(", ")),

@@ -74,6 +74,11 @@ pub const ENV_VARS: &[EnvVar] = &[
         default: "release",
     },
     EnvVar {
+        name: "DROVER_TASK_MEMORY_GROWTH",
+        key: "task-memory-growth",
+        default: "2",
+    },
+    EnvVar {
         name: "DROVER_PREEMPTIONS_TOLERATED",
         key: "preemptions-tolerated",
         default: "2",

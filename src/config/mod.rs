@@ -10,6 +10,7 @@ mod directive;
 mod env;
 mod file;
 mod group;
+mod growth;
 mod memory;
 mod options;
 mod pool;
@@ -27,6 +28,7 @@ pub use env::{
 };
 pub use file::{ConfigFile, ConfigSources};
 pub use group::GroupOptions;
+pub use growth::{MemoryGrowth, GROWTH_FORMS};
 pub use memory::{Memory, MEMORY_FORMS};
 pub use options::{HeaderStyle, JobOptions, MemoryDirective, NannyMode, WorkerKind};
 pub use pool::{AdaptRange, HeldJobs, PoolOptions, ADAPT_FORMS};

@@ -168,6 +168,13 @@ pub struct TaskOutput {
     /// Why it did not run to an exit code (time limit, spawn error).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The signal that ended it, when one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
+    /// Whether the kernel killed it for memory: its job's memory cgroup
+    /// (Slurm's task/cgroup) was full.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub oom_killed: bool,
     /// How long it ran, in milliseconds.
     pub millis: u64,
 }
@@ -194,6 +201,10 @@ pub struct TaskInfo {
     /// worker's job (none of its retries used).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub stopped: u32,
+    /// Of those, runs killed for memory after which it asked for more
+    /// (none of its retries used).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub grown: u32,
     /// The worker running it, or that ran it last.
     pub worker: Option<WorkerId>,
     /// Its dependencies.

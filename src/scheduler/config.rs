@@ -69,6 +69,8 @@ pub struct SchedulerConfig {
     /// Bytes of finished tasks' output kept in memory; older output is
     /// spilled to a private directory.
     pub max_output_memory: u64,
+    /// How much more memory a task killed for memory asks for next time.
+    pub task_memory_growth: crate::config::MemoryGrowth,
     /// Where every change is made durable before it is acknowledged; a
     /// scheduler started on an existing journal continues from it (same
     /// address when it can, same credentials, its tasks and workers).
@@ -117,6 +119,7 @@ impl SchedulerConfig {
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             connection_idle_timeout: None,
             max_output_memory: crate::tasks::outputs::DEFAULT_MAX_OUTPUT_MEMORY,
+            task_memory_growth: crate::config::MemoryGrowth::default(),
             journal: None,
             journal_compact_after: DEFAULT_JOURNAL_COMPACT_AFTER,
             page_refresh: Duration::from_secs(2),
@@ -165,6 +168,9 @@ impl SchedulerConfig {
         }
         if let Some(m) = pool.max_output_memory {
             self.max_output_memory = m.bytes();
+        }
+        if let Some(g) = pool.task_memory_growth {
+            self.task_memory_growth = g;
         }
         if let Some(m) = pool.journal_compact_after {
             self.journal_compact_after = m.bytes();

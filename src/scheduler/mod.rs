@@ -213,6 +213,9 @@ impl Scheduler {
         let restored = journal.as_ref().is_some_and(|j| j.identity.is_some());
         let mut registry = Registry::default();
         registry.tasks.set_output_budget(config.max_output_memory);
+        registry
+            .tasks
+            .set_memory_growth(config.task_memory_growth.percent());
         if let Some(j) = journal {
             j.restore(&mut registry, &cluster_id, &token, cert.as_ref(), addr)
                 .await?;

@@ -35,6 +35,8 @@ pub(super) struct Task {
     pub(super) lost: u32,
     /// Runs stopped by Slurm with their worker (up to `STOPPED_RUNS_FREE`).
     pub(super) stopped: u32,
+    /// Runs killed for memory after which it asked for more.
+    pub(super) grown: u32,
     pub(super) worker: Option<WorkerId>,
     pub(super) reason: Option<String>,
     /// Its class in the ready queue (what it asks for).
@@ -58,6 +60,9 @@ pub struct Engine {
     pub(super) shapes: Vec<crate::protocol::WorkerShape>,
     /// The latest output of each task that ran.
     pub(super) outputs: Outputs,
+    /// How much more memory (in hundredths) a task killed for memory asks
+    /// for next time; `None`: off (`memory_growth.rs`).
+    pub(super) memory_growth: Option<u32>,
 }
 
 impl Engine {
@@ -67,6 +72,11 @@ impl Engine {
 
     fn get_mut(&mut self, id: TaskId) -> Option<&mut Task> {
         self.tasks.get_mut((id.0 as usize).checked_sub(1)?)
+    }
+
+    /// A task known to exist.
+    pub(super) fn get_mut_task(&mut self, id: TaskId) -> &mut Task {
+        self.get_mut(id).expect("exists")
     }
 
     /// Adds a batch of tasks. Dependencies name tasks of the same batch or
@@ -98,6 +108,7 @@ impl Engine {
                 attempts: 0,
                 lost: 0,
                 stopped: 0,
+                grown: 0,
                 worker: None,
                 reason: None,
             });
@@ -333,6 +344,7 @@ impl Engine {
                 Some(c) => format!("exit code {c}"),
                 None => "killed".into(),
             });
+        let grown = self.grown_ask(done.task, !ok && done.output.oom_killed);
         self.outputs.insert(done.task, done.output);
         let t = self.get_mut(done.task).expect("exists");
         if ok {
@@ -350,12 +362,9 @@ impl Engine {
                     }
                 }
             }
-        } else if t.attempts
-            <= t.spec
-                .retries
-                .saturating_add(t.lost)
-                .saturating_add(t.stopped)
-        {
+        } else if let Some(more) = grown {
+            self.grow(done.task, more);
+        } else if t.attempts <= t.spec.retries.saturating_add(t.free_runs()) {
             t.state = TaskState::Ready;
             t.reason = Some(format!("run {} failed ({why}); retrying", t.attempts));
             let class = t.class;
@@ -525,6 +534,7 @@ impl Engine {
             attempts: t.attempts,
             lost: t.lost,
             stopped: t.stopped,
+            grown: t.grown,
             worker: t.worker,
             deps: t.deps.clone(),
             output: self.outputs.get(id),
@@ -571,6 +581,12 @@ impl Engine {
                 return all;
             }
         }
+    }
+
+    /// Sets how much more memory a task killed for memory asks for next
+    /// time (hundredths of a factor; `None`: such a task fails).
+    pub fn set_memory_growth(&mut self, percent: Option<u32>) {
+        self.memory_growth = percent;
     }
 
     /// Sets the bytes of finished output kept in memory.

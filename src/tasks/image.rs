@@ -27,6 +27,9 @@ pub struct TaskImage {
     /// Runs stopped by Slurm (preempted, cancelled).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub stopped: u32,
+    /// Runs killed for memory after which it asked for more.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub grown: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worker: Option<WorkerId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -86,6 +89,7 @@ impl Engine {
                     attempts: t.attempts,
                     lost: t.lost,
                     stopped: t.stopped,
+                    grown: t.grown,
                     worker: t.worker,
                     reason: t.reason.clone(),
                     holds_cores,
@@ -145,6 +149,7 @@ impl Engine {
                 attempts: t.attempts,
                 lost: t.lost,
                 stopped: t.stopped,
+                grown: t.grown,
                 worker: t.worker,
                 reason: t.reason,
             });

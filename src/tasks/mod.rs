@@ -12,6 +12,7 @@ mod fit;
 pub mod graph;
 mod image;
 mod limits;
+mod memory_growth;
 pub mod outputs;
 pub mod placeholders;
 mod ready;

@@ -111,18 +111,24 @@ impl Drop for Group {
     }
 }
 
-/// The exit code, or why there is none.
-fn exit_of(status: std::io::Result<std::process::ExitStatus>) -> (Option<i32>, Option<String>) {
+/// The exit code, or why there is none (and the signal, when it was one).
+fn exit_of(
+    status: std::io::Result<std::process::ExitStatus>,
+) -> (Option<i32>, Option<String>, Option<i32>) {
     match status {
         Ok(s) => match s.code() {
-            Some(c) => (Some(c), None),
+            Some(c) => (Some(c), None, None),
             None => {
                 use std::os::unix::process::ExitStatusExt;
                 let signal = s.signal().unwrap_or(0);
-                (None, Some(format!("killed by signal {signal}")))
+                (
+                    None,
+                    Some(format!("killed by signal {signal}")),
+                    Some(signal),
+                )
             }
         },
-        Err(e) => (None, Some(format!("cannot wait for it: {e}"))),
+        Err(e) => (None, Some(format!("cannot wait for it: {e}")), None),
     }
 }
 
@@ -190,7 +196,7 @@ pub async fn run(
     };
     drop(group);
     let (stdout, stderr, status) = ended;
-    let (exit_code, error) = exit_of(status);
+    let (exit_code, error, signal) = exit_of(status);
     let truncated = stdout.total > stdout.head.len() as u64;
     let lossy = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     TaskOutput {
@@ -202,6 +208,8 @@ pub async fn run(
         stdout_file: stdout.file.map(|f| f.display().to_string()),
         stderr_tail: lossy(&Vec::from(stderr.tail)),
         error,
+        signal,
+        oom_killed: false,
         millis: millis(start),
     }
 }

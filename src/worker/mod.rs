@@ -9,6 +9,7 @@ mod dask;
 mod devices;
 mod identity;
 mod offer;
+mod oom;
 mod work;
 
 pub use identity::{Identity, JOB_INDEX_BASE};

@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 
 use super::devices::{Devices, VISIBLE};
+use super::oom::{self, OomCounter};
 use super::{FIRST_RETRY, MAX_RETRY};
 use crate::client::{ClientError, SchedulerClient};
 use crate::protocol::{Assignment, Completion, TaskOutput, TaskRun, WorkerId};
@@ -49,6 +50,8 @@ pub(super) struct Work {
     stopping: tokio::sync::watch::Sender<bool>,
     /// The worker's GPUs not held by a task.
     devices: Devices,
+    /// Out-of-memory kills in the worker's memory cgroup.
+    oom: Arc<OomCounter>,
 }
 
 /// The runs a worker holds.
@@ -165,6 +168,7 @@ impl Work {
             kills: Arc::default(),
             stopping: tokio::sync::watch::channel(false).0,
             devices: Devices::new(gpus),
+            oom: Arc::new(OomCounter::of_this_process()),
         }
     }
 
@@ -185,6 +189,7 @@ impl Work {
             let finished = self.finished.clone();
             let terminating = self.terminating.clone();
             let logs = logs.clone();
+            let oom = self.oom.clone();
             let run = TaskRun {
                 task: a.task,
                 attempt: a.attempt,
@@ -205,6 +210,7 @@ impl Work {
                         _ = stopping.wait_for(|stop| *stop) => {}
                     }
                 };
+                let kills_before = oom.kills();
                 let output = match lease {
                     Some(_) => runner::run(&a, logs.as_deref(), on_cancel).await,
                     None => TaskOutput {
@@ -216,6 +222,7 @@ impl Work {
                     },
                 };
                 drop(lease);
+                let output = oom::judge(output, kills_before, &oom);
                 kills.lock().remove(&run);
                 if output.exit_code.is_none() && !cancelled.load(Ordering::SeqCst) {
                     if !terminating.load(Ordering::SeqCst) {
