@@ -15,7 +15,7 @@ use common::{
     accounting_on, appended, exclusive, local_slurm, log_dir, running_pool, show_job, slurm_cmd,
     test_cluster_options, test_job, wait_for_state, FailingProlog,
 };
-use drover::cluster::SlurmCluster;
+use drover::cluster::{Group, SlurmCluster};
 use drover::config::HeldJobs;
 use drover::slurm::{JobId, JobRef};
 use drover::tasks::{TaskSpec, TaskState};
@@ -202,6 +202,128 @@ async fn a_preempted_pool_requeues_its_tasks_without_using_retries_and_recovers(
             );
         }
     }
+    cluster.close().await.unwrap();
+}
+
+/// A pool whose cheap group (on `scavenger`) is preempted more often than
+/// it tolerates (here: at all) passes its work to its next group (on
+/// `batch`, never preempted): while the cheap group's jobs wait out
+/// Slurm's requeue delay, the safe group grows and runs the tasks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_preempted_too_often_spills_its_work_to_the_next_group() {
+    let Some(slurm) = local_slurm("a_group_preempted_too_often_spills") else {
+        return;
+    };
+    let _whole = exclusive().await;
+    let logs = log_dir();
+    let group = |name: &str, queue: &str| Group {
+        name: name.into(),
+        spec: test_job(&format!("drover-{name}"), 1, logs.path())
+            .queue(queue)
+            .build()
+            .unwrap(),
+    };
+    let mut options = test_cluster_options();
+    options.preemptions_tolerated = 0;
+    options.cooldown = Duration::from_secs(1);
+    options.idle_timeout = Duration::from_secs(600);
+    let groups = vec![group("cheap", "scavenger"), group("safe", "batch")];
+    let cluster = SlurmCluster::with_groups(groups, options, slurm)
+        .await
+        .unwrap();
+    cluster.adapt_group("cheap", 0, 2).unwrap();
+    cluster.adapt_group("safe", 0, 2).unwrap();
+    let client = cluster.client();
+    let go = logs.path().join("go");
+    let tasks: Vec<TaskSpec> = (0..2)
+        .map(|_| TaskSpec {
+            argv: vec!["sh".into(), "-c".into(), format!(
+                "n=0; while [ ! -e {go} ] && [ $n -lt 3000 ]; do sleep 0.1; n=$((n+1)); done; [ -e {go} ]",
+                go = go.display()
+            )],
+            ..Default::default()
+        })
+        .collect();
+    let ids = client.submit(&tasks).await.unwrap();
+    let group_of = |w| -> String {
+        let workers = cluster.scheduler().workers();
+        let w = workers
+            .iter()
+            .find(|x| Some(x.id) == w)
+            .expect("a known worker");
+        w.offer.group.clone().unwrap_or_default()
+    };
+    let start = std::time::Instant::now();
+    loop {
+        let list = client.tasks(Some(&ids), false).await.unwrap().tasks;
+        if list.iter().all(|t| t.state == TaskState::Running) {
+            assert!(
+                list.iter().all(|t| group_of(t.worker) == "cheap"),
+                "the cheap group, declared first, takes them"
+            );
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "tasks did not start: {list:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let nodes = slurm_cmd("sinfo", &["-h", "-p", "urgent", "-o", "%D"]);
+    let urgent = slurm_cmd(
+        "sbatch",
+        &[
+            "--parsable",
+            "-p",
+            "urgent",
+            "-N",
+            nodes.trim(),
+            "--exclusive",
+            "-J",
+            "drover-urgent",
+            "-o",
+            "/dev/null",
+            "--wrap",
+            "sleep 3",
+        ],
+    );
+    let urgent = JobId::new(urgent.trim().parse().unwrap());
+    common::until(
+        "the cheap group's jobs were preempted",
+        Duration::from_secs(120),
+        || cluster.status().preemptions == 2,
+    )
+    .await;
+    let preempted = std::time::Instant::now();
+    wait_for_state(urgent, "COMPLETED", Duration::from_secs(60)).await;
+    std::fs::write(&go, "").unwrap();
+    let done = tokio::time::timeout(
+        Duration::from_secs(100),
+        client.wait_tasks(Some(&ids), Duration::from_millis(200)),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "not done before the cheap jobs could start again: {:#?}",
+            cluster.status().jobs
+        )
+    })
+    .unwrap();
+    for t in &done {
+        assert_eq!((t.state, t.stopped), (TaskState::Succeeded, 1), "{t:#?}");
+        assert_eq!(group_of(t.worker), "safe", "{t:#?}");
+    }
+    assert!(
+        preempted.elapsed() < Duration::from_secs(115),
+        "done by the safe group while the cheap jobs waited out Slurm's requeue delay"
+    );
+    let status = cluster.status();
+    let cheap = status
+        .groups
+        .iter()
+        .find(|g| g.group.as_deref() == Some("cheap"))
+        .unwrap();
+    assert_eq!(cheap.recent_preemptions, 2, "{cheap:#?}");
     cluster.close().await.unwrap();
 }
 
