@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use tokio::time::Instant;
 
-use super::preempt::requeued;
+use super::preempt::take_requeue;
 use super::{job_of, Books, EndLookup, JobRecord, Plan, KEEP_ENDED};
 use crate::cluster::{fates, listing};
 use crate::protocol::{unix_ms, WorkerInfo, WorkerState};
@@ -23,19 +23,20 @@ impl Books {
             .map(|r| r.job);
         let listing = listing::as_submitted(listing, expected);
         let mut seen = HashSet::new();
-        let mut requeues = 0;
+        let mut preemptions = 0;
+        let lost: HashSet<JobRef> = workers
+            .iter()
+            .filter(|w| w.state == WorkerState::Lost)
+            .filter_map(job_of)
+            .collect();
         for info in listing.iter() {
             seen.insert(info.job);
             let r = self
                 .jobs
                 .entry(info.job)
                 .or_insert_with(|| JobRecord::new(info.job, now));
-            if requeued(&r.state, &info.state, r.registered) {
-                // Preempted (or its node failed) and back in the queue: it
-                // keeps its place, and its tasks were requeued already.
-                r.requeues = r.requeues.saturating_add(1);
-                requeues += 1;
-                tracing::info!(job = %r.job, times = r.requeues, "Slurm requeued the job (preempted, or its node failed); it keeps its place in the pool");
+            if take_requeue(r, &info.state, lost.contains(&r.job)) {
+                preemptions += 1;
             }
             r.state = info.state.clone();
             r.end = EndLookup::Listed;
@@ -49,7 +50,7 @@ impl Books {
             }
             r.exit_code = info.exit_code;
         }
-        for _ in 0..requeues {
+        for _ in 0..preemptions {
             self.note_preemption(now);
         }
         let heartbeating: HashSet<JobRef> = workers

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::Books;
+use super::{Books, JobRecord};
 use crate::slurm::JobState;
 
 /// How long a preemption counts against its group.
@@ -24,6 +24,24 @@ pub(super) fn requeued(was: &JobState, now: &JobState, registered: bool) -> bool
         *s == JobState::Pending || matches!(s, JobState::Other(o) if o.starts_with("REQUEUE"))
     };
     registered && waits(now) && !waits(was) && was.is_active()
+}
+
+/// Takes a listing of `r` as `now`: when it was requeued, counts it on the
+/// job and says whether it was a preemption. Its workers left by their
+/// own word when Slurm stopped them (preempted, or requeued by a person);
+/// a worker declared lost (`worker_lost`) says its node failed instead.
+pub(super) fn take_requeue(r: &mut JobRecord, now: &JobState, worker_lost: bool) -> bool {
+    if !requeued(&r.state, now, r.registered) {
+        return false;
+    }
+    // Back in the queue: it keeps its place; its tasks went back already.
+    r.requeues = r.requeues.saturating_add(1);
+    let why = match worker_lost {
+        true => "its node failed",
+        false => "preempted",
+    };
+    tracing::info!(job = %r.job, times = r.requeues, "Slurm requeued the job ({why}); it keeps its place in the pool");
+    !worker_lost
 }
 
 impl Books {

@@ -383,3 +383,18 @@ fn a_requeued_job_keeps_its_place_and_counts_as_preempted() {
     assert_eq!(s.preemptions(), 2);
     assert_eq!(plan.submit, 1, "{plan:?}");
 }
+
+#[test]
+fn a_job_requeued_after_its_worker_was_lost_is_not_a_preemption() {
+    let mut s = books();
+    s.target_jobs = 1;
+    let now = Instant::now();
+    s.submitted([job(1)], now);
+    let running = [worker(1, 1, WorkerState::Running)];
+    s.reconcile(Some(&[info(1, JobState::Running)]), &running, now);
+    // Its node died: the worker went silent (lost), Slurm requeued the job.
+    let lost = [worker(1, 1, WorkerState::Lost)];
+    s.reconcile(Some(&[info(1, JobState::Pending)]), &lost, now);
+    assert_eq!(s.jobs()[&job(1)].requeues, 1, "requeued all the same");
+    assert_eq!(s.preemptions(), 0, "a node failure, not a preemption");
+}
