@@ -559,6 +559,22 @@ impl FailingProlog {
         std::fs::write(&marker, "").unwrap();
         local_cluster(&["set", &format!("Prolog={}", script.display())]);
         slurm_cmd("scontrol", &["reconfigure"]);
+        // From 23.11 `reconfigure` starts a new slurmctld, which refuses
+        // jobs ("Requested node configuration is not available") until
+        // the nodes have registered with it again.
+        let start = Instant::now();
+        loop {
+            let states = slurm_cmd("sinfo", &["-h", "-N", "-o", "%T"]);
+            let up = |s: &str| ["idle", "mixed", "allocated", "completing"].contains(&s.trim());
+            if !states.trim().is_empty() && states.lines().all(up) {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "nodes not back after reconfigure: {states}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
         FailingProlog { _dir: dir }
     }
 }

@@ -82,15 +82,31 @@ EOF
 # controller (the unified hierarchy holds no controllers), which every
 # release here can drive. Cores and devices are not confined: the nodes
 # share this machine's CPUs, and the GPUs are stand-ins.
+# The host's cluster only: every release names its nodes node1, node2...,
+# and Slurm's cgroup v1 paths are /sys/fs/cgroup/memory/slurm_NODE/uid_U/
+# job_ID, so clusters of two releases side by side would share them (job
+# ids repeat between clusters) and one's limits break the other's jobs
+# (in CI, 26.05 could not set a job's limit in a directory 22.05 had made).
 task_plugin() {
-  if memory_cgroup; then echo task/cgroup; else echo task/none; fi
+  if memory_cgroup && ! inside_root; then echo task/cgroup; else echo task/none; fi
+}
+
+# Removes the empty job cgroups of node $1 that a killed slurmd or an
+# earlier cluster left (a new cluster's job ids start again at 1): a job
+# reusing one would find another's limits there.
+clear_slurm_cgroups() {
+  local d
+  for d in /sys/fs/cgroup/*/slurm_node"$1"; do
+    [ -d "$d" ] && find "$d" -depth -mindepth 1 -type d -exec rmdir {} + 2>/dev/null
+  done
+  return 0
 }
 
 # Whether cgroup v1's memory controller is mounted where Slurm looks.
 memory_cgroup() { [ -e /sys/fs/cgroup/memory/memory.limit_in_bytes ]; }
 
 write_cgroup_conf() {
-  memory_cgroup || log "no cgroup v1 memory controller at /sys/fs/cgroup/memory: memory is not enforced (TaskPlugin=task/none)"
+  [ "$(task_plugin)" = task/cgroup ] || inside_root || log "no cgroup v1 memory controller at /sys/fs/cgroup/memory: memory is not enforced (TaskPlugin=task/none)"
   put 0644 "$STATE/cgroup.conf" <<EOF
 # Written by drover's slurm/local-cluster.
 CgroupPlugin=cgroup/v1

@@ -31,6 +31,7 @@ start_munge() {
 
 start_slurmd() {
   install -d -m 0755 "$STATE/spool/slurmd-node$1"
+  inside_root || clear_slurm_cgroups "$1"
   nsenter --net="/var/run/netns/$NODE_NS$1" unshare --uts \
     sh -c "hostname node$1 && exec env SLURM_CONF='$CONF' slurmd -f '$CONF' -N node$1" 9>&-
 }
