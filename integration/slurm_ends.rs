@@ -113,25 +113,7 @@ async fn a_preempted_pool_requeues_its_tasks_without_using_retries_and_recovers(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let before: Vec<JobRef> = cluster.status().jobs.iter().map(|j| j.job).collect();
-    let nodes = slurm_cmd("sinfo", &["-h", "-p", "urgent", "-o", "%D"]);
-    let urgent = slurm_cmd(
-        "sbatch",
-        &[
-            "--parsable",
-            "-p",
-            "urgent",
-            "-N",
-            nodes.trim(),
-            "--exclusive",
-            "-J",
-            "drover-urgent",
-            "-o",
-            "/dev/null",
-            "--wrap",
-            "sleep 5",
-        ],
-    );
-    let urgent = JobId::new(urgent.trim().parse().unwrap());
+    let urgent = urgent_job_on_every_node(5);
     common::until(
         "the pool saw both jobs requeued",
         Duration::from_secs(120),
@@ -269,25 +251,7 @@ async fn a_group_preempted_too_often_spills_its_work_to_the_next_group() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let nodes = slurm_cmd("sinfo", &["-h", "-p", "urgent", "-o", "%D"]);
-    let urgent = slurm_cmd(
-        "sbatch",
-        &[
-            "--parsable",
-            "-p",
-            "urgent",
-            "-N",
-            nodes.trim(),
-            "--exclusive",
-            "-J",
-            "drover-urgent",
-            "-o",
-            "/dev/null",
-            "--wrap",
-            "sleep 3",
-        ],
-    );
-    let urgent = JobId::new(urgent.trim().parse().unwrap());
+    let urgent = urgent_job_on_every_node(3);
     common::until(
         "the cheap group's jobs were preempted",
         Duration::from_secs(120),
@@ -325,6 +289,31 @@ async fn a_group_preempted_too_often_spills_its_work_to_the_next_group() {
         .unwrap();
     assert_eq!(cheap.recent_preemptions, 2, "{cheap:#?}");
     cluster.close().await.unwrap();
+}
+
+/// Submits a job of `urgent` that takes every node whole for `secs`
+/// seconds: it preempts whatever runs on `scavenger`.
+fn urgent_job_on_every_node(secs: u32) -> JobId {
+    let nodes = slurm_cmd("sinfo", &["-h", "-p", "urgent", "-o", "%D"]);
+    let sleep = format!("sleep {secs}");
+    let id = slurm_cmd(
+        "sbatch",
+        &[
+            "--parsable",
+            "-p",
+            "urgent",
+            "-N",
+            nodes.trim(),
+            "--exclusive",
+            "-J",
+            "drover-urgent",
+            "-o",
+            "/dev/null",
+            "--wrap",
+            &sleep,
+        ],
+    );
+    JobId::new(id.trim().parse().unwrap())
 }
 
 /// The pool's one job, once it has one.
