@@ -37,7 +37,7 @@ impl OomCounter {
             .iter()
             .filter_map(|f| std::fs::read_to_string(f).ok())
             .map(|text| oom_kills(&text))
-            .sum()
+            .fold(0, u64::saturating_add)
     }
 }
 
