@@ -1,7 +1,8 @@
 //! Jobs that end, or stall, for a reason of Slurm's (issue 32), on the
 //! local Slurm: a job Slurm holds after its launch failed is released by
 //! the pool and starts; a pool on the preemptible `scavenger` partition is
-//! preempted by a job of `urgent` and recovers. Slow (Slurm lets a
+//! preempted by a job of `urgent` and recovers; a job that ended
+//! OUT_OF_MEMORY makes the next one ask for more. Slow (Slurm lets a
 //! requeued job start only once its credential has expired, two minutes
 //! on), so they run one at a time on this machine's 22.05 over its
 //! commands only; the fast form of the first, a replacement, is
@@ -288,6 +289,94 @@ async fn a_group_preempted_too_often_spills_its_work_to_the_next_group() {
         .find(|g| g.group.as_deref() == Some("cheap"))
         .unwrap();
     assert_eq!(cheap.recent_preemptions, 2, "{cheap:#?}");
+    cluster.close().await.unwrap();
+}
+
+/// A task that needs 400 MiB (and asked for none) in a worker job of 256
+/// MiB is killed by the kernel, as Slurm's task/cgroup enforces the job's
+/// memory: it fails "killed for memory". Once the pool is scaled down the
+/// job ends OUT_OF_MEMORY in Slurm's words (its listing, or sacct), and
+/// the pool's next job asks for twice the memory (`job-memory-growth`,
+/// 2 by default), as `scontrol` shows, with `status` saying so; the same
+/// task then runs there to its end. Memory is enforced on this machine's
+/// 22.05 cluster only (the README's "Out of memory").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_ended_out_of_memory_makes_the_next_job_ask_for_more() {
+    let Some(slurm) = local_slurm("a_job_that_ended_out_of_memory") else {
+        return;
+    };
+    let _whole = exclusive().await;
+    let logs = log_dir();
+    let spec = test_job("drover-oomjob", 1, logs.path())
+        .memory("256MiB".parse::<drover::config::Memory>().unwrap());
+    let cluster = running_pool(spec, slurm, 1).await;
+    let first = cluster.status().jobs[0].job_id.expect("a job id");
+    assert_eq!(show_job(first)["MinMemoryNode"], "256M");
+    let client = cluster.client();
+    let hungry = TaskSpec {
+        argv: vec![
+            "python3".into(),
+            "-c".into(),
+            "import time; a = b'x' * (400 << 20); time.sleep(0.5); print('fits')".into(),
+        ],
+        ..Default::default()
+    };
+    let ids = client.submit(std::slice::from_ref(&hungry)).await.unwrap();
+    let done = tokio::time::timeout(
+        Duration::from_secs(60),
+        client.wait_tasks(Some(&ids), Duration::from_millis(200)),
+    )
+    .await
+    .expect("the task ended")
+    .unwrap();
+    assert_eq!(done[0].state, TaskState::Failed, "{:#?}", done[0]);
+    let reason = done[0].reason.clone().unwrap_or_default();
+    assert!(reason.contains("killed for memory"), "{reason}");
+    cluster.scale(0);
+    common::until("the pool grew its jobs", Duration::from_secs(90), || {
+        cluster.status().memory_growth.is_some()
+    })
+    .await;
+    let status = cluster.status();
+    let ended = status
+        .jobs
+        .iter()
+        .find(|j| j.job_id == Some(first))
+        .unwrap();
+    assert_eq!(ended.state.to_string(), "OUT_OF_MEMORY", "{ended:#?}");
+    let grown = status.memory_growth.unwrap();
+    assert_eq!(
+        (
+            grown.from.as_str(),
+            grown.to.as_str(),
+            grown.times,
+            grown.stopped
+        ),
+        ("256M", "512M", 1, None)
+    );
+    cluster.scale(1);
+    cluster
+        .wait_for_workers(1, Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|e| panic!("{e}: {:#?}", cluster.status().jobs));
+    let next = cluster
+        .status()
+        .jobs
+        .iter()
+        .filter_map(|j| j.job_id)
+        .find(|id| *id != first)
+        .expect("the next job");
+    assert_eq!(show_job(next)["MinMemoryNode"], "512M");
+    let ids = client.submit(&[hungry]).await.unwrap();
+    let done = tokio::time::timeout(
+        Duration::from_secs(60),
+        client.wait_tasks(Some(&ids), Duration::from_millis(200)),
+    )
+    .await
+    .expect("the task ended")
+    .unwrap();
+    assert_eq!(done[0].state, TaskState::Succeeded, "{:#?}", done[0]);
+    assert_eq!(done[0].output.as_ref().unwrap().stdout.trim(), "fits");
     cluster.close().await.unwrap();
 }
 

@@ -133,6 +133,9 @@ fn headline(c: &ClusterStatus) -> String {
             g.target_workers,
             g.job_summary()
         ));
+        if let Some(m) = &g.memory_growth {
+            out.push_str(&format!("    memory: {m}\n"));
+        }
     }
     if !c.slurm_api.is_empty() {
         out.push_str(&format!(
@@ -161,6 +164,9 @@ fn headline(c: &ClusterStatus) -> String {
             "preempted: {} times, {} in the last hour\n",
             c.preemptions, c.recent_preemptions
         ));
+    }
+    if let Some(g) = &c.memory_growth {
+        out.push_str(&format!("memory: {g}\n"));
     }
     // The newest start-up failures (the page shows their log tails).
     let skip = c.failures.len().saturating_sub(3);

@@ -94,7 +94,7 @@ impl SlurmCluster {
                 .collect();
             parts.map(super::status::combine)
         }));
-        let largest = |f: fn(&WorkerShape) -> u64| pools.iter().map(|p| f(&p.shape)).max();
+        let largest = |f: fn(&WorkerShape) -> u64| pools.iter().map(|p| f(&p.shape())).max();
         let cores = largest(|s| s.cores.into()).unwrap_or(1);
         first
             .scheduler
@@ -104,7 +104,7 @@ impl SlurmCluster {
             .set_max_task_memory(largest(|s| s.memory_bytes).unwrap_or(1));
         first
             .scheduler
-            .set_worker_shapes(pools.iter().map(|p| p.shape.clone()).collect());
+            .set_worker_shapes(pools.iter().map(|p| p.shape()).collect());
         let mut controls = Vec::with_capacity(pools.len());
         for pool in &pools {
             let control = pool
@@ -368,9 +368,10 @@ impl SlurmCluster {
             .join("\n"))
     }
 
-    /// The job script every worker job is submitted with.
-    pub fn job_script(&self) -> &str {
-        &self.pool().script
+    /// The job script new worker jobs are submitted with (its memory grown
+    /// after jobs ended OUT_OF_MEMORY, see `job-memory-growth`).
+    pub fn job_script(&self) -> String {
+        self.pool().script()
     }
 
     /// The scheduler file workers and tools read.

@@ -38,6 +38,9 @@ pub struct ClusterOptions {
     /// In a pool with groups: a group whose jobs were preempted more often
     /// than this within the last hour is passed over as a stalled one is.
     pub preemptions_tolerated: u32,
+    /// After a job ended OUT_OF_MEMORY, the pool's next jobs ask for this
+    /// factor more memory, up to what the partition takes (`job_growth`).
+    pub job_memory_growth: crate::config::MemoryGrowth,
     /// First wait after a failure; doubles with each further one.
     pub retry_backoff: Duration,
     /// How long `close` waits for retired workers before cancelling.
@@ -97,6 +100,7 @@ impl ClusterOptions {
             max_startup_failures: 3,
             held_jobs: crate::config::HeldJobs::Release,
             preemptions_tolerated: 2,
+            job_memory_growth: crate::config::MemoryGrowth::default(),
             retry_backoff: Duration::from_secs(2),
             close_timeout: Duration::from_secs(10),
             arrays: true,
@@ -150,6 +154,9 @@ impl ClusterOptions {
         }
         if let Some(n) = pool.preemptions_tolerated {
             self.preemptions_tolerated = n;
+        }
+        if let Some(g) = pool.job_memory_growth {
+            self.job_memory_growth = g;
         }
         if let Some(arrays) = pool.arrays {
             self.arrays = arrays;

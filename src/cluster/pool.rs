@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use super::adapt::{self, Adaptive, Demand, Round};
 use super::books::{Books, Plan};
 use super::dask_pool::DaskPool;
+use super::sizing::Sizing;
 use super::ClusterOptions;
 use crate::config::{Ask, JobSpec, PerJob};
 use crate::journal::PoolMode;
@@ -28,10 +29,12 @@ pub const MAX_JOBS: usize = 100_000;
 pub(crate) struct Pool {
     /// Its group, in a cluster with groups.
     pub group: Option<String>,
-    /// One of its workers, as the scheduler is told.
-    pub shape: WorkerShape,
+    /// What its jobs are, as configured (their name, logs, sizes).
     pub spec: JobSpec,
-    pub script: String,
+    /// The script new jobs are submitted with and one of their workers (as
+    /// the scheduler is told): the spec's, until jobs ended OUT_OF_MEMORY
+    /// made them grow (`job_growth.rs`).
+    pub sizing: Mutex<Sizing>,
     pub slurm: Arc<dyn Slurm>,
     /// The cluster's scheduler, shared by its groups.
     pub scheduler: Arc<Scheduler>,
@@ -60,6 +63,16 @@ pub(crate) struct Pool {
 impl Pool {
     pub fn books(&self) -> MutexGuard<'_, Books> {
         self.books.lock()
+    }
+
+    /// One worker of the jobs it submits now.
+    pub fn shape(&self) -> WorkerShape {
+        self.sizing.lock().shape.clone()
+    }
+
+    /// The script it submits jobs with now.
+    pub fn script(&self) -> String {
+        self.sizing.lock().script.clone()
     }
 
     /// What one of its jobs holds, to turn sizes into jobs.
@@ -106,6 +119,7 @@ impl Pool {
         let plan = self
             .books()
             .reconcile(listing.as_deref(), &workers, Instant::now());
+        self.grow_after_out_of_memory().await;
         self.act(plan).await;
         self.rounds.send_modify(|n| *n += 1);
     }
@@ -247,7 +261,7 @@ impl Pool {
         match &self.dask {
             None => {
                 let ask = self.scheduler.task_demand(self.group.as_deref());
-                let workers = ask.workers(&self.shape);
+                let workers = ask.workers(&self.shape());
                 Demand {
                     jobs: Some(self.per_job().jobs_for(Ask::Workers(workers))),
                     source: Source::Tasks {

@@ -8,10 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
+use tokio::time::Instant;
 
 use super::books::Books;
 use super::dask_pool::DaskPool;
 use super::pool::Pool;
+use super::sizing::Sizing;
 use super::{ClusterError, ClusterOptions};
 use crate::config::{Directive, JobSpec, SpecError, ValueError, WorkerKind};
 use crate::protocol::check_name;
@@ -218,9 +220,8 @@ async fn pool(
     Ok(Pool {
         books: parking_lot::Mutex::new(books),
         group,
-        shape,
+        sizing: parking_lot::Mutex::new(Sizing::new(&spec, script, shape, Instant::now())),
         spec,
-        script,
         slurm: shared.slurm.clone(),
         scheduler: shared.scheduler.clone(),
         scheduler_file: shared.scheduler_file.clone(),

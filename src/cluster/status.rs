@@ -79,6 +79,7 @@ pub(crate) fn assemble(s: &Sources<'_>) -> ClusterStatus {
             max_workers: a.max_jobs.saturating_mul(processes),
             decision: a.decision.clone(),
         }),
+        memory_growth: pool.sizing.lock().status(),
         group: pool.group.clone(),
         groups: Vec::new(),
     }
@@ -151,6 +152,8 @@ pub(crate) fn combine(mut parts: Vec<ClusterStatus>) -> ClusterStatus {
     all.limit_refusals = parts.iter().map(|p| p.limit_refusals).sum();
     all.preemptions = parts.iter().map(|p| p.preemptions).sum();
     all.recent_preemptions = parts.iter().map(|p| p.recent_preemptions).sum();
+    // Each group grows on its own: its line is in its own status.
+    all.memory_growth = None;
     all.failures = parts.iter().flat_map(|p| p.failures.clone()).collect();
     all.phase = parts
         .iter()

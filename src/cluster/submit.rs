@@ -51,7 +51,7 @@ impl Pool {
             Some(g) => format!("sbatch --test-only (group {g})"),
             None => "sbatch --test-only".to_string(),
         };
-        let refused = match self.slurm.test_submit(&self.script).await {
+        let refused = match self.slurm.test_submit(&self.script()).await {
             Ok(v) if v.accepted => None,
             Ok(v) => Some(SlurmError::failed(command, "refused".into(), v.message)),
             Err(e) => Some(e),
@@ -161,13 +161,14 @@ impl Pool {
                 Err(e) => return Err(e),
             }
         }
+        let script = self.script();
         for i in 0..n {
             let options = SubmitOptions {
                 exclude: exclude.clone(),
                 env: self.index_env(1),
                 ..Default::default()
             };
-            match self.slurm.submit(&self.script, &options).await {
+            match self.slurm.submit(&script, &options).await {
                 Ok(id) => {
                     tracing::info!(job = %id, "submitted worker job");
                     self.books().submitted([JobRef::Job(id)], now);
@@ -207,7 +208,7 @@ impl Pool {
             env: self.index_env(u64::from(tasks)),
             ..Default::default()
         };
-        self.slurm.submit(&self.script, &options).await
+        self.slurm.submit(&self.script(), &options).await
     }
 
     /// The environment that gives the next `n` jobs their indexes: the

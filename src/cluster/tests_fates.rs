@@ -172,3 +172,78 @@ async fn a_held_job_is_replaced_where_the_backend_cannot_release() {
         "a hold is no start-up failure"
     );
 }
+
+/// The `--mem` of the latest submission.
+fn last_mem(fake: &FakeSlurm) -> String {
+    let subs = fake.submissions();
+    subs.last().and_then(|s| s.mem.clone()).unwrap_or_default()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_job_that_ended_out_of_memory_makes_the_next_jobs_ask_for_more_until_slurm_refuses() {
+    let fake = FakeSlurm::new();
+    // No worker registers here, so each end is a start-up failure too.
+    let mut o = options();
+    o.max_startup_failures = 10;
+    let (cluster, _dir) = start(&fake, o).await;
+    cluster.scale(2);
+    until(&cluster, "2 jobs", || fake.active().len() == 2).await;
+    let first = last_mem(&fake);
+    assert_eq!(first, "1G", "the spec's memory");
+    let jobs = fake.active();
+    fake.start(jobs[0], "node1");
+    fake.start(jobs[1], "node2");
+    // Both end OUT_OF_MEMORY in one round: the jobs grow once, not twice.
+    fake.end(jobs[0], JobState::OutOfMemory, Some(0));
+    fake.end(jobs[1], JobState::OutOfMemory, Some(0));
+    until(&cluster, "replacements", || {
+        fake.in_state(JobState::Pending).len() == 2
+    })
+    .await;
+    assert_eq!(last_mem(&fake), "2G");
+    let grown = cluster.status().memory_growth.expect("grown");
+    assert_eq!(
+        (grown.from.as_str(), grown.to.as_str(), grown.times),
+        ("1G", "2G", 1)
+    );
+    assert!(cluster.job_script().contains("#SBATCH --mem=2G"));
+    // Slurm would not take twice that: the jobs stay at 2G, and say why.
+    fake.refuse_tests(Some("Requested node configuration is not available"));
+    let grown_jobs = fake.active();
+    fake.start(grown_jobs[0], "node1");
+    fake.end(grown_jobs[0], JobState::OutOfMemory, Some(0));
+    until(&cluster, "growth stopped", || {
+        cluster
+            .status()
+            .memory_growth
+            .is_some_and(|g| g.stopped.is_some())
+    })
+    .await;
+    until(&cluster, "a replacement", || {
+        fake.in_state(JobState::Pending).len() == 2
+    })
+    .await;
+    assert_eq!(last_mem(&fake), "2G");
+    let line = cluster.status().memory_growth.unwrap().to_string();
+    assert!(
+        line.contains("jobs ask 2G (grown from 1G after jobs ended OUT_OF_MEMORY, 1 time)")
+            && line.contains("Requested node configuration is not available"),
+        "{line}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_job_memory_growth_off_an_out_of_memory_end_changes_nothing() {
+    let fake = FakeSlurm::new();
+    let mut o = options();
+    o.job_memory_growth = crate::config::MemoryGrowth::OFF;
+    let (cluster, _dir) = start(&fake, o).await;
+    cluster.scale(1);
+    until(&cluster, "a job", || fake.active().len() == 1).await;
+    let job = fake.active()[0];
+    fake.start(job, "node1");
+    fake.end(job, JobState::OutOfMemory, Some(0));
+    until(&cluster, "a replacement", || fake.submissions().len() == 2).await;
+    assert_eq!(last_mem(&fake), "1G");
+    assert_eq!(cluster.status().memory_growth, None);
+}

@@ -79,6 +79,11 @@ pub const ENV_VARS: &[EnvVar] = &[
         default: "2",
     },
     EnvVar {
+        name: "DROVER_JOB_MEMORY_GROWTH",
+        key: "job-memory-growth",
+        default: "2",
+    },
+    EnvVar {
         name: "DROVER_PREEMPTIONS_TOLERATED",
         key: "preemptions-tolerated",
         default: "2",

@@ -1,5 +1,7 @@
-//! `task-memory-growth`: how much more memory a task killed for memory
-//! asks for on its next run (a factor, `2` or `1.5`), or `"off"`.
+//! `task-memory-growth` and `job-memory-growth`: how much more memory a
+//! task killed for memory asks for on its next run, and a group's next
+//! jobs after one of its jobs ended OUT_OF_MEMORY (a factor, `2` or
+//! `1.5`), or `"off"`.
 
 use serde::{Deserialize, Serialize};
 

@@ -29,7 +29,7 @@ pub use env::{
 pub use file::{ConfigFile, ConfigSources};
 pub use group::GroupOptions;
 pub use growth::{MemoryGrowth, GROWTH_FORMS};
-pub use memory::{Memory, MEMORY_FORMS};
+pub use memory::{Memory, MAX_MEMORY, MEMORY_FORMS};
 pub use options::{HeaderStyle, JobOptions, MemoryDirective, NannyMode, WorkerKind};
 pub use pool::{AdaptRange, HeldJobs, PoolOptions, ADAPT_FORMS};
 pub use sizing::{Ask, PerJob};

@@ -118,6 +118,9 @@ pub struct PoolOptions {
     pub held_jobs: Option<HeldJobs>,
     /// How much more memory a task killed for memory asks for next time.
     pub task_memory_growth: Option<crate::config::MemoryGrowth>,
+    /// How much more memory a group's next jobs ask for after one of its
+    /// jobs ended OUT_OF_MEMORY.
+    pub job_memory_growth: Option<crate::config::MemoryGrowth>,
     /// In a pool with groups: preemptions of a group's jobs within the
     /// last hour it tolerates before its work spills to the next group.
     pub preemptions_tolerated: Option<u32>,
@@ -181,7 +184,7 @@ impl PoolOptions {
             workers, adapt, wait_timeout, arrays, scheduler_interface, scheduler_host,
             idle_timeout, adapt_cooldown, spill_after, replace_lead, max_pending_jobs, max_submit_rate,
             poll_interval, pass_poll_interval, retry_backoff, close_timeout, max_startup_failures,
-            held_jobs, preemptions_tolerated, task_memory_growth, dask_start_timeout, dask_scheduler_file, heartbeat_interval, missed_heartbeats,
+            held_jobs, preemptions_tolerated, task_memory_growth, job_memory_growth, dask_start_timeout, dask_scheduler_file, heartbeat_interval, missed_heartbeats,
             max_held_polls, slurm_timeout, slurm_api, slurmrestd, slurm_jwt_file, max_connections, max_connections_per_peer,
             handshake_timeout, connection_idle_timeout, max_output_memory, journal, reattach_grace,
             journal_compact_after, page_refresh, timeline_interval,

@@ -203,6 +203,10 @@ pub struct ClusterStatus {
     /// Preemptions within the last hour, against `preemptions-tolerated`.
     #[serde(default)]
     pub recent_preemptions: usize,
+    /// How its jobs' memory grew after some ended OUT_OF_MEMORY (`None`:
+    /// they ask what they were given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_growth: Option<MemoryGrowthStatus>,
     /// The group this status is of, in a pool with groups.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
@@ -210,6 +214,40 @@ pub struct ClusterStatus {
     /// declared (the status itself then sums them up).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<ClusterStatus>,
+}
+
+/// A pool's jobs asking for more memory than they were given, after some
+/// of them ended OUT_OF_MEMORY.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemoryGrowthStatus {
+    /// What they asked for at first, as Slurm writes it (`512M`).
+    pub from: String,
+    /// What new jobs ask for now.
+    pub to: String,
+    /// Times they grew.
+    pub times: u32,
+    /// Why they grow no more (the partition's limit, Slurm's refusal).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
+}
+
+impl fmt::Display for MemoryGrowthStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.times {
+            0 => write!(f, "jobs ask {}", self.to)?,
+            n => write!(
+                f,
+                "jobs ask {} (grown from {} after jobs ended OUT_OF_MEMORY, {n} time{})",
+                self.to,
+                self.from,
+                if n == 1 { "" } else { "s" }
+            )?,
+        }
+        if let Some(why) = &self.stopped {
+            write!(f, "; grows no more: {why}")?;
+        }
+        Ok(())
+    }
 }
 
 impl ClusterStatus {
@@ -341,6 +379,7 @@ mod tests {
             limit_refusals: 0,
             preemptions: 0,
             recent_preemptions: 0,
+            memory_growth: None,
             group: None,
             groups: Vec::new(),
         };

@@ -16,7 +16,9 @@ mod tasks;
 pub mod text;
 mod worker;
 
-pub use cluster::{ClusterStatus, DaskStatus, JobAction, JobEnd, JobStatus, ScaleRequest};
+pub use cluster::{
+    ClusterStatus, DaskStatus, JobAction, JobEnd, JobStatus, MemoryGrowthStatus, ScaleRequest,
+};
 pub use file::{DaskEndpoint, DaskTls, SchedulerFile, SchedulerFileError};
 pub use ids::{ClusterId, IdError, TaskId, Token, WorkerId};
 pub use page::{short_duration, DashboardCode, LogChunk, PageUpdate, Sample};

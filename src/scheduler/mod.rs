@@ -416,6 +416,24 @@ impl Scheduler {
         }
     }
 
+    /// Replaces the shape of `shape.group`'s workers with a larger one (its
+    /// jobs ask for more memory after one ended OUT_OF_MEMORY): tasks up
+    /// to the new size are taken from now on.
+    pub fn grow_worker_shape(&self, shape: crate::protocol::WorkerShape) {
+        let mut registry = self.shared.registry();
+        let mut shapes = registry.worker_shapes().to_vec();
+        match shapes.iter_mut().find(|s| s.group == shape.group) {
+            Some(s) => *s = shape,
+            None => shapes.push(shape),
+        }
+        let largest = shapes.iter().map(|s| s.memory_bytes).max().unwrap_or(1);
+        let failed = registry.set_shapes(shapes) + registry.set_max_memory(largest);
+        drop(registry);
+        if failed > 0 {
+            self.shared.changed();
+        }
+    }
+
     /// Records how the pool is sized: with a journal, a pool started on it
     /// again holds this size.
     pub fn set_pool_mode(&self, group: Option<&str>, mode: crate::journal::PoolMode) {

@@ -474,6 +474,11 @@ impl Registry {
         self.tasks.set_max_cores(cores)
     }
 
+    /// The pool's worker shapes, one per group.
+    pub(crate) fn worker_shapes(&self) -> &[crate::protocol::WorkerShape] {
+        self.tasks.shapes()
+    }
+
     /// Records the memory of the pool's largest worker; returns how many
     /// queued tasks could never run and failed.
     pub(crate) fn set_max_memory(&mut self, bytes: u64) -> usize {

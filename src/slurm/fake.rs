@@ -26,6 +26,8 @@ pub struct Submission {
     pub exclude: Vec<String>,
     /// The environment it was given.
     pub env: Vec<(String, String)>,
+    /// Its `#SBATCH --mem=` value, if any.
+    pub mem: Option<String>,
 }
 
 #[derive(Default)]
@@ -356,6 +358,10 @@ impl Slurm for FakeSlurm {
             array: options.array,
             exclude: options.exclude.clone(),
             env: options.env.clone(),
+            mem: script
+                .lines()
+                .find_map(|l| l.strip_prefix("#SBATCH --mem="))
+                .map(String::from),
         });
         Ok(id)
     }

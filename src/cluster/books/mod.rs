@@ -240,6 +240,15 @@ impl Books {
         &self.failures
     }
 
+    /// A job submitted at or after `since` that ended OUT_OF_MEMORY, as
+    /// Slurm's listing or its accounting says (`job_growth.rs`).
+    pub fn out_of_memory_since(&self, since: Instant) -> Option<crate::slurm::JobRef> {
+        self.jobs
+            .values()
+            .find(|r| r.state == crate::slurm::JobState::OutOfMemory && r.submitted_at >= since)
+            .map(|r| r.job)
+    }
+
     /// Start-up failures ever seen; waiters compare it with their start.
     pub fn failures_seen(&self) -> u64 {
         self.failures_seen
