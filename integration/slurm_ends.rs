@@ -2,7 +2,8 @@
 //! local Slurm: a job Slurm holds after its launch failed is released by
 //! the pool and starts; a pool on the preemptible `scavenger` partition is
 //! preempted by a job of `urgent` and recovers; a job that ended
-//! OUT_OF_MEMORY makes the next one ask for more. Slow (Slurm lets a
+//! OUT_OF_MEMORY makes the next one ask for more; accounting tells a
+//! TIMEOUT and a NODE_FAIL as Slurm reports them. Slow (Slurm lets a
 //! requeued job start only once its credential has expired, two minutes
 //! on), so they run one at a time on this machine's 22.05 over its
 //! commands only; the fast form of the first, a replacement, is
@@ -18,7 +19,7 @@ use common::{
 };
 use drover::cluster::{Group, SlurmCluster};
 use drover::config::HeldJobs;
-use drover::slurm::{JobId, JobRef};
+use drover::slurm::{JobId, JobRef, JobState};
 use drover::tasks::{TaskSpec, TaskState};
 
 /// A job whose node's prolog fails is requeued held
@@ -378,6 +379,65 @@ async fn a_job_that_ended_out_of_memory_makes_the_next_job_ask_for_more() {
     assert_eq!(done[0].state, TaskState::Succeeded, "{:#?}", done[0]);
     assert_eq!(done[0].output.as_ref().unwrap().stdout.trim(), "fits");
     cluster.close().await.unwrap();
+}
+
+/// Ends Slurm itself decides, as accounting records them
+/// (`Slurm::fates`, one call for both): a job past its time limit ends
+/// TIMEOUT, and one whose node died ends NODE_FAIL once Slurm declares the
+/// node down (`SlurmdTimeout`, 20 s here; `--no-requeue`, as with
+/// `JobRequeue=1` Slurm would requeue it). A pool's own job on a dead
+/// node is cancelled by the pool before that (its workers are lost
+/// sooner), so this case submits plain jobs; `slurm_jobs` reads FAILED,
+/// COMPLETED and CANCELLED.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accounting_tells_a_timeout_and_a_node_failure_as_slurm_reports_them() {
+    let Some(slurm) = local_slurm("accounting_tells_a_timeout_and_a_node_failure") else {
+        return;
+    };
+    let _whole = exclusive().await;
+    let submit = |name: &str, args: &[&str]| -> JobId {
+        let name = common::unique(name);
+        let mut all = vec!["--parsable", "-J", &name, "-o", "/dev/null"];
+        all.extend_from_slice(args);
+        all.extend(["--wrap", "sleep 600"]);
+        let out = slurm_cmd("sbatch", &all);
+        out.trim().split(';').next().unwrap().parse().unwrap()
+    };
+    // Five seconds: Slurm ends it at its next look at time limits.
+    let timed = submit("drover-fate-timeout", &["-t", "0:05", "-w", "node1"]);
+    let _timed = common::CancelOnDrop(timed);
+    let orphan = submit("drover-fate-nodefail", &["--no-requeue", "-w", "node2"]);
+    let _orphan = common::CancelOnDrop(orphan);
+    wait_for_state(orphan, "RUNNING", Duration::from_secs(30)).await;
+    let _revive = common::ReviveNode(2);
+    common::local_cluster(&["kill-node", "2"]);
+    let jobs = [timed, orphan].map(JobRef::Job);
+    if !accounting_on() {
+        assert_eq!(slurm.fates(&jobs).await.unwrap(), None);
+        return;
+    }
+    let start = std::time::Instant::now();
+    let fates = loop {
+        let fates = slurm.fates(&jobs).await.unwrap().expect("accounting");
+        if fates.len() == 2 && fates.iter().all(|f| !f.state.is_active()) {
+            break fates;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(180),
+            "Slurm did not end both: {fates:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let fate = |job: JobId| fates.iter().find(|f| f.job == JobRef::Job(job)).unwrap();
+    assert_eq!(fate(timed).state, JobState::Timeout, "{fates:?}");
+    assert!(
+        fate(timed)
+            .elapsed
+            .is_some_and(|e| e >= Duration::from_secs(5)),
+        "{fates:?}"
+    );
+    assert_eq!(fate(orphan).state, JobState::NodeFail, "{fates:?}");
+    assert_eq!(fate(orphan).nodes.as_deref(), Some("node2"), "{fates:?}");
 }
 
 /// Submits a job of `urgent` that takes every node whole for `secs`

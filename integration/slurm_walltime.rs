@@ -5,12 +5,11 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{
     exclusive, final_states, local_slurm, log_dir, slurm_cmd, test_cluster_options, test_job,
-    unique, CancelOnDrop,
+    unique, CancelOnDrop, ReviveNode,
 };
 use drover::cluster::SlurmCluster;
 use drover::protocol::WorkerState;
@@ -159,27 +158,6 @@ async fn a_steady_stream_crosses_a_two_minute_walltime_without_losing_a_task() {
         states.iter().all(|(_, s)| s == "COMPLETED"),
         "every job ends COMPLETED, none TIMEOUT: {states:?}"
     );
-}
-
-/// Brings a killed node back, whatever happens in the test.
-struct ReviveNode(u32);
-
-impl Drop for ReviveNode {
-    fn drop(&mut self) {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/slurm/local-cluster");
-        let out = Command::new("timeout")
-            .args(["180", script, "revive-node", &self.0.to_string()])
-            .output();
-        if let Ok(out) = out {
-            if !out.status.success() {
-                eprintln!(
-                    "revive-node {} failed: {}",
-                    self.0,
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

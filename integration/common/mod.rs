@@ -4,9 +4,12 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod nodes;
 pub mod process;
 pub mod simulated;
 
+#[allow(unused_imports)]
+pub use nodes::ReviveNode;
 #[allow(unused_imports)] // not every test crate uses both
 pub use process::{run_ok, KillOnDrop};
 
