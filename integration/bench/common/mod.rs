@@ -4,6 +4,7 @@
 
 #[path = "../../common/browser.rs"]
 pub mod browser;
+pub mod counting;
 pub mod floor;
 #[path = "../../common/process.rs"]
 pub mod process;
