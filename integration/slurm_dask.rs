@@ -656,3 +656,95 @@ async fn dask_workers_hand_their_results_on_before_their_walltime_ends() {
     );
     cluster.close().await.unwrap();
 }
+
+/// A Dask pool with a safe group (on `small`: node1, never preempted) and
+/// a cheap one (two jobs on `scavenger`, kept to node2) holds 40 results
+/// spread over its three workers. A job of `urgent` takes node2 whole:
+/// Slurm preempts the cheap jobs, its SIGTERM reaching every process of
+/// them. Their Dask workers retire through Dask (drover's preload) within
+/// Slurm's GraceTime (10 s here), so their results move to the safe
+/// worker: all 40 are gathered from it, and none was computed twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preempted_dask_workers_hand_their_results_on_first() {
+    let Some(slurm) = local_slurm("preempted_dask_workers_hand_their_results_on") else {
+        return;
+    };
+    let Some(python) = dask_python("preempted_dask_workers_hand_their_results_on") else {
+        return;
+    };
+    let _serial = exclusive().await;
+    let logs = log_dir();
+    let dask_job = |prefix: &str| {
+        test_job(prefix, 1, logs.path())
+            .kind(WorkerKind::Dask)
+            .python(python.clone())
+    };
+    let groups = vec![
+        drover::cluster::Group {
+            name: "safe".into(),
+            spec: dask_job("drover-dask-safe").queue("small").build().unwrap(),
+        },
+        drover::cluster::Group {
+            name: "cheap".into(),
+            spec: dask_job("drover-dask-cheap")
+                .queue("scavenger")
+                .job_extra_directives(vec!["--nodelist=node2".to_string()])
+                .build()
+                .unwrap(),
+        },
+    ];
+    let cluster = SlurmCluster::with_groups(groups, test_cluster_options(), slurm)
+        .await
+        .unwrap();
+    let dask = cluster.dask().unwrap();
+    cluster.scale_group("safe", 1).unwrap();
+    cluster.scale_group("cheap", 2).unwrap();
+    cluster
+        .wait_for_workers(3, Duration::from_secs(90))
+        .await
+        .unwrap();
+    let (held_results, held) = HeldResults::start(&python, &dask, logs.path());
+    let spread: usize = held
+        .strip_prefix("held 40 results on ")
+        .and_then(|r| r.strip_suffix(" workers"))
+        .unwrap_or_else(|| panic!("unexpected: {held}"))
+        .parse()
+        .unwrap();
+    assert!(spread >= 2, "some results on the cheap workers: {held}");
+    let urgent = common::slurm_cmd(
+        "sbatch",
+        &[
+            "--parsable",
+            "-p",
+            "urgent",
+            "-w",
+            "node2",
+            "--exclusive",
+            "-J",
+            "drover-urgent",
+            "-o",
+            "/dev/null",
+            "--wrap",
+            "sleep 5",
+        ],
+    );
+    let _urgent = common::CancelOnDrop(JobId::new(urgent.trim().parse().unwrap()));
+    let start = Instant::now();
+    while cluster.status().dask.and_then(|d| d.workers) != Some(1) {
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "the cheap workers were not preempted: {:#?}",
+            cluster.status().jobs
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let (checked, computed) = held_results.check();
+    assert_eq!(checked, "ok 40 of 40 on 1 workers");
+    assert_eq!(
+        computed.lines().count(),
+        40,
+        "no result was lost to the preemption and computed again: {computed}"
+    );
+    assert!(cluster.status().preemptions >= 1, "{:#?}", cluster.status());
+    cluster.close().await.unwrap();
+}

@@ -13,7 +13,7 @@ mod api;
 mod worker_command;
 
 pub use api::{DaskApi, DaskWorker, MAX_ANSWER_BYTES};
-pub use worker_command::{dask_name, DaskWorkerCommand};
+pub use worker_command::{dask_name, DaskWorkerCommand, WORKER_PRELOAD};
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

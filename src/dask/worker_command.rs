@@ -47,7 +47,14 @@ pub struct DaskWorkerCommand {
     pub extra: Vec<String>,
     /// The pool's Dask TLS files, when drover made them.
     pub tls: Option<DaskTls>,
+    /// drover's preload file (`WORKER_PRELOAD`), where the agent wrote it.
+    pub preload: Option<PathBuf>,
 }
+
+/// drover's preload for Dask workers (see the file): a worker Slurm stops
+/// with SIGTERM (preemption, `scancel`) retires through Dask first, so
+/// its results move to the workers that stay.
+pub const WORKER_PRELOAD: &str = include_str!("worker_preload.py");
 
 impl DaskWorkerCommand {
     /// The argv, starting with the Python.
@@ -81,6 +88,9 @@ impl DaskWorkerCommand {
         if let Some(t) = &self.tls {
             argv.extend(["--protocol".into(), "tls".into()]);
             argv.extend(t.args());
+        }
+        if let Some(p) = &self.preload {
+            argv.extend(["--preload".into(), p.display().to_string()]);
         }
         argv.extend(self.extra.iter().cloned());
         argv
@@ -117,13 +127,15 @@ mod tests {
                 cert: "/d/tls-cert.pem".into(),
                 key: "/d/tls-key.pem".into(),
             }),
+            preload: Some("/run/d/drover_dask_preload.py".into()),
         };
         assert_eq!(
             cmd.argv().join(" "),
             "/venv/bin/python -m distributed.cli.dask_worker tcp://10.77.0.1:8786 --nthreads 2 \
              --memory-limit 1073741824 --name 4711 --death-timeout 60s --nworkers 2 --nanny \
              --interface ib0 --local-directory /scratch --protocol tls --tls-ca-file /d/tls-cert.pem \
-             --tls-cert /d/tls-cert.pem --tls-key /d/tls-key.pem --resources GPU=1"
+             --tls-cert /d/tls-cert.pem --tls-key /d/tls-key.pem \
+             --preload /run/d/drover_dask_preload.py --resources GPU=1"
         );
         // drover's agent as the nanny: one worker, no Dask nanny, on the
         // address that routes to the scheduler when no interface is named.
@@ -134,6 +146,7 @@ mod tests {
             local_directory: None,
             extra: Vec::new(),
             tls: None,
+            preload: None,
             ..cmd
         };
         assert_eq!(

@@ -387,6 +387,9 @@ impl Agent {
         {
             process.retire(name, self.death).await;
         }
+        if let Some(process) = &self.dask {
+            process.mark_leaving();
+        }
         if let Some((id, _)) = link.id {
             let farewell = DeregisterRequest {
                 reason: describe_exit(&exit),

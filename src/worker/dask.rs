@@ -5,7 +5,9 @@
 //! interpreter instead of two. With Dask's nanny, one process serves the
 //! whole job and nobody restarts it. Either way the supervisor retires
 //! the worker through Dask before the agent leaves, so its results move
-//! first, and stops it when the agent is done.
+//! first, and stops it when the agent is done. A worker Slurm itself stops
+//! (SIGTERM reaches every process of the job: preemption, `scancel`)
+//! retires through Dask on its own, by drover's preload (`--preload`).
 
 use std::process::ExitStatus;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,7 +25,7 @@ use crate::dask::{DaskApi, DaskWorkerCommand};
 use crate::protocol::DaskEndpoint;
 
 /// How long a Dask worker gets to close after SIGTERM before SIGKILL.
-const STOP_GRACE: Duration = Duration::from_secs(10);
+pub(super) const STOP_GRACE: Duration = Duration::from_secs(10);
 /// How often the supervisor reads the worker's resident memory.
 const MEMORY_EVERY: Duration = Duration::from_millis(500);
 /// The share of its memory limit at which a worker is ended and restarted
@@ -51,6 +53,8 @@ struct Shared {
     leaving: AtomicBool,
     /// Notified by `stop`.
     stop: Notify,
+    /// How long the worker gets to close once stopped.
+    grace: Mutex<Duration>,
 }
 
 /// The supervised Dask worker process(es) of one agent or one job.
@@ -60,6 +64,18 @@ pub(super) struct DaskProcess {
     exited: watch::Receiver<Option<String>>,
     api: DaskApi,
     supervisor: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The private directory (0700, its name random) drover's preload is
+    /// written to; removed when the process is dropped.
+    _preload: tempfile::TempDir,
+}
+
+/// Writes drover's preload (`WORKER_PRELOAD`) into a new private
+/// directory: only this user can read or replace what Python runs.
+fn write_preload() -> std::io::Result<(tempfile::TempDir, std::path::PathBuf)> {
+    let dir = tempfile::Builder::new().prefix("drover-dask-").tempdir()?;
+    let path = dir.path().join("drover_dask_preload.py");
+    std::fs::write(&path, crate::dask::WORKER_PRELOAD)?;
+    Ok((dir, path))
 }
 
 fn spawn(command: &DaskWorkerCommand) -> std::io::Result<Child> {
@@ -122,15 +138,12 @@ fn describe(status: std::io::Result<ExitStatus>) -> String {
     }
 }
 
-/// Ends `child`: SIGTERM, then SIGKILL after a grace period.
-async fn terminate(child: &mut Child) {
+/// Ends `child`: SIGTERM, then SIGKILL after `grace`.
+async fn terminate(child: &mut Child, grace: Duration) {
     if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
         let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
     }
-    if tokio::time::timeout(STOP_GRACE, child.wait())
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(grace, child.wait()).await.is_err() {
         tracing::warn!("the Dask worker did not stop after SIGTERM; killing it");
         let _ = child.kill().await;
     }
@@ -149,7 +162,10 @@ async fn supervise(
     loop {
         let started = Instant::now();
         let why = match watch_one(&mut child, supervision, &shared).await {
-            End::Stopped => return terminate(&mut child).await,
+            End::Stopped => {
+                let grace = *shared.grace.lock();
+                return terminate(&mut child, grace).await;
+            }
             _ if shared.leaving.load(Ordering::SeqCst) => return,
             End::Exited(status) => format!("it exited ({status})"),
             End::OverMemory(rss) => format!(
@@ -196,11 +212,17 @@ impl DaskProcess {
         endpoint: &DaskEndpoint,
         supervision: Supervision,
     ) -> std::io::Result<DaskProcess> {
+        let (preload_dir, preload) = write_preload()?;
+        let command = &DaskWorkerCommand {
+            preload: Some(preload),
+            ..command.clone()
+        };
         let child = spawn(command)?;
         let (tx, exited) = watch::channel(None);
         let shared = Arc::new(Shared {
             leaving: AtomicBool::new(false),
             stop: Notify::new(),
+            grace: Mutex::new(STOP_GRACE),
         });
         let task = tokio::spawn(supervise(
             child,
@@ -214,6 +236,7 @@ impl DaskProcess {
             exited,
             api: DaskApi::new(endpoint),
             supervisor: Mutex::new(Some(task)),
+            _preload: preload_dir,
         })
     }
 
@@ -264,10 +287,17 @@ impl DaskProcess {
         }
     }
 
-    /// Stops the worker (SIGTERM, then SIGKILL after a grace period) and
-    /// its supervisor.
-    pub(super) async fn stop(&self) {
+    /// The worker is leaving: it is not started again when it ends (a
+    /// worker Slurm stopped retires and ends on its own).
+    pub(super) fn mark_leaving(&self) {
         self.shared.leaving.store(true, Ordering::SeqCst);
+    }
+
+    /// Stops the worker (SIGTERM, then SIGKILL after `grace`) and its
+    /// supervisor.
+    pub(super) async fn stop(&self, grace: Duration) {
+        self.shared.leaving.store(true, Ordering::SeqCst);
+        *self.shared.grace.lock() = grace;
         let Some(task) = self.supervisor.lock().take() else {
             return;
         };

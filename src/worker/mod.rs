@@ -335,12 +335,27 @@ pub async fn run(mut args: WorkerArgs) -> Result<Vec<AgentExit>, AgentError> {
             Err(_) => {}
         }
     }
+    let grace = dask_grace(&exits, args.death_timeout.duration());
     for process in &processes {
-        process.stop().await;
+        process.stop(grace).await;
     }
     match failed {
         Some(e) => Err(e),
         None => Ok(exits),
+    }
+}
+
+/// How long the Dask workers get to close once the agents left. Stopped
+/// by Slurm (SIGTERM: preemption, `scancel`) they retire through Dask on
+/// their own (drover's preload): they get the death timeout to finish,
+/// within which Slurm's own grace bounds them too.
+fn dask_grace(exits: &[AgentExit], death: Duration) -> Duration {
+    let stopped = exits
+        .iter()
+        .any(|e| matches!(e, AgentExit::Signalled(Signal::Term)));
+    match stopped {
+        true => death.max(dask::STOP_GRACE),
+        false => dask::STOP_GRACE,
     }
 }
 
@@ -376,6 +391,7 @@ fn start_dask(
         local_directory: args.local_directory.clone(),
         extra: args.extra.clone(),
         tls: endpoint.tls.clone(),
+        preload: None,
     };
     let supervision = dask::Supervision {
         restart: args.nanny == NannyMode::Agent,
