@@ -23,6 +23,15 @@ use super::pool::Pool;
 use crate::config::{JobSpec, Memory};
 use crate::slurm::PartitionInfo;
 
+/// What Slurm says of a grown job.
+enum Verdict {
+    Takes,
+    /// In Slurm's words (or why drover cannot ask).
+    Refuses(String),
+    /// Slurm did not answer: ask again next round.
+    Unsure,
+}
+
 /// The memory after `current` grows by `percent` (200 is twice), in whole
 /// MiB as Slurm counts it, at most `limit`; `None` when that is no more.
 pub(crate) fn grown_memory(current: Memory, percent: u32, limit: Option<Memory>) -> Option<Memory> {
@@ -98,11 +107,16 @@ impl Pool {
             Ok(s) => s,
             Err(e) => return self.stop_growing(format!("its script did not render: {e}")),
         };
-        if let Some(why) = self.refusal_of(&script, limit.is_some()).await {
-            return self.stop_growing(format!(
-                "job {job} ended OUT_OF_MEMORY; a job asking {} would not run here: {why}",
-                next.to_slurm()
-            ));
+        match self.verdict_on(&script, limit.is_some()).await {
+            Verdict::Takes => {}
+            // Asked again next round.
+            Verdict::Unsure => return,
+            Verdict::Refuses(why) => {
+                return self.stop_growing(format!(
+                    "job {job} ended OUT_OF_MEMORY; a job asking {} would not run here: {why}",
+                    next.to_slurm()
+                ))
+            }
         }
         let shape = super::shape::worker_shape(&spec, self.group.as_deref());
         tracing::warn!(
@@ -121,21 +135,24 @@ impl Pool {
         s.times = s.times.saturating_add(1);
     }
 
-    /// Why Slurm would not take a job with `script`, in its words: asked
-    /// without submitting where the backend can; otherwise only a known
-    /// partition limit bounds it (`None`: go on).
-    async fn refusal_of(&self, script: &str, bounded: bool) -> Option<String> {
+    /// Whether Slurm would take a job with `script`: asked without
+    /// submitting where the backend can; otherwise only a known partition
+    /// limit bounds it.
+    async fn verdict_on(&self, script: &str, bounded: bool) -> Verdict {
         if !self.slurm.tests_without_submitting() {
-            return (!bounded).then(|| {
-                "no partition limit bounds it and this backend cannot ask Slurm without submitting"
-                    .to_string()
-            });
+            return match bounded {
+                true => Verdict::Takes,
+                false => Verdict::Refuses(
+                    "no partition limit bounds it and this backend cannot ask Slurm without submitting"
+                        .into(),
+                ),
+            };
         }
         match self.slurm.test_submit(script).await {
-            Ok(v) if v.accepted => None,
-            Ok(v) => Some(v.message),
-            Err(e) if e.is_transient() => Some(format!("Slurm gave no verdict ({e})")),
-            Err(e) => Some(e.to_string()),
+            Ok(v) if v.accepted => Verdict::Takes,
+            Ok(v) => Verdict::Refuses(v.message),
+            Err(e) if e.is_transient() => Verdict::Unsure,
+            Err(e) => Verdict::Refuses(e.to_string()),
         }
     }
 
