@@ -260,3 +260,99 @@ async fn accounting_tells_how_each_ended_job_ended() {
         assert!(f.nodes.is_some() && f.elapsed.is_some(), "{f:?}");
     }
 }
+
+/// A pool's job that leaves Slurm's listing while still active (here
+/// renamed, as when an administrator moves it, or a job purged while the
+/// pool was away) is looked up in accounting, never in a loop. Without
+/// accounting (or over slurmrestd, whose accounting drover does not read)
+/// its end shows unknown at once and nothing asks again: a round costs one
+/// listing. With accounting, `sacct` still knows it pending, so the pool
+/// asks once a round until it gives up (`fates::PATIENCE`, a minute); this
+/// case checks only that it left the listing and was replaced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_gone_from_the_listing_is_looked_up_without_looping() {
+    use drover::protocol::JobEnd;
+    let Some(slurm) = local_slurm("a_job_gone_from_the_listing") else {
+        return;
+    };
+    let logs = log_dir();
+    // Held (as a person holds a job; the pool leaves such holds alone):
+    // it stays pending, with no worker to say it runs.
+    let spec = common::test_job("drover-gone", 1, logs.path())
+        .job_extra_directives(vec!["--hold".to_string()])
+        .build()
+        .unwrap();
+    let cluster = drover::cluster::SlurmCluster::new(spec, common::test_cluster_options(), slurm)
+        .await
+        .unwrap();
+    cluster.scale(1);
+    let job_id = || cluster.status().jobs.first().and_then(|j| j.job_id);
+    let start = std::time::Instant::now();
+    while job_id().is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no job submitted: {:#?}",
+            cluster.status()
+        );
+        cluster.rounds(1).await;
+    }
+    let first = job_id().unwrap();
+    let _first = CancelOnDrop(first);
+    common::until("the job listed", Duration::from_secs(30), || {
+        !show_job(first).is_empty()
+    })
+    .await;
+    slurm_cmd(
+        "scontrol",
+        &[
+            "update",
+            &format!("JobId={first}"),
+            "JobName=drover-renamed",
+        ],
+    );
+    let record = || {
+        cluster
+            .status()
+            .jobs
+            .into_iter()
+            .find(|j| j.job_id == Some(first))
+    };
+    common::until("a replacement", Duration::from_secs(30), || {
+        cluster.status().submitted >= 2
+    })
+    .await;
+    let replacement = cluster
+        .status()
+        .jobs
+        .iter()
+        .filter_map(|j| j.job_id)
+        .find(|id| *id != first)
+        .unwrap();
+    let _replacement = CancelOnDrop(replacement);
+    if common::over_rest() || !common::accounting_on() {
+        common::until("its end unknown", Duration::from_secs(30), || {
+            record().is_some_and(|j| j.end == Some(JobEnd::Unknown))
+        })
+        .await;
+        assert_eq!(
+            record().unwrap().state_words(),
+            "ended, state unknown (no accounting)"
+        );
+        let before = cluster.status().slurm_calls;
+        cluster.rounds(5).await;
+        let calls = cluster.status().slurm_calls - before;
+        assert!(
+            calls <= 6,
+            "5 rounds made {calls} Slurm calls: one listing each, nothing asked again"
+        );
+    } else {
+        // Asked about: sacct knows it pending, so its end is not known yet.
+        let gone = record().expect("still in the books");
+        assert_eq!(
+            (gone.state.clone(), gone.end.clone()),
+            (drover::slurm::JobState::Vanished, None),
+            "{gone:?}"
+        );
+    }
+    cluster.close().await.unwrap();
+}
