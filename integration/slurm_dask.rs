@@ -657,8 +657,9 @@ async fn dask_workers_hand_their_results_on_before_their_walltime_ends() {
     cluster.close().await.unwrap();
 }
 
-/// A Dask pool with a safe group (on `small`: node1, never preempted) and
-/// a cheap one (two jobs on `scavenger`, kept to node2) holds 40 results
+/// A Dask pool with a safe group (a job of `small` holding node1 whole,
+/// never preempted) and a cheap one (two jobs on `scavenger`, so on node2)
+/// holds 40 results
 /// spread over its three workers. A job of `urgent` takes node2 whole:
 /// Slurm preempts the cheap jobs, its SIGTERM reaching every process of
 /// them. Their Dask workers retire through Dask (drover's preload) within
@@ -674,21 +675,27 @@ async fn preempted_dask_workers_hand_their_results_on_first() {
     };
     let _serial = exclusive().await;
     let logs = log_dir();
-    let dask_job = |prefix: &str| {
-        test_job(prefix, 1, logs.path())
+    let dask_job = |prefix: &str, cores: u32| {
+        test_job(prefix, cores, logs.path())
             .kind(WorkerKind::Dask)
             .python(python.clone())
     };
+    let cpus: u32 = common::slurm_cmd("sinfo", &["-h", "-n", "node1", "-o", "%c"])
+        .trim()
+        .parse()
+        .unwrap();
     let groups = vec![
         drover::cluster::Group {
             name: "safe".into(),
-            spec: dask_job("drover-dask-safe").queue("small").build().unwrap(),
+            spec: dask_job("drover-dask-safe", cpus)
+                .queue("small")
+                .build()
+                .unwrap(),
         },
         drover::cluster::Group {
             name: "cheap".into(),
-            spec: dask_job("drover-dask-cheap")
+            spec: dask_job("drover-dask-cheap", 1)
                 .queue("scavenger")
-                .job_extra_directives(vec!["--nodelist=node2".to_string()])
                 .build()
                 .unwrap(),
         },
@@ -697,7 +704,12 @@ async fn preempted_dask_workers_hand_their_results_on_first() {
         .await
         .unwrap();
     let dask = cluster.dask().unwrap();
+    // The safe job first, so that node1 is full when the cheap ones come.
     cluster.scale_group("safe", 1).unwrap();
+    cluster
+        .wait_for_workers(1, Duration::from_secs(90))
+        .await
+        .unwrap();
     cluster.scale_group("cheap", 2).unwrap();
     cluster
         .wait_for_workers(3, Duration::from_secs(90))
@@ -711,6 +723,17 @@ async fn preempted_dask_workers_hand_their_results_on_first() {
         .parse()
         .unwrap();
     assert!(spread >= 2, "some results on the cheap workers: {held}");
+    let cheap_nodes: Vec<Option<String>> = cluster
+        .status()
+        .groups
+        .iter()
+        .filter(|g| g.group.as_deref() == Some("cheap"))
+        .flat_map(|g| g.jobs.iter().map(|j| j.node.clone()))
+        .collect();
+    assert!(
+        cheap_nodes.iter().all(|n| n.as_deref() == Some("node2")),
+        "{cheap_nodes:?}"
+    );
     let urgent = common::slurm_cmd(
         "sbatch",
         &[
