@@ -139,6 +139,13 @@ fn pool_view(c: &ClusterStatus, name: &str) -> PoolView {
         notes.push(c.phase.to_string());
     }
     notes.extend(c.held_back.iter().map(ToString::to_string));
+    if c.preemptions > 0 {
+        notes.push(format!(
+            "preempted: {} times, {} in the last hour",
+            c.preemptions, c.recent_preemptions
+        ));
+    }
+    notes.extend(c.memory_growth.iter().map(|g| format!("memory: {g}")));
     PoolView {
         name: name.to_string(),
         target_workers: c.target_workers,

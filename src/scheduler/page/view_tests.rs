@@ -137,3 +137,27 @@ fn a_dask_pool_links_to_dasks_own_dashboard() {
         Some("http://10.77.0.1:8787/status")
     );
 }
+
+#[test]
+fn a_pool_s_notes_say_how_often_it_was_preempted_and_how_its_memory_grew() {
+    let mut c = status(Vec::new());
+    c.held_back = None;
+    let quiet = view(Some(&c), &[], TaskCounts::default(), None, 0);
+    assert!(quiet.pool.unwrap().notes.is_empty());
+    c.preemptions = 3;
+    c.recent_preemptions = 2;
+    c.memory_growth = Some(crate::protocol::MemoryGrowthStatus {
+        from: "256M".into(),
+        to: "512M".into(),
+        times: 1,
+        stopped: None,
+    });
+    let v = view(Some(&c), &[], TaskCounts::default(), None, 0);
+    assert_eq!(
+        v.pool.unwrap().notes,
+        [
+            "preempted: 3 times, 2 in the last hour",
+            "memory: jobs ask 512M (grown from 256M after jobs ended OUT_OF_MEMORY, 1 time)"
+        ]
+    );
+}
