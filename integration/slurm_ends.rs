@@ -3,7 +3,8 @@
 //! the pool and starts; a pool on the preemptible `scavenger` partition is
 //! preempted by a job of `urgent` and recovers; a job that ended
 //! OUT_OF_MEMORY makes the next one ask for more; accounting tells a
-//! TIMEOUT and a NODE_FAIL as Slurm reports them. Slow (Slurm lets a
+//! TIMEOUT and a NODE_FAIL as Slurm reports them; with `PreemptMode=CANCEL`
+//! a preempted job ends PREEMPTED and is replaced. Slow (Slurm lets a
 //! requeued job start only once its credential has expired, two minutes
 //! on), so they run one at a time on this machine's 22.05 over its
 //! commands only; the fast form of the first, a replacement, is
@@ -291,6 +292,88 @@ async fn a_group_preempted_too_often_spills_its_work_to_the_next_group() {
         .unwrap();
     assert_eq!(cheap.recent_preemptions, 2, "{cheap:#?}");
     cluster.close().await.unwrap();
+}
+
+/// With `PreemptMode=CANCEL` on `scavenger` (`slurm/local-cluster set`,
+/// put back after), a preempted job ends PREEMPTED instead of going back
+/// to the queue: the pool counts the preemption but no failure, and
+/// replaces the job; the task it ran goes back to the queue as stopped,
+/// using none of its retries (it has none), and runs to its end on the
+/// replacement once the urgent job is done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_preempt_mode_cancel_a_preempted_job_ends_preempted_and_is_replaced() {
+    let Some(slurm) = local_slurm("with_preempt_mode_cancel") else {
+        return;
+    };
+    let _whole = exclusive().await;
+    common::local_cluster(&["set", "PreemptMode=CANCEL"]);
+    let _reset = ResetOverrides;
+    let logs = log_dir();
+    let spec = test_job("drover-preempt-cancel", 1, logs.path()).queue("scavenger");
+    let cluster = running_pool(spec, slurm, 1).await;
+    let first = cluster.status().jobs[0].job_id.expect("a job id");
+    let client = cluster.client();
+    let go = logs.path().join("go");
+    let task = TaskSpec {
+        argv: vec!["sh".into(), "-c".into(), format!(
+            "n=0; while [ ! -e {go} ] && [ $n -lt 6000 ]; do sleep 0.1; n=$((n+1)); done; [ -e {go} ]",
+            go = go.display()
+        )],
+        ..Default::default()
+    };
+    let ids = client.submit(&[task]).await.unwrap();
+    let state = || async { client.tasks(Some(&ids), false).await.unwrap().tasks[0].clone() };
+    let start = std::time::Instant::now();
+    while state().await.state != TaskState::Running {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the task did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let urgent = urgent_job_on_every_node(5);
+    common::until("the job ended PREEMPTED", Duration::from_secs(120), || {
+        let s = cluster.status();
+        s.preemptions == 1
+            && s.jobs
+                .iter()
+                .any(|j| j.job_id == Some(first) && j.state == JobState::Preempted)
+    })
+    .await;
+    let stopped = state().await;
+    assert_eq!(
+        (stopped.state, stopped.stopped, stopped.lost),
+        (TaskState::Ready, 1, 0),
+        "{stopped:#?}"
+    );
+    wait_for_state(urgent, "COMPLETED", Duration::from_secs(120)).await;
+    std::fs::write(&go, "").unwrap();
+    let done = tokio::time::timeout(
+        Duration::from_secs(120),
+        client.wait_tasks(Some(&ids), Duration::from_millis(200)),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("the task did not finish: {:#?}", cluster.status().jobs))
+    .unwrap();
+    assert_eq!(
+        (done[0].state, done[0].attempts, done[0].stopped),
+        (TaskState::Succeeded, 2, 1),
+        "{:#?}",
+        done[0]
+    );
+    let status = cluster.status();
+    assert_eq!(status.submitted, 2, "replaced once: {:#?}", status.jobs);
+    assert!(status.failures.is_empty(), "{:?}", status.failures);
+    cluster.close().await.unwrap();
+}
+
+/// Puts the local Slurm's `set` overrides back, however the test ends.
+struct ResetOverrides;
+
+impl Drop for ResetOverrides {
+    fn drop(&mut self) {
+        common::local_cluster(&["set", "--reset"]);
+    }
 }
 
 /// A task that needs 400 MiB (and asked for none) in a worker job of 256

@@ -66,7 +66,7 @@ pub(super) struct DaskProcess {
     supervisor: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// The private directory (0700, its name random) drover's preload is
     /// written to; removed when the process is dropped.
-    _preload: tempfile::TempDir,
+    _preload: Option<tempfile::TempDir>,
 }
 
 /// Writes drover's preload (`WORKER_PRELOAD`) into a new private
@@ -212,9 +212,17 @@ impl DaskProcess {
         endpoint: &DaskEndpoint,
         supervision: Supervision,
     ) -> std::io::Result<DaskProcess> {
-        let (preload_dir, preload) = write_preload()?;
+        // Without it (no writable temporary directory) the worker runs as
+        // Dask's own does: stopped by Slurm, it closes without retiring.
+        let (preload_dir, preload) = match write_preload() {
+            Ok((dir, path)) => (Some(dir), Some(path)),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot write drover's Dask preload: a worker Slurm stops will close without retiring");
+                (None, None)
+            }
+        };
         let command = &DaskWorkerCommand {
-            preload: Some(preload),
+            preload,
             ..command.clone()
         };
         let child = spawn(command)?;
