@@ -734,24 +734,7 @@ async fn preempted_dask_workers_hand_their_results_on_first() {
         cheap_nodes.iter().all(|n| n.as_deref() == Some("node2")),
         "{cheap_nodes:?}"
     );
-    let urgent = common::slurm_cmd(
-        "sbatch",
-        &[
-            "--parsable",
-            "-p",
-            "urgent",
-            "-w",
-            "node2",
-            "--exclusive",
-            "-J",
-            "drover-urgent",
-            "-o",
-            "/dev/null",
-            "--wrap",
-            "sleep 5",
-        ],
-    );
-    let _urgent = common::CancelOnDrop(JobId::new(urgent.trim().parse().unwrap()));
+    let _urgent = common::CancelOnDrop(common::urgent_job(&["-w", "node2"], 5));
     let start = Instant::now();
     while cluster.status().dask.and_then(|d| d.workers) != Some(1) {
         assert!(

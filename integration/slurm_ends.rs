@@ -116,7 +116,7 @@ async fn a_preempted_pool_requeues_its_tasks_without_using_retries_and_recovers(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let before: Vec<JobRef> = cluster.status().jobs.iter().map(|j| j.job).collect();
-    let urgent = urgent_job_on_every_node(5);
+    let urgent = common::urgent_job_on_every_node(5);
     common::until(
         "the pool saw both jobs requeued",
         Duration::from_secs(120),
@@ -254,7 +254,7 @@ async fn a_group_preempted_too_often_spills_its_work_to_the_next_group() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let urgent = urgent_job_on_every_node(3);
+    let urgent = common::urgent_job_on_every_node(3);
     common::until(
         "the cheap group's jobs were preempted",
         Duration::from_secs(120),
@@ -331,7 +331,7 @@ async fn with_preempt_mode_cancel_a_preempted_job_ends_preempted_and_is_replaced
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let urgent = urgent_job_on_every_node(5);
+    let urgent = common::urgent_job_on_every_node(5);
     common::until("the job ended PREEMPTED", Duration::from_secs(120), || {
         let s = cluster.status();
         s.preemptions == 1
@@ -521,31 +521,6 @@ async fn accounting_tells_a_timeout_and_a_node_failure_as_slurm_reports_them() {
     );
     assert_eq!(fate(orphan).state, JobState::NodeFail, "{fates:?}");
     assert_eq!(fate(orphan).nodes.as_deref(), Some("node2"), "{fates:?}");
-}
-
-/// Submits a job of `urgent` that takes every node whole for `secs`
-/// seconds: it preempts whatever runs on `scavenger`.
-fn urgent_job_on_every_node(secs: u32) -> JobId {
-    let nodes = slurm_cmd("sinfo", &["-h", "-p", "urgent", "-o", "%D"]);
-    let sleep = format!("sleep {secs}");
-    let id = slurm_cmd(
-        "sbatch",
-        &[
-            "--parsable",
-            "-p",
-            "urgent",
-            "-N",
-            nodes.trim(),
-            "--exclusive",
-            "-J",
-            "drover-urgent",
-            "-o",
-            "/dev/null",
-            "--wrap",
-            &sleep,
-        ],
-    );
-    JobId::new(id.trim().parse().unwrap())
 }
 
 /// The pool's one job, once it has one.

@@ -9,7 +9,7 @@ pub mod process;
 pub mod simulated;
 
 #[allow(unused_imports)]
-pub use nodes::ReviveNode;
+pub use nodes::{urgent_job, urgent_job_on_every_node, ReviveNode};
 #[allow(unused_imports)] // not every test crate uses both
 pub use process::{run_ok, KillOnDrop};
 
