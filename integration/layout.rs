@@ -13,6 +13,7 @@ const LAYERS: &[&str] = &[
     "exit",
     "net",
     "private_fs",
+    "ssh",
     "tls",
     "config",
     "script",

@@ -7,7 +7,7 @@
 //! the scheduler over [`protocol`], using [`client`]) → [`tasks`] (the work).
 //! [`doctor`] checks a site before a pool relies on it.
 //! [`dask`] runs real Dask workers in a pool's jobs; [`net`] finds interface
-//! addresses; [`private_fs`] keeps what drover writes and reads from other users; [`tls`] makes each cluster's certificate and pins it; [`exit`] says which exit status each error stands for.
+//! addresses; [`private_fs`] keeps what drover writes and reads from other users; [`tls`] makes each cluster's certificate and pins it; [`ssh`] reaches a login node through OpenSSH for a driver outside the cluster; [`exit`] says which exit status each error stands for.
 
 #![warn(clippy::too_many_lines)]
 
@@ -24,6 +24,7 @@ pub mod protocol;
 pub mod scheduler;
 pub mod script;
 pub mod slurm;
+pub mod ssh;
 pub mod tasks;
 pub mod tls;
 pub mod worker;

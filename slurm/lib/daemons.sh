@@ -95,7 +95,7 @@ stop_pid() {
 
 stop_daemons() {
   local f
-  for f in "$STATE"/run/slurmrestd.pid "$STATE"/run/slurmd-*.pid "$STATE"/run/slurmctld.pid \
+  for f in "$STATE"/run/sshd-login.pid "$STATE"/run/slurmrestd.pid "$STATE"/run/slurmd-*.pid "$STATE"/run/slurmctld.pid \
            "$STATE"/run/slurmdbd.pid "$DB_PID"; do
     stop_pid "$f"
   done
@@ -115,6 +115,7 @@ running() {
   for i in $(seq 1 "$n"); do pid_alive "$STATE/run/slurmd-node$i.pid" || return 1; done
   pid_alive "$STATE/run/slurmrestd.pid" || return 1
   if [ "$ACCOUNTING" = 1 ]; then pid_alive "$STATE/run/slurmdbd.pid" || return 1; fi
+  if has_login; then pid_alive "$STATE/run/sshd-login.pid" || return 1; fi
   SLURM_CONF=$CONF timeout 10 sinfo -h >/dev/null 2>&1
 }
 

@@ -28,6 +28,7 @@ make_network() {
   for i in $(seq 1 "$NODES"); do
     add_host_ns "$NODE_NS$i" "$NODE_LINK$i" "$(node_addr "$i")" ib0
   done
+  make_login_network
 }
 
 # `add_host_ns NS HOST_END ADDRESS NAME`: a namespace on the bridge whose
@@ -50,6 +51,7 @@ add_host_ns() {
 # Every namespace and link this cluster made, by their names' prefixes
 # (another release's cluster, in a slot of its own, is left alone).
 remove_network() {
+  has_login && remove_login_network
   local ns link
   for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep -E "^$NODE_NS[0-9]+\$" || true); do
     ip netns delete "$ns" 2>/dev/null || true

@@ -22,12 +22,19 @@ const JOURNAL_WAIT: Duration = Duration::from_secs(600);
 pub enum ClusterCommand {
     /// Start a pool and keep it until Ctrl-C, SIGTERM or `drover close`.
     Up(Box<UpArgs>),
+    /// Reach a pool started with `cluster up --ssh` or `run --ssh` again, from here.
+    Attach(super::remote::RemoteArgs),
+    /// (internal) hold a pool on this host for a driver elsewhere.
+    #[command(hide = true)]
+    Hold(super::remote::HoldArgs),
 }
 
 #[derive(Debug, clap::Args)]
 pub struct UpArgs {
     #[command(flatten)]
     pool: PoolArgs,
+    #[command(flatten)]
+    remote: super::remote::RemoteArgs,
     /// Run in the background once the workers are up; its log goes next to the job logs.
     #[arg(long)]
     detach: bool,
@@ -50,6 +57,29 @@ pub struct UpArgs {
 
 pub async fn run(config: Option<PathBuf>, command: ClusterCommand) -> CliResult {
     match command {
+        ClusterCommand::Up(args) if args.remote.ssh.is_some() => {
+            if args.detach {
+                return Err(CliError::usage(
+                    "--detach with --ssh: the pool on the host runs detached already; this command is its near end (attach again later with `drover cluster attach --ssh HOST --name NAME`)",
+                ));
+            }
+            let pool = args.pool.layered(config)?;
+            let file = pool.job.scheduler_file.is_some();
+            let remote = super::remote::Remote::new(&args.remote, &pool.pool, file)?;
+            remote.foreground(Some(&pool)).await
+        }
+        ClusterCommand::Attach(args) => {
+            let (Some(_), Some(_)) = (&args.ssh, &args.name) else {
+                return Err(CliError::usage(
+                    "cluster attach needs --ssh HOST and --name NAME (the name `cluster up --ssh` or `run --ssh` printed)",
+                ));
+            };
+            let pool = drover::config::pool_from_env().map_err(CliError::usage)?;
+            super::remote::Remote::new(&args, &pool, false)?
+                .foreground(None)
+                .await
+        }
+        ClusterCommand::Hold(args) => super::remote::hold(args).await,
         ClusterCommand::Up(args) if args.detach && !args.detached_child => {
             detach(config, *args).await
         }

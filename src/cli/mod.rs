@@ -3,12 +3,14 @@
 mod cluster;
 mod dashboard;
 mod doctor;
+mod driver;
 mod error;
 mod groups;
 mod job_script;
 mod jobs;
 mod pool;
 mod ready;
+mod remote;
 mod retire;
 mod run;
 mod scheduler;

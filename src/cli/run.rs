@@ -1,15 +1,12 @@
 //! `drover run --workers N -- COMMAND...`: the launcher-script wrapper.
 //! Workers up, the command run with the pool's address in its environment,
 //! every job cancelled when it exits, whatever the exit; its status is ours.
+//! With `--ssh HOST` the pool runs on HOST and the command here (`remote`).
 
-use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
-use tokio::signal::unix::{signal, SignalKind};
-
+use super::driver::Signals;
 use super::error::{CliResult, Context};
 use super::pool::PoolArgs;
 
@@ -17,65 +14,57 @@ use super::pool::PoolArgs;
 pub struct RunArgs {
     #[command(flatten)]
     pool: PoolArgs,
+    #[command(flatten)]
+    remote: super::remote::RemoteArgs,
     /// The command to run once the workers are up.
     #[arg(last = true, required = true, value_name = "COMMAND")]
     command: Vec<String>,
 }
 
 pub async fn run(config: Option<PathBuf>, args: RunArgs) -> CliResult {
-    let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
-    let mut int = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
-    let mut hup = signal(SignalKind::hangup()).context("listening for SIGHUP")?;
+    let mut signals = Signals::listen()?;
     let pool = args.pool.layered(config)?;
+    if args.remote.ssh.is_some() {
+        let file = pool.job.scheduler_file.is_some();
+        let remote = super::remote::Remote::new(&args.remote, &pool.pool, file)?;
+        return remote.run(&pool, &args.command, &mut signals).await;
+    }
     let cluster = pool.start().await?;
     tokio::select! {
         r = pool.bring_up(&cluster) => r?,
-        _ = term.recv() => { cluster.close().await?; return Ok(ExitCode::from(143)); }
-        _ = int.recv() => { cluster.close().await?; return Ok(ExitCode::from(130)); }
+        _ = signals.term.recv() => { cluster.close().await?; return Ok(ExitCode::from(143)); }
+        _ = signals.int.recv() => { cluster.close().await?; return Ok(ExitCode::from(130)); }
     }
-    let mut command = tokio::process::Command::new(&args.command[0]);
-    command
-        .args(&args.command[1..])
-        .env("DROVER_SCHEDULER_FILE", cluster.scheduler_file())
-        .env("DROVER_SCHEDULER_ADDRESS", cluster.address())
-        .env("DROVER_CLUSTER_ID", cluster.cluster_id());
+    let mut env = vec![
+        (
+            "DROVER_SCHEDULER_FILE".to_string(),
+            cluster.scheduler_file().display().to_string(),
+        ),
+        (
+            "DROVER_SCHEDULER_ADDRESS".to_string(),
+            cluster.address().to_string(),
+        ),
+        (
+            "DROVER_CLUSTER_ID".to_string(),
+            cluster.cluster_id().to_string(),
+        ),
+    ];
     // A Dask driver's `Client()` connects through Dask's own config variable.
     if let Some(d) = cluster.dask() {
-        command
-            .env("DASK_SCHEDULER_ADDRESS", &d.address)
-            .env("DROVER_DASK_SCHEDULER_FILE", &d.scheduler_file)
-            .envs(d.tls.iter().flat_map(|t| t.client_env()));
+        env.push(("DASK_SCHEDULER_ADDRESS".into(), d.address.clone()));
+        env.push((
+            "DROVER_DASK_SCHEDULER_FILE".into(),
+            d.scheduler_file.display().to_string(),
+        ));
+        env.extend(
+            d.tls
+                .iter()
+                .flat_map(|t| t.client_env())
+                .map(|(k, v)| (k.to_string(), v)),
+        );
     }
-    let mut child = match command.spawn() {
-        Ok(child) => child,
-        Err(e) => {
-            cluster.close().await?;
-            return Err(e).with_context(|| format!("running `{}`", args.command[0]));
-        }
-    };
-    // Signals go on to the command; its exit ends the pool.
-    let pid = child
-        .id()
-        .and_then(|p| i32::try_from(p).ok())
-        .map(Pid::from_raw);
-    let forward = |sig: Signal| {
-        if let Some(pid) = pid {
-            let _ = kill(pid, sig);
-        }
-    };
-    let status = loop {
-        tokio::select! {
-            s = child.wait() => break s.context("waiting for the command")?,
-            _ = term.recv() => forward(Signal::SIGTERM),
-            _ = int.recv() => forward(Signal::SIGINT),
-            _ = hup.recv() => forward(Signal::SIGHUP),
-        }
-    };
+    let status = super::driver::run(&args.command, &env, &mut signals).await;
     cluster.close().await.context("closing the cluster")?;
-    let code = match (status.code(), status.signal()) {
-        (Some(c), _) => u8::try_from(c).unwrap_or(1),
-        (None, Some(sig)) => u8::try_from(128 + sig).unwrap_or(1),
-        _ => 1,
-    };
-    Ok(ExitCode::from(code))
+    let status = status.with_context(|| format!("running `{}`", args.command[0]))?;
+    Ok(super::driver::exit_code(status))
 }

@@ -94,6 +94,16 @@ pub const ENV_VARS: &[EnvVar] = &[
         default: "60s",
     },
     EnvVar {
+        name: "DROVER_SSH_CONNECT_TIMEOUT",
+        key: "ssh-connect-timeout",
+        default: "120s",
+    },
+    EnvVar {
+        name: "DROVER_REMOTE_GRACE",
+        key: "remote-grace",
+        default: "10m",
+    },
+    EnvVar {
         name: "DROVER_HEARTBEAT_INTERVAL",
         key: "heartbeat-interval",
         default: "5s",

@@ -1,0 +1,317 @@
+//! A driver outside the cluster (`--ssh`), on the real local Slurm: from
+//! `slurm/local-cluster laptop`, a namespace that reaches only the login
+//! node's ssh port and has no Slurm commands or config, through the login
+//! node's real OpenSSH server.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use common::{local_slurm, slurm_cmd, unique};
+
+const DROVER: &str = env!("CARGO_BIN_EXE_drover");
+const SSHD_LOG: &str = "/var/lib/drover-slurm/log/sshd-login.log";
+
+/// `drover ARGS` as a laptop runs it.
+fn laptop(args: &[&str]) -> Command {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/slurm/local-cluster");
+    let mut c = Command::new(script);
+    c.args(["laptop", "--", DROVER])
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("DROVER_USER_CONFIG", "/dev/null")
+        .env_remove("DROVER_REMOTE_GRACE");
+    c
+}
+
+/// The pool's flags: two one-core workers on the nodes' ib0, the
+/// scheduler on the login node's, jobs named `job_name`.
+fn pool(job_name: &str, logs: &str) -> Vec<String> {
+    [
+        "--workers",
+        "2",
+        "--cores",
+        "1",
+        "--memory",
+        "500M",
+        "--walltime",
+        "10m",
+        "--interface",
+        "ib0",
+        "--scheduler-interface",
+        "ib0",
+        "--log-directory",
+        logs,
+        "--job-name",
+        job_name,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Jobs whose names start with `prefix` (a pool's are `PREFIX-<cluster id>`).
+fn jobs_of(prefix: &str) -> Vec<String> {
+    slurm_cmd("squeue", &["-h", "-o", "%i %j"])
+        .lines()
+        .filter(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .is_some_and(|n| n.starts_with(prefix))
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+/// ssh logins the login node accepted from the laptop so far.
+fn laptop_logins() -> usize {
+    std::fs::read_to_string(SSHD_LOG)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("Accepted publickey") && l.contains("from 10.78.0.2"))
+        .count()
+}
+
+/// `drover cluster up --ssh` (or `attach`) from the laptop, in a process
+/// group of its own (so the test can kill the laptop's side whole); the
+/// lines it printed up to `ready:`.
+fn foreground(args: &[String]) -> (Child, Vec<String>) {
+    let mut child = laptop(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        .env("DROVER_REMOTE_GRACE", "90s")
+        .stdout(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .expect("the laptop runs drover");
+    let mut lines = Vec::new();
+    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+    for line in out.by_ref() {
+        let line = line.unwrap();
+        let ready = line.starts_with("ready:");
+        lines.push(line);
+        if ready {
+            // The rest is read too, so the process never writes to a
+            // closed pipe.
+            std::thread::spawn(move || out.for_each(drop));
+            return (child, lines);
+        }
+    }
+    panic!(
+        "{args:?} ended before it was ready: {lines:?} ({:?})",
+        child.wait()
+    );
+}
+
+fn export(lines: &[String], name: &str) -> String {
+    let prefix = format!("export {name}=");
+    lines
+        .iter()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {name} in {lines:?}"))
+        .to_string()
+}
+
+fn kill_group(child: &Child, signal: nix::sys::signal::Signal) {
+    let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let _ = nix::sys::signal::killpg(pgid, signal);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_from_the_laptop_computes_the_graph_through_one_ssh_connection() {
+    if local_slurm("run_from_the_laptop_computes_the_graph_through_one_ssh_connection").is_none() {
+        return;
+    }
+    let _one = common::exclusive().await;
+    let logs = common::log_dir();
+    let name = unique("ssh-run");
+    let logins = laptop_logins();
+    let mut args = vec!["run".to_string(), "--ssh".into(), "login".into()];
+    args.extend(pool(&name, &logs.path().display().to_string()));
+    args.extend(
+        [
+            "--remote-drover",
+            DROVER,
+            "--",
+            DROVER,
+            "graph",
+            "run",
+            "examples/seed-graph.toml",
+        ]
+        .map(String::from),
+    );
+    let out = laptop(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        .output()
+        .unwrap();
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    let total = said
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some("total"))
+        .unwrap_or_else(|| panic!("no total in: {said}"));
+    assert!(total.contains(" 50 "), "{total}");
+    // Every command, the hold and the forwarded port rode one connection.
+    assert_eq!(laptop_logins() - logins, 1, "{said}");
+    assert!(jobs_of(&name).is_empty(), "jobs left: {:?}", jobs_of(&name));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_hosts_keys_and_drovers_each_get_their_own_error_and_submit_nothing() {
+    if local_slurm("bad_hosts_keys_and_drovers_each_get_their_own_error_and_submit_nothing")
+        .is_none()
+    {
+        return;
+    }
+    let logs = common::log_dir();
+    let name = unique("ssh-bad");
+    let fake = logs.path().join("old-drover");
+    std::fs::write(&fake, "#!/bin/sh\necho drover 0.0.1\n").unwrap();
+    let exec = <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o755);
+    std::fs::set_permissions(&fake, exec).unwrap();
+    let fake = fake.display().to_string();
+    let cases: [(&str, Option<&str>, &str); 4] = [
+        (
+            "nosuchhost",
+            None,
+            "cannot reach nosuchhost over ssh: ssh: Could not resolve hostname",
+        ),
+        ("nobody@login", None, "refused the ssh login"),
+        (
+            "login",
+            Some("/nowhere/drover"),
+            "no drover on login: `/nowhere/drover` cannot be run there",
+        ),
+        (
+            "login",
+            Some(&fake),
+            "drover on login is drover 0.0.1, this one is drover",
+        ),
+    ];
+    for (host, remote, words) in cases {
+        let mut args = vec!["run".to_string(), "--ssh".into(), host.into()];
+        args.extend(pool(&name, &logs.path().display().to_string()));
+        args.extend([
+            "--remote-drover".to_string(),
+            remote.unwrap_or(DROVER).to_string(),
+        ]);
+        args.extend(["--", "true"].map(String::from));
+        let out = laptop(&args.iter().map(String::as_str).collect::<Vec<_>>())
+            .output()
+            .unwrap();
+        let said = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{host} {remote:?}: {said}");
+        assert!(
+            said.contains(words),
+            "{host} {remote:?}: {words:?} in: {said}"
+        );
+    }
+    assert!(
+        jobs_of(&name).is_empty(),
+        "jobs submitted: {:?}",
+        jobs_of(&name)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_outlives_its_laptop_and_is_attached_again_and_closed() {
+    if local_slurm("a_pool_outlives_its_laptop_and_is_attached_again_and_closed").is_none() {
+        return;
+    }
+    let _one = common::exclusive().await;
+    let logs = common::log_dir();
+    let name = unique("ssh-attach");
+    let mut args = vec![
+        "cluster".to_string(),
+        "up".into(),
+        "--ssh".into(),
+        "login".into(),
+    ];
+    args.extend([
+        "--name".to_string(),
+        name.clone(),
+        "--remote-drover".into(),
+        DROVER.into(),
+    ]);
+    args.extend(pool(&name, &logs.path().display().to_string()));
+    let (first, lines) = foreground(&args);
+    let cluster = export(&lines, "DROVER_CLUSTER_ID");
+    // The laptop's driver and its ssh connection die at once.
+    kill_group(&first, nix::sys::signal::Signal::SIGKILL);
+    let _ = common::process::KillOnDrop(first);
+    let attach = [
+        "cluster",
+        "attach",
+        "--ssh",
+        "login",
+        "--name",
+        &name,
+        "--remote-drover",
+        DROVER,
+    ]
+    .map(String::from);
+    let (second, lines) = foreground(&attach);
+    let second = common::process::KillOnDrop(second);
+    assert_eq!(export(&lines, "DROVER_CLUSTER_ID"), cluster, "{lines:?}");
+    let file = export(&lines, "DROVER_SCHEDULER_FILE");
+    let status = laptop(&["status", "--scheduler-file", &file])
+        .output()
+        .unwrap();
+    let said = text(&status);
+    assert!(said.contains("2 of 2 workers registered"), "{said}");
+    assert_eq!(jobs_of(&name).len(), 2, "{said}");
+    // Ctrl-C on the attached side closes the pool: nothing is left.
+    let mut second = second;
+    kill_group(&second.0, nix::sys::signal::Signal::SIGINT);
+    let status = second.0.wait().unwrap();
+    assert!(status.success(), "{status}");
+    assert!(jobs_of(&name).is_empty(), "jobs left: {:?}", jobs_of(&name));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_its_laptop_a_pool_closes_after_the_grace() {
+    if local_slurm("without_its_laptop_a_pool_closes_after_the_grace").is_none() {
+        return;
+    }
+    let _one = common::exclusive().await;
+    let logs = common::log_dir();
+    let name = unique("ssh-grace");
+    let mut args = vec![
+        "cluster".to_string(),
+        "up".into(),
+        "--ssh".into(),
+        "login".into(),
+    ];
+    args.extend(["--remote-drover".to_string(), DROVER.into()]);
+    args.extend(pool(&name, &logs.path().display().to_string()));
+    let mut command = laptop(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    command.env("DROVER_REMOTE_GRACE", "5s");
+    let mut child = command
+        .stdout(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+    let ready = out
+        .by_ref()
+        .map_while(Result::ok)
+        .any(|l| l.starts_with("ready:"));
+    assert!(ready, "the pool came up");
+    std::thread::spawn(move || out.for_each(drop));
+    assert_eq!(jobs_of(&name).len(), 2);
+    kill_group(&child, nix::sys::signal::Signal::SIGKILL);
+    let _ = child.wait();
+    // 5 s of grace, then the pool closes: its workers retire, jobs end.
+    common::until("the pool's jobs gone", Duration::from_secs(60), || {
+        jobs_of(&name).is_empty()
+    })
+    .await;
+}

@@ -1,0 +1,128 @@
+//! The near end of a remote pool: a hold on it (a session on the host
+//! that, when it ends without a close, gives the pool `remote-grace` to be
+//! attached again), its scheduler's port forwarded here, and a scheduler
+//! file for this side naming that port, in a directory only we can enter.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use drover::protocol::SchedulerFile;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::process::Child;
+
+use super::connection::Connected;
+use crate::cli::error::{CliError, Context};
+
+/// The most of a remote scheduler file read.
+const MAX_FILE_BYTES: u32 = 64 << 10;
+/// How long the host may take to confirm the hold.
+const HOLD_CONFIRM: Duration = Duration::from_secs(30);
+
+pub struct Bridge {
+    /// The scheduler file for this side.
+    pub file: SchedulerFile,
+    pub path: PathBuf,
+    _dir: tempfile::TempDir,
+    hold: Child,
+}
+
+impl Bridge {
+    pub async fn open(conn: &Connected, remote_file: &str) -> Result<Bridge, CliError> {
+        let hold = start_hold(conn, remote_file).await?;
+        let mut file = read_remote(conn, remote_file).await?;
+        file.address = forward(conn, &file.address).await?;
+        let dir = tempfile::Builder::new()
+            .prefix("drover-ssh-pool-")
+            .tempdir()
+            .context("making a private directory for the pool's scheduler file")?;
+        let path = dir.path().join("scheduler.json");
+        file.write(&path)?;
+        Ok(Bridge {
+            file,
+            path,
+            _dir: dir,
+            hold,
+        })
+    }
+
+    /// The environment a driver here reaches the pool by.
+    pub fn env(&self) -> Vec<(String, String)> {
+        vec![
+            (
+                "DROVER_SCHEDULER_FILE".into(),
+                self.path.display().to_string(),
+            ),
+            ("DROVER_SCHEDULER_ADDRESS".into(), self.file.address.clone()),
+            ("DROVER_CLUSTER_ID".into(), self.file.cluster_id.to_string()),
+        ]
+    }
+
+    /// Resolves when the hold ends: the pool was closed (or the connection lost).
+    pub async fn ended(&mut self) {
+        let _ = self.hold.wait().await;
+    }
+}
+
+/// `drover cluster hold` on the host, confirmed before anything else.
+async fn start_hold(conn: &Connected, remote_file: &str) -> Result<Child, CliError> {
+    let grace = format!("{}s", conn.grace.as_secs());
+    let argv = [
+        conn.program.as_str(),
+        "cluster",
+        "hold",
+        "--scheduler-file",
+        remote_file,
+        "--grace",
+        &grace,
+    ];
+    let mut hold = conn.master.session(&argv)?;
+    let stdout = hold.stdout.take().expect("the hold's stdout is piped");
+    let mut lines = BufReader::new(stdout).lines();
+    let confirmed = tokio::time::timeout(HOLD_CONFIRM, lines.next_line()).await;
+    if let Ok(Ok(Some(line))) = confirmed {
+        if line == "held" {
+            return Ok(hold);
+        }
+    }
+    let _ = hold.start_kill();
+    let mut said = String::new();
+    if let Some(mut e) = hold.stderr.take() {
+        let _ = tokio::time::timeout(Duration::from_secs(2), e.read_to_string(&mut said)).await;
+    }
+    Err(CliError::failure(format!(
+        "cannot hold the pool on {} ({remote_file}): {}",
+        conn.host(),
+        said.lines().last().unwrap_or("no answer")
+    )))
+}
+
+async fn read_remote(conn: &Connected, remote_file: &str) -> Result<SchedulerFile, CliError> {
+    let size = MAX_FILE_BYTES.to_string();
+    let out = conn
+        .master
+        .run(&["head", "-c", &size, "--", remote_file])
+        .await?;
+    if !out.status.success() {
+        return Err(CliError::failure(format!(
+            "cannot read the pool's scheduler file {remote_file} on {}: {}",
+            conn.host(),
+            out.words()
+        )));
+    }
+    serde_json::from_slice(&out.stdout)
+        .with_context(|| format!("reading scheduler file {remote_file} on {}", conn.host()))
+}
+
+/// Forwards a port here to `address` as the host reaches it; the address
+/// here.
+async fn forward(conn: &Connected, address: &str) -> Result<String, CliError> {
+    let url = reqwest::Url::parse(address)
+        .map_err(|e| CliError::failure(format!("the pool's address `{address}`: {e}")))?;
+    let (Some(host), Some(port)) = (url.host_str(), url.port()) else {
+        return Err(CliError::failure(format!(
+            "the pool's address `{address}` names no host and port"
+        )));
+    };
+    let local = conn.master.forward(host, port).await?;
+    Ok(format!("{}://127.0.0.1:{local}", url.scheme()))
+}

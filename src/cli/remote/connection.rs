@@ -1,0 +1,105 @@
+//! One ssh connection to the host and what drover does over it: check the
+//! host, bring a pool up there, hold it, and close it.
+
+use std::time::Duration;
+
+use drover::ssh::{Master, SshError, SshHost};
+
+use super::words::{parse_check, Check};
+use crate::cli::error::CliError;
+
+/// An open connection to a host with drover and Slurm on it.
+pub struct Connected {
+    pub master: Master,
+    pub program: String,
+    pub grace: Duration,
+}
+
+impl Connected {
+    pub fn host(&self) -> &SshHost {
+        self.master.host()
+    }
+
+    /// drover is on the host, at our version, and so are Slurm's commands.
+    pub async fn check(&self) -> Result<(), SshError> {
+        let host = self.host().to_string();
+        let no_drover = |words: String| SshError::NoRemoteDrover {
+            host: host.clone(),
+            program: self.program.clone(),
+            words,
+        };
+        let program = shlex::try_quote(&self.program)
+            .map_err(|_| no_drover("the path has a NUL byte".into()))?;
+        let line = format!(
+            "{program} --version 2>&1; echo \"drover-exit=$?\"; command -v sbatch >/dev/null 2>&1 && echo slurm=yes || echo slurm=no"
+        );
+        let out = self.master.run_shell(&line).await?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        match parse_check(&stdout) {
+            Check::NoDrover(words) => Err(no_drover(words)),
+            Check::Version(v) if v != concat!("drover ", env!("CARGO_PKG_VERSION")) => {
+                Err(SshError::VersionMismatch {
+                    host,
+                    remote: v,
+                    local: env!("CARGO_PKG_VERSION"),
+                })
+            }
+            Check::Version(_) if !stdout.lines().any(|l| l == "slurm=yes") => {
+                Err(SshError::NoSlurm { host })
+            }
+            Check::Version(_) => Ok(()),
+        }
+    }
+
+    /// `drover cluster up` on the host, detached (or as a scheduler job),
+    /// writing its scheduler file at `remote_file`; returns once the
+    /// workers are up there.
+    pub async fn up(&self, pool_args: &[String], remote_file: &str) -> Result<(), CliError> {
+        let mut argv = vec![self.program.as_str(), "cluster", "up"];
+        if !pool_args.iter().any(|a| a == "--scheduler-job") {
+            argv.push("--detach");
+        }
+        argv.extend(pool_args.iter().map(String::as_str));
+        argv.extend(["--scheduler-file", remote_file]);
+        eprintln!("drover: bringing the pool up on {}", self.host());
+        let out = self.master.run(&argv).await?;
+        match out.status.success() {
+            true => Ok(()),
+            false => Err(CliError::failure(format!(
+                "the pool did not come up on {}: {}",
+                self.host(),
+                out.words()
+            ))),
+        }
+    }
+
+    /// Closes the pool (its workers retire, its jobs are cancelled).
+    pub async fn close_pool(&self, remote_file: &str) -> Result<(), CliError> {
+        let out = self
+            .master
+            .run(&[&self.program, "close", "--scheduler-file", remote_file])
+            .await?;
+        match out.status.success() {
+            true => Ok(()),
+            false => Err(CliError::failure(format!(
+                "closing the pool on {} failed: {} (its scheduler file there: {remote_file})",
+                self.host(),
+                out.words()
+            ))),
+        }
+    }
+
+    /// Interrupted while the pool came up: whatever of it is there is
+    /// closed (its scheduler file may not be written yet: then there is
+    /// nothing to close), and `code` is the exit.
+    pub async fn interrupted(&self, remote_file: &str, code: u8) -> std::process::ExitCode {
+        if let Err(e) = self.close_pool(remote_file).await {
+            tracing::warn!("{:#}", e.error());
+        }
+        std::process::ExitCode::from(code)
+    }
+
+    pub async fn disconnect(self) {
+        self.master.close().await;
+    }
+}

@@ -1,0 +1,221 @@
+//! A pool on an ssh host (a cluster's login node) driven from here: `drover
+//! run --ssh HOST`, `drover cluster up --ssh HOST` and `drover cluster
+//! attach --ssh HOST --name NAME`. The pool runs on the host as a detached
+//! `drover cluster up` (or a scheduler job); the driver runs here and
+//! reaches the pool's scheduler through a port forwarded over one ssh
+//! connection. TLS stays pinned end to end: the scheduler file's
+//! certificate fingerprint travels with it, and the client checks the key,
+//! not the address. A hold (`hold.rs`) keeps the pool while a driver is
+//! attached, and `remote-grace` after one vanished.
+
+mod bridge;
+mod connection;
+mod hold;
+mod words;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use drover::config::PoolOptions;
+use drover::ssh::{Master, SshHost};
+
+pub use hold::{hold, HoldArgs};
+
+use super::driver::Signals;
+use super::error::{CliError, CliResult, Context};
+use super::pool::PoolSettings;
+use bridge::Bridge;
+use connection::Connected;
+
+/// Opening the connection may take this long by default (a second factor
+/// typed included): `ssh-connect-timeout`.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(120);
+/// A remote pool whose driver vanished is kept this long by default for
+/// one to attach again: `remote-grace`.
+const REMOTE_GRACE: Duration = Duration::from_secs(600);
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct RemoteArgs {
+    /// Run the pool on HOST, the cluster's login node (anything `ssh` accepts;
+    /// ~/.ssh/config applies), driven from here through one ssh connection.
+    #[arg(long, env = "DROVER_SSH", value_name = "HOST", help_heading = "Remote")]
+    pub ssh: Option<String>,
+    /// With --ssh: drover's path on HOST (default: `drover` on its PATH).
+    #[arg(
+        long,
+        env = "DROVER_REMOTE_DROVER",
+        value_name = "PATH",
+        default_value = "drover",
+        help_heading = "Remote"
+    )]
+    pub remote_drover: String,
+    /// With --ssh: the pool's name on HOST, to attach to it again (default: pool-<time>).
+    #[arg(long, value_name = "NAME", help_heading = "Remote")]
+    pub name: Option<String>,
+}
+
+/// A pool to reach on an ssh host, checked before anything is done.
+pub struct Remote {
+    host: SshHost,
+    program: String,
+    name: String,
+    connect_timeout: Duration,
+    grace: Duration,
+}
+
+impl Remote {
+    /// Checks everything that can be checked here (the host, the name, the
+    /// pool's settings), so bad input is refused before any connection is
+    /// made and nothing is submitted.
+    pub fn new(
+        args: &RemoteArgs,
+        pool: &PoolOptions,
+        scheduler_file: bool,
+    ) -> Result<Remote, CliError> {
+        let host = args.ssh.as_deref().unwrap_or_default();
+        let host = SshHost::parse(host).context("--ssh")?;
+        let name = match &args.name {
+            Some(n) => n.clone(),
+            None => format!("pool-{}", drover::protocol::unix_ms()),
+        };
+        words::check_name(&name).map_err(CliError::usage)?;
+        if scheduler_file {
+            return Err(CliError::usage(
+                "--scheduler-file with --ssh: the pool's scheduler file is on the host, found by --name",
+            ));
+        }
+        Ok(Remote {
+            host,
+            program: args.remote_drover.clone(),
+            name,
+            connect_timeout: pool
+                .ssh_connect_timeout
+                .map(|t| t.duration())
+                .unwrap_or(CONNECT_TIMEOUT),
+            grace: pool
+                .remote_grace
+                .map(|t| t.duration())
+                .unwrap_or(REMOTE_GRACE),
+        })
+    }
+
+    async fn connect(&self) -> Result<Connected, CliError> {
+        let master = Master::open(self.host.clone(), self.connect_timeout).await?;
+        let conn = Connected {
+            master,
+            program: self.program.clone(),
+            grace: self.grace,
+        };
+        if let Err(e) = conn.check().await {
+            conn.disconnect().await;
+            return Err(e.into());
+        }
+        Ok(conn)
+    }
+
+    fn remote_file(&self) -> String {
+        words::remote_file(&self.name)
+    }
+
+    /// `drover run --ssh`: the pool up there, `command` here, the pool
+    /// closed whatever the command's end.
+    pub async fn run(
+        &self,
+        pool: &PoolSettings,
+        command: &[String],
+        signals: &mut Signals,
+    ) -> CliResult {
+        pool.job.clone().build()?;
+        let conn = self.connect().await?;
+        let result = self.run_connected(&conn, command, signals).await;
+        conn.disconnect().await;
+        result
+    }
+
+    async fn run_connected(
+        &self,
+        conn: &Connected,
+        command: &[String],
+        signals: &mut Signals,
+    ) -> CliResult {
+        let argv: Vec<String> = std::env::args().collect();
+        let pool_args = words::pool_args(&argv, "run");
+        let file = self.remote_file();
+        tokio::select! {
+            r = conn.up(&pool_args, &file) => r?,
+            _ = signals.term.recv() => return Ok(conn.interrupted(&file, 143).await),
+            _ = signals.int.recv() => return Ok(conn.interrupted(&file, 130).await),
+        }
+        let outcome = async {
+            let bridge = Bridge::open(conn, &file).await?;
+            super::driver::run(command, &bridge.env(), signals)
+                .await
+                .with_context(|| format!("running `{}`", command[0]))
+        }
+        .await;
+        let closed = conn.close_pool(&file).await;
+        let status = outcome?;
+        closed?;
+        Ok(super::driver::exit_code(status))
+    }
+
+    /// `drover cluster up --ssh` (`attach` false) and `drover cluster attach
+    /// --ssh`: the pool reached from here until Ctrl-C or SIGTERM (which
+    /// close it) or its close from elsewhere.
+    pub async fn foreground(&self, pool: Option<&PoolSettings>) -> CliResult {
+        if let Some(pool) = pool {
+            pool.job.clone().build()?;
+        }
+        let mut signals = Signals::listen()?;
+        let conn = self.connect().await?;
+        let result = self
+            .foreground_connected(&conn, pool.is_some(), &mut signals)
+            .await;
+        conn.disconnect().await;
+        result
+    }
+
+    async fn foreground_connected(
+        &self,
+        conn: &Connected,
+        start: bool,
+        signals: &mut Signals,
+    ) -> CliResult {
+        let file = self.remote_file();
+        if start {
+            let argv: Vec<String> = std::env::args().collect();
+            let pool_args = words::pool_args(&argv, "up");
+            tokio::select! {
+                r = conn.up(&pool_args, &file) => r?,
+                _ = signals.term.recv() => return Ok(conn.interrupted(&file, 143).await),
+                _ = signals.int.recv() => return Ok(conn.interrupted(&file, 130).await),
+            }
+        }
+        let mut bridge = Bridge::open(conn, &file).await?;
+        println!(
+            "cluster {} on {} (name {})",
+            bridge.file.cluster_id, self.host, self.name
+        );
+        for (k, v) in bridge.env() {
+            println!("export {k}={v}");
+        }
+        println!(
+            "ready: drover status --scheduler-file {} (attach again: drover cluster attach --ssh {} --name {})",
+            bridge.path.display(),
+            self.host,
+            self.name
+        );
+        let why = tokio::select! {
+            _ = signals.term.recv() => "SIGTERM",
+            _ = signals.int.recv() => "SIGINT",
+            _ = bridge.ended() => {
+                println!("the pool on {} has ended", self.host);
+                return Ok(ExitCode::SUCCESS);
+            }
+        };
+        tracing::info!("closing the pool on {} ({why})", self.host);
+        conn.close_pool(&file).await?;
+        println!("closed cluster {}", bridge.file.cluster_id);
+        Ok(ExitCode::SUCCESS)
+    }
+}
