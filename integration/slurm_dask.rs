@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::python::dask_python;
 use common::{
     bridge, drover, exclusive, exclusive_blocking, final_states, local_slurm, log_dir,
     test_cluster_options, test_job,
@@ -18,34 +19,6 @@ use drover::cluster::SlurmCluster;
 use drover::config::WorkerKind;
 use drover::protocol::{DaskEndpoint, WorkerState};
 use drover::slurm::{JobId, JobState};
-
-/// The Python with dask, distributed and xgboost (`slurm/python-env`):
-/// `$DROVER_TEST_PYTHON`, else this checkout's `target/python-venv`. Under
-/// `CI=true` a missing one fails the test instead of skipping it.
-fn dask_python(test: &str) -> Option<PathBuf> {
-    let python = std::env::var_os("DROVER_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("target/python-venv/bin/python")
-        });
-    let usable = Command::new(&python)
-        .args(["-c", "import distributed, xgboost, matplotlib"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if usable {
-        return Some(python);
-    }
-    let why = format!(
-        "{test}: {} cannot import distributed, xgboost and matplotlib (create it with slurm/python-env)",
-        python.display()
-    );
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{why}; under CI=true integration tests never skip");
-    }
-    eprintln!("SKIPPED {why}");
-    None
-}
 
 /// `integration/dask/hold_results.py` on the pool at `address`: it holds 40
 /// results until `check` gathers them, logging every computation in `dir`.

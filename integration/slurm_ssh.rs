@@ -315,3 +315,49 @@ async fn without_its_laptop_a_pool_closes_after_the_grace() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seeds_dask_program_runs_unchanged_on_the_laptop() {
+    if local_slurm("the_seeds_dask_program_runs_unchanged_on_the_laptop").is_none() {
+        return;
+    }
+    let Some(python) =
+        common::python::dask_python("the_seeds_dask_program_runs_unchanged_on_the_laptop")
+    else {
+        return;
+    };
+    let _one = common::exclusive().await;
+    let logs = common::log_dir();
+    let name = unique("ssh-dask");
+    let python = python.display().to_string();
+    let mut args = vec!["run".to_string(), "--ssh".into(), "login".into()];
+    args.extend(pool(&name, &logs.path().display().to_string()));
+    args.extend(
+        [
+            "--kind",
+            "dask",
+            "--python",
+            &python,
+            "--remote-drover",
+            DROVER,
+            "--",
+        ]
+        .map(String::from),
+    );
+    args.extend([python.as_str(), "-u", "slurm/examples/dask/delayed_sum.py"].map(String::from));
+    let out = laptop(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        .output()
+        .unwrap();
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("total = 50"), "{said}");
+    // Computed by the pool's Dask workers on the nodes, over Dask's TLS
+    // through the forwarded port (not a local cluster Client() made).
+    let prefix = format!("tls://{}", common::subnet_prefix());
+    let workers = said
+        .lines()
+        .find(|l| l.starts_with("workers: "))
+        .unwrap_or_default();
+    assert!(workers.contains(&prefix), "{said}");
+    assert!(jobs_of(&name).is_empty(), "jobs left: {:?}", jobs_of(&name));
+}

@@ -6,6 +6,7 @@
 pub mod browser;
 pub mod nodes;
 pub mod process;
+pub mod python;
 pub mod simulated;
 
 #[allow(unused_imports)]

@@ -13,8 +13,8 @@
 # point-to-point pair, no forwarding on the login side), so from it only
 # the login node answers: no route to the nodes' ib0, slurmctld or
 # slurmrestd. `laptop -- CMD` runs CMD there in a mount namespace where
-# Slurm's commands, configs and state are hidden, as root with a home of
-# its own whose ~/.ssh/config names the login node.
+# Slurm's commands, configs and state are hidden, with an ~/.ssh of its
+# own whose config names the login node.
 
 LOGIN_NS=drover-login
 LAPTOP_NS=drover-laptop
@@ -164,11 +164,15 @@ cmd_laptop() {
   for dir in /etc/slurm /run/munge "$STATE" "$STATE"-[0-9]* "$ROOTS"; do
     [ -d "$dir" ] && hide="$hide mount -t tmpfs -o mode=0755,size=1m tmpfs '$dir';"
   done
-  # The laptop's home replaces root's (ssh reads ~/.ssh from the passwd
-  # entry, not $HOME); then the state directory it came from is hidden.
-  # The environment keeps nothing of Slurm's or of the local cluster's.
+  # The laptop's ~/.ssh replaces the machine's (ssh reads ~/.ssh from the
+  # passwd entry, not $HOME); the rest of the home stays (a venv's Python
+  # may live there). Then the state directory it came from is hidden. The
+  # environment keeps nothing of Slurm's or of the local cluster's.
+  local ssh_dir
+  ssh_dir="$(getent passwd "$(id -un)" | cut -d: -f6)/.ssh"
+  [ -d "$ssh_dir" ] || install -d -m 0700 "$ssh_dir"
   unshare --mount --uts --propagation private -- sh -c \
-    "hostname laptop && mount --bind '$LAPTOP_HOME' /root && $hide exec nsenter --net=/var/run/netns/$LAPTOP_NS \"\$@\"" laptop \
+    "hostname laptop && mount --bind '$LAPTOP_HOME/.ssh' '$ssh_dir' && $hide exec nsenter --net=/var/run/netns/$LAPTOP_NS \"\$@\"" laptop \
     env -u SLURM_CONF -u SLURMRESTD_URL -u SLURM_JWT -u DROVER_SLURM_RELEASE -u DROVER_LOCAL_BRIDGE \
-    -u DROVER_SLURM_JWT_FILE -u DROVER_SLURM_API HOME=/root "$@" 9>&-
+    -u DROVER_SLURM_JWT_FILE -u DROVER_SLURM_API "$@" 9>&-
 }

@@ -13,8 +13,6 @@ use tokio::process::Child;
 use super::connection::Connected;
 use crate::cli::error::{CliError, Context};
 
-/// The most of a remote scheduler file read.
-const MAX_FILE_BYTES: u32 = 64 << 10;
 /// How long the host may take to confirm the hold.
 const HOLD_CONFIRM: Duration = Duration::from_secs(30);
 
@@ -29,12 +27,15 @@ pub struct Bridge {
 impl Bridge {
     pub async fn open(conn: &Connected, remote_file: &str) -> Result<Bridge, CliError> {
         let hold = start_hold(conn, remote_file).await?;
-        let mut file = read_remote(conn, remote_file).await?;
-        file.address = forward(conn, &file.address).await?;
+        let mut file: SchedulerFile = conn.read_json(remote_file).await?;
+        file.address = conn.forward(&file.address).await?;
         let dir = tempfile::Builder::new()
             .prefix("drover-ssh-pool-")
             .tempdir()
             .context("making a private directory for the pool's scheduler file")?;
+        if let Some(d) = file.dask.take() {
+            file.dask = Some(super::dask::bring_near(conn, d, dir.path()).await?);
+        }
         let path = dir.path().join("scheduler.json");
         file.write(&path)?;
         Ok(Bridge {
@@ -47,14 +48,30 @@ impl Bridge {
 
     /// The environment a driver here reaches the pool by.
     pub fn env(&self) -> Vec<(String, String)> {
-        vec![
+        let mut env = vec![
             (
                 "DROVER_SCHEDULER_FILE".into(),
                 self.path.display().to_string(),
             ),
             ("DROVER_SCHEDULER_ADDRESS".into(), self.file.address.clone()),
             ("DROVER_CLUSTER_ID".into(), self.file.cluster_id.to_string()),
-        ]
+        ];
+        // A Dask driver's unchanged `Client()` connects through Dask's own
+        // configuration variables, to the forwarded port.
+        if let Some(d) = &self.file.dask {
+            env.push(("DASK_SCHEDULER_ADDRESS".into(), d.address.clone()));
+            env.push((
+                "DROVER_DASK_SCHEDULER_FILE".into(),
+                d.scheduler_file.display().to_string(),
+            ));
+            env.extend(
+                d.tls
+                    .iter()
+                    .flat_map(|t| t.client_env())
+                    .map(|(k, v)| (k.into(), v)),
+            );
+        }
+        env
     }
 
     /// Resolves when the hold ends: the pool was closed (or the connection lost).
@@ -94,35 +111,4 @@ async fn start_hold(conn: &Connected, remote_file: &str) -> Result<Child, CliErr
         conn.host(),
         said.lines().last().unwrap_or("no answer")
     )))
-}
-
-async fn read_remote(conn: &Connected, remote_file: &str) -> Result<SchedulerFile, CliError> {
-    let size = MAX_FILE_BYTES.to_string();
-    let out = conn
-        .master
-        .run(&["head", "-c", &size, "--", remote_file])
-        .await?;
-    if !out.status.success() {
-        return Err(CliError::failure(format!(
-            "cannot read the pool's scheduler file {remote_file} on {}: {}",
-            conn.host(),
-            out.words()
-        )));
-    }
-    serde_json::from_slice(&out.stdout)
-        .with_context(|| format!("reading scheduler file {remote_file} on {}", conn.host()))
-}
-
-/// Forwards a port here to `address` as the host reaches it; the address
-/// here.
-async fn forward(conn: &Connected, address: &str) -> Result<String, CliError> {
-    let url = reqwest::Url::parse(address)
-        .map_err(|e| CliError::failure(format!("the pool's address `{address}`: {e}")))?;
-    let (Some(host), Some(port)) = (url.host_str(), url.port()) else {
-        return Err(CliError::failure(format!(
-            "the pool's address `{address}` names no host and port"
-        )));
-    };
-    let local = conn.master.forward(host, port).await?;
-    Ok(format!("{}://127.0.0.1:{local}", url.scheme()))
 }

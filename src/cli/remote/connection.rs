@@ -6,7 +6,10 @@ use std::time::Duration;
 use drover::ssh::{Master, SshError, SshHost};
 
 use super::words::{parse_check, Check};
-use crate::cli::error::CliError;
+use crate::cli::error::{CliError, Context};
+
+/// The most of a file of the pool's read from the host.
+const MAX_FILE_BYTES: u32 = 64 << 10;
 
 /// An open connection to a host with drover and Slurm on it.
 pub struct Connected {
@@ -87,6 +90,47 @@ impl Connected {
                 out.words()
             ))),
         }
+    }
+
+    /// A small file of the pool's on the host (at most 64 KiB), through
+    /// the connection: files are never copied any other way.
+    pub async fn read(&self, remote_file: &str) -> Result<Vec<u8>, CliError> {
+        let size = MAX_FILE_BYTES.to_string();
+        let out = self
+            .master
+            .run(&["head", "-c", &size, "--", remote_file])
+            .await?;
+        if !out.status.success() {
+            return Err(CliError::failure(format!(
+                "cannot read the pool's file {remote_file} on {}: {}",
+                self.host(),
+                out.words()
+            )));
+        }
+        Ok(out.stdout)
+    }
+
+    pub async fn read_json<T: serde::de::DeserializeOwned>(
+        &self,
+        remote_file: &str,
+    ) -> Result<T, CliError> {
+        let bytes = self.read(remote_file).await?;
+        serde_json::from_slice(&bytes)
+            .with_context(|| format!("reading {remote_file} on {}", self.host()))
+    }
+
+    /// Forwards a port here to `address` as the host reaches it (any
+    /// scheme: https, http, tls, tcp); the address here.
+    pub async fn forward(&self, address: &str) -> Result<String, CliError> {
+        let url = reqwest::Url::parse(address)
+            .map_err(|e| CliError::failure(format!("the pool's address `{address}`: {e}")))?;
+        let (Some(host), Some(port)) = (url.host_str(), url.port()) else {
+            return Err(CliError::failure(format!(
+                "the pool's address `{address}` names no host and port"
+            )));
+        };
+        let local = self.master.forward(host, port).await?;
+        Ok(format!("{}://127.0.0.1:{local}", url.scheme()))
     }
 
     /// Interrupted while the pool came up: whatever of it is there is

@@ -10,6 +10,7 @@
 
 mod bridge;
 mod connection;
+mod dask;
 mod hold;
 mod words;
 
