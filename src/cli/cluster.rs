@@ -64,9 +64,19 @@ pub async fn run(config: Option<PathBuf>, command: ClusterCommand) -> CliResult 
                 ));
             }
             let pool = args.pool.layered(config)?;
-            let file = pool.job.scheduler_file.is_some();
-            let remote = super::remote::Remote::new(&args.remote, &pool.pool, file)?;
-            remote.foreground(Some(&pool)).await
+            let mut up_args = Vec::new();
+            if args.scheduler_job {
+                up_args.push("--scheduler-job".to_string());
+            }
+            if let Some(w) = args.scheduler_job_walltime {
+                up_args.extend(["--scheduler-job-walltime".to_string(), w.to_string()]);
+            }
+            let sent = super::remote::Sent {
+                settings: &pool,
+                up_args,
+            };
+            let remote = super::remote::Remote::new(&args.remote, &pool.pool, Some(sent))?;
+            remote.foreground().await
         }
         ClusterCommand::Attach(args) => {
             let (Some(_), Some(_)) = (&args.ssh, &args.name) else {
@@ -75,8 +85,8 @@ pub async fn run(config: Option<PathBuf>, command: ClusterCommand) -> CliResult 
                 ));
             };
             let pool = drover::config::pool_from_env().map_err(CliError::usage)?;
-            super::remote::Remote::new(&args, &pool, false)?
-                .foreground(None)
+            super::remote::Remote::new(&args, &pool, None)?
+                .foreground()
                 .await
         }
         ClusterCommand::Hold(args) => super::remote::hold(args).await,

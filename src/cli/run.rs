@@ -25,9 +25,12 @@ pub async fn run(config: Option<PathBuf>, args: RunArgs) -> CliResult {
     let mut signals = Signals::listen()?;
     let pool = args.pool.layered(config)?;
     if args.remote.ssh.is_some() {
-        let file = pool.job.scheduler_file.is_some();
-        let remote = super::remote::Remote::new(&args.remote, &pool.pool, file)?;
-        return remote.run(&pool, &args.command, &mut signals).await;
+        let sent = super::remote::Sent {
+            settings: &pool,
+            up_args: Vec::new(),
+        };
+        let remote = super::remote::Remote::new(&args.remote, &pool.pool, Some(sent))?;
+        return remote.run(&args.command, &mut signals).await;
     }
     let cluster = pool.start().await?;
     tokio::select! {

@@ -143,6 +143,38 @@ impl Master {
         self.run_shell(&line).await
     }
 
+    /// Runs `argv` on the host with `input` as its stdin.
+    pub async fn run_input(&self, argv: &[&str], input: &[u8]) -> Result<RemoteOutput, SshError> {
+        use tokio::io::AsyncWriteExt;
+        let line = self.quote(argv)?;
+        let mut child = self
+            .control(&["-T"])
+            .arg("--")
+            .arg(line)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(SshError::NoClient)?;
+        if let Some(mut stdin) = child.stdin.take() {
+            // A command that stops reading early says why in its output.
+            let _ = stdin.write_all(input).await;
+        }
+        let out = child.wait_with_output().await.map_err(SshError::NoClient)?;
+        self.judge(out)
+    }
+
+    fn judge(&self, out: std::process::Output) -> Result<RemoteOutput, SshError> {
+        if out.status.code() == Some(255) {
+            return Err(classify(self.host.as_str(), &out.stderr));
+        }
+        Ok(RemoteOutput {
+            status: out.status,
+            stdout: out.stdout,
+            stderr: out.stderr,
+        })
+    }
+
     /// Runs a line of the host's shell, as written.
     pub async fn run_shell(&self, line: &str) -> Result<RemoteOutput, SshError> {
         let out = self
@@ -152,14 +184,7 @@ impl Master {
             .output()
             .await
             .map_err(SshError::NoClient)?;
-        if out.status.code() == Some(255) {
-            return Err(classify(self.host.as_str(), &out.stderr));
-        }
-        Ok(RemoteOutput {
-            status: out.status,
-            stdout: out.stdout,
-            stderr: out.stderr,
-        })
+        self.judge(out)
     }
 
     /// Starts `argv` on the host as a session that lasts while the

@@ -54,18 +54,48 @@ impl Connected {
         }
     }
 
-    /// `drover cluster up` on the host, detached (or as a scheduler job),
-    /// writing its scheduler file at `remote_file`; returns once the
-    /// workers are up there.
-    pub async fn up(&self, pool_args: &[String], remote_file: &str) -> Result<(), CliError> {
-        let mut argv = vec![self.program.as_str(), "cluster", "up"];
-        if !pool_args.iter().any(|a| a == "--scheduler-job") {
+    /// `drover cluster up` on the host with the settings `config` (a
+    /// config file's text, written there first), detached (or as a
+    /// scheduler job, with `up_args`), writing its scheduler file at
+    /// `remote_file`; returns once the workers are up there.
+    pub async fn up(
+        &self,
+        config: &str,
+        up_args: &[String],
+        (remote_config, remote_file): (&str, &str),
+    ) -> Result<(), CliError> {
+        // Only we may read it: it may name accounts, paths, a prologue.
+        let write = "umask 077 && mkdir -p -- \"$(dirname -- \"$1\")\" && cat > \"$1\"";
+        let out = self
+            .master
+            .run_input(&["sh", "-c", write, "sh", remote_config], config.as_bytes())
+            .await?;
+        if !out.status.success() {
+            return Err(CliError::failure(format!(
+                "cannot write the pool's settings to {remote_config} on {}: {}",
+                self.host(),
+                out.words()
+            )));
+        }
+        let mut argv = vec![
+            self.program.as_str(),
+            "--config",
+            remote_config,
+            "cluster",
+            "up",
+        ];
+        if !up_args.iter().any(|a| a == "--scheduler-job") {
             argv.push("--detach");
         }
-        argv.extend(pool_args.iter().map(String::as_str));
+        argv.extend(up_args.iter().map(String::as_str));
         argv.extend(["--scheduler-file", remote_file]);
         eprintln!("drover: bringing the pool up on {}", self.host());
         let out = self.master.run(&argv).await?;
+        // A pool reads its settings once; a scheduler job's successor
+        // reads them again, so theirs stay.
+        if !up_args.iter().any(|a| a == "--scheduler-job") {
+            let _ = self.master.run(&["rm", "-f", "--", remote_config]).await;
+        }
         match out.status.success() {
             true => Ok(()),
             false => Err(CliError::failure(format!(

@@ -12,6 +12,7 @@ mod bridge;
 mod connection;
 mod dask;
 mod hold;
+mod sent;
 mod words;
 
 use std::process::ExitCode;
@@ -55,9 +56,20 @@ pub struct RemoteArgs {
     pub name: Option<String>,
 }
 
+/// A pool to start on the host: its settings, every layer applied here,
+/// and `cluster up`'s own flags for the host.
+pub struct Sent<'a> {
+    pub settings: &'a PoolSettings,
+    pub up_args: Vec<String>,
+}
+
 /// A pool to reach on an ssh host, checked before anything is done.
 pub struct Remote {
     host: SshHost,
+    /// The settings sent to the host (none to attach to a pool).
+    config: Option<String>,
+    /// `cluster up`'s own flags for the host (`--scheduler-job`...).
+    up_args: Vec<String>,
     program: String,
     name: String,
     connect_timeout: Duration,
@@ -71,7 +83,7 @@ impl Remote {
     pub fn new(
         args: &RemoteArgs,
         pool: &PoolOptions,
-        scheduler_file: bool,
+        sent: Option<Sent>,
     ) -> Result<Remote, CliError> {
         let host = args.ssh.as_deref().unwrap_or_default();
         let host = SshHost::parse(host).context("--ssh")?;
@@ -80,13 +92,22 @@ impl Remote {
             None => format!("pool-{}", drover::protocol::unix_ms()),
         };
         words::check_name(&name).map_err(CliError::usage)?;
-        if scheduler_file {
-            return Err(CliError::usage(
-                "--scheduler-file with --ssh: the pool's scheduler file is on the host, found by --name",
-            ));
-        }
+        let (config, up_args) = match sent {
+            None => (None, Vec::new()),
+            Some(sent) => {
+                sent.settings.job.clone().build()?;
+                if sent.settings.job.scheduler_file.is_some() {
+                    return Err(CliError::usage(
+                        "--scheduler-file with --ssh: the pool's scheduler file is on the host, found by --name",
+                    ));
+                }
+                (Some(sent::config_text(sent.settings)?), sent.up_args)
+            }
+        };
         Ok(Remote {
             host,
+            config,
+            up_args,
             program: args.remote_drover.clone(),
             name,
             connect_timeout: pool
@@ -118,15 +139,16 @@ impl Remote {
         words::remote_file(&self.name)
     }
 
+    /// Brings the pool up on the host with the settings sent.
+    async fn up(&self, conn: &Connected) -> Result<(), CliError> {
+        let config = self.config.as_deref().unwrap_or_default();
+        let paths = (words::remote_config(&self.name), self.remote_file());
+        conn.up(config, &self.up_args, (&paths.0, &paths.1)).await
+    }
+
     /// `drover run --ssh`: the pool up there, `command` here, the pool
     /// closed whatever the command's end.
-    pub async fn run(
-        &self,
-        pool: &PoolSettings,
-        command: &[String],
-        signals: &mut Signals,
-    ) -> CliResult {
-        pool.job.clone().build()?;
+    pub async fn run(&self, command: &[String], signals: &mut Signals) -> CliResult {
         let conn = self.connect().await?;
         let result = self.run_connected(&conn, command, signals).await;
         conn.disconnect().await;
@@ -139,11 +161,9 @@ impl Remote {
         command: &[String],
         signals: &mut Signals,
     ) -> CliResult {
-        let argv: Vec<String> = std::env::args().collect();
-        let pool_args = words::pool_args(&argv, "run");
         let file = self.remote_file();
         tokio::select! {
-            r = conn.up(&pool_args, &file) => r?,
+            r = self.up(conn) => r?,
             _ = signals.term.recv() => return Ok(conn.interrupted(&file, 143).await),
             _ = signals.int.recv() => return Ok(conn.interrupted(&file, 130).await),
         }
@@ -163,14 +183,11 @@ impl Remote {
     /// `drover cluster up --ssh` (`attach` false) and `drover cluster attach
     /// --ssh`: the pool reached from here until Ctrl-C or SIGTERM (which
     /// close it) or its close from elsewhere.
-    pub async fn foreground(&self, pool: Option<&PoolSettings>) -> CliResult {
-        if let Some(pool) = pool {
-            pool.job.clone().build()?;
-        }
+    pub async fn foreground(&self) -> CliResult {
         let mut signals = Signals::listen()?;
         let conn = self.connect().await?;
         let result = self
-            .foreground_connected(&conn, pool.is_some(), &mut signals)
+            .foreground_connected(&conn, self.config.is_some(), &mut signals)
             .await;
         conn.disconnect().await;
         result
@@ -184,10 +201,8 @@ impl Remote {
     ) -> CliResult {
         let file = self.remote_file();
         if start {
-            let argv: Vec<String> = std::env::args().collect();
-            let pool_args = words::pool_args(&argv, "up");
             tokio::select! {
-                r = conn.up(&pool_args, &file) => r?,
+                r = self.up(conn) => r?,
                 _ = signals.term.recv() => return Ok(conn.interrupted(&file, 143).await),
                 _ = signals.int.recv() => return Ok(conn.interrupted(&file, 130).await),
             }

@@ -1,6 +1,5 @@
-//! Pure pieces of a remote pool: what the host's check printed, which of
-//! the user's flags go to the host, and where a named pool's scheduler
-//! file lives there.
+//! Pure pieces of a remote pool: what the host's check printed, and where
+//! a named pool's files live there.
 
 /// What the host said about its drover.
 #[derive(Debug, PartialEq, Eq)]
@@ -27,38 +26,6 @@ pub fn parse_check(stdout: &str) -> Check {
     }
 }
 
-/// Flags that mean something only on this side, with whether they take a value.
-const LOCAL_FLAGS: &[(&str, bool)] = &[
-    ("--ssh", true),
-    ("--remote-drover", true),
-    ("--name", true),
-    ("--detach", false),
-];
-
-/// The pool's own flags as given after `subcommand` (`run`, or `up` of
-/// `cluster up`) up to `--`, without the flags that mean something only
-/// here: they are what `drover cluster up` on the host is given.
-pub fn pool_args(argv: &[String], subcommand: &str) -> Vec<String> {
-    let Some(start) = argv.iter().skip(1).position(|a| a == subcommand) else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    let mut rest = argv[start + 2..].iter().take_while(|a| *a != "--");
-    while let Some(a) = rest.next() {
-        let local = LOCAL_FLAGS
-            .iter()
-            .find(|(f, _)| a == f || a.strip_prefix(f).is_some_and(|v| v.starts_with('=')));
-        match local {
-            Some((f, true)) if a == f => {
-                rest.next();
-            }
-            Some(_) => {}
-            None => out.push(a.to_string()),
-        }
-    }
-    out
-}
-
 /// Checks a pool's name: it names a file on the host.
 pub fn check_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
@@ -82,52 +49,14 @@ pub fn remote_file(name: &str) -> String {
     format!(".drover/ssh/{name}.json")
 }
 
+/// Where the pool named `name` keeps the settings it was started with.
+pub fn remote_config(name: &str) -> String {
+    format!(".drover/ssh/{name}.toml")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn strings(v: &[&str]) -> Vec<String> {
-        v.iter().map(|s| s.to_string()).collect()
-    }
-
-    #[test]
-    fn the_pools_flags_go_to_the_host_without_the_local_ones() {
-        let argv = strings(&[
-            "drover",
-            "run",
-            "--ssh",
-            "login",
-            "--workers",
-            "2",
-            "--remote-drover=/x/drover",
-            "--name",
-            "p1",
-            "--interface",
-            "ib0",
-            "--",
-            "python",
-            "--ssh",
-            "x",
-        ]);
-        assert_eq!(
-            pool_args(&argv, "run"),
-            strings(&["--workers", "2", "--interface", "ib0"])
-        );
-        let argv = strings(&[
-            "drover",
-            "cluster",
-            "up",
-            "--detach",
-            "--ssh=login",
-            "--cores",
-            "2",
-        ]);
-        assert_eq!(pool_args(&argv, "up"), strings(&["--cores", "2"]));
-        assert!(pool_args(&strings(&["drover", "status"]), "run").is_empty());
-        // A flag that only starts like a local one is the pool's.
-        let argv = strings(&["drover", "run", "--sshx", "1", "--"]);
-        assert_eq!(pool_args(&argv, "run"), strings(&["--sshx", "1"]));
-    }
 
     #[test]
     fn the_hosts_answer_says_version_or_what_is_missing() {
