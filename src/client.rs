@@ -605,6 +605,28 @@ impl SchedulerClient {
         self.expect(v)
     }
 
+    /// A chunk of the log of the job that runs `worker` (a worker or job
+    /// name, as `status` shows them), as `query` says: how a driver that
+    /// cannot open the log file (`--ssh`) reads it.
+    pub async fn job_log(
+        &self,
+        worker: &str,
+        query: &crate::protocol::LogQuery,
+    ) -> Result<crate::protocol::LogChunk, ClientError> {
+        // Names are drover's and Slurm's (`w3`, `812_4`): a name with any
+        // other character would not survive a URL path unescaped.
+        let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
+        if worker.is_empty() || worker.len() > 256 || !worker.chars().all(plain) {
+            return Err(ClientError::Status {
+                url: self.url(),
+                status: StatusCode::NOT_FOUND,
+                body: format!("`{worker}` is no worker or job name"),
+            });
+        }
+        let path = paths::UI_WORKER_LOG.replace("{name}", worker);
+        self.get(&path, query, None, REQUEST_SLACK).await
+    }
+
     /// Every worker the scheduler knows.
     pub async fn workers(&self) -> Result<Vec<WorkerInfo>, ClientError> {
         self.get(paths::WORKERS, &(), None, REQUEST_SLACK).await

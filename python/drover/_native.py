@@ -183,18 +183,45 @@ class SlurmCluster:
         n_workers: int = 0,
         *,
         groups: Mapping[str, Mapping[str, Any]] | None = None,
+        ssh: str | None = None,
+        remote_drover: str | None = None,
+        name: str | None = None,
         **settings: Any,
     ):
         job, pool = split_settings(settings, type(self).__name__)
-        job.setdefault("drover_bin", binary())
-        # Slurm is asked whether it takes the jobs at the start when some are
-        # wanted now, else at their first submission.
-        self._cluster = _drover.Cluster(job, pool, groups=_groups(groups), check=bool(n_workers))
+        if ssh is not None:
+            # The pool runs on the login node `ssh` names; this process
+            # drives it through one ssh connection (README, "A driver
+            # outside the cluster").
+            if groups:
+                raise ValueError("groups= with ssh=: a pool with groups cannot run over ssh yet")
+            self._cluster = _remote(ssh, remote_drover, name, job, pool)
+        else:
+            if remote_drover is not None or name is not None:
+                raise ValueError("remote_drover= and name= are for a pool over ssh=: give ssh= too")
+            job.setdefault("drover_bin", binary())
+            # Slurm is asked whether it takes the jobs at the start when some
+            # are wanted now, else at their first submission.
+            self._cluster = _drover.Cluster(
+                job, pool, groups=_groups(groups), check=bool(n_workers)
+            )
         self._spec = self._cluster.spec
         _live.add(self)
         # A pool continued from its journal keeps the size it had.
         if n_workers and not self.restored:
             self.scale(n_workers)
+
+    @classmethod
+    def attach(cls, *, ssh: str, name: str, remote_drover: str | None = None) -> SlurmCluster:
+        """The pool ``name`` that ``SlurmCluster(..., ssh=, name=)`` or
+        ``drover cluster up --ssh`` started on the login node ``ssh``, reached
+        again from this process (within its ``remote_grace`` after its last
+        driver went away); ``close()`` closes it."""
+        self = cls.__new__(cls)
+        self._cluster = _remote(ssh, remote_drover, _text("name", name), None, None)
+        self._spec = None
+        _live.add(self)
+        return self
 
     @property
     def restored(self) -> bool:
@@ -406,8 +433,9 @@ class SlurmCluster:
 
     @property
     def job_name(self) -> str:
-        """The Slurm job name of the pool's jobs (it carries the cluster id)."""
-        return self._spec["job_name"]
+        """The Slurm job name of the pool's jobs (it carries the cluster id);
+        ``None`` for a pool attached over ssh (its settings are on its host)."""
+        return self._spec["job_name"] if self._spec else None
 
     # -- the end ----------------------------------------------------------------
 
@@ -428,6 +456,16 @@ class SlurmCluster:
         if not hasattr(self, "_cluster"):
             return "<drover.SlurmCluster (not started)>"
         return f"<drover.SlurmCluster {self._cluster.cluster_id} at {self.address}>"
+
+
+def _remote(ssh: Any, remote_drover: Any, name: Any, job: dict | None, pool: dict | None):
+    """A pool on the login node ``ssh``, through this package's drover."""
+    ssh = _text("ssh", ssh)
+    if remote_drover is not None:
+        remote_drover = _text("remote_drover", remote_drover)
+    if name is not None:
+        name = _text("name", name)
+    return _drover.RemoteCluster(binary(), ssh, job, pool, name, remote_drover)
 
 
 def _count(name: str, value: Any) -> int:

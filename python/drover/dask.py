@@ -125,6 +125,8 @@ class SLURMCluster(Cluster):
         protocol: str | None = None,
         config_name: str | None = None,
         groups: Any = None,
+        ssh: str | None = None,
+        remote_drover: str | None = None,
         **job_kwargs: Any,
     ):
         if dashboard_address is not None or host is not None:
@@ -146,7 +148,20 @@ class SLURMCluster(Cluster):
             shared_temp_directory=shared_temp_directory,
         )
         resolved = _jobqueue.resolve(given, drover_settings)
-        resolved.job.setdefault("drover_bin", binary())
+        if ssh is not None:
+            # The pool runs on the login node `ssh` names, its drover its own.
+            if groups is not None:
+                raise ValueError("groups= with ssh=: a pool with groups cannot run over ssh yet")
+            if scheduler_options:
+                raise ValueError(
+                    "scheduler_options= with ssh=: the Dask scheduler's options cannot be sent over ssh yet"
+                )
+            _native._text("ssh", ssh)
+        else:
+            if remote_drover is not None:
+                raise ValueError("remote_drover= is for a pool over ssh=: give ssh= too")
+            resolved.job.setdefault("drover_bin", binary())
+        self._ssh = (ssh, remote_drover)
         # Every value checked as the pool will, before anything starts.
         self._preview = _jobqueue.preview(resolved.job)
         self._resolved = resolved
@@ -177,12 +192,18 @@ class SLURMCluster(Cluster):
         r = self._resolved
         loop = asyncio.get_running_loop()
         try:
-            self._drover = await loop.run_in_executor(
-                None,
-                lambda: _drover.Cluster(
-                    r.job, r.pool, r.dask_scheduler, False, self._groups, self._check_jobs
-                ),
-            )
+            ssh, remote_drover = self._ssh
+            if ssh is not None:
+                self._drover = await loop.run_in_executor(
+                    None, lambda: _native._remote(ssh, remote_drover, None, r.job, r.pool)
+                )
+            else:
+                self._drover = await loop.run_in_executor(
+                    None,
+                    lambda: _drover.Cluster(
+                        r.job, r.pool, r.dask_scheduler, False, self._groups, self._check_jobs
+                    ),
+                )
         except BaseException:
             self.status = Status.failed
             raise

@@ -6,21 +6,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use pyo3::exceptions::{PyTimeoutError, PyValueError};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
 use drover::cluster::{ClusterOptions, SlurmCluster};
 use drover::config::{Ask, Memory, PerJob, Timeout};
-use drover::protocol::{TaskId, TaskInfo, TaskSpec};
 use drover::scheduler::Bind;
 
-use crate::errors::{cluster_error, error_chain, raise, spec_error};
+use crate::calls;
+use crate::errors::{cluster_error, error_chain, spec_error};
 use crate::runtime::wait;
 use crate::settings;
-
-/// How often task waits look at the scheduler.
-const TASK_POLL: Duration = Duration::from_millis(50);
 
 /// A pool of workers on Slurm, started by the constructor.
 #[pyclass(module = "drover._drover", frozen)]
@@ -29,7 +26,7 @@ pub struct Cluster {
 }
 
 /// Seconds from Python as a duration; `None` is "no limit".
-fn seconds(name: &str, secs: Option<f64>) -> PyResult<Option<Duration>> {
+pub fn seconds(name: &str, secs: Option<f64>) -> PyResult<Option<Duration>> {
     match secs {
         None => Ok(None),
         Some(s) => Duration::try_from_secs_f64(s).map(Some).map_err(|_| {
@@ -41,7 +38,7 @@ fn seconds(name: &str, secs: Option<f64>) -> PyResult<Option<Duration>> {
 }
 
 /// A wait that stands for "no limit".
-const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+pub const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 #[pymethods]
 impl Cluster {
@@ -231,49 +228,19 @@ impl Cluster {
     /// memory asked of Slurm, walltime (seconds), Slurm job name.
     #[getter]
     fn spec<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let s = self.inner.spec();
-        let d = PyDict::new(py);
-        d.set_item("cores", s.cores)?;
-        d.set_item("processes", s.processes)?;
-        d.set_item("nodes", s.nodes)?;
-        d.set_item("memory", s.memory.bytes())?;
-        d.set_item("job_cpu", s.job_cpu)?;
-        d.set_item("job_mem", s.job_mem.bytes())?;
-        d.set_item("walltime", s.walltime.as_secs())?;
-        d.set_item("job_name", &s.job_name)?;
-        d.set_item("log_directory", s.log_directory.display().to_string())?;
-        Ok(d)
+        spec_dict(py, self.inner.spec())
     }
 
     /// Submits task specs (dicts of the wire's `TaskSpec`: `argv`, `name`,
     /// `env`, `cwd`, `cores`, `time_limit_ms`, `retries`, `deps`) as one
     /// batch; returns their ids.
     fn submit(&self, py: Python<'_>, tasks: &Bound<'_, PyList>) -> PyResult<Vec<u64>> {
-        let specs: Vec<TaskSpec> = pythonize::depythonize(tasks.as_any())
-            .map_err(|e| PyValueError::new_err(format!("invalid task: {e}")))?;
-        // Malformed resource or group names are bad input (ValueError);
-        // a well-formed ask no worker has is the pool's answer (ClusterError).
-        for s in &specs {
-            drover::protocol::check_resources("resources", &s.resources)
-                .and_then(|()| match &s.group {
-                    Some(g) => drover::protocol::check_name("group", g),
-                    None => Ok(()),
-                })
-                .map_err(|e| PyValueError::new_err(e.to_string()))?;
-        }
-        let client = self.inner.client();
-        let ids = wait(py, async move { client.submit(&specs).await })?
-            .map_err(|e| raise(py, "ClusterError", error_chain(&e)))?;
-        Ok(ids.into_iter().map(|i| i.0).collect())
+        calls::submit(py, self.inner.client(), tasks)
     }
 
     /// The tasks `ids` as the scheduler reports them.
     fn tasks<'py>(&self, py: Python<'py>, ids: Vec<u64>) -> PyResult<Bound<'py, PyAny>> {
-        let ids: Vec<TaskId> = ids.into_iter().map(TaskId).collect();
-        let client = self.inner.client();
-        let list = wait(py, async move { client.tasks(Some(&ids), false).await })?
-            .map_err(|e| raise(py, "ClusterError", error_chain(&e)))?;
-        Ok(pythonize::pythonize(py, &list.tasks)?)
+        calls::tasks(py, self.inner.client(), ids)
     }
 
     /// Waits until the tasks `ids` have ended (at most `timeout` seconds,
@@ -286,24 +253,12 @@ impl Cluster {
         timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let limit = seconds("timeout", timeout)?.unwrap_or(FOREVER);
-        let ids: Vec<TaskId> = ids.into_iter().map(TaskId).collect();
-        let client = self.inner.client();
-        let waited = wait(py, async move {
-            tokio::time::timeout(limit, client.wait_tasks(Some(&ids), TASK_POLL)).await
-        })?;
-        let tasks: Vec<TaskInfo> = waited
-            .map_err(|_| {
-                PyTimeoutError::new_err(format!("the tasks did not end within {limit:?}"))
-            })?
-            .map_err(|e| raise(py, "ClusterError", error_chain(&e)))?;
-        Ok(pythonize::pythonize(py, &tasks)?)
+        calls::wait_tasks(py, self.inner.client(), ids, limit)
     }
 
     /// Cancels task `id` and what depends on it.
     fn cancel_task(&self, py: Python<'_>, id: u64) -> PyResult<()> {
-        let client = self.inner.client();
-        wait(py, async move { client.cancel_task(TaskId(id)).await })?
-            .map_err(|e| raise(py, "ClusterError", error_chain(&e)))
+        calls::cancel_task(py, self.inner.client(), id)
     }
 
     /// Closes the cluster: workers retire, the rest of its jobs are
@@ -312,6 +267,24 @@ impl Cluster {
         let cluster = self.inner.clone();
         wait(py, async move { cluster.close().await })?.map_err(|e| cluster_error(py, e))
     }
+}
+
+/// What each job is, as Python reads it.
+pub fn spec_dict<'py>(
+    py: Python<'py>,
+    s: &drover::config::JobSpec,
+) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("cores", s.cores)?;
+    d.set_item("processes", s.processes)?;
+    d.set_item("nodes", s.nodes)?;
+    d.set_item("memory", s.memory.bytes())?;
+    d.set_item("job_cpu", s.job_cpu)?;
+    d.set_item("job_mem", s.job_mem.bytes())?;
+    d.set_item("walltime", s.walltime.as_secs())?;
+    d.set_item("job_name", &s.job_name)?;
+    d.set_item("log_directory", s.log_directory.display().to_string())?;
+    Ok(d)
 }
 
 /// Parses a memory size as drover does (`4GB`, `4 GiB`, `1.5G`), for the

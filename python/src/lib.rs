@@ -4,8 +4,10 @@
 //! graphs (`tasks`), waits that release the GIL (`runtime`), errors out
 //! (`errors`).
 
+mod calls;
 mod cluster;
 mod errors;
+mod remote;
 mod runtime;
 mod settings;
 mod tasks;
@@ -32,6 +34,7 @@ fn _drover(m: &Bound<'_, PyModule>) -> PyResult<()> {
     init_logging();
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<cluster::Cluster>()?;
+    m.add_class::<remote::RemoteCluster>()?;
     m.add_function(wrap_pyfunction!(cluster::parse_memory, m)?)?;
     m.add_function(wrap_pyfunction!(cluster::parse_timeout, m)?)?;
     m.add_function(wrap_pyfunction!(cluster::jobs_for, m)?)?;

@@ -29,7 +29,25 @@ pub struct ConfigFile {
     pub path: PathBuf,
 }
 
+/// Job and pool settings as a config file holds them.
+#[derive(serde::Serialize)]
+struct Settings<'a> {
+    job: &'a JobOptions,
+    pool: &'a PoolOptions,
+}
+
 impl ConfigFile {
+    /// The text of a config file holding `job` and `pool` (what is unset
+    /// left out), which `parse` reads back to the same settings: how a
+    /// pool's settings, every layer applied on one machine, reach another
+    /// (a login node, for `--ssh`).
+    pub fn text_of(job: &JobOptions, pool: &PoolOptions) -> Result<String, SpecError> {
+        toml::to_string(&Settings { job, pool }).map_err(|e| SpecError::File {
+            path: PathBuf::from("(settings sent)"),
+            message: e.to_string(),
+        })
+    }
+
     /// Reads and parses the file at `path`. It must be yours (or root's)
     /// and writable by no one else: a `drover.toml` another user left in a
     /// shared directory would otherwise put their prologue in your jobs.

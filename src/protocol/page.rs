@@ -40,6 +40,20 @@ pub struct PageUpdate {
     pub sample: Option<Sample>,
 }
 
+/// What part of a job's log to read (`GET /ui/workers/{name}/log`): from
+/// byte `from` on, of its stdout log, or with `err` of its stderr log.
+/// With the cluster's token this is how a driver elsewhere (`--ssh`)
+/// reads logs it cannot open.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogQuery {
+    /// The byte offset to read from.
+    #[serde(default)]
+    pub from: u64,
+    /// The stderr log (`NAME-JOB.err`) instead of the stdout log.
+    #[serde(default)]
+    pub err: bool,
+}
+
 /// A stretch of a worker's log, for a page that follows it
 /// (`GET /ui/workers/{name}/log?from=N`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

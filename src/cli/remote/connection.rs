@@ -122,6 +122,16 @@ impl Connected {
         }
     }
 
+    /// Whether `remote_file` exists on the host.
+    pub async fn exists(&self, remote_file: &str) -> Result<bool, CliError> {
+        Ok(self
+            .master
+            .run(&["test", "-e", remote_file])
+            .await?
+            .status
+            .success())
+    }
+
     /// A small file of the pool's on the host (at most 64 KiB), through
     /// the connection: files are never copied any other way.
     pub async fn read(&self, remote_file: &str) -> Result<Vec<u8>, CliError> {

@@ -207,6 +207,12 @@ impl Remote {
                 _ = signals.int.recv() => return Ok(conn.interrupted(&file, 130).await),
             }
         }
+        if !start && !conn.exists(&file).await? {
+            return Err(CliError::usage(format!(
+                "no pool named {} on {}: its scheduler file ~/{file} is not there (it was closed, or no driver attached within its remote-grace)",
+                self.name, self.host
+            )));
+        }
         let mut bridge = Bridge::open(conn, &file).await?;
         println!(
             "cluster {} on {} (name {})",

@@ -4,16 +4,8 @@
 //! So what the user set on the laptop is what runs, and it is checked here
 //! first.
 
-use drover::config::{JobOptions, PoolOptions};
-
 use crate::cli::error::CliError;
 use crate::cli::pool::PoolSettings;
-
-#[derive(serde::Serialize)]
-struct Sent<'a> {
-    job: &'a JobOptions,
-    pool: &'a PoolOptions,
-}
 
 /// The config file's text for `settings`.
 pub fn config_text(settings: &PoolSettings) -> Result<String, CliError> {
@@ -22,11 +14,10 @@ pub fn config_text(settings: &PoolSettings) -> Result<String, CliError> {
             "a pool with groups ([group.NAME]) cannot run over --ssh yet: run it on the login node, or without groups",
         ));
     }
-    toml::to_string(&Sent {
-        job: &settings.job,
-        pool: &settings.pool,
-    })
-    .map_err(|e| CliError::failure(format!("writing the pool's settings for the host: {e}")))
+    Ok(drover::config::ConfigFile::text_of(
+        &settings.job,
+        &settings.pool,
+    )?)
 }
 
 #[cfg(test)]

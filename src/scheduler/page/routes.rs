@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use super::{login, render, view, Shared};
 use crate::private_fs::read;
-use crate::protocol::{paths, DashboardCode, PageUpdate};
+use crate::protocol::{paths, DashboardCode, LogQuery, PageUpdate};
 
 /// The longest worker or job name looked up.
 const MAX_NAME: usize = 256;
@@ -264,18 +264,16 @@ async fn worker_page(
     Ok(Html(render::worker(&name, Some(&job), &shown, &log)))
 }
 
-#[derive(Deserialize)]
-struct LogQuery {
-    #[serde(default)]
-    from: u64,
-}
-
 async fn worker_log(
     State(shared): State<Arc<Shared>>,
     Path(name): Path<String>,
     Query(q): Query<LogQuery>,
 ) -> Result<Json<crate::protocol::LogChunk>, (StatusCode, &'static str)> {
-    let (_, path) = job_of(&shared, &name).ok_or(NOT_FOUND)?;
+    let (_, out) = job_of(&shared, &name).ok_or(NOT_FOUND)?;
+    let path = match q.err {
+        true => out.with_extension("err"),
+        false => out,
+    };
     tokio::task::spawn_blocking(move || read::read_from(&path, q.from, read::MAX_CHUNK).into())
         .await
         .map(Json)
