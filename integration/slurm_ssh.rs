@@ -361,3 +361,82 @@ async fn the_seeds_dask_program_runs_unchanged_on_the_laptop() {
     assert!(workers.contains(&prefix), "{said}");
     assert!(jobs_of(&name).is_empty(), "jobs left: {:?}", jobs_of(&name));
 }
+
+/// The ssh master of the laptop process `root` (the process whose command
+/// line starts `ssh -M`, among `root`'s descendants).
+fn master_of(root: u32) -> Option<i32> {
+    let parent = |pid: i32| -> Option<i32> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        stat.rsplit_once(") ")?
+            .1
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    };
+    let descends = |mut pid: i32| {
+        while pid > 1 {
+            if pid == root as i32 {
+                return true;
+            }
+            pid = match parent(pid) {
+                Some(p) => p,
+                None => return false,
+            };
+        }
+        false
+    };
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        (cmdline.starts_with(b"ssh\0-M\0") && descends(pid)).then_some(pid)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_ssh_connection_is_made_again_on_the_same_port() {
+    if local_slurm("a_lost_ssh_connection_is_made_again_on_the_same_port").is_none() {
+        return;
+    }
+    let _one = common::exclusive().await;
+    let logs = common::log_dir();
+    let name = unique("ssh-lost");
+    let mut args = vec![
+        "cluster".to_string(),
+        "up".into(),
+        "--ssh".into(),
+        "login".into(),
+    ];
+    args.extend(["--remote-drover".to_string(), DROVER.into()]);
+    args.extend(pool(&name, &logs.path().display().to_string()));
+    let (child, lines) = foreground(&args);
+    let mut child = common::process::KillOnDrop(child);
+    let file = export(&lines, "DROVER_SCHEDULER_FILE");
+    // The connection dies under the pool's near end (as on a network cut).
+    let master = master_of(child.0.id()).expect("the laptop's ssh master");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(master),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    common::until("a new ssh master", Duration::from_secs(30), || {
+        master_of(child.0.id()).is_some_and(|m| m != master)
+    })
+    .await;
+    // The driver's scheduler file (its forwarded port) works again.
+    common::until(
+        "the pool answering through the same port",
+        Duration::from_secs(30),
+        || {
+            let out = laptop(&["status", "--scheduler-file", &file])
+                .output()
+                .unwrap();
+            out.status.success() && text(&out).contains("2 of 2 workers registered")
+        },
+    )
+    .await;
+    kill_group(&child.0, nix::sys::signal::Signal::SIGINT);
+    let status = child.0.wait().unwrap();
+    assert!(status.success(), "{status}");
+    assert!(jobs_of(&name).is_empty(), "jobs left: {:?}", jobs_of(&name));
+}

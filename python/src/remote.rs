@@ -31,6 +31,8 @@ const LOOK_EVERY: Duration = Duration::from_millis(200);
 const MAX_LOG_BYTES: usize = 4 << 20;
 /// How long `close` waits for the near end to see the pool gone.
 const CLOSE_WAIT: Duration = Duration::from_secs(60);
+/// How long a read is tried again while the connection is being made again.
+const READ_RETRY_FOR: Duration = Duration::from_secs(30);
 /// Lines of the near end's stderr kept for an error.
 const KEPT_LINES: usize = 40;
 
@@ -159,7 +161,7 @@ impl RemoteCluster {
         let done = wait(py, async move {
             let start = Instant::now();
             loop {
-                let s = client.cluster().await?;
+                let s = read_again(|| client.cluster()).await?;
                 let dask_ok = s.dask.as_ref().is_none_or(|d| d.workers.unwrap_or(0) >= n);
                 if s.registered >= n && dask_ok {
                     return Ok(true);
@@ -184,7 +186,7 @@ impl RemoteCluster {
     /// The pool's status, as a local pool's.
     fn status<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let client = self.client.clone();
-        let s = wait(py, async move { client.cluster().await })?
+        let s = wait(py, async move { read_again(|| client.cluster()).await })?
             .map_err(|e| raise(py, "ClusterError", error_chain(&e)))?;
         Ok(pythonize::pythonize(py, &s)?)
     }
@@ -203,7 +205,7 @@ impl RemoteCluster {
                 let mut query = LogQuery { from: 0, err };
                 let mut read = 0;
                 loop {
-                    let chunk = client.job_log(&worker, &query).await?;
+                    let chunk = read_again(|| client.job_log(&worker, &query)).await?;
                     if chunk.text.is_empty() || read >= MAX_LOG_BYTES {
                         break;
                     }
@@ -336,6 +338,25 @@ impl RemoteCluster {
             let _ = bridge.wait();
         });
         asked.map_err(|e| raise(py, "ClusterError", error_chain(&e)))
+    }
+}
+
+/// A read of the scheduler's (safe to repeat), tried again while the
+/// scheduler is unreachable for up to `READ_RETRY_FOR`: the near end makes
+/// a lost ssh connection again on the same port.
+async fn read_again<T, F, Fut>(call: F) -> Result<T, drover::client::ClientError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, drover::client::ClientError>>,
+{
+    let start = Instant::now();
+    loop {
+        match call().await {
+            Err(e) if e.is_transient() && start.elapsed() < READ_RETRY_FOR => {
+                tokio::time::sleep(LOOK_EVERY).await;
+            }
+            other => return other,
+        }
     }
 }
 

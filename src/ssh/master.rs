@@ -214,25 +214,42 @@ impl Master {
     /// Forwards a free port of this machine's loopback to `host:port` as
     /// the remote end sees it; returns the local port.
     pub async fn forward(&self, host: &str, port: u16) -> Result<u16, SshError> {
-        let mut said = Vec::new();
+        let mut last = None;
         for _ in 0..FORWARD_TRIES {
             let local = free_loopback_port().map_err(SshError::NoClient)?;
-            let spec = format!("127.0.0.1:{local}:{host}:{port}");
-            let out = self
-                .control(&["-O", "forward", "-L", &spec])
-                .output()
-                .await
-                .map_err(SshError::NoClient)?;
-            if out.status.success() {
-                return Ok(local);
+            match self.forward_at(local, host, port).await {
+                Ok(()) => return Ok(local),
+                Err(e) => last = Some(e),
             }
-            said = out.stderr;
         }
-        Err(SshError::Remote {
-            host: self.host.to_string(),
-            what: format!("forwarding a local port to {host}:{port}"),
-            words: words(&said),
-        })
+        Err(last.expect("FORWARD_TRIES is above 0"))
+    }
+
+    /// Forwards port `local` of this machine's loopback to `host:port` (a
+    /// new connection's forward keeps the port the driver knows).
+    pub async fn forward_at(&self, local: u16, host: &str, port: u16) -> Result<(), SshError> {
+        let spec = format!("127.0.0.1:{local}:{host}:{port}");
+        let out = self
+            .control(&["-O", "forward", "-L", &spec])
+            .output()
+            .await
+            .map_err(SshError::NoClient)?;
+        match out.status.success() {
+            true => Ok(()),
+            false => Err(SshError::Remote {
+                host: self.host.to_string(),
+                what: format!("forwarding local port {local} to {host}:{port}"),
+                words: words(&out.stderr),
+            }),
+        }
+    }
+
+    /// Whether the master still carries commands.
+    pub async fn alive(&self) -> bool {
+        self.control(&["-O", "check"])
+            .output()
+            .await
+            .is_ok_and(|o| o.status.success())
     }
 
     /// Closes the master (and with it every forward).

@@ -13,6 +13,8 @@ use tokio::process::Child;
 use super::connection::Connected;
 use crate::cli::error::{CliError, Context};
 
+/// How often a lost connection is tried again.
+const RECONNECT_EVERY: Duration = Duration::from_secs(2);
 /// How long the host may take to confirm the hold.
 const HOLD_CONFIRM: Duration = Duration::from_secs(30);
 
@@ -20,6 +22,7 @@ pub struct Bridge {
     /// The scheduler file for this side.
     pub file: SchedulerFile,
     pub path: PathBuf,
+    remote_file: String,
     _dir: tempfile::TempDir,
     hold: Child,
 }
@@ -41,6 +44,7 @@ impl Bridge {
         Ok(Bridge {
             file,
             path,
+            remote_file: remote_file.to_string(),
             _dir: dir,
             hold,
         })
@@ -74,9 +78,54 @@ impl Bridge {
         env
     }
 
-    /// Resolves when the hold ends: the pool was closed (or the connection lost).
-    pub async fn ended(&mut self) {
-        let _ = self.hold.wait().await;
+    /// Resolves when the pool has ended (closed here or elsewhere, or
+    /// after its grace). A connection lost meanwhile is made again, with
+    /// its forwards on the same local ports and a new hold, retrying for
+    /// up to the pool's grace (within which the pool waits for a hold).
+    pub async fn ended(&mut self, conn: &Connected) {
+        loop {
+            let _ = self.hold.wait().await;
+            if !conn.lost().await {
+                return;
+            }
+            tracing::warn!(
+                "the ssh connection to {} was lost: making it again",
+                conn.host()
+            );
+            if !self.reconnect(conn).await {
+                return;
+            }
+            tracing::info!("the ssh connection to {} is back", conn.host());
+        }
+    }
+
+    /// The connection and the hold again; false when that failed for the
+    /// whole grace, or the pool is gone.
+    async fn reconnect(&mut self, conn: &Connected) -> bool {
+        let deadline = tokio::time::Instant::now() + conn.grace;
+        loop {
+            match conn.reconnect().await {
+                Ok(()) => break,
+                Err(e) if tokio::time::Instant::now() < deadline => {
+                    tracing::warn!("{e}; trying again");
+                    tokio::time::sleep(RECONNECT_EVERY).await;
+                }
+                Err(e) => {
+                    tracing::error!("{e}; giving up: the pool closes itself after its grace");
+                    return false;
+                }
+            }
+        }
+        match start_hold(conn, &self.remote_file).await {
+            Ok(hold) => {
+                self.hold = hold;
+                true
+            }
+            Err(e) => {
+                tracing::warn!("{:#}", e.error());
+                false
+            }
+        }
     }
 }
 
@@ -92,7 +141,7 @@ async fn start_hold(conn: &Connected, remote_file: &str) -> Result<Child, CliErr
         "--grace",
         &grace,
     ];
-    let mut hold = conn.master.session(&argv)?;
+    let mut hold = conn.master().await.session(&argv)?;
     let stdout = hold.stdout.take().expect("the hold's stdout is piped");
     let mut lines = BufReader::new(stdout).lines();
     let confirmed = tokio::time::timeout(HOLD_CONFIRM, lines.next_line()).await;

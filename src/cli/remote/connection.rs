@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use tokio::sync::RwLock;
+
 use drover::ssh::{Master, SshError, SshHost};
 
 use super::words::{parse_check, Check};
@@ -11,16 +13,61 @@ use crate::cli::error::{CliError, Context};
 /// The most of a file of the pool's read from the host.
 const MAX_FILE_BYTES: u32 = 64 << 10;
 
-/// An open connection to a host with drover and Slurm on it.
+/// An open connection to a host with drover and Slurm on it; made again
+/// (`reconnect`) when it is lost while this side is still there.
 pub struct Connected {
-    pub master: Master,
+    master: RwLock<Master>,
+    host: SshHost,
     pub program: String,
     pub grace: Duration,
+    connect_timeout: Duration,
+    /// Every port forwarded: (local port, host, port), made again on the
+    /// same local ports by a new connection.
+    forwards: std::sync::Mutex<Vec<(u16, String, u16)>>,
 }
 
 impl Connected {
+    pub fn new(
+        master: Master,
+        program: String,
+        grace: Duration,
+        connect_timeout: Duration,
+    ) -> Self {
+        Connected {
+            host: master.host().clone(),
+            master: RwLock::new(master),
+            program,
+            grace,
+            connect_timeout,
+            forwards: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
     pub fn host(&self) -> &SshHost {
-        self.master.host()
+        &self.host
+    }
+
+    /// The connection, for one use.
+    pub async fn master(&self) -> tokio::sync::RwLockReadGuard<'_, Master> {
+        self.master.read().await
+    }
+
+    /// Whether the connection was lost.
+    pub async fn lost(&self) -> bool {
+        !self.master().await.alive().await
+    }
+
+    /// Makes the connection again and its forwards, on the same local
+    /// ports, so the driver's address stays true.
+    pub async fn reconnect(&self) -> Result<(), SshError> {
+        let fresh = Master::open(self.host.clone(), self.connect_timeout).await?;
+        let forwards = self.forwards.lock().map(|f| f.clone()).unwrap_or_default();
+        for (local, host, port) in &forwards {
+            fresh.forward_at(*local, host, *port).await?;
+        }
+        let old = std::mem::replace(&mut *self.master.write().await, fresh);
+        old.close().await;
+        Ok(())
     }
 
     /// drover is on the host, at our version, and so are Slurm's commands.
@@ -36,7 +83,7 @@ impl Connected {
         let line = format!(
             "{program} --version 2>&1; echo \"drover-exit=$?\"; command -v sbatch >/dev/null 2>&1 && echo slurm=yes || echo slurm=no"
         );
-        let out = self.master.run_shell(&line).await?;
+        let out = self.master().await.run_shell(&line).await?;
         let stdout = String::from_utf8_lossy(&out.stdout);
         match parse_check(&stdout) {
             Check::NoDrover(words) => Err(no_drover(words)),
@@ -67,7 +114,8 @@ impl Connected {
         // Only we may read it: it may name accounts, paths, a prologue.
         let write = "umask 077 && mkdir -p -- \"$(dirname -- \"$1\")\" && cat > \"$1\"";
         let out = self
-            .master
+            .master()
+            .await
             .run_input(&["sh", "-c", write, "sh", remote_config], config.as_bytes())
             .await?;
         if !out.status.success() {
@@ -90,11 +138,15 @@ impl Connected {
         argv.extend(up_args.iter().map(String::as_str));
         argv.extend(["--scheduler-file", remote_file]);
         eprintln!("drover: bringing the pool up on {}", self.host());
-        let out = self.master.run(&argv).await?;
+        let out = self.master().await.run(&argv).await?;
         // A pool reads its settings once; a scheduler job's successor
         // reads them again, so theirs stay.
         if !up_args.iter().any(|a| a == "--scheduler-job") {
-            let _ = self.master.run(&["rm", "-f", "--", remote_config]).await;
+            let _ = self
+                .master()
+                .await
+                .run(&["rm", "-f", "--", remote_config])
+                .await;
         }
         match out.status.success() {
             true => Ok(()),
@@ -109,7 +161,8 @@ impl Connected {
     /// Closes the pool (its workers retire, its jobs are cancelled).
     pub async fn close_pool(&self, remote_file: &str) -> Result<(), CliError> {
         let out = self
-            .master
+            .master()
+            .await
             .run(&[&self.program, "close", "--scheduler-file", remote_file])
             .await?;
         match out.status.success() {
@@ -125,7 +178,8 @@ impl Connected {
     /// Whether `remote_file` exists on the host.
     pub async fn exists(&self, remote_file: &str) -> Result<bool, CliError> {
         Ok(self
-            .master
+            .master()
+            .await
             .run(&["test", "-e", remote_file])
             .await?
             .status
@@ -137,7 +191,8 @@ impl Connected {
     pub async fn read(&self, remote_file: &str) -> Result<Vec<u8>, CliError> {
         let size = MAX_FILE_BYTES.to_string();
         let out = self
-            .master
+            .master()
+            .await
             .run(&["head", "-c", &size, "--", remote_file])
             .await?;
         if !out.status.success() {
@@ -169,7 +224,10 @@ impl Connected {
                 "the pool's address `{address}` names no host and port"
             )));
         };
-        let local = self.master.forward(host, port).await?;
+        let local = self.master().await.forward(host, port).await?;
+        if let Ok(mut f) = self.forwards.lock() {
+            f.push((local, host.to_string(), port));
+        }
         Ok(format!("{}://127.0.0.1:{local}", url.scheme()))
     }
 
@@ -184,6 +242,6 @@ impl Connected {
     }
 
     pub async fn disconnect(self) {
-        self.master.close().await;
+        self.master.into_inner().close().await;
     }
 }

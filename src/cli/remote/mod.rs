@@ -123,11 +123,12 @@ impl Remote {
 
     async fn connect(&self) -> Result<Connected, CliError> {
         let master = Master::open(self.host.clone(), self.connect_timeout).await?;
-        let conn = Connected {
+        let conn = Connected::new(
             master,
-            program: self.program.clone(),
-            grace: self.grace,
-        };
+            self.program.clone(),
+            self.grace,
+            self.connect_timeout,
+        );
         if let Err(e) = conn.check().await {
             conn.disconnect().await;
             return Err(e.into());
@@ -168,10 +169,17 @@ impl Remote {
             _ = signals.int.recv() => return Ok(conn.interrupted(&file, 130).await),
         }
         let outcome = async {
-            let bridge = Bridge::open(conn, &file).await?;
-            super::driver::run(command, &bridge.env(), signals)
-                .await
-                .with_context(|| format!("running `{}`", command[0]))
+            let mut bridge = Bridge::open(conn, &file).await?;
+            let env = bridge.env();
+            let driver = super::driver::run(command, &env, signals);
+            tokio::pin!(driver);
+            // The connection is kept (made again if lost) while the driver
+            // runs; a pool that ends under it leaves the driver to finish.
+            let status = tokio::select! {
+                s = &mut driver => s,
+                () = bridge.ended(conn) => driver.await,
+            };
+            status.with_context(|| format!("running `{}`", command[0]))
         }
         .await;
         let closed = conn.close_pool(&file).await;
@@ -230,7 +238,7 @@ impl Remote {
         let why = tokio::select! {
             _ = signals.term.recv() => "SIGTERM",
             _ = signals.int.recv() => "SIGINT",
-            _ = bridge.ended() => {
+            _ = bridge.ended(conn) => {
                 println!("the pool on {} has ended", self.host);
                 return Ok(ExitCode::SUCCESS);
             }
