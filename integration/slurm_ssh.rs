@@ -440,3 +440,32 @@ async fn a_lost_ssh_connection_is_made_again_on_the_same_port() {
     assert!(status.success(), "{status}");
     assert!(jobs_of(&name).is_empty(), "jobs left: {:?}", jobs_of(&name));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn site_ssh_in_the_config_sends_pools_to_the_login_node() {
+    if local_slurm("site_ssh_in_the_config_sends_pools_to_the_login_node").is_none() {
+        return;
+    }
+    let _one = common::exclusive().await;
+    let logs = common::log_dir();
+    let name = unique("ssh-site");
+    let config = logs.path().join("drover.toml");
+    std::fs::write(
+        &config,
+        format!("[site]\nssh = \"login\"\nremote-drover = \"{DROVER}\"\n\n[pool]\nworkers = 1\n"),
+    )
+    .unwrap();
+    let config = config.display().to_string();
+    let mut args = vec!["--config".to_string(), config, "run".into()];
+    args.extend(pool(&name, &logs.path().display().to_string()));
+    args.retain(|a| a != "--workers" && a != "2");
+    args.extend(["--", "sh", "-c", "echo at=$DROVER_SCHEDULER_ADDRESS"].map(String::from));
+    let out = laptop(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        .output()
+        .unwrap();
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    // The driver reached its pool through the port forwarded here.
+    assert!(said.contains("at=https://127.0.0.1:"), "{said}");
+    assert!(jobs_of(&name).is_empty(), "jobs left: {:?}", jobs_of(&name));
+}

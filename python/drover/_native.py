@@ -189,6 +189,13 @@ class SlurmCluster:
         **settings: Any,
     ):
         job, pool = split_settings(settings, type(self).__name__)
+        if ssh is None:
+            # DROVER_SSH, or `[site] ssh` in drover's config files.
+            site_ssh, site_drover = _drover.remote_site()
+            if site_ssh is not None:
+                ssh = site_ssh
+                if remote_drover is None:
+                    remote_drover = site_drover
         if ssh is not None:
             # The pool runs on the login node `ssh` names; this process
             # drives it through one ssh connection (README, "A driver

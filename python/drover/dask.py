@@ -148,6 +148,13 @@ class SLURMCluster(Cluster):
             shared_temp_directory=shared_temp_directory,
         )
         resolved = _jobqueue.resolve(given, drover_settings)
+        if ssh is None:
+            # DROVER_SSH, or `[site] ssh` in drover's config files.
+            site_ssh, site_drover = _drover.remote_site()
+            if site_ssh is not None:
+                ssh = site_ssh
+                if remote_drover is None:
+                    remote_drover = site_drover
         if ssh is not None:
             # The pool runs on the login node `ssh` names, its drover its own.
             if groups is not None:

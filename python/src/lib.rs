@@ -40,6 +40,7 @@ fn _drover(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(cluster::jobs_for, m)?)?;
     m.add_function(wrap_pyfunction!(cluster::job_script, m)?)?;
     m.add_function(wrap_pyfunction!(settings::setting_keys, m)?)?;
+    m.add_function(wrap_pyfunction!(settings::remote_site, m)?)?;
     m.add_function(wrap_pyfunction!(tasks::graph_tasks, m)?)?;
     m.add_function(wrap_pyfunction!(tasks::graph_dot, m)?)?;
     m.add_function(wrap_pyfunction!(tasks::task_spec, m)?)?;

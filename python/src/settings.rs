@@ -100,3 +100,22 @@ pub fn setting_keys() -> (Vec<String>, Vec<String>) {
         snake(drover::config::keys::<PoolOptions>()),
     )
 }
+
+/// Where pools run when `ssh=` is not given: `DROVER_SSH` and
+/// `DROVER_REMOTE_DROVER`, else the config files' `[site]` (as the CLI
+/// reads them); `(None, None)` for pools on this machine.
+#[pyfunction]
+pub fn remote_site() -> PyResult<(Option<String>, Option<String>)> {
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    // On the host's side of a pool over ssh nothing goes further.
+    if env("DROVER_SSH_SIDE").is_some() {
+        return Ok((None, None));
+    }
+    let site = ConfigSources::discover(None)
+        .site()
+        .map_err(|e| spec_error(&e))?;
+    Ok((
+        env("DROVER_SSH").or(site.ssh),
+        env("DROVER_REMOTE_DROVER").or(site.remote_drover),
+    ))
+}

@@ -56,6 +56,14 @@ pub struct UpArgs {
 }
 
 pub async fn run(config: Option<PathBuf>, command: ClusterCommand) -> CliResult {
+    let command = match command {
+        ClusterCommand::Up(mut args) => {
+            args.remote = args.remote.with_site(config.clone())?;
+            ClusterCommand::Up(args)
+        }
+        ClusterCommand::Attach(args) => ClusterCommand::Attach(args.with_site(config.clone())?),
+        other => other,
+    };
     match command {
         ClusterCommand::Up(args) if args.remote.ssh.is_some() => {
             if args.detach {

@@ -23,13 +23,14 @@ pub struct RunArgs {
 
 pub async fn run(config: Option<PathBuf>, args: RunArgs) -> CliResult {
     let mut signals = Signals::listen()?;
-    let pool = args.pool.layered(config)?;
-    if args.remote.ssh.is_some() {
+    let pool = args.pool.layered(config.clone())?;
+    let remote = args.remote.with_site(config)?;
+    if remote.ssh.is_some() {
         let sent = super::remote::Sent {
             settings: &pool,
             up_args: Vec::new(),
         };
-        let remote = super::remote::Remote::new(&args.remote, &pool.pool, Some(sent))?;
+        let remote = super::remote::Remote::new(&remote, &pool.pool, Some(sent))?;
         return remote.run(&args.command, &mut signals).await;
     }
     let cluster = pool.start().await?;

@@ -20,6 +20,9 @@ pub struct ConfigFile {
     /// Settings of the pool.
     #[serde(default)]
     pub pool: PoolOptions,
+    /// Where the cluster is reached from here (`[site]`).
+    #[serde(default)]
+    pub site: SiteOptions,
     /// The pool's groups (`[group.NAME]`), in the order declared; read
     /// with `groups`.
     #[serde(default)]
@@ -27,6 +30,17 @@ pub struct ConfigFile {
     /// Where it was read from, for errors.
     #[serde(skip)]
     pub path: PathBuf,
+}
+
+/// Where the cluster is reached from this machine (`[site]`): set on a
+/// laptop or notebook server whose pools run on the cluster's login node.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SiteOptions {
+    /// The login node pools run on, over ssh (`--ssh`, `DROVER_SSH`).
+    pub ssh: Option<String>,
+    /// drover's path there (`--remote-drover`, `DROVER_REMOTE_DROVER`).
+    pub remote_drover: Option<String>,
 }
 
 /// Job and pool settings as a config file holds them.
@@ -165,6 +179,17 @@ impl ConfigSources {
             }
         }
         Ok(groups)
+    }
+
+    /// The `[site]` of every file layered in order (a later file's key
+    /// replaces an earlier one's).
+    pub fn site(&self) -> Result<SiteOptions, SpecError> {
+        let mut site = SiteOptions::default();
+        for file in self.files()? {
+            site.ssh = file.site.ssh.or(site.ssh);
+            site.remote_drover = file.site.remote_drover.or(site.remote_drover);
+        }
+        Ok(site)
     }
 
     /// The pool options of every file layered in order, then the `DROVER_*`

@@ -26,7 +26,7 @@ pub use directive::Directive;
 pub use env::{
     job_options_from, keys, pool_from, pool_from_env, pool_options_from, EnvVar, ENV_VARS,
 };
-pub use file::{ConfigFile, ConfigSources};
+pub use file::{ConfigFile, ConfigSources, SiteOptions};
 pub use group::GroupOptions;
 pub use growth::{MemoryGrowth, GROWTH_FORMS};
 pub use memory::{Memory, MAX_MEMORY, MEMORY_FORMS};

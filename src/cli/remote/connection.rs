@@ -125,13 +125,15 @@ impl Connected {
                 out.words()
             )));
         }
+        let side = format!("{}=host", super::HOST_SIDE);
         let mut argv = vec![
+            "env",
+            &side,
             self.program.as_str(),
             "--config",
             remote_config,
-            "cluster",
-            "up",
         ];
+        argv.extend(["cluster", "up"]);
         if !up_args.iter().any(|a| a == "--scheduler-job") {
             argv.push("--detach");
         }

@@ -47,13 +47,31 @@ pub struct RemoteArgs {
         long,
         env = "DROVER_REMOTE_DROVER",
         value_name = "PATH",
-        default_value = "drover",
         help_heading = "Remote"
     )]
-    pub remote_drover: String,
+    pub remote_drover: Option<String>,
     /// With --ssh: the pool's name on HOST, to attach to it again (default: pool-<time>).
     #[arg(long, value_name = "NAME", help_heading = "Remote")]
     pub name: Option<String>,
+}
+
+/// Set in the environment of the drover commands run on the host, where
+/// a `[site] ssh` of the user's config (a home shared with the laptop)
+/// must not send the pool on to the host again.
+const HOST_SIDE: &str = "DROVER_SSH_SIDE";
+
+impl RemoteArgs {
+    /// These, with what is not given taken from the config files' `[site]`
+    /// (never on the host's side).
+    pub fn with_site(mut self, config: Option<std::path::PathBuf>) -> Result<RemoteArgs, CliError> {
+        if std::env::var_os(HOST_SIDE).is_some() {
+            return Ok(self);
+        }
+        let site = drover::config::ConfigSources::discover(config).site()?;
+        self.ssh = self.ssh.or(site.ssh);
+        self.remote_drover = self.remote_drover.or(site.remote_drover);
+        Ok(self)
+    }
 }
 
 /// A pool to start on the host: its settings, every layer applied here,
@@ -108,7 +126,10 @@ impl Remote {
             host,
             config,
             up_args,
-            program: args.remote_drover.clone(),
+            program: args
+                .remote_drover
+                .clone()
+                .unwrap_or_else(|| "drover".into()),
             name,
             connect_timeout: pool
                 .ssh_connect_timeout
