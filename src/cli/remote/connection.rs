@@ -167,6 +167,11 @@ impl Connected {
             .await
             .run(&[&self.program, "close", "--scheduler-file", remote_file])
             .await?;
+        // A scheduler job's pool kept its settings for its successors.
+        if let Some(config) = remote_file.strip_suffix(".json") {
+            let config = format!("{config}.toml");
+            let _ = self.master().await.run(&["rm", "-f", "--", &config]).await;
+        }
         match out.status.success() {
             true => Ok(()),
             false => Err(CliError::failure(format!(
