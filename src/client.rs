@@ -590,6 +590,19 @@ impl SchedulerClient {
             .map(drop)
     }
 
+    /// Asks the cluster (or, in a pool with groups, `request.group`) to
+    /// size itself to its tasks.
+    pub async fn adapt(&self, request: &crate::protocol::AdaptRequest) -> Result<(), ClientError> {
+        self.post::<_, ()>(
+            paths::CLUSTER_ADAPT,
+            Body::Json(request),
+            None,
+            REQUEST_SLACK,
+        )
+        .await
+        .map(drop)
+    }
+
     /// Asks the cluster to close.
     pub async fn close(&self) -> Result<(), ClientError> {
         self.post::<(), ()>(paths::CLUSTER_CLOSE, Body::None, None, REQUEST_SLACK)

@@ -3,6 +3,7 @@
 
     python ssh_driver.py start NAME LOG_DIRECTORY   # 2 workers, a task, then waits to be killed
     python ssh_driver.py attach NAME                # the same pool again; closes it
+    python ssh_driver.py adapt LOG_DIRECTORY        # an adaptive pool sized by its tasks
 """
 
 import sys
@@ -40,8 +41,25 @@ def attach(name: str) -> None:
     print("closed", flush=True)
 
 
+def adapt(logs: str) -> None:
+    cluster = drover.SlurmCluster(
+        ssh="login",
+        remote_drover=binary(),
+        cores=1,
+        memory="1GB",
+        walltime="00:10:00",
+        interface="ib0",
+        log_directory=logs,
+    )
+    cluster.adapt(0, 2, idle_timeout=2)
+    tasks = [cluster.submit("sleep 2 && echo done") for _ in range(4)]
+    print("results:", sorted(t.result().strip() for t in tasks), flush=True)
+    print("jobs:", len(cluster.status().jobs), flush=True)
+    cluster.close()
+    print("closed", flush=True)
+
+
 if __name__ == "__main__":
-    if sys.argv[1] == "start":
-        start(sys.argv[2], sys.argv[3])
-    else:
-        attach(sys.argv[2])
+    {"start": lambda: start(sys.argv[2], sys.argv[3]), "attach": lambda: attach(sys.argv[2])}.get(
+        sys.argv[1], lambda: adapt(sys.argv[2])
+    )()

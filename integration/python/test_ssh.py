@@ -65,6 +65,18 @@ def test_a_native_pool_is_attached_again_after_its_driver_was_killed(workdir, no
     until("the pool's jobs gone", lambda: squeue() == [], timeout=30)
 
 
+def test_an_adaptive_pool_over_ssh_grows_for_its_tasks(workdir, no_jobs_left):
+    script = str(REPO / "integration" / "python" / "ssh_driver.py")
+    done = on_laptop(script, "adapt", str(workdir))
+    said = done.stdout + done.stderr
+    assert done.returncode == 0, said
+    assert "results: ['done', 'done', 'done', 'done']" in said, said
+    # From 0 workers, adapt() submitted jobs for the tasks (at most 2).
+    jobs = next(line for line in said.splitlines() if line.startswith("jobs:"))
+    assert 1 <= int(jobs.split()[1]) <= 2, said
+    assert "closed" in said, said
+
+
 def test_a_wrong_host_and_bad_settings_are_value_errors_with_nothing_submitted(slurm, workdir):
     code = """
 import drover

@@ -141,15 +141,40 @@ impl RemoteCluster {
             .map_err(|e| PyValueError::new_err(error_chain(&e)))
     }
 
-    #[pyo3(signature = (*_args, **_kwargs))]
+    /// Adapts between `minimum` and `maximum` workers, retiring those idle
+    /// for `idle_timeout` seconds (default: the pool's setting).
+    #[pyo3(signature = (minimum, maximum, idle_timeout=None))]
     fn adapt(
         &self,
-        _args: &Bound<'_, pyo3::types::PyTuple>,
-        _kwargs: Option<&Bound<'_, PyDict>>,
+        py: Python<'_>,
+        minimum: usize,
+        maximum: usize,
+        idle_timeout: Option<f64>,
     ) -> PyResult<()> {
-        Err(PyValueError::new_err(
-            "adapt() of a pool over ssh= is not supported yet: use scale()",
-        ))
+        self.ask_adapt(py, None, (minimum, maximum), idle_timeout)
+    }
+
+    /// Adapts group `name` between `minimum` and `maximum` workers.
+    #[pyo3(signature = (name, minimum, maximum, idle_timeout=None))]
+    fn adapt_group(
+        &self,
+        py: Python<'_>,
+        name: String,
+        minimum: usize,
+        maximum: usize,
+        idle_timeout: Option<f64>,
+    ) -> PyResult<()> {
+        self.ask_adapt(py, Some(name), (minimum, maximum), idle_timeout)
+    }
+
+    /// Stops adapting: the pool keeps the workers it has now.
+    fn stop_adapt(&self, py: Python<'_>) -> PyResult<()> {
+        let client = self.client.clone();
+        wait(py, async move {
+            let now = read_again(|| client.cluster()).await?.registered;
+            client.scale(now, None).await
+        })?
+        .map_err(|e| raise(py, "ClusterError", error_chain(&e)))
     }
 
     /// Waits until `n` workers have registered (with Dask, for a Dask
@@ -338,6 +363,27 @@ impl RemoteCluster {
             let _ = bridge.wait();
         });
         asked.map_err(|e| raise(py, "ClusterError", error_chain(&e)))
+    }
+}
+
+impl RemoteCluster {
+    fn ask_adapt(
+        &self,
+        py: Python<'_>,
+        group: Option<String>,
+        (min, max): (usize, usize),
+        idle_timeout: Option<f64>,
+    ) -> PyResult<()> {
+        let idle = seconds("idle_timeout", idle_timeout)?;
+        let request = drover::protocol::AdaptRequest {
+            min,
+            max,
+            idle_timeout_ms: idle.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            group,
+        };
+        let client = self.client.clone();
+        wait(py, async move { client.adapt(&request).await })?
+            .map_err(|e| PyValueError::new_err(error_chain(&e)))
     }
 }
 

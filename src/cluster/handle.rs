@@ -133,7 +133,7 @@ impl SlurmCluster {
 
     /// The pool of a cluster without groups; a cluster with groups: its
     /// first group, which also answers for the cluster as a whole.
-    fn pool(&self) -> &Arc<Pool> {
+    pub(super) fn pool(&self) -> &Arc<Pool> {
         &self.pools[0]
     }
 

@@ -342,6 +342,16 @@ impl Pool {
                 tracing::info!(workers = n, jobs, "scale requested through the scheduler");
                 self.set_mode(PoolMode::Fixed { jobs });
             }
+            ControlRequest::Adapt { min, max, idle } => {
+                let (min_jobs, max_jobs) = self.per_job().job_range(min, max);
+                let idle = idle.unwrap_or(self.options.idle_timeout);
+                tracing::info!(min, max, "adapting, as asked through the scheduler");
+                self.set_mode(PoolMode::Adapt {
+                    min_jobs,
+                    max_jobs,
+                    idle_ms: u64::try_from(idle.as_millis()).unwrap_or(u64::MAX),
+                });
+            }
             ControlRequest::Close => {
                 tracing::info!("close requested through the scheduler");
                 // A permit, not a wake-up of current waiters: a request

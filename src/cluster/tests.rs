@@ -505,3 +505,55 @@ async fn a_scale_through_the_scheduler_is_in_the_journal_before_it_is_answered()
         });
     assert_eq!(last, Some(PoolMode::Fixed { jobs: 3 }));
 }
+
+/// `POST /v1/cluster/adapt` reaches the pool as a control request, and a
+/// range that is no range is refused at the door.
+#[tokio::test]
+async fn adapt_through_the_scheduler_reaches_the_pool() {
+    use crate::protocol::AdaptRequest;
+    use crate::scheduler::{ControlRequest, Scheduler, SchedulerConfig};
+    let config = SchedulerConfig::new(Bind::Host(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+    let scheduler = Scheduler::start(config).await.unwrap();
+    let per_job = crate::config::PerJob {
+        workers: 1,
+        cores: 1,
+        memory: 1,
+    };
+    let mut rx = scheduler.attach_control(None, per_job);
+    let ask = |min, max| AdaptRequest {
+        min,
+        max,
+        idle_timeout_ms: Some(30_000),
+        group: None,
+    };
+    scheduler.client().adapt(&ask(1, 4)).await.unwrap();
+    let got = rx.recv().await.unwrap();
+    assert_eq!(
+        got,
+        ControlRequest::Adapt {
+            min: 1,
+            max: 4,
+            idle: Some(Duration::from_secs(30))
+        }
+    );
+    let e = scheduler.client().adapt(&ask(5, 2)).await.unwrap_err();
+    assert!(e.to_string().contains("0 <= min <= max"), "{e}");
+}
+
+/// A pool told to adapt through the scheduler starts at its minimum.
+#[tokio::test(start_paused = true)]
+async fn a_pool_adapts_as_the_scheduler_was_asked() {
+    use crate::scheduler::ControlRequest;
+    let fake = FakeSlurm::new();
+    let (cluster, _dir) = start(&fake, options()).await;
+    cluster.pool().control(ControlRequest::Adapt {
+        min: 2,
+        max: 5,
+        idle: None,
+    });
+    until(&cluster, "the minimum submitted", || {
+        fake.active().len() == 2
+    })
+    .await;
+    assert!(cluster.pool().adapt.lock().is_some(), "adapting");
+}

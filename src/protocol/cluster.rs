@@ -298,6 +298,23 @@ pub struct ScaleRequest {
     pub group: Option<String>,
 }
 
+/// A request to size a pool (or a group of it) to its tasks, between
+/// `min` and `max` workers, retiring workers idle for `idle_timeout_ms`
+/// (the pool's own setting when absent).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdaptRequest {
+    /// Fewest workers.
+    pub min: usize,
+    /// Most workers.
+    pub max: usize,
+    /// How long a worker may idle before it retires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout_ms: Option<u64>,
+    /// The group to adapt, in a pool with groups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

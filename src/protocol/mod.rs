@@ -17,7 +17,8 @@ pub mod text;
 mod worker;
 
 pub use cluster::{
-    ClusterStatus, DaskStatus, JobAction, JobEnd, JobStatus, MemoryGrowthStatus, ScaleRequest,
+    AdaptRequest, ClusterStatus, DaskStatus, JobAction, JobEnd, JobStatus, MemoryGrowthStatus,
+    ScaleRequest,
 };
 pub use file::{DaskEndpoint, DaskTls, SchedulerFile, SchedulerFileError};
 pub use ids::{ClusterId, IdError, TaskId, Token, WorkerId};

@@ -26,6 +26,8 @@ pub const RETIRE_ALL: &str = "/v1/retire";
 pub const CLUSTER: &str = "/v1/cluster";
 /// `POST` a `ScaleRequest`: scale the cluster.
 pub const CLUSTER_SCALE: &str = "/v1/cluster/scale";
+/// `POST` an `AdaptRequest`: size the cluster to its tasks between bounds.
+pub const CLUSTER_ADAPT: &str = "/v1/cluster/adapt";
 /// `POST`: close the cluster: retire workers, cancel jobs, stop.
 pub const CLUSTER_CLOSE: &str = "/v1/cluster/close";
 

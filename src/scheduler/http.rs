@@ -18,9 +18,10 @@ use super::registry::PollStart;
 use super::{ControlRequest, Shared};
 use crate::journal::PoolMode;
 use crate::protocol::{
-    paths, ClusterStatus, Completion, DeregisterRequest, Instruction, PollQuery, RegisterRequest,
-    RegisterResponse, RetireAllResponse, RetireRequest, ScaleRequest, SubmitRequest,
-    SubmitResponse, TaskId, TaskInfo, TaskList, TaskListQuery, WorkerId, WorkerInfo, TASK_PAGE,
+    paths, AdaptRequest, ClusterStatus, Completion, DeregisterRequest, Instruction, PollQuery,
+    RegisterRequest, RegisterResponse, RetireAllResponse, RetireRequest, ScaleRequest,
+    SubmitRequest, SubmitResponse, TaskId, TaskInfo, TaskList, TaskListQuery, WorkerId, WorkerInfo,
+    TASK_PAGE,
 };
 
 /// The router for `shared`.
@@ -38,6 +39,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route(paths::TASK_CANCEL, post(cancel_task))
         .route(paths::CLUSTER, get(cluster_status))
         .route(paths::CLUSTER_SCALE, post(cluster_scale))
+        .route(paths::CLUSTER_ADAPT, post(cluster_adapt))
         .route(paths::CLUSTER_CLOSE, post(cluster_close))
         .route(paths::DASHBOARD_CODE, post(super::page::dashboard_code))
         // Above every extractor's own limit: a body this large is refused
@@ -277,6 +279,32 @@ async fn cluster_scale(
         .registry()
         .set_pool_mode(control.group.as_deref(), PoolMode::Fixed { jobs });
     match control.tx.send(ControlRequest::Scale(body.workers)) {
+        Ok(()) => Ok(StatusCode::ACCEPTED),
+        Err(_) => Err(no_cluster()),
+    }
+}
+
+async fn cluster_adapt(
+    State(shared): State<Arc<Shared>>,
+    Json(body): Json<AdaptRequest>,
+) -> Result<StatusCode, Refused> {
+    if body.max > MAX_SCALE || body.min > body.max {
+        let why = "min and max: accepted: 0 <= min <= max <= 100000\n".to_string();
+        return Err((StatusCode::BAD_REQUEST, why));
+    }
+    let controls = shared.control.lock();
+    let control = controls.route(body.group.as_deref()).map_err(|e| match e {
+        RouteError::NoCluster => no_cluster(),
+        e => (StatusCode::BAD_REQUEST, format!("{e}\n")),
+    })?;
+    // The pool records the mode (with its own idle timeout when none is
+    // given) as it takes it.
+    let request = ControlRequest::Adapt {
+        min: body.min,
+        max: body.max,
+        idle: body.idle_timeout_ms.map(std::time::Duration::from_millis),
+    };
+    match control.tx.send(request) {
         Ok(()) => Ok(StatusCode::ACCEPTED),
         Err(_) => Err(no_cluster()),
     }

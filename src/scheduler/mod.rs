@@ -50,6 +50,16 @@ pub type StatusSource = Arc<dyn Fn() -> Option<ClusterStatus> + Send + Sync>;
 pub enum ControlRequest {
     /// Scale to this many workers.
     Scale(usize),
+    /// Adapt between `min` and `max` workers, retiring workers idle for
+    /// `idle` (the pool's own setting when `None`).
+    Adapt {
+        /// Fewest workers.
+        min: usize,
+        /// Most workers.
+        max: usize,
+        /// How long a worker may idle.
+        idle: Option<std::time::Duration>,
+    },
     /// Close the cluster.
     Close,
 }
