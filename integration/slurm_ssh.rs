@@ -227,7 +227,12 @@ async fn a_pool_outlives_its_laptop_and_is_attached_again_and_closed() {
         return;
     }
     let _one = common::exclusive().await;
-    let logs = common::log_dir();
+    // Logs where the nodes and the login node write them but the laptop
+    // cannot look (slurm/local-cluster hides its state directory there).
+    let logs = tempfile::Builder::new()
+        .prefix("ssh-logs")
+        .tempdir_in("/var/lib/drover-slurm")
+        .unwrap();
     let name = unique("ssh-attach");
     let mut args = vec![
         "cluster".to_string(),
@@ -268,6 +273,17 @@ async fn a_pool_outlives_its_laptop_and_is_attached_again_and_closed() {
     let said = text(&status);
     assert!(said.contains("2 of 2 workers registered"), "{said}");
     assert_eq!(jobs_of(&name).len(), 2, "{said}");
+    // The laptop reads a worker's log through the scheduler.
+    let out = laptop(&["logs", "w1", "--scheduler-file", &file])
+        .output()
+        .unwrap();
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    let (stdout, _) = said
+        .split_once("==> w1 stdout (through the scheduler) <==\n")
+        .and_then(|(_, rest)| rest.split_once("==> w1 stderr"))
+        .unwrap_or_else(|| panic!("both logs in: {said}"));
+    assert!(!stdout.trim().is_empty(), "{said}");
     // Ctrl-C on the attached side closes the pool: nothing is left.
     let mut second = second;
     kill_group(&second.0, nix::sys::signal::Signal::SIGINT);
@@ -468,4 +484,44 @@ async fn site_ssh_in_the_config_sends_pools_to_the_login_node() {
     // The driver reached its pool through the port forwarded here.
     assert!(said.contains("at=https://127.0.0.1:"), "{said}");
     assert!(jobs_of(&name).is_empty(), "jobs left: {:?}", jobs_of(&name));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduler_job_pool_is_driven_from_the_laptop() {
+    if local_slurm("a_scheduler_job_pool_is_driven_from_the_laptop").is_none() {
+        return;
+    }
+    let _one = common::exclusive().await;
+    let logs = common::log_dir();
+    let name = unique("ssh-sjob");
+    let journal = logs.path().join("pool.journal").display().to_string();
+    let mut args = vec![
+        "cluster".to_string(),
+        "up".into(),
+        "--ssh".into(),
+        "login".into(),
+    ];
+    args.extend(["--remote-drover".to_string(), DROVER.into()]);
+    args.extend(["--scheduler-job".to_string(), "--journal".into(), journal]);
+    args.extend(pool(&name, &logs.path().display().to_string()));
+    let (child, lines) = foreground(&args);
+    let mut child = common::process::KillOnDrop(child);
+    // The pool itself is a Slurm job: its scheduler, the workers' two.
+    assert_eq!(jobs_of(&name).len(), 3, "{:?}", jobs_of(&name));
+    let file = export(&lines, "DROVER_SCHEDULER_FILE");
+    let out = laptop(&["status", "--scheduler-file", &file])
+        .output()
+        .unwrap();
+    assert!(
+        text(&out).contains("2 of 2 workers registered"),
+        "{}",
+        text(&out)
+    );
+    kill_group(&child.0, nix::sys::signal::Signal::SIGINT);
+    let status = child.0.wait().unwrap();
+    assert!(status.success(), "{status}");
+    common::until("the pool's jobs gone", Duration::from_secs(60), || {
+        jobs_of(&name).is_empty()
+    })
+    .await;
 }

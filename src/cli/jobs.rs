@@ -44,6 +44,11 @@ pub async fn logs(args: LogsArgs) -> CliResult {
         ))
     })?;
     let out = job.log.clone();
+    // A driver on another machine (`--ssh`) does not see the cluster's
+    // filesystem: the scheduler reads the logs for it.
+    if !out.parent().is_some_and(Path::exists) {
+        return logs_through_scheduler(&client, &args).await;
+    }
     let err = out.with_extension("err");
     let mut offsets = Vec::new();
     for path in [&out, &err] {
@@ -73,6 +78,72 @@ pub async fn logs(args: LogsArgs) -> CliResult {
             _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
         }
     }
+}
+
+/// The most of a log read through the scheduler for `--tail`.
+const MAX_TAIL_BYTES: usize = 4 << 20;
+
+/// `drover logs` where the log files cannot be opened: the same output,
+/// each log read through the scheduler a bounded chunk at a time.
+async fn logs_through_scheduler(client: &SchedulerClient, args: &LogsArgs) -> CliResult {
+    use drover::protocol::LogQuery;
+    let mut queries = [
+        LogQuery {
+            from: 0,
+            err: false,
+        },
+        LogQuery { from: 0, err: true },
+    ];
+    for q in &mut queries {
+        let stream = if q.err { "stderr" } else { "stdout" };
+        println!("==> {} {stream} (through the scheduler) <==", args.target);
+        let mut text = String::new();
+        loop {
+            let chunk = client
+                .job_log(&args.target, q)
+                .await
+                .context("reading the log")?;
+            if chunk.text.is_empty() {
+                break;
+            }
+            q.from = chunk.to;
+            match args.tail {
+                // Only the end is printed: what was read stays bounded.
+                Some(_) => {
+                    text.push_str(&chunk.text);
+                    if text.len() > MAX_TAIL_BYTES {
+                        let cut = text.len() - MAX_TAIL_BYTES;
+                        let cut = (cut..text.len())
+                            .find(|i| text.is_char_boundary(*i))
+                            .unwrap_or(0);
+                        text.drain(..cut);
+                    }
+                }
+                None => print!("{}", chunk.text),
+            }
+        }
+        if let Some(n) = args.tail {
+            let lines: Vec<&str> = text.lines().collect();
+            for l in &lines[lines.len().saturating_sub(n)..] {
+                println!("{l}");
+            }
+        }
+    }
+    while args.follow {
+        for q in &mut queries {
+            let chunk = client
+                .job_log(&args.target, q)
+                .await
+                .context("reading the log")?;
+            print!("{}", chunk.text);
+            q.from = chunk.to;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(LOOK_EVERY) => {}
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Prints the log from `offset` to its end, a bounded chunk at a time

@@ -7,7 +7,7 @@ use tokio::sync::RwLock;
 
 use drover::ssh::{Master, SshError, SshHost};
 
-use super::words::{parse_check, Check};
+use super::words::{verdict, Verdict};
 use crate::cli::error::{CliError, Context};
 
 /// The most of a file of the pool's read from the host.
@@ -85,19 +85,15 @@ impl Connected {
         );
         let out = self.master().await.run_shell(&line).await?;
         let stdout = String::from_utf8_lossy(&out.stdout);
-        match parse_check(&stdout) {
-            Check::NoDrover(words) => Err(no_drover(words)),
-            Check::Version(v) if v != concat!("drover ", env!("CARGO_PKG_VERSION")) => {
-                Err(SshError::VersionMismatch {
-                    host,
-                    remote: v,
-                    local: env!("CARGO_PKG_VERSION"),
-                })
-            }
-            Check::Version(_) if !stdout.lines().any(|l| l == "slurm=yes") => {
-                Err(SshError::NoSlurm { host })
-            }
-            Check::Version(_) => Ok(()),
+        match verdict(&stdout, concat!("drover ", env!("CARGO_PKG_VERSION"))) {
+            Verdict::Ready => Ok(()),
+            Verdict::NoDrover(words) => Err(no_drover(words)),
+            Verdict::OtherVersion(remote) => Err(SshError::VersionMismatch {
+                host,
+                remote,
+                local: env!("CARGO_PKG_VERSION"),
+            }),
+            Verdict::NoSlurm => Err(SshError::NoSlurm { host }),
         }
     }
 

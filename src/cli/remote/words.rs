@@ -10,6 +10,15 @@ pub enum Check {
     NoDrover(String),
 }
 
+/// Whether the host can run a pool for this drover.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Ready,
+    NoDrover(String),
+    OtherVersion(String),
+    NoSlurm,
+}
+
 /// Reads the answer to the check line (`drover --version`, its status,
 /// and whether `sbatch` is on PATH).
 pub fn parse_check(stdout: &str) -> Check {
@@ -23,6 +32,17 @@ pub fn parse_check(stdout: &str) -> Check {
             "" => "it printed nothing".to_string(),
             w => w.chars().take(300).collect(),
         }),
+    }
+}
+
+/// The host's answer judged for drover `ours` (`drover X.Y.Z`): drover
+/// first, then its version, then Slurm.
+pub fn verdict(stdout: &str, ours: &str) -> Verdict {
+    match parse_check(stdout) {
+        Check::NoDrover(words) => Verdict::NoDrover(words),
+        Check::Version(v) if v != ours => Verdict::OtherVersion(v),
+        Check::Version(_) if !stdout.lines().any(|l| l == "slurm=yes") => Verdict::NoSlurm,
+        Check::Version(_) => Verdict::Ready,
     }
 }
 
@@ -71,6 +91,30 @@ mod tests {
         assert_eq!(
             parse_check("drover-exit=126\nslurm=no\n"),
             Check::NoDrover("it printed nothing".into())
+        );
+    }
+
+    #[test]
+    fn the_verdict_names_what_is_missing_first() {
+        let ours = "drover 0.1.0";
+        assert_eq!(
+            verdict("drover 0.1.0\ndrover-exit=0\nslurm=yes\n", ours),
+            Verdict::Ready
+        );
+        assert_eq!(
+            verdict("drover 0.1.0\ndrover-exit=0\nslurm=no\n", ours),
+            Verdict::NoSlurm
+        );
+        assert_eq!(
+            verdict("drover 0.0.9\ndrover-exit=0\nslurm=no\n", ours),
+            Verdict::OtherVersion("drover 0.0.9".into())
+        );
+        assert_eq!(
+            verdict(
+                "sh: 1: drover: not found\ndrover-exit=127\nslurm=yes\n",
+                ours
+            ),
+            Verdict::NoDrover("sh: 1: drover: not found".into())
         );
     }
 
