@@ -129,7 +129,10 @@ async fn logs_through_scheduler(client: &SchedulerClient, args: &LogsArgs) -> Cl
             }
         }
     }
-    while args.follow {
+    if !args.follow {
+        return Ok(ExitCode::SUCCESS);
+    }
+    loop {
         for q in &mut queries {
             let chunk = client
                 .job_log(&args.target, q)
@@ -140,10 +143,9 @@ async fn logs_through_scheduler(client: &SchedulerClient, args: &LogsArgs) -> Cl
         }
         tokio::select! {
             _ = tokio::time::sleep(LOOK_EVERY) => {}
-            _ = tokio::signal::ctrl_c() => break,
+            _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
         }
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// Prints the log from `offset` to its end, a bounded chunk at a time
