@@ -525,3 +525,43 @@ async fn a_scheduler_job_pool_is_driven_from_the_laptop() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_laptop_gone_while_its_pool_comes_up_leaves_nothing() {
+    if local_slurm("a_laptop_gone_while_its_pool_comes_up_leaves_nothing").is_none() {
+        return;
+    }
+    let _one = common::exclusive().await;
+    let logs = common::log_dir();
+    let name = unique("ssh-early");
+    let mut args = vec![
+        "cluster".to_string(),
+        "up".into(),
+        "--ssh".into(),
+        "login".into(),
+    ];
+    args.extend(["--remote-drover".to_string(), DROVER.into()]);
+    // Workers that take a while to register: the pool is still coming up
+    // (its jobs queued or starting) when the laptop goes.
+    args.extend(["--job-script-prologue".to_string(), "sleep 8".into()]);
+    args.extend(pool(&name, &logs.path().display().to_string()));
+    let mut command = laptop(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    command.env("DROVER_REMOTE_GRACE", "5s");
+    let child = command
+        .stdout(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let mut child = common::process::KillOnDrop(child);
+    common::until("the pool's jobs submitted", Duration::from_secs(60), || {
+        !jobs_of(&name).is_empty()
+    })
+    .await;
+    kill_group(&child.0, nix::sys::signal::Signal::SIGKILL);
+    let _ = child.0.wait();
+    // The hold was taken before the pool started: the grace, then the close.
+    common::until("the pool's jobs gone", Duration::from_secs(90), || {
+        jobs_of(&name).is_empty()
+    })
+    .await;
+}

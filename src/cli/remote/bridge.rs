@@ -28,8 +28,17 @@ pub struct Bridge {
 }
 
 impl Bridge {
-    pub async fn open(conn: &Connected, remote_file: &str) -> Result<Bridge, CliError> {
-        let hold = start_hold(conn, remote_file).await?;
+    /// The near end of the pool at `remote_file`, with `hold` (taken
+    /// before the pool started, `spawn_hold`) or a hold taken now.
+    pub async fn open(
+        conn: &Connected,
+        remote_file: &str,
+        hold: Option<Child>,
+    ) -> Result<Bridge, CliError> {
+        let hold = match hold {
+            Some(h) => confirm_hold(conn, remote_file, h).await?,
+            None => start_hold(conn, remote_file).await?,
+        };
         let mut file: SchedulerFile = conn.read_json(remote_file).await?;
         file.address = conn.forward(&file.address).await?;
         let dir = tempfile::Builder::new()
@@ -131,8 +140,20 @@ impl Bridge {
 
 /// `drover cluster hold` on the host, confirmed before anything else.
 async fn start_hold(conn: &Connected, remote_file: &str) -> Result<Child, CliError> {
+    let hold = spawn_hold(conn, remote_file, None).await?;
+    confirm_hold(conn, remote_file, hold).await
+}
+
+/// `drover cluster hold` on the host, not yet confirmed; with `wait`, it
+/// waits that long for the pool's scheduler file (a hold taken before the
+/// pool starts).
+pub async fn spawn_hold(
+    conn: &Connected,
+    remote_file: &str,
+    wait: Option<Duration>,
+) -> Result<Child, CliError> {
     let grace = format!("{}s", conn.grace.as_secs());
-    let argv = [
+    let mut argv = vec![
         conn.program.as_str(),
         "cluster",
         "hold",
@@ -141,7 +162,19 @@ async fn start_hold(conn: &Connected, remote_file: &str) -> Result<Child, CliErr
         "--grace",
         &grace,
     ];
-    let mut hold = conn.master().await.session(&argv)?;
+    let wait = wait.map(|w| format!("{}s", w.as_secs()));
+    if let Some(w) = &wait {
+        argv.extend(["--wait-for-file", w]);
+    }
+    Ok(conn.master().await.session(&argv)?)
+}
+
+/// Waits for the hold's `held`: the pool is held from then on.
+async fn confirm_hold(
+    conn: &Connected,
+    remote_file: &str,
+    mut hold: Child,
+) -> Result<Child, CliError> {
     let stdout = hold.stdout.take().expect("the hold's stdout is piped");
     let mut lines = BufReader::new(stdout).lines();
     let confirmed = tokio::time::timeout(HOLD_CONFIRM, lines.next_line()).await;

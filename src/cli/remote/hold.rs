@@ -20,6 +20,8 @@ use crate::cli::error::{CliError, CliResult, Context};
 
 /// How often the hold asks whether the pool still answers.
 const LOOK_EVERY: Duration = Duration::from_secs(2);
+/// How often a hold taken before its pool looks for the scheduler file.
+const LOOK_FOR_FILE: Duration = Duration::from_millis(200);
 /// Unanswered looks in a row after which the pool is taken as gone.
 const GONE_AFTER: u32 = 3;
 
@@ -31,18 +33,43 @@ pub struct HoldArgs {
     /// How long the pool is kept once this hold's session ends without a close.
     #[arg(long, value_name = "TIME")]
     grace: drover::config::Timeout,
+    /// Taken before the pool starts: wait this long for its scheduler file.
+    #[arg(long, value_name = "TIME")]
+    wait_for_file: Option<drover::config::Timeout>,
 }
 
 pub async fn hold(args: HoldArgs) -> CliResult {
+    // Taken before the pool starts, the hold covers the pool from its
+    // first moment: a driver gone while it came up still leaves it the
+    // grace, then its close.
+    let mut ended = std::pin::pin!(session_ended());
+    let mut gone_early = false;
+    if let Some(wait) = args.wait_for_file {
+        let deadline = tokio::time::Instant::now() + wait.duration();
+        while !args.scheduler_file.exists() {
+            if tokio::time::Instant::now() > deadline {
+                return Err(CliError::failure(format!(
+                    "no pool wrote {} within {wait}",
+                    args.scheduler_file.display()
+                )));
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(LOOK_FOR_FILE) => {}
+                _ = &mut ended, if !gone_early => gone_early = true,
+            }
+        }
+    }
     let file = SchedulerFile::read(&args.scheduler_file)?;
     let held = lock(&args.scheduler_file, FlockArg::LockShared)?;
-    say("held");
     let client = SchedulerClient::from_file(&file);
-    tokio::select! {
-        _ = session_ended() => {}
-        _ = pool_gone(&client) => {
-            say("ended");
-            return Ok(ExitCode::SUCCESS);
+    if !gone_early {
+        say("held");
+        tokio::select! {
+            _ = &mut ended => {}
+            _ = pool_gone(&client) => {
+                say("ended");
+                return Ok(ExitCode::SUCCESS);
+            }
         }
     }
     drop(held);

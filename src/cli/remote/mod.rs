@@ -32,6 +32,8 @@ use connection::Connected;
 /// Opening the connection may take this long by default (a second factor
 /// typed included): `ssh-connect-timeout`.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(120);
+/// Beyond the workers' wait: a scheduler job's queueing and start.
+const START_SLACK: Duration = Duration::from_secs(660);
 /// A remote pool whose driver vanished is kept this long by default for
 /// one to attach again: `remote-grace`.
 const REMOTE_GRACE: Duration = Duration::from_secs(600);
@@ -92,6 +94,8 @@ pub struct Remote {
     name: String,
     connect_timeout: Duration,
     grace: Duration,
+    /// How long a hold taken before its pool waits for the pool to start.
+    wait_for_file: Duration,
 }
 
 impl Remote {
@@ -135,6 +139,11 @@ impl Remote {
                 .ssh_connect_timeout
                 .map(|t| t.duration())
                 .unwrap_or(CONNECT_TIMEOUT),
+            wait_for_file: pool
+                .wait_timeout
+                .map(|t| t.duration())
+                .unwrap_or(Duration::from_secs(300))
+                + START_SLACK,
             grace: pool
                 .remote_grace
                 .map(|t| t.duration())
@@ -168,6 +177,30 @@ impl Remote {
         conn.up(config, &self.up_args, (&paths.0, &paths.1)).await
     }
 
+    /// Brings the pool up on the host, its hold taken first (so a driver
+    /// gone while it comes up still has it closed after the grace); the
+    /// hold, or the exit code of a signal that interrupted it.
+    async fn start_pool(
+        &self,
+        conn: &Connected,
+        signals: &mut Signals,
+    ) -> Result<Result<tokio::process::Child, ExitCode>, CliError> {
+        let file = self.remote_file();
+        if conn.exists(&file).await? {
+            return Err(CliError::usage(format!(
+                "a pool named {name} is on {host} already (its scheduler file ~/{file} is there): attach to it with `drover cluster attach --ssh {host} --name {name}`, or give another --name (if that pool is gone, remove the file)",
+                name = self.name,
+                host = self.host
+            )));
+        }
+        let hold = bridge::spawn_hold(conn, &file, Some(self.wait_for_file)).await?;
+        tokio::select! {
+            r = self.up(conn) => r.map(|()| Ok(hold)),
+            _ = signals.term.recv() => Ok(Err(conn.interrupted(&file, 143).await)),
+            _ = signals.int.recv() => Ok(Err(conn.interrupted(&file, 130).await)),
+        }
+    }
+
     /// `drover run --ssh`: the pool up there, `command` here, the pool
     /// closed whatever the command's end.
     pub async fn run(&self, command: &[String], signals: &mut Signals) -> CliResult {
@@ -184,13 +217,12 @@ impl Remote {
         signals: &mut Signals,
     ) -> CliResult {
         let file = self.remote_file();
-        tokio::select! {
-            r = self.up(conn) => r?,
-            _ = signals.term.recv() => return Ok(conn.interrupted(&file, 143).await),
-            _ = signals.int.recv() => return Ok(conn.interrupted(&file, 130).await),
-        }
+        let hold = match self.start_pool(conn, signals).await? {
+            Ok(hold) => hold,
+            Err(code) => return Ok(code),
+        };
         let outcome = async {
-            let mut bridge = Bridge::open(conn, &file).await?;
+            let mut bridge = Bridge::open(conn, &file, Some(hold)).await?;
             let env = bridge.env();
             let driver = super::driver::run(command, &env, signals);
             tokio::pin!(driver);
@@ -229,11 +261,11 @@ impl Remote {
         signals: &mut Signals,
     ) -> CliResult {
         let file = self.remote_file();
+        let mut hold = None;
         if start {
-            tokio::select! {
-                r = self.up(conn) => r?,
-                _ = signals.term.recv() => return Ok(conn.interrupted(&file, 143).await),
-                _ = signals.int.recv() => return Ok(conn.interrupted(&file, 130).await),
+            match self.start_pool(conn, signals).await? {
+                Ok(h) => hold = Some(h),
+                Err(code) => return Ok(code),
             }
         }
         if !start && !conn.exists(&file).await? {
@@ -242,7 +274,7 @@ impl Remote {
                 self.name, self.host
             )));
         }
-        let mut bridge = Bridge::open(conn, &file).await?;
+        let mut bridge = Bridge::open(conn, &file, hold).await?;
         println!(
             "cluster {} on {} (name {})",
             bridge.file.cluster_id, self.host, self.name
