@@ -223,7 +223,8 @@ async fn accounting_tells_how_each_ended_job_ended() {
         assert_eq!(slurm.fates(&jobs).await.unwrap(), None);
         return;
     }
-    // slurmdbd records an end a moment after squeue shows it.
+    // slurmdbd records an end a moment after squeue shows it, and a
+    // cancelled job's batch step (its signal) a moment after the job.
     let start = std::time::Instant::now();
     let fates = loop {
         let fates = slurm
@@ -231,7 +232,11 @@ async fn accounting_tells_how_each_ended_job_ended() {
             .await
             .unwrap()
             .expect("the local Slurm keeps accounting");
-        if fates.len() == 3 && fates.iter().all(|f| !f.state.is_active()) {
+        let ended = fates.len() == 3 && fates.iter().all(|f| !f.state.is_active());
+        let step_recorded = fates
+            .iter()
+            .any(|f| f.job == JobRef::Job(cancelled) && f.signal.is_some());
+        if ended && step_recorded {
             break fates;
         }
         assert!(
