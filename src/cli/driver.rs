@@ -59,6 +59,39 @@ pub async fn run(
     }
 }
 
+/// The environment a driver reaches its pool by: drover's scheduler file,
+/// address and cluster id, and for a Dask pool Dask's own configuration
+/// variables, through which an unchanged `Client()` connects.
+pub fn pool_env(
+    scheduler_file: &std::path::Path,
+    address: &str,
+    cluster_id: &str,
+    dask: Option<&drover::protocol::DaskEndpoint>,
+) -> Vec<(String, String)> {
+    let mut env = vec![
+        (
+            "DROVER_SCHEDULER_FILE".into(),
+            scheduler_file.display().to_string(),
+        ),
+        ("DROVER_SCHEDULER_ADDRESS".into(), address.to_string()),
+        ("DROVER_CLUSTER_ID".into(), cluster_id.to_string()),
+    ];
+    if let Some(d) = dask {
+        env.push(("DASK_SCHEDULER_ADDRESS".into(), d.address.clone()));
+        env.push((
+            "DROVER_DASK_SCHEDULER_FILE".into(),
+            d.scheduler_file.display().to_string(),
+        ));
+        env.extend(
+            d.tls
+                .iter()
+                .flat_map(|t| t.client_env())
+                .map(|(k, v)| (k.into(), v)),
+        );
+    }
+    env
+}
+
 /// The exit code that stands for `status`: its code, or 128 + its signal.
 pub fn exit_code(status: ExitStatus) -> ExitCode {
     let code = match (status.code(), status.signal()) {

@@ -39,34 +39,12 @@ pub async fn run(config: Option<PathBuf>, args: RunArgs) -> CliResult {
         _ = signals.term.recv() => { cluster.close().await?; return Ok(ExitCode::from(143)); }
         _ = signals.int.recv() => { cluster.close().await?; return Ok(ExitCode::from(130)); }
     }
-    let mut env = vec![
-        (
-            "DROVER_SCHEDULER_FILE".to_string(),
-            cluster.scheduler_file().display().to_string(),
-        ),
-        (
-            "DROVER_SCHEDULER_ADDRESS".to_string(),
-            cluster.address().to_string(),
-        ),
-        (
-            "DROVER_CLUSTER_ID".to_string(),
-            cluster.cluster_id().to_string(),
-        ),
-    ];
-    // A Dask driver's `Client()` connects through Dask's own config variable.
-    if let Some(d) = cluster.dask() {
-        env.push(("DASK_SCHEDULER_ADDRESS".into(), d.address.clone()));
-        env.push((
-            "DROVER_DASK_SCHEDULER_FILE".into(),
-            d.scheduler_file.display().to_string(),
-        ));
-        env.extend(
-            d.tls
-                .iter()
-                .flat_map(|t| t.client_env())
-                .map(|(k, v)| (k.to_string(), v)),
-        );
-    }
+    let env = super::driver::pool_env(
+        cluster.scheduler_file(),
+        &cluster.address(),
+        &cluster.cluster_id(),
+        cluster.dask().as_ref(),
+    );
     let status = super::driver::run(&args.command, &env, &mut signals).await;
     cluster.close().await.context("closing the cluster")?;
     let status = status.with_context(|| format!("running `{}`", args.command[0]))?;

@@ -61,30 +61,12 @@ impl Bridge {
 
     /// The environment a driver here reaches the pool by.
     pub fn env(&self) -> Vec<(String, String)> {
-        let mut env = vec![
-            (
-                "DROVER_SCHEDULER_FILE".into(),
-                self.path.display().to_string(),
-            ),
-            ("DROVER_SCHEDULER_ADDRESS".into(), self.file.address.clone()),
-            ("DROVER_CLUSTER_ID".into(), self.file.cluster_id.to_string()),
-        ];
-        // A Dask driver's unchanged `Client()` connects through Dask's own
-        // configuration variables, to the forwarded port.
-        if let Some(d) = &self.file.dask {
-            env.push(("DASK_SCHEDULER_ADDRESS".into(), d.address.clone()));
-            env.push((
-                "DROVER_DASK_SCHEDULER_FILE".into(),
-                d.scheduler_file.display().to_string(),
-            ));
-            env.extend(
-                d.tls
-                    .iter()
-                    .flat_map(|t| t.client_env())
-                    .map(|(k, v)| (k.into(), v)),
-            );
-        }
-        env
+        crate::cli::driver::pool_env(
+            &self.path,
+            &self.file.address,
+            &self.file.cluster_id.to_string(),
+            self.file.dask.as_ref(),
+        )
     }
 
     /// Resolves when the pool has ended (closed here or elsewhere, or
