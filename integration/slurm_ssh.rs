@@ -83,6 +83,17 @@ fn laptop_logins() -> usize {
         .count()
 }
 
+/// `drover cluster up --ssh login` with `extra` flags and `pool`'s.
+fn cluster_up(name: &str, logs: &std::path::Path, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = ["cluster", "up", "--ssh", "login", "--remote-drover", DROVER]
+        .iter()
+        .chain(extra)
+        .map(|s| s.to_string())
+        .collect();
+    args.extend(pool(name, &logs.display().to_string()));
+    args
+}
+
 /// `drover cluster up --ssh` (or `attach`) from the laptop, in a process
 /// group of its own (so the test can kill the laptop's side whole); the
 /// lines it printed up to `ready:`.
@@ -234,19 +245,7 @@ async fn a_pool_outlives_its_laptop_and_is_attached_again_and_closed() {
         .tempdir_in("/var/lib/drover-slurm")
         .unwrap();
     let name = unique("ssh-attach");
-    let mut args = vec![
-        "cluster".to_string(),
-        "up".into(),
-        "--ssh".into(),
-        "login".into(),
-    ];
-    args.extend([
-        "--name".to_string(),
-        name.clone(),
-        "--remote-drover".into(),
-        DROVER.into(),
-    ]);
-    args.extend(pool(&name, &logs.path().display().to_string()));
+    let args = cluster_up(&name, logs.path(), &["--name", &name]);
     let (first, lines) = foreground(&args);
     let cluster = export(&lines, "DROVER_CLUSTER_ID");
     // The laptop's driver and its ssh connection die at once.
@@ -300,14 +299,7 @@ async fn without_its_laptop_a_pool_closes_after_the_grace() {
     let _one = common::exclusive().await;
     let logs = common::log_dir();
     let name = unique("ssh-grace");
-    let mut args = vec![
-        "cluster".to_string(),
-        "up".into(),
-        "--ssh".into(),
-        "login".into(),
-    ];
-    args.extend(["--remote-drover".to_string(), DROVER.into()]);
-    args.extend(pool(&name, &logs.path().display().to_string()));
+    let args = cluster_up(&name, logs.path(), &[]);
     let mut command = laptop(&args.iter().map(String::as_str).collect::<Vec<_>>());
     command.env("DROVER_REMOTE_GRACE", "5s");
     let mut child = command
@@ -417,14 +409,7 @@ async fn a_lost_ssh_connection_is_made_again_on_the_same_port() {
     let _one = common::exclusive().await;
     let logs = common::log_dir();
     let name = unique("ssh-lost");
-    let mut args = vec![
-        "cluster".to_string(),
-        "up".into(),
-        "--ssh".into(),
-        "login".into(),
-    ];
-    args.extend(["--remote-drover".to_string(), DROVER.into()]);
-    args.extend(pool(&name, &logs.path().display().to_string()));
+    let args = cluster_up(&name, logs.path(), &[]);
     let (child, lines) = foreground(&args);
     let mut child = common::process::KillOnDrop(child);
     let file = export(&lines, "DROVER_SCHEDULER_FILE");
@@ -495,15 +480,11 @@ async fn a_scheduler_job_pool_is_driven_from_the_laptop() {
     let logs = common::log_dir();
     let name = unique("ssh-sjob");
     let journal = logs.path().join("pool.journal").display().to_string();
-    let mut args = vec![
-        "cluster".to_string(),
-        "up".into(),
-        "--ssh".into(),
-        "login".into(),
-    ];
-    args.extend(["--remote-drover".to_string(), DROVER.into()]);
-    args.extend(["--scheduler-job".to_string(), "--journal".into(), journal]);
-    args.extend(pool(&name, &logs.path().display().to_string()));
+    let args = cluster_up(
+        &name,
+        logs.path(),
+        &["--scheduler-job", "--journal", &journal],
+    );
     let (child, lines) = foreground(&args);
     let mut child = common::process::KillOnDrop(child);
     // The pool itself is a Slurm job: its scheduler, the workers' two.
@@ -534,17 +515,9 @@ async fn a_laptop_gone_while_its_pool_comes_up_leaves_nothing() {
     let _one = common::exclusive().await;
     let logs = common::log_dir();
     let name = unique("ssh-early");
-    let mut args = vec![
-        "cluster".to_string(),
-        "up".into(),
-        "--ssh".into(),
-        "login".into(),
-    ];
-    args.extend(["--remote-drover".to_string(), DROVER.into()]);
     // Workers that take a while to register: the pool is still coming up
     // (its jobs queued or starting) when the laptop goes.
-    args.extend(["--job-script-prologue".to_string(), "sleep 8".into()]);
-    args.extend(pool(&name, &logs.path().display().to_string()));
+    let args = cluster_up(&name, logs.path(), &["--job-script-prologue", "sleep 8"]);
     let mut command = laptop(&args.iter().map(String::as_str).collect::<Vec<_>>());
     command.env("DROVER_REMOTE_GRACE", "5s");
     let child = command
