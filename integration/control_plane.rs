@@ -9,7 +9,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use drover::client::SchedulerClient;
-use drover::protocol::{ClusterId, SchedulerFile, Token, WorkerState};
+use drover::protocol::{ClusterId, Instruction, SchedulerFile, Token, WorkerState};
 use drover::scheduler::{Bind, Scheduler, SchedulerConfig};
 
 const HEARTBEAT: Duration = Duration::from_millis(200);
@@ -512,4 +512,68 @@ async fn the_status_page_lets_in_only_a_fresh_code_or_its_session() {
     let update: drover::protocol::PageUpdate = update.json().await.unwrap();
     assert!(update.html.contains("id=\"tasks\""));
     assert_eq!(get(path.to_string(), None).await.unwrap().status(), 401);
+}
+
+/// A worker on a session hears of work at once (no heartbeat in between),
+/// each heartbeat is answered, and only a known worker with the token gets
+/// a session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_is_pushed_work_at_once_and_only_a_known_worker_with_the_token_gets_one() {
+    // Heartbeats far apart: a task that arrives before the next one was
+    // pushed, not polled for.
+    let config = SchedulerConfig {
+        heartbeat_interval: Duration::from_secs(60),
+        ..SchedulerConfig::new(Bind::Host(IpAddr::from([127, 0, 0, 1])))
+    };
+    let s = Scheduler::start(config).await.unwrap();
+    let client = s.client();
+    let reg = client
+        .register(&common::simulated::worker(1))
+        .await
+        .unwrap();
+    let mut session = client.open_session(reg.worker_id).await.unwrap();
+    session.heartbeat(false, Vec::new());
+    let ack = told(&mut session, "a heartbeat is answered").await;
+    assert!(matches!(ack, Instruction::Continue { .. }), "{ack:?}");
+    let spec = drover::tasks::TaskSpec {
+        argv: vec!["true".into()],
+        ..Default::default()
+    };
+    let ids = client.submit(&[spec]).await.unwrap();
+    let pushed = told(&mut session, "the task is pushed without a heartbeat").await;
+    let Instruction::Run { tasks } = pushed else {
+        panic!("expected the task, got {pushed:?}");
+    };
+    assert_eq!(tasks.iter().map(|t| t.task).collect::<Vec<_>>(), ids);
+    // Retiring is pushed too.
+    assert!(s.retire(reg.worker_id, "test over"));
+    let retire = told(&mut session, "the retirement is pushed").await;
+    assert!(matches!(retire, Instruction::Retire { .. }), "{retire:?}");
+
+    let unknown = client
+        .open_session(drover::protocol::WorkerId(999_999))
+        .await;
+    assert!(
+        matches!(unknown, Err(drover::client::ClientError::UnknownWorker(_))),
+        "{unknown:?}"
+    );
+    let mut file = s.scheduler_file();
+    file.token = Token::generate();
+    let stranger = SchedulerClient::from_file(&file);
+    let refused = stranger.open_session(reg.worker_id).await;
+    assert!(
+        matches!(
+            refused,
+            Err(drover::client::ClientError::Unauthorized { .. })
+        ),
+        "{refused:?}"
+    );
+}
+
+/// The session's next instruction, which must come within 10 s.
+async fn told(session: &mut drover::client::Session, what: &str) -> Instruction {
+    tokio::time::timeout(Duration::from_secs(10), session.next())
+        .await
+        .expect(what)
+        .unwrap()
 }

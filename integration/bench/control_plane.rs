@@ -2,16 +2,21 @@
 //!
 //! 1. agent start to registered: a `drover worker` process spawned against a
 //!    scheduler on loopback, until the scheduler has it; median of 20 runs;
-//! 2. a `drover scheduler` process holding 10,000 simulated workers that
-//!    heartbeat every 5 s: its memory per worker and its CPU use.
+//! 2. a `drover scheduler` process holding 10,000 and 100,000 simulated
+//!    workers (`DROVER_BENCH_WORKERS=N`: N only) that heartbeat every 5 s,
+//!    with TLS and without, each worker on a session (the design now) and
+//!    on long polls (the design before sessions), side by side: its memory
+//!    per worker, its CPU use, and the time until all have registered.
 //!
-//! Each figure is printed beside its target, with the ratio.
+//! Each figure is printed beside its target, with the ratio, and each
+//! configuration as one line other tools read:
+//! `control_plane: workers=N tls=on design=session memory_per_worker_kib=X cpu_percent=Y register_s=Z`.
 
 mod common;
 
 use std::net::IpAddr;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,12 +25,38 @@ use drover::scheduler::{Bind, Scheduler, SchedulerConfig};
 
 const HEARTBEAT: Duration = Duration::from_secs(5);
 
+/// The largest pool measured on long polls too (each held poll costs the
+/// benchmark's own process about as much as the scheduler).
+const MAX_POLLED: usize = 100_000;
+
+/// Simulated workers per loopback source address: one address has about
+/// 28,000 ephemeral ports to connect from.
+const PER_SOURCE: usize = 20_000;
+
+/// How the simulated workers talk to the scheduler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Design {
+    /// One session each (`protocol::session`), as `drover worker` now does.
+    Session,
+    /// A long poll each, held or repeated (the design before sessions).
+    Polls,
+}
+
+impl Design {
+    fn name(self) -> &'static str {
+        match self {
+            Design::Session => "session",
+            Design::Polls => "polls",
+        }
+    }
+}
+
 /// The sizes of one run: the real ones under `cargo bench`, small ones under
 /// `cargo test`, which only checks that the benchmark still works.
 struct Sizes {
     runs: usize,
     rounds: usize,
-    workers: usize,
+    workers: &'static [usize],
     settle: Duration,
     cpu_window: Duration,
 }
@@ -33,7 +64,7 @@ struct Sizes {
 const MEASURE: Sizes = Sizes {
     runs: 20,
     rounds: 2,
-    workers: 10_000,
+    workers: &[10_000, 100_000],
     settle: Duration::from_secs(10),
     cpu_window: Duration::from_secs(30),
 };
@@ -41,7 +72,7 @@ const MEASURE: Sizes = Sizes {
 const SMOKE: Sizes = Sizes {
     runs: 2,
     rounds: 1,
-    workers: 200,
+    workers: &[200],
     settle: Duration::from_millis(500),
     cpu_window: Duration::from_millis(500),
 };
@@ -55,6 +86,9 @@ fn main() {
     }
     let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with("--"));
     let wanted = |name: &str| filter.as_deref().is_none_or(|f| name.contains(f));
+    // 100,000 workers need as many connections on each side: root may
+    // lift the hard limit, anyone else gets what the hard limit allows.
+    let _ = rlimit::setrlimit(rlimit::Resource::NOFILE, 1 << 20, 1 << 20);
     rlimit::increase_nofile_limit(u64::MAX).expect("raise the open-files limit");
     // The simulated workers all connect from 127.0.0.1; real ones come
     // from their own nodes. Lift the per-address cap for the scheduler
@@ -64,55 +98,88 @@ fn main() {
     if wanted("agent_start") {
         rt.block_on(agent_start_to_registered(sizes));
     }
-    if wanted("scheduler_10k") {
-        // TLS and plain HTTP side by side, alternating, so that whatever
-        // else the machine does weighs on both alike.
-        let mut rows = Vec::new();
-        for round in 0..sizes.rounds {
-            for tls in [true, false] {
-                let m = rt.block_on(scheduler_at_10k_workers(sizes, tls));
-                println!(
-                    "round {round}, {}: {m:?}",
-                    if tls { "TLS" } else { "plain HTTP" }
-                );
-                rows.push((tls, m));
-            }
+    if wanted("scheduler_load") {
+        for workers in bench_sizes(sizes) {
+            scheduler_side_by_side(&rt, sizes, workers);
         }
-        let median = |tls: bool, f: fn(&Load) -> f64| {
+    }
+}
+
+/// The pool sizes to measure: `DROVER_BENCH_WORKERS`, else the run's own.
+fn bench_sizes(sizes: &Sizes) -> Vec<usize> {
+    match std::env::var("DROVER_BENCH_WORKERS") {
+        Ok(n) => vec![n
+            .parse()
+            .expect("DROVER_BENCH_WORKERS: a number of workers")],
+        Err(_) => sizes.workers.to_vec(),
+    }
+}
+
+/// Sessions and long polls, with TLS and without, at `workers`: every
+/// configuration in turn, `sizes.rounds` times, so whatever else the
+/// machine does weighs on all alike; medians reported.
+fn scheduler_side_by_side(rt: &tokio::runtime::Runtime, sizes: &Sizes, workers: usize) {
+    let configs = [
+        (Design::Session, true),
+        (Design::Polls, true),
+        (Design::Session, false),
+        (Design::Polls, false),
+    ];
+    let mut rows: Vec<((Design, bool), Load)> = Vec::new();
+    for round in 0..sizes.rounds {
+        for (design, tls) in configs {
+            if design == Design::Polls && workers > MAX_POLLED {
+                continue;
+            }
+            let m = rt.block_on(scheduler_under_load(sizes, workers, tls, design));
+            println!("round {round}, {workers} workers, {design:?}, tls={tls}: {m:?}");
+            rows.push(((design, tls), m));
+        }
+    }
+    for config in configs {
+        let median = |f: fn(&Load) -> f64| {
             let mut v: Vec<f64> = rows
                 .iter()
-                .filter(|r| r.0 == tls)
+                .filter(|r| r.0 == config)
                 .map(|r| f(&r.1))
                 .collect();
             v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-            v[v.len() / 2]
+            v.get(v.len() / 2).copied()
         };
-        let (kib, cpu) = (
-            median(true, |m| m.kib_per_worker),
-            median(true, |m| m.cpu_percent),
-        );
-        let (kib_p, cpu_p) = (
-            median(false, |m| m.kib_per_worker),
-            median(false, |m| m.cpu_percent),
-        );
-        let workers = sizes.workers;
-        report(
-            &format!("scheduler memory per worker, TLS ({workers} workers)"),
-            kib,
-            10.0,
-            "KiB",
-        );
-        report(
-            &format!("scheduler CPU, TLS ({workers} workers, 5s heartbeat)"),
-            cpu,
-            10.0,
-            "% of one core",
-        );
+        let (Some(kib), Some(cpu), Some(reg)) = (
+            median(|m| m.kib_per_worker),
+            median(|m| m.cpu_percent),
+            median(|m| m.register_s),
+        ) else {
+            continue;
+        };
+        let (design, tls) = config;
         println!(
-            "plain HTTP: {kib_p:.2} KiB per worker, {cpu_p:.2} % of one core; TLS/plain: memory {:.2}, CPU {:.2}",
-            kib / kib_p,
-            cpu / cpu_p
+            "control_plane: workers={workers} tls={} design={} memory_per_worker_kib={kib:.2} cpu_percent={cpu:.2} register_s={reg:.2}",
+            if tls { "on" } else { "off" },
+            design.name(),
         );
+        if design == Design::Session && tls {
+            report(
+                &format!("scheduler memory per worker, TLS sessions ({workers} workers)"),
+                kib,
+                10.0,
+                "KiB",
+            );
+            let cpu_target = if workers > 10_000 { 50.0 } else { 10.0 };
+            report(
+                &format!("scheduler CPU, TLS sessions ({workers} workers, 5s heartbeat)"),
+                cpu,
+                cpu_target,
+                "% of one core",
+            );
+            report(
+                &format!("registration of {workers} TLS workers from a cold start"),
+                reg,
+                10.0 * workers as f64 / 10_000.0,
+                "s",
+            );
+        }
     }
 }
 
@@ -195,13 +262,40 @@ struct Load {
     /// The share of that CPU spent in the kernel (accepting, closing,
     /// moving bytes): what differs most between machines.
     system_share: f64,
+    /// From the first registration sent until every worker is registered
+    /// and holds its session (or has its first poll answered).
+    register_s: f64,
     rss_idle_kib: u64,
     rss_loaded_kib: u64,
+    /// The scheduler's open files when measured: its connections.
+    files: usize,
     lost: usize,
 }
 
-async fn scheduler_at_10k_workers(sizes: &Sizes, tls: bool) -> Load {
-    let workers_wanted = sizes.workers;
+/// Clients bound to loopback source addresses 127.0.0.2 and on, one per
+/// `PER_SOURCE` workers, so that 100,000 connections find ports. Each
+/// keeps a connection open between requests for up to `idle_for`.
+fn clients(
+    file: &std::path::Path,
+    workers: usize,
+    idle_for: Duration,
+) -> Vec<drover::client::SchedulerClient> {
+    let sf = drover::protocol::SchedulerFile::read(file).unwrap();
+    (0..workers.div_ceil(PER_SOURCE))
+        .map(|k| {
+            let source = IpAddr::from([127, 0, 0, 2 + k as u8]);
+            let http = drover::tls::http_client_builder(sf.certificate.clone())
+                .pool_max_idle_per_host(PER_SOURCE)
+                .pool_idle_timeout(idle_for)
+                .local_address(source)
+                .build()
+                .unwrap();
+            drover::client::SchedulerClient::with_http(http, sf.address.clone(), sf.token.clone())
+        })
+        .collect()
+}
+
+async fn scheduler_under_load(sizes: &Sizes, workers: usize, tls: bool, design: Design) -> Load {
     let dir = tempfile::tempdir().unwrap();
     let mut args = vec!["--heartbeat-interval", "5s"];
     if !tls {
@@ -211,44 +305,45 @@ async fn scheduler_at_10k_workers(sizes: &Sizes, tls: bool) -> Load {
     let pid = child.0.id();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let rss_idle = rss_kib(pid);
-    let client = common::process::pooled_client(&file, workers_wanted);
-    let stop = Arc::new(AtomicBool::new(false));
+    // Each agent registers and then upgrades the same connection to its
+    // session. Simulated workers share pooled clients instead, and a
+    // registration burst leaves connections idle in the pool beside the
+    // sessions, each holding an HTTP connection's buffers in the
+    // scheduler: for sessions they are closed a second after their last
+    // use (by then the registration's own session has taken its
+    // connection). Polls keep theirs, as they poll on them again.
+    let idle_for = match design {
+        Design::Session => Duration::from_secs(1),
+        Design::Polls => Duration::from_secs(90),
+    };
+    let clients = clients(&file, workers, idle_for);
+    let counts = Arc::new(common::simulated::Counts::default());
+    let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     let started = Instant::now();
-    for i in 0..workers_wanted {
-        let client = client.clone();
-        let stop = stop.clone();
-        tasks.spawn(async move {
-            let req = common::simulated::worker(i);
-            let reg = loop {
-                match client.register(&req).await {
-                    Ok(r) => break r,
-                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-                }
-            };
-            let interval = Duration::from_millis(reg.heartbeat_interval_ms);
-            while !stop.load(Ordering::Relaxed) {
-                match client.poll(reg.worker_id, interval).await {
-                    Ok(Instruction::Continue { next_poll_ms }) => {
-                        tokio::time::sleep(Duration::from_millis(next_poll_ms)).await
-                    }
-                    Ok(other) => panic!("unexpected instruction {other:?}"),
-                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-                }
+    for i in 0..workers {
+        let client = clients[i / PER_SOURCE].clone();
+        let (counts, stopped) = (counts.clone(), stopped.clone());
+        match design {
+            Design::Session => {
+                tasks.spawn(async move {
+                    common::simulated::hold_session(client, i, counts, stopped).await;
+                });
             }
-        });
-    }
-    loop {
-        let n = client.workers().await.map(|w| w.len()).unwrap_or(0);
-        if n >= workers_wanted {
-            break;
+            Design::Polls => {
+                tasks.spawn(poll_forever(client, i, counts, stopped));
+            }
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    println!(
-        "{workers_wanted} simulated workers registered in {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
+    let opened = |c: &common::simulated::Counts| match design {
+        Design::Session => c.sessions.load(Ordering::Relaxed),
+        Design::Polls => c.registered.load(Ordering::Relaxed),
+    };
+    while opened(&counts) < workers {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let register_s = started.elapsed().as_secs_f64();
+    println!("{workers} simulated workers registered ({design:?}) in {register_s:.1} s");
     // Let two heartbeat rounds pass so every worker holds its steady state.
     tokio::time::sleep(sizes.settle).await;
     let ticks0 = cpu_ticks(pid);
@@ -259,23 +354,65 @@ async fn scheduler_at_10k_workers(sizes: &Sizes, tls: bool) -> Load {
     let ticks = user + system;
     let secs = t0.elapsed().as_secs_f64();
     let rss_loaded = rss_kib(pid);
+    let files = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count();
     let hz = 100.0; // USER_HZ on Linux
     let cpu_percent = ticks as f64 / hz / secs * 100.0;
-    let per_worker = (rss_loaded.saturating_sub(rss_idle)) as f64 / workers_wanted as f64;
-    let workers = client.workers().await.unwrap();
-    let lost = workers
+    let per_worker = (rss_loaded.saturating_sub(rss_idle)) as f64 / workers as f64;
+    let listed = clients[0].workers().await.unwrap();
+    let lost = listed
         .iter()
         .filter(|w| w.state == drover::protocol::WorkerState::Lost)
         .count();
-    stop.store(true, Ordering::Relaxed);
+    assert_eq!(
+        counts.unexpected.load(Ordering::Relaxed),
+        0,
+        "only acknowledgements"
+    );
+    stop.send(true).unwrap();
     drop(child);
     tasks.abort_all();
     Load {
         kib_per_worker: per_worker,
         cpu_percent,
         system_share: system as f64 / ticks.max(1) as f64,
+        register_s,
         rss_idle_kib: rss_idle,
         rss_loaded_kib: rss_loaded,
+        files,
         lost,
+    }
+}
+
+/// Simulated worker `i` on long polls, the design before sessions.
+async fn poll_forever(
+    client: drover::client::SchedulerClient,
+    i: usize,
+    counts: Arc<common::simulated::Counts>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let req = common::simulated::worker(i);
+    let reg = loop {
+        match client.register(&req).await {
+            Ok(r) => break r,
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    };
+    counts.registered.fetch_add(1, Ordering::Relaxed);
+    let interval = Duration::from_millis(reg.heartbeat_interval_ms);
+    while !*stop.borrow() {
+        match client.poll(reg.worker_id, interval).await {
+            Ok(Instruction::Continue { next_poll_ms }) => {
+                counts.answers.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(next_poll_ms)).await
+            }
+            Ok(_) => {
+                // Told to go (declared lost, say): it goes.
+                counts.unexpected.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
     }
 }

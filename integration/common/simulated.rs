@@ -23,3 +23,73 @@ pub fn worker(i: usize) -> RegisterRequest {
         offer: Default::default(),
     }
 }
+
+/// What simulated session workers did, counted across all of them.
+#[derive(Debug, Default)]
+pub struct Counts {
+    /// Registered (once each).
+    pub registered: std::sync::atomic::AtomicUsize,
+    /// Sessions opened (again after each one lost).
+    pub sessions: std::sync::atomic::AtomicUsize,
+    /// Answers to heartbeats.
+    pub answers: std::sync::atomic::AtomicUsize,
+    /// Instructions other than an acknowledgement (none is expected).
+    pub unexpected: std::sync::atomic::AtomicUsize,
+}
+
+/// Simulated worker `i`: registers, holds its session (the real
+/// protocol, as `drover worker` does) and heartbeats at the interval the
+/// scheduler gives, opening a new session when one is lost (a scheduler
+/// restarted from its journal), after a pause spread by `i` as agents
+/// spread theirs. Ends when `stop` turns true; returns its id.
+pub async fn hold_session(
+    client: drover::client::SchedulerClient,
+    i: usize,
+    counts: std::sync::Arc<Counts>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> drover::protocol::WorkerId {
+    use std::sync::atomic::Ordering::Relaxed;
+    use std::time::Duration;
+    let req = worker(i);
+    let reg = loop {
+        match client.register(&req).await {
+            Ok(r) => break r,
+            Err(e) if e.is_transient() => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(e) => panic!("registration refused: {e}"),
+        }
+    };
+    counts.registered.fetch_add(1, Relaxed);
+    let interval = Duration::from_millis(reg.heartbeat_interval_ms);
+    let spread = Duration::from_millis((i % 1000) as u64);
+    while !*stop.borrow() {
+        let mut session = match client.open_session(reg.worker_id).await {
+            Ok(s) => s,
+            Err(e) if e.is_transient() => {
+                tokio::time::sleep(Duration::from_millis(200) + spread).await;
+                continue;
+            }
+            Err(e) => panic!("session refused: {e}"),
+        };
+        counts.sessions.fetch_add(1, Relaxed);
+        let mut beat = tokio::time::interval(interval);
+        loop {
+            tokio::select! {
+                _ = beat.tick() => session.heartbeat(false, Vec::new()),
+                told = session.next() => match told {
+                    Ok(drover::protocol::Instruction::Continue { .. }) => {
+                        counts.answers.fetch_add(1, Relaxed);
+                    }
+                    Ok(_) => {
+                        // Told to go (declared lost, say): it goes.
+                        counts.unexpected.fetch_add(1, Relaxed);
+                        return reg.worker_id;
+                    }
+                    Err(_) => break,
+                },
+                _ = stop.changed() => return reg.worker_id,
+            }
+        }
+        tokio::time::sleep(spread).await;
+    }
+    reg.worker_id
+}

@@ -14,6 +14,8 @@
 //! - `read_trusted` (`trusted.rs`): a file whose contents drover obeys
 //!   (`drover.toml`, a job script template, a graph) must be ours or
 //!   root's, and writable by no one else.
+//! - `temp_dir` (`temp.rs`): a temporary directory, 0700 whatever the
+//!   umask.
 //! - `read` (`read.rs`): every log drover reads back (`drover logs`,
 //!   `cluster.logs()`, start-up failures, Dask's log, the status page) is
 //!   read bounded, never through a link, never blocking on a FIFO.
@@ -21,12 +23,14 @@
 mod dir;
 pub mod read;
 mod secret;
+mod temp;
 mod trusted;
 
 use std::path::PathBuf;
 
 pub use dir::PrivateDir;
 pub use secret::create_secret;
+pub use temp::temp_dir;
 pub use trusted::{read_trusted, MAX_TRUSTED_BYTES};
 
 use crate::exit::{ExitStatus, FAILURE, USAGE};

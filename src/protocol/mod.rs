@@ -12,6 +12,7 @@ mod page;
 pub mod paths;
 mod pool_state;
 mod resources;
+pub mod session;
 mod tasks;
 pub mod text;
 mod worker;

@@ -8,6 +8,9 @@ pub const REGISTER: &str = "/v1/register";
 pub const WORKERS: &str = "/v1/workers";
 /// `GET /v1/workers/{id}/poll?wait_ms=N`: heartbeat and wait for instructions.
 pub const POLL: &str = "/v1/workers/{id}/poll";
+/// `GET` with `Upgrade: drover-session`: a worker's session (see
+/// `protocol::session`), in place of polls.
+pub const SESSION: &str = "/v1/workers/{id}/session";
 /// `POST`: a worker says it is leaving, and why.
 pub const DEREGISTER: &str = "/v1/workers/{id}/deregister";
 /// `POST`: ask one worker to retire.

@@ -102,7 +102,7 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const RESERVED_FILES: u64 = 64;
 /// The most connections a scheduler takes by default, however many files
 /// it may open.
-const MAX_CONNECTIONS_CEILING: usize = 65_536;
+const MAX_CONNECTIONS_CEILING: usize = 262_144;
 
 impl SchedulerConfig {
     /// The defaults, listening on `bind`.

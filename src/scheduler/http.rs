@@ -30,6 +30,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route(paths::REGISTER, post(register))
         .route(paths::WORKERS, get(workers))
         .route(paths::POLL, get(poll))
+        .route(paths::SESSION, get(super::session::open))
         .route(paths::DEREGISTER, post(deregister))
         .route(paths::RETIRE, post(retire))
         .route(paths::RETIRE_ALL, post(retire_all))
@@ -155,7 +156,8 @@ async fn poll(
     Query(q): Query<PollQuery>,
 ) -> Result<Response, StatusCode> {
     let id = WorkerId(id);
-    let start = shared.registry().poll(id, q.draining, q.holding.as_deref());
+    let holding = q.holding.as_deref().and_then(crate::protocol::parse_runs);
+    let start = shared.registry().poll(id, q.draining, holding);
     let wake = match start {
         None => return Err(StatusCode::NOT_FOUND),
         Some(PollStart::Now(i)) => return Ok(Json(i).into_response()),

@@ -13,6 +13,7 @@ mod ops;
 mod page;
 mod registry;
 mod serve;
+mod session;
 mod snapshot;
 mod throttle;
 

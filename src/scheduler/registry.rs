@@ -176,11 +176,11 @@ impl Registry {
         &mut self,
         id: WorkerId,
         draining: bool,
-        holding: Option<&str>,
+        holding: Option<Vec<TaskRun>>,
     ) -> Option<PollStart> {
         let entry = self.workers.get_mut(&id)?;
         if std::mem::take(&mut entry.unconfirmed) {
-            if let Some(held) = holding.and_then(crate::protocol::parse_runs) {
+            if let Some(held) = holding {
                 self.confirm(id, held);
             }
         }
@@ -201,6 +201,12 @@ impl Registry {
         })
     }
 
+    /// What wakes worker `id`'s session (or held poll) when there is news
+    /// for it; `None` for a worker the registry does not know.
+    pub(crate) fn wake_of(&self, id: WorkerId) -> Option<Arc<Notify>> {
+        self.workers.get(&id).map(|e| e.wake.clone())
+    }
+
     /// What `id` should be told now, if anything: a retirement, or tasks
     /// that fit its free cores.
     pub(crate) fn next_for(&mut self, id: WorkerId) -> Option<Instruction> {
@@ -219,6 +225,12 @@ impl Registry {
                 })
             }
             _ => {}
+        }
+        // Restarted from the journal, a worker is told nothing until its
+        // first heartbeat has said what it holds: tasks pushed before that
+        // would be missing from it, and so be handed out twice.
+        if entry.unconfirmed {
+            return None;
         }
         if !entry.cancels.is_empty() {
             let runs = std::mem::take(&mut self.workers.get_mut(&id)?.cancels);
@@ -876,11 +888,11 @@ pub(crate) mod tests {
         assert_eq!(back.tasks.running_on(w), 2);
         // Its first poll after the restart says it holds only the first
         // (the answer with both had reached it before: say so for one).
-        let held = crate::protocol::runs_text(&[TaskRun {
+        let held = vec![TaskRun {
             task: tasks[0].task,
             attempt: tasks[0].attempt,
-        }]);
-        let start = back.poll(w, false, Some(&held)).unwrap();
+        }];
+        let start = back.poll(w, false, Some(held)).unwrap();
         let PollStart::Now(Instruction::Run { tasks: again }) = start else {
             panic!("the unheld task comes back to it");
         };
@@ -888,7 +900,7 @@ pub(crate) mod tests {
         assert_eq!(again[0].task, tasks[1].task);
         assert_eq!(again[0].attempt, tasks[1].attempt + 1, "a new run");
         // Confirmation happens once: a later poll changes nothing.
-        assert!(back.poll(w, false, Some("")).is_some());
+        assert!(back.poll(w, false, Some(Vec::new())).is_some());
         assert_eq!(back.tasks.running_on(w), 2);
     }
 

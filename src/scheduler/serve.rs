@@ -107,6 +107,8 @@ async fn connection(
             place.trust();
         }
         request.extensions_mut().insert(ConnectInfo(peer));
+        // A worker's session takes the place with it (`session.rs`).
+        request.extensions_mut().insert(place.clone());
         app.clone().oneshot(request)
     });
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -120,10 +122,16 @@ async fn connection(
                 tracing::debug!(%peer, "TLS handshake failed or timed out");
                 return;
             };
-            let _ = http.serve_connection(TokioIo::new(stream), service).await;
+            let _ = http
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades()
+                .await;
         }
         None => {
-            let _ = http.serve_connection(TokioIo::new(stream), service).await;
+            let _ = http
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades()
+                .await;
         }
     }
 }

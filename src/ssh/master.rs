@@ -53,10 +53,7 @@ impl Master {
     /// which includes any prompt the user answers) until it carries
     /// commands. ssh's refusal comes back classified.
     pub async fn open(host: SshHost, limit: Duration) -> Result<Master, SshError> {
-        let dir = tempfile::Builder::new()
-            .prefix("drover-ssh-")
-            .tempdir()
-            .map_err(SshError::NoClient)?;
+        let dir = crate::private_fs::temp_dir("drover-ssh-").map_err(SshError::NoClient)?;
         let log =
             std::fs::File::create(dir.path().join("master.log")).map_err(SshError::NoClient)?;
         let mut command = Command::new("ssh");

@@ -129,12 +129,7 @@ impl Outputs {
 
     fn file_for(&mut self, task: TaskId) -> std::io::Result<PathBuf> {
         if self.dir.is_none() {
-            // tempfile makes the directory 0700 with a random name.
-            self.dir = Some(
-                tempfile::Builder::new()
-                    .prefix("drover-outputs-")
-                    .tempdir()?,
-            );
+            self.dir = Some(crate::private_fs::temp_dir("drover-outputs-")?);
         }
         let dir = self.dir.as_ref().expect("just made");
         Ok(dir.path().join(format!("task-{}.json", task.0)))

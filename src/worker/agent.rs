@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use super::dask::DaskProcess;
 use super::work::Work;
 use super::{describe_exit, AgentError, AgentExit, Identity, Signal, FIRST_RETRY, MAX_RETRY};
-use crate::client::{ClientError, SchedulerClient};
+use crate::client::{ClientError, SchedulerClient, Session};
 use crate::config::WorkerKind;
 use crate::protocol::{DeregisterRequest, Instruction, RegisterResponse, WorkerId};
 
@@ -55,6 +55,12 @@ struct Link {
     retry: Duration,
     /// How long to wait before the next request.
     pause: Duration,
+    /// The open session, once registered (`protocol::session`).
+    session: Option<Session>,
+    /// When the next heartbeat is due on it.
+    beat_at: Instant,
+    /// Whether the last heartbeat said the worker drains.
+    sent_draining: bool,
 }
 
 /// What the scheduler said.
@@ -175,13 +181,16 @@ impl Agent {
             unreachable_since: Some(Instant::now()),
             retry: FIRST_RETRY,
             pause: Duration::ZERO,
+            session: None,
+            beat_at: Instant::now(),
+            sent_draining: false,
         };
         loop {
             let next = match &phase {
                 Phase::Draining(exit) if work.running() == 0 => Next::Leave(exit.clone()),
                 _ => {
                     let event = self
-                        .next_event(&phase, &link, &mut work, &mut signals, &clock)
+                        .next_event(&phase, &mut link, &mut work, &mut signals, &clock)
                         .await;
                     self.handle(event, &mut phase, &mut link, &mut work, &clock)
                 }
@@ -210,7 +219,7 @@ impl Agent {
     async fn next_event(
         &self,
         phase: &Phase,
-        link: &Link,
+        link: &mut Link,
         work: &mut Work,
         signals: &mut Signals,
         clock: &Clock,
@@ -228,25 +237,41 @@ impl Agent {
         }
     }
 
-    /// The next request: registration, or a poll (the heartbeat).
+    /// The next answer: to a registration, or on the session (opened
+    /// first when there is none), which is sent a heartbeat when one is
+    /// due and at once when the worker starts to drain.
     async fn request(
         &self,
-        link: &Link,
+        link: &mut Link,
         draining: bool,
         holding: Vec<crate::protocol::TaskRun>,
     ) -> Result<Answer, ClientError> {
-        tokio::time::sleep(link.pause).await;
-        match link.id {
-            None => self
+        let Some((id, interval)) = link.id else {
+            tokio::time::sleep(link.pause).await;
+            return self
                 .client
                 .register(&self.me.register_request(self.kind))
                 .await
-                .map(Answer::Registered),
-            Some((id, interval)) => self
-                .client
-                .poll_draining(id, interval, draining, Some(&holding))
-                .await
-                .map(Answer::Told),
+                .map(Answer::Registered);
+        };
+        if link.session.is_none() {
+            tokio::time::sleep(link.pause).await;
+            link.session = Some(self.client.open_session(id).await?);
+            link.beat_at = Instant::now();
+        }
+        let session = link.session.as_mut().expect("opened above");
+        loop {
+            if draining != link.sent_draining {
+                link.beat_at = Instant::now();
+            }
+            tokio::select! {
+                told = session.next() => return told.map(Answer::Told),
+                () = tokio::time::sleep_until(link.beat_at) => {
+                    session.heartbeat(draining, holding.clone());
+                    link.sent_draining = draining;
+                    link.beat_at = Instant::now() + interval;
+                }
+            }
         }
     }
 
@@ -279,7 +304,11 @@ impl Agent {
                 link.answered();
                 self.obey(i, phase, link, work)
             }
-            Event::Answer(Err(e)) => self.failed(e, phase, link, work),
+            Event::Answer(Err(e)) => {
+                // Whatever failed, the next answer comes on a new session.
+                link.session = None;
+                self.failed(e, phase, link, work)
+            }
             Event::TaskEnded => Next::Go,
             Event::Signal(s @ (Signal::Term | Signal::Int)) => Next::Stop(AgentExit::Signalled(s)),
             Event::Signal(Signal::Usr1) => {
@@ -371,7 +400,7 @@ impl Agent {
                     return Next::Abort(AgentExit::SchedulerGone(gone));
                 }
                 tracing::debug!(error = %e, "scheduler unreachable; retrying");
-                link.pause = link.retry.min(self.death - gone);
+                link.pause = spread(link.retry).min(self.death - gone);
                 link.retry = (link.retry * 2).min(MAX_RETRY);
                 Next::Go
             }
@@ -415,6 +444,18 @@ impl Link {
         self.retry = FIRST_RETRY;
         self.pause = Duration::ZERO;
     }
+}
+
+/// `pause` lengthened by up to a half, at random: the workers of a large
+/// pool that lost their scheduler at the same instant (a restart) then
+/// come back spread out, not in waves.
+fn spread(pause: Duration) -> Duration {
+    let mut bytes = [0u8; 2];
+    if getrandom::fill(&mut bytes).is_err() {
+        return pause;
+    }
+    let share = u32::from(u16::from_le_bytes(bytes));
+    pause + pause * share / u32::from(u16::MAX) / 2
 }
 
 /// Stops taking tasks, to leave for `why` once the running ones end.

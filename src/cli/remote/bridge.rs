@@ -41,9 +41,7 @@ impl Bridge {
         };
         let mut file: SchedulerFile = conn.read_json(remote_file).await?;
         file.address = conn.forward(&file.address).await?;
-        let dir = tempfile::Builder::new()
-            .prefix("drover-ssh-pool-")
-            .tempdir()
+        let dir = drover::private_fs::temp_dir("drover-ssh-pool-")
             .context("making a private directory for the pool's scheduler file")?;
         if let Some(d) = file.dask.take() {
             file.dask = Some(super::dask::bring_near(conn, d, dir.path()).await?);

@@ -20,6 +20,9 @@ use crate::protocol::{
 };
 use crate::tls::Fingerprint;
 
+mod session;
+pub use session::Session;
+
 /// A request to the scheduler that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -58,6 +61,14 @@ pub enum ClientError {
         /// The HTTP client's reason (refused, timed out...), kept for the chain.
         source: reqwest::Error,
     },
+    /// A worker's session could not be opened in time, or ended.
+    #[error("the session with the scheduler at {url} ended: {why}")]
+    SessionLost {
+        /// The scheduler.
+        url: String,
+        /// What ended it.
+        why: String,
+    },
     /// The scheduler answered with an unexpected status.
     #[error("the scheduler at {url} answered {status}: {body}")]
     Status {
@@ -73,8 +84,10 @@ pub enum ClientError {
 impl ClientError {
     /// Whether retrying later could help (the scheduler may come back).
     pub fn is_transient(&self) -> bool {
-        matches!(self, ClientError::Unreachable { .. })
-            || matches!(self, ClientError::Status { status, .. } if status.is_server_error())
+        matches!(
+            self,
+            ClientError::Unreachable { .. } | ClientError::SessionLost { .. }
+        ) || matches!(self, ClientError::Status { status, .. } if status.is_server_error())
     }
 }
 
@@ -86,6 +99,7 @@ impl ExitStatus for ClientError {
             | ClientError::WrongCertificate { .. }
             | ClientError::UnknownWorker(_)
             | ClientError::Unreachable { .. }
+            | ClientError::SessionLost { .. }
             | ClientError::Status { .. } => FAILURE,
         }
     }
@@ -254,22 +268,26 @@ impl SchedulerClient {
         true
     }
 
+    /// What a request that found no answer means: another server at the
+    /// address (a wrong certificate), or no scheduler there.
+    fn unreachable(&self, source: reqwest::Error) -> ClientError {
+        if crate::tls::is_wrong_certificate(&source) {
+            ClientError::WrongCertificate { url: self.url() }
+        } else {
+            ClientError::Unreachable {
+                url: self.url(),
+                source,
+            }
+        }
+    }
+
     /// Sends `request` with the token; `Ok(None)` for an answer without a body.
     async fn send<T: DeserializeOwned>(
         &self,
         request: reqwest::RequestBuilder,
         worker: Option<WorkerId>,
     ) -> Result<Option<T>, ClientError> {
-        let unreachable = |source: reqwest::Error| {
-            if crate::tls::is_wrong_certificate(&source) {
-                ClientError::WrongCertificate { url: self.url() }
-            } else {
-                ClientError::Unreachable {
-                    url: self.url(),
-                    source,
-                }
-            }
-        };
+        let unreachable = |source| self.unreachable(source);
         let response = request
             .bearer_auth(self.token.expose())
             .send()
