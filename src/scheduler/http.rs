@@ -83,10 +83,7 @@ async fn refuse_when_stopped(
 /// acknowledged.
 async fn durable(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
     let response = next.run(request).await;
-    let Some((waiter, seq)) = shared.registry().journal_mark() else {
-        return response;
-    };
-    match waiter.durable(seq).await {
+    match shared.durable().await {
         Ok(()) => response,
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
     }

@@ -169,6 +169,17 @@ impl Shared {
     pub(crate) fn changed(&self) {
         self.version.send_modify(|v| *v += 1);
     }
+
+    /// Waits until every change made so far is in the journal (at once
+    /// without one): what an answer waits for before it leaves, over HTTP
+    /// or a session, so that a restart finds what the answer said.
+    pub(crate) async fn durable(&self) -> Result<(), crate::journal::JournalError> {
+        let mark = self.registry().journal_mark();
+        match mark {
+            Some((waiter, seq)) => waiter.durable(seq).await,
+            None => Ok(()),
+        }
+    }
 }
 
 /// A running scheduler. Dropping it stops the server.

@@ -211,12 +211,9 @@ impl Session {
     /// Sends `told`, once every change made up to it is in the journal (as
     /// an HTTP answer waits); `false` when the session is over.
     async fn tell<S: AsyncWrite + Unpin>(&self, io: &mut S, told: &Instruction) -> bool {
-        let mark = self.shared.registry().journal_mark();
-        if let Some((waiter, seq)) = mark {
-            if let Err(e) = waiter.durable(seq).await {
-                tracing::warn!(worker = %self.id, error = %e, "the journal cannot be written: closing a session");
-                return false;
-            }
+        if let Err(e) = self.shared.durable().await {
+            tracing::warn!(worker = %self.id, error = %e, "the journal cannot be written: closing a session");
+            return false;
         }
         let frame = encode(told);
         let write = async {

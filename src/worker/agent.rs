@@ -370,8 +370,6 @@ impl Agent {
                     tracing::info!(running = work.running(), %reason, "retiring once the running tasks end");
                     *phase = Phase::Draining(AgentExit::Retired(reason));
                 }
-                // Keep heartbeating while the tasks finish.
-                link.pause = link.id.map(|r| r.1).unwrap_or_default();
             }
         }
         Next::Go
