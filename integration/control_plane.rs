@@ -92,6 +92,8 @@ async fn fifty_agents_register_appear_in_status_and_retire_cleanly() {
         "{text}"
     );
 
+    pages_and_counts_cover_the_pool(&file, 50).await;
+
     let retire = common::run_ok(
         Command::new(env!("CARGO_BIN_EXE_drover"))
             .args([
@@ -124,6 +126,38 @@ async fn fifty_agents_register_appear_in_status_and_retire_cleanly() {
     let log = read(&dir.path().join("w0.log"));
     assert!(log.contains("registered"), "{log}");
     assert!(log.contains("exiting: retired by the scheduler"), "{log}");
+}
+
+/// The listing of a pool of `n`, read in pages of 20 over HTTP, holds each
+/// worker once in id order, and the counts alone say the same; a page size
+/// out of range is refused with the accepted one.
+async fn pages_and_counts_cover_the_pool(file: &Path, n: usize) {
+    let client = drover::client::SchedulerClient::from_path(file).unwrap();
+    let counts = client.worker_counts().await.unwrap();
+    assert_eq!((counts.running, counts.total()), (n as u64, n as u64));
+    let (mut seen, mut after) = (Vec::new(), None);
+    loop {
+        let page = client.worker_page(after, 20).await.unwrap();
+        assert!(page.workers.len() <= 20);
+        assert_eq!(page.counts, counts);
+        seen.extend(page.workers.iter().map(|w| w.id));
+        after = seen.last().copied();
+        if !page.more {
+            break;
+        }
+    }
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!((seen.len(), &seen), (n, &sorted));
+    for bad in [0, 1001] {
+        let e = client.worker_page(None, bad).await.unwrap_err().to_string();
+        assert!(
+            e.contains("refused the request")
+                && e.contains(&format!("limit: {bad} is not a page size; give 1 to 1000")),
+            "{e}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

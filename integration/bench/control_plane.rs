@@ -6,13 +6,25 @@
 //!    workers (`DROVER_BENCH_WORKERS=N`: N only) that heartbeat every 5 s,
 //!    with TLS and without, each worker on a session (the design now) and
 //!    on long polls (the design before sessions), side by side: its memory
-//!    per worker, its CPU use, and the time until all have registered.
+//!    per worker, its CPU use, the time until all have registered; then,
+//!    under that load, the latency of the worker counts and of a page of
+//!    1,000 workers, the p99 latency of a task's assignment to an idle
+//!    worker (from its submission to its arrival), and, for sessions, the
+//!    time until every worker holds a session again after the scheduler
+//!    is killed and restarted from its journal;
+//! 3. real agents side by side (`DROVER_BENCH_AGENTS=N`, default 300):
+//!    a `drover scheduler` holding N `drover worker` processes against
+//!    HyperQueue's server holding N `hq worker` processes (when
+//!    `integration/bench/hyperqueue-build` has built `hq`), see
+//!    `peers/idle_agents.rs`.
 //!
 //! Each figure is printed beside its target, with the ratio, and each
 //! configuration as one line other tools read:
-//! `control_plane: workers=N tls=on design=session memory_per_worker_kib=X cpu_percent=Y register_s=Z`.
+//! `control_plane: workers=N tls=on design=session memory_per_worker_kib=X cpu_percent=Y register_s=Z ...`.
 
 mod common;
+#[path = "peers/idle_agents.rs"]
+mod idle_agents;
 
 use std::net::IpAddr;
 use std::process::{Command, Stdio};
@@ -20,6 +32,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::procfs::{cpu_ticks, rss_kib};
 use drover::protocol::Instruction;
 use drover::scheduler::{Bind, Scheduler, SchedulerConfig};
 
@@ -55,6 +68,12 @@ impl Design {
 /// `cargo test`, which only checks that the benchmark still works.
 struct Sizes {
     runs: usize,
+    /// Tasks submitted one at a time to time their assignment.
+    assignments: usize,
+    /// Requests of the counts, and of a page, each.
+    lookups: usize,
+    /// Real agent processes on each server, drover's and HyperQueue's.
+    agents: usize,
     rounds: usize,
     workers: &'static [usize],
     settle: Duration,
@@ -63,6 +82,9 @@ struct Sizes {
 
 const MEASURE: Sizes = Sizes {
     runs: 20,
+    assignments: 200,
+    lookups: 50,
+    agents: 300,
     rounds: 2,
     workers: &[10_000, 100_000],
     settle: Duration::from_secs(10),
@@ -71,6 +93,9 @@ const MEASURE: Sizes = Sizes {
 
 const SMOKE: Sizes = Sizes {
     runs: 2,
+    assignments: 5,
+    lookups: 5,
+    agents: 3,
     rounds: 1,
     workers: &[200],
     settle: Duration::from_millis(500),
@@ -102,6 +127,17 @@ fn main() {
         for workers in bench_sizes(sizes) {
             scheduler_side_by_side(&rt, sizes, workers);
         }
+    }
+    if wanted("real_agents") {
+        let agents = match std::env::var("DROVER_BENCH_AGENTS") {
+            Ok(n) => n.parse().expect("DROVER_BENCH_AGENTS: a number of agents"),
+            Err(_) => sizes.agents,
+        };
+        let window = idle_agents::Window {
+            settle: sizes.settle,
+            cpu: sizes.cpu_window,
+        };
+        rt.block_on(idle_agents::side_by_side(agents, sizes.rounds, &window));
     }
 }
 
@@ -143,21 +179,26 @@ fn scheduler_side_by_side(rt: &tokio::runtime::Runtime, sizes: &Sizes, workers: 
                 .filter(|r| r.0 == config)
                 .map(|r| f(&r.1))
                 .collect();
-            v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+            v.sort_by(f64::total_cmp);
             v.get(v.len() / 2).copied()
         };
-        let (Some(kib), Some(cpu), Some(reg)) = (
+        let (Some(kib), Some(cpu), Some(reg), Some(assign), Some(summary), Some(page)) = (
             median(|m| m.kib_per_worker),
             median(|m| m.cpu_percent),
             median(|m| m.register_s),
+            median(|m| m.assign_p99_ms),
+            median(|m| m.summary_ms.1),
+            median(|m| m.page_ms.1),
         ) else {
             continue;
         };
+        let reattach = median(|m| m.reattach_s.unwrap_or(f64::NAN)).filter(|r| !r.is_nan());
         let (design, tls) = config;
         println!(
-            "control_plane: workers={workers} tls={} design={} memory_per_worker_kib={kib:.2} cpu_percent={cpu:.2} register_s={reg:.2}",
+            "control_plane: workers={workers} tls={} design={} memory_per_worker_kib={kib:.2} cpu_percent={cpu:.2} register_s={reg:.2} reattach_s={} assign_p99_ms={assign:.2} summary_p99_ms={summary:.2} page_p99_ms={page:.2}",
             if tls { "on" } else { "off" },
             design.name(),
+            reattach.map_or("-".to_string(), |r| format!("{r:.2}")),
         );
         if design == Design::Session && tls {
             report(
@@ -178,6 +219,18 @@ fn scheduler_side_by_side(rt: &tokio::runtime::Runtime, sizes: &Sizes, workers: 
                 reg,
                 10.0 * workers as f64 / 10_000.0,
                 "s",
+            );
+            report(
+                &format!("worker counts under load, p99 ({workers} TLS workers)"),
+                summary,
+                100.0,
+                "ms",
+            );
+            report(
+                &format!("a page of 1,000 workers under load, p99 ({workers} TLS workers)"),
+                page,
+                100.0,
+                "ms",
             );
         }
     }
@@ -223,7 +276,7 @@ async fn agent_start_to_registered(sizes: &Sizes) {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
-    times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    times.sort_by(f64::total_cmp);
     let median = (times[runs / 2 - 1] + times[runs / 2]) / 2.0;
     println!(
         "agent start to registered over {runs} runs: min {:.2} ms, median {median:.2} ms, max {:.2} ms",
@@ -231,26 +284,6 @@ async fn agent_start_to_registered(sizes: &Sizes) {
         times[runs - 1]
     );
     report("agent start to registered, median", median, 50.0, "ms");
-}
-
-/// Resident memory of `pid`, in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap()
-}
-
-/// CPU time `pid` has used, user and system, in clock ticks.
-fn cpu_ticks(pid: u32) -> (u64, u64) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let after = &stat[stat.rfind(')').unwrap() + 2..];
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    // Fields 14 and 15 of stat (utime, stime), counted from the state field as 3.
-    (fields[11].parse().unwrap(), fields[12].parse().unwrap())
 }
 
 /// One scheduler's figures under load.
@@ -270,6 +303,16 @@ struct Load {
     /// The scheduler's open files when measured: its connections.
     files: usize,
     lost: usize,
+    /// A task's submission to its arrival at an idle worker: median, p99.
+    assign_p50_ms: f64,
+    assign_p99_ms: f64,
+    /// The worker counts, and a page of 1,000 workers: median and p99.
+    summary_ms: (f64, f64),
+    page_ms: (f64, f64),
+    /// Sessions only: from the restart of a killed scheduler until every
+    /// worker holds a session again, and how many were lost by then.
+    reattach_s: Option<f64>,
+    lost_after_restart: Option<u64>,
 }
 
 /// Clients bound to loopback source addresses 127.0.0.2 and on, one per
@@ -297,7 +340,13 @@ fn clients(
 
 async fn scheduler_under_load(sizes: &Sizes, workers: usize, tls: bool, design: Design) -> Load {
     let dir = tempfile::tempdir().unwrap();
-    let mut args = vec!["--heartbeat-interval", "5s"];
+    let journal = dir.path().join("pool.journal");
+    let mut args = vec![
+        "--heartbeat-interval",
+        "5s",
+        "--journal",
+        journal.to_str().unwrap(),
+    ];
     if !tls {
         args.push("--insecure-plain-http");
     }
@@ -360,18 +409,22 @@ async fn scheduler_under_load(sizes: &Sizes, workers: usize, tls: bool, design: 
     let hz = 100.0; // USER_HZ on Linux
     let cpu_percent = ticks as f64 / hz / secs * 100.0;
     let per_worker = (rss_loaded.saturating_sub(rss_idle)) as f64 / workers as f64;
-    let listed = clients[0].workers().await.unwrap();
-    let lost = listed
-        .iter()
-        .filter(|w| w.state == drover::protocol::WorkerState::Lost)
-        .count();
+    let lost = clients[0].worker_counts().await.unwrap().lost as usize;
+    let latency = under_load(sizes, &clients[0], &counts, workers).await;
+    let (reattach_s, lost_after_restart, _child) = match design {
+        Design::Session => {
+            let (s, lost, child) =
+                reattach(child, dir.path(), &args, &clients[0], &counts, workers).await;
+            (Some(s), Some(lost), child)
+        }
+        Design::Polls => (None, None, child),
+    };
     assert_eq!(
         counts.unexpected.load(Ordering::Relaxed),
         0,
-        "only acknowledgements"
+        "only acknowledgements and tasks"
     );
     stop.send(true).unwrap();
-    drop(child);
     tasks.abort_all();
     Load {
         kib_per_worker: per_worker,
@@ -382,7 +435,93 @@ async fn scheduler_under_load(sizes: &Sizes, workers: usize, tls: bool, design: 
         rss_loaded_kib: rss_loaded,
         files,
         lost,
+        assign_p50_ms: latency.assign.0,
+        assign_p99_ms: latency.assign.1,
+        summary_ms: latency.summary,
+        page_ms: latency.page,
+        reattach_s,
+        lost_after_restart,
     }
+}
+
+/// Latencies measured while every worker heartbeats: (median, p99) each.
+struct Latency {
+    assign: (f64, f64),
+    summary: (f64, f64),
+    page: (f64, f64),
+}
+
+/// The median and p99 of `ms`.
+fn p50_p99(mut ms: Vec<f64>) -> (f64, f64) {
+    ms.sort_by(f64::total_cmp);
+    let at = |p: f64| ms[((ms.len() as f64 * p).ceil() as usize).clamp(1, ms.len()) - 1];
+    (at(0.5), at(0.99))
+}
+
+async fn under_load(
+    sizes: &Sizes,
+    client: &drover::client::SchedulerClient,
+    counts: &common::simulated::Counts,
+    workers: usize,
+) -> Latency {
+    let mut summary = Vec::new();
+    let mut page = Vec::new();
+    for k in 0..sizes.lookups {
+        let asked = Instant::now();
+        let c = client.worker_counts().await.unwrap();
+        summary.push(asked.elapsed().as_secs_f64() * 1000.0);
+        assert_eq!(c.total(), workers as u64);
+        // Pages from across the pool, each a full 1,000 where there are.
+        let after = (k * 997 % workers.saturating_sub(1000).max(1)) as u64;
+        let asked = Instant::now();
+        let p = client
+            .worker_page(Some(drover::protocol::WorkerId(after)), 1000)
+            .await
+            .unwrap();
+        page.push(asked.elapsed().as_secs_f64() * 1000.0);
+        assert_eq!(p.workers.len(), 1000.min(workers));
+    }
+    // One task at a time, so each finds idle workers and no queue.
+    let spec = drover::protocol::TaskSpec {
+        argv: vec!["true".into()],
+        ..Default::default()
+    };
+    let mut assign = Vec::new();
+    for _ in 0..sizes.assignments {
+        let submitted = Instant::now();
+        let id = client.submit(std::slice::from_ref(&spec)).await.unwrap()[0];
+        let arrived = counts.received(id).await;
+        assign.push(arrived.duration_since(submitted).as_secs_f64() * 1000.0);
+    }
+    Latency {
+        assign: p50_p99(assign),
+        summary: p50_p99(summary),
+        page: p50_p99(page),
+    }
+}
+
+/// Kills the scheduler and starts it again from its journal; returns the
+/// seconds until every worker holds a session again, how many the
+/// scheduler then counts lost, and the new scheduler.
+async fn reattach(
+    child: common::process::KillOnDrop,
+    dir: &std::path::Path,
+    args: &[&str],
+    client: &drover::client::SchedulerClient,
+    counts: &common::simulated::Counts,
+    workers: usize,
+) -> (f64, u64, common::process::KillOnDrop) {
+    let opened = counts.sessions.load(Ordering::Relaxed);
+    drop(child);
+    let restarted = Instant::now();
+    let (child, _) = common::process::scheduler_process(dir, args).await;
+    while counts.sessions.load(Ordering::Relaxed) < opened + workers {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let secs = restarted.elapsed().as_secs_f64();
+    let lost = client.worker_counts().await.unwrap().lost;
+    println!("{workers} sessions back {secs:.1} s after the restart, {lost} lost");
+    (secs, lost, child)
 }
 
 /// Simulated worker `i` on long polls, the design before sessions.
@@ -406,6 +545,11 @@ async fn poll_forever(
             Ok(Instruction::Continue { next_poll_ms }) => {
                 counts.answers.fetch_add(1, Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_millis(next_poll_ms)).await
+            }
+            Ok(Instruction::Run { tasks }) => {
+                counts.receive(&tasks);
+                let done = common::simulated::succeeded(&tasks);
+                let _ = client.done(reg.worker_id, &done).await;
             }
             Ok(_) => {
                 // Told to go (declared lost, say): it goes.

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use drover::client::SchedulerClient;
 use drover::protocol::{Instruction, SchedulerFile};
-use drover::tasks::{Completion, TaskOutput, TaskSpec};
+use drover::tasks::TaskSpec;
 
 struct Sizes {
     spawned_tasks: usize,
@@ -29,6 +29,7 @@ struct Sizes {
     queued_tasks: usize,
 }
 
+use common::procfs::rss_kib;
 use common::KillOnDrop;
 
 fn main() {
@@ -187,21 +188,8 @@ async fn throughput(workers: usize, tasks: usize, mode: Mode) -> f64 {
 }
 
 fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..]
-        .split_whitespace()
-        .collect();
-    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap()
+    let (user, system) = common::procfs::cpu_ticks(pid);
+    user + system
 }
 
 /// Simulated workers: register, and report every task they are given as
@@ -223,17 +211,7 @@ async fn scheduler_cost(tasks: usize, mode: Mode) -> (f64, f64) {
             loop {
                 match client.poll(reg.worker_id, Duration::from_secs(1)).await {
                     Ok(Instruction::Run { tasks }) => {
-                        let done: Vec<Completion> = tasks
-                            .iter()
-                            .map(|a| Completion {
-                                task: a.task,
-                                attempt: a.attempt,
-                                output: TaskOutput {
-                                    exit_code: Some(0),
-                                    ..Default::default()
-                                },
-                            })
-                            .collect();
+                        let done = common::simulated::succeeded(&tasks);
                         client.done(reg.worker_id, &done).await.unwrap();
                     }
                     Ok(Instruction::Continue { next_poll_ms }) => {

@@ -1,7 +1,9 @@
 //! Workers simulated in-process over the real protocol, for load tests and
 //! benchmarks that need thousands of them.
 
-use drover::protocol::{RegisterRequest, SlurmPlacement};
+use drover::protocol::{
+    Assignment, Completion, RegisterRequest, SlurmPlacement, TaskId, TaskOutput,
+};
 
 /// The registration of made-up worker number `i`.
 pub fn worker(i: usize) -> RegisterRequest {
@@ -33,15 +35,57 @@ pub struct Counts {
     pub sessions: std::sync::atomic::AtomicUsize,
     /// Answers to heartbeats.
     pub answers: std::sync::atomic::AtomicUsize,
-    /// Instructions other than an acknowledgement (none is expected).
+    /// Instructions other than an acknowledgement or tasks (none is
+    /// expected).
     pub unexpected: std::sync::atomic::AtomicUsize,
+    /// When each task was received, by task.
+    pub received: std::sync::Mutex<std::collections::HashMap<TaskId, std::time::Instant>>,
+    /// Notified at each task received.
+    pub receipt: tokio::sync::Notify,
+}
+
+impl Counts {
+    /// Records that the tasks of `run` arrived now.
+    pub fn receive(&self, run: &[Assignment]) {
+        let now = std::time::Instant::now();
+        let mut received = self.received.lock().unwrap();
+        received.extend(run.iter().map(|a| (a.task, now)));
+        self.receipt.notify_waiters();
+    }
+
+    /// When `task` arrived at a worker, waiting until it has.
+    pub async fn received(&self, task: TaskId) -> std::time::Instant {
+        loop {
+            let notified = self.receipt.notified();
+            if let Some(at) = self.received.lock().unwrap().get(&task) {
+                return *at;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// What a simulated worker reports for tasks it was given: each ran, at
+/// once, and succeeded.
+pub fn succeeded(run: &[Assignment]) -> Vec<Completion> {
+    run.iter()
+        .map(|a| Completion {
+            task: a.task,
+            attempt: a.attempt,
+            output: TaskOutput {
+                exit_code: Some(0),
+                ..Default::default()
+            },
+        })
+        .collect()
 }
 
 /// Simulated worker `i`: registers, holds its session (the real
-/// protocol, as `drover worker` does) and heartbeats at the interval the
-/// scheduler gives, opening a new session when one is lost (a scheduler
-/// restarted from its journal), after a pause spread by `i` as agents
-/// spread theirs. Ends when `stop` turns true; returns its id.
+/// protocol, as `drover worker` does), heartbeats at the interval the
+/// scheduler gives and reports every task it is given as done at once. It
+/// opens a new session when one is lost (a scheduler restarted from its
+/// journal), after a pause spread by `i` as agents spread theirs. Ends
+/// when `stop` turns true; returns its id.
 pub async fn hold_session(
     client: drover::client::SchedulerClient,
     i: usize,
@@ -78,6 +122,12 @@ pub async fn hold_session(
                 told = session.next() => match told {
                     Ok(drover::protocol::Instruction::Continue { .. }) => {
                         counts.answers.fetch_add(1, Relaxed);
+                    }
+                    Ok(drover::protocol::Instruction::Run { tasks }) => {
+                        counts.receive(&tasks);
+                        if client.done(reg.worker_id, &succeeded(&tasks)).await.is_err() {
+                            break;
+                        }
                     }
                     Ok(_) => {
                         // Told to go (declared lost, say): it goes.

@@ -290,7 +290,7 @@ pub async fn close(args: CloseArgs) -> CliResult {
         .context("asking the cluster to close")?;
     // The cluster is closed when its scheduler stops answering.
     let deadline = tokio::time::Instant::now() + args.timeout.duration();
-    while client.workers().await.is_ok() {
+    while client.worker_counts().await.is_ok() {
         if tokio::time::Instant::now() > deadline {
             return Err(CliError::failure(format!(
                 "cluster {} is still closing after {}",

@@ -16,7 +16,8 @@ use crate::protocol::{
     paths, ClusterStatus, Completion, DeregisterRequest, Instruction, PollQuery, RegisterRequest,
     RegisterResponse, RetireAllResponse, RetireRequest, ScaleRequest, SchedulerFile,
     SchedulerFileError, SubmitRequest, SubmitResponse, TaskId, TaskInfo, TaskList, TaskListQuery,
-    TaskSpec, Token, WorkerId, WorkerInfo, TASK_PAGE,
+    TaskSpec, Token, WorkerCounts, WorkerId, WorkerInfo, WorkerList, WorkerListQuery, TASK_PAGE,
+    WORKER_PAGE,
 };
 use crate::tls::Fingerprint;
 
@@ -658,9 +659,46 @@ impl SchedulerClient {
         self.get(&path, query, None, REQUEST_SLACK).await
     }
 
-    /// Every worker the scheduler knows.
+    /// Every worker the scheduler knows, in id order, fetched a page at
+    /// a time.
     pub async fn workers(&self) -> Result<Vec<WorkerInfo>, ClientError> {
-        self.get(paths::WORKERS, &(), None, REQUEST_SLACK).await
+        let mut all: Vec<WorkerInfo> = Vec::new();
+        loop {
+            let page = self
+                .worker_page(all.last().map(|w| w.id), WORKER_PAGE)
+                .await?;
+            all.extend(page.workers);
+            if !page.more {
+                return Ok(all);
+            }
+        }
+    }
+
+    /// Up to `limit` workers after `after` (1 to `WORKER_PAGE`), with the
+    /// counts of all of them.
+    pub async fn worker_page(
+        &self,
+        after: Option<WorkerId>,
+        limit: usize,
+    ) -> Result<WorkerList, ClientError> {
+        let query = WorkerListQuery {
+            summary: false,
+            after,
+            limit: Some(limit),
+        };
+        self.get(paths::WORKERS, &query, None, REQUEST_SLACK).await
+    }
+
+    /// How many workers are in each state, without listing them.
+    pub async fn worker_counts(&self) -> Result<WorkerCounts, ClientError> {
+        let query = WorkerListQuery {
+            summary: true,
+            ..Default::default()
+        };
+        let list: WorkerList = self
+            .get(paths::WORKERS, &query, None, REQUEST_SLACK)
+            .await?;
+        Ok(list.counts)
     }
 }
 

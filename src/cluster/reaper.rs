@@ -93,5 +93,8 @@ async fn answers(r: &Reattach) -> bool {
         return false;
     };
     file.cluster_id.to_string() == r.cluster_id
-        && SchedulerClient::from_file(&file).workers().await.is_ok()
+        && SchedulerClient::from_file(&file)
+            .worker_counts()
+            .await
+            .is_ok()
 }

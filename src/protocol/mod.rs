@@ -16,6 +16,7 @@ pub mod session;
 mod tasks;
 pub mod text;
 mod worker;
+mod worker_list;
 
 pub use cluster::{
     AdaptRequest, ClusterStatus, DaskStatus, JobAction, JobEnd, JobStatus, MemoryGrowthStatus,
@@ -42,6 +43,7 @@ pub use worker::{
     RegisterResponse, RetireAllResponse, RetireRequest, SlurmPlacement, TaskRun, WorkerInfo,
     WorkerState, MAX_HELD_RUNS,
 };
+pub use worker_list::{WorkerCounts, WorkerList, WorkerListQuery, WORKER_PAGE};
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

@@ -96,6 +96,13 @@ pub const DEFAULT_MISSED_HEARTBEATS: u32 = 3;
 /// handshake every interval, which at thousands of workers takes a core
 /// (docs/BENCHMARKS.md): memory is the cheaper of the two.
 pub const DEFAULT_MAX_HELD_POLLS: usize = 16_384;
+/// How much longer than the usual bound a worker not heard from since it
+/// registered (or since the scheduler restarted from its journal) is
+/// given, for each worker awaited alike, before it is declared lost:
+/// they all connect at once, and 10,000 TLS sessions took 24 s to come
+/// back on 2 cores in a debug build (integration/load.rs), against a
+/// usual bound of 15 s. 10,000 awaited workers get 50 s more.
+pub const RETURN_GRACE_PER_WORKER: Duration = Duration::from_millis(5);
 /// Default time for a TLS handshake.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Open files kept back from connections (logs, Slurm commands, spills).

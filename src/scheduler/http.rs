@@ -20,8 +20,8 @@ use crate::journal::PoolMode;
 use crate::protocol::{
     paths, AdaptRequest, ClusterStatus, Completion, DeregisterRequest, Instruction, PollQuery,
     RegisterRequest, RegisterResponse, RetireAllResponse, RetireRequest, ScaleRequest,
-    SubmitRequest, SubmitResponse, TaskId, TaskInfo, TaskList, TaskListQuery, WorkerId, WorkerInfo,
-    TASK_PAGE,
+    SubmitRequest, SubmitResponse, TaskId, TaskInfo, TaskList, TaskListQuery, WorkerId, WorkerList,
+    WorkerListQuery, TASK_PAGE,
 };
 
 /// The router for `shared`.
@@ -134,8 +134,26 @@ async fn register(
     Ok(Json(shared.register(req)))
 }
 
-async fn workers(State(shared): State<Arc<Shared>>) -> Json<Vec<WorkerInfo>> {
-    Json(shared.registry().list())
+/// One page of workers (or only their counts): a pool of 100,000 lists
+/// in pages, never in one answer built under the registry's lock.
+async fn workers(
+    State(shared): State<Arc<Shared>>,
+    Query(q): Query<WorkerListQuery>,
+) -> Result<Json<WorkerList>, (StatusCode, String)> {
+    let limit = q
+        .page_size()
+        .map_err(|why| (StatusCode::BAD_REQUEST, format!("{why}\n")))?;
+    let registry = shared.registry();
+    let counts = registry.counts();
+    let (workers, more) = match q.summary {
+        true => (Vec::new(), false),
+        false => registry.page(q.after, limit),
+    };
+    Ok(Json(WorkerList {
+        counts,
+        workers,
+        more,
+    }))
 }
 
 /// Counts a held poll for as long as it lives.

@@ -136,7 +136,7 @@ impl Opened {
         registry
             .replay_finished()
             .map_err(|cause| bad(&path, records, cause))?;
-        registry.expect_confirmations();
+        registry.expect_returns();
         if records > 0 {
             let counts = registry.tasks.counts();
             tracing::info!(

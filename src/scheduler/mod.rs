@@ -9,6 +9,8 @@ mod config;
 mod control;
 mod http;
 mod journal;
+mod listing;
+mod liveness;
 mod ops;
 mod page;
 mod registry;

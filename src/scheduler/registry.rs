@@ -1,9 +1,8 @@
 //! The registry of workers: who registered, when each was last heard from,
 //! and what each should be told at its next poll.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -31,6 +30,10 @@ pub(super) struct Entry {
     /// Restored from the journal with runs handed out: its first poll
     /// says which it holds, and the others are requeued.
     pub(super) unconfirmed: bool,
+    /// Registered or restored from the journal, and not heard from since
+    /// (no heartbeat yet): it has a grace beyond the usual bound, scaled
+    /// to how many wait alike (`mark_lost`).
+    pub(super) awaited: bool,
 }
 
 /// Tasks handed to a worker, and when.
@@ -52,7 +55,15 @@ pub(crate) enum PollStart {
 #[derive(Default)]
 pub(crate) struct Registry {
     pub(super) next_id: u64,
-    pub(super) workers: HashMap<WorkerId, Entry>,
+    /// How many workers have become awaited (registered or restored, not
+    /// yet heard from) since none was: the size of the current arrival,
+    /// which sets each awaited worker's grace (`mark_lost`).
+    pub(super) arriving: u32,
+    /// In id order, so the listing pages without sorting.
+    pub(super) workers: BTreeMap<WorkerId, Entry>,
+    /// The last worker registered under each name: a registration finds
+    /// the worker it may supersede without a walk over every worker.
+    pub(super) names: HashMap<String, WorkerId>,
     /// The tasks the workers run.
     pub(crate) tasks: Engine,
     /// Where every change is recorded, when the scheduler keeps a journal.
@@ -81,9 +92,10 @@ impl Registry {
 
     fn register_at(&mut self, req: RegisterRequest, now: u64) -> WorkerId {
         let holder = match self
-            .workers
-            .values_mut()
-            .find(|e| e.info.name == req.name && e.info.state.is_live())
+            .names
+            .get(&req.name)
+            .and_then(|id| self.workers.get_mut(id))
+            .filter(|e| e.info.state.is_live())
         {
             Some(e) if e.pid == req.pid && e.info.hostname == req.hostname => {
                 e.last_seen = Instant::now();
@@ -122,6 +134,8 @@ impl Registry {
             dask_name: req.dask_name,
             offer: req.offer,
         };
+        self.names.insert(info.name.clone(), id);
+        self.arriving = self.arriving.saturating_add(1);
         self.workers.insert(
             id,
             Entry {
@@ -132,6 +146,7 @@ impl Registry {
                 instruction: None,
                 cancels: Vec::new(),
                 unconfirmed: false,
+                awaited: true,
             },
         );
         if let Some(old) = holder {
@@ -186,6 +201,7 @@ impl Registry {
         }
         let entry = self.workers.get_mut(&id)?;
         entry.last_seen = Instant::now();
+        entry.awaited = false;
         entry.info.last_heartbeat_ms = unix_ms();
         let drains = draining && entry.info.state == WorkerState::Running;
         if drains {
@@ -398,54 +414,6 @@ impl Registry {
         true
     }
 
-    /// Declares lost every live worker silent for longer than `bound`;
-    /// returns how many.
-    pub(crate) fn mark_lost(&mut self, bound: Duration) -> usize {
-        let now = Instant::now();
-        let mut lost = 0;
-        let mut gone = Vec::new();
-        for entry in self.workers.values_mut() {
-            let live = entry.info.state.is_live();
-            let silent = now.duration_since(entry.last_seen);
-            if live && silent > bound {
-                entry.info.state = WorkerState::Lost;
-                entry.info.exited_at_ms = Some(unix_ms());
-                entry.info.exit_reason = Some(format!(
-                    "no heartbeat for {:.1} s (bound {:.1} s)",
-                    silent.as_secs_f64(),
-                    bound.as_secs_f64()
-                ));
-                tracing::warn!(
-                    worker = %entry.info.id,
-                    name = %entry.info.name,
-                    job = %entry.info.slurm,
-                    silent_s = silent.as_secs_f64(),
-                    "worker lost: no heartbeat"
-                );
-                lost += 1;
-                gone.push(entry.info.id);
-            }
-        }
-        if let Some(j) = &mut self.journal {
-            for id in &gone {
-                let e = &self.workers[id].info;
-                j.append(&Op::Lost {
-                    worker: *id,
-                    reason: e.exit_reason.clone().unwrap_or_default(),
-                    at_ms: e.exited_at_ms.unwrap_or_default(),
-                });
-            }
-        }
-        let requeued: usize = gone
-            .iter()
-            .map(|id| self.tasks.worker_gone(*id, "lost"))
-            .sum();
-        if requeued > 0 {
-            self.wake_idle();
-        }
-        lost
-    }
-
     /// Records what the Dask scheduler says the Dask workers named in
     /// `busy` (by their Dask names) are doing: how many tasks each has
     /// executing or ready. An idle one is idle from the first such report.
@@ -551,14 +519,6 @@ impl Registry {
         if requeued > 0 {
             tracing::info!(worker = %id, requeued, "tasks handed out before the restart never reached the worker: requeued");
             self.wake_idle();
-        }
-    }
-
-    /// After a replay: every live worker with runs handed out must say, at
-    /// its first poll, which it holds.
-    pub(crate) fn expect_confirmations(&mut self) {
-        for (id, e) in &mut self.workers {
-            e.unconfirmed = e.info.state.is_live() && self.tasks.running_on(*id) > 0;
         }
     }
 
@@ -696,24 +656,6 @@ impl Registry {
         }
     }
 
-    /// Every worker, ordered by id.
-    pub(crate) fn list(&self) -> Vec<WorkerInfo> {
-        let mut v: Vec<WorkerInfo> = self
-            .workers
-            .values()
-            .map(|e| {
-                let mut info = e.info.clone();
-                // A Dask worker's activity comes from Dask (set_dask_activity).
-                if info.kind == WorkerKind::Native {
-                    info.running_tasks = self.tasks.running_on(info.id) as u32;
-                }
-                info
-            })
-            .collect();
-        v.sort_by_key(|w| w.id);
-        v
-    }
-
     /// How many workers are registered and not gone, each name counted
     /// once (a job's second agent is on its way out).
     pub(crate) fn live(&self) -> usize {
@@ -732,6 +674,19 @@ pub(crate) mod tests {
     use crate::protocol::{SlurmPlacement, TaskSpec};
 
     /// A worker's registration, for tests.
+    /// The registry a scheduler restarted on `r`'s journal at `path` holds,
+    /// once all `r` recorded is durable.
+    pub(crate) async fn restarted(r: &Registry, path: &std::path::Path) -> Registry {
+        let (waiter, last) = r.journal_mark().unwrap();
+        waiter.durable(last).await.unwrap();
+        let mut back = Registry::default();
+        for op in Journal::read(path).unwrap() {
+            back.replay(op).unwrap();
+        }
+        back.expect_returns();
+        back
+    }
+
     pub(crate) fn request(i: u64) -> RegisterRequest {
         RegisterRequest {
             name: format!("{i}"),
@@ -878,13 +833,7 @@ pub(crate) mod tests {
         let Some(Instruction::Run { tasks }) = r.next_for(w) else {
             panic!("tasks");
         };
-        let (waiter, last) = r.journal_mark().unwrap();
-        waiter.durable(last).await.unwrap();
-        let mut back = Registry::default();
-        for op in Journal::read(&path).unwrap() {
-            back.replay(op).unwrap();
-        }
-        back.expect_confirmations();
+        let mut back = restarted(&r, &path).await;
         assert_eq!(back.tasks.running_on(w), 2);
         // Its first poll after the restart says it holds only the first
         // (the answer with both had reached it before: say so for one).

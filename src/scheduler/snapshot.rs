@@ -49,7 +49,7 @@ impl Registry {
 
     /// The records of a snapshot of everything.
     pub(crate) fn snapshot(&self) -> Vec<Op> {
-        let mut workers: Vec<WorkerImage> = self
+        let workers: Vec<WorkerImage> = self
             .workers
             .values()
             .map(|e| WorkerImage {
@@ -59,7 +59,6 @@ impl Registry {
                 cancels: e.cancels.clone(),
             })
             .collect();
-        workers.sort_by_key(|w| w.info.id);
         let image = self.tasks.image();
         let mut records = vec![Op::Snapshot(Box::new(Snapshot {
             at_ms: unix_ms(),
@@ -100,6 +99,7 @@ impl Registry {
         self.pool = s.pool;
         self.group_pools = s.group_pools;
         self.workers.clear();
+        self.names.clear();
         for w in s.workers {
             if w.info.id.0 > s.next_worker {
                 return Err(format!(
@@ -115,7 +115,12 @@ impl Registry {
                 instruction: w.instruction,
                 cancels: w.cancels,
                 unconfirmed: false,
+                awaited: false,
             };
+            // Each name keeps its last worker.
+            let id = entry.info.id;
+            let last = self.names.entry(entry.info.name.clone()).or_insert(id);
+            *last = (*last).max(id);
             self.workers.insert(entry.info.id, entry);
         }
         let image = EngineImage {

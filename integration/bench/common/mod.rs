@@ -8,6 +8,7 @@ pub mod counting;
 pub mod floor;
 #[path = "../../common/process.rs"]
 pub mod process;
+pub mod procfs;
 #[path = "../../common/simulated.rs"]
 pub mod simulated;
 

@@ -126,7 +126,7 @@ async fn pool_gone(client: &SchedulerClient) {
     let mut unanswered = 0;
     while unanswered < GONE_AFTER {
         tokio::time::sleep(LOOK_EVERY).await;
-        unanswered = match client.workers().await {
+        unanswered = match client.worker_counts().await {
             Ok(_) => 0,
             Err(_) => unanswered + 1,
         };
