@@ -20,6 +20,7 @@ const LAYERS: &[&str] = &[
     "slurm",
     "protocol",
     "tasks",
+    "accounting",
     "journal",
     "client",
     "dask",

@@ -221,6 +221,7 @@ async fn accounting_tells_how_each_ended_job_ended() {
     let jobs = [failed, done, cancelled].map(JobRef::Job);
     if common::over_rest() || !common::accounting_on() {
         assert_eq!(slurm.fates(&jobs).await.unwrap(), None);
+        assert_eq!(slurm.allocations(&jobs).await.unwrap(), None);
         return;
     }
     // slurmdbd records an end a moment after squeue shows it, and a
@@ -263,6 +264,29 @@ async fn accounting_tells_how_each_ended_job_ended() {
     );
     for f in &fates {
         assert!(f.nodes.is_some() && f.elapsed.is_some(), "{f:?}");
+    }
+    // What each was allocated and for how long (the cost of a pool), in
+    // one call: Slurm's own times agree with its elapsed time, and its
+    // billing is there (the CPUs, with no TRESBillingWeights here).
+    let allocations = slurm
+        .allocations(&jobs)
+        .await
+        .unwrap()
+        .expect("the local Slurm keeps accounting");
+    assert_eq!(allocations.len(), 3, "{allocations:?}");
+    for a in &allocations {
+        let fate = fates.iter().find(|f| f.job == a.job).unwrap();
+        let (Some(start), Some(end)) = (a.start_s, a.end_s) else {
+            panic!("an ended job without its times: {a:?}");
+        };
+        assert_eq!(
+            Some(end - start),
+            fate.elapsed.map(|e| e.as_secs()),
+            "{a:?}"
+        );
+        assert!(a.tres.cpus >= 1 && a.tres.memory_bytes > 0, "{a:?}");
+        assert_eq!(a.tres.billing, Some(a.tres.cpus as f64), "{a:?}");
+        assert_eq!(a.energy_joules, None, "this machine measures no energy");
     }
 }
 

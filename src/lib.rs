@@ -11,6 +11,7 @@
 
 #![warn(clippy::too_many_lines)]
 
+pub mod accounting;
 pub mod client;
 pub mod cluster;
 pub mod config;

@@ -93,8 +93,23 @@ stop_pid() {
   rm -f "$f"
 }
 
+# Stops the controller that answers at this cluster's address, whatever
+# its pid file says: Slurm 24.11's daemon (`slurmctld-wlm`) was seen
+# holding the port while the pid file named a process that had exited, so
+# a stop by pid left the old controller (and its old slurm.conf) serving.
+stop_controller() {
+  if SLURM_CONF=$CONF timeout 10 scontrol shutdown slurmctld >/dev/null 2>&1; then
+    local deadline=$((SECONDS + 30))
+    while [ $SECONDS -lt $deadline ] && SLURM_CONF=$CONF timeout 5 scontrol ping 2>/dev/null | grep -q ' is UP'; do
+      sleep 0.2
+    done
+  fi
+  stop_pid "$STATE/run/slurmctld.pid"
+}
+
 stop_daemons() {
   local f
+  [ -s "$CONF" ] && stop_controller
   for f in "$STATE"/run/sshd-login.pid "$STATE"/run/slurmrestd.pid "$STATE"/run/slurmd-*.pid "$STATE"/run/slurmctld.pid \
            "$STATE"/run/slurmdbd.pid "$DB_PID"; do
     stop_pid "$f"

@@ -293,6 +293,26 @@ impl Slurm for SlurmCli {
         Ok(Some(fates))
     }
 
+    /// `sacct --allocations` for every job at once (in the same chunks as
+    /// `fates`); a Slurm without accounting says so, and that is `None`.
+    async fn allocations(
+        &self,
+        jobs: &[JobRef],
+    ) -> Result<Option<Vec<super::allocations::JobAllocation>>, SlurmError> {
+        use super::allocations;
+        let mut out = Vec::new();
+        for chunk in jobs.chunks(super::sacct::MAX_JOBS_PER_CALL) {
+            let args = allocations::args(chunk);
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            match self.run_ok("sacct", &args, None, &allocations::env()).await {
+                Ok(text) => out.extend(allocations::parse(&text)?),
+                Err(e) if super::sacct::says_accounting_is_off(&e) => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Some(out))
+    }
+
     async fn jobs(&self, name: Option<&str>) -> Result<Vec<JobInfo>, SlurmError> {
         use super::squeue_fields::{self, Unreadable};
         let args = squeue_fields::args(name);

@@ -4,6 +4,7 @@
 //! tests use. `connect` picks one from the settings. Slurm's failures are
 //! classified here (`SlurmError`), nowhere else.
 
+pub mod allocations;
 mod cli;
 mod config;
 mod connect;
@@ -21,6 +22,7 @@ mod sacct;
 mod site;
 mod squeue;
 mod squeue_fields;
+pub mod tres;
 
 pub use cli::SlurmCli;
 pub use config::SchedulerConfig;
@@ -133,6 +135,16 @@ pub trait Slurm: Send + Sync {
         Ok(None)
     }
 
+    /// What Slurm allocated `jobs` and for how long, from accounting, in
+    /// as few calls as it takes; `None` when this Slurm keeps no
+    /// accounting or this backend cannot read it.
+    async fn allocations(
+        &self,
+        _jobs: &[JobRef],
+    ) -> Result<Option<Vec<allocations::JobAllocation>>, SlurmError> {
+        Ok(None)
+    }
+
     /// Releases held `jobs` with one call (`scontrol release`); `false`
     /// when this backend cannot, so the caller does something else.
     async fn release(&self, _jobs: &[JobRef]) -> Result<bool, SlurmError> {
@@ -225,6 +237,12 @@ impl<S: Slurm + ?Sized> Slurm for Arc<S> {
     }
     async fn fates(&self, jobs: &[JobRef]) -> Result<Option<Vec<JobFate>>, SlurmError> {
         (**self).fates(jobs).await
+    }
+    async fn allocations(
+        &self,
+        jobs: &[JobRef],
+    ) -> Result<Option<Vec<allocations::JobAllocation>>, SlurmError> {
+        (**self).allocations(jobs).await
     }
     async fn release(&self, jobs: &[JobRef]) -> Result<bool, SlurmError> {
         (**self).release(jobs).await

@@ -53,6 +53,11 @@ pub struct JobFate {
 
 /// The arguments for the fates of `jobs` (all at once).
 pub(crate) fn args(jobs: &[JobRef]) -> Vec<String> {
+    args_for(FORMAT, jobs)
+}
+
+/// sacct's arguments for the fields `format` of `jobs` (all at once).
+pub(crate) fn args_for(format: &str, jobs: &[JobRef]) -> Vec<String> {
     let list = jobs
         .iter()
         .map(JobRef::to_string)
@@ -61,7 +66,7 @@ pub(crate) fn args(jobs: &[JobRef]) -> Vec<String> {
     [
         "--noheader",
         "--parsable2",
-        &format!("--format={FORMAT}"),
+        &format!("--format={format}"),
         &format!("--jobs={list}"),
     ]
     .map(String::from)
@@ -153,24 +158,7 @@ fn memory(field: &str) -> Result<Option<u64>, ()> {
     if field.is_empty() {
         return Ok(None);
     }
-    let (number, unit) = match field.char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() => (&field[..i], c.to_ascii_uppercase()),
-        _ => (field, 'B'),
-    };
-    let shift = match unit {
-        'B' => 0,
-        'K' => 10,
-        'M' => 20,
-        'G' => 30,
-        'T' => 40,
-        'P' => 50,
-        _ => return Err(()),
-    };
-    let value: f64 = number.parse().map_err(|_| ())?;
-    if !value.is_finite() || value < 0.0 {
-        return Err(());
-    }
-    let bytes = value * (1u64 << shift) as f64;
+    let bytes = super::tres::scaled(field, 'B').ok_or(())?;
     // Saturating: a value past u64 is no memory Slurm measured.
     Ok(Some(if bytes >= u64::MAX as f64 {
         u64::MAX
