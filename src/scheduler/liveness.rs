@@ -19,6 +19,8 @@ impl Registry {
         let now = Instant::now();
         let mut lost = 0;
         let mut gone = Vec::new();
+        // Whether anyone of the arrival is still on its way.
+        let mut awaited_left = false;
         // Workers not yet heard from arrive all at once (a pool's start, a
         // restart from the journal), and the machine admits their
         // connections at its own pace: each is given time for all of them,
@@ -32,7 +34,9 @@ impl Registry {
                 true => awaited_bound,
                 false => bound,
             };
-            if live && silent > bound {
+            let lost_now = live && silent > bound;
+            awaited_left |= entry.awaited && live && !lost_now;
+            if lost_now {
                 entry.info.state = WorkerState::Lost;
                 entry.info.exited_at_ms = Some(unix_ms());
                 entry.info.exit_reason = Some(format!(
@@ -52,11 +56,7 @@ impl Registry {
             }
         }
         // The arrival is over once every worker in it came or was lost.
-        if !self
-            .workers
-            .values()
-            .any(|e| e.awaited && e.info.state.is_live())
-        {
+        if !awaited_left {
             self.arriving = 0;
         }
         if let Some(j) = &mut self.journal {
