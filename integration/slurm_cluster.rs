@@ -335,16 +335,39 @@ fn drover_run_false_exits_1_and_leaves_no_job() {
     };
     assert_eq!(mine(&prefix), 0, "drover run left jobs behind");
 
-    // The command sees the pool: its scheduler file and address.
-    let out = run(&[
-        "sh",
-        "-c",
-        "test -s \"$DROVER_SCHEDULER_FILE\" && echo \"$DROVER_SCHEDULER_ADDRESS\"; exit 7",
-    ]);
-    assert_eq!(out.status.code(), Some(7));
-    assert!(String::from_utf8_lossy(&out.stdout)
-        .starts_with(&format!("https://{}:", common::bridge_address())));
+    // The command sees the pool: its scheduler file and address; it runs
+    // a task and asks what the pool cost so far (`drover report`).
+    let drover = env!("CARGO_BIN_EXE_drover");
+    let script = format!(
+        "test -s \"$DROVER_SCHEDULER_FILE\" && echo \"$DROVER_SCHEDULER_ADDRESS\"; \
+         {drover} submit --wait -- sleep 1 >/dev/null && {drover} report --json && {drover} report; exit 7"
+    );
+    let out = run(&["sh", "-c", &script]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(7), "{stderr}");
+    assert!(stdout.starts_with(&format!("https://{}:", common::bridge_address())));
     assert_eq!(mine(&prefix), 0);
+    // The JSON report (between the address and the table) and the table.
+    let json = &stdout[stdout.find('{').unwrap()..=stdout.rfind("\n}").unwrap() + 1];
+    let report: drover::protocol::Report = serde_json::from_str(json).unwrap();
+    assert_eq!(report.total.workers, 2, "{report:?}");
+    assert!(
+        (1.0..5.0).contains(&report.total.busy_core_seconds),
+        "the 1 s task: {report:?}"
+    );
+    assert!(report.groups.is_empty(), "{report:?}");
+    let table = &stdout[stdout.rfind("\n}").unwrap() + 2..];
+    assert!(
+        table.contains("BUSY CORE-H") && table.contains("total"),
+        "{table}"
+    );
+    assert!(table.contains("2 workers, "), "{table}");
+    // Closing, drover run says what the pool cost.
+    assert!(
+        stderr.contains("drover: 2 workers, ") && stderr.contains(" core-h allocated, "),
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

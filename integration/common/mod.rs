@@ -368,6 +368,19 @@ pub async fn until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
     }
 }
 
+/// Waits until `found` gives a value, looking every 200 ms; panics after
+/// `limit`.
+pub async fn poll_until<T>(what: &str, limit: Duration, mut found: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = found() {
+            return v;
+        }
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Panics, naming them, if Slurm has drained or downed any node (a
 /// controller crash can make it do so), after resuming them so the tests
 /// that follow are not failed by it too.

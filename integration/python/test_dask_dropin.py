@@ -154,6 +154,15 @@ def test_scale_by_cores_and_memory_and_read_logs(workdir):
             names = sorted(w["name"] for w in client.scheduler_info()["workers"].values())
             prefix = cluster.name
             assert names == [f"{prefix}-{i}-{p}" for i in range(2) for p in range(2)], names
+            # Dask's own record of its tasks' compute time is the pool's
+            # busy time: 8 tasks of 0.5 s.
+            client.gather(client.map(time.sleep, [0.5] * 8, pure=False))
+            until(
+                "the pool to count Dask's busy time",
+                lambda: 4.0 <= cluster.report().total.busy_core_seconds < 8.0,
+                timeout=30,
+            )
+            assert cluster.report().total.workers == 4
             cluster.scale(memory="1GB")  # 1 job
             until("one job left", lambda: len(squeue()) == 1, timeout=60)
             logs = cluster.get_logs()

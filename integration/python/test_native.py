@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import textwrap
@@ -65,7 +66,7 @@ def test_file_access_group_lets_the_group_read_logs_and_outputs(workdir):
         assert os.stat(os.path.dirname(long_output)).st_mode & 0o777 == 0o750
 
 
-def test_the_seed_graph_sums_to_50(workdir):
+def test_the_seed_graph_sums_to_50_and_the_pool_reports_its_cost(workdir, capsys):
     graph = {"tasks": {}}
     parts = []
     for x in range(1, 6):
@@ -79,6 +80,24 @@ def test_the_seed_graph_sums_to_50(workdir):
         assert results["total"] == "50"
         # The same graph from the repository's graph file.
         assert c.run_graph(REPO / "examples" / "seed-graph.toml", timeout=120)["total"] == "50"
+        # What the pool cost so far: the tasks' own times are its busy time.
+        sleeper = c.submit("sleep 2", name="sleeper")
+        ran = sleeper.wait(timeout=60).output.millis / 1000
+        live = c.report()
+        assert isinstance(live, drover.Report) and live.total.workers == 2, live
+        assert ran <= live.total.busy_core_seconds < ran + 5, live
+    # Closing printed the pool's one line, and the report holds its end.
+    assert re.search(
+        r"drover: 2 workers, [0-9.]+ core-h allocated, [0-9.]+ busy \([0-9]+ %\)",
+        capsys.readouterr().err,
+    )
+    final = c.report()
+    assert final.source == "slurm_accounting" and final.total.jobs == 2, final
+    assert final.total.allocated_core_seconds >= final.total.busy_core_seconds > 0, final
+    assert 0 <= final.total.idle_fraction < 1 and final.total.energy_joules is None, final
+    assert final.total.billing_units > 0 and final.groups == {}, final
+    table = final._repr_html_()
+    assert "<table>" in table and "<td>total</td>" in table and "not measured" in table, table
 
 
 def test_a_failed_task_raises_with_its_exit_code_and_stderr(workdir):

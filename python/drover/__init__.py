@@ -11,14 +11,17 @@ from ._drover import __version__
 from ._errors import ClusterError, DroverError, TaskFailed, WorkersTimeout
 from ._native import SlurmCluster, Task
 from ._records import Record
+from ._report import Report, Usage
 
 __all__ = [
     "ClusterError",
     "DroverError",
     "Record",
+    "Report",
     "SlurmCluster",
     "Task",
     "TaskFailed",
+    "Usage",
     "WorkersTimeout",
     "__version__",
     "binary",

@@ -8,6 +8,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import sys
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
@@ -17,6 +18,7 @@ from . import _drover
 from ._binary import binary
 from ._errors import TaskFailed
 from ._records import Record
+from ._report import Report
 
 # The states a task ends in, as the binding names them.
 _FINAL_STATES = frozenset(_drover.final_task_states())
@@ -414,6 +416,14 @@ class SlurmCluster:
         ``{"from": "unrecorded"}``; ``None`` for the rest."""
         return list(self.status().jobs)
 
+    def report(self) -> Report:
+        """What the pool cost and used so far (after ``close()``: in all):
+        allocated core-, GPU- and memory-seconds from Slurm's accounting,
+        busy core- and GPU-seconds of the tasks, the idle fraction, billing
+        units by the partition's weights and energy where Slurm measures
+        it, in total and per group. A notebook shows it as a table."""
+        return Report._from(self._cluster.report())
+
     def logs(self, worker: str) -> str:
         """The stdout and stderr logs of the job that runs ``worker`` (a
         worker's name or id, or a job id)."""
@@ -449,8 +459,12 @@ class SlurmCluster:
     def close(self) -> None:
         """Workers retire, the rest of the pool's jobs are cancelled; none is
         left in the queue when it returns."""
+        first = self in _live
         _live.discard(self)
         self._cluster.close()
+        if first:
+            # The pool's last word: what it cost ("32 workers, 0.9 core-h ...").
+            print(f"drover: {self.report().summary}", file=sys.stderr)
 
     def __enter__(self):
         return self

@@ -16,6 +16,7 @@ import asyncio
 import atexit
 import logging
 import math
+import sys
 import weakref
 from typing import Any
 
@@ -29,6 +30,7 @@ from . import _drover, _jobqueue, _native
 from ._binary import binary
 from ._errors import WorkersTimeout
 from ._records import Record
+from ._report import Report
 
 __all__ = ["SLURMCluster", "SLURMJob", "WorkerStartTimeout"]
 
@@ -248,6 +250,8 @@ class SLURMCluster(Cluster):
         await super()._close()
         if self._drover is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._drover.close)
+            # The pool's last word: what it cost ("4 workers, 0.9 core-h ...").
+            print(f"drover: {self.report().summary}", file=sys.stderr)
         for handle in self._resolved.tls_files:
             handle.close()
 
@@ -357,6 +361,15 @@ class SLURMCluster(Cluster):
         """drover's view: every job with its Slurm state, pending reason,
         node, exit code, workers and log."""
         return Record(self._drover.status())
+
+    def report(self) -> Report:
+        """What the pool cost and used so far (after ``close()``: in all):
+        Slurm's allocation of its jobs against its Dask workers' busy time
+        (the compute time of their tasks, as Dask's task stream records
+        it), idle fraction, billing units, energy; a table in notebooks."""
+        if self._drover is None:
+            raise RuntimeError("the cluster has not started")
+        return Report._from(self._drover.report())
 
     def logs(self, worker: str) -> str:
         """The logs of the job that runs ``worker`` (a Dask worker name, or

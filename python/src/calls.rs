@@ -73,3 +73,23 @@ pub fn cancel_task(py: Python<'_>, client: SchedulerClient, id: u64) -> PyResult
     wait(py, async move { client.cancel_task(TaskId(id)).await })?
         .map_err(|e| raise(py, "ClusterError", error_chain(&e)))
 }
+
+/// A report as Python takes it (`drover.Report` is built from it): the
+/// wire's fields, with each usage's one-line summary beside them.
+pub fn report<'py>(
+    py: Python<'py>,
+    report: &drover::protocol::Report,
+) -> PyResult<Bound<'py, PyAny>> {
+    let value = pythonize::pythonize(py, report)?;
+    let summary = |u: &drover::protocol::Usage| u.summary();
+    value.set_item("summary", summary(&report.total))?;
+    value.set_item("source_text", report.source.to_string())?;
+    let groups = value.get_item("groups")?;
+    for (name, usage) in &report.groups {
+        groups.get_item(name)?.set_item("summary", summary(usage))?;
+    }
+    value
+        .get_item("total")?
+        .set_item("summary", summary(&report.total))?;
+    Ok(value)
+}

@@ -172,6 +172,12 @@ impl Cluster {
         Ok(pythonize::pythonize(py, &self.inner.status())?)
     }
 
+    /// What the pool cost and used so far (after `close`: in all), with
+    /// its one-line summary.
+    fn report<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        crate::calls::report(py, &self.inner.report())
+    }
+
     /// The stdout and stderr logs of the job that runs `worker` (a worker
     /// name or id, a Dask worker name, or a job id).
     fn logs(&self, py: Python<'_>, worker: &str) -> PyResult<String> {

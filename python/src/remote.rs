@@ -44,6 +44,8 @@ pub struct RemoteCluster {
     path: String,
     spec: Option<JobSpec>,
     bridge: Mutex<Option<Child>>,
+    /// The report read as the pool closed (its scheduler is gone after).
+    closing_report: Mutex<Option<drover::protocol::Report>>,
 }
 
 #[pymethods]
@@ -108,6 +110,7 @@ impl RemoteCluster {
             path,
             spec,
             bridge: Mutex::new(Some(bridge)),
+            closing_report: Mutex::new(None),
         })
     }
 
@@ -214,6 +217,21 @@ impl RemoteCluster {
         let s = wait(py, async move { read_again(|| client.cluster()).await })?
             .map_err(|e| raise(py, "ClusterError", error_chain(&e)))?;
         Ok(pythonize::pythonize(py, &s)?)
+    }
+
+    /// What the pool cost and used so far; after `close`, as it stood
+    /// when the pool was asked to close.
+    fn report<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let kept = self.closing_report.lock().ok().and_then(|r| r.clone());
+        let report = match kept {
+            Some(r) => r,
+            None => {
+                let client = self.client.clone();
+                wait(py, async move { read_again(|| client.report()).await })?
+                    .map_err(|e| raise(py, "ClusterError", error_chain(&e)))?
+            }
+        };
+        crate::calls::report(py, &report)
     }
 
     /// The stdout and stderr logs of the job that runs `worker`, read
@@ -350,7 +368,13 @@ impl RemoteCluster {
             return Ok(());
         };
         let client = self.client.clone();
-        let asked = wait(py, async move { client.close().await })?;
+        let (last, asked) = wait(py, async move {
+            let last = client.report().await.ok();
+            (last, client.close().await)
+        })?;
+        if let (Ok(mut kept), Some(last)) = (self.closing_report.lock(), last) {
+            *kept = Some(last);
+        }
         py.detach(|| {
             let start = Instant::now();
             while start.elapsed() < CLOSE_WAIT {

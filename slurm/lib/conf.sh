@@ -60,7 +60,9 @@ EOF
     done
     # Jobs of batch, small and big are never preempted (PreemptMode=OFF).
     echo "PartitionName=batch Nodes=node[1-$last] Default=YES MaxTime=INFINITE PreemptMode=OFF State=UP"
-    echo "PartitionName=small Nodes=node1 MaxTime=01:00:00 MaxNodes=1 PreemptMode=OFF State=UP"
+    # small bills as sites do (TRESBillingWeights): 2 per CPU and 1 per GiB,
+    # summed; what a pool cost is checked against it (slurm_costs.rs).
+    echo "PartitionName=small Nodes=node1 MaxTime=01:00:00 MaxNodes=1 PreemptMode=OFF TRESBillingWeights=CPU=2.0,Mem=1.0G State=UP"
     # The last node (with the stand-in GPUs) also as a partition of its own,
     # for pools whose groups go to different partitions.
     echo "PartitionName=big Nodes=node$last MaxTime=INFINITE PreemptMode=OFF State=UP"

@@ -6,4 +6,4 @@
 
 mod usage;
 
-pub use usage::{report, Allocation, Busy, Report, Usage};
+pub use usage::{report, Allocation, Inputs, Report, ReportSource, Usage};

@@ -4,16 +4,16 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
-
+pub use crate::protocol::{Report, ReportSource, Usage};
 use crate::slurm::tres::Tres;
+use crate::tasks::Spent;
 
 /// One job's allocation: from Slurm's start to its end (or now).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Allocation {
-    /// The pool's group the job belongs to (`default` in a pool without
+    /// The pool's group the job belongs to (`None`: a pool without
     /// groups).
-    pub group: String,
+    pub group: Option<String>,
     /// When it started, in Unix seconds (Slurm's own time).
     pub start_s: u64,
     /// When it ended, in Unix seconds; `None` while it runs.
@@ -22,45 +22,6 @@ pub struct Allocation {
     pub tres: Tres,
     /// The energy Slurm measured for it, in joules, where it measures it.
     pub energy_joules: Option<u64>,
-}
-
-/// One task's run on a worker of `group`: its cores and GPUs for its time.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Busy {
-    pub group: String,
-    pub cores: u32,
-    pub gpus: u32,
-    /// Its start and end, in Unix milliseconds; no end while it runs.
-    pub start_ms: u64,
-    pub end_ms: Option<u64>,
-}
-
-/// What a pool (or one of its groups) cost and used.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Usage {
-    /// Jobs counted.
-    pub jobs: u64,
-    pub allocated_core_seconds: f64,
-    pub allocated_gpu_seconds: f64,
-    /// Memory allocated, in GiB-seconds.
-    pub allocated_memory_gib_seconds: f64,
-    pub busy_core_seconds: f64,
-    pub busy_gpu_seconds: f64,
-    /// The allocated core-seconds no task used (0 when none was allocated).
-    pub idle_fraction: f64,
-    /// Slurm's billing TRES times hours (the partition's
-    /// `TRESBillingWeights`; the CPU count where none are set).
-    pub billing_units: f64,
-    /// Energy in joules, where Slurm measured it for every job counted;
-    /// `None`: not measured.
-    pub energy_joules: Option<u64>,
-}
-
-/// A pool's usage in total and by group.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Report {
-    pub total: Usage,
-    pub groups: BTreeMap<String, Usage>,
 }
 
 impl Usage {
@@ -81,11 +42,9 @@ impl Usage {
         };
     }
 
-    fn add_busy(&mut self, b: &Busy, now_ms: u64) {
-        let end = b.end_ms.unwrap_or(now_ms).max(b.start_ms);
-        let secs = (end - b.start_ms) as f64 / 1000.0;
-        self.busy_core_seconds += b.cores as f64 * secs;
-        self.busy_gpu_seconds += b.gpus as f64 * secs;
+    fn add_busy(&mut self, b: &Spent) {
+        self.busy_core_seconds += b.core_ms as f64 / 1000.0;
+        self.busy_gpu_seconds += b.gpu_ms as f64 / 1000.0;
     }
 
     fn settle(&mut self) {
@@ -98,6 +57,7 @@ impl Usage {
     fn merge(&mut self, other: &Usage) {
         let jobs_before = self.jobs;
         self.jobs += other.jobs;
+        self.workers += other.workers;
         self.allocated_core_seconds += other.allocated_core_seconds;
         self.allocated_gpu_seconds += other.allocated_gpu_seconds;
         self.allocated_memory_gib_seconds += other.allocated_memory_gib_seconds;
@@ -110,43 +70,50 @@ impl Usage {
             _ => None,
         };
     }
-
-    /// One line for the end of a pool: `32 workers, 0.9 core-h allocated,
-    /// 0.61 busy (68 %), 1.2 billing units`.
-    pub fn summary(&self, workers: usize) -> String {
-        let busy = 100.0 * (1.0 - self.idle_fraction);
-        format!(
-            "{workers} workers, {:.2} core-h allocated, {:.2} busy ({busy:.0} %), {:.2} billing units",
-            self.allocated_core_seconds / 3600.0,
-            self.busy_core_seconds / 3600.0,
-            self.billing_units
-        )
-    }
 }
 
-/// The usage of `allocations` and `busy`, by group and in total, at
-/// `now_ms` (jobs and tasks still running count up to then).
-pub fn report(allocations: &[Allocation], busy: &[Busy], now_ms: u64) -> Report {
-    let mut groups: BTreeMap<String, Usage> = BTreeMap::new();
-    for a in allocations {
-        groups
-            .entry(a.group.clone())
+/// What a report is made of: each job's allocation, each group's busy
+/// time (`tasks::BusyBook::totals`) and workers, by group (`None`: a pool
+/// without groups).
+#[derive(Debug, Default)]
+pub struct Inputs {
+    pub source: ReportSource,
+    pub allocations: Vec<Allocation>,
+    pub busy: BTreeMap<Option<String>, Spent>,
+    pub workers: BTreeMap<Option<String>, u64>,
+}
+
+/// The usage of `inputs`, by group and in total, at `now_ms` (jobs still
+/// running count up to then).
+pub fn report(inputs: &Inputs, now_ms: u64) -> Report {
+    let mut by: BTreeMap<Option<String>, Usage> = BTreeMap::new();
+    for a in &inputs.allocations {
+        by.entry(a.group.clone())
             .or_default()
             .add_allocation(a, now_ms / 1000);
     }
-    for b in busy {
-        groups
-            .entry(b.group.clone())
-            .or_default()
-            .add_busy(b, now_ms);
+    for (g, b) in &inputs.busy {
+        by.entry(g.clone()).or_default().add_busy(b);
+    }
+    for (g, n) in &inputs.workers {
+        by.entry(g.clone()).or_default().workers += n;
     }
     let mut total = Usage::default();
-    for usage in groups.values_mut() {
+    let mut groups = BTreeMap::new();
+    for (group, mut usage) in by {
         usage.settle();
-        total.merge(usage);
+        total.merge(&usage);
+        if let Some(name) = group {
+            groups.insert(name, usage);
+        }
     }
     total.settle();
-    Report { total, groups }
+    Report {
+        at_ms: now_ms,
+        source: inputs.source,
+        total,
+        groups,
+    }
 }
 
 #[cfg(test)]
@@ -154,14 +121,14 @@ mod tests {
     use super::*;
 
     fn job(
-        group: &str,
+        group: Option<&str>,
         start_s: u64,
         end_s: Option<u64>,
         cpus: u64,
         billing: Option<f64>,
     ) -> Allocation {
         Allocation {
-            group: group.into(),
+            group: group.map(String::from),
             start_s,
             end_s,
             tres: Tres {
@@ -174,13 +141,21 @@ mod tests {
         }
     }
 
-    fn run(group: &str, cores: u32, start_ms: u64, end_ms: Option<u64>) -> Busy {
-        Busy {
-            group: group.into(),
-            cores,
-            gpus: 0,
-            start_ms,
-            end_ms,
+    fn inputs(allocations: Vec<Allocation>, busy: &[(Option<&str>, u64)]) -> Inputs {
+        Inputs {
+            source: ReportSource::SlurmAccounting,
+            allocations,
+            busy: busy
+                .iter()
+                .map(|(g, core_ms)| {
+                    let spent = Spent {
+                        core_ms: *core_ms,
+                        gpu_ms: 0,
+                    };
+                    (g.map(String::from), spent)
+                })
+                .collect(),
+            workers: BTreeMap::new(),
         }
     }
 
@@ -188,17 +163,14 @@ mod tests {
     fn allocated_busy_idle_and_billing_per_group_and_in_total() {
         // Two 2-CPU jobs of 100 s in `cpu` (billing 3 by the weights), one
         // 1-CPU job still running for 50 s in `big` (no billing printed).
-        let jobs = [
-            job("cpu", 1_000, Some(1_100), 2, Some(3.0)),
-            job("cpu", 1_000, Some(1_100), 2, Some(3.0)),
-            job("big", 1_050, None, 1, None),
+        let jobs = vec![
+            job(Some("cpu"), 1_000, Some(1_100), 2, Some(3.0)),
+            job(Some("cpu"), 1_000, Some(1_100), 2, Some(3.0)),
+            job(Some("big"), 1_050, None, 1, None),
         ];
-        let busy = [
-            run("cpu", 1, 1_000_000, Some(1_100_000)),
-            run("cpu", 2, 1_000_000, Some(1_050_000)),
-            run("big", 1, 1_060_000, None),
-        ];
-        let r = report(&jobs, &busy, 1_100_000);
+        let mut i = inputs(jobs, &[(Some("cpu"), 200_000), (Some("big"), 40_000)]);
+        i.workers = [(Some("cpu".into()), 2), (Some("big".into()), 1)].into();
+        let r = report(&i, 1_100_000);
         let cpu = &r.groups["cpu"];
         assert_eq!(cpu.allocated_core_seconds, 400.0);
         assert_eq!(cpu.busy_core_seconds, 200.0);
@@ -217,32 +189,47 @@ mod tests {
         assert_eq!(r.total.allocated_core_seconds, 450.0);
         assert_eq!(r.total.busy_core_seconds, 240.0);
         assert!((r.total.idle_fraction - (1.0 - 240.0 / 450.0)).abs() < 1e-12);
-        assert_eq!(r.total.jobs, 3);
+        assert_eq!((r.total.jobs, r.total.workers), (3, 3));
         assert_eq!(r.total.energy_joules, Some(300));
         assert_eq!(
-            r.total.summary(3),
+            r.total.summary(),
             "3 workers, 0.12 core-h allocated, 0.07 busy (53 %), 0.18 billing units"
+        );
+        assert_eq!(
+            (r.at_ms, r.source),
+            (1_100_000, ReportSource::SlurmAccounting)
         );
     }
 
     #[test]
+    fn a_pool_without_groups_has_a_total_only() {
+        let i = inputs(vec![job(None, 0, Some(10), 4, None)], &[(None, 20_000)]);
+        let r = report(&i, 10_000);
+        assert!(r.groups.is_empty());
+        assert_eq!(r.total.allocated_core_seconds, 40.0);
+        assert_eq!(r.total.idle_fraction, 0.5);
+    }
+
+    #[test]
     fn energy_is_not_measured_once_one_job_was_not_and_nothing_is_never_negative() {
-        let mut unmeasured = job("g", 10, Some(20), 1, None);
+        let mut unmeasured = job(Some("g"), 10, Some(20), 1, None);
         unmeasured.energy_joules = None;
-        let r = report(&[job("g", 10, Some(20), 1, None), unmeasured], &[], 30_000);
+        let both = vec![job(Some("g"), 10, Some(20), 1, None), unmeasured];
+        let r = report(&inputs(both, &[]), 30_000);
         assert_eq!(r.total.energy_joules, None);
         assert_eq!(r.groups["g"].energy_joules, None);
         // Clocks apart (an end before its start, busy beyond the
         // allocation): no negative time, no negative idle.
-        let r = report(
-            &[job("g", 50, Some(40), 1, None)],
-            &[run("g", 4, 9_000, Some(8_000)), run("h", 1, 0, Some(5_000))],
-            60_000,
+        let i = inputs(
+            vec![job(Some("g"), 50, Some(40), 1, None)],
+            &[(Some("g"), 4_000), (Some("h"), 5_000)],
         );
+        let r = report(&i, 60_000);
         assert_eq!(r.groups["g"].allocated_core_seconds, 0.0);
         assert_eq!(r.groups["g"].idle_fraction, 0.0);
         assert_eq!(r.groups["h"].busy_core_seconds, 5.0);
         assert_eq!(r.total.idle_fraction, 0.0);
-        assert_eq!(report(&[], &[], 0), Report::default());
+        let empty = report(&Inputs::default(), 0);
+        assert_eq!((empty.total, empty.groups.len()), (Usage::default(), 0));
     }
 }

@@ -11,6 +11,7 @@ mod jobs;
 mod pool;
 mod ready;
 mod remote;
+mod report;
 mod retire;
 mod run;
 mod scheduler;
@@ -49,6 +50,8 @@ enum Command {
     Scheduler(scheduler::SchedulerArgs),
     /// Show the workers of a cluster.
     Status(status::StatusArgs),
+    /// What a pool cost and used: allocated against busy core-hours, idle, billing units, energy.
+    Report(report::ReportArgs),
     /// Print a URL that logs a browser in to the pool's live status page (its last line).
     Dashboard(dashboard::DashboardArgs),
     /// Ask workers to finish and leave (their jobs end COMPLETED).
@@ -114,6 +117,7 @@ pub async fn run(cli: Cli) -> CliResult {
         }
         Command::Status(args) => status::run(args).await,
         Command::Dashboard(args) => dashboard::run(args).await,
+        Command::Report(args) => report::run(args).await,
         Command::Retire(args) => retire::run(args).await,
         Command::Cluster(c) => cluster::run(cli.config, c).await,
         Command::Run(args) => run::run(cli.config, *args).await,

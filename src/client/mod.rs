@@ -597,6 +597,11 @@ impl SchedulerClient {
         self.get(paths::CLUSTER, &(), None, REQUEST_SLACK).await
     }
 
+    /// What the pool cost and used so far.
+    pub async fn report(&self) -> Result<crate::protocol::Report, ClientError> {
+        self.get(paths::REPORT, &(), None, REQUEST_SLACK).await
+    }
+
     /// Asks the cluster (or, in a pool with groups, its `group`) to scale
     /// to `workers`.
     pub async fn scale(&self, workers: usize, group: Option<&str>) -> Result<(), ClientError> {

@@ -12,6 +12,9 @@ use crate::slurm::Slurm;
 
 /// How long `close` waits for Slurm to drop cancelled jobs.
 const CANCEL_GRACE: Duration = Duration::from_secs(10);
+/// How long `close` waits for accounting to record its jobs' ends (the
+/// database hears of an end a moment after the controller).
+const ACCOUNTING_GRACE: Duration = Duration::from_secs(5);
 /// How long `close` waits for a round of the loop before it runs one
 /// itself (a loop that is gone must not leave jobs behind; two rounds at
 /// once are harmless while closing, as nothing is submitted).
@@ -34,9 +37,12 @@ pub(crate) async fn close_jobs_all(pools: &[Arc<Pool>]) -> usize {
     );
     let mut rounds = pools[0].rounds.subscribe();
     pools[0].wake.notify_one();
+    // Only a listing taken while closing can say no job is left: a pool
+    // continued from its journal knows its jobs from its first round.
+    let mut listed = false;
     loop {
         let active: usize = pools.iter().map(|p| p.books().active_jobs().len()).sum();
-        if active == 0 {
+        if active == 0 && listed {
             return 0;
         }
         if tokio::time::Instant::now() >= deadline + CANCEL_GRACE {
@@ -48,6 +54,7 @@ pub(crate) async fn close_jobs_all(pools: &[Arc<Pool>]) -> usize {
         {
             super::rounds::round(pools).await;
         }
+        listed = true;
     }
 }
 
@@ -61,6 +68,15 @@ pub(crate) async fn close(
     let left = close_jobs_all(pools).await;
     stop_loop();
     let pool = &pools[0];
+    // What the pool cost, with its jobs' ends: the last word of the pool.
+    let until = tokio::time::Instant::now() + ACCOUNTING_GRACE;
+    while super::rounds::read_allocations(pools).await == Some(false)
+        && tokio::time::Instant::now() < until
+    {
+        tokio::time::sleep(ROUND_WAIT / 4).await;
+    }
+    let report = pool.scheduler.report();
+    tracing::info!(source = ?report.source, "pool closed: {}", report.total.summary());
     if let Some(dask) = &pool.dask {
         dask.stop().await;
     }

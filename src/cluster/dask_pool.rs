@@ -94,17 +94,21 @@ impl DaskPool {
         })
     }
 
-    /// Asks the Dask scheduler who is registered; remembers the answer.
-    pub async fn refresh(&self) -> Option<usize> {
-        let workers = match self.api.workers().await {
+    /// Asks the Dask scheduler who is registered; remembers the answer,
+    /// and hands each worker's busy time (Dask's own) to `scheduler`.
+    pub async fn refresh(&self, scheduler: &Scheduler) -> Option<usize> {
+        let answer = match self.api.workers_busy().await {
             Ok(w) => Some(w),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the Dask scheduler's workers");
                 None
             }
         };
-        let n = workers.as_ref().map(Vec::len);
-        *self.seen.lock() = workers;
+        let n = answer.as_ref().map(|a| a.workers.len());
+        if let Some(a) = &answer {
+            scheduler.set_dask_busy(&a.busy_seconds);
+        }
+        *self.seen.lock() = answer.map(|a| a.workers);
         n
     }
 

@@ -298,7 +298,7 @@ impl SlurmCluster {
         }
         match &self.pool().dask {
             None => true,
-            Some(dask) => dask.refresh().await.unwrap_or(0) >= n,
+            Some(dask) => dask.refresh(&self.pool().scheduler).await.unwrap_or(0) >= n,
         }
     }
 
@@ -417,6 +417,11 @@ impl SlurmCluster {
     /// Resolves when a client asks this cluster to close (`drover close`).
     pub async fn close_requested(&self) {
         self.pool().close_requested.notified().await
+    }
+
+    /// What the pool cost and used so far (after `close`: in all).
+    pub fn report(&self) -> crate::protocol::Report {
+        self.pool().scheduler.report()
     }
 
     /// Closes the cluster: workers retire (their jobs end COMPLETED),

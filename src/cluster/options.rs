@@ -71,6 +71,9 @@ pub struct ClusterOptions {
     pub dask_scheduler_file: Option<PathBuf>,
     /// For `dask` pools: how long the Dask scheduler may take to start.
     pub dask_start_timeout: Duration,
+    /// How often the pool reads its jobs' allocations from Slurm's
+    /// accounting (`sacct`, one call), for what it cost.
+    pub accounting_interval: Duration,
     /// For `dask` pools: the Dask scheduler's port, dashboard and extra
     /// arguments.
     pub dask_scheduler: crate::dask::DaskSchedulerOptions,
@@ -114,6 +117,7 @@ impl ClusterOptions {
             limits: Limits::default(),
             dask_scheduler_file: None,
             dask_start_timeout: Duration::from_secs(60),
+            accounting_interval: Duration::from_secs(60),
             dask_scheduler: Default::default(),
             journal: None,
             reattach_grace: Duration::from_secs(60),
@@ -142,6 +146,7 @@ impl ClusterOptions {
         set(&mut self.spill_after, pool.spill_after);
         set(&mut self.replace_lead, pool.replace_lead);
         set(&mut self.dask_start_timeout, pool.dask_start_timeout);
+        set(&mut self.accounting_interval, pool.accounting_interval);
         set(&mut self.reattach_grace, pool.reattach_grace);
         if pool.journal.is_some() {
             self.journal = pool.journal.clone();

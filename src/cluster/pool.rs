@@ -103,7 +103,7 @@ impl Pool {
     /// The rest of a round, after the look (`None`: no listing this round).
     pub async fn round_after(&self, listing: Option<Vec<JobInfo>>) {
         if let Some(dask) = &self.dask {
-            dask.refresh().await;
+            dask.refresh(&self.scheduler).await;
             if self.adapt.lock().is_some() {
                 dask.refresh_adaptive(&self.scheduler).await;
             }

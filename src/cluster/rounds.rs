@@ -3,7 +3,9 @@
 //! looks with one `squeue` (`Slurm::jobs_named`), then lets each group's
 //! books decide on its share of the listing; then one `sacct`
 //! (`Slurm::fates`) for the jobs of all groups that left the listing.
-//! `select!` only yields events; the groups decide.
+//! `select!` only yields events; the groups decide. At a slower pace
+//! (`accounting-interval`) and once at close, one `sacct` reads what every
+//! group's jobs were allocated (`Slurm::allocations`), off the loop.
 
 use std::sync::Arc;
 
@@ -12,7 +14,12 @@ use tokio::task::JoinSet;
 
 use super::fates::Answer;
 use super::pool::Pool;
+use crate::accounting::Allocation;
+use crate::protocol::unix_ms;
 use crate::scheduler::ControlRequest;
+
+/// Read further back than the pool began, for clocks apart.
+const ACCOUNTING_MARGIN_S: u64 = 300;
 
 /// What wakes the loop.
 enum Event {
@@ -76,8 +83,54 @@ async fn ask_fates(pools: &[Arc<Pool>]) {
     }
 }
 
+/// Reads what every group's jobs were allocated since the pool began, with
+/// one accounting call for all (by their names, which carry the cluster
+/// id and group), and hands it to the scheduler. Without accounting (or
+/// over slurmrestd) nothing is handed over, and the report counts the
+/// workers' lifetimes instead. Returns whether the answer is whole: every
+/// job read has ended and every job a worker registered from is in it
+/// (accounting's selection by name and time trails its records by a few
+/// seconds, seen on 22.05); `None` when nothing was read.
+pub(crate) async fn read_allocations(pools: &[Arc<Pool>]) -> Option<bool> {
+    let first = &pools[0];
+    let names: Vec<String> = pools.iter().map(|p| p.spec.job_name.clone()).collect();
+    let since_s = unix_ms().saturating_sub(first.scheduler.began_ms()) / 1000;
+    let window = since_s.saturating_add(ACCOUNTING_MARGIN_S);
+    let found = match first.slurm.allocations(&names, window).await {
+        Ok(Some(found)) => found,
+        Ok(None) => return None,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the pool's allocations from accounting");
+            return None;
+        }
+    };
+    let found_jobs: Vec<_> = found.iter().map(|a| a.job).collect();
+    let allocations: Vec<Allocation> = found
+        .into_iter()
+        .filter_map(|a| {
+            let pool = pools.iter().find(|p| p.spec.job_name == a.name)?;
+            Some(Allocation {
+                group: pool.group.clone(),
+                // A job that has not started was allocated nothing yet.
+                start_s: a.start_s?,
+                end_s: a.end_s,
+                tres: a.tres,
+                energy_joules: a.energy_joules,
+            })
+        })
+        .collect();
+    let ended = allocations.iter().all(|a| a.end_s.is_some());
+    let read: std::collections::HashSet<_> = found_jobs.into_iter().collect();
+    let whole = (first.scheduler.workers().iter())
+        .filter_map(super::job_record::job_of)
+        .all(|job| read.contains(&job));
+    first.scheduler.set_allocations(allocations);
+    Some(ended && whole)
+}
+
 /// The loop: a round, then the soonest of the groups' intervals, a wake,
-/// or a control request, handed to its group.
+/// or a control request, handed to its group. Every
+/// `accounting-interval`, the allocations are read beside it.
 pub(crate) async fn run(
     pools: Vec<Arc<Pool>>,
     controls: Vec<mpsc::UnboundedReceiver<ControlRequest>>,
@@ -99,8 +152,20 @@ pub(crate) async fn run(
     drop(tx);
     let mut open = true;
     let wake = pools[0].wake.clone();
+    let every = pools[0].options.accounting_interval;
+    let mut accounting: Option<(tokio::time::Instant, tokio::task::JoinHandle<()>)> = None;
     loop {
         round(&pools).await;
+        let due = accounting
+            .as_ref()
+            .is_none_or(|(at, reading)| at.elapsed() >= every && reading.is_finished());
+        if due {
+            let pools = pools.clone();
+            let reading = tokio::spawn(async move {
+                read_allocations(&pools).await;
+            });
+            accounting = Some((tokio::time::Instant::now(), reading));
+        }
         let next = pools
             .iter()
             .map(|p| p.next_round_in())

@@ -94,6 +94,11 @@ pub const ENV_VARS: &[EnvVar] = &[
         default: "60s",
     },
     EnvVar {
+        name: "DROVER_ACCOUNTING_INTERVAL",
+        key: "accounting-interval",
+        default: "60s",
+    },
+    EnvVar {
         name: "DROVER_SSH_CONNECT_TIMEOUT",
         key: "ssh-connect-timeout",
         default: "120s",

@@ -8,6 +8,7 @@
 //! turned on: Dask's `/api/v1` and `/json/counts.json`. Every answer is
 //! read up to a bound, so a scheduler cannot make drover hold gigabytes.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -40,6 +41,19 @@ fn name_as_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::E
 #[derive(Deserialize)]
 struct WorkerList {
     workers: Vec<DaskWorker>,
+    /// drover's route only: each worker's busy seconds, by name.
+    #[serde(default)]
+    busy_seconds: HashMap<String, f64>,
+}
+
+/// The Dask scheduler's workers, and how busy each has been.
+#[derive(Debug, Clone, Default)]
+pub struct DaskWorkers {
+    /// Registered now.
+    pub workers: Vec<DaskWorker>,
+    /// Each worker's compute seconds so far by name, departed ones
+    /// included (Dask's own task records; only on drover's route).
+    pub busy_seconds: HashMap<String, f64>,
 }
 
 /// The Dask scheduler's HTTP side, as drover uses it.
@@ -72,9 +86,18 @@ impl DaskApi {
 
     /// Every worker registered with the Dask scheduler.
     pub async fn workers(&self) -> Result<Vec<DaskWorker>, DaskError> {
+        Ok(self.workers_busy().await?.workers)
+    }
+
+    /// Every worker registered with the Dask scheduler, and each one's busy
+    /// time (none from a scheduler without drover's routes).
+    pub async fn workers_busy(&self) -> Result<DaskWorkers, DaskError> {
         let path = self.route("/drover/v1/workers", "/api/v1/get_workers");
         let list: WorkerList = self.get_json(path).await?;
-        Ok(list.workers)
+        Ok(DaskWorkers {
+            workers: list.workers,
+            busy_seconds: list.busy_seconds,
+        })
     }
 
     /// How many workers Dask's own adaptive logic wants now (its

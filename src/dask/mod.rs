@@ -12,7 +12,7 @@
 mod api;
 mod worker_command;
 
-pub use api::{DaskApi, DaskWorker, MAX_ANSWER_BYTES};
+pub use api::{DaskApi, DaskWorker, DaskWorkers, MAX_ANSWER_BYTES};
 pub use worker_command::{dask_name, DaskWorkerCommand, WORKER_PRELOAD};
 
 use std::path::{Path, PathBuf};

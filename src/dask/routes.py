@@ -7,8 +7,13 @@ drover passes in `DROVER_DASK_TOKEN` as `Authorization: Bearer TOKEN`; a
 request without it is answered 403 and does nothing.
 
 - `GET /drover/v1/workers`: every worker with its name, address and load
-  (tasks assigned to it, keys it holds and their bytes). Dask's own
-  `/json/identity.json` cannot encode worker metrics once tasks have run.
+  (tasks assigned to it, keys it holds and their bytes), and each worker's
+  busy time so far by name (`busy_seconds`, departed workers included):
+  the compute time of its tasks as Dask's own task records say (the
+  `startstops` its task stream is drawn from), summed by a scheduler
+  plugin installed at the first request (drover asks as the pool starts).
+  Dask's own `/json/identity.json` cannot encode worker metrics once tasks
+  have run.
 - `GET /drover/v1/desired`: Dask's adaptive target.
 - `POST /drover/v1/retire` with `{"workers": [ADDRESS, ...]}`: retires them
   with their data moved elsewhere first, and answers the addresses retired.
@@ -18,6 +23,7 @@ import hmac
 import json
 import os
 
+from distributed.diagnostics.plugin import SchedulerPlugin
 from distributed.http.utils import RequestHandler
 
 # The secret, read once: the environment is drover's, never a request's.
@@ -41,8 +47,43 @@ class _Authenticated(RequestHandler):
         self.write(json.dumps(value))
 
 
+class _BusyTime(SchedulerPlugin):
+    """Sums each worker's task compute seconds, by worker name, as tasks
+    finish (or fail) there: the figures Dask's task stream shows."""
+
+    name = "drover-busy-time"
+
+    def __init__(self, scheduler):
+        self.scheduler = scheduler
+        self.seconds = {}
+
+    def transition(self, key, start, finish, *args, **kwargs):
+        if start != "processing" or finish not in ("memory", "erred"):
+            return
+        ws = self.scheduler.workers.get(kwargs.get("worker"))
+        if ws is None:
+            return
+        spent = sum(
+            max(0.0, s.get("stop", 0) - s.get("start", 0))
+            for s in kwargs.get("startstops") or ()
+            if s.get("action") == "compute"
+        )
+        name = str(ws.name)
+        self.seconds[name] = self.seconds.get(name, 0.0) + spent
+
+
+def _busy_time(scheduler):
+    """The scheduler's busy-time plugin, installed the first time."""
+    plugin = scheduler.plugins.get(_BusyTime.name)
+    if plugin is None:
+        plugin = _BusyTime(scheduler)
+        scheduler.add_plugin(plugin)
+    return plugin
+
+
 class Workers(_Authenticated):
     def get(self):
+        busy = _busy_time(self.server)
         workers = [
             {
                 "name": str(ws.name),
@@ -53,7 +94,8 @@ class Workers(_Authenticated):
             }
             for ws in self.server.workers.values()
         ]
-        self.answer({"workers": workers})
+        seconds = {name: round(s, 3) for name, s in busy.seconds.items()}
+        self.answer({"workers": workers, "busy_seconds": seconds})
 
 
 class Desired(_Authenticated):

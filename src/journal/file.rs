@@ -440,6 +440,7 @@ pub(crate) mod tests {
             cert_pem: String::new(),
             key_pem: String::new(),
             address: "127.0.0.1:1".into(),
+            began_ms: 0,
         });
         f.write_all(frame::HEADER).unwrap();
         f.write_all(&frame::frame(&serde_json::to_vec(&id).unwrap()))
@@ -460,6 +461,7 @@ pub(crate) mod tests {
             cert_pem: String::new(),
             key_pem: String::new(),
             address: "127.0.0.1:1".into(),
+            began_ms: 0,
         })
     }
 

@@ -30,6 +30,10 @@ pub struct Identity {
     pub key_pem: String,
     /// The address it listened on.
     pub address: String,
+    /// When the pool began (Unix ms; older journals: 0), kept by every
+    /// later identity: what a pool cost counts from then.
+    #[serde(default)]
+    pub began_ms: u64,
 }
 
 /// One recorded change.
@@ -122,6 +126,10 @@ pub struct Snapshot {
     /// How each group of a pool with groups is sized.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub group_pools: std::collections::BTreeMap<String, PoolMode>,
+    /// What the tasks' runs used so far, per group (older journals:
+    /// nothing).
+    #[serde(default)]
+    pub busy: crate::tasks::BusyBook,
 }
 
 /// One worker as the snapshot keeps it.

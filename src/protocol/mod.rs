@@ -11,6 +11,7 @@ mod ids;
 mod page;
 pub mod paths;
 mod pool_state;
+mod report;
 mod resources;
 pub mod session;
 mod tasks;
@@ -29,6 +30,7 @@ pub use pool_state::{
     AdaptDecision, AdaptHold, AdaptStatus, Demand, HoldReason, Holdback, PoolError, PoolPhase,
     StartupFailure, StopCause,
 };
+pub use report::{Report, ReportSource, Usage};
 pub use resources::{
     check_name, check_resources, parse_gpus, parse_resource, Offer, ResourceError, WorkerShape,
     MAX_GPUS, NAME_FORM,

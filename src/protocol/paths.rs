@@ -33,6 +33,8 @@ pub const CLUSTER_SCALE: &str = "/v1/cluster/scale";
 pub const CLUSTER_ADAPT: &str = "/v1/cluster/adapt";
 /// `POST`: close the cluster: retire workers, cancel jobs, stop.
 pub const CLUSTER_CLOSE: &str = "/v1/cluster/close";
+/// `GET`: what the pool cost and used (`Report`).
+pub const REPORT: &str = "/v1/report";
 
 /// `POST`: a one-time code that logs a browser in to the status page.
 pub const DASHBOARD_CODE: &str = "/v1/dashboard/code";

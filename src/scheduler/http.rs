@@ -42,6 +42,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route(paths::CLUSTER_SCALE, post(cluster_scale))
         .route(paths::CLUSTER_ADAPT, post(cluster_adapt))
         .route(paths::CLUSTER_CLOSE, post(cluster_close))
+        .route(paths::REPORT, get(report))
         .route(paths::DASHBOARD_CODE, post(super::page::dashboard_code))
         // Above every extractor's own limit: a body this large is refused
         // before it is read whole. Reports are split to fit (`client`).
@@ -267,6 +268,10 @@ async fn cluster_status(
 ) -> Result<Json<ClusterStatus>, (StatusCode, &'static str)> {
     let source = shared.cluster_status.lock().clone();
     source.and_then(|f| f()).map(Json).ok_or(NO_CLUSTER)
+}
+
+async fn report(State(shared): State<Arc<Shared>>) -> Json<crate::protocol::Report> {
+    Json(shared.report())
 }
 
 /// A control request refused, with why.

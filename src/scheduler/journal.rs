@@ -28,6 +28,8 @@ pub(super) struct Recorded {
     cert_pem: String,
     key_pem: String,
     address: Option<SocketAddr>,
+    /// When the pool began, as its first identity says (0: not said).
+    pub(super) began_ms: u64,
 }
 
 impl Recorded {
@@ -70,7 +72,12 @@ pub(super) fn open(path: &Path) -> Result<Opened, SchedulerError> {
             .map_err(|e| bad(path, index, format!("cluster id: {e}")))?;
         let token: Token = serde_json::from_value(serde_json::Value::String(id.token.clone()))
             .map_err(|e| bad(path, index, format!("token: {e}")))?;
+        let began_ms = match &identity {
+            Some(Recorded { began_ms, .. }) if *began_ms > 0 => *began_ms,
+            _ => id.began_ms,
+        };
         identity = Some(Recorded {
+            began_ms,
             cluster_id,
             token,
             cert_pem: id.cert_pem.clone(),
@@ -83,6 +90,15 @@ pub(super) fn open(path: &Path) -> Result<Opened, SchedulerError> {
         identity,
         ops,
     })
+}
+
+/// When the pool began: as the journal's identity says, else now.
+pub(super) fn began_ms(opened: Option<&Opened>) -> u64 {
+    opened
+        .and_then(|o| o.identity.as_ref())
+        .map(|id| id.began_ms)
+        .filter(|ms| *ms > 0)
+        .unwrap_or_else(crate::protocol::unix_ms)
 }
 
 /// Listens where the journal's scheduler listened, so that its workers
@@ -121,6 +137,7 @@ impl Opened {
         cert: Option<&ClusterCert>,
         addr: SocketAddr,
     ) -> Result<(), SchedulerError> {
+        let began_ms = began_ms(Some(&self));
         let Opened {
             mut journal,
             identity,
@@ -158,6 +175,7 @@ impl Opened {
                 cert_pem: cert.map(|c| c.cert_pem().to_string()).unwrap_or_default(),
                 key_pem: cert.map(|c| c.key_pem().to_string()).unwrap_or_default(),
                 address: addr.to_string(),
+                began_ms,
             }));
             journal.waiter().durable(seq).await?;
         }

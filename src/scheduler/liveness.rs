@@ -71,7 +71,10 @@ impl Registry {
         }
         let requeued: usize = gone
             .iter()
-            .map(|id| self.tasks.worker_gone(*id, "lost"))
+            .map(|id| {
+                let at_ms = self.workers[id].info.exited_at_ms.unwrap_or_else(unix_ms);
+                self.tasks.worker_gone(*id, "lost", at_ms)
+            })
             .sum();
         if requeued > 0 {
             self.wake_idle();

@@ -7,6 +7,7 @@
 mod admission;
 mod config;
 mod control;
+mod costs;
 mod http;
 mod journal;
 mod listing;
@@ -147,6 +148,8 @@ pub(crate) struct Shared {
     pub(crate) control: Mutex<control::Controls>,
     /// Where the attached cluster's status comes from.
     pub(crate) cluster_status: Mutex<Option<StatusSource>>,
+    /// What the pool's jobs were allocated, as the pool last read it.
+    pub(crate) costs: Mutex<costs::Costs>,
     /// The pool's Dask scheduler, for `dask` pools.
     dask: Mutex<Option<DaskEndpoint>>,
     /// Set by `stop`: connections that outlive the server get no answers.
@@ -235,15 +238,13 @@ impl Scheduler {
         };
         let limits = config.limits(open_file_limit());
         let restored = journal.as_ref().is_some_and(|j| j.identity.is_some());
-        let mut registry = Registry::default();
-        registry.tasks.set_output_budget(config.max_output_memory);
-        registry
-            .tasks
-            .set_memory_growth(config.task_memory_growth.percent());
+        let mut registry = Registry::for_config(&config);
+        let began_ms = journal::began_ms(journal.as_ref());
         if let Some(j) = journal {
             j.restore(&mut registry, &cluster_id, &token, cert.as_ref(), addr)
                 .await?;
         }
+        let costs = costs::Costs::new(began_ms, &registry);
         let page = page::Page::new(config.timeline_samples(), cert.is_some());
         let shared = Arc::new(Shared {
             cluster_id,
@@ -256,6 +257,7 @@ impl Scheduler {
             version: watch::channel(0).0,
             control: Mutex::new(control::Controls::default()),
             cluster_status: Mutex::new(None),
+            costs: Mutex::new(costs),
             dask: Mutex::new(None),
             stopped: AtomicBool::new(false),
             stopping: Notify::new(),
@@ -382,6 +384,13 @@ impl Scheduler {
     pub fn set_dask_activity(&self, busy: &HashMap<String, u32>) {
         self.shared.registry().set_dask_activity(busy);
         self.shared.changed();
+    }
+
+    /// Records each Dask worker's busy time so far, as Dask's own task
+    /// records give it (seconds by Dask worker name): a Dask pool's busy
+    /// time, for what it cost.
+    pub fn set_dask_busy(&self, seconds: &HashMap<String, f64>) {
+        self.shared.costs.lock().set_dask_busy(seconds);
     }
 
     /// Records the pool's Dask scheduler, so the scheduler file names it.
@@ -516,6 +525,21 @@ impl Scheduler {
     /// Serves `GET /v1/cluster` from `source`, asked at each request.
     pub fn set_cluster_status_source(&self, source: StatusSource) {
         *self.shared.cluster_status.lock() = Some(source);
+    }
+
+    /// What the pool cost and used so far (`costs.rs`).
+    pub fn report(&self) -> crate::protocol::Report {
+        self.shared.report()
+    }
+
+    /// The pool's jobs' allocations, as Slurm's accounting has them now.
+    pub fn set_allocations(&self, allocations: Vec<crate::accounting::Allocation>) {
+        self.shared.set_allocations(allocations);
+    }
+
+    /// When the pool began (Unix ms), across restarts from the journal.
+    pub fn began_ms(&self) -> u64 {
+        self.shared.costs.lock().began_ms
     }
 
     /// Waits until at least `n` workers are live, or fails after `timeout`.

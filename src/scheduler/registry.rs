@@ -80,6 +80,16 @@ pub(crate) struct Registry {
 }
 
 impl Registry {
+    /// An empty book with `config`'s bounds on task outputs and memory.
+    pub(super) fn for_config(config: &super::SchedulerConfig) -> Registry {
+        let mut registry = Registry::default();
+        registry.tasks.set_output_budget(config.max_output_memory);
+        registry
+            .tasks
+            .set_memory_growth(config.task_memory_growth.percent());
+        registry
+    }
+
     /// Registers a worker. One under the name of a live worker supersedes
     /// it (see `supersede`), so each job counts once.
     ///
@@ -177,7 +187,7 @@ impl Registry {
         }
         if self
             .tasks
-            .worker_gone(old, "superseded by a new agent of its job")
+            .worker_gone(old, "superseded by a new agent of its job", unix_ms())
             > 0
         {
             self.wake_idle();
@@ -405,8 +415,8 @@ impl Registry {
         entry.info.exited_at_ms = Some(now);
         entry.instruction = None;
         let requeued = match how {
-            Departure::Orderly => self.tasks.worker_gone(id, "gone"),
-            Departure::Stopped => self.tasks.worker_stopped(id),
+            Departure::Orderly => self.tasks.worker_gone(id, "gone", now),
+            Departure::Stopped => self.tasks.worker_stopped(id, now),
         };
         if requeued > 0 {
             self.wake_idle();
@@ -593,7 +603,7 @@ impl Registry {
                     e.info.exited_at_ms = Some(at_ms);
                     e.instruction = None;
                 }
-                self.tasks.worker_gone(worker, "lost");
+                self.tasks.worker_gone(worker, "lost", at_ms);
             }
             Op::MaxCores { cores } => {
                 self.tasks.set_max_cores(cores);

@@ -68,6 +68,7 @@ impl Registry {
             max_cores: image.max_cores,
             max_memory: image.max_memory,
             shapes: image.shapes,
+            busy: image.busy,
             pool: self.pool,
             group_pools: self.group_pools.clone(),
         }))];
@@ -128,6 +129,7 @@ impl Registry {
             max_cores: s.max_cores,
             max_memory: s.max_memory,
             shapes: s.shapes,
+            busy: s.busy,
         };
         self.restoring = Some((s.tasks, image));
         self.finish_if_whole()
@@ -231,6 +233,8 @@ mod tests {
             pools,
             r.next_id,
             r.tasks.shapes().to_vec(),
+            // What the runs used, those under way counted to one moment.
+            r.tasks.busy_totals(10_000_000_000_000),
         )
     }
 
@@ -292,6 +296,10 @@ mod tests {
         }
         back.replay_finished().unwrap();
         assert_eq!(seen(&back), seen(&r));
+        assert!(
+            !r.tasks.busy_totals(10_000_000_000_000).is_empty(),
+            "runs were counted"
+        );
         assert_eq!(back.register(request(4)), WorkerId(4));
         assert!(before_compaction > 0);
     }

@@ -293,19 +293,25 @@ impl Slurm for SlurmCli {
         Ok(Some(fates))
     }
 
-    /// `sacct --allocations` for every job at once (in the same chunks as
-    /// `fates`); a Slurm without accounting says so, and that is `None`.
+    /// `sacct --allocations` for every job of those names at once; a
+    /// Slurm without accounting says so, and that is `None`.
     async fn allocations(
         &self,
-        jobs: &[JobRef],
+        names: &[String],
+        seconds: u64,
     ) -> Result<Option<Vec<super::allocations::JobAllocation>>, SlurmError> {
         use super::allocations;
         let mut out = Vec::new();
-        for chunk in jobs.chunks(super::sacct::MAX_JOBS_PER_CALL) {
-            let args = allocations::args(chunk);
+        for chunk in names.chunks(allocations::MAX_NAMES) {
+            let args = allocations::args(chunk, seconds);
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
             match self.run_ok("sacct", &args, None, &allocations::env()).await {
-                Ok(text) => out.extend(allocations::parse(&text)?),
+                // sacct splits names at commas: keep only the names asked.
+                Ok(text) => out.extend(
+                    allocations::parse(&text)?
+                        .into_iter()
+                        .filter(|a| chunk.contains(&a.name)),
+                ),
                 Err(e) if super::sacct::says_accounting_is_off(&e) => return Ok(None),
                 Err(e) => return Err(e),
             }

@@ -135,12 +135,14 @@ pub trait Slurm: Send + Sync {
         Ok(None)
     }
 
-    /// What Slurm allocated `jobs` and for how long, from accounting, in
-    /// as few calls as it takes; `None` when this Slurm keeps no
-    /// accounting or this backend cannot read it.
+    /// What Slurm allocated the jobs named `names` (a pool's groups) in
+    /// the last `seconds`, and for how long, from accounting, in one call;
+    /// `None` when this Slurm keeps no accounting or this backend cannot
+    /// read it.
     async fn allocations(
         &self,
-        _jobs: &[JobRef],
+        _names: &[String],
+        _seconds: u64,
     ) -> Result<Option<Vec<allocations::JobAllocation>>, SlurmError> {
         Ok(None)
     }
@@ -240,9 +242,10 @@ impl<S: Slurm + ?Sized> Slurm for Arc<S> {
     }
     async fn allocations(
         &self,
-        jobs: &[JobRef],
+        names: &[String],
+        seconds: u64,
     ) -> Result<Option<Vec<allocations::JobAllocation>>, SlurmError> {
-        (**self).allocations(jobs).await
+        (**self).allocations(names, seconds).await
     }
     async fn release(&self, jobs: &[JobRef]) -> Result<bool, SlurmError> {
         (**self).release(jobs).await

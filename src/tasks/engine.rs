@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use super::busy::BusyBook;
 pub use super::error::SubmitError;
 use super::fit::{Free, Held, Room};
 use super::outputs::{self, Outputs};
@@ -63,6 +64,8 @@ pub struct Engine {
     /// How much more memory (in hundredths) a task killed for memory asks
     /// for next time; `None`: off (`memory_growth.rs`).
     pub(super) memory_growth: Option<u32>,
+    /// What the runs used, per group (`busy.rs`).
+    pub(super) busy_time: BusyBook,
 }
 
 impl Engine {
@@ -70,7 +73,7 @@ impl Engine {
         self.tasks.get((id.0 as usize).checked_sub(1)?)
     }
 
-    fn get_mut(&mut self, id: TaskId) -> Option<&mut Task> {
+    pub(super) fn get_mut(&mut self, id: TaskId) -> Option<&mut Task> {
         self.tasks.get_mut((id.0 as usize).checked_sub(1)?)
     }
 
@@ -224,6 +227,7 @@ impl Engine {
         allocation_end_s: Option<u64>,
         now_ms: u64,
     ) -> Vec<Assignment> {
+        let group = room.group;
         let mut free = Free::new(room, self.busy.get(&worker));
         if free.full() {
             return Vec::new();
@@ -240,11 +244,18 @@ impl Engine {
         let chosen = self.ready.pick(&mut free, outlasts);
         chosen
             .into_iter()
-            .map(|id| self.start(id, worker))
+            .map(|id| self.start(id, worker, group, now_ms))
             .collect()
     }
 
-    fn start(&mut self, id: TaskId, worker: WorkerId) -> Assignment {
+    /// Hands `id` to `worker` (of `group`) at `now_ms`.
+    fn start(
+        &mut self,
+        id: TaskId,
+        worker: WorkerId,
+        group: Option<&str>,
+        now_ms: u64,
+    ) -> Assignment {
         let class = self.get(id).expect("exists").class;
         self.ready.remove(id, class);
         let mut env = BTreeMap::new();
@@ -301,10 +312,12 @@ impl Engine {
         let t = &self.tasks[(id.0 - 1) as usize];
         let class = self.ready.class_or(t.class, &t.spec);
         self.busy.entry(worker).or_default().hold(id, &class);
+        let ask = (a.cores, a.gpus);
+        (self.busy_time).started(id, a.attempt, worker, group, ask, now_ms);
         a
     }
 
-    fn release(&mut self, worker: WorkerId, id: TaskId) {
+    pub(super) fn release(&mut self, worker: WorkerId, id: TaskId) {
         let Some(t) = self.tasks.get((id.0 as usize).wrapping_sub(1)) else {
             return;
         };
@@ -325,6 +338,8 @@ impl Engine {
         if t.worker != Some(worker) || t.attempts != done.attempt {
             return false;
         }
+        (self.busy_time).reported(done.task, done.attempt, worker, done.output.millis);
+        let t = self.get(done.task).expect("exists");
         if t.state == TaskState::Cancelled {
             // The killed run of a cancelled task: its cores are free now.
             let was_busy = self.running_on_includes(worker, done.task);
@@ -394,98 +409,6 @@ impl Engine {
                     stack.push((d, format!("dependency {name} failed")));
                 }
             }
-        }
-    }
-
-    /// A worker is gone (lost, or left): its running tasks go back to the
-    /// queue while their budget lasts. Returns how many were requeued.
-    pub fn worker_gone(&mut self, worker: WorkerId, why: &str) -> usize {
-        let Some(held) = self.busy.remove(&worker) else {
-            return 0;
-        };
-        held.tasks
-            .into_iter()
-            .filter(|id| self.run_lost(*id, worker, why))
-            .count()
-    }
-
-    /// A worker was stopped from outside (its job preempted or cancelled by
-    /// Slurm): its running tasks go back to the queue at once, using none
-    /// of their retries, up to `STOPPED_RUNS_FREE` stops a task; past
-    /// that a stop counts as a lost run. Returns how many were requeued.
-    pub fn worker_stopped(&mut self, worker: WorkerId) -> usize {
-        let Some(held) = self.busy.remove(&worker) else {
-            return 0;
-        };
-        let mut requeued = 0;
-        for id in held.tasks {
-            let t = self.get_mut(id).expect("exists");
-            if t.state != TaskState::Running {
-                continue;
-            }
-            if t.stopped >= STOPPED_RUNS_FREE {
-                requeued += usize::from(self.run_lost(id, worker, "stopped by Slurm"));
-                continue;
-            }
-            t.stopped += 1;
-            t.state = TaskState::Ready;
-            t.reason = Some(format!(
-                "its worker {worker} was stopped by Slurm (preempted or cancelled), {} times; running it again",
-                t.stopped
-            ));
-            let class = t.class;
-            self.ready.insert(id, class);
-            requeued += 1;
-        }
-        requeued
-    }
-
-    /// Takes back the runs `worker` was handed but does not hold (`held`:
-    /// what it says it runs, or has ended and not yet reported): after a
-    /// restart from the journal, an answer that handed them out may never
-    /// have reached it. Returns how many were requeued.
-    pub fn runs_not_held(&mut self, worker: WorkerId, held: &[crate::protocol::TaskRun]) -> usize {
-        let Some(holding) = self.busy.get(&worker) else {
-            return 0;
-        };
-        let missing: Vec<TaskId> = holding
-            .tasks
-            .iter()
-            .copied()
-            .filter(|id| {
-                let attempt = self.get(*id).map(|t| t.attempts).unwrap_or_default();
-                !held.iter().any(|r| r.task == *id && r.attempt == attempt)
-            })
-            .collect();
-        let why = "restarted without its answer reaching the worker";
-        let mut requeued = 0;
-        for id in missing {
-            self.release(worker, id);
-            if self.run_lost(id, worker, why) {
-                requeued += 1;
-            }
-        }
-        requeued
-    }
-
-    /// A running task's run is lost with its worker: back to the queue
-    /// while its budget lasts (`true`), else failed.
-    fn run_lost(&mut self, id: TaskId, worker: WorkerId, why: &str) -> bool {
-        let t = self.get_mut(id).expect("exists");
-        if t.state != TaskState::Running {
-            return false;
-        }
-        t.lost = t.lost.saturating_add(1);
-        if t.lost <= LOST_WORKER_RETRIES.saturating_add(t.spec.retries) {
-            t.state = TaskState::Ready;
-            t.reason = Some(format!("its worker {worker} was {why}; running it again"));
-            let class = t.class;
-            self.ready.insert(id, class);
-            true
-        } else {
-            let msg = format!("its worker was {why}, {} times", t.lost);
-            self.fail(id, msg);
-            false
         }
     }
 
@@ -823,7 +746,7 @@ pub(crate) mod tests {
         let mut e = Engine::default();
         let ids = e.submit(vec![spec("a", &["x"], &[])]).unwrap();
         let first = e.assign(W, Room::cores(1), None, 0);
-        assert_eq!(e.worker_gone(W, "lost"), 1);
+        assert_eq!(e.worker_gone(W, "lost", 0), 1);
         let second = e.assign(WorkerId(2), Room::cores(1), None, 0);
         assert_eq!(second[0].attempt, 2);
         assert!(
@@ -854,7 +777,7 @@ pub(crate) mod tests {
         let id = e.submit(vec![t]).unwrap()[0];
         for n in 1..=STOPPED_RUNS_FREE {
             assert_eq!(e.assign(W, Room::cores(1), None, 0).len(), 1);
-            assert_eq!(e.worker_stopped(W), 1, "stop {n} requeues it");
+            assert_eq!(e.worker_stopped(W, 0), 1, "stop {n} requeues it");
             let info = e.info(id).unwrap();
             assert_eq!(
                 (info.state, info.stopped, info.lost),
@@ -864,17 +787,17 @@ pub(crate) mod tests {
         // Past the free stops, a stop is a lost run, with the lost runs' budget.
         for n in 1..=LOST_WORKER_RETRIES {
             e.assign(W, Room::cores(1), None, 0);
-            assert_eq!(e.worker_stopped(W), 1);
+            assert_eq!(e.worker_stopped(W, 0), 1);
             assert_eq!(e.info(id).unwrap().lost, n);
         }
         e.assign(W, Room::cores(1), None, 0);
-        assert_eq!(e.worker_stopped(W), 0);
+        assert_eq!(e.worker_stopped(W, 0), 0);
         assert_eq!(e.info(id).unwrap().state, TaskState::Failed);
 
         // A task stopped once still has its one failure to fail by.
         let id = e.submit(vec![spec("once", &["x"], &[])]).unwrap()[0];
         e.assign(W, Room::cores(1), None, 0);
-        e.worker_stopped(W);
+        e.worker_stopped(W, 0);
         let a = e.assign(W, Room::cores(1), None, 0);
         assert_eq!(a[0].attempt, 2);
         e.complete(W, done(&a[0], 3, ""));
@@ -933,7 +856,7 @@ pub(crate) mod tests {
         let id = e.submit(vec![t]).unwrap()[0];
         let a = e.assign(W, Room::cores(1), Some(u64::MAX), u64::MAX);
         assert_eq!(a.len(), 1);
-        assert_eq!(e.worker_gone(W, "lost"), 1);
+        assert_eq!(e.worker_gone(W, "lost", 0), 1);
         assert_eq!(e.info(id).unwrap().state, TaskState::Ready);
     }
 
@@ -1081,7 +1004,7 @@ pub(crate) mod tests {
         assert!(e.complete(W, done(&first[0], 0, "")));
         assert_eq!(e.assign(W, room, None, 0)[0].task, ids[1]);
         // Lost with its worker, the memory it held is free again.
-        e.worker_gone(W, "lost");
+        e.worker_gone(W, "lost", 0);
         let again = e.assign(W, room, None, 0);
         assert_eq!(again.len(), 2, "b and small run again: {again:?}");
     }

@@ -57,6 +57,9 @@ pub struct EngineImage {
     pub max_memory: Option<u64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shapes: Vec<crate::protocol::WorkerShape>,
+    /// What the runs used so far (older snapshots: nothing yet).
+    #[serde(default)]
+    pub busy: super::BusyBook,
 }
 
 /// Why an image cannot be a book of tasks.
@@ -99,6 +102,7 @@ impl Engine {
             .collect();
         EngineImage {
             tasks,
+            busy: self.busy_time.clone(),
             max_cores: self.max_cores,
             max_memory: self.max_memory,
             shapes: self.shapes.clone(),
@@ -126,6 +130,7 @@ impl Engine {
         self.max_cores = image.max_cores;
         self.max_memory = image.max_memory;
         self.shapes = image.shapes;
+        self.busy_time = image.busy;
         for (i, t) in image.tasks.into_iter().enumerate() {
             let id = TaskId(i as u64 + 1);
             let class = self.ready.class_of(&t.spec);
@@ -246,7 +251,7 @@ mod tests {
             assert_eq!(f[0].task, TaskId(8));
             assert_eq!(f[0].argv[1], "7", "f gets e's output");
             assert_eq!(
-                e.worker_gone(V, "lost"),
+                e.worker_gone(V, "lost", 0),
                 1,
                 "b is requeued, the cancelled run freed"
             );

@@ -5,7 +5,9 @@
 //! themselves are part of the wire protocol (`protocol`), re-exported here.
 
 mod ask;
+mod busy;
 mod demand;
+mod departures;
 mod engine;
 mod error;
 mod fit;
@@ -23,6 +25,7 @@ pub use crate::protocol::{
     TaskState,
 };
 pub use ask::Ask;
+pub use busy::{BusyBook, Spent};
 pub use engine::{env_name, Engine, SubmitError, LOST_WORKER_RETRIES};
 pub use fit::Room;
 pub use image::{EngineImage, ImageError, TaskImage};
