@@ -220,7 +220,7 @@ fn jobs_table(c: &ClusterStatus) -> Table {
         let mut row = vec![
             j.job.to_string(),
             j.state_words(),
-            shown(j.reason.as_deref().unwrap_or_default()),
+            shown(&j.waiting_words(now)),
             shown(j.node.as_deref().unwrap_or_default()),
             j.age_s.map(short_duration).unwrap_or_default(),
             j.time_left_s(now).map(short_duration).unwrap_or_default(),

@@ -34,6 +34,8 @@ pub(crate) struct JobRecord {
     pub job_id: Option<JobId>,
     pub state: JobState,
     pub reason: Option<String>,
+    /// While it waits: Slurm's expected start (Unix seconds).
+    pub expected_start: Option<u64>,
     pub node: Option<String>,
     pub exit_code: Option<i32>,
     pub action: Option<Action>,
@@ -70,6 +72,7 @@ impl JobRecord {
             },
             state: JobState::Pending,
             reason: None,
+            expected_start: None,
             node: None,
             exit_code: None,
             action: None,

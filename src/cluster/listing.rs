@@ -86,6 +86,7 @@ mod tests {
             reason: Some("BeginTime".into()),
             nodes: None,
             exit_code: None,
+            expected_start: None,
         }
     }
 

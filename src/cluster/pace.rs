@@ -138,6 +138,7 @@ mod tests {
             reason: reason.map(Into::into),
             nodes: None,
             exit_code: None,
+            expected_start: None,
         }
     }
 

@@ -109,6 +109,9 @@ fn job_status(pool: &Pool, r: &JobRecord, workers: Vec<WorkerInfo>) -> JobStatus
         reason: (state == JobState::Pending)
             .then(|| r.reason.clone())
             .flatten(),
+        expected_start: (state == JobState::Pending)
+            .then_some(r.expected_start)
+            .flatten(),
         state,
         node,
         exit_code: r.exit_code,

@@ -68,6 +68,10 @@ pub struct JobStatus {
     pub state: JobState,
     /// Why it is pending, when it is.
     pub reason: Option<String>,
+    /// While it waits: when Slurm expects to start it (Unix seconds),
+    /// once its backfill scheduler has an estimate (`squeue --start`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_start: Option<u64>,
     /// Node it runs or ran on.
     pub node: Option<String>,
     /// Exit code, once ended.
@@ -96,6 +100,23 @@ pub struct JobStatus {
 }
 
 impl JobStatus {
+    /// Why it waits, with when Slurm expects to start it, for people at
+    /// Unix ms `now_ms`: `Resources; expected to start in 2m30s`.
+    pub fn waiting_words(&self, now_ms: u64) -> String {
+        let reason = self.reason.clone().unwrap_or_default();
+        let Some(at) = self.expected_start else {
+            return reason;
+        };
+        let when = match at.saturating_sub(now_ms / 1000) {
+            0 => "expected to start now".to_string(),
+            s => format!("expected to start in {}", super::short_duration(s)),
+        };
+        match reason.is_empty() {
+            true => when,
+            false => format!("{reason}; {when}"),
+        }
+    }
+
     /// Its state for people: Slurm's name, or what is known of an end
     /// Slurm kept no record of.
     pub fn state_words(&self) -> String {
@@ -319,12 +340,30 @@ pub struct AdaptRequest {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_waiting_job_says_why_and_when_slurm_expects_to_start_it() {
+        let mut j = job("12", JobState::Pending, Some("Resources"));
+        assert_eq!(j.waiting_words(1_000_000), "Resources");
+        j.expected_start = Some(1_150);
+        assert_eq!(
+            j.waiting_words(1_000_000),
+            "Resources; expected to start in 2m30s"
+        );
+        assert_eq!(
+            j.waiting_words(2_000_000),
+            "Resources; expected to start now"
+        );
+        j.reason = None;
+        assert_eq!(j.waiting_words(1_149_000), "expected to start in 1s");
+    }
+
     fn job(job: &str, state: JobState, reason: Option<&str>) -> JobStatus {
         JobStatus {
             job: job.parse().unwrap(),
             job_id: None,
             state,
             reason: reason.map(str::to_string),
+            expected_start: None,
             node: None,
             exit_code: None,
             workers: Vec::new(),

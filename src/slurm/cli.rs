@@ -323,7 +323,7 @@ impl Slurm for SlurmCli {
         use super::squeue_fields::{self, Unreadable};
         let args = squeue_fields::args(name);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = self.run_ok("squeue", &args, None, &[]).await?;
+        let out = (self.run_ok("squeue", &args, None, &squeue_fields::env())).await?;
         match squeue_fields::parse(&out) {
             Ok(jobs) => return Ok(jobs),
             Err(Unreadable::Malformed(e)) => return Err(e),

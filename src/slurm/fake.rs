@@ -319,6 +319,7 @@ impl FakeSlurm {
             reason: (!w.passes).then(|| "Resources".into()),
             nodes: None,
             exit_code: None,
+            expected_start: None,
         };
         w.jobs.insert(job, info);
     }

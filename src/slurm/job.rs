@@ -259,6 +259,10 @@ pub struct JobInfo {
     pub nodes: Option<String>,
     /// Exit code, once ended.
     pub exit_code: Option<i32>,
+    /// While it waits: when Slurm expects to start it (Unix seconds), once
+    /// its backfill scheduler has an estimate.
+    #[serde(default)]
+    pub expected_start: Option<u64>,
 }
 
 /// The most task indices one range expands to: Slurm's largest

@@ -116,7 +116,12 @@ fn every_release_says_its_version_accounting_and_limits() {
         assert_eq!(config.max_array_size, 100_001, "Slurm {}", r.release);
         let parts = PartitionInfo::parse_all(r.partitions);
         let names: Vec<&str> = parts.iter().map(|p| p.name.as_str()).collect();
-        assert_eq!(names, ["batch", "small", "big"], "Slurm {}", r.release);
+        assert_eq!(
+            names,
+            ["batch", "small", "big", "scavenger", "urgent"],
+            "Slurm {}",
+            r.release
+        );
         assert!(
             parts[0].default && parts[0].state == "UP",
             "Slurm {}",

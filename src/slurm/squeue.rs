@@ -59,6 +59,9 @@ struct SqueueJob {
     /// When it ends at the latest (Unix seconds), once it runs.
     #[serde(default)]
     end_time: Option<Number>,
+    /// When it started, or (while pending) when Slurm expects it to.
+    #[serde(default)]
+    start_time: Option<Number>,
     /// Its time limit in minutes; 0 or less, unset or infinite: none.
     #[serde(default)]
     time_limit: Option<Number>,
@@ -165,6 +168,10 @@ pub(crate) fn parse_listing(command: &str, text: &[u8]) -> Result<Vec<JobInfo>, 
             reason: reason.clone(),
             nodes: nodes.clone(),
             exit_code,
+            expected_start: (state == JobState::Pending)
+                .then(|| j.start_time.and_then(Number::unsigned))
+                .flatten()
+                .filter(|s| *s > 0),
         };
         let array = JobId::new(array_id);
         match (array_id, task) {

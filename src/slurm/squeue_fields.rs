@@ -32,11 +32,26 @@ pub(crate) fn args(name: Option<&str>) -> Vec<String> {
 }
 
 const FORMAT: &str = "JobID:|,ArrayJobID:|,ArrayTaskID:|,JobArrayID:|,State:|,Reason:|,\
-                      NodeList:|,exit_code:|,Name:|,Comment:|";
+                      NodeList:|,exit_code:|,StartTime:|,Name:|,Comment:|";
 
 /// Fields before the name; the name and the comment come last, so that
 /// a comment holding `|` still reads whole.
-const FIXED: usize = 8;
+const FIXED: usize = 9;
+
+/// The environment squeue is run with: times (`StartTime`) as Unix
+/// seconds.
+pub(crate) fn env() -> Vec<(String, String)> {
+    super::allocations::env()
+}
+
+/// A pending job's expected start, as Unix seconds (`StartTime` under
+/// `SLURM_TIME_FORMAT=%s`): Slurm's backfill scheduler's estimate, `N/A`
+/// until it has made one. A running job's field is its actual start,
+/// which is no expectation.
+fn expected_start(field: &str, state: &JobState) -> Option<u64> {
+    let at = field.trim().parse::<u64>().ok().filter(|s| *s > 0)?;
+    (*state == JobState::Pending).then_some(at)
+}
 
 /// Why a listing in this format cannot be used.
 #[derive(Debug)]
@@ -74,7 +89,8 @@ fn exit_code(field: &str) -> Option<i32> {
 /// One line of `squeue -O` as one `JobInfo` per job or array task.
 fn parse_line(line: &str, out: &mut Vec<JobInfo>) -> Result<(), Unreadable> {
     let fields: Vec<&str> = line.splitn(FIXED + 1, '|').collect();
-    let [job_id, array_id, task, display, state, reason, nodes, exit, rest] = fields[..] else {
+    let [job_id, array_id, task, display, state, reason, nodes, exit, start, rest] = fields[..]
+    else {
         return Err(malformed(line));
     };
     let (job_id, array_id) = (id(job_id, line)?, id(array_id, line)?);
@@ -98,6 +114,7 @@ fn parse_line(line: &str, out: &mut Vec<JobInfo>) -> Result<(), Unreadable> {
         reason: present(reason),
         nodes: present(nodes),
         exit_code,
+        expected_start: expected_start(start, &state),
     };
     if !display.contains('_') {
         let waiting = state == JobState::Pending
@@ -150,10 +167,10 @@ mod tests {
     #[test]
     fn one_entry_per_job_and_task() {
         // As squeue 22.05 printed them on the local Slurm (without -r).
-        let text = "2147|2147|N/A|2147|FAILED|NonZeroExitCode|node1|768|w|drover:abc|\n\
-                    51|51|1-2|51_[1-2]|PENDING|Resources||0|w|(null)|\n\
-                    52|51|0|51_0|RUNNING|None|node2|0|w|a|b|\n\
-                    60|60|3|60_3|PENDING|None||0|w||\n";
+        let text = "2147|2147|N/A|2147|FAILED|NonZeroExitCode|node1|768|1796652624|w|drover:abc|\n\
+                    51|51|1-2|51_[1-2]|PENDING|Resources||0|1796652669|w|(null)|\n\
+                    52|51|0|51_0|RUNNING|None|node2|0|1796652627|w|a|b|\n\
+                    60|60|3|60_3|PENDING|None||0|N/A|w||\n";
         let jobs = parse(text).unwrap();
         let names: Vec<String> = jobs.iter().map(|j| j.job.to_string()).collect();
         assert_eq!(names, ["2147", "51_1", "51_2", "51_0", "60_3"]);
@@ -165,6 +182,13 @@ mod tests {
         assert_eq!(jobs[1].reason.as_deref(), Some("Resources"));
         assert_eq!(jobs[1].exit_code, None);
         assert_eq!(jobs[1].comment, "");
+        // Slurm's estimate for a waiting job; a running one's start is no
+        // expectation, and a job not yet estimated has none.
+        assert_eq!(jobs[1].expected_start, Some(1796652669));
+        assert_eq!(
+            (jobs[3].expected_start, jobs[4].expected_start),
+            (None, None)
+        );
         assert_eq!(jobs[3].job_id, Some(JobId::new(52)));
         assert_eq!(jobs[3].reason, None, "None: not yet considered");
         assert_eq!(
@@ -176,7 +200,7 @@ mod tests {
 
     #[test]
     fn throttled_and_stepped_ranges_expand() {
-        let jobs = parse("7|7|0-4:2%1|7_[0-4:2%1]|PENDING|JobArrayTaskLimit||0|w||\n").unwrap();
+        let jobs = parse("7|7|0-4:2%1|7_[0-4:2%1]|PENDING|JobArrayTaskLimit||0|N/A|w||\n").unwrap();
         let names: Vec<String> = jobs.iter().map(|j| j.job.to_string()).collect();
         assert_eq!(names, ["7_0", "7_2", "7_4"]);
     }
@@ -185,12 +209,12 @@ mod tests {
     fn a_pending_record_without_a_task_id_is_refused_not_read_as_a_job() {
         // The record Slurm listed for a requeued array after a controller
         // restart (CI, 2026-11-27), which reads like a plain pending job.
-        let e = parse("72|72|N/A|72|PENDING|BeginTime||0|w||\n").unwrap_err();
+        let e = parse("72|72|N/A|72|PENDING|BeginTime||0|N/A|w||\n").unwrap_err();
         assert!(matches!(e, Unreadable::Ambiguous(_)), "{e:?}");
-        let e = parse("64|64|N/A|64_*|PENDING|BeginTime||0|w||\n").unwrap_err();
+        let e = parse("64|64|N/A|64_*|PENDING|BeginTime||0|N/A|w||\n").unwrap_err();
         assert!(matches!(e, Unreadable::Ambiguous(_)), "{e:?}");
         // A running or ended plain job is read as one.
-        let jobs = parse("80|80|N/A|80|RUNNING|None|node1|0|w||\n").unwrap();
+        let jobs = parse("80|80|N/A|80|RUNNING|None|node1|0|1796652627|w||\n").unwrap();
         assert_eq!(jobs[0].job, JobRef::Job(JobId::new(80)));
     }
 

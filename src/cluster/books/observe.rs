@@ -42,6 +42,7 @@ impl Books {
             r.end = EndLookup::Listed;
             r.listed = true;
             r.reason = info.reason.clone();
+            r.expected_start = info.expected_start;
             if info.job_id.is_some() {
                 r.job_id = info.job_id;
             }

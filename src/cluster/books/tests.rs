@@ -23,6 +23,7 @@ fn info(n: u64, state: JobState) -> JobInfo {
         reason: None,
         nodes: None,
         exit_code: None,
+        expected_start: None,
     }
 }
 

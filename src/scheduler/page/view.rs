@@ -179,7 +179,7 @@ pub(crate) fn job_view(j: &JobStatus, now_ms: u64) -> JobView {
             Some(JobEnd::Unknown | JobEnd::Unrecorded) => "ended",
             _ => class(&j.state),
         },
-        reason: j.reason.clone().unwrap_or_default(),
+        reason: j.waiting_words(now_ms),
         node: j.node.clone().unwrap_or_default(),
         workers: j.workers.iter().map(|w| w.name.clone()).collect(),
         age: j.age_s.map(duration).unwrap_or_default(),
