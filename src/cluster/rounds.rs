@@ -8,9 +8,11 @@
 //! group's jobs were allocated (`Slurm::allocations`), off the loop.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::mpsc;
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::Instant;
 
 use super::fates::Answer;
 use super::pool::Pool;
@@ -128,6 +130,45 @@ pub(crate) async fn read_allocations(pools: &[Arc<Pool>]) -> Option<bool> {
     Some(ended && whole)
 }
 
+/// When the pool reads its allocations: every `accounting-interval`, and
+/// sooner (at most every tenth of it) once jobs started or ended since the
+/// last read, so that a young pool's report has its jobs; never while a
+/// read is under way. Reads run beside the loop.
+struct AccountingPace {
+    every: Duration,
+    /// The last read: when, the read, and how many jobs ran then.
+    last: Option<(Instant, JoinHandle<()>, usize)>,
+}
+
+impl AccountingPace {
+    fn new(every: Duration) -> Self {
+        AccountingPace { every, last: None }
+    }
+
+    fn after_round(&mut self, pools: &[Arc<Pool>]) {
+        let running: usize = pools.iter().map(|p| p.books().running_jobs()).sum();
+        let due = match &self.last {
+            None => true,
+            Some((at, reading, ran)) => {
+                reading.is_finished() && due(at.elapsed(), self.every, *ran != running)
+            }
+        };
+        if due {
+            let pools = pools.to_vec();
+            let reading = tokio::spawn(async move {
+                read_allocations(&pools).await;
+            });
+            self.last = Some((Instant::now(), reading, running));
+        }
+    }
+}
+
+/// Whether a read is due `since` the last one, every `every`, or sooner
+/// when the jobs that run `changed`.
+fn due(since: Duration, every: Duration, changed: bool) -> bool {
+    since >= every || (changed && since >= every / 10)
+}
+
 /// The loop: a round, then the soonest of the groups' intervals, a wake,
 /// or a control request, handed to its group. Every
 /// `accounting-interval`, the allocations are read beside it.
@@ -152,20 +193,10 @@ pub(crate) async fn run(
     drop(tx);
     let mut open = true;
     let wake = pools[0].wake.clone();
-    let every = pools[0].options.accounting_interval;
-    let mut accounting: Option<(tokio::time::Instant, tokio::task::JoinHandle<()>)> = None;
+    let mut accounting = AccountingPace::new(pools[0].options.accounting_interval);
     loop {
         round(&pools).await;
-        let due = accounting
-            .as_ref()
-            .is_none_or(|(at, reading)| at.elapsed() >= every && reading.is_finished());
-        if due {
-            let pools = pools.clone();
-            let reading = tokio::spawn(async move {
-                read_allocations(&pools).await;
-            });
-            accounting = Some((tokio::time::Instant::now(), reading));
-        }
+        accounting.after_round(&pools);
         let next = pools
             .iter()
             .map(|p| p.next_round_in())
@@ -190,5 +221,19 @@ pub(crate) async fn run(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allocations_are_read_every_interval_and_sooner_when_jobs_start_or_end() {
+        let every = Duration::from_secs(60);
+        assert!(!due(Duration::from_secs(5), every, true), "not within a tenth");
+        assert!(due(Duration::from_secs(6), every, true));
+        assert!(!due(Duration::from_secs(59), every, false));
+        assert!(due(Duration::from_secs(60), every, false));
     }
 }

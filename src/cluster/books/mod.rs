@@ -235,6 +235,12 @@ impl Books {
         &self.jobs
     }
 
+    /// How many of its jobs Slurm last listed running.
+    pub fn running_jobs(&self) -> usize {
+        let running = |r: &&JobRecord| r.state == crate::slurm::JobState::Running;
+        self.jobs.values().filter(running).count()
+    }
+
     /// Recent start-up failures, newest last.
     pub fn failures(&self) -> &VecDeque<StartupFailure> {
         &self.failures
