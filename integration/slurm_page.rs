@@ -43,6 +43,33 @@ fn login_url(scheduler_file: &Path, next: &str) -> String {
     format!("{url}&next={next}")
 }
 
+/// A pool of `spec` whose page updates every 500 ms (with `journal`),
+/// scaled to `jobs.0` and with `jobs.1` workers registered; its scheduler
+/// file, and an HTTP client pinned to it that follows no redirect.
+async fn page_pool(
+    spec: drover::config::JobSpec,
+    journal: Option<std::path::PathBuf>,
+    jobs: (usize, usize),
+    slurm: common::TestSlurm,
+) -> (SlurmCluster, std::path::PathBuf, reqwest::Client) {
+    let mut options = test_cluster_options();
+    options.journal = journal;
+    options.scheduler.page_refresh = Duration::from_millis(500);
+    options.scheduler.timeline_interval = Duration::from_millis(500);
+    let cluster = SlurmCluster::new(spec, options, slurm).await.unwrap();
+    cluster.scale(jobs.0);
+    cluster
+        .wait_for_workers(jobs.1, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let file = cluster.scheduler_file().to_path_buf();
+    let http = drover::tls::http_client_builder(cluster.scheduler().fingerprint())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    (cluster, file, http)
+}
+
 /// The page's table row of `job`, as the DOM has it.
 fn row<'a>(dom: &'a str, job: &str) -> Option<&'a str> {
     let at = dom.find(&format!("data-job=\"{job}\""))?;
@@ -67,24 +94,11 @@ async fn the_status_page_in_a_real_browser() {
     };
     let _serial = exclusive().await;
     let logs = log_dir();
-    let mut options = test_cluster_options();
-    options.scheduler.page_refresh = Duration::from_millis(500);
-    options.scheduler.timeline_interval = Duration::from_millis(500);
     // A whole node a job: two run, the third waits for Resources.
     let spec = test_job("drover-page", 16, logs.path()).build().unwrap();
-    let cluster = SlurmCluster::new(spec, options, slurm).await.unwrap();
-    cluster.scale(3);
-    cluster
-        .wait_for_workers(2, Duration::from_secs(60))
-        .await
-        .unwrap();
-    let file = cluster.scheduler_file().to_path_buf();
+    let (cluster, file, http) = page_pool(spec, None, (3, 2), slurm).await;
 
     // No way in without a login.
-    let http = drover::tls::http_client_builder(cluster.scheduler().fingerprint())
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
     let base = cluster.scheduler().url();
     for path in [
         "/ui",
@@ -263,5 +277,134 @@ async fn the_status_page_in_a_real_browser() {
     {
         assert!(!v.state.is_active(), "{v:?}");
     }
+    cluster.close().await.unwrap();
+}
+
+/// The session cookie (`name=value`) of a login through `drover dashboard`.
+async fn session_cookie(http: &reqwest::Client, file: &Path) -> String {
+    let r = http.get(login_url(file, "/ui")).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    let set = r.headers()["set-cookie"].to_str().unwrap();
+    set.split(';').next().unwrap().to_string()
+}
+
+/// Acting from the page: an action without the session's action token is
+/// refused, one with it is done (a scale shown by `squeue`, a job
+/// cancelled and replaced, a task cancelled) and journaled; the page
+/// shows its cost panel and utilisation chart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actions_from_the_page_need_the_sessions_token() {
+    let Some(slurm) = local_slurm("actions_from_the_page") else {
+        return;
+    };
+    let Some(browser) = common::browser::chromium() else {
+        return;
+    };
+    let _serial = exclusive().await;
+    let logs = log_dir();
+    let journal = logs.path().join("pool.journal");
+    let spec = test_job("drover-act", 1, logs.path()).build().unwrap();
+    let (cluster, file, http) = page_pool(spec, Some(journal.clone()), (1, 1), slurm).await;
+    let base = cluster.scheduler().url();
+    let cookie = session_cookie(&http, &file).await;
+    let page = http
+        .get(format!("{base}/ui"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let token = page
+        .split("name=\"drover-actions\" content=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap_or_else(|| panic!("no action token on the page: {page}"))
+        .to_string();
+    let act = |body: serde_json::Value, token: Option<&str>| {
+        let mut r = http
+            .post(format!("{base}/ui/action"))
+            .header("cookie", &cookie)
+            .json(&body);
+        if let Some(t) = token {
+            r = r.header("x-drover-action-token", t);
+        }
+        r.send()
+    };
+    let scale = serde_json::json!({"action": "scale", "workers": 2});
+    // Another site's request has the cookie at most, never the token.
+    for wrong in [None, Some("guess"), Some(&token[..token.len() - 1])] {
+        let r = act(scale.clone(), wrong).await.unwrap();
+        assert_eq!(r.status(), 403, "{wrong:?}");
+    }
+    let name = cluster.status().job_name;
+    assert_eq!(common::jobs_named(&name).len(), 1, "nothing was done");
+    let r = act(scale.clone(), Some(&token)).await.unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    common::until("squeue to show 2 jobs", Duration::from_secs(30), || {
+        common::jobs_named(&name).len() == 2
+    })
+    .await;
+
+    // A job cancelled from the page is cancelled, and replaced.
+    let victim = cluster.status().jobs[0].job.to_string();
+    let body = serde_json::json!({"action": "cancel_job", "job": victim});
+    let r = act(body, Some(&token)).await.unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    common::until("the job cancelled", Duration::from_secs(30), || {
+        !common::jobs_named(&name).contains(&victim)
+    })
+    .await;
+    let unknown = serde_json::json!({"action": "cancel_job", "job": "999999"});
+    assert_eq!(act(unknown, Some(&token)).await.unwrap().status(), 404);
+
+    // A task cancelled from the page.
+    let client = cluster.client();
+    let ids = client
+        .submit(&[drover::tasks::TaskSpec {
+            argv: vec!["sleep".into(), "300".into()],
+            ..Default::default()
+        }])
+        .await
+        .unwrap();
+    let body = serde_json::json!({"action": "cancel_task", "task": ids[0].0});
+    let r = act(body, Some(&token)).await.unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let info = client.task(ids[0]).await.unwrap();
+    assert_eq!(info.state, drover::tasks::TaskState::Cancelled, "{info:?}");
+
+    // Each action done is in the journal.
+    let recorded = drover::journal::Journal::read(&journal)
+        .unwrap()
+        .into_iter()
+        .filter(|op| matches!(op, drover::journal::Op::PageAction { .. }))
+        .count();
+    assert_eq!(recorded, 3);
+
+    // The page in a browser: its actions, cost panel and utilisation chart.
+    common::until(
+        "the pool back at 2 running",
+        Duration::from_secs(60),
+        || cluster.status().registered >= 2,
+    )
+    .await;
+    let dom = browse(&browser, &login_url(&file, "/ui"), &["--dump-dom"]);
+    assert!(dom.contains("id=\"scale-form\""), "{dom}");
+    assert!(dom.contains("class=\"cancel-job\""), "{dom}");
+    assert!(
+        dom.contains("id=\"cost\"") && dom.contains("data-cost=\"total\""),
+        "{dom}"
+    );
+    let drawn = dom
+        .split("id=\"utilisation\"")
+        .nth(1)
+        .and_then(|r| r.split("data-drawn=\"").nth(1))
+        .and_then(|r| r.split('"').next())
+        .and_then(|n| n.parse::<usize>().ok());
+    assert!(
+        drawn.is_some_and(|n| n >= 1),
+        "utilisation not drawn: {dom}"
+    );
     cluster.close().await.unwrap();
 }

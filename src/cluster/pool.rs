@@ -352,6 +352,11 @@ impl Pool {
                     idle_ms: u64::try_from(idle.as_millis()).unwrap_or(u64::MAX),
                 });
             }
+            ControlRequest::CancelJob(job) => {
+                let asked = self.books().cancel_asked(job, Instant::now());
+                tracing::info!(%job, asked, "cancelling a job, as asked through the scheduler");
+                self.wake.notify_one();
+            }
             ControlRequest::Close => {
                 tracing::info!("close requested through the scheduler");
                 // A permit, not a wake-up of current waiters: a request

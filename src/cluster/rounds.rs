@@ -231,7 +231,10 @@ mod tests {
     #[test]
     fn allocations_are_read_every_interval_and_sooner_when_jobs_start_or_end() {
         let every = Duration::from_secs(60);
-        assert!(!due(Duration::from_secs(5), every, true), "not within a tenth");
+        assert!(
+            !due(Duration::from_secs(5), every, true),
+            "not within a tenth"
+        );
         assert!(due(Duration::from_secs(6), every, true));
         assert!(!due(Duration::from_secs(59), every, false));
         assert!(due(Duration::from_secs(60), every, false));

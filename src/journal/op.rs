@@ -95,6 +95,12 @@ pub enum Op {
     GroupPool { group: String, mode: PoolMode },
     /// The pool was closed: there is nothing to continue.
     Closed { at_ms: u64 },
+    /// An action was taken from the status page (its effect is recorded
+    /// by its own record, where it has one: this says who asked).
+    PageAction {
+        action: crate::protocol::PageAction,
+        at_ms: u64,
+    },
     /// The whole book as it was when the journal was compacted: the
     /// records it replaces are gone, and those after it apply to it. Its
     /// tasks follow in `SnapshotTasks` records (a record is bounded).

@@ -25,7 +25,7 @@ pub use cluster::{
 };
 pub use file::{DaskEndpoint, DaskTls, SchedulerFile, SchedulerFileError};
 pub use ids::{ClusterId, IdError, TaskId, Token, WorkerId};
-pub use page::{short_duration, DashboardCode, LogChunk, LogQuery, PageUpdate, Sample};
+pub use page::{short_duration, DashboardCode, LogChunk, LogQuery, PageAction, PageUpdate, Sample};
 pub use pool_state::{
     AdaptDecision, AdaptHold, AdaptStatus, Demand, HoldReason, Holdback, PoolError, PoolPhase,
     StartupFailure, StopCause,

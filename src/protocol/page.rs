@@ -29,6 +29,13 @@ pub struct Sample {
     pub tasks_running: u32,
     /// Tasks ended so far (succeeded, failed or cancelled).
     pub tasks_ended: u64,
+    /// Cores of the live workers (what the pool holds now).
+    #[serde(default)]
+    pub cores: u32,
+    /// Of those, the cores running tasks hold (a Dask worker: its tasks
+    /// running, at most its cores).
+    #[serde(default)]
+    pub busy_cores: u32,
 }
 
 /// One live update of the status page (`GET /ui/update`).
@@ -38,6 +45,42 @@ pub struct PageUpdate {
     pub html: String,
     /// The newest sample of the timeline, for the chart.
     pub sample: Option<Sample>,
+}
+
+/// An action taken from the status page (`POST /ui/action`, with the
+/// session's action token in `X-Drover-Action-Token`); the journal
+/// records each one done.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
+pub enum PageAction {
+    /// Scale the pool, or one group of it, to `workers`.
+    Scale {
+        #[serde(default)]
+        group: Option<String>,
+        workers: usize,
+    },
+    /// Cancel one job of the pool (`120`, `120_4`); the pool replaces it
+    /// as it would any job that ended.
+    CancelJob { job: String },
+    /// Cancel one task (and fail what depends on it).
+    CancelTask { task: u64 },
+}
+
+impl std::fmt::Display for PageAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PageAction::Scale {
+                group: None,
+                workers,
+            } => write!(f, "scale the pool to {workers} workers"),
+            PageAction::Scale {
+                group: Some(g),
+                workers,
+            } => write!(f, "scale group {g} to {workers} workers"),
+            PageAction::CancelJob { job } => write!(f, "cancel job {job}"),
+            PageAction::CancelTask { task } => write!(f, "cancel task t{task}"),
+        }
+    }
 }
 
 /// What part of a job's log to read (`GET /ui/workers/{name}/log`): from

@@ -52,6 +52,11 @@ pub const UI_STYLE: &str = "/ui/page.css";
 pub const UI_WORKER: &str = "/ui/workers/{name}";
 /// `GET ...?from=N`: the log of a worker's job from byte N on.
 pub const UI_WORKER_LOG: &str = "/ui/workers/{name}/log";
+/// `POST` a `PageAction` from the status page (a session and its action
+/// token, or the cluster's token).
+pub const UI_ACTION: &str = "/ui/action";
+/// The header a page action carries its session's action token in.
+pub const ACTION_TOKEN_HEADER: &str = "x-drover-action-token";
 
 /// A worker's path: `template` with `{id}` replaced.
 pub fn worker(template: &str, id: WorkerId) -> String {

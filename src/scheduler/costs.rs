@@ -80,6 +80,23 @@ fn lifetime(w: &WorkerInfo) -> Allocation {
 }
 
 impl Registry {
+    /// The cores of the live workers, and of those the cores running tasks
+    /// hold (a Dask worker's: its running tasks, at most its cores): what
+    /// the page's utilisation chart samples.
+    pub(crate) fn cores_in_use(&self) -> (u64, u64) {
+        let held = self.tasks.cores_held();
+        let (mut cores, mut busy) = (0u64, 0u64);
+        for e in self.workers.values().filter(|e| e.info.state.is_live()) {
+            let c = u64::from(e.info.cores);
+            cores += c;
+            busy += match e.info.dask_name {
+                Some(_) => u64::from(e.info.running_tasks).min(c),
+                None => held.get(&e.info.id).copied().unwrap_or(0).min(c),
+            };
+        }
+        (cores, busy)
+    }
+
     /// The first registration this book holds (Unix ms).
     pub(crate) fn first_registered_ms(&self) -> Option<u64> {
         self.workers.values().map(|e| e.info.registered_at_ms).min()

@@ -275,7 +275,7 @@ async fn report(State(shared): State<Arc<Shared>>) -> Json<crate::protocol::Repo
 }
 
 /// A control request refused, with why.
-type Refused = (StatusCode, String);
+pub(crate) type Refused = (StatusCode, String);
 
 fn no_cluster() -> Refused {
     (NO_CLUSTER.0, NO_CLUSTER.1.to_string())
@@ -285,23 +285,33 @@ async fn cluster_scale(
     State(shared): State<Arc<Shared>>,
     Json(body): Json<ScaleRequest>,
 ) -> Result<StatusCode, Refused> {
-    if body.workers > MAX_SCALE {
+    scale_to(&shared, body.group.as_deref(), body.workers).map(|()| StatusCode::ACCEPTED)
+}
+
+/// Asks the pool (or its `group`) for `workers`: over the API, and from
+/// the page.
+pub(crate) fn scale_to(
+    shared: &Shared,
+    group: Option<&str>,
+    workers: usize,
+) -> Result<(), Refused> {
+    if workers > MAX_SCALE {
         let why = "workers: accepted: 0 to 100000\n".to_string();
         return Err((StatusCode::BAD_REQUEST, why));
     }
     let controls = shared.control.lock();
-    let control = controls.route(body.group.as_deref()).map_err(|e| match e {
+    let control = controls.route(group).map_err(|e| match e {
         RouteError::NoCluster => no_cluster(),
         e => (StatusCode::BAD_REQUEST, format!("{e}\n")),
     })?;
     // The new size is recorded here, so that the answer (which waits for
     // the journal) leaves only once a restart would hold it.
-    let jobs = control.per_job.jobs_for_workers(body.workers);
+    let jobs = control.per_job.jobs_for_workers(workers);
     shared
         .registry()
         .set_pool_mode(control.group.as_deref(), PoolMode::Fixed { jobs });
-    match control.tx.send(ControlRequest::Scale(body.workers)) {
-        Ok(()) => Ok(StatusCode::ACCEPTED),
+    match control.tx.send(ControlRequest::Scale(workers)) {
+        Ok(()) => Ok(()),
         Err(_) => Err(no_cluster()),
     }
 }

@@ -66,6 +66,8 @@ pub enum ControlRequest {
     },
     /// Close the cluster.
     Close,
+    /// Cancel one of its jobs (it is replaced as any job that ended).
+    CancelJob(crate::slurm::JobRef),
 }
 
 /// A scheduler that could not start or be used.

@@ -444,6 +444,16 @@ impl Registry {
         }
     }
 
+    /// Records an action taken from the status page.
+    pub(crate) fn record_action(&mut self, action: &crate::protocol::PageAction, at_ms: u64) {
+        if let Some(j) = &mut self.journal {
+            j.append(&Op::PageAction {
+                action: action.clone(),
+                at_ms,
+            });
+        }
+    }
+
     /// Adds a batch of tasks (see `Engine::submit`).
     pub(crate) fn submit(&mut self, specs: Vec<TaskSpec>) -> Result<Vec<TaskId>, SubmitError> {
         let recorded = self.journal.as_ref().map(|_| specs.clone());
@@ -621,7 +631,7 @@ impl Registry {
             Op::GroupPool { group, mode } => {
                 self.group_pools.insert(group, mode);
             }
-            Op::Closed { .. } => {}
+            Op::Closed { .. } | Op::PageAction { .. } => {}
         }
         Ok(())
     }

@@ -83,6 +83,11 @@ impl From<BusyBook> for BusyImage {
 }
 
 impl super::Engine {
+    /// The cores each worker's running tasks hold.
+    pub fn cores_held(&self) -> std::collections::HashMap<WorkerId, u64> {
+        self.busy.iter().map(|(w, h)| (*w, h.ask.cores)).collect()
+    }
+
     /// Each group's busy time up to `now_ms`.
     pub fn busy_totals(&self, now_ms: u64) -> BTreeMap<Option<String>, Spent> {
         self.busy_time.totals(now_ms)

@@ -5,8 +5,19 @@
 
 // Drawn in this order: jobs running over workers, as they are often equal.
 const colours = { workers: "#2b5fb4", pending: "#c98a00", running: "#1f7a3a", tasks_running: "#8a3fb0" };
+const busyColours = { busy_percent: "#8a3fb0" };
 
-function draw(canvas, samples) {
+// Each sample's busy cores as a share of the workers' cores (100 at most).
+function utilisation(samples) {
+  return samples.map((s) => ({ at_ms: s.at_ms, busy_percent: s.cores ? Math.round((100 * (s.busy_cores || 0)) / s.cores) : 0 }));
+}
+
+function drawBoth(samples) {
+  draw(document.getElementById("chart"), samples, colours);
+  draw(document.getElementById("utilisation"), utilisation(samples), busyColours, 100);
+}
+
+function draw(canvas, samples, colours, fixedTop) {
   const ctx = canvas.getContext("2d");
   const w = canvas.width, h = canvas.height, pad = 28;
   ctx.clearRect(0, 0, w, h);
@@ -18,8 +29,8 @@ function draw(canvas, samples) {
     return;
   }
   const t0 = samples[0].at_ms, t1 = Math.max(samples[samples.length - 1].at_ms, t0 + 1);
-  let top = 1;
-  for (const s of samples) top = Math.max(top, s.pending, s.running, s.workers, s.tasks_running);
+  let top = fixedTop || 1;
+  if (!fixedTop) for (const s of samples) for (const key of Object.keys(colours)) top = Math.max(top, s[key]);
   const x = (t) => pad + (w - 2 * pad) * (t - t0) / (t1 - t0);
   const y = (v) => h - pad - (h - 2 * pad) * v / top;
   ctx.strokeStyle = "#e3e3e8";
@@ -39,10 +50,54 @@ function draw(canvas, samples) {
   canvas.dataset.drawn = String(samples.length);
 }
 
+// An action from the page: confirmed first, sent with the session's
+// action token (a request from another site has none).
+async function act(body, question) {
+  const token = document.querySelector('meta[name="drover-actions"]');
+  const result = document.getElementById("act-result");
+  if (!token || !window.confirm(question)) return;
+  try {
+    const r = await fetch("/ui/action", {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-Drover-Action-Token": token.content },
+      body: JSON.stringify(body),
+    });
+    result.textContent = (await r.text()).trim();
+    result.className = r.ok ? "meta" : "meta lost";
+  } catch (e) {
+    result.textContent = "not done (" + e.message + ")";
+    result.className = "meta lost";
+  }
+}
+
+function actions() {
+  const scale = document.getElementById("scale-form");
+  if (!scale) return;
+  scale.addEventListener("submit", (e) => {
+    e.preventDefault();
+    const group = document.getElementById("scale-group").value;
+    const workers = Number(document.getElementById("scale-workers").value);
+    const body = { action: "scale", workers: workers };
+    if (group) body.group = group;
+    act(body, "Scale " + (group ? "group " + group : "the pool") + " to " + workers + " workers?");
+  });
+  document.getElementById("cancel-task-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const task = Number(document.getElementById("cancel-task").value.replace(/^t/, ""));
+    act({ action: "cancel_task", task: task }, "Cancel task t" + task + " (and what depends on it)?");
+  });
+  // Rows are redrawn by every update: one listener on the live part.
+  document.getElementById("live").addEventListener("click", (e) => {
+    const button = e.target.closest("button.cancel-job");
+    if (button) act({ action: "cancel_job", job: button.dataset.job }, "Cancel job " + button.dataset.job + "? (The pool replaces it.)");
+  });
+}
+
 function pool() {
-  const canvas = document.getElementById("chart");
+  actions();
   const samples = JSON.parse(document.getElementById("timeline").textContent);
-  draw(canvas, samples);
+  drawBoth(samples);
   document.body.dataset.firstRenderMs = String(Math.round(performance.now()));
   const live = document.getElementById("live");
   const connection = document.getElementById("connection");
@@ -57,7 +112,7 @@ function pool() {
       if (s && (samples.length === 0 || s.at_ms > samples[samples.length - 1].at_ms)) {
         samples.push(s);
         if (samples.length > 5000) samples.shift();
-        draw(canvas, samples);
+        drawBoth(samples);
       }
       connection.textContent = "live";
       connection.className = "meta";

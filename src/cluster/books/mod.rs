@@ -102,6 +102,9 @@ pub(crate) struct Books {
     preemptions_seen: u64,
     /// When the latest preemptions were seen.
     preempted_at: VecDeque<Instant>,
+    /// Jobs a person asked to cancel (from the page), cancelled at the
+    /// next round.
+    asked_cancels: Vec<JobRef>,
 }
 
 /// How long replacements keep off a node that lost its workers.
@@ -153,6 +156,7 @@ impl Books {
             held_jobs: crate::config::HeldJobs::Release,
             preemptions_seen: 0,
             preempted_at: VecDeque::new(),
+            asked_cancels: Vec::new(),
         }
     }
 
@@ -357,6 +361,7 @@ impl Books {
         }
         self.match_workers(workers, now);
         self.account_ends(&mut plan, now);
+        plan.cancel.append(&mut self.asked_cancels);
         if self.outage.is_none() && !matches!(self.course, Course::Closing { .. }) {
             let held = super::held::decide(self.jobs.values_mut(), self.held_jobs, now);
             plan.release = held.release;

@@ -19,10 +19,13 @@ const MAX_CODES: usize = 16;
 /// Sessions at once; a new one ends the oldest.
 const MAX_SESSIONS: usize = 64;
 
-/// A secret with the time it stops being good.
+/// A secret with the time it stops being good, and (a session's) the
+/// token its page's actions must carry: a cross-site request gets the
+/// cookie sent (were `SameSite` ignored) but cannot read the page for it.
 struct Secret {
     value: Token,
     until: Instant,
+    actions: Token,
 }
 
 /// The codes handed out and the sessions they became.
@@ -54,6 +57,12 @@ impl Logins {
     pub fn is_session(&mut self, session: &str, now: Instant) -> bool {
         find(&mut self.sessions, session, now).is_some()
     }
+
+    /// The action token of live session `session`.
+    pub fn actions_token(&mut self, session: &str, now: Instant) -> Option<Token> {
+        let at = find(&mut self.sessions, session, now)?;
+        Some(self.sessions[at].actions.clone())
+    }
 }
 
 fn push(list: &mut VecDeque<Secret>, max: usize, until: Instant) -> Token {
@@ -64,6 +73,7 @@ fn push(list: &mut VecDeque<Secret>, max: usize, until: Instant) -> Token {
     list.push_back(Secret {
         value: value.clone(),
         until,
+        actions: Token::generate(),
     });
     value
 }
@@ -88,6 +98,20 @@ pub(crate) fn session_cookie<'a>(header: &'a str, name: &str) -> Option<&'a str>
         .filter_map(|c| c.trim().split_once('='))
         .find(|(n, _)| *n == name)
         .map(|(_, value)| value)
+}
+
+/// The session id in cluster `cluster`'s cookie, if `headers` carry one.
+pub(crate) fn session_id(
+    cluster: &crate::protocol::ClusterId,
+    headers: &axum::http::HeaderMap,
+) -> Option<String> {
+    let name = cookie_name(cluster);
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|h| session_cookie(h, &name))
+        .map(String::from)
 }
 
 /// The cookie's name for the page of cluster `cluster`: a browser keeps

@@ -1,8 +1,12 @@
 //! The status page the scheduler serves (`/ui`): the pool live, its jobs
-//! with their pending reasons, its tasks, recent errors, a timeline chart,
-//! and a page per worker following its log. A browser gets in with a
-//! one-time code (`drover dashboard`); the page only reads.
+//! with their pending reasons, its tasks, recent errors, its cost, a
+//! timeline chart with utilisation, and a page per worker following its
+//! log. A browser gets in with a one-time code (`drover dashboard`); it
+//! acts (scale, cancel a job or a task) only with its session's action
+//! token (`actions.rs`).
 
+mod actions;
+mod cost;
 mod login;
 mod render;
 mod routes;
@@ -44,6 +48,8 @@ struct Now {
     cluster: Option<crate::protocol::ClusterStatus>,
     tasks: crate::protocol::TaskCounts,
     live: usize,
+    /// Cores the live workers have, and those running tasks hold.
+    cores: (u64, u64),
 }
 
 impl Now {
@@ -55,11 +61,13 @@ impl Now {
             cluster,
             tasks: registry.tasks.counts(),
             live: registry.live(),
+            cores: registry.cores_in_use(),
         }
     }
 
     fn sample(&self) -> crate::protocol::Sample {
-        timeline::sample(self.at_ms, self.cluster.as_ref(), self.live, &self.tasks)
+        let (cluster, tasks) = (self.cluster.as_ref(), &self.tasks);
+        timeline::sample(self.at_ms, cluster, self.live, tasks, self.cores)
     }
 }
 

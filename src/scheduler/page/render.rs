@@ -54,16 +54,19 @@ fn inline_json(value: &impl Serialize) -> String {
 }
 
 /// The whole page, with the timeline so far.
+/// `actions`: the session's action token (none: the page cannot act).
 pub(crate) fn index(
     view: &View,
     timeline: &[crate::protocol::Sample],
     refresh: std::time::Duration,
+    actions: Option<&str>,
 ) -> String {
     #[derive(Serialize)]
     struct Context<'a> {
         view: &'a View,
         timeline: String,
         refresh_ms: u128,
+        actions: Option<&'a str>,
     }
     fill(
         "index.html",
@@ -71,6 +74,7 @@ pub(crate) fn index(
             view,
             timeline: inline_json(&timeline),
             refresh_ms: refresh.as_millis(),
+            actions,
         },
     )
 }

@@ -8,7 +8,7 @@ use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
@@ -28,6 +28,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router<Arc<Shared>> {
         .route(paths::UI_STYLE, get(style))
         .route(paths::UI_WORKER, get(worker_page))
         .route(paths::UI_WORKER_LOG, get(worker_log))
+        .route(paths::UI_ACTION, post(super::actions::act))
         .layer(middleware::from_fn_with_state(shared.clone(), logged_in));
     Router::new()
         .route(paths::UI_LOGIN, get(login))
@@ -87,18 +88,12 @@ async fn logged_in(
 
 /// Whether `headers` carry this cluster's cookie with a live session.
 pub(crate) fn has_session(shared: &Shared, headers: &axum::http::HeaderMap) -> bool {
-    let name = login::cookie_name(&shared.cluster_id);
-    let cookie = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|h| login::session_cookie(h, &name));
-    cookie.is_some_and(|s| {
+    login::session_id(&shared.cluster_id, headers).is_some_and(|s| {
         shared
             .page
             .logins
             .lock()
-            .is_session(s, std::time::Instant::now())
+            .is_session(&s, std::time::Instant::now())
     })
 }
 
@@ -174,21 +169,24 @@ fn look(shared: &Shared) -> (view::View, crate::protocol::Sample) {
         .timeline
         .lock()
         .rate_per_minute(&current, 60_000);
-    let view = view::view(
+    let mut view = view::view(
         now.cluster.as_ref(),
         &workers,
         now.tasks,
         rate,
         current.at_ms,
     );
+    view.cost = Some(super::cost::cost_view(&shared.report()));
     (view, current)
 }
 
-async fn index(State(shared): State<Arc<Shared>>) -> Html<String> {
+async fn index(State(shared): State<Arc<Shared>>, headers: axum::http::HeaderMap) -> Html<String> {
     let (view, current) = look(&shared);
     let mut samples = shared.page.timeline.lock().all();
     samples.push(current);
-    Html(render::index(&view, &samples, shared.config.page_refresh))
+    let actions = super::actions::token_for_page(&shared, &headers);
+    let refresh = shared.config.page_refresh;
+    Html(render::index(&view, &samples, refresh, actions.as_deref()))
 }
 
 /// The live update every open page polls for, made once per refresh

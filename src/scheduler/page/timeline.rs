@@ -58,6 +58,7 @@ pub(crate) fn sample(
     cluster: Option<&ClusterStatus>,
     workers: usize,
     tasks: &TaskCounts,
+    (cores, busy_cores): (u64, u64),
 ) -> Sample {
     let count =
         |state: JobState| cluster.map_or(0, |c| c.jobs.iter().filter(|j| j.state == state).count());
@@ -69,6 +70,8 @@ pub(crate) fn sample(
         workers: small(workers),
         tasks_running: small(tasks.running),
         tasks_ended: (tasks.succeeded + tasks.failed + tasks.cancelled) as u64,
+        cores: u32::try_from(cores).unwrap_or(u32::MAX),
+        busy_cores: u32::try_from(busy_cores.min(cores)).unwrap_or(u32::MAX),
     }
 }
 
@@ -109,15 +112,19 @@ mod tests {
     }
 
     #[test]
-    fn a_sample_counts_jobs_by_state() {
+    fn a_sample_counts_jobs_by_state_and_the_cores_in_use() {
         let tasks = TaskCounts {
             running: 2,
             succeeded: 5,
             failed: 1,
             ..Default::default()
         };
-        let s = sample(7, None, 3, &tasks);
+        let s = sample(7, None, 3, &tasks, (12, 4));
         assert_eq!((s.pending, s.running, s.workers), (0, 0, 3));
         assert_eq!((s.tasks_running, s.tasks_ended), (2, 6));
+        assert_eq!((s.cores, s.busy_cores), (12, 4));
+        // Held cores beyond what the workers have (a report racing a
+        // departure) are at most all of them.
+        assert_eq!(sample(7, None, 3, &tasks, (2, 4)).busy_cores, 2);
     }
 }

@@ -31,6 +31,8 @@ pub(crate) struct View {
     pub errors: Vec<ErrorView>,
     /// Dask's own dashboard, for a Dask pool.
     pub dask_dashboard: Option<String>,
+    /// What the pool cost and used so far (`cost.rs`).
+    pub cost: Option<super::cost::CostView>,
 }
 
 /// A pool or one of its groups: what it was asked for and what it has.
@@ -130,6 +132,7 @@ pub(crate) fn view(
         dask_dashboard: cluster
             .and_then(|c| c.dask.as_ref())
             .map(|d| format!("{}/status", d.http.trim_end_matches('/'))),
+        cost: None,
     }
 }
 
