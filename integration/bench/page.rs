@@ -4,7 +4,8 @@
 //! 1. page weight (the page, its script and style sheet) and time to first
 //!    render in headless Chromium (the page parsed and its chart drawn, as
 //!    the page's script records it) for a pool of 1,000 held jobs, against
-//!    one of 10;
+//!    one of 10; and the bytes of one live update (what every open page
+//!    asks for every refresh) as sent gzipped and plain;
 //! 2. the CPU the process holding a 32-worker pool (and its scheduler)
 //!    uses with 5 pages open against none, taking turns at going first.
 //!    The 5 pages are 5 pollers in a child process asking for the page's
@@ -56,6 +57,14 @@ fn main() {
         small.render_ms,
         large.render_ms / small.render_ms.max(1.0),
     );
+    for (n, f) in [(10, &small), (big, &large)] {
+        println!(
+            "update per refresh: {n} jobs {:.1} KiB gzipped, {:.1} KiB plain ({:.2}x)",
+            f.update_gzip as f64 / 1024.0,
+            f.update_plain as f64 / 1024.0,
+            f.update_gzip as f64 / f.update_plain.max(1) as f64,
+        );
+    }
     common::drained(&conf);
     let (none, five) = rt.block_on(cpu_with_pages(
         slurm,
@@ -94,6 +103,28 @@ fn spec(name: &str, dir: &std::path::Path, held: bool) -> drover::config::JobSpe
 struct PageFigures {
     bytes: usize,
     render_ms: f64,
+    /// One live update as a page asks for it every refresh: as sent to a
+    /// browser that takes gzip, and without.
+    update_gzip: usize,
+    update_plain: usize,
+}
+
+/// The bytes of one live update (`/ui/update`), with and without gzip.
+async fn update_bytes(http: &reqwest::Client, base: &str, token: &str) -> (usize, usize) {
+    let mut sizes = [0, 0];
+    for (i, encoding) in ["gzip", "identity"].iter().enumerate() {
+        let r = http
+            .get(format!("{base}/ui/update"))
+            .bearer_auth(token)
+            .header("accept-encoding", *encoding)
+            .send()
+            .await
+            .unwrap();
+        let gzipped = r.headers().get("content-encoding").is_some();
+        assert_eq!(gzipped, i == 0, "gzip only when asked");
+        sizes[i] = r.bytes().await.unwrap().len();
+    }
+    (sizes[0], sizes[1])
 }
 
 /// A pool of `jobs` held jobs: its page's weight, and the time Chromium
@@ -135,6 +166,7 @@ async fn page_of(
         assert!(body.status().is_success(), "{path}: {}", body.status());
         bytes += body.bytes().await.unwrap().len();
     }
+    let (update_gzip, update_plain) = update_bytes(&http, &base, &token).await;
     let mut times = Vec::new();
     for _ in 0..3 {
         let code: drover::protocol::DashboardCode = http
@@ -163,6 +195,8 @@ async fn page_of(
     PageFigures {
         bytes,
         render_ms: common::median(times),
+        update_gzip,
+        update_plain,
     }
 }
 

@@ -90,7 +90,7 @@ function actions() {
   // Rows are redrawn by every update: one listener on the live part.
   document.getElementById("live").addEventListener("click", (e) => {
     const button = e.target.closest("button.cancel-job");
-    if (button) act({ action: "cancel_job", job: button.dataset.job }, "Cancel job " + button.dataset.job + "? (The pool replaces it.)");
+    if (button) act({ action: "cancel_job", job: button.dataset.cancel }, "Cancel job " + button.dataset.cancel + "? (The pool replaces it.)");
   });
 }
 

@@ -399,3 +399,24 @@ fn a_job_requeued_after_its_worker_was_lost_is_not_a_preemption() {
     assert_eq!(s.jobs()[&job(1)].requeues, 1, "requeued all the same");
     assert_eq!(s.preemptions(), 0, "a node failure, not a preemption");
 }
+
+#[test]
+fn a_job_cancelled_as_asked_is_cancelled_once_and_replaced() {
+    let mut s = books();
+    let t0 = Instant::now();
+    s.submitted((1..=2).map(job), t0);
+    s.target_jobs = 2;
+    let listing: Vec<JobInfo> = (1..=2).map(|n| info(n, JobState::Running)).collect();
+    let workers: Vec<WorkerInfo> = (1..=2)
+        .map(|n| worker(n, n, WorkerState::Running))
+        .collect();
+    assert_eq!(s.reconcile(Some(&listing), &workers, t0), Plan::default());
+    assert!(s.cancel_asked(job(2), t0));
+    assert!(!s.cancel_asked(job(2), t0), "already going");
+    assert!(!s.cancel_asked(job(9), t0), "no job of this pool");
+    let plan = s.reconcile(Some(&listing), &workers, t0);
+    assert_eq!(plan.cancel, vec![job(2)]);
+    assert_eq!(plan.submit, 1, "it no longer counts: a replacement");
+    let again = s.reconcile(Some(&listing), &workers, t0);
+    assert!(again.cancel.is_empty(), "cancelled once: {again:?}");
+}

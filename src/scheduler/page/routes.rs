@@ -23,7 +23,15 @@ const MAX_NAME: usize = 256;
 pub(crate) fn router(shared: Arc<Shared>) -> Router<Arc<Shared>> {
     let behind_login = Router::new()
         .route(paths::UI, get(index))
-        .route(paths::UI_UPDATE, get(live_update))
+        .route(
+            paths::UI_UPDATE,
+            // The one response that repeats every refresh, and the one
+            // that grows with the jobs: gzipped for a browser that takes
+            // it. Nothing secret is in it (the action token is only in
+            // the page itself, which is not compressed: no length to
+            // read a secret from).
+            get(live_update).layer(tower_http::compression::CompressionLayer::new()),
+        )
         .route(paths::UI_SCRIPT, get(script))
         .route(paths::UI_STYLE, get(style))
         .route(paths::UI_WORKER, get(worker_page))
