@@ -340,6 +340,21 @@ async fn actions_from_the_page_need_the_sessions_token() {
     }
     let name = cluster.status().job_name;
     assert_eq!(common::jobs_named(&name).len(), 1, "nothing was done");
+    // Bad input is refused, naming what is wrong.
+    for (bad, field) in [
+        (
+            serde_json::json!({"action": "scale", "workers": 100_001}),
+            "workers",
+        ),
+        (
+            serde_json::json!({"action": "scale", "group": "a/b", "workers": 1}),
+            "group",
+        ),
+    ] {
+        let r = act(bad, Some(&token)).await.unwrap();
+        assert_eq!(r.status(), 400);
+        assert!(r.text().await.unwrap().contains(field));
+    }
     let r = act(scale.clone(), Some(&token)).await.unwrap();
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
     common::until("squeue to show 2 jobs", Duration::from_secs(30), || {

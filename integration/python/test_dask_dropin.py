@@ -81,7 +81,12 @@ def test_the_launcher_pattern_runs_a_dask_jobqueue_driver_in_a_job(workdir):
     job = out.stdout.strip().split(";")[0]
     log = (workdir / f"slurm-{job}.out").read_text()
     assert out.returncode == 0, log + out.stderr
-    assert log.strip().splitlines()[-1] == "50", log
+    # The driver's result, then drover's line on what the pool cost (on
+    # stderr, which the job's log holds too).
+    lines = log.strip().splitlines()
+    assert "50" in lines, log
+    summary = [i for i, line in enumerate(lines) if line.startswith("drover: 2 workers, ")]
+    assert summary and summary[-1] > lines.index("50"), log
     assert (workdir / "seed-graph.svg").read_text().lstrip().startswith("<?xml")
     # Its worker jobs ended COMPLETED; none is left.
     workers = job_states("dask-worker-", after=int(job))

@@ -51,6 +51,9 @@ pub(crate) struct Pool {
     pub close_requested: Notify,
     /// Set once the site refused a job array.
     pub arrays_refused: AtomicBool,
+    /// Whether the last read of its allocations failed (said once, until
+    /// a read succeeds again).
+    pub accounting_failing: AtomicBool,
     /// Set once Slurm said it would take the pool's job (or could not
     /// say): the `sbatch --test-only` before the first submission is done.
     pub checked: AtomicBool,

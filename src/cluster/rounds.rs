@@ -98,14 +98,26 @@ pub(crate) async fn read_allocations(pools: &[Arc<Pool>]) -> Option<bool> {
     let names: Vec<String> = pools.iter().map(|p| p.spec.job_name.clone()).collect();
     let since_s = unix_ms().saturating_sub(first.scheduler.began_ms()) / 1000;
     let window = since_s.saturating_add(ACCOUNTING_MARGIN_S);
+    use std::sync::atomic::Ordering::Relaxed;
     let found = match first.slurm.allocations(&names, window).await {
         Ok(Some(found)) => found,
         Ok(None) => return None,
+        // Said once: a node that cannot reach slurmdbd cannot at every read.
         Err(e) => {
-            tracing::warn!(error = %e, "cannot read the pool's allocations from accounting");
+            match first.accounting_failing.swap(true, Relaxed) {
+                false => {
+                    tracing::warn!(error = %e, "cannot read the pool's allocations from accounting (said once until it can): its report keeps what it read last, or counts the workers' lifetimes")
+                }
+                true => {
+                    tracing::debug!(error = %e, "cannot read the pool's allocations from accounting")
+                }
+            }
             return None;
         }
     };
+    if first.accounting_failing.swap(false, Relaxed) {
+        tracing::info!("reading the pool's allocations from accounting again");
+    }
     let found_jobs: Vec<_> = found.iter().map(|a| a.job).collect();
     let allocations: Vec<Allocation> = found
         .into_iter()

@@ -230,6 +230,7 @@ async fn pool(
         rounds: shared.rounds.clone(),
         close_requested: Notify::new(),
         arrays_refused: AtomicBool::new(false),
+        accounting_failing: AtomicBool::new(false),
         // A pool back from its journal had its jobs taken already.
         checked: AtomicBool::new(shared.scheduler.restored()),
         adapt: parking_lot::Mutex::new(None),
