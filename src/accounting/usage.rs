@@ -34,12 +34,7 @@ impl Usage {
         self.allocated_memory_gib_seconds +=
             a.tres.memory_bytes as f64 / (1u64 << 30) as f64 * secs;
         self.billing_units += a.tres.billing.unwrap_or(a.tres.cpus as f64) * secs / 3600.0;
-        // One job not measured makes the sum not measured.
-        self.energy_joules = match (self.jobs, self.energy_joules, a.energy_joules) {
-            (1, _, e) => e,
-            (_, Some(sum), Some(e)) => Some(sum.saturating_add(e)),
-            _ => None,
-        };
+        self.energy_joules = energy(self.jobs == 1, self.energy_joules, a.energy_joules);
     }
 
     fn add_busy(&mut self, b: &Spent) {
@@ -64,11 +59,17 @@ impl Usage {
         self.busy_core_seconds += other.busy_core_seconds;
         self.busy_gpu_seconds += other.busy_gpu_seconds;
         self.billing_units += other.billing_units;
-        self.energy_joules = match (jobs_before, self.energy_joules, other.energy_joules) {
-            (0, _, e) => e,
-            (_, Some(a), Some(b)) => Some(a.saturating_add(b)),
-            _ => None,
-        };
+        self.energy_joules = energy(jobs_before == 0, self.energy_joules, other.energy_joules);
+    }
+}
+
+/// The energy of a sum and one more part of it (`first`: the sum is
+/// empty so far): one part not measured makes the sum not measured.
+fn energy(first: bool, sum: Option<u64>, part: Option<u64>) -> Option<u64> {
+    match (first, sum, part) {
+        (true, _, e) => e,
+        (false, Some(a), Some(b)) => Some(a.saturating_add(b)),
+        _ => None,
     }
 }
 

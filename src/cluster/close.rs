@@ -70,7 +70,7 @@ pub(crate) async fn close(
     let pool = &pools[0];
     // What the pool cost, with its jobs' ends: the last word of the pool.
     let until = tokio::time::Instant::now() + ACCOUNTING_GRACE;
-    while super::rounds::read_allocations(pools).await == Some(false)
+    while super::allocations::read_allocations(pools).await == Some(false)
         && tokio::time::Instant::now() < until
     {
         tokio::time::sleep(ROUND_WAIT / 4).await;

@@ -9,6 +9,7 @@
 //! `reaper` does it for a driver that died.
 
 mod adapt;
+mod allocations;
 mod books;
 mod budget;
 mod cap;

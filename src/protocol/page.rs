@@ -59,7 +59,8 @@ pub enum PageAction {
         group: Option<String>,
         workers: usize,
     },
-    /// Cancel one job of the pool (`120`, `120_4`); the pool replaces it
+    /// Cancel one job of the pool (`120`, `120_4`, its job id, or one of
+    /// its workers by name, as `drover logs` takes it); the pool replaces it
     /// as it would any job that ended.
     CancelJob { job: String },
     /// Cancel one task (and fail what depends on it).

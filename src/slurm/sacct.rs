@@ -53,11 +53,6 @@ pub struct JobFate {
 
 /// The arguments for the fates of `jobs` (all at once).
 pub(crate) fn args(jobs: &[JobRef]) -> Vec<String> {
-    args_for(FORMAT, jobs)
-}
-
-/// sacct's arguments for the fields `format` of `jobs` (all at once).
-pub(crate) fn args_for(format: &str, jobs: &[JobRef]) -> Vec<String> {
     let list = jobs
         .iter()
         .map(JobRef::to_string)
@@ -66,7 +61,7 @@ pub(crate) fn args_for(format: &str, jobs: &[JobRef]) -> Vec<String> {
     [
         "--noheader",
         "--parsable2",
-        &format!("--format={format}"),
+        &format!("--format={FORMAT}"),
         &format!("--jobs={list}"),
     ]
     .map(String::from)

@@ -8,6 +8,23 @@ use crate::protocol::WorkerState;
 use crate::slurm::{JobRef, JobState};
 
 impl Books {
+    /// Job `job` is to be cancelled at the next round, as a person asked
+    /// (from the page): from now it no longer counts, so a sized pool
+    /// replaces it. `false` when it is no active job of this pool, or is
+    /// already going.
+    pub fn cancel_asked(&mut self, job: JobRef, now: Instant) -> bool {
+        let Some(r) = self.jobs.get_mut(&job) else {
+            return false;
+        };
+        if !r.state.is_active() || r.action.is_some() {
+            return false;
+        }
+        r.action = Some(Action::Cancelling);
+        r.action_at = Some(now);
+        self.asked_cancels.push(job);
+        true
+    }
+
     /// Jobs whose workers the scheduler lost are broken: cancel them (they
     /// are replaced, as they no longer count) and keep new jobs off their node.
     pub(super) fn cancel_broken(&mut self, plan: &mut Plan, now: Instant) {
@@ -147,24 +164,5 @@ impl Books {
             .filter(|r| r.state.is_active())
             .map(|r| r.job)
             .collect()
-    }
-}
-
-impl Books {
-    /// Job `job` is to be cancelled at the next round, as a person asked
-    /// (from the page): from now it no longer counts, so a sized pool
-    /// replaces it. `false` when it is no active job of this pool, or is
-    /// already going.
-    pub fn cancel_asked(&mut self, job: JobRef, now: Instant) -> bool {
-        let Some(r) = self.jobs.get_mut(&job) else {
-            return false;
-        };
-        if !r.state.is_active() || r.action.is_some() {
-            return false;
-        }
-        r.action = Some(Action::Cancelling);
-        r.action_at = Some(now);
-        self.asked_cancels.push(job);
-        true
     }
 }

@@ -91,18 +91,16 @@ fn cancel_job(shared: &Shared, job: &str) -> Result<(), Refused> {
     if job.len() > 64 {
         return Err(unknown());
     }
-    let parsed: crate::slurm::JobRef = job.parse().map_err(|_| unknown())?;
     let status = shared.cluster_status.lock().clone().and_then(|f| f());
-    let status = status.ok_or_else(unknown)?;
-    let all = std::iter::once(&status).chain(status.groups.iter());
-    let found = all.filter(|c| c.groups.is_empty() || c.group.is_some());
-    let owner = found
-        .into_iter()
-        .find(|c| c.jobs.iter().any(|j| j.job == parsed))
+    // A pool with groups lists every group's jobs, each with its group.
+    let found = status
+        .as_ref()
+        .and_then(|s| s.job_for(job))
         .ok_or_else(unknown)?;
+    let (parsed, group) = (found.job, found.group.clone());
     let controls = shared.control.lock();
     let control = controls
-        .route(owner.group.as_deref())
+        .route(group.as_deref())
         .map_err(|e| refused(StatusCode::BAD_REQUEST, format!("{e}\n")))?;
     control
         .tx
