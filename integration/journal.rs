@@ -358,3 +358,43 @@ async fn full_disk(extra: &[&str]) {
         );
     }
 }
+
+/// Accounting kept (the default) reports a task's own time as busy;
+/// the same journal continued with `--no-accounting` keeps none of it,
+/// counts no run after, and says so (`source: off`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accounting_off_keeps_no_busy_time_and_its_report_says_so() {
+    use drover::protocol::ReportSource;
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("pool.journal");
+    let on = ["--journal", journal.to_str().unwrap()];
+    let (mut scheduler, file) = scheduler_process(dir.path(), &on).await;
+    let _worker = worker(&file);
+    let sleep = TaskSpec {
+        argv: vec!["sleep".into(), "1".into()],
+        cores: 1,
+        ..Default::default()
+    };
+    let driver = SchedulerClient::from_path(&file).unwrap();
+    let first = driver.submit(std::slice::from_ref(&sleep)).await.unwrap();
+    let every = Duration::from_millis(20);
+    driver.wait_tasks(Some(&first), every).await.unwrap();
+    let kept = driver.report().await.unwrap();
+    assert_ne!(kept.source, ReportSource::Off);
+    let busy = kept.total.busy_core_seconds;
+    assert!((1.0..1.5).contains(&busy), "a 1 s task: {kept:?}");
+
+    scheduler.0.kill().unwrap();
+    scheduler.0.wait().unwrap();
+    std::fs::remove_file(&file).unwrap();
+    let off = ["--journal", journal.to_str().unwrap(), "--no-accounting"];
+    let (_scheduler, file) = scheduler_process(dir.path(), &off).await;
+    // The worker follows the scheduler back and runs another.
+    let second = client(&file).submit(&[sleep]).await.unwrap();
+    driver.wait_tasks(Some(&second), every).await.unwrap();
+    let report = driver.report().await.unwrap();
+    assert_eq!(report.source, ReportSource::Off, "{report:?}");
+    assert_eq!(report.total.busy_core_seconds, 0.0, "{report:?}");
+    assert!(report.groups.is_empty(), "{report:?}");
+    assert_eq!(report.summary(), "accounting is off");
+}

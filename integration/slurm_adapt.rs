@@ -11,6 +11,25 @@ use drover::protocol::JobAction;
 use drover::slurm::JobState;
 use drover::tasks::TaskSpec;
 
+/// A pool of 1-core workers adapting between 0 and `max` jobs, with
+/// `(idle timeout, cooldown)` in seconds; and its job name.
+async fn adaptive(
+    slurm: common::TestSlurm,
+    logs: &tempfile::TempDir,
+    prefix: &str,
+    (idle, cooldown): (u64, u64),
+    max: usize,
+) -> (SlurmCluster, String) {
+    let mut options = test_cluster_options();
+    options.idle_timeout = Duration::from_secs(idle);
+    options.cooldown = Duration::from_secs(cooldown);
+    let spec = test_job(prefix, 1, logs.path()).build().unwrap();
+    let cluster = SlurmCluster::new(spec, options, slurm).await.unwrap();
+    let name = cluster.job_name().to_string();
+    cluster.adapt(0, max);
+    (cluster, name)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_grows_an_adaptive_pool_which_returns_to_zero_without_oscillating() {
     let Some(slurm) = local_slurm("a_burst_grows_an_adaptive_pool") else {
@@ -18,13 +37,7 @@ async fn a_burst_grows_an_adaptive_pool_which_returns_to_zero_without_oscillatin
     };
     let _serial = exclusive().await;
     let logs = log_dir();
-    let mut options = test_cluster_options();
-    options.idle_timeout = Duration::from_secs(3);
-    options.cooldown = Duration::from_secs(2);
-    let spec = test_job("drover-adapt", 1, logs.path()).build().unwrap();
-    let cluster = SlurmCluster::new(spec, options, slurm).await.unwrap();
-    let name = cluster.job_name().to_string();
-    cluster.adapt(0, 8);
+    let (cluster, name) = adaptive(slurm, &logs, "drover-adapt", (3, 2), 8).await;
     cluster.rounds(3).await;
     assert_eq!(cluster.status().submitted, 0, "no work, no jobs");
 
@@ -80,5 +93,50 @@ async fn a_burst_grows_an_adaptive_pool_which_returns_to_zero_without_oscillatin
     let adapt = status.adapt.as_ref().unwrap();
     assert_eq!((adapt.min_workers, adapt.max_workers), (0, 8), "{adapt:?}");
     assert_eq!(status.target_jobs, 0);
+    cluster.close().await.unwrap();
+}
+
+/// Idle jobs an adaptive pool keeps only because it went up within its
+/// cooldown are counted, each its cores for as long as the cooldown kept
+/// it: one 1-core job, idle 1 s after its 1 s task, kept until 12 s after
+/// the pool went up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_jobs_kept_for_the_cooldown_are_counted_in_the_report() {
+    let Some(slurm) = local_slurm("idle_jobs_kept_for_the_cooldown") else {
+        return;
+    };
+    let _serial = exclusive().await;
+    let logs = log_dir();
+    let (cluster, name) = adaptive(slurm, &logs, "drover-cooldown", (1, 12), 1).await;
+    cluster.rounds(2).await;
+    let client = cluster.client();
+    let task = TaskSpec {
+        argv: vec!["sleep".into(), "1".into()],
+        cores: 1,
+        ..Default::default()
+    };
+    let submitted = Instant::now();
+    let ids = client.submit(&[task]).await.unwrap();
+    common::all_succeed(&client, &ids).await;
+    let ended = submitted.elapsed();
+    // Kept from the end of the task plus the idle timeout until the
+    // cooldown after the pool went up (within a round of the submission).
+    let expected = 12.0 - ended.as_secs_f64() - 1.0;
+    assert!(expected > 3.0, "the task ended too late to tell: {ended:?}");
+    let start = Instant::now();
+    while !slurm_cmd("squeue", &["-h", "-n", &name]).trim().is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(40),
+            "the pool did not go down"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    cluster.rounds(1).await;
+    let kept = cluster.report().total.cooldown_idle_core_seconds;
+    eprintln!("kept for the cooldown: {kept:.2} core-s; expected {expected:.2}");
+    assert!(
+        (kept - expected).abs() <= 2.0,
+        "kept {kept:.1} core-s for the cooldown; expected {expected:.1} (task ended {ended:?} after the submission)"
+    );
     cluster.close().await.unwrap();
 }

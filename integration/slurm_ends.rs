@@ -5,9 +5,9 @@
 //! OUT_OF_MEMORY makes the next one ask for more; accounting tells a
 //! TIMEOUT and a NODE_FAIL as Slurm reports them; with `PreemptMode=CANCEL`
 //! a preempted job ends PREEMPTED and is replaced. Slow (Slurm lets a
-//! requeued job start only once its credential has expired, two minutes
-//! on), so they run one at a time on this machine's 22.05 over its
-//! commands only; the fast form of the first, a replacement, is
+//! requeued job start only once its credential has expired: 120 s by
+//! default, 20 s on the local cluster, `AuthInfo=cred_expire=20`), so they
+//! run one at a time on this machine's 22.05 over its commands only; the fast form of the first, a replacement, is
 //! `slurm_site`'s on every release and both backends.
 
 mod common;
@@ -56,7 +56,7 @@ async fn a_job_held_after_its_prolog_failed_is_released_and_its_worker_comes() {
         show_job(id).get("Restarts").is_some_and(|r| r == "1")
     })
     .await;
-    // Slurm's requeue delay (the credential's lifetime, 120 s) comes first.
+    // Slurm's requeue delay (the credential's lifetime, 20 s here) comes first.
     cluster
         .wait_for_workers(1, Duration::from_secs(240))
         .await
@@ -135,7 +135,7 @@ async fn a_preempted_pool_requeues_its_tasks_without_using_retries_and_recovers(
     );
     wait_for_state(urgent, "COMPLETED", Duration::from_secs(120)).await;
     std::fs::write(&go, "").unwrap();
-    // Slurm lets a requeued job start once its credential expired (121 s).
+    // Slurm lets a requeued job start once its credential expired (21 s).
     let done = tokio::time::timeout(
         Duration::from_secs(300),
         client.wait_tasks(Some(&ids), Duration::from_millis(200)),

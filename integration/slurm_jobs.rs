@@ -220,7 +220,8 @@ async fn accounting_tells_how_each_ended_job_ended() {
         return;
     }
     // slurmdbd records an end a moment after squeue shows it, and a
-    // cancelled job's batch step (its signal) a moment after the job.
+    // cancelled job's batch step (its signal) a moment after the job: on
+    // 26.05 beside two other releases' suites (CI), not within 30 s once.
     let start = std::time::Instant::now();
     let fates = loop {
         let fates = slurm
@@ -236,7 +237,7 @@ async fn accounting_tells_how_each_ended_job_ended() {
             break fates;
         }
         assert!(
-            start.elapsed() < Duration::from_secs(30),
+            start.elapsed() < Duration::from_secs(90),
             "accounting did not record the three ends: {fates:?}"
         );
         tokio::time::sleep(Duration::from_millis(300)).await;

@@ -378,7 +378,7 @@ async fn a_job_gone_from_squeue_is_read_back_from_accounting() {
 /// comes up on the other node at once, on either backend; the wait ends
 /// with the worker, not at its timeout, and no start-up failure is counted.
 /// (Releasing it, the default, is `slurm_ends`'s: Slurm lets a requeued
-/// job start only two minutes later.)
+/// job start only once its credential has expired.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_held_after_its_prolog_failed_is_replaced_and_a_worker_comes() {
     let Some(slurm) = local_slurm("a_job_held_after_its_prolog_failed") else {

@@ -11,7 +11,10 @@
 //!    side, its bytes per task, and the time a scheduler killed with
 //!    100,000 finished tasks in its journal takes to serve again; and the
 //!    same with compaction (a snapshot whenever the journal has grown by
-//!    1 MiB and by its last snapshot's size), with the snapshots' pauses.
+//!    1 MiB and by its last snapshot's size), with the snapshots' pauses;
+//! 5. what keeping the pool's accounting (the tasks' busy time) costs: 2
+//!    with it on (the default) and off (`--no-accounting`), alternating,
+//!    the scheduler's CPU per task and its memory after the tasks.
 
 mod common;
 
@@ -61,9 +64,9 @@ fn main() {
                 journal / tls
             );
         }
-        let (wall, cpu) = scheduler_cost(sizes.simulated_tasks, Mode::Tls).await;
-        let (jwall, jcpu) = scheduler_cost(sizes.simulated_tasks, Mode::Journal).await;
-        let (cwall, ccpu) = scheduler_cost(sizes.simulated_tasks, Mode::Compacting).await;
+        let (wall, cpu, _) = scheduler_cost(sizes.simulated_tasks, Mode::Tls).await;
+        let (jwall, jcpu, _) = scheduler_cost(sizes.simulated_tasks, Mode::Journal).await;
+        let (cwall, ccpu, _) = scheduler_cost(sizes.simulated_tasks, Mode::Compacting).await;
         println!(
             "  journal/no journal: wall per task {:.2}, scheduler CPU per task {:.2}",
             jwall / wall,
@@ -74,8 +77,37 @@ fn main() {
             cwall / jwall,
             ccpu / jcpu
         );
+        accounting_cost(sizes.simulated_tasks, if measuring { 3 } else { 1 }).await;
         queued_memory(sizes.queued_tasks).await;
     });
+}
+
+/// The scheduler's cost per task with accounting on and off, `rounds`
+/// times each, alternating (the machine's drift falls on both): the
+/// medians' ratios, and the resident memory after the tasks.
+async fn accounting_cost(tasks: usize, rounds: usize) {
+    let (mut on, mut off) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        on.push(scheduler_cost(tasks, Mode::Tls).await);
+        off.push(scheduler_cost(tasks, Mode::NoAccounting).await);
+    }
+    let median = |runs: &[(f64, f64, u64)], pick: fn(&(f64, f64, u64)) -> f64| {
+        let mut v: Vec<f64> = runs.iter().map(pick).collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (on_cpu, off_cpu) = (median(&on, |r| r.1), median(&off, |r| r.1));
+    let (on_rss, off_rss) = (median(&on, |r| r.2 as f64), median(&off, |r| r.2 as f64));
+    println!(
+        "accounting on/off, {tasks} tasks, median of {rounds} alternating: scheduler CPU per task \
+         {on_cpu:.4} / {off_cpu:.4} ms = {:.2}; wall per task {:.2}; resident after the tasks \
+         {:.1} / {:.1} MiB = {:.3}",
+        on_cpu / off_cpu,
+        median(&on, |r| r.0) / median(&off, |r| r.0),
+        on_rss / 1024.0,
+        off_rss / 1024.0,
+        on_rss / off_rss
+    );
 }
 
 /// How a measured scheduler runs.
@@ -89,6 +121,8 @@ enum Mode {
     Journal,
     /// TLS with `--journal`, compacted from 1 MiB on.
     Compacting,
+    /// TLS, keeping no accounting (`--no-accounting`).
+    NoAccounting,
 }
 
 impl Mode {
@@ -98,6 +132,7 @@ impl Mode {
             Mode::Plain => "plain HTTP",
             Mode::Journal => "TLS, journal",
             Mode::Compacting => "TLS, journal compacted from 1 MiB",
+            Mode::NoAccounting => "TLS, accounting off",
         }
     }
 }
@@ -108,6 +143,7 @@ async fn scheduler(dir: &Path, mode: Mode) -> (KillOnDrop, SchedulerClient, std:
     let args: Vec<&str> = match mode {
         Mode::Tls => vec![],
         Mode::Plain => vec!["--insecure-plain-http"],
+        Mode::NoAccounting => vec!["--no-accounting"],
         Mode::Journal => vec!["--journal", journal.to_str().unwrap()],
         Mode::Compacting => vec![
             "--journal",
@@ -194,8 +230,9 @@ fn cpu_ticks(pid: u32) -> u64 {
 
 /// Simulated workers: register, and report every task they are given as
 /// done at once, until every task is done.
-/// Returns the wall and scheduler CPU milliseconds per task.
-async fn scheduler_cost(tasks: usize, mode: Mode) -> (f64, f64) {
+/// Returns the wall and scheduler CPU milliseconds per task, and the
+/// scheduler's resident KiB after them.
+async fn scheduler_cost(tasks: usize, mode: Mode) -> (f64, f64, u64) {
     const WORKERS: usize = 4;
     let dir = tempfile::tempdir().unwrap();
     let (mut sched, client, file) = scheduler(dir.path(), mode).await;
@@ -240,6 +277,7 @@ async fn scheduler_cost(tasks: usize, mode: Mode) -> (f64, f64) {
     }
     let wall = start.elapsed().as_secs_f64();
     let cpu = (cpu_ticks(pid) - ticks0) as f64 / 100.0;
+    let rss = rss_kib(pid);
     sims.abort_all();
     let per_task_ms = wall * 1000.0 / tasks as f64;
     let cpu_per_task_ms = cpu * 1000.0 / tasks as f64;
@@ -254,7 +292,7 @@ async fn scheduler_cost(tasks: usize, mode: Mode) -> (f64, f64) {
     if matches!(mode, Mode::Journal | Mode::Compacting) {
         restart(dir.path(), &mut sched, &file, tasks, mode).await;
     }
-    (per_task_ms, cpu_per_task_ms)
+    (per_task_ms, cpu_per_task_ms, rss)
 }
 
 /// Kills a journaled scheduler holding `tasks` finished tasks, starts it

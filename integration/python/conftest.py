@@ -112,3 +112,38 @@ def open_page(url: str) -> str:
     )
     with opener.open(url, timeout=30) as r:
         return r.read().decode()
+
+
+def chromium_dom(url: str, budget_ms: int = 5000) -> str:
+    """The DOM headless Chromium (Debian's, `integration/browser/install`)
+    renders at `url` after `budget_ms` of the page's own time, with a
+    profile of its own. The pool's certificate is its own, so it is not
+    checked. A missing browser fails under CI=true and skips otherwise."""
+    import shutil
+    import tempfile
+
+    browser = shutil.which("chromium")
+    if browser is None:
+        why = "no chromium on PATH (install it with integration/browser/install)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(why + "; under CI=true integration tests never skip")
+        pytest.skip(why)
+    with tempfile.TemporaryDirectory() as profile:
+        out = subprocess.run(
+            [
+                browser,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--ignore-certificate-errors",
+                f"--user-data-dir={profile}",
+                f"--virtual-time-budget={budget_ms}",
+                "--dump-dom",
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=90,
+            check=True,
+        )
+    return out.stdout

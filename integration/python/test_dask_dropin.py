@@ -13,12 +13,19 @@ import signal
 import subprocess
 import textwrap
 import time
-import urllib.request
+import urllib.parse
 from pathlib import Path
 
 import pytest
 
-from conftest import PYTHON, REPO, job_states, open_page, squeue, unchecked_tls, until
+from conftest import (
+    PYTHON,
+    REPO,
+    chromium_dom,
+    job_states,
+    squeue,
+    until,
+)
 
 pytestmark = pytest.mark.usefixtures("no_jobs_left")
 
@@ -174,13 +181,22 @@ def test_scale_by_cores_and_memory_and_read_logs(workdir):
             slurm_logs = [k for k in logs if k.startswith("slurm-")]
             assert slurm_logs and "registered" in str(logs[slurm_logs[0]])
             assert re.search(r"#SBATCH -J dask-worker-\w+", cluster.job_header)
-            # drover's status page links to Dask's own dashboard, which
-            # serves (bokeh is installed).
-            page = open_page(cluster.drover_dashboard_url())
+            # In a browser (headless Chromium, through the one-time login):
+            # drover's status page links to Dask's own dashboard; the
+            # browser follows the link to Dask's status page (bokeh is
+            # installed), and from its navigation to Dask's list of
+            # workers, which names this pool's.
+            names = [w["name"] for w in client.scheduler_info()["workers"].values()]
+            page = chromium_dom(cluster.drover_dashboard_url())
             assert 'data-job="' in page, page
             link = html.unescape(re.search(r'id="dask-dashboard" href="([^"]+)"', page)[1])
-            with urllib.request.urlopen(link, timeout=30, context=unchecked_tls()) as r:
-                assert r.status == 200, link
+            status = chromium_dom(link, budget_ms=10_000)
+            assert "<title>Dask Diagnostic UI</title>" in status, status[:2000]
+            info = re.search(r'<a href="([^"]*)">Info</a>', status)
+            assert info, status[:2000]
+            # Dask's Info tab leads on to its list of workers.
+            workers = chromium_dom(urllib.parse.urljoin(link, html.unescape(info[1])))
+            assert names and all(name in workers for name in names), (names, workers[:2000])
 
 
 def test_the_agent_restarts_a_dask_worker_that_dies(workdir):

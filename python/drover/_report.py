@@ -4,7 +4,8 @@ Allocated figures are Slurm's own (each job's start, end and TRES from
 its accounting, with the partition's billing weights applied by Slurm);
 busy figures are the tasks' runs, each its cores for as long as it ran.
 Without accounting the workers' lifetimes stand in, and ``source`` says
-so.
+so; a pool with ``accounting = false`` keeps none (``source`` is
+``"off"``).
 """
 
 from __future__ import annotations
@@ -32,10 +33,13 @@ class Usage:
     energy_joules: int | None
     #: One line: "3 workers, 0.12 core-h allocated, 0.07 busy (53 %), ...".
     summary: str
+    #: Core-seconds of idle jobs an adaptive pool kept only because it had
+    #: gone up within its cooldown (``adapt-cooldown``).
+    cooldown_idle_core_seconds: float = 0.0
 
     @classmethod
     def _from(cls, d: dict) -> Usage:
-        return cls(**{f: d.get(f) for f in cls.__dataclass_fields__})
+        return cls(**{f: d[f] for f in cls.__dataclass_fields__ if f in d})
 
 
 @dataclass(frozen=True)
@@ -45,7 +49,8 @@ class Report:
     total: Usage
     groups: dict[str, Usage] = field(default_factory=dict)
     #: Where the allocated figures came from: ``"slurm_accounting"``,
-    #: ``"worker_lifetimes"`` or ``"none"``.
+    #: ``"worker_lifetimes"``, ``"none"``, or ``"off"`` (``accounting =
+    #: false``).
     source: str = "none"
     #: When the report was made (Unix seconds).
     at: float = 0.0

@@ -82,7 +82,7 @@ pub fn report<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     let value = pythonize::pythonize(py, report)?;
     let summary = |u: &drover::protocol::Usage| u.summary();
-    value.set_item("summary", summary(&report.total))?;
+    value.set_item("summary", report.summary())?;
     value.set_item("source_text", report.source.to_string())?;
     let groups = value.get_item("groups")?;
     for (name, usage) in &report.groups {
@@ -90,6 +90,6 @@ pub fn report<'py>(
     }
     value
         .get_item("total")?
-        .set_item("summary", summary(&report.total))?;
+        .set_item("summary", report.summary())?;
     Ok(value)
 }

@@ -14,6 +14,10 @@ SlurmctldHost=$CTL_NAME($CTL_ADDR)
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
+# A job step credential's lifetime, which is also how long Slurm keeps a
+# requeued job from starting again (120 s by default): ample for jobs on
+# this machine, and the requeue tests each wait 100 s less.
+AuthInfo=cred_expire=20
 $(release_conf)
 MpiDefault=none
 MailProg=/bin/true

@@ -59,6 +59,7 @@ impl Usage {
         self.busy_core_seconds += other.busy_core_seconds;
         self.busy_gpu_seconds += other.busy_gpu_seconds;
         self.billing_units += other.billing_units;
+        self.cooldown_idle_core_seconds += other.cooldown_idle_core_seconds;
         self.energy_joules = energy(jobs_before == 0, self.energy_joules, other.energy_joules);
     }
 }
@@ -82,6 +83,9 @@ pub struct Inputs {
     pub allocations: Vec<Allocation>,
     pub busy: BTreeMap<Option<String>, Spent>,
     pub workers: BTreeMap<Option<String>, u64>,
+    /// Core-milliseconds of idle jobs each adaptive pool kept for its
+    /// cooldown.
+    pub cooldown_core_ms: BTreeMap<Option<String>, u64>,
 }
 
 /// The usage of `inputs`, by group and in total, at `now_ms` (jobs still
@@ -98,6 +102,9 @@ pub fn report(inputs: &Inputs, now_ms: u64) -> Report {
     }
     for (g, n) in &inputs.workers {
         by.entry(g.clone()).or_default().workers += n;
+    }
+    for (g, ms) in &inputs.cooldown_core_ms {
+        by.entry(g.clone()).or_default().cooldown_idle_core_seconds += *ms as f64 / 1000.0;
     }
     let mut total = Usage::default();
     let mut groups = BTreeMap::new();
@@ -157,6 +164,7 @@ mod tests {
                 })
                 .collect(),
             workers: BTreeMap::new(),
+            cooldown_core_ms: BTreeMap::new(),
         }
     }
 
@@ -171,6 +179,7 @@ mod tests {
         ];
         let mut i = inputs(jobs, &[(Some("cpu"), 200_000), (Some("big"), 40_000)]);
         i.workers = [(Some("cpu".into()), 2), (Some("big".into()), 1)].into();
+        i.cooldown_core_ms = [(Some("cpu".into()), 30_000)].into();
         let r = report(&i, 1_100_000);
         let cpu = &r.groups["cpu"];
         assert_eq!(cpu.allocated_core_seconds, 400.0);
@@ -178,6 +187,8 @@ mod tests {
         assert_eq!(cpu.idle_fraction, 0.5);
         assert!((cpu.billing_units - 2.0 * 3.0 * 100.0 / 3600.0).abs() < 1e-12);
         assert_eq!(cpu.allocated_memory_gib_seconds, 400.0);
+        assert_eq!(cpu.cooldown_idle_core_seconds, 30.0);
+        assert_eq!(r.groups["big"].cooldown_idle_core_seconds, 0.0);
         let big = &r.groups["big"];
         assert_eq!(
             (big.allocated_core_seconds, big.busy_core_seconds),
@@ -189,6 +200,7 @@ mod tests {
         );
         assert_eq!(r.total.allocated_core_seconds, 450.0);
         assert_eq!(r.total.busy_core_seconds, 240.0);
+        assert_eq!(r.total.cooldown_idle_core_seconds, 30.0);
         assert!((r.total.idle_fraction - (1.0 - 240.0 / 450.0)).abs() < 1e-12);
         assert_eq!((r.total.jobs, r.total.workers), (3, 3));
         assert_eq!(r.total.energy_joules, Some(300));

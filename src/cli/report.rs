@@ -62,6 +62,9 @@ fn row(name: &str, u: &Usage) -> Vec<String> {
 /// The report as a table (a row per group, then the total) and the
 /// source of its allocated figures.
 fn text(r: &Report) -> String {
+    if r.source == drover::protocol::ReportSource::Off {
+        return format!("{}\n", r.summary());
+    }
     let mut t = Table::new();
     t.load_style(NOTHING).set_header([
         "GROUP",
@@ -85,7 +88,18 @@ fn text(r: &Report) -> String {
             c.set_cell_alignment(CellAlignment::Right);
         }
     }
-    format!("{t}\n{}\nallocated: from {}\n", r.total.summary(), r.source)
+    let cooldown = match r.total.cooldown_idle_core_seconds {
+        s if s > 0.0 => format!(
+            "idle for adapt's cooldown: {} core-h (jobs a move down would have ended)\n",
+            hours(s)
+        ),
+        _ => String::new(),
+    };
+    format!(
+        "{t}\n{}\n{cooldown}allocated: from {}\n",
+        r.total.summary(),
+        r.source
+    )
 }
 
 #[cfg(test)]
@@ -125,5 +139,14 @@ mod tests {
             out.contains("allocated: from Slurm's accounting (sacct)"),
             "{out}"
         );
+        assert!(!out.contains("cooldown"), "none kept: {out}");
+        let mut kept = r.clone();
+        kept.total.cooldown_idle_core_seconds = 1_800.0;
+        assert!(text(&kept).contains("idle for adapt's cooldown: 0.500 core-h"));
+        let off = Report {
+            source: drover::protocol::ReportSource::Off,
+            ..Report::default()
+        };
+        assert_eq!(text(&off), "accounting is off\n");
     }
 }

@@ -47,7 +47,7 @@ pub async fn run(config: Option<PathBuf>, args: RunArgs) -> CliResult {
     );
     let status = super::driver::run(&args.command, &env, &mut signals).await;
     cluster.close().await.context("closing the cluster")?;
-    eprintln!("drover: {}", cluster.report().total.summary());
+    eprintln!("drover: {}", cluster.report().summary());
     let status = status.with_context(|| format!("running `{}`", args.command[0]))?;
     Ok(super::driver::exit_code(status))
 }

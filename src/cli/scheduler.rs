@@ -34,6 +34,10 @@ pub struct SchedulerArgs {
     /// Polls held open at once; other workers poll once per interval (default 16384, or $DROVER_MAX_HELD_POLLS).
     #[arg(long, value_name = "N")]
     max_held_polls: Option<usize>,
+    /// Keep no accounting: neither the tasks' busy time nor what the pool
+    /// cost (default: kept, or $DROVER_ACCOUNTING).
+    #[arg(long)]
+    no_accounting: bool,
     /// Serve plain HTTP instead of TLS: anyone on the network can read the
     /// token. For measuring what TLS costs, never for real pools.
     #[arg(long, hide = true)]
@@ -60,6 +64,7 @@ pub async fn run(config: Option<PathBuf>, args: SchedulerArgs) -> CliResult {
         missed_heartbeats: args.missed_heartbeats,
         max_held_polls: args.max_held_polls,
         journal_compact_after: args.journal_compact_after,
+        accounting: args.no_accounting.then_some(false),
         ..Default::default()
     };
     let pool = ConfigSources::discover(config).pool_options(flags)?;

@@ -26,6 +26,11 @@ pub(crate) struct Adaptive {
     pub last_down: Option<Instant>,
     /// The latest decision, for the status and the log.
     pub decision: Option<Decision>,
+    /// Idle running jobs the last round kept only for the cooldown after
+    /// going up, and when: they cost until the next round.
+    cooling: Option<(usize, Instant)>,
+    /// Core-milliseconds of idle jobs kept for the cooldown so far.
+    pub cooldown_core_ms: u64,
 }
 
 /// What the pool's work asks for.
@@ -46,9 +51,22 @@ pub(crate) struct Round {
     pub demand: Demand,
     /// Jobs that could go now: pending, unregistered, or idle long enough.
     pub removable: usize,
+    /// Of those, the running ones (registered, all their workers idle
+    /// long enough): a move down takes them last.
+    pub idle_running: usize,
     pub now: Instant,
     pub cooldown: Duration,
     pub idle_timeout: Duration,
+}
+
+/// The jobs the work asks for, within the range (the target when it
+/// cannot be told).
+fn wanted(a: &Adaptive, round: &Round) -> usize {
+    round
+        .demand
+        .jobs
+        .unwrap_or(round.current)
+        .clamp(a.min_jobs, a.max_jobs)
 }
 
 /// Decides this round's move for the pool `a`.
@@ -56,11 +74,7 @@ pub(crate) fn decide(a: &Adaptive, round: &Round) -> Decision {
     let current = round.current;
     let cooled =
         |last: Option<Instant>| last.is_none_or(|t| round.now.duration_since(t) >= round.cooldown);
-    let wanted = round
-        .demand
-        .jobs
-        .unwrap_or(current)
-        .clamp(a.min_jobs, a.max_jobs);
+    let wanted = wanted(a, round);
     let demand = round.demand.source.clone();
     if wanted > current {
         return if cooled(a.last_down) {
@@ -105,6 +119,23 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// The idle running jobs `decision` keeps only because the pool went up
+/// within its cooldown: those a move down would have ended (it ends
+/// pending and unregistered jobs first, which cost nothing).
+pub(crate) fn kept_by_cooldown(a: &Adaptive, round: &Round, decision: &Decision) -> usize {
+    let Decision::Hold {
+        why: Hold::CoolingAfterUp,
+        ..
+    } = decision
+    else {
+        return 0;
+    };
+    let to = wanted(a, round).max(round.current.saturating_sub(round.removable));
+    let kept = round.current.saturating_sub(to);
+    let free = round.removable.saturating_sub(round.idle_running);
+    kept.saturating_sub(free)
+}
+
 impl Adaptive {
     /// A pool adapting between `min_jobs` and `max_jobs`, retiring workers
     /// idle for `idle_timeout`.
@@ -116,7 +147,22 @@ impl Adaptive {
             last_up: None,
             last_down: None,
             decision: None,
+            cooling: None,
+            cooldown_core_ms: 0,
         }
+    }
+
+    /// Counts the idle jobs the last round kept for the cooldown, each
+    /// `cores` for the time since, and remembers the `kept` of this one
+    /// (at `now`). Returns the core-milliseconds so far.
+    pub fn count_cooldown(&mut self, kept: usize, cores: u64, now: Instant) -> u64 {
+        if let Some((jobs, since)) = self.cooling.take() {
+            let ms = millis(now.duration_since(since));
+            let core_ms = ms.saturating_mul(jobs as u64).saturating_mul(cores);
+            self.cooldown_core_ms = self.cooldown_core_ms.saturating_add(core_ms);
+        }
+        self.cooling = (kept > 0).then_some((kept, now));
+        self.cooldown_core_ms
     }
 
     /// Remembers `decision`, made at `now`, and returns the new target;
@@ -150,6 +196,7 @@ mod tests {
                 },
             },
             removable,
+            idle_running: removable,
             now,
             cooldown: Duration::from_secs(15),
             idle_timeout: Duration::from_secs(60),
@@ -236,6 +283,39 @@ mod tests {
         assert_eq!(
             up.to_string(),
             "up 0 -> 2 jobs: demand Dask wants 2 workers"
+        );
+    }
+
+    #[test]
+    fn idle_jobs_kept_for_the_cooldown_count_their_cores_until_it_ends() {
+        let mut a = Adaptive::new(0, 8, Duration::from_secs(60));
+        let t0 = Instant::now();
+        let up = decide(&a, &round(0, Some(4), 0, t0));
+        a.apply(up, t0);
+        // 5 s on: 3 jobs could go, one of them pending (free to end): the
+        // cooldown keeps 2 idle running jobs of 8 cores.
+        let soon = t0 + Duration::from_secs(5);
+        let mut r = round(4, Some(0), 3, soon);
+        r.idle_running = 2;
+        let held = decide(&a, &r);
+        assert_eq!(kept_by_cooldown(&a, &r, &held), 2);
+        assert_eq!(a.count_cooldown(2, 8, soon), 0, "nothing kept before");
+        // 10 s later, the cooldown over: they went down.
+        let later = soon + Duration::from_secs(11);
+        let mut r = round(4, Some(0), 3, later);
+        r.idle_running = 2;
+        let down = decide(&a, &r);
+        assert_eq!(kept_by_cooldown(&a, &r, &down), 0);
+        assert_eq!(a.count_cooldown(0, 8, later), 2 * 8 * 11_000);
+        // A hold for another reason keeps nothing for the cooldown.
+        let not_idle = decide(&a, &round(4, Some(0), 0, later));
+        assert_eq!(
+            kept_by_cooldown(&a, &round(4, Some(0), 0, later), &not_idle),
+            0
+        );
+        assert_eq!(
+            a.count_cooldown(0, 8, later + Duration::from_secs(5)),
+            176_000
         );
     }
 }

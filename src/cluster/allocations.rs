@@ -28,6 +28,9 @@ const ACCOUNTING_MARGIN_S: u64 = 300;
 /// seconds, seen on 22.05); `None` when nothing was read.
 pub(crate) async fn read_allocations(pools: &[Arc<Pool>]) -> Option<bool> {
     let first = &pools[0];
+    if !first.options.scheduler.accounting {
+        return None;
+    }
     let names: Vec<String> = pools.iter().map(|p| p.spec.job_name.clone()).collect();
     let since_s = unix_ms().saturating_sub(first.scheduler.began_ms()) / 1000;
     let window = since_s.saturating_add(ACCOUNTING_MARGIN_S);

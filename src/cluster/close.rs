@@ -76,7 +76,7 @@ pub(crate) async fn close(
         tokio::time::sleep(ROUND_WAIT / 4).await;
     }
     let report = pool.scheduler.report();
-    tracing::info!(source = ?report.source, "pool closed: {}", report.total.summary());
+    tracing::info!(source = ?report.source, "pool closed: {}", report.summary());
     if let Some(dask) = &pool.dask {
         dask.stop().await;
     }

@@ -243,17 +243,23 @@ impl Pool {
         let idle_before = crate::protocol::unix_ms()
             .saturating_sub(u64::try_from(a.idle_timeout.as_millis()).unwrap_or(u64::MAX));
         let mut books = self.books();
+        let (removable, idle_running) = books.removable_jobs(idle_before);
         let round = Round {
             current: books.target(),
             demand,
-            removable: books.removable_jobs(idle_before),
+            removable,
+            idle_running,
             now: Instant::now(),
             cooldown: self.options.cooldown,
             idle_timeout: a.idle_timeout,
         };
         let decision = adapt::decide(a, &round);
+        let kept = adapt::kept_by_cooldown(a, &round, &decision);
+        let cooldown_ms = a.count_cooldown(kept, self.per_job().cores, round.now);
         let target = a.apply(decision, round.now);
         books.adapt_target(target);
+        drop((books, guard));
+        (self.scheduler).set_cooldown_idle(self.group.clone(), cooldown_ms);
     }
 
     /// What the work asks for: native pools follow what their tasks ask

@@ -99,6 +99,11 @@ pub const ENV_VARS: &[EnvVar] = &[
         default: "60s",
     },
     EnvVar {
+        name: "DROVER_ACCOUNTING",
+        key: "accounting",
+        default: "true",
+    },
+    EnvVar {
         name: "DROVER_SSH_CONNECT_TIMEOUT",
         key: "ssh-connect-timeout",
         default: "120s",

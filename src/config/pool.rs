@@ -129,6 +129,8 @@ pub struct PoolOptions {
     /// How often a pool reads its jobs' allocations from Slurm's
     /// accounting (what it cost).
     pub accounting_interval: Option<Timeout>,
+    /// Keep what the pool cost and used (default true).
+    pub accounting: Option<bool>,
     /// With `--ssh`: how long opening the connection to the login node may
     /// take, a password or second factor typed included.
     pub ssh_connect_timeout: Option<Timeout>,
@@ -193,7 +195,7 @@ impl PoolOptions {
             workers, adapt, wait_timeout, arrays, scheduler_interface, scheduler_host,
             idle_timeout, adapt_cooldown, spill_after, replace_lead, max_pending_jobs, max_submit_rate,
             poll_interval, pass_poll_interval, retry_backoff, close_timeout, max_startup_failures,
-            held_jobs, preemptions_tolerated, task_memory_growth, job_memory_growth, dask_start_timeout, accounting_interval, ssh_connect_timeout, remote_grace, dask_scheduler_file, heartbeat_interval, missed_heartbeats,
+            held_jobs, preemptions_tolerated, task_memory_growth, job_memory_growth, dask_start_timeout, accounting_interval, accounting, ssh_connect_timeout, remote_grace, dask_scheduler_file, heartbeat_interval, missed_heartbeats,
             max_held_polls, slurm_timeout, slurm_api, slurmrestd, slurm_jwt_file, max_connections, max_connections_per_peer,
             handshake_timeout, connection_idle_timeout, max_output_memory, journal, reattach_grace,
             journal_compact_after, page_refresh, timeline_interval,

@@ -20,6 +20,8 @@ pub enum ReportSource {
     /// Nothing yet: no allocation has been read.
     #[default]
     None,
+    /// The pool keeps no accounting (`accounting = false`).
+    Off,
 }
 
 impl std::fmt::Display for ReportSource {
@@ -30,6 +32,7 @@ impl std::fmt::Display for ReportSource {
                 "the workers' lifetimes (no accounting to read: billing is their CPUs)"
             }
             ReportSource::None => "nothing yet",
+            ReportSource::Off => "nothing: accounting is off (accounting = false)",
         })
     }
 }
@@ -56,6 +59,11 @@ pub struct Usage {
     /// Energy in joules, where Slurm measured it for every job counted;
     /// `None`: not measured.
     pub energy_joules: Option<u64>,
+    /// Core-seconds of idle jobs an adaptive pool kept only because it had
+    /// gone up within its cooldown (`adapt-cooldown`): a move down would
+    /// have ended them.
+    #[serde(default)]
+    pub cooldown_idle_core_seconds: f64,
 }
 
 /// A pool's usage in total and by group.
@@ -72,6 +80,17 @@ pub struct Report {
     /// A pool with groups: each group's (a pool without groups has none).
     #[serde(default)]
     pub groups: BTreeMap<String, Usage>,
+}
+
+impl Report {
+    /// One line for the pool's close: its total's summary, or that
+    /// accounting is off.
+    pub fn summary(&self) -> String {
+        match self.source {
+            ReportSource::Off => "accounting is off".to_string(),
+            _ => self.total.summary(),
+        }
+    }
 }
 
 impl Usage {

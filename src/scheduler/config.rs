@@ -82,6 +82,10 @@ pub struct SchedulerConfig {
     pub page_refresh: Duration,
     /// How often the status page's timeline samples the pool.
     pub timeline_interval: Duration,
+    /// Keep what the pool cost and used (the tasks' busy time; the pool
+    /// reads its jobs' allocations); `false` keeps neither, and the
+    /// report says accounting is off.
+    pub accounting: bool,
 }
 
 /// Default growth of the journal before it is compacted.
@@ -131,6 +135,7 @@ impl SchedulerConfig {
             journal_compact_after: DEFAULT_JOURNAL_COMPACT_AFTER,
             page_refresh: Duration::from_secs(2),
             timeline_interval: Duration::from_secs(10),
+            accounting: true,
         }
     }
 
@@ -190,6 +195,9 @@ impl SchedulerConfig {
         }
         if let Some(t) = pool.timeline_interval {
             self.timeline_interval = t.duration();
+        }
+        if let Some(on) = pool.accounting {
+            self.accounting = on;
         }
         self.validated()
     }

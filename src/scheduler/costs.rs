@@ -26,6 +26,9 @@ pub(crate) struct Costs {
     /// last said; never less than before (a restarted Dask scheduler
     /// starts its sums again).
     dask_busy_ms: HashMap<String, u64>,
+    /// Core-milliseconds of idle jobs each adaptive pool (by group) kept
+    /// for its cooldown, as the pool last said.
+    cooldown_core_ms: BTreeMap<Option<String>, u64>,
 }
 
 /// The most Dask workers whose busy time is kept (a name each).
@@ -40,6 +43,7 @@ impl Costs {
             began_ms: first.min(began_ms),
             allocations: None,
             dask_busy_ms: HashMap::new(),
+            cooldown_core_ms: BTreeMap::new(),
         }
     }
 
@@ -134,11 +138,18 @@ impl Registry {
             allocations,
             busy,
             workers,
+            cooldown_core_ms: BTreeMap::new(),
         }
     }
 }
 
 impl Shared {
+    /// Hands over the core-milliseconds of idle jobs `group`'s adaptive
+    /// pool kept for its cooldown so far.
+    pub(crate) fn set_cooldown_idle(&self, group: Option<String>, core_ms: u64) {
+        self.costs.lock().cooldown_core_ms.insert(group, core_ms);
+    }
+
     /// Hands over the pool's jobs' allocations, as Slurm's accounting has
     /// them now.
     pub(crate) fn set_allocations(&self, allocations: Vec<Allocation>) {
@@ -148,11 +159,24 @@ impl Shared {
     /// What the pool cost and used, as of now.
     pub(crate) fn report(&self) -> Report {
         let now = unix_ms();
-        let (known, dask) = {
+        if !self.config.accounting {
+            return Report {
+                at_ms: now,
+                source: ReportSource::Off,
+                ..Report::default()
+            };
+        }
+        let (known, dask, cooldown) = {
             let costs = self.costs.lock();
-            (costs.allocations.clone(), costs.dask_busy_ms.clone())
+            let c = &*costs;
+            (
+                c.allocations.clone(),
+                c.dask_busy_ms.clone(),
+                c.cooldown_core_ms.clone(),
+            )
         };
         let mut inputs = self.registry().usage_inputs(now, known.is_none(), &dask);
+        inputs.cooldown_core_ms = cooldown;
         if let Some(allocations) = known {
             inputs.allocations = allocations;
             inputs.source = ReportSource::SlurmAccounting;

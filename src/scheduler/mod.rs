@@ -395,6 +395,12 @@ impl Scheduler {
         self.shared.costs.lock().set_dask_busy(seconds);
     }
 
+    /// Records the core-milliseconds of idle jobs `group`'s adaptive pool
+    /// kept so far only for its cooldown after going up.
+    pub fn set_cooldown_idle(&self, group: Option<String>, core_ms: u64) {
+        self.shared.set_cooldown_idle(group, core_ms);
+    }
+
     /// Records the pool's Dask scheduler, so the scheduler file names it.
     pub fn set_dask(&self, endpoint: DaskEndpoint) {
         *self.shared.dask.lock() = Some(endpoint);

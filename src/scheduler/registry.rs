@@ -87,6 +87,7 @@ impl Registry {
         registry
             .tasks
             .set_memory_growth(config.task_memory_growth.percent());
+        registry.tasks.keep_busy_time(config.accounting);
         registry
     }
 

@@ -51,6 +51,8 @@ pub struct BusyBook {
     open: BTreeMap<TaskId, OpenRun>,
     /// By group (`""`: a pool without groups).
     spent: BTreeMap<String, Spent>,
+    /// Not kept (`accounting = false`): no run is recorded.
+    off: bool,
 }
 
 /// The book as the journal's snapshot keeps it: the runs as a list (a
@@ -69,6 +71,7 @@ impl From<BusyImage> for BusyBook {
         BusyBook {
             open: i.open.into_iter().collect(),
             spent: i.spent,
+            off: false,
         }
     }
 }
@@ -95,6 +98,24 @@ impl super::Engine {
 }
 
 impl BusyBook {
+    /// Keeps the book or not (`accounting = false`: nothing recorded, and
+    /// what a journal held is dropped).
+    pub(super) fn keep(&mut self, on: bool) {
+        self.off = !on;
+        if self.off {
+            self.open.clear();
+            self.spent.clear();
+        }
+    }
+
+    /// This book, with what `image` (a journal's) holds, kept or not as
+    /// this one is.
+    pub(super) fn restored(&self, image: BusyBook) -> BusyBook {
+        let mut book = image;
+        book.keep(!self.off);
+        book
+    }
+
     /// Run `attempt` of `task` was handed to `worker` at `at_ms`.
     pub(super) fn started(
         &mut self,
@@ -105,6 +126,9 @@ impl BusyBook {
         (cores, gpus): (u32, u32),
         at_ms: u64,
     ) {
+        if self.off {
+            return;
+        }
         let run = OpenRun {
             attempt,
             worker,
@@ -223,5 +247,21 @@ mod tests {
         // The book survives the journal's snapshot as it is.
         let again: BusyBook = serde_json::from_str(&serde_json::to_string(&b).unwrap()).unwrap();
         assert_eq!(again, b);
+    }
+
+    #[test]
+    fn a_book_not_kept_records_nothing_and_drops_what_a_journal_held() {
+        let mut kept = BusyBook::default();
+        kept.started(TaskId(1), 1, W, None, (4, 0), 10_000);
+        kept.reported(TaskId(1), 1, W, 1_000);
+        let mut off = BusyBook::default();
+        off.keep(false);
+        off.started(TaskId(2), 1, W, None, (4, 0), 10_000);
+        assert!(off.totals(100_000).is_empty());
+        let restored = off.restored(kept.clone());
+        assert!(restored.totals(100_000).is_empty());
+        // A kept book takes the journal's as it is.
+        let on = BusyBook::default().restored(kept.clone());
+        assert_eq!(on.totals(100_000)[&None].core_ms, 4_000);
     }
 }

@@ -517,6 +517,11 @@ impl Engine {
         self.outputs.set_budget(bytes);
     }
 
+    /// Keeps each group's busy time or not (`accounting = false`).
+    pub fn keep_busy_time(&mut self, on: bool) {
+        self.busy_time.keep(on);
+    }
+
     /// Tasks by state.
     pub fn counts(&self) -> TaskCounts {
         let mut c = TaskCounts::default();

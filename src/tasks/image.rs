@@ -130,7 +130,7 @@ impl Engine {
         self.max_cores = image.max_cores;
         self.max_memory = image.max_memory;
         self.shapes = image.shapes;
-        self.busy_time = image.busy;
+        self.busy_time = self.busy_time.restored(image.busy);
         for (i, t) in image.tasks.into_iter().enumerate() {
             let id = TaskId(i as u64 + 1);
             let class = self.ready.class_of(&t.spec);

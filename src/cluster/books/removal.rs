@@ -143,18 +143,22 @@ impl Books {
     }
 
     /// Jobs an adaptive pool may give up now: pending or unregistered ones,
-    /// and those whose workers have all been idle since before `idle_before_ms`.
-    pub fn removable_jobs(&self, idle_before_ms: u64) -> usize {
-        self.jobs
-            .values()
-            .filter(|r| r.counts())
-            .filter(|r| {
-                r.workers.is_empty()
-                    || r.workers.iter().all(|w| {
-                        w.running_tasks == 0 && w.idle_since_ms.is_some_and(|t| t <= idle_before_ms)
-                    })
+    /// and those whose workers have all been idle since before
+    /// `idle_before_ms`; and how many of them are the latter (running
+    /// jobs: they cost while they are kept).
+    pub fn removable_jobs(&self, idle_before_ms: u64) -> (usize, usize) {
+        let idle = |r: &&JobRecord| {
+            r.workers.iter().all(|w| {
+                w.running_tasks == 0 && w.idle_since_ms.is_some_and(|t| t <= idle_before_ms)
             })
-            .count()
+        };
+        let counted = self.jobs.values().filter(|r| r.counts());
+        let (mut removable, mut running) = (0, 0);
+        for r in counted.filter(idle) {
+            removable += 1;
+            running += usize::from(!r.workers.is_empty());
+        }
+        (removable, running)
     }
 
     /// Jobs Slurm may still run.

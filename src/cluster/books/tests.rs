@@ -289,12 +289,16 @@ fn a_job_of_several_workers_is_removable_only_when_all_are_idle() {
     busy.running_tasks = 1;
     busy.idle_since_ms = None;
     s.reconcile(Some(&listing), &[idle.clone(), busy], t0);
-    assert_eq!(s.removable_jobs(1_000), 0, "one busy process keeps the job");
+    assert_eq!(
+        s.removable_jobs(1_000),
+        (0, 0),
+        "one busy process keeps the job"
+    );
     let mut idle2 = worker(2, 1, WorkerState::Running);
     idle2.idle_since_ms = Some(500);
     s.reconcile(Some(&listing), &[idle, idle2], t0);
-    assert_eq!(s.removable_jobs(1_000), 1);
-    assert_eq!(s.removable_jobs(100), 0, "not idle long enough");
+    assert_eq!(s.removable_jobs(1_000), (1, 1), "a running job, idle");
+    assert_eq!(s.removable_jobs(100), (0, 0), "not idle long enough");
 }
 
 #[test]
