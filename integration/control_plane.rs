@@ -542,9 +542,30 @@ async fn the_status_page_lets_in_only_a_fresh_code_or_its_session() {
         "{csp}"
     );
     assert!(page.text().await.unwrap().contains("id=\"chart\""));
-    let update = get("/ui/update".into(), Some(session)).await.unwrap();
-    let update: drover::protocol::PageUpdate = update.json().await.unwrap();
-    assert!(update.html.contains("id=\"tasks\""));
+    // The first update is the whole live part; one from its version is
+    // what changed since, and makes the live part of the next version.
+    use drover::protocol::{LiveChange, PageUpdate};
+    let update = get("/ui/update".into(), Some(session.clone()));
+    let first: PageUpdate = update.await.unwrap().json().await.unwrap();
+    let LiveChange::Whole { html } = &first.live else {
+        panic!("a page with no version gets the whole part: {first:?}")
+    };
+    assert!(html.contains("id=\"tasks\""));
+    let since = format!("/ui/update?since={}", first.version);
+    let next: PageUpdate = get(since, Some(session.clone()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(next.version >= first.version, "{next:?}");
+    assert!(!matches!(next.live, LiveChange::Whole { .. }), "{next:?}");
+    let after = next.live.apply(html).expect("the edits fit the version");
+    assert!(after.contains("id=\"tasks\""));
+    let bad = get("/ui/update?since=-1".into(), Some(session))
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400, "a version is a number");
     assert_eq!(get(path.to_string(), None).await.unwrap().status(), 401);
 }
 

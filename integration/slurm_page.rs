@@ -10,6 +10,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
+use common::browser::login_url;
 use common::{exclusive, local_slurm, log_dir, slurm_cmd, test_cluster_options, test_job};
 use drover::cluster::SlurmCluster;
 use drover::slurm::JobState;
@@ -19,28 +20,6 @@ fn browse(browser: &Path, url: &str, args: &[&str]) -> String {
     let mut all = vec!["--virtual-time-budget=5000"];
     all.extend_from_slice(args);
     common::browser::headless(browser, url, &all)
-}
-
-/// A login URL from `drover dashboard` (its last line), sending the
-/// browser on to `next`.
-fn login_url(scheduler_file: &Path, next: &str) -> String {
-    let out = common::drover(&[
-        "dashboard",
-        "--scheduler-file",
-        scheduler_file.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let url = text.lines().last().expect("a URL").to_string();
-    assert!(
-        url.starts_with("https://") && url.contains("/ui/login?code="),
-        "{text}"
-    );
-    format!("{url}&next={next}")
 }
 
 /// A pool of `spec` whose page updates every 500 ms (with `journal`),
@@ -75,6 +54,16 @@ fn row<'a>(dom: &'a str, job: &str) -> Option<&'a str> {
     let at = dom.find(&format!("data-job=\"{job}\""))?;
     let end = dom[at..].find("</tr>").map_or(dom.len(), |e| at + e);
     Some(&dom[at..end])
+}
+
+/// The number an attribute of the page's body or chart holds.
+fn count(dom: &str, attribute: &str) -> Option<usize> {
+    dom.split(&format!("{attribute}=\""))
+        .nth(1)?
+        .split('"')
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Text as the DOM serializes it.
@@ -176,19 +165,27 @@ async fn the_status_page_in_a_real_browser() {
             r.contains(&format!("<td class=\"state\">{}</td>", j.state)),
             "{r}"
         );
+        // Its age, from the absolute time the row carries, written by
+        // the page's script in the scheduler's words.
+        let age = r
+            .split("data-since=\"")
+            .nth(1)
+            .and_then(|a| a.split_once("\">"))
+            .and_then(|(_, a)| a.split("</td>").next())
+            .unwrap_or_else(|| panic!("no age in {r}"));
+        let words = age.trim_end_matches(['s', 'm']);
+        assert!(
+            !words.is_empty() && words.chars().all(|c| c.is_ascii_alphanumeric()),
+            "age {age:?} in {r}"
+        );
     }
     assert!(row(&dom, &held).unwrap().contains(&reason), "{dom}");
-    let drawn = dom
-        .split("data-drawn=\"")
-        .nth(1)
-        .and_then(|r| r.split('"').next())
-        .and_then(|n| n.parse::<usize>().ok())
-        .unwrap_or_else(|| panic!("the chart was not drawn: {dom}"));
+    let drawn = count(&dom, "data-drawn").expect("the chart was drawn");
     assert!(drawn >= 2, "{drawn} samples drawn");
-    assert!(
-        dom.contains("data-updates=\""),
-        "no live update reached the page: {dom}"
-    );
+    // Updates after the first ask from the page's version (what changed
+    // since, or nothing): several applied, the rows above still right.
+    let updates = count(&dom, "data-updates").expect("a live update reached the page");
+    assert!(updates >= 2, "{updates} updates");
 
     // The screenshot, kept as the test's artifact.
     let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");

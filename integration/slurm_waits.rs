@@ -100,6 +100,22 @@ async fn a_job_held_behind_another_shows_when_slurm_expects_to_start_it() {
     let out = common::drover(&["status", "--scheduler-file", file.to_str().unwrap()]);
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(table.contains("expected to start in "), "{table}");
+    // And so does the job's row on the status page, in a browser: the row
+    // carries Slurm's estimate as a time, the page's script words it.
+    if let Some(browser) = common::browser::chromium() {
+        let url = common::browser::login_url(&file, "/ui");
+        let dom = common::browser::headless(
+            &browser,
+            &url,
+            &["--virtual-time-budget=3000", "--dump-dom"],
+        );
+        let row = dom
+            .split(&format!("data-job=\"{}\"", job.job))
+            .nth(1)
+            .and_then(|r| r.split("</tr>").next())
+            .unwrap_or_else(|| panic!("job {} not on the page: {dom}", job.job));
+        assert!(row.contains("expected to start in "), "{row}");
+    }
     drop(blocker);
     cluster.close().await.unwrap();
 }

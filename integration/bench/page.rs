@@ -59,10 +59,13 @@ fn main() {
     );
     for (n, f) in [(10, &small), (big, &large)] {
         println!(
-            "update per refresh: {n} jobs {:.1} KiB gzipped, {:.1} KiB plain ({:.2}x)",
+            "update per refresh: {n} jobs, the whole live part (a page's first) {:.1} KiB gzipped, {:.1} KiB plain ({:.2}x); from the page's version a refresh later {:.2} KiB gzipped, {:.2} KiB plain ({:.4}x of the whole plain)",
             f.update_gzip as f64 / 1024.0,
             f.update_plain as f64 / 1024.0,
             f.update_gzip as f64 / f.update_plain.max(1) as f64,
+            f.next_gzip as f64 / 1024.0,
+            f.next_plain as f64 / 1024.0,
+            f.next_plain as f64 / f.update_plain.max(1) as f64,
         );
     }
     common::drained(&conf);
@@ -107,14 +110,24 @@ struct PageFigures {
     /// browser that takes gzip, and without.
     update_gzip: usize,
     update_plain: usize,
+    /// The next update, a refresh later, for a page with the first one.
+    next_gzip: usize,
+    next_plain: usize,
 }
 
-/// The bytes of one live update (`/ui/update`), with and without gzip.
-async fn update_bytes(http: &reqwest::Client, base: &str, token: &str) -> (usize, usize) {
+/// The bytes of one live update (`/ui/update`, or from the page's
+/// version with `since`), with and without gzip.
+async fn update_bytes(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    since: Option<u64>,
+) -> (usize, usize) {
+    let since = since.map(|v| format!("?since={v}")).unwrap_or_default();
     let mut sizes = [0, 0];
     for (i, encoding) in ["gzip", "identity"].iter().enumerate() {
         let r = http
-            .get(format!("{base}/ui/update"))
+            .get(format!("{base}/ui/update{since}"))
             .bearer_auth(token)
             .header("accept-encoding", *encoding)
             .send()
@@ -125,6 +138,52 @@ async fn update_bytes(http: &reqwest::Client, base: &str, token: &str) -> (usize
         sizes[i] = r.bytes().await.unwrap().len();
     }
     (sizes[0], sizes[1])
+}
+
+/// The page's update, as a page at version `since` asks for it.
+async fn page_update(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    since: Option<u64>,
+) -> drover::protocol::PageUpdate {
+    let since = since.map(|v| format!("?since={v}")).unwrap_or_default();
+    let r = http
+        .get(format!("{base}/ui/update{since}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    r.json().await.unwrap()
+}
+
+/// Which lines the update from `version` brings (the same answer as
+/// measured, made once this refresh): how many, and the first few.
+async fn show_edits(http: &reqwest::Client, base: &str, token: &str, version: u64, jobs: usize) {
+    use drover::protocol::{LineEdit, LiveChange};
+    let update = page_update(http, base, token, Some(version)).await;
+    let added: Vec<String> = match update.live {
+        LiveChange::Edits { edits } => edits
+            .into_iter()
+            .filter_map(|e| match e {
+                LineEdit::Add(lines) => Some(lines),
+                LineEdit::Keep(_) | LineEdit::Drop(_) => None,
+            })
+            .flatten()
+            .collect(),
+        LiveChange::Same => return println!("{jobs} jobs: a refresh later nothing changed"),
+        LiveChange::Whole { .. } => {
+            return println!("{jobs} jobs: a refresh later the update is the whole part")
+        }
+    };
+    println!(
+        "{jobs} jobs: a refresh later the update adds {} lines, first:",
+        added.len()
+    );
+    for line in added.iter().take(3) {
+        println!("  {}", line.chars().take(160).collect::<String>());
+    }
 }
 
 /// A pool of `jobs` held jobs: its page's weight, and the time Chromium
@@ -143,10 +202,14 @@ async fn page_of(
         .unwrap();
     cluster.scale(jobs);
     let start = Instant::now();
-    while cluster.status().jobs.len() < jobs {
+    // Listed, and held as Slurm says (the last array's tasks are listed
+    // a moment before their reason is): the pool at rest, as a page
+    // mostly sees it.
+    let held = |j: &drover::protocol::JobStatus| j.reason.as_deref() == Some("JobHeldUser");
+    while cluster.status().jobs.len() < jobs || !cluster.status().jobs.iter().all(held) {
         assert!(
             start.elapsed() < Duration::from_secs(300),
-            "{jobs} jobs not listed"
+            "{jobs} jobs not listed and held"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -166,7 +229,16 @@ async fn page_of(
         assert!(body.status().is_success(), "{path}: {}", body.status());
         bytes += body.bytes().await.unwrap().len();
     }
-    let (update_gzip, update_plain) = update_bytes(&http, &base, &token).await;
+    let (update_gzip, update_plain) = update_bytes(&http, &base, &token, None).await;
+    // A page that has that version, a refresh later: what changed since
+    // (the clock, the rate) rather than the whole part again.
+    let version = page_update(&http, &base, &token, None).await.version;
+    tokio::time::sleep(
+        common::cluster_options(conf).scheduler.page_refresh + Duration::from_millis(1100),
+    )
+    .await;
+    let next = update_bytes(&http, &base, &token, Some(version)).await;
+    show_edits(&http, &base, &token, version, jobs).await;
     let mut times = Vec::new();
     for _ in 0..3 {
         let code: drover::protocol::DashboardCode = http
@@ -197,6 +269,8 @@ async fn page_of(
         render_ms: common::median(times),
         update_gzip,
         update_plain,
+        next_gzip: next.0,
+        next_plain: next.1,
     }
 }
 
@@ -290,27 +364,30 @@ fn poll_pages(args: &[String]) {
     let rt = common::runtime();
     rt.block_on(async {
         let http = drover::tls::http_client_builder(Some(pin)).build().unwrap();
-        let get = |http: reqwest::Client, url: String, token: String| async move {
+        // As an open page asks: from the version it has.
+        let get = |http: reqwest::Client, url: String, token: String, since: Option<u64>| async move {
+            let since = since.map(|v| format!("?since={v}")).unwrap_or_default();
             let r = http
-                .get(format!("{url}/ui/update"))
+                .get(format!("{url}/ui/update{since}"))
                 .bearer_auth(&token)
                 .send()
                 .await
                 .unwrap();
             assert!(r.status().is_success());
-            r.bytes().await.unwrap();
+            r.json::<drover::protocol::PageUpdate>().await.unwrap().version
         };
+        let mut versions = Vec::new();
         for _ in 0..n {
-            get(http.clone(), url.clone(), token.clone()).await;
+            versions.push(get(http.clone(), url.clone(), token.clone(), None).await);
         }
         println!("ready");
         let mut pollers = Vec::new();
-        for _ in 0..n {
+        for mut version in versions {
             let (http, url, token) = (http.clone(), url.clone(), token.clone());
             pollers.push(tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(every).await;
-                    get(http.clone(), url.clone(), token.clone()).await;
+                    version = get(http.clone(), url.clone(), token.clone(), Some(version)).await;
                 }
             }));
         }

@@ -51,3 +51,26 @@ pub fn headless(browser: &Path, url: &str, args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// A login URL from `drover dashboard` (its last line), sending the
+/// browser on to `next`.
+pub fn login_url(scheduler_file: &Path, next: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_drover"))
+        .args(["dashboard", "--scheduler-file"])
+        .arg(scheduler_file)
+        .env("DROVER_USER_CONFIG", "/dev/null")
+        .output()
+        .expect("the drover binary runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let url = text.lines().last().expect("a URL").to_string();
+    assert!(
+        url.starts_with("https://") && url.contains("/ui/login?code="),
+        "{text}"
+    );
+    format!("{url}&next={next}")
+}

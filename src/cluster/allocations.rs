@@ -93,6 +93,11 @@ impl AccountingPace {
     }
 
     pub(super) fn after_round(&mut self, pools: &[Arc<Pool>]) {
+        // Accounting off: there is nothing to read (not even a task that
+        // finds so every interval).
+        if !pools[0].options.scheduler.accounting {
+            return;
+        }
         let running: usize = pools.iter().map(|p| p.books().running_jobs()).sum();
         let due = match &self.last {
             None => true,

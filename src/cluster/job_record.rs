@@ -45,6 +45,8 @@ pub(crate) struct JobRecord {
     /// Its workers, as of the last look.
     pub workers: Vec<WorkerInfo>,
     pub submitted_at: Instant,
+    /// The same instant in Unix seconds, for people (the page's ages).
+    pub submitted_s: u64,
     /// Whether its end has been accounted for.
     pub ended: bool,
     /// Its workers leave soon for the time limit: it no longer counts, so
@@ -80,6 +82,7 @@ impl JobRecord {
             registered: false,
             workers: Vec::new(),
             submitted_at: now,
+            submitted_s: crate::protocol::unix_ms() / 1000,
             ended: false,
             expiring: false,
             end: EndLookup::Listed,

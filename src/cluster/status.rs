@@ -125,6 +125,7 @@ fn job_status(pool: &Pool, r: &JobRecord, workers: Vec<WorkerInfo>) -> JobStatus
         },
         group: pool.group.clone(),
         age_s: Some(r.submitted_at.elapsed().as_secs()),
+        submitted_s: Some(r.submitted_s),
         end: match &r.end {
             EndLookup::Known(end) => Some(end.clone()),
             EndLookup::Listed | EndLookup::Asking { .. } => None,

@@ -88,6 +88,11 @@ pub struct JobStatus {
     /// Seconds since it was submitted (or since the pool took it over).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub age_s: Option<u64>,
+    /// When it was submitted (or the pool took it over), Unix seconds:
+    /// what the page counts its age from, so that a row stays the same
+    /// text from one refresh to the next.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub submitted_s: Option<u64>,
     /// How its end is known, when it left the listing before the pool saw
     /// it end (always written, `null` otherwise, so readers such as
     /// Python's records find the field on every job).
@@ -371,6 +376,7 @@ mod tests {
             action: None,
             group: None,
             age_s: None,
+            submitted_s: None,
             end: None,
             requeues: 0,
         }

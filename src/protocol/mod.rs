@@ -25,7 +25,10 @@ pub use cluster::{
 };
 pub use file::{DaskEndpoint, DaskTls, SchedulerFile, SchedulerFileError};
 pub use ids::{ClusterId, IdError, TaskId, Token, WorkerId};
-pub use page::{short_duration, DashboardCode, LogChunk, LogQuery, PageAction, PageUpdate, Sample};
+pub use page::{
+    short_duration, DashboardCode, LineEdit, LiveChange, LogChunk, LogQuery, PageAction,
+    PageUpdate, PageUpdateQuery, Sample,
+};
 pub use pool_state::{
     AdaptDecision, AdaptHold, AdaptStatus, Demand, HoldReason, Holdback, PoolError, PoolPhase,
     StartupFailure, StopCause,

@@ -38,13 +38,78 @@ pub struct Sample {
     pub busy_cores: u32,
 }
 
+/// What a page asks its update with (`GET /ui/update?since=N`): the
+/// version of the live part it has, if any.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PageUpdateQuery {
+    #[serde(default)]
+    pub since: Option<u64>,
+}
+
 /// One live update of the status page (`GET /ui/update`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PageUpdate {
-    /// The live part of the page, rendered (escaped) HTML.
-    pub html: String,
+    /// The version of the live part this brings the page to.
+    pub version: u64,
+    /// How the page gets from its version to this one.
+    pub live: LiveChange,
     /// The newest sample of the timeline, for the chart.
     pub sample: Option<Sample>,
+}
+
+/// How a page's live part (rendered, escaped HTML, a line per table row)
+/// becomes the newest: only what changed, once the page has a version
+/// the scheduler still keeps.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum LiveChange {
+    /// The page has the newest version.
+    Same,
+    /// The whole live part: for a page with none yet, one whose version
+    /// is no longer kept, or when the edits would weigh as much.
+    Whole { html: String },
+    /// The edits from the page's version to the newest, line by line, in
+    /// order from the first line.
+    Edits { edits: Vec<LineEdit> },
+}
+
+/// One step through the old lines of the live part.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LineEdit {
+    /// The next `n` old lines stay.
+    Keep(usize),
+    /// The next `n` old lines go.
+    Drop(usize),
+    /// These new lines come here.
+    Add(Vec<String>),
+}
+
+impl LiveChange {
+    /// The live part after this change to `old` (the HTML of the page's
+    /// version), or `None` when the edits do not fit it. The page's
+    /// script does the same; this is how tests and Rust clients read it.
+    pub fn apply(&self, old: &str) -> Option<String> {
+        let edits = match self {
+            LiveChange::Same => return Some(old.to_string()),
+            LiveChange::Whole { html } => return Some(html.clone()),
+            LiveChange::Edits { edits } => edits,
+        };
+        let old: Vec<&str> = old.split('\n').collect();
+        let mut new: Vec<&str> = Vec::with_capacity(old.len());
+        let mut at = 0usize;
+        for edit in edits {
+            match edit {
+                LineEdit::Keep(n) => {
+                    new.extend(old.get(at..at.checked_add(*n)?)?);
+                    at += n;
+                }
+                LineEdit::Drop(n) => at = at.checked_add(*n).filter(|a| *a <= old.len())?,
+                LineEdit::Add(lines) => new.extend(lines.iter().map(String::as_str)),
+            }
+        }
+        (at == old.len()).then(|| new.join("\n"))
+    }
 }
 
 /// An action taken from the status page (`POST /ui/action`, with the
@@ -128,5 +193,36 @@ pub fn short_duration(s: u64) -> String {
         0..=59 => format!("{s}s"),
         60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
         _ => format!("{}h{:02}m", s / 3600, s / 60 % 60),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edits_apply_in_order_and_refuse_what_does_not_fit() {
+        let edits = LiveChange::Edits {
+            edits: vec![
+                LineEdit::Keep(1),
+                LineEdit::Drop(1),
+                LineEdit::Add(vec!["B".into(), "b".into()]),
+                LineEdit::Keep(1),
+            ],
+        };
+        assert_eq!(edits.apply("a\nx\nc").as_deref(), Some("a\nB\nb\nc"));
+        // Too few lines, or lines left over: not the version they are from.
+        assert_eq!(edits.apply("a\nx"), None);
+        assert_eq!(edits.apply("a\nx\nc\nd"), None);
+        let huge = LiveChange::Edits {
+            edits: vec![LineEdit::Keep(usize::MAX), LineEdit::Drop(usize::MAX)],
+        };
+        assert_eq!(huge.apply("a"), None);
+        assert_eq!(LiveChange::Same.apply("a").as_deref(), Some("a"));
+        let json = serde_json::to_string(&edits).unwrap();
+        assert_eq!(
+            json,
+            r#"{"kind":"edits","edits":[{"keep":1},{"drop":1},{"add":["B","b"]},{"keep":1}]}"#
+        );
     }
 }

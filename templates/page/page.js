@@ -94,6 +94,45 @@ function actions() {
   });
 }
 
+// A span of seconds as the scheduler words one (protocol::short_duration):
+// 42s, 3m05s, 1h02m.
+function span(seconds) {
+  const s = Math.max(0, Math.floor(seconds));
+  const two = (n) => String(n).padStart(2, "0");
+  if (s < 60) return s + "s";
+  if (s < 3600) return Math.floor(s / 60) + "m" + two(s % 60) + "s";
+  return Math.floor(s / 3600) + "h" + two(Math.floor(s / 60) % 60) + "m";
+}
+
+// The rows carry absolute times (so that a row changes only when its job
+// does, and an update sends only the rows that changed): their ages,
+// times left and expected starts are written here, as of the scheduler's
+// clock at its last update.
+function times(root, now) {
+  for (const e of root.querySelectorAll("[data-since]")) e.textContent = span(now - Number(e.dataset.since));
+  for (const e of root.querySelectorAll("[data-until]")) e.textContent = span(Number(e.dataset.until) - now);
+  for (const e of root.querySelectorAll("[data-expected]")) {
+    const s = Number(e.dataset.expected) - now;
+    e.textContent = s <= 0 ? "expected to start now" : "expected to start in " + span(s);
+  }
+}
+
+// The live part's lines after an update's edits ({keep: n}, {drop: n},
+// {add: [lines]}, in order from the first line).
+function edited(old, edits) {
+  const out = [];
+  let at = 0;
+  for (const e of edits) {
+    if (e.keep !== undefined) {
+      for (let i = 0; i < e.keep; i++) out.push(old[at + i]);
+      at += e.keep;
+    } else if (e.drop !== undefined) at += e.drop;
+    else for (const line of e.add) out.push(line);
+  }
+  if (at !== old.length) throw new Error("an update that does not fit the page");
+  return out;
+}
+
 function pool() {
   actions();
   const samples = JSON.parse(document.getElementById("timeline").textContent);
@@ -102,18 +141,37 @@ function pool() {
   const live = document.getElementById("live");
   const connection = document.getElementById("connection");
   const every = Number(document.body.dataset.refreshMs || 2000);
+  const now = () => Number(document.getElementById("updated").dataset.now || Date.now() / 1000);
+  times(live, now());
+  // The version of the live part this page has, and its lines: the
+  // first update brings the whole part, the next ones what changed.
+  let version = null;
+  let lines = null;
   const poll = async () => {
     try {
-      const r = await fetch("/ui/update", { credentials: "same-origin", cache: "no-store" });
+      const since = version === null ? "" : "?since=" + version;
+      const r = await fetch("/ui/update" + since, { credentials: "same-origin", cache: "no-store" });
       if (!r.ok) throw new Error(r.status === 401 ? "logged out: run drover dashboard" : String(r.status));
       const update = await r.json();
-      live.innerHTML = update.html;
+      const change = update.live;
+      if (change.kind === "whole") lines = change.html.split("\n");
+      else if (change.kind === "edits") {
+        try {
+          lines = edited(lines, change.edits);
+        } catch (e) {
+          version = null; // ask for the whole part next time
+          throw e;
+        }
+      }
+      version = update.version;
+      if (change.kind !== "same") live.innerHTML = lines.join("\n");
       const s = update.sample;
       if (s && (samples.length === 0 || s.at_ms > samples[samples.length - 1].at_ms)) {
         samples.push(s);
         if (samples.length > 5000) samples.shift();
         drawBoth(samples);
       }
+      times(live, s ? s.at_ms / 1000 : now());
       connection.textContent = "live";
       connection.className = "meta";
       document.body.dataset.updates = String(Number(document.body.dataset.updates || 0) + 1);

@@ -11,11 +11,10 @@ mod login;
 mod render;
 mod routes;
 mod timeline;
+mod versions;
 mod view;
 
 pub(crate) use routes::{dashboard_code, has_session, router};
-
-use std::sync::Arc;
 
 use parking_lot::Mutex;
 
@@ -25,8 +24,9 @@ use super::Shared;
 pub(crate) struct Page {
     logins: Mutex<login::Logins>,
     timeline: Mutex<timeline::Timeline>,
-    /// The latest live update, shared by every open page while fresh.
-    update: Mutex<Option<(tokio::time::Instant, Arc<str>)>>,
+    /// The live part's versions, rendered once a refresh however many
+    /// pages are open.
+    live: Mutex<versions::LivePart>,
     /// Whether the scheduler serves TLS (the cookie is then `Secure`).
     tls: bool,
 }
@@ -36,7 +36,7 @@ impl Page {
         Page {
             logins: Mutex::new(login::Logins::default()),
             timeline: Mutex::new(timeline::Timeline::new(samples)),
-            update: Mutex::new(None),
+            live: Mutex::new(versions::LivePart::default()),
             tls,
         }
     }

@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use super::{login, render, view, Shared};
 use crate::private_fs::read;
-use crate::protocol::{paths, DashboardCode, LogQuery, PageUpdate};
+use crate::protocol::{paths, DashboardCode, LogQuery, PageUpdateQuery};
 
 /// The longest worker or job name looked up.
 const MAX_NAME: usize = 256;
@@ -197,30 +197,35 @@ async fn index(State(shared): State<Arc<Shared>>, headers: axum::http::HeaderMap
     Html(render::index(&view, &samples, refresh, actions.as_deref()))
 }
 
-/// The live update every open page polls for, made once per refresh
-/// however many pages are open.
-fn update(shared: &Shared) -> Arc<str> {
+/// The live update a page at version `since` polls for: the live part
+/// is rendered once a refresh however many pages are open, and each
+/// answer made once a refresh per version asked from (`versions.rs`).
+fn update(shared: &Shared, since: Option<u64>) -> Arc<str> {
     let fresh = shared.config.page_refresh / 2;
-    if let Some((at, u)) = shared.page.update.lock().as_ref() {
-        if at.elapsed() < fresh {
-            return u.clone();
-        }
+    if shared.page.live.lock().stale(fresh) {
+        let (view, current) = look(shared);
+        let html = render::live(&view);
+        shared.page.live.lock().refreshed(html, current);
     }
-    let (view, current) = look(shared);
-    let update = PageUpdate {
-        html: render::live(&view),
-        sample: Some(current),
+    // The diff is worked out of the lock.
+    let ask = match shared.page.live.lock().ask(since) {
+        Ok(answer) => return answer,
+        Err(ask) => ask,
     };
-    let json: Arc<str> = serde_json::to_string(&update).unwrap_or_default().into();
-    *shared.page.update.lock() = Some((tokio::time::Instant::now(), json.clone()));
-    json
+    let answer = ask.answer();
+    shared.page.live.lock().answered(&ask, answer.clone());
+    answer
 }
 
-/// `GET /ui/update`: what an open page polls for, every `page-refresh`.
-async fn live_update(State(shared): State<Arc<Shared>>) -> Response {
+/// `GET /ui/update?since=N`: what an open page polls for, every
+/// `page-refresh`: what changed since its version `N`.
+async fn live_update(
+    State(shared): State<Arc<Shared>>,
+    Query(q): Query<PageUpdateQuery>,
+) -> Response {
     (
         [(header::CONTENT_TYPE, "application/json")],
-        update(&shared).to_string(),
+        update(&shared, q.since).to_string(),
     )
         .into_response()
 }

@@ -15,6 +15,9 @@ pub(crate) struct View {
     pub slurm_api: String,
     /// When this was worked out (UTC, `HH:MM:SS`).
     pub at: String,
+    /// The same in Unix seconds: what the page's script counts the rows'
+    /// ages and times left from until its next update.
+    pub now_s: u64,
     /// The pool as a whole; `None` for a scheduler without a pool.
     pub pool: Option<PoolView>,
     /// Each group of a pool with groups.
@@ -57,11 +60,22 @@ pub(crate) struct JobView {
     pub state: String,
     /// `pending`, `running`, `failed` or `ended`, for its colour.
     pub class: &'static str,
+    /// Slurm's reason it waits, as Slurm words it.
     pub reason: String,
+    /// The reason with when Slurm expects to start it, for people now
+    /// (a worker's page, rendered once).
+    pub waiting: String,
     pub node: String,
     pub workers: Vec<String>,
     pub age: String,
     pub time_left: String,
+    /// Unix seconds: when it was submitted, when its allocation ends and
+    /// when Slurm expects to start it. The live rows carry these, not
+    /// the words, so that a row only changes when the job does; the
+    /// page's script writes the words.
+    pub since_s: Option<u64>,
+    pub until_s: Option<u64>,
+    pub expected_s: Option<u64>,
     pub action: String,
     /// The name its page goes by: its first worker's, else the job's.
     pub page: String,
@@ -107,6 +121,7 @@ pub(crate) fn view(
         job_name: cluster.map(|c| c.job_name.clone()).unwrap_or_default(),
         slurm_api: cluster.map(|c| c.slurm_api.clone()).unwrap_or_default(),
         at: clock(now_ms),
+        now_s: now_ms / 1000,
         pool: cluster.map(|c| pool_view(c, "pool")),
         groups: cluster
             .map(|c| {
@@ -182,11 +197,20 @@ pub(crate) fn job_view(j: &JobStatus, now_ms: u64) -> JobView {
             Some(JobEnd::Unknown | JobEnd::Unrecorded) => "ended",
             _ => class(&j.state),
         },
-        reason: j.waiting_words(now_ms),
+        reason: j.reason.clone().unwrap_or_default(),
+        waiting: j.waiting_words(now_ms),
         node: j.node.clone().unwrap_or_default(),
         workers: j.workers.iter().map(|w| w.name.clone()).collect(),
         age: j.age_s.map(duration).unwrap_or_default(),
         time_left: left.unwrap_or_default(),
+        since_s: j.submitted_s,
+        until_s: j
+            .workers
+            .iter()
+            .filter_map(|w| w.allocation_end)
+            .min()
+            .filter(|_| j.state.is_active()),
+        expected_s: j.expected_start,
         action: j.action.map(|a| a.to_string()).unwrap_or_default(),
         page: j
             .workers

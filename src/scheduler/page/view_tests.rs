@@ -161,3 +161,42 @@ fn a_pool_s_notes_say_how_often_it_was_preempted_and_how_its_memory_grew() {
         ]
     );
 }
+
+#[test]
+fn rows_carry_absolute_times_so_only_the_clock_line_moves_between_refreshes() {
+    let now_ms = 1_000_000_000;
+    let mut pending = job("8", "PENDING", Some("Resources"), Vec::new());
+    pending.expected_start = Some(now_ms / 1000 + 90);
+    pending.submitted_s = Some(now_ms / 1000 - 30);
+    let mut running = job(
+        "7",
+        "RUNNING",
+        None,
+        vec![worker("w1", 7, now_ms / 1000 + 600)],
+    );
+    running.submitted_s = Some(now_ms / 1000 - 300);
+    let c = status(vec![running, pending]);
+    let live = |at_ms| {
+        let v = view(Some(&c), &[], TaskCounts::default(), None, at_ms);
+        super::super::render::live(&v)
+    };
+    let (before, after) = (live(now_ms), live(now_ms + 7_000));
+    let changed: Vec<(&str, &str)> = before
+        .lines()
+        .zip(after.lines())
+        .filter(|(a, b)| a != b)
+        .collect();
+    assert_eq!(changed.len(), 1, "{changed:?}");
+    assert!(changed[0].0.contains("id=\"updated\""), "{changed:?}");
+    for attribute in [
+        format!("data-since=\"{}\"", now_ms / 1000 - 300),
+        format!("data-until=\"{}\"", now_ms / 1000 + 600),
+        format!("data-expected=\"{}\"", now_ms / 1000 + 90),
+    ] {
+        assert!(before.contains(&attribute), "{attribute} in {before}");
+    }
+    // The worker's page, drawn once, words it for people.
+    let v = view(Some(&c), &[], TaskCounts::default(), None, now_ms);
+    assert_eq!(v.jobs[1].waiting, "Resources; expected to start in 1m30s");
+    assert_eq!(v.jobs[1].reason, "Resources");
+}
