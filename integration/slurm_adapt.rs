@@ -20,14 +20,24 @@ async fn adaptive(
     (idle, cooldown): (u64, u64),
     max: usize,
 ) -> (SlurmCluster, String) {
-    let mut options = test_cluster_options();
-    options.idle_timeout = Duration::from_secs(idle);
-    options.cooldown = Duration::from_secs(cooldown);
-    let spec = test_job(prefix, 1, logs.path()).build().unwrap();
+    let (spec, options) = adaptive_parts(logs, prefix, (idle, cooldown));
     let cluster = SlurmCluster::new(spec, options, slurm).await.unwrap();
     let name = cluster.job_name().to_string();
     cluster.adapt(0, max);
     (cluster, name)
+}
+
+/// An adaptive pool's job (one core) and options, journaled in `logs`.
+fn adaptive_parts(
+    logs: &tempfile::TempDir,
+    prefix: &str,
+    (idle, cooldown): (u64, u64),
+) -> (drover::config::JobSpec, drover::cluster::ClusterOptions) {
+    let mut options = test_cluster_options();
+    options.idle_timeout = Duration::from_secs(idle);
+    options.cooldown = Duration::from_secs(cooldown);
+    options.journal = Some(logs.path().join("pool.journal"));
+    (test_job(prefix, 1, logs.path()).build().unwrap(), options)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -99,7 +109,7 @@ async fn a_burst_grows_an_adaptive_pool_which_returns_to_zero_without_oscillatin
 /// Idle jobs an adaptive pool keeps only because it went up within its
 /// cooldown are counted, each its cores for as long as the cooldown kept
 /// it: one 1-core job, idle 1 s after its 1 s task, kept until 12 s after
-/// the pool went up.
+/// the pool went up. The count survives a restart from the journal.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_jobs_kept_for_the_cooldown_are_counted_in_the_report() {
     let Some(slurm) = local_slurm("idle_jobs_kept_for_the_cooldown") else {
@@ -107,7 +117,12 @@ async fn idle_jobs_kept_for_the_cooldown_are_counted_in_the_report() {
     };
     let _serial = exclusive().await;
     let logs = log_dir();
-    let (cluster, name) = adaptive(slurm, &logs, "drover-cooldown", (1, 12), 1).await;
+    let (spec, options) = adaptive_parts(&logs, "drover-cooldown", (1, 12));
+    let cluster = SlurmCluster::new(spec.clone(), options.clone(), slurm.clone())
+        .await
+        .unwrap();
+    let name = cluster.job_name().to_string();
+    cluster.adapt(0, 1);
     cluster.rounds(2).await;
     let client = cluster.client();
     let task = TaskSpec {
@@ -137,6 +152,16 @@ async fn idle_jobs_kept_for_the_cooldown_are_counted_in_the_report() {
     assert!(
         (kept - expected).abs() <= 2.0,
         "kept {kept:.1} core-s for the cooldown; expected {expected:.1} (task ended {ended:?} after the submission)"
+    );
+    // A successor on the journal goes on from what was counted.
+    cluster.hand_over();
+    drop(cluster);
+    let cluster = SlurmCluster::new(spec, options, slurm).await.unwrap();
+    cluster.rounds(1).await;
+    let after = cluster.report().total.cooldown_idle_core_seconds;
+    assert!(
+        (after - kept).abs() < 0.01,
+        "after the restart {after:.3} core-s kept for the cooldown; before {kept:.3}"
     );
     cluster.close().await.unwrap();
 }

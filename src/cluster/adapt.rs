@@ -152,6 +152,13 @@ impl Adaptive {
         }
     }
 
+    /// Goes on counting the cooldown's idle time from `core_ms` (what the
+    /// pool counted before a restart).
+    pub fn counted_from(mut self, core_ms: u64) -> Self {
+        self.cooldown_core_ms = core_ms;
+        self
+    }
+
     /// Counts the idle jobs the last round kept for the cooldown, each
     /// `cores` for the time since, and remembers the `kept` of this one
     /// (at `now`). Returns the core-milliseconds so far.

@@ -308,7 +308,9 @@ impl Pool {
                 idle_ms,
             } => {
                 let idle = std::time::Duration::from_millis(idle_ms);
-                *self.adapt.lock() = Some(Adaptive::new(min_jobs, max_jobs, idle));
+                let counted = self.scheduler.cooldown_idle(self.group.as_deref());
+                let adaptive = Adaptive::new(min_jobs, max_jobs, idle).counted_from(counted);
+                *self.adapt.lock() = Some(adaptive);
                 self.set_target(min_jobs);
             }
         }

@@ -93,6 +93,13 @@ pub enum Op {
     Pool(PoolMode),
     /// A group of a pool with groups was sized.
     GroupPool { group: String, mode: PoolMode },
+    /// The core-milliseconds of idle jobs a pool (or its `group`) kept
+    /// for its adaptive cooldown so far (its total, not an increment).
+    CooldownIdle {
+        #[serde(default)]
+        group: Option<String>,
+        core_ms: u64,
+    },
     /// The pool was closed: there is nothing to continue.
     Closed { at_ms: u64 },
     /// An action was taken from the status page (its effect is recorded

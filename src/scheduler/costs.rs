@@ -26,9 +26,6 @@ pub(crate) struct Costs {
     /// last said; never less than before (a restarted Dask scheduler
     /// starts its sums again).
     dask_busy_ms: HashMap<String, u64>,
-    /// Core-milliseconds of idle jobs each adaptive pool (by group) kept
-    /// for its cooldown, as the pool last said.
-    cooldown_core_ms: BTreeMap<Option<String>, u64>,
 }
 
 /// The most Dask workers whose busy time is kept (a name each).
@@ -43,7 +40,6 @@ impl Costs {
             began_ms: first.min(began_ms),
             allocations: None,
             dask_busy_ms: HashMap::new(),
-            cooldown_core_ms: BTreeMap::new(),
         }
     }
 
@@ -138,7 +134,7 @@ impl Registry {
             allocations,
             busy,
             workers,
-            cooldown_core_ms: BTreeMap::new(),
+            cooldown_core_ms: self.tasks.cooldown_idle(),
         }
     }
 }
@@ -147,7 +143,14 @@ impl Shared {
     /// Hands over the core-milliseconds of idle jobs `group`'s adaptive
     /// pool kept for its cooldown so far.
     pub(crate) fn set_cooldown_idle(&self, group: Option<String>, core_ms: u64) {
-        self.costs.lock().cooldown_core_ms.insert(group, core_ms);
+        self.registry().set_cooldown_idle(group, core_ms);
+    }
+
+    /// The idle time `group`'s adaptive pool kept for its cooldown so far
+    /// (restored from the journal, or as the pool last said).
+    pub(crate) fn cooldown_idle(&self, group: Option<&str>) -> u64 {
+        let all = self.registry().tasks.cooldown_idle();
+        all.get(&group.map(str::to_string)).copied().unwrap_or(0)
     }
 
     /// Hands over the pool's jobs' allocations, as Slurm's accounting has
@@ -166,17 +169,11 @@ impl Shared {
                 ..Report::default()
             };
         }
-        let (known, dask, cooldown) = {
+        let (known, dask) = {
             let costs = self.costs.lock();
-            let c = &*costs;
-            (
-                c.allocations.clone(),
-                c.dask_busy_ms.clone(),
-                c.cooldown_core_ms.clone(),
-            )
+            (costs.allocations.clone(), costs.dask_busy_ms.clone())
         };
         let mut inputs = self.registry().usage_inputs(now, known.is_none(), &dask);
-        inputs.cooldown_core_ms = cooldown;
         if let Some(allocations) = known {
             inputs.allocations = allocations;
             inputs.source = ReportSource::SlurmAccounting;

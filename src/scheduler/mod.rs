@@ -401,6 +401,13 @@ impl Scheduler {
         self.shared.set_cooldown_idle(group, core_ms);
     }
 
+    /// The idle time (core-ms) `group`'s adaptive pool kept for its
+    /// cooldown so far: what a pool continuing from the journal goes on
+    /// counting from.
+    pub fn cooldown_idle(&self, group: Option<&str>) -> u64 {
+        self.shared.cooldown_idle(group)
+    }
+
     /// Records the pool's Dask scheduler, so the scheduler file names it.
     pub fn set_dask(&self, endpoint: DaskEndpoint) {
         *self.shared.dask.lock() = Some(endpoint);

@@ -632,9 +632,22 @@ impl Registry {
             Op::GroupPool { group, mode } => {
                 self.group_pools.insert(group, mode);
             }
+            Op::CooldownIdle { group, core_ms } => {
+                self.tasks.set_cooldown_idle(group.as_deref(), core_ms);
+            }
             Op::Closed { .. } | Op::PageAction { .. } => {}
         }
         Ok(())
+    }
+
+    /// Records the idle time `group`'s adaptive pool kept for its
+    /// cooldown so far (in the journal when it changed).
+    pub(crate) fn set_cooldown_idle(&mut self, group: Option<String>, core_ms: u64) {
+        if self.tasks.set_cooldown_idle(group.as_deref(), core_ms) {
+            if let Some(j) = &mut self.journal {
+                j.append(&Op::CooldownIdle { group, core_ms });
+            }
+        }
     }
 
     /// Records that the pool closed: its journal cannot be continued.

@@ -235,6 +235,7 @@ mod tests {
             r.tasks.shapes().to_vec(),
             // What the runs used, those under way counted to one moment.
             r.tasks.busy_totals(10_000_000_000_000),
+            r.tasks.cooldown_idle(),
         )
     }
 
@@ -260,6 +261,10 @@ mod tests {
         r.retire(a, "closing");
         r.set_pool_mode(None, PoolMode::Fixed { jobs: 3 });
         r.set_pool_mode(Some("gpu"), PoolMode::Fixed { jobs: 1 });
+        // Idle time kept for adapt's cooldown: in the snapshot, and set
+        // again after it (a total, not an increment).
+        r.set_cooldown_idle(Some("gpu".into()), 9_000);
+        r.set_cooldown_idle(None, 1_000);
         r.set_shapes(vec![crate::protocol::WorkerShape {
             group: Some("gpu".into()),
             cores: 4,
@@ -280,6 +285,7 @@ mod tests {
             panic!("tasks for c");
         };
         assert!(r.complete(c, done(&on_c[0])));
+        r.set_cooldown_idle(None, 2_500);
         let (waiter, last) = r.journal_mark().unwrap();
         waiter.durable(last).await.unwrap();
 
@@ -296,6 +302,9 @@ mod tests {
         }
         back.replay_finished().unwrap();
         assert_eq!(seen(&back), seen(&r));
+        let cooldown = back.tasks.cooldown_idle();
+        assert_eq!(cooldown.get(&Some("gpu".to_string())), Some(&9_000));
+        assert_eq!(cooldown.get(&None), Some(&2_500));
         assert!(
             !r.tasks.busy_totals(10_000_000_000_000).is_empty(),
             "runs were counted"

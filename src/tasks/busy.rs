@@ -51,6 +51,11 @@ pub struct BusyBook {
     open: BTreeMap<TaskId, OpenRun>,
     /// By group (`""`: a pool without groups).
     spent: BTreeMap<String, Spent>,
+    /// Core-milliseconds of idle jobs each adaptive pool (by group, `""`
+    /// as above) kept only for its cooldown after going up, as the pool
+    /// last said: kept here so that a restart from the journal goes on
+    /// from it.
+    cooldown: BTreeMap<String, u64>,
     /// Not kept (`accounting = false`): no run is recorded.
     off: bool,
 }
@@ -64,6 +69,8 @@ struct BusyImage {
     open: Vec<(TaskId, OpenRun)>,
     #[serde(default)]
     spent: BTreeMap<String, Spent>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    cooldown: BTreeMap<String, u64>,
 }
 
 impl From<BusyImage> for BusyBook {
@@ -71,6 +78,7 @@ impl From<BusyImage> for BusyBook {
         BusyBook {
             open: i.open.into_iter().collect(),
             spent: i.spent,
+            cooldown: i.cooldown,
             off: false,
         }
     }
@@ -81,6 +89,7 @@ impl From<BusyBook> for BusyImage {
         BusyImage {
             open: b.open.into_iter().collect(),
             spent: b.spent,
+            cooldown: b.cooldown,
         }
     }
 }
@@ -95,6 +104,25 @@ impl super::Engine {
     pub fn busy_totals(&self, now_ms: u64) -> BTreeMap<Option<String>, Spent> {
         self.busy_time.totals(now_ms)
     }
+
+    /// Sets the core-milliseconds `group`'s adaptive pool kept idle for
+    /// its cooldown so far; whether that changed what the book holds.
+    pub fn set_cooldown_idle(&mut self, group: Option<&str>, core_ms: u64) -> bool {
+        let book = &mut self.busy_time;
+        if book.off {
+            return false;
+        }
+        let group = group.unwrap_or_default().to_string();
+        book.cooldown.insert(group, core_ms) != Some(core_ms)
+    }
+
+    /// Each group's cooldown idle time (core-ms), `None` for a pool
+    /// without groups.
+    pub fn cooldown_idle(&self) -> BTreeMap<Option<String>, u64> {
+        (self.busy_time.cooldown.iter())
+            .map(|(g, ms)| ((!g.is_empty()).then(|| g.clone()), *ms))
+            .collect()
+    }
 }
 
 impl BusyBook {
@@ -105,6 +133,7 @@ impl BusyBook {
         if self.off {
             self.open.clear();
             self.spent.clear();
+            self.cooldown.clear();
         }
     }
 
@@ -245,6 +274,7 @@ mod tests {
         b.worker_ended(V, 19_000);
         assert_eq!(b.totals(100_000)[&None].core_ms, 4 * 3_000 + 1_000);
         // The book survives the journal's snapshot as it is.
+        b.cooldown.insert("gpu".into(), 7_000);
         let again: BusyBook = serde_json::from_str(&serde_json::to_string(&b).unwrap()).unwrap();
         assert_eq!(again, b);
     }
@@ -254,14 +284,16 @@ mod tests {
         let mut kept = BusyBook::default();
         kept.started(TaskId(1), 1, W, None, (4, 0), 10_000);
         kept.reported(TaskId(1), 1, W, 1_000);
+        kept.cooldown.insert(String::new(), 5_000);
         let mut off = BusyBook::default();
         off.keep(false);
         off.started(TaskId(2), 1, W, None, (4, 0), 10_000);
         assert!(off.totals(100_000).is_empty());
         let restored = off.restored(kept.clone());
-        assert!(restored.totals(100_000).is_empty());
+        assert!(restored.totals(100_000).is_empty() && restored.cooldown.is_empty());
         // A kept book takes the journal's as it is.
         let on = BusyBook::default().restored(kept.clone());
         assert_eq!(on.totals(100_000)[&None].core_ms, 4_000);
+        assert_eq!(on.cooldown[""], 5_000);
     }
 }
