@@ -5,7 +5,9 @@ TypeError naming it; and nothing is submitted or started."""
 
 from __future__ import annotations
 
+import os
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -50,14 +52,32 @@ TYPE_ERRORS = [
 ]
 
 
+def descends_from_us(pid: int) -> bool:
+    """Whether process `pid` was started by this test process (at any depth)."""
+    me = os.getpid()
+    while pid > 1:
+        if pid == me:
+            return True
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return False
+        # The parent's pid is the second field after the command's ")".
+        pid = int(stat.rsplit(")", 1)[1].split()[1])
+    return False
+
+
 def dask_schedulers() -> int:
+    """Dask schedulers this test process started: other suites running
+    beside it (CI's release lanes) start and end their own."""
     out = subprocess.run(
-        ["pgrep", "-fc", "distributed.cli.dask_scheduler"],
+        ["pgrep", "-f", "distributed.cli.dask_scheduler"],
         check=False,
         capture_output=True,
         text=True,
     )
-    return int(out.stdout.strip() or 0)
+    pids = [int(p) for p in out.stdout.split()]
+    return sum(descends_from_us(p) for p in pids)
 
 
 @pytest.fixture
